@@ -1,0 +1,72 @@
+//! imprint's binary: PID 1 of the provisioning initramfs, or a tool when run as a program.
+//!
+//! As PID 1, `boot()` below is the whole story of a boot, top to bottom. Every error and
+//! every panic ends in the rescue path (`imprint::rescue`), which never returns.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+// The C entry point lives with the rest of the unsafe code, in src/sys.
+#[path = "sys/entry.rs"]
+mod entry;
+
+use imprint::error::Error;
+use imprint::rescue::{self, Step};
+use imprint::sys::process::{self, RebootCmd};
+use imprint::{cmdline::Settings, init, tool};
+
+#[global_allocator]
+static ALLOCATOR: imprint::sys::alloc::Malloc = imprint::sys::alloc::Malloc;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    rescue::on_panic(info)
+}
+
+/// Called by the C entry point with the program's arguments.
+fn start(args: &[&[u8]]) -> i32 {
+    if process::pid() == 1 {
+        boot()
+    } else {
+        tool::main(args)
+    }
+}
+
+/// PID 1: the boot, as a story.
+fn boot() -> ! {
+    // 1. The filesystems the kernel leaves to us, and a console to speak on.
+    rescue::enter(Step::Starting);
+    init::mount_early_filesystems();
+    init::attach_console();
+
+    // 2. The settings, and from now on the user's policy for errors.
+    rescue::enter(Step::ReadingSettings);
+    let (settings, problems) = init::read_settings();
+    rescue::configure(settings.on_error);
+    init::print_banner(&settings, &problems);
+    if let Some(problem) = problems.first() {
+        rescue::fail(problem);
+    }
+
+    // 3-5. Network, plan, disk, action.
+    match provision(&settings) {
+        // The point of no failure: the work is done and verified; all that is left is to
+        // flush, unmount and restart, which cannot fail in a way that matters.
+        Ok(end) => init::shutdown(end),
+        Err(error) => rescue::fail(&error),
+    }
+}
+
+/// Everything between the banner and the end: returns how the machine should end.
+fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
+    #[cfg(feature = "fault-injection")]
+    if settings.fault.as_deref() == Some("panic") {
+        panic!("fault injected by imprint.fault=panic");
+    }
+    let Some(_server) = &settings.url else {
+        return Err(Error::NoServer);
+    };
+    rescue::enter(Step::Network);
+    Err(Error::Unsupported("network bring-up"))
+}

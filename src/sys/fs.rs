@@ -1,0 +1,117 @@
+//! Files and mounts: mount, umount, mkdir, mknod, whole-file reads, sync.
+
+use super::fd::{Fd, OpenFlags};
+use super::{check, with_cstr, Errno, Result};
+use alloc::vec::Vec;
+
+/// Mount flags imprint uses.
+pub const MS_NOSUID: u64 = libc::MS_NOSUID as u64;
+pub const MS_NODEV: u64 = libc::MS_NODEV as u64;
+pub const MS_NOEXEC: u64 = libc::MS_NOEXEC as u64;
+
+pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
+    // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
+    // (nested with_cstr closures); the kernel copies them before mount returns.
+    let ret = with_cstr(source, |src| {
+        with_cstr(target, |tgt| {
+            with_cstr(fstype, |fs| {
+                with_cstr(data, |d| unsafe {
+                    libc::mount(src, tgt, fs, flags as libc::c_ulong, d.cast())
+                })
+            })
+        })
+    })????; // one `?` per nested with_cstr
+    check(ret).map(|_| ())
+}
+
+/// Unmounts `target`; `detach` makes it lazy (MNT_DETACH) for mounts still in use.
+pub fn umount(target: &str, detach: bool) -> Result<()> {
+    let flags = if detach { libc::MNT_DETACH } else { 0 };
+    // SAFETY: target is a valid NUL-terminated string for the duration of the call.
+    check(with_cstr(target, |p| unsafe { libc::umount2(p, flags) })?).map(|_| ())
+}
+
+/// Creates a directory; an existing one is fine.
+pub fn make_dir(path: &str, mode: u32) -> Result<()> {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    match check(with_cstr(path, |p| unsafe { libc::mkdir(p, mode as libc::mode_t) })?) {
+        Ok(_) => Ok(()),
+        Err(e) if e.0 == libc::EEXIST => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a character device node (the console, when the initramfs lacks it).
+pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
+    let dev = libc::makedev(major, minor);
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    let ret = with_cstr(path, |p| unsafe {
+        libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev)
+    })?;
+    check(ret).map(|_| ())
+}
+
+/// Whether `path` exists (any type), following symlinks.
+pub fn exists(path: &str) -> bool {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::F_OK) }), Ok(0))
+}
+
+/// Whether `path` can be executed by us.
+pub fn is_executable(path: &str) -> bool {
+    // SAFETY: as in `exists`.
+    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::X_OK) }), Ok(0))
+}
+
+/// Reads a whole (small) file such as /proc/cmdline or a sysfs attribute.
+pub fn read_file(path: &str, limit: usize) -> Result<Vec<u8>> {
+    let fd = Fd::open(path, OpenFlags::READ, 0)?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = fd.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > limit {
+            return Err(Errno(libc::EFBIG));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads a file into `buf` without allocating (for the panic path); returns its length.
+pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
+    Fd::open(path, OpenFlags::READ, 0)?.read_full(buf)
+}
+
+/// Flushes every filesystem's dirty data to its device.
+pub fn sync() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_file_reads_and_limits() {
+        let dir = std::env::temp_dir().join(std::format!("imprint-fs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, vec![7u8; 2000]).unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(read_file(p, 4096).unwrap(), vec![7u8; 2000]);
+        assert_eq!(read_file(p, 1000).unwrap_err(), Errno(libc::EFBIG));
+        let mut buf = [0u8; 100];
+        assert_eq!(read_into(p, &mut buf).unwrap(), 100);
+        assert!(exists(p));
+        assert!(!exists("/nonexistent/imprint"));
+        let sub = dir.join("d");
+        make_dir(sub.to_str().unwrap(), 0o755).unwrap();
+        make_dir(sub.to_str().unwrap(), 0o755).unwrap();
+        assert!(sub.is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! The only `unsafe` in imprint: thin, typed wrappers over the C library and the kernel.
+//!
+//! Every function here returns `Result<_, Errno>` (or cannot fail), takes Rust types
+//! (`&str`, slices, owned [`fd::Fd`]s) and keeps raw pointers inside. Each `unsafe` block
+//! says why it is sound. Everything above this module is safe Rust.
+
+pub mod alloc;
+pub mod fd;
+pub mod fs;
+pub mod poll;
+pub mod process;
+pub mod time;
+pub mod tty;
+
+use core::ffi::{c_char, CStr};
+use core::fmt;
+
+/// An error number from a failed system call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Errno(pub i32);
+
+pub type Result<T> = core::result::Result<T, Errno>;
+
+impl Errno {
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const EBUSY: Errno = Errno(libc::EBUSY);
+    pub const EINTR: Errno = Errno(libc::EINTR);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
+    pub const ECHILD: Errno = Errno(libc::ECHILD);
+
+    /// The calling thread's errno, read right after a call reported failure.
+    pub fn last() -> Errno {
+        // SAFETY: __errno_location returns a valid pointer to this thread's errno for the
+        // whole life of the thread (musl and glibc both guarantee it).
+        Errno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // SAFETY: strerror returns a pointer to a NUL-terminated static string for any
+        // value (musl: "No error information" for unknown ones); we only read it, and
+        // imprint is single-threaded, so no other call can overwrite it meanwhile.
+        let text = unsafe { CStr::from_ptr(libc::strerror(self.0)) };
+        match text.to_str() {
+            Ok(s) => write!(f, "{} (errno {})", s, self.0),
+            Err(_) => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+/// Turns a C return value into a `Result`: negative means failure with errno set.
+fn check(ret: libc::c_int) -> Result<libc::c_int> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> Result<usize> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Longest path we pass to the kernel without allocating (covers every path imprint uses;
+/// longer ones go through the heap).
+const STACK_PATH: usize = 256;
+
+/// Calls `f` with `s` as a NUL-terminated C string. Fails with EINVAL if `s` holds a NUL
+/// (it would silently name a different file) and ENAMETOOLONG past PATH_MAX.
+fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
+    let bytes = s.as_bytes();
+    if bytes.contains(&0) {
+        return Err(Errno::EINVAL);
+    }
+    if bytes.len() >= libc::PATH_MAX as usize {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if bytes.len() < STACK_PATH {
+        let mut buf = [0u8; STACK_PATH];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(f(buf.as_ptr().cast()))
+    } else {
+        let mut buf = ::alloc::vec::Vec::with_capacity(bytes.len() + 1);
+        buf.extend_from_slice(bytes);
+        buf.push(0);
+        Ok(f(buf.as_ptr().cast()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_displays_the_reason_and_number() {
+        let text = std::format!("{}", Errno::ENOENT);
+        assert!(text.contains("No such file"), "{text}");
+        assert!(text.ends_with("(errno 2)"), "{text}");
+    }
+
+    #[test]
+    fn cstr_rejects_interior_nul_and_handles_long_paths() {
+        assert_eq!(with_cstr("a\0b", |_| ()), Err(Errno::EINVAL));
+        let long = "x".repeat(1000);
+        let len = with_cstr(&long, |p| unsafe_free_strlen(p)).unwrap();
+        assert_eq!(len, 1000);
+        let huge = "x".repeat(5000);
+        assert_eq!(with_cstr(&huge, |_| ()), Err(Errno::ENAMETOOLONG));
+    }
+
+    fn unsafe_free_strlen(p: *const c_char) -> usize {
+        // SAFETY: with_cstr hands out a valid NUL-terminated buffer for the call.
+        unsafe { CStr::from_ptr(p) }.to_bytes().len()
+    }
+}

@@ -1,0 +1,22 @@
+//! Clocks and sleeping.
+
+use core::time::Duration;
+
+/// Time since an arbitrary point (boot), never going backwards.
+pub fn monotonic() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid writable timespec; CLOCK_MONOTONIC always exists on Linux, so
+    // the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Sleeps for `d`, resuming after signals until the whole time has passed.
+pub fn sleep(d: Duration) {
+    let mut req = libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ };
+    let mut rem = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: req and rem are valid timespecs for the duration of each call.
+    while unsafe { libc::nanosleep(&req, &mut rem) } != 0 {
+        req = rem;
+    }
+}
