@@ -13,6 +13,7 @@ pub mod cmdline;
 pub mod error;
 pub mod init;
 pub mod io;
+pub mod plan;
 pub mod rescue;
 pub mod sys;
 pub mod tool;
