@@ -92,7 +92,7 @@ fn next_param(s: &[u8]) -> (Param<'_>, &[u8]) {
 }
 
 /// What the command line asks of imprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// `imprint.url=` or BOOTy's `BOOTYURL=`: the provisioning server's base URL.
     pub url: Option<String>,
@@ -106,12 +106,6 @@ pub struct Settings {
     pub fault: Option<String>,
     /// `imprint.*` keys we do not know: shown in the banner as likely typos.
     pub unknown: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { url: None, ip: None, iface: None, on_error: OnError::default(), fault: None, unknown: Vec::new() }
-    }
 }
 
 /// A parameter imprint knows, with a value it cannot use.

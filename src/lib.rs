@@ -9,6 +9,7 @@ extern crate alloc;
 
 #[macro_use]
 pub mod console;
+pub mod disk;
 pub mod cmdline;
 pub mod error;
 pub mod init;

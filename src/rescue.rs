@@ -307,7 +307,7 @@ fn active_console(out: &mut FixedBuf<64>) {
 
 /// The last white-space separated word of `text`, if it is a plausible device name.
 pub fn last_word(text: &[u8]) -> Option<&str> {
-    let word = text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).last()?;
+    let word = text.split(|b| b.is_ascii_whitespace()).rfind(|w| !w.is_empty())?;
     let word = core::str::from_utf8(word).ok()?;
     let plausible = word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     plausible.then_some(word)

@@ -52,6 +52,8 @@ pub struct DiskHints {
     pub max_size: Option<u64>,
     pub transport: Option<String>,
     pub rotational: Option<bool>,
+    /// Removable media (USB sticks, SD cards) are candidates only when this is true.
+    pub removable: Option<bool>,
 }
 
 impl DiskHints {
@@ -295,6 +297,7 @@ fn parse_disk(doc: &Doc<'_>) -> Result<DiskHints, PlanError> {
         max_size: d.number("maxSize")?,
         transport: owned(d.string("transport")?),
         rotational: d.bool("rotational")?,
+        removable: d.bool("removable")?,
     })
 }
 

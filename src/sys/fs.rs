@@ -5,9 +5,9 @@ use super::{check, with_cstr, Errno, Result};
 use alloc::vec::Vec;
 
 /// Mount flags imprint uses.
-pub const MS_NOSUID: u64 = libc::MS_NOSUID as u64;
-pub const MS_NODEV: u64 = libc::MS_NODEV as u64;
-pub const MS_NOEXEC: u64 = libc::MS_NOEXEC as u64;
+pub const MS_NOSUID: u64 = libc::MS_NOSUID;
+pub const MS_NODEV: u64 = libc::MS_NODEV;
+pub const MS_NOEXEC: u64 = libc::MS_NOEXEC;
 
 pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
     // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
@@ -16,7 +16,7 @@ pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -
         with_cstr(target, |tgt| {
             with_cstr(fstype, |fs| {
                 with_cstr(data, |d| unsafe {
-                    libc::mount(src, tgt, fs, flags as libc::c_ulong, d.cast())
+                    libc::mount(src, tgt, fs, flags, d.cast())
                 })
             })
         })
@@ -85,6 +85,50 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
     Fd::open(path, OpenFlags::READ, 0)?.read_full(buf)
 }
 
+/// The names in a directory (without "." and ".."), sorted so callers never depend on the
+/// order the filesystem happens to return.
+pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    let dir = with_cstr(path, |p| unsafe { libc::opendir(p) })?;
+    if dir.is_null() {
+        return Err(Errno::last());
+    }
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: dir is a valid DIR* from opendir, not yet closed; readdir returns null at
+        // the end (or on error) and otherwise a dirent valid until the next readdir call,
+        // from which we copy the NUL-terminated name at once.
+        let entry = unsafe { libc::readdir(dir) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: entry is non-null and points to a dirent whose d_name is NUL-terminated.
+        let name = unsafe { core::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        match name.to_str() {
+            Ok("." | "..") => {}
+            Ok(n) => names.push(alloc::string::String::from(n)),
+            Err(_) => {} // not UTF-8: no device or sysfs name we look for is like that
+        }
+    }
+    // SAFETY: dir came from opendir and is closed exactly once.
+    unsafe { libc::closedir(dir) };
+    names.sort();
+    Ok(names)
+}
+
+/// The target of a symbolic link.
+pub fn read_link(path: &str) -> Result<alloc::string::String> {
+    let mut buf = [0u8; 1024];
+    // SAFETY: path is NUL-terminated for the call; buf is writable for buf.len() bytes and
+    // readlink writes at most that many.
+    let n = with_cstr(path, |p| unsafe { libc::readlink(p, buf.as_mut_ptr().cast(), buf.len()) })?;
+    let n = super::check_size(n)?;
+    if n == buf.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    core::str::from_utf8(&buf[..n]).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
+}
+
 /// Flushes every filesystem's dirty data to its device.
 pub fn sync() {
     // SAFETY: sync takes no arguments and cannot fail.
@@ -112,6 +156,12 @@ mod tests {
         make_dir(sub.to_str().unwrap(), 0o755).unwrap();
         make_dir(sub.to_str().unwrap(), 0o755).unwrap();
         assert!(sub.is_dir());
+        std::fs::write(dir.join("b"), b"").unwrap();
+        std::os::unix::fs::symlink("f", dir.join("link")).unwrap();
+        let names = list_dir(dir.to_str().unwrap()).unwrap();
+        assert_eq!(names, ["b", "d", "f", "link"]);
+        assert_eq!(read_link(dir.join("link").to_str().unwrap()).unwrap(), "f");
+        assert_eq!(list_dir("/nonexistent/imprint").unwrap_err(), Errno::ENOENT);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

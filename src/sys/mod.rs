@@ -108,7 +108,7 @@ mod tests {
     fn cstr_rejects_interior_nul_and_handles_long_paths() {
         assert_eq!(with_cstr("a\0b", |_| ()), Err(Errno::EINVAL));
         let long = "x".repeat(1000);
-        let len = with_cstr(&long, |p| unsafe_free_strlen(p)).unwrap();
+        let len = with_cstr(&long, unsafe_free_strlen).unwrap();
         assert_eq!(len, 1000);
         let huge = "x".repeat(5000);
         assert_eq!(with_cstr(&huge, |_| ()), Err(Errno::ENAMETOOLONG));

@@ -1,0 +1,4 @@
+//! Disks: choosing the target (and, to come, partition table edits, filesystem and LVM
+//! growth after a write).
+
+pub mod select;

@@ -1,0 +1,426 @@
+//! Choosing the disk to write or capture, from what sysfs says about every block device.
+//!
+//! The rule: a device path from the plan, or the plan's hints, must match exactly one
+//! disk; with neither, the machine must have exactly one non-removable disk. Anything else
+//! is an error that lists every candidate, so the operator can write a hint. Never "the
+//! first disk": enumeration order changes between boots and kernels.
+
+use crate::plan::DiskHints;
+use crate::sys::fs;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What sysfs tells about one whole disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Kernel name (`sda`, `nvme0n1`, `vda`); the device is `/dev/<name>`.
+    pub name: String,
+    pub size: u64,
+    pub logical_block_size: u32,
+    pub removable: bool,
+    pub rotational: bool,
+    pub model: String,
+    pub vendor: String,
+    pub serial: String,
+    pub wwid: String,
+    /// `nvme`, `virtio`, `sata`, `usb`, `sas` (other SCSI), `mmc` or `unknown`.
+    pub transport: &'static str,
+}
+
+impl Disk {
+    pub fn path(&self) -> String {
+        format!("/dev/{}", self.name)
+    }
+}
+
+impl fmt::Display for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.name, Size(self.size), self.transport)?;
+        if !self.model.is_empty() {
+            write!(f, " model {:?}", self.model)?;
+        }
+        if !self.serial.is_empty() {
+            write!(f, " serial {:?}", self.serial)?;
+        }
+        if self.removable {
+            f.write_str(" removable")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes in decimal units, as disk labels use them.
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [("TB", 1_000_000_000_000u64), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)];
+        for (unit, scale) in units {
+            if self.0 >= scale {
+                let tenths = self.0 * 10 / scale;
+                return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+/// Why no single disk could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    /// sysfs could not be read at all.
+    Sysfs { path: String, errno: crate::sys::Errno },
+    /// Nothing matched what was asked (`wanted` says what).
+    NoMatch { wanted: String, candidates: Vec<Disk> },
+    /// More than one disk matched.
+    Ambiguous { wanted: String, matches: Vec<Disk> },
+}
+
+impl fmt::Display for SelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, disks: &[Disk]| -> fmt::Result {
+            if disks.is_empty() {
+                return f.write_str("none");
+            }
+            for (i, d) in disks.iter().enumerate() {
+                write!(f, "{}{d}", if i > 0 { "; " } else { "" })?;
+            }
+            Ok(())
+        };
+        match self {
+            SelectError::Sysfs { path, errno } => write!(f, "listing disks: {path}: {errno}"),
+            SelectError::NoMatch { wanted, candidates } => {
+                write!(f, "no disk matches {wanted}; disks: ")?;
+                list(f, candidates)
+            }
+            SelectError::Ambiguous { wanted, matches } => {
+                write!(f, "{} disks match {wanted}, give a hint that picks one: ", matches.len())?;
+                list(f, matches)
+            }
+        }
+    }
+}
+
+/// Kernel names of block devices that are never provisioning targets: RAM disks, loop
+/// devices, compressed swap, optical drives, floppies, network block devices, and the
+/// kernel's own stacked devices (md, device-mapper) whose members are the real disks.
+fn is_ignored(name: &str) -> bool {
+    ["ram", "loop", "zram", "sr", "fd", "nbd", "md", "dm-"].iter().any(|p| name.starts_with(p))
+        || (name.starts_with("mmcblk") && (name.contains("boot") || name.contains("rpmb")))
+}
+
+/// Reads every disk under `sysfs` (normally "/sys").
+pub fn scan(sysfs: &str) -> Result<Vec<Disk>, SelectError> {
+    let block = format!("{sysfs}/block");
+    let names = fs::list_dir(&block).map_err(|errno| SelectError::Sysfs { path: block.clone(), errno })?;
+    Ok(names.into_iter().filter(|n| !is_ignored(n)).map(|name| read_disk(&block, name)).collect())
+}
+
+fn read_disk(block: &str, name: String) -> Disk {
+    let dir = format!("{block}/{name}");
+    let attr = |rel: &str| read_attr(&format!("{dir}/{rel}"));
+    let number = |rel: &str| attr(rel).parse::<u64>().ok();
+    // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
+    // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
+    let serial = [attr("serial"), attr("device/serial")]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| vpd_serial(&format!("{dir}/device/vpd_pg80")));
+    let wwid = [attr("wwid"), attr("device/wwid")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
+    Disk {
+        transport: transport(&name, &fs::read_link(&dir).unwrap_or_default()),
+        size: number("size").unwrap_or(0) * 512, // always in 512-byte sectors
+        logical_block_size: number("queue/logical_block_size").unwrap_or(512) as u32,
+        removable: attr("removable") == "1",
+        rotational: attr("queue/rotational") == "1",
+        model: attr("device/model"),
+        vendor: attr("device/vendor"),
+        serial,
+        wwid,
+        name,
+    }
+}
+
+/// A sysfs attribute, trimmed (they end in a newline, SCSI ones are space padded).
+fn read_attr(path: &str) -> String {
+    match fs::read_file(path, 4096) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The serial number in a unit serial number VPD page: 4-byte header, length at byte 3.
+fn vpd_serial(path: &str) -> String {
+    let Ok(page) = fs::read_file(path, 4096) else { return String::new() };
+    if page.len() < 4 || page[1] != 0x80 {
+        return String::new();
+    }
+    let end = (4 + page[3] as usize).min(page.len());
+    String::from_utf8_lossy(&page[4..end]).trim().to_string()
+}
+
+/// The transport, from the kernel name and where the device sits in the device tree (the
+/// /sys/block/<name> link, e.g. "../devices/pci0000:00/0000:00:1f.2/ata1/host0/...").
+fn transport(name: &str, device_path: &str) -> &'static str {
+    if name.starts_with("nvme") {
+        "nvme"
+    } else if name.starts_with("vd") {
+        "virtio"
+    } else if name.starts_with("mmcblk") {
+        "mmc"
+    } else if device_path.contains("/usb") {
+        "usb"
+    } else if device_path.contains("/ata") {
+        "sata"
+    } else if name.starts_with("sd") {
+        "sas"
+    } else {
+        "unknown"
+    }
+}
+
+/// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
+/// non-removable disk.
+pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, SelectError> {
+    if let Some(path) = path {
+        let name = path.strip_prefix("/dev/").unwrap_or(path);
+        return match disks.iter().find(|d| d.name == name) {
+            Some(d) if matches(d, hints) => Ok(d.clone()),
+            Some(_) => Err(SelectError::NoMatch { wanted: format!("{path} with {}", describe(hints)), candidates: disks.to_vec() }),
+            None => Err(SelectError::NoMatch { wanted: path.to_string(), candidates: disks.to_vec() }),
+        };
+    }
+    let wanted = if hints.is_empty() { "(no hint: the only non-removable disk)".to_string() } else { describe(hints) };
+    // Removable media (USB sticks, SD cards) are only candidates when the hints ask for them.
+    let eligible = |d: &&Disk| hints.removable == Some(true) || !d.removable;
+    let found: Vec<Disk> = disks.iter().filter(eligible).filter(|d| matches(d, hints)).cloned().collect();
+    match found.len() {
+        1 => Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
+        0 => Err(SelectError::NoMatch { wanted, candidates: disks.to_vec() }),
+        _ => Err(SelectError::Ambiguous { wanted, matches: found }),
+    }
+}
+
+fn matches(d: &Disk, h: &DiskHints) -> bool {
+    let same = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have));
+    same(&h.serial, &d.serial)
+        && h.wwn.as_ref().is_none_or(|w| wwn_matches(w, &d.wwid))
+        && same(&h.model, &d.model)
+        && same(&h.vendor, &d.vendor)
+        && same(&h.transport, d.transport)
+        && h.min_size.is_none_or(|min| d.size >= min)
+        && h.max_size.is_none_or(|max| d.size <= max)
+        && h.rotational.is_none_or(|r| d.rotational == r)
+        && h.removable.is_none_or(|r| d.removable == r)
+}
+
+/// A WWN hint matches the kernel's wwid with or without its type prefix ("naa.", "eui.",
+/// "0x"), in any case.
+fn wwn_matches(want: &str, wwid: &str) -> bool {
+    let strip = |s: &str| -> String {
+        let s = s.trim().to_ascii_lowercase();
+        ["naa.", "eui.", "t10.", "0x"].iter().find_map(|p| s.strip_prefix(p).map(String::from)).unwrap_or(s)
+    };
+    !wwid.is_empty() && strip(want) == strip(wwid)
+}
+
+/// The hints, as text for errors ("serial=SN1 minSize=100.0 GB").
+fn describe(h: &DiskHints) -> String {
+    let mut out = Vec::new();
+    let mut text = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.push(format!("{k}={v:?}"));
+        }
+    };
+    text("serial", &h.serial);
+    text("wwn", &h.wwn);
+    text("model", &h.model);
+    text("vendor", &h.vendor);
+    text("transport", &h.transport);
+    if let Some(n) = h.min_size {
+        out.push(format!("minSize={}", Size(n)));
+    }
+    if let Some(n) = h.max_size {
+        out.push(format!("maxSize={}", Size(n)));
+    }
+    if let Some(r) = h.rotational {
+        out.push(format!("rotational={r}"));
+    }
+    if let Some(r) = h.removable {
+        out.push(format!("removable={r}"));
+    }
+    if out.is_empty() {
+        return "no hints".to_string();
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// A fake /sys tree in a temporary directory.
+    struct FakeSys(PathBuf);
+
+    impl FakeSys {
+        fn new(tag: &str) -> FakeSys {
+            // Tests run in parallel in one process: each tree gets its own directory.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let root = std::env::temp_dir().join(format!("imprint-sys-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("block")).unwrap();
+            std::fs::create_dir_all(root.join("devices")).unwrap();
+            FakeSys(root)
+        }
+
+        /// Adds a disk whose /sys/block entry links into `devpath` (as the kernel does).
+        fn disk(&self, name: &str, devpath: &str, attrs: &[(&str, &[u8])]) -> &Self {
+            let dev = self.0.join("devices").join(devpath).join("block").join(name);
+            for (rel, value) in attrs {
+                let file = dev.join(rel);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(file, value).unwrap();
+            }
+            std::fs::create_dir_all(&dev).unwrap();
+            let target = Path::new("../devices").join(devpath).join("block").join(name);
+            std::os::unix::fs::symlink(target, self.0.join("block").join(name)).unwrap();
+            self
+        }
+
+        fn scan(&self) -> Vec<Disk> {
+            scan(self.0.to_str().unwrap()).unwrap()
+        }
+    }
+
+    impl Drop for FakeSys {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn server() -> FakeSys {
+        let sys = FakeSys::new("server");
+        sys.disk("sda", "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0", &[
+            ("size", b"1953525168\n"),
+            ("removable", b"0\n"),
+            ("queue/rotational", b"1\n"),
+            ("queue/logical_block_size", b"512\n"),
+            ("device/model", b"ST1000NM0033-9ZM\n"),
+            ("device/vendor", b"ATA     \n"),
+            ("device/wwid", b"naa.5000c500a1b2c3d4\n"),
+            // A real unit serial number VPD page: header, then the space-padded serial.
+            ("device/vpd_pg80", b"\x00\x80\x00\x0c    Z1W0ABCD"),
+        ])
+        .disk("nvme0n1", "pci0000:00/0000:00:1d.0/0000:3b:00.0/nvme/nvme0", &[
+            ("size", b"976773168\n"),
+            ("removable", b"0\n"),
+            ("queue/rotational", b"0\n"),
+            ("queue/logical_block_size", b"4096\n"),
+            ("device/model", b"Samsung SSD 980 PRO 500GB               \n"),
+            ("device/serial", b"S5GYNX0R123456A     \n"),
+            ("wwid", b"eui.002538b111b22c33\n"),
+        ])
+        .disk("sdb", "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0", &[
+            ("size", b"60437492\n"),
+            ("removable", b"1\n"),
+            ("device/model", b"Cruzer Blade    \n"),
+            ("device/vendor", b"SanDisk \n"),
+        ])
+        .disk("loop0", "virtual", &[("size", b"2048\n")])
+        .disk("sr0", "pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0", &[("size", b"2097151\n")])
+        .disk("dm-0", "virtual", &[("size", b"2048\n")]);
+        sys
+    }
+
+    #[test]
+    fn scans_disks_from_sysfs() {
+        let sys = server();
+        let disks = sys.scan();
+        let names: Vec<&str> = disks.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["nvme0n1", "sda", "sdb"], "loop, sr and dm are never candidates");
+        let sda = &disks[1];
+        assert_eq!(sda.size, 1953525168 * 512);
+        assert_eq!(sda.transport, "sata");
+        assert!(sda.rotational && !sda.removable);
+        assert_eq!(sda.serial, "Z1W0ABCD");
+        assert_eq!(sda.vendor, "ATA");
+        assert_eq!(sda.wwid, "naa.5000c500a1b2c3d4");
+        let nvme = &disks[0];
+        assert_eq!((nvme.transport, nvme.logical_block_size), ("nvme", 4096));
+        assert_eq!(nvme.serial, "S5GYNX0R123456A");
+        assert_eq!(nvme.model, "Samsung SSD 980 PRO 500GB");
+        assert_eq!((disks[2].transport, disks[2].removable), ("usb", true));
+    }
+
+    #[test]
+    fn selects_by_path_and_by_hints() {
+        let disks = server().scan();
+        let pick = |path: Option<&str>, h: DiskHints| select(&disks, path, &h).map(|d| d.name);
+        assert_eq!(pick(Some("/dev/sda"), DiskHints::default()), Ok("sda".into()));
+        // A path may name removable media: the operator asked for it.
+        assert_eq!(pick(Some("/dev/sdb"), DiskHints::default()), Ok("sdb".into()));
+        let h = |f: fn(&mut DiskHints)| {
+            let mut h = DiskHints::default();
+            f(&mut h);
+            h
+        };
+        assert_eq!(pick(None, h(|h| h.serial = Some("Z1W0ABCD".into()))), Ok("sda".into()));
+        assert_eq!(pick(None, h(|h| h.wwn = Some("0x5000C500A1B2C3D4".into()))), Ok("sda".into()));
+        assert_eq!(pick(None, h(|h| h.wwn = Some("002538b111b22c33".into()))), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, h(|h| h.model = Some("samsung ssd 980 pro 500gb".into()))), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, h(|h| h.rotational = Some(false))), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, h(|h| h.transport = Some("sata".into()))), Ok("sda".into()));
+        assert_eq!(pick(None, h(|h| h.min_size = Some(600_000_000_000))), Ok("sda".into()));
+        assert_eq!(pick(None, h(|h| h.max_size = Some(600_000_000_000))), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, h(|h| h.removable = Some(true))), Ok("sdb".into()));
+        // Hints must all match, also together with a path.
+        assert!(pick(Some("/dev/sda"), h(|h| h.serial = Some("S5GYNX0R123456A".into()))).is_err());
+    }
+
+    #[test]
+    fn none_or_several_is_an_error_listing_every_candidate() {
+        let disks = server().scan();
+        let err = select(&disks, None, &DiskHints::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SelectError::Ambiguous { .. }));
+        assert!(text.starts_with("2 disks match (no hint: the only non-removable disk), give a hint that picks one: "), "{text}");
+        assert!(text.contains("nvme0n1 500.1 GB nvme model \"Samsung SSD 980 PRO 500GB\" serial \"S5GYNX0R123456A\""), "{text}");
+        assert!(text.contains("sda 1.0 TB sata"), "{text}");
+        assert!(!text.contains('\n'));
+
+        let hints = DiskHints { serial: Some("NOPE".into()), ..Default::default() };
+        let text = select(&disks, None, &hints).unwrap_err().to_string();
+        assert!(text.starts_with("no disk matches serial=\"NOPE\"; disks: nvme0n1 "), "{text}");
+        assert!(text.contains("sdb 30.9 GB usb model \"Cruzer Blade\" removable"), "{text}");
+
+        let text = select(&disks, Some("/dev/sdz"), &DiskHints::default()).unwrap_err().to_string();
+        assert!(text.starts_with("no disk matches /dev/sdz; disks: "), "{text}");
+        let text = select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err().to_string();
+        assert!(text.starts_with("no disk matches /dev/loop0"), "loop devices are not disks: {text}");
+    }
+
+    #[test]
+    fn the_only_fixed_disk_is_chosen_without_hints() {
+        let sys = FakeSys::new("vm");
+        sys.disk("vda", "pci0000:00/0000:00:04.0/virtio1", &[("size", b"41943040\n"), ("removable", b"0\n"), ("serial", b"imprint-a\n")])
+            .disk("sdb", "pci0000:00/0000:00:14.0/usb2/2-1/host6/target6:0:0/6:0:0:0", &[("size", b"1000\n"), ("removable", b"1\n")]);
+        let disks = sys.scan();
+        let d = select(&disks, None, &DiskHints::default()).unwrap();
+        assert_eq!((d.name.as_str(), d.transport, d.serial.as_str()), ("vda", "virtio", "imprint-a"));
+        assert_eq!(d.path(), "/dev/vda");
+        let empty = FakeSys::new("empty");
+        let err = select(&empty.scan(), None, &DiskHints::default()).unwrap_err();
+        assert_eq!(err.to_string(), "no disk matches (no hint: the only non-removable disk); disks: none");
+    }
+
+    #[test]
+    fn sizes_read_like_labels() {
+        assert_eq!(Size(500_107_862_016).to_string(), "500.1 GB");
+        assert_eq!(Size(999).to_string(), "999 B");
+        assert_eq!(Size(2_000_000_000_000).to_string(), "2.0 TB");
+    }
+}
