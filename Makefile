@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel qemu size test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel qemu size audit test test-unit test-e2e setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -67,6 +67,15 @@ qemu: build/bzImage build/initramfs.cpio.gz | setup-qemu ## boot kernel + initra
 size: build/init build/initramfs.cpio.gz ## print sizes; fail over budget (init 128 KiB, initramfs 64 KiB)
 	@tests/size.sh build/init build/initramfs.cpio.gz
 
+audit: build/init build/initramfs.cpio.gz build/audit/init.unstripped ## what the boot path contains and does; fails over budget
+	@python3 tests/audit.py $(AUDIT_FLAGS)
+
+# The same code and flags as build/init, symbols kept: for the size of each module.
+build/audit/init.unstripped: $(SOURCES) | setup-rust
+	@mkdir -p build/audit
+	CARGO_TARGET_DIR=target/audit CARGO_PROFILE_RELEASE_STRIP=false $(CARGO_INIT)
+	cp target/audit/$(TARGET)/release/imprint $@
+
 # Test artifacts: a shell initramfs and a fault-injection build (never the release one).
 TEST_DIR := build/test
 BUSYBOX  := /bin/busybox
@@ -86,9 +95,11 @@ $(TEST_DIR)/initramfs-faults.cpio.gz: $(TEST_DIR)/init-faults linker/mkcpio.py
 TEST_ARTIFACTS := build/bzImage build/initramfs.cpio.gz $(TEST_DIR)/initramfs-shell.cpio.gz \
 	$(TEST_DIR)/initramfs-faults.cpio.gz
 
-test: setup ## run every test: unit, size budget, tool mode and QEMU end-to-end
+test: setup ## run every test: unit, audit and budgets, reproducibility, tool mode and QEMU
 	$(MAKE) test-unit
-	$(MAKE) size
+	$(MAKE) audit
+	tests/audit-selftest.sh
+	tests/repro.sh
 	$(MAKE) test-e2e
 
 E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e/Cargo.toml

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make audit` must fail when the boot path gains a dependency, an unsafe block outside
+# src/sys, an unsafe block without a SAFETY comment, or an undocumented libc call. Each
+# is made in a scratch copy of this tree; the audit must pass on the copy first.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+scratch=$(mktemp -d /tmp/imprint-audit.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+
+fresh_copy() {
+	rm -rf "$scratch/tree" && mkdir -p "$scratch/tree"
+	(cd "$root" && git ls-files -co --exclude-standard | while IFS= read -r f; do [[ -e $f ]] && printf '%s\0' "$f"; done |
+		tar --null -T - -c) | tar -x -C "$scratch/tree"
+}
+
+audit() { python3 "$scratch/tree/tests/audit.py" --no-build >"$scratch/out" 2>&1; }
+
+expect_failure() { # what expected-message
+	if audit; then
+		echo "audit-selftest: FAILED: the audit passed with $1"; cat "$scratch/out"; exit 1
+	fi
+	grep -qF -- "$2" "$scratch/out" || { echo "audit-selftest: FAILED: no '$2' for $1"; cat "$scratch/out"; exit 1; }
+	echo "audit-selftest: ok: fails with $1"
+}
+
+fresh_copy
+audit || { echo "audit-selftest: FAILED: the audit fails on an unchanged copy"; cat "$scratch/out"; exit 1; }
+echo "audit-selftest: ok: passes on an unchanged copy"
+
+sed -i 's/^\[dependencies\]$/[dependencies]\nitoa = "1"/' "$scratch/tree/Cargo.toml"
+expect_failure "a new dependency" "Cargo.toml [dependencies] has 'itoa'"
+
+fresh_copy
+printf '\nfn sneaky() -> u8 { let x = 1u8; unsafe { *(&x as *const u8) } }\n' >>"$scratch/tree/src/tool.rs"
+expect_failure "unsafe outside src/sys" "src/tool.rs:"
+
+fresh_copy
+printf '\n\n\n\n\n\n\n\n\n\npub fn peek(p: *const u8) -> u8 {\n    unsafe { *p }\n}\n' >>"$scratch/tree/src/sys/time.rs"
+expect_failure "an unsafe block without SAFETY" "unsafe block without a // SAFETY: comment"
+
+fresh_copy
+printf '\n// SAFETY: test\npub fn uid() -> u32 { unsafe { libc::getuid() } }\n' >>"$scratch/tree/src/sys/time.rs"
+expect_failure "an undocumented libc call" "libc::getuid is called in src/sys/time.rs but not listed"

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""`make audit`: everything the boot path contains and does, and its budgets.
+
+Prints, and exits non-zero when a budget is broken:
+  1. every C library function / system call the init can make, from which module and why
+     (src/sys/README.md), checked against the code;
+  2. the init's dependency tree with versions, features and lines of Rust per crate;
+     budget: exactly libc, miniz_oxide, httparse, smoltcp and what they pull;
+  3. our own lines of code per module (outside tests) and the `unsafe` blocks: all in
+     src/sys, each with a `// SAFETY:` comment; budget: 6,000 lines;
+  4. build/init and build/initramfs.cpio.gz against 128 KiB / 64 KiB, and the bytes each
+     module adds (symbol sizes of an unstripped build of the same code).
+
+usage: audit.py [--no-build]   (--no-build skips 4 and the cargo-based part of 2)
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = "x86_64-unknown-linux-musl"
+DIRECT_DEPS = {"libc", "miniz_oxide", "httparse", "smoltcp"}
+# What those four pull with default features off (smoltcp's own small helpers, adler2 for
+# miniz_oxide). A new name here is a new crate in the boot path: review it, then add it.
+ALLOWED_CRATES = DIRECT_DEPS | {"imprint", "adler2", "bitflags", "byteorder", "cfg-if", "heapless",
+                                "hash32", "stable_deref_trait", "managed"}
+LINES_BUDGET = 6000
+INIT_BUDGET, INITRAMFS_BUDGET = 128 * 1024, 64 * 1024
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"  FAIL: {msg}")
+
+
+def heading(title):
+    print(f"\n== {title}")
+
+
+def rust_files(path):
+    return sorted(p for p in path.rglob("*.rs"))
+
+
+def without_tests(text):
+    """The file up to its `#[cfg(test)]` module (tests sit at the end of each file)."""
+    return text.split("#[cfg(test)]", 1)[0]
+
+
+def code_lines(text):
+    return [l for l in text.splitlines() if l.strip() and not l.strip().startswith("//")]
+
+
+# 1. system calls ---------------------------------------------------------------------
+def audit_syscalls():
+    heading("C library calls and system calls (src/sys/README.md)")
+    table = {}
+    for line in (ROOT / "src/sys/README.md").read_text().splitlines():
+        m = re.match(r"\|\s*`([^`]+)`\s*\|\s*(\w+)\s*\|\s*(\w+)\s*\|\s*(.+?)\s*\|$", line)
+        if m:
+            table[m.group(1)] = (m.group(2), m.group(3), m.group(4))
+    used = defaultdict(set)
+    for path in rust_files(ROOT / "src/sys"):
+        for name in re.findall(r"\blibc::([A-Za-z_][A-Za-z0-9_]*)\s*\(", without_tests(path.read_text())):
+            used[name].add(path.stem)
+    for name in sorted(table):
+        kind, module, why = table[name]
+        print(f"  {name:<18} {kind:<8} sys::{module:<8} {why}")
+    for name in sorted(set(used) - set(table)):
+        fail(f"libc::{name} is called in src/sys/{', '.join(sorted(used[name]))}.rs but not listed in src/sys/README.md")
+    for name in sorted(set(table) - set(used)):
+        fail(f"src/sys/README.md lists {name}, which no code in src/sys calls")
+    for name in sorted(set(table) & set(used)):
+        if table[name][1] not in used[name]:
+            fail(f"src/sys/README.md puts {name} in sys::{table[name][1]}, the code calls it from {sorted(used[name])}")
+    syscalls = sum(1 for v in table.values() if v[0] == "syscall")
+    print(f"  {len(table)} functions, {syscalls} of them system calls")
+
+
+# 2. dependencies ---------------------------------------------------------------------
+def declared_dependencies():
+    deps, section = [], None
+    for line in (ROOT / "Cargo.toml").read_text().splitlines():
+        s = line.strip()
+        if s.startswith("["):
+            section = s
+        elif section == "[dependencies]" and re.match(r"^[A-Za-z0-9_-]+\s*=", s):
+            deps.append(s.split("=")[0].strip())
+        elif section and section.startswith("[dependencies.") and section.endswith("]"):
+            pass
+    deps += [s[len("[dependencies."):-1] for s in re.findall(r"^\[dependencies\.[^\]]+\]", (ROOT / "Cargo.toml").read_text(), re.M)]
+    return set(deps)
+
+
+def audit_dependencies(build):
+    heading("dependencies of the init")
+    declared = declared_dependencies()
+    for extra in sorted(declared - DIRECT_DEPS):
+        fail(f"Cargo.toml [dependencies] has '{extra}': the init may depend only on {', '.join(sorted(DIRECT_DEPS))}")
+    for missing in sorted(DIRECT_DEPS - declared):
+        print(f"  note: {missing} is not a dependency (yet)")
+    if not build:
+        print("  (--no-build: dependency tree not resolved)")
+        return
+    tree = subprocess.run(["cargo", "tree", "--locked", "-e", "normal", "--target", TARGET, "-f", "{p} [{f}]"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if tree.returncode != 0:
+        fail(f"cargo tree failed: {tree.stderr.strip().splitlines()[-1] if tree.stderr.strip() else tree.returncode}")
+        return
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--locked", "--format-version", "1", "--filter-platform", TARGET],
+                                     cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    dirs = {p["name"]: Path(p["manifest_path"]).parent for p in meta["packages"]}
+    seen = set()
+    for line in tree.stdout.splitlines():
+        m = re.search(r"([A-Za-z0-9_-]+) v(\S+)", line)
+        if not m:
+            continue
+        name = m.group(1)
+        lines = ""
+        if name in dirs and name not in seen:
+            src = dirs[name] / "src"
+            n = sum(len(p.read_text(errors="replace").splitlines()) for p in rust_files(src)) if src.exists() else 0
+            lines = f"   ({n} lines of Rust)"
+        seen.add(name)
+        print(f"  {line}{lines}")
+        if name not in ALLOWED_CRATES:
+            fail(f"crate '{name}' is in the init's dependency tree but not in the audited set")
+
+
+# 3. our code and unsafe --------------------------------------------------------------
+UNSAFE = re.compile(r"\bunsafe\s*(\{|impl\b|fn\b|extern\b)")
+
+
+def audit_code():
+    heading("our code: lines per module (outside tests), unsafe blocks")
+    per_module = defaultdict(int)
+    unsafe_count = 0
+    for path in rust_files(ROOT / "src"):
+        rel = path.relative_to(ROOT / "src")
+        module = str(rel.parent) if rel.parent != Path(".") else rel.stem
+        text = path.read_text()
+        per_module[module] += len(code_lines(without_tests(text)))
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            code = line.split("//", 1)[0]
+            m = UNSAFE.search(code)
+            if not m:
+                continue
+            if rel.parts[0] != "sys":
+                fail(f"src/{rel}:{i + 1}: unsafe outside src/sys")
+                continue
+            if m.group(1) == "fn" or m.group(1) == "extern":
+                continue  # signatures (trait methods of an unsafe impl, FFI blocks), not claims
+            unsafe_count += 1
+            context = "\n".join(lines[max(0, i - 8):i + 1])
+            if "SAFETY:" not in context:
+                fail(f"src/{rel}:{i + 1}: unsafe block without a // SAFETY: comment")
+    total = sum(per_module.values())
+    for module, n in sorted(per_module.items(), key=lambda kv: -kv[1]):
+        print(f"  {module:<16} {n:>6} lines")
+    print(f"  {'total':<16} {total:>6} lines (budget {LINES_BUDGET})   unsafe blocks/impls: {unsafe_count}, all in src/sys")
+    if total > LINES_BUDGET:
+        fail(f"{total} lines in the boot path, over the budget of {LINES_BUDGET}")
+
+
+# 4. sizes ----------------------------------------------------------------------------
+def group_of(symbol):
+    """The crate/module a (demangled) symbol belongs to."""
+    s = symbol.lstrip("<")
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)?", s)
+    if not m:
+        return "C library and runtime (musl)"
+    crate, module = m.group(1), m.group(2)
+    if crate == "imprint" and module:
+        return f"imprint::{module}"
+    if crate in ("core", "alloc", "compiler_builtins"):
+        return "core/alloc (formatting, collections)"
+    return crate
+
+
+def audit_sizes():
+    heading("sizes")
+    for path, budget in (("build/init", INIT_BUDGET), ("build/initramfs.cpio.gz", INITRAMFS_BUDGET)):
+        size = (ROOT / path).stat().st_size
+        verdict = "ok" if size <= budget else "OVER BUDGET"
+        print(f"  {path:<26} {size:>7} bytes (budget {budget}) {verdict}")
+        if size > budget:
+            fail(f"{path} is {size} bytes, over {budget}")
+    unstripped = ROOT / "build/audit/init.unstripped"
+    nm = subprocess.run(["nm", "--print-size", "--size-sort", "--demangle", str(unstripped)],
+                        capture_output=True, text=True, check=True).stdout
+    groups = defaultdict(int)
+    for line in nm.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[2].lower() in "tdbr":
+            groups[group_of(parts[3])] += int(parts[1], 16)
+    print("  bytes by module (code and data symbols of the same build, unstripped):")
+    for group, n in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"    {group:<40} {n:>7}")
+
+
+def main():
+    build = "--no-build" not in sys.argv
+    audit_syscalls()
+    audit_dependencies(build)
+    audit_code()
+    if build:
+        audit_sizes()
+    heading("verdict")
+    if failures:
+        print(f"  {len(failures)} budget(s) broken:")
+        for f in failures:
+            print(f"  - {f}")
+        sys.exit(1)
+    print("  every budget holds")
+
+
+if __name__ == "__main__":
+    main()
