@@ -92,8 +92,16 @@ $(TEST_DIR)/init-faults: $(SOURCES) | setup-rust
 $(TEST_DIR)/initramfs-faults.cpio.gz: $(TEST_DIR)/init-faults linker/mkcpio.py
 	$(call initramfs_spec,$<,) | linker/mkcpio.py | gzip -n > $@
 
+# A small real bootable OS image (GPT, ext2 /boot + extlinux, ext4 root, busybox) for the
+# demo and the provisioning tests; gzip for serving.
+build/demo/os.img: tests/demo/mkimage.sh build/bzImage | setup-demo
+	tests/demo/mkimage.sh build/bzImage $@ 64
+
+build/demo/os.img.gz: build/demo/os.img
+	gzip -n -c $< > $@
+
 TEST_ARTIFACTS := build/bzImage build/initramfs.cpio.gz $(TEST_DIR)/initramfs-shell.cpio.gz \
-	$(TEST_DIR)/initramfs-faults.cpio.gz
+	$(TEST_DIR)/initramfs-faults.cpio.gz build/demo/os.img
 
 test: setup ## run every test: unit, audit and budgets, reproducibility, tool mode and QEMU
 	$(MAKE) test-unit
@@ -111,7 +119,7 @@ test-e2e: $(TEST_ARTIFACTS) | setup-qemu ## tool-mode and QEMU end-to-end tests 
 	$(E2E) -- --include-ignored --test-threads=2
 
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
-setup: setup-rust setup-kernel setup-qemu setup-test ## install what builds and tests need
+setup: setup-rust setup-kernel setup-qemu setup-test setup-demo ## install what builds and tests need
 
 setup-rust:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
@@ -131,6 +139,9 @@ setup-qemu:
 
 setup-test:
 	@$(call need_packages,busybox-static)
+
+setup-demo:
+	@$(call need_packages,busybox-static extlinux syslinux-common fdisk e2fsprogs util-linux)
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target

@@ -97,3 +97,16 @@ fn a_bad_setting_is_an_error_and_poweroff_powers_off() {
     assert!(guest.transcript().contains("reboot: Power down"), "{}", guest.transcript());
     assert_no_kernel_panic(&guest);
 }
+
+#[test]
+#[ignore = "needs QEMU and the build artifacts: run `make test`"]
+fn the_demo_os_image_boots_from_its_disk() {
+    // The image the demo and the provisioning tests write: it must boot on its own (BIOS,
+    // gptmbr, extlinux from /boot, ext4 root) and say so.
+    let image = imprint_e2e::artifact("build/demo/os.img");
+    let mut guest = Guest::boot_disk(&image);
+    let at = guest.expect("Loading /bzImage... ok", BOOT);
+    guest.expect_from(at, "imprint-demo: booted from the provisioned disk: host imprint-demo", BOOT);
+    assert!(guest.wait_exit(STEP).success());
+    assert_no_kernel_panic(&guest);
+}

@@ -34,6 +34,15 @@ impl<'a> Boot<'a> {
     }
 }
 
+/// QEMU under TCG (/dev/kvm hangs guests on these machines) with the serial console on
+/// stdio and nothing else: no display, no monitor, no network unless a test adds one.
+fn qemu(memory: &str) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-m", memory, "-no-reboot", "-display", "none", "-vga", "none"])
+        .args(["-serial", "stdio", "-monitor", "none", "-no-user-config", "-nic", "none"]);
+    cmd
+}
+
 /// A QEMU guest with its serial console on our pipes.
 pub struct Guest {
     child: Child,
@@ -46,10 +55,8 @@ impl Guest {
     /// Boots build/bzImage with `boot.initramfs` under TCG; `-no-reboot` makes a guest
     /// reboot end QEMU, which is how a test sees the end.
     pub fn boot(boot: Boot<'_>) -> Guest {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", boot.memory, "-no-reboot", "-display", "none", "-vga", "none"])
-            .args(["-serial", "stdio", "-monitor", "none", "-no-user-config", "-nic", "none"])
-            .arg("-kernel")
+        let mut cmd = qemu(boot.memory);
+        cmd.arg("-kernel")
             .arg(artifact("build/bzImage"))
             .arg("-initrd")
             .arg(artifact(boot.initramfs))
@@ -57,10 +64,19 @@ impl Guest {
             // the transcript shows it.
             .arg("-append")
             .arg(format!("console=ttyS0 panic=1 {}", boot.append))
-            .args(&boot.extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .args(&boot.extra);
+        Self::spawn(&mut cmd)
+    }
+
+    /// Boots from a disk image (a copy-on-write view: the file is never changed), as a
+    /// machine boots from its disk: BIOS, boot loader, kernel.
+    pub fn boot_disk(image: &std::path::Path) -> Guest {
+        let drive = format!("file={},format=raw,if=virtio,snapshot=on", image.display());
+        Self::spawn(qemu("128M").args(["-drive", &drive]))
+    }
+
+    fn spawn(cmd: &mut Command) -> Guest {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start qemu-system-x86_64 (make setup installs it)");
         let mut stdout = child.stdout.take().unwrap();
         let console = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
