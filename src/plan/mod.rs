@@ -9,6 +9,7 @@
 
 pub mod base64;
 pub mod json;
+pub mod status;
 
 use crate::rescue::Policy;
 use alloc::string::{String, ToString};

@@ -1,0 +1,161 @@
+//! Status reports: small JSON documents POSTed to the plan's `statusURL` at each phase
+//! change and every few seconds during transfers, so a provisioning system can show where
+//! each machine is. The document:
+//!
+//! ```json
+//! {"mac":"52:54:00:12:34:56","phase":"writing","bytesDone":1048576,"bytesTotal":4194304,
+//!  "mbPerSecond":"112.5","sha256":null,"message":"","error":null}
+//! ```
+//!
+//! `bytesTotal` is null when unknown; `mbPerSecond` is a decimal string (imprint formats
+//! no floating point); `sha256` is set once the image or capture is verified; `error` on
+//! the final report of a failed run.
+
+use alloc::string::String;
+use core::fmt::Write;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The plan was read; the work starts.
+    Starting,
+    Writing,
+    Capturing,
+    /// After the data: growing partitions and filesystems, writing files.
+    Finishing,
+    /// `dryRun`: what would have been done is in `message`.
+    DryRun,
+    Done,
+    Failed,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Writing => "writing",
+            Phase::Capturing => "capturing",
+            Phase::Finishing => "finishing",
+            Phase::DryRun => "dry-run",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// One report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report<'a> {
+    pub mac: [u8; 6],
+    pub phase: Phase,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    /// Throughput in kB/s (integer, to stay clear of floating point).
+    pub kilobytes_per_second: u64,
+    pub sha256: Option<[u8; 32]>,
+    pub message: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl Report<'_> {
+    /// The JSON document.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        let m = self.mac;
+        let _ = write!(
+            out,
+            "{{\"mac\":\"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":",
+            m[0], m[1], m[2], m[3], m[4], m[5], self.phase.name(), self.bytes_done
+        );
+        match self.bytes_total {
+            Some(n) => {
+                let _ = write!(out, "{n}");
+            }
+            None => out.push_str("null"),
+        }
+        let kbps = self.kilobytes_per_second;
+        let _ = write!(out, ",\"mbPerSecond\":\"{}.{}\",\"sha256\":", kbps / 1000, kbps % 1000 / 100);
+        match self.sha256 {
+            Some(hash) => {
+                out.push('"');
+                for b in hash {
+                    let _ = write!(out, "{b:02x}");
+                }
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"message\":");
+        push_json_string(&mut out, self.message);
+        out.push_str(",\"error\":");
+        match self.error {
+            Some(e) => push_json_string(&mut out, e),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// Appends `s` as a JSON string: quotes, backslashes and control characters escaped.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::json::{self, Value};
+
+    fn report(phase: Phase) -> Report<'static> {
+        Report {
+            mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56],
+            phase,
+            bytes_done: 1 << 20,
+            bytes_total: Some(4 << 20),
+            kilobytes_per_second: 112_540,
+            sha256: None,
+            message: "",
+            error: None,
+        }
+    }
+
+    #[test]
+    fn documents_are_the_documented_shape() {
+        assert_eq!(
+            report(Phase::Writing).to_json(),
+            r#"{"mac":"52:54:00:12:34:56","phase":"writing","bytesDone":1048576,"bytesTotal":4194304,"mbPerSecond":"112.5","sha256":null,"message":"","error":null}"#
+        );
+    }
+
+    #[test]
+    fn every_field_survives_our_own_strict_parser() {
+        let hostile = "line\nbreak \"quoted\" back\\slash \u{1} tab\t é";
+        let mut r = report(Phase::Failed);
+        r.bytes_total = None;
+        r.sha256 = Some([0xab; 32]);
+        r.message = hostile;
+        r.error = Some(hostile);
+        let doc = json::parse(r.to_json().as_bytes()).unwrap();
+        assert_eq!(doc.get("phase"), Some(&Value::String("failed".into())));
+        assert_eq!(doc.get("bytesTotal"), Some(&Value::Null));
+        assert_eq!(doc.get("sha256"), Some(&Value::String("ab".repeat(32))));
+        assert_eq!(doc.get("message"), Some(&Value::String(hostile.into())));
+        assert_eq!(doc.get("error"), Some(&Value::String(hostile.into())));
+        assert_eq!(doc.get("mbPerSecond"), Some(&Value::String("112.5".into())));
+    }
+}
