@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel qemu size audit test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -57,6 +57,9 @@ kernel: build/bzImage ## build the kernel (cached in KERNEL_CACHE, keyed by its 
 
 build/bzImage: kernel-config/build.sh $(wildcard kernel-config/*.config) | setup-kernel
 	kernel-config/build.sh $@ $(KERNEL_FRAGMENTS)
+
+kernel-check: | setup-kernel ## check every fragment (base qemu baremetal) merges over tinyconfig
+	kernel-config/build.sh --check base qemu baremetal
 
 qemu: build/bzImage build/initramfs.cpio.gz | setup-qemu ## boot kernel + initramfs in QEMU (APPEND="...")
 	qemu-system-x86_64 -accel tcg -m $(QEMU_MEMORY) -no-reboot -display none -vga none \
@@ -105,6 +108,7 @@ TEST_ARTIFACTS := build/bzImage build/initramfs.cpio.gz $(TEST_DIR)/initramfs-sh
 
 test: setup ## run every test: unit, audit and budgets, reproducibility, tool mode and QEMU
 	$(MAKE) test-unit
+	$(MAKE) kernel-check
 	$(MAKE) audit
 	tests/audit-selftest.sh
 	tests/repro.sh

@@ -4,11 +4,14 @@
 # so a warm machine (or a second checkout) never rebuilds an unchanged kernel.
 #
 # usage: build.sh OUT_BZIMAGE FRAGMENT...
+#        build.sh --check FRAGMENT...   merge and check only (seconds), build nothing
 # env:   KERNEL_SRC    kernel tree or linux-source tarball (default: Debian's linux-source)
 #        KERNEL_CACHE  cache directory (default: ~/.cache/imprint/kernel)
 set -euo pipefail
 
-out=$1; shift
+check_only= out=
+if [[ $1 == --check ]]; then check_only=1; else out=$1; fi
+shift
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imprint/kernel}
 mkdir -p "$cache"
@@ -65,6 +68,10 @@ for f in "${fragments[@]}"; do
 	done <"$f"
 done
 ((missing == 0)) || exit 1
+if [[ -n $check_only ]]; then
+	echo "kernel: fragments $* merge cleanly over tinyconfig" >&2
+	exit 0
+fi
 
 hash=$(sha256sum "$scratch/.config" | cut -c1-16)
 cached=$cache/$hash/bzImage
