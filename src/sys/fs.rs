@@ -85,6 +85,15 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
     Fd::open(path, OpenFlags::READ, 0)?.read_full(buf)
 }
 
+/// The size in bytes of the open file `fd` (fstat), e.g. for a Content-Length.
+pub fn file_size(fd: &Fd) -> Result<u64> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: st is a valid writable stat for the call; fd is an open descriptor we own.
+    check(unsafe { libc::fstat(fd.raw(), &mut st) })?;
+    Ok(st.st_size as u64)
+}
+
 /// Flushes every filesystem's dirty data to its device.
 pub fn sync() {
     // SAFETY: sync takes no arguments and cannot fail.
@@ -106,6 +115,7 @@ mod tests {
         assert_eq!(read_file(p, 1000).unwrap_err(), Errno(libc::EFBIG));
         let mut buf = [0u8; 100];
         assert_eq!(read_into(p, &mut buf).unwrap(), 100);
+        assert_eq!(file_size(&Fd::open(p, OpenFlags::READ, 0).unwrap()).unwrap(), 2000);
         assert!(exists(p));
         assert!(!exists("/nonexistent/imprint"));
         let sub = dir.join("d");
