@@ -146,6 +146,7 @@ impl Client {
     /// GETs `url`, following redirects and retrying transient failures; the body is read
     /// from the returned response, which resumes it transparently if the connection
     /// drops. Statuses other than 2xx after redirects are errors.
+    #[inline(never)]
     pub fn get(&mut self, url: &str) -> Result<Response<'_>, Error> {
         let mut url = Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })?;
         let mut seen: Vec<String> = Vec::new();
@@ -190,6 +191,20 @@ impl Client {
     where
         R::Error: Display,
     {
+        // Only this adapter is generic: the upload itself is compiled once, whatever
+        // the sources (every copy would cost the init kilobytes).
+        self.upload_from(method, url, headers, &mut DisplayErrors(source), length)
+    }
+
+    #[inline(never)]
+    fn upload_from(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        source: &mut dyn Source,
+        length: Option<u64>,
+    ) -> Result<Response<'_>, Error> {
         let url = Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })?;
         let framing = length.map_or(BodyFraming::Chunked, BodyFraming::Length);
         let mut conn = self.connect(&url)?;
@@ -239,6 +254,7 @@ impl Client {
 
     /// `exchange`, retried on transient errors and 408/429/5xx with exponential backoff
     /// (or the server's Retry-After).
+    #[inline(never)]
     fn exchange_retrying(
         &mut self,
         method: &'static str,
@@ -270,11 +286,25 @@ fn give_up(attempts: u32, last: Error) -> Error {
     }
 }
 
-/// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
-fn send_body<R: Read>(conn: &Connection, url: &Url, source: &mut R, length: Option<u64>) -> Result<(), Error>
+/// An upload's source with its errors as text: the object-safe face of any `Read`.
+trait Source {
+    fn pull(&mut self, buf: &mut [u8]) -> Result<usize, String>;
+}
+
+struct DisplayErrors<'a, R>(&'a mut R);
+
+impl<R: Read> Source for DisplayErrors<'_, R>
 where
     R::Error: Display,
 {
+    fn pull(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        self.0.read(buf).map_err(|e| e.to_string())
+    }
+}
+
+/// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
+#[inline(never)]
+fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Option<u64>) -> Result<(), Error> {
     let source_error = |why: String| Error::Source { url: url.to_string(), why };
     let send = |bytes: &[u8]| conn.stream.write_all(bytes, conn.idle).map_err(|e| send_error(url, e, conn.idle));
     let mut buf = vec![0u8; CHUNK_PREFIX + UPLOAD_CHUNK + 2];
@@ -283,24 +313,22 @@ where
             let mut left = length;
             while left > 0 {
                 let want = (left.min(UPLOAD_CHUNK as u64)) as usize;
-                let n = source.read(&mut buf[..want]).map_err(|e| source_error(e.to_string()))?;
+                let n = source.pull(&mut buf[..want]).map_err(source_error)?;
                 if n == 0 {
                     let sent = length - left;
-                    return Err(source_error(alloc::format!("the source ended after {sent} of {length} bytes")));
+                    return Err(source_error(text!("the source ended after {sent} of {length} bytes")));
                 }
                 send(&buf[..n])?;
                 left -= n as u64;
             }
             // A source longer than declared would be cut silently: say so instead.
-            if source.read(&mut buf[..1]).map_err(|e| source_error(e.to_string()))? != 0 {
-                return Err(source_error(alloc::format!("the source is longer than the declared {length} bytes")));
+            if source.pull(&mut buf[..1]).map_err(source_error)? != 0 {
+                return Err(source_error(text!("the source is longer than the declared {length} bytes")));
             }
             Ok(())
         }
         None => loop {
-            let n = source
-                .read(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + UPLOAD_CHUNK])
-                .map_err(|e| source_error(e.to_string()))?;
+            let n = source.pull(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + UPLOAD_CHUNK]).map_err(source_error)?;
             let range = frame_chunk(&mut buf, n);
             send(&buf[range])?;
             if n == 0 {
@@ -380,6 +408,7 @@ impl<'c> Response<'c> {
     }
 
     /// Reads from the current connection as the framing allows.
+    #[inline(never)]
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let url = &self.url;
         let idle = self.conn.idle;
@@ -424,6 +453,7 @@ impl<'c> Response<'c> {
 
     /// After a transient failure mid-body: a new request for the rest, checked to be the
     /// same resource. Returns `cause` when this response cannot be resumed.
+    #[inline(never)]
     fn resume(&mut self, cause: Error) -> Result<(), Error> {
         let Some(validator) = self.validator.clone() else {
             return Err(cause);
@@ -438,7 +468,7 @@ impl<'c> Response<'c> {
             if self.failures > 1 {
                 sleep(backoff(self.failures - 1));
             }
-            let range = alloc::format!("bytes={}-", self.delivered);
+            let range = text!("bytes={}-", self.delivered);
             let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
             let (head, conn) = match self.client.exchange("GET", &self.url, &headers) {
                 Ok(ok) => ok,
@@ -481,6 +511,7 @@ impl<'c> Response<'c> {
 impl Read for Response<'_> {
     type Error = Error;
 
+    #[inline(never)]
     fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         if out.is_empty() {
             return Ok(0);

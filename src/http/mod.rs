@@ -11,7 +11,19 @@
 //! Names go through a [`Resolve`] the caller provides (DNS lives in the network code);
 //! IPv4 literals never do.
 
+/// `format!` without `alloc::fmt::format`: that function comes precompiled with unwind
+/// landing pads, which a panic=abort static binary cannot link (`_Unwind_Resume`);
+/// `fmt::Write` on a String is generic, so it is compiled here, with panic=abort.
+macro_rules! text {
+    ($($arg:tt)*) => {{
+        let mut s = alloc::string::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($arg)*));
+        s
+    }};
+}
+
 pub mod body;
+pub mod cli;
 pub mod client;
 pub mod request;
 pub mod response;
@@ -167,11 +179,12 @@ pub struct Seconds(pub Duration);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
+        // Not as_millis(): its u128 would pull 128-bit division and formatting into the init.
+        let ms = self.0.as_secs() * 1000 + u64::from(self.0.subsec_millis());
         if ms % 1000 == 0 {
             write!(f, "{} s", ms / 1000)
         } else {
-            let frac = alloc::format!("{:03}", ms % 1000);
+            let frac = text!("{:03}", ms % 1000);
             write!(f, "{}.{} s", ms / 1000, frac.trim_end_matches('0'))
         }
     }

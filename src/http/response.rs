@@ -80,6 +80,7 @@ impl Head {
     /// Parses a head from the start of `buf`: `Ok(None)` when more bytes are needed,
     /// otherwise the head and its length in bytes. `head_request`: the request was HEAD,
     /// so no body follows whatever the headers say.
+    #[inline(never)]
     pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, HeadError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);

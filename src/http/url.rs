@@ -72,19 +72,20 @@ impl Url {
         if self.port == 80 {
             self.host.clone()
         } else {
-            alloc::format!("{}:{}", self.host, self.port)
+            text!("{}:{}", self.host, self.port)
         }
     }
 
     /// Resolves a Location header against this URL (RFC 3986 section 5.2): absolute,
     /// scheme-relative, absolute-path, query-only and relative-path references.
+    #[inline(never)]
     pub fn join(&self, location: &str) -> Result<Url, UrlError> {
         let location = location.trim();
         if has_scheme(location) {
             return Url::parse(location);
         }
         if location.starts_with("//") {
-            return Url::parse(&alloc::format!("http:{location}"));
+            return Url::parse(&text!("http:{location}"));
         }
         let reference = target_of(location)?;
         let (base_path, _) = split_query(&self.target);
@@ -93,10 +94,10 @@ impl Url {
         } else if location.is_empty() || location.starts_with('#') {
             self.target.clone()
         } else if location.starts_with('?') {
-            alloc::format!("{base_path}{}", &reference[1..])
+            text!("{base_path}{}", &reference[1..])
         } else {
             let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-            alloc::format!("{dir}{location}")
+            text!("{dir}{location}")
         };
         let (path, query) = split_query(&merged);
         let mut target = remove_dot_segments(path);

@@ -1,6 +1,9 @@
 //! Helpers for imprint's end-to-end tests: the build artifacts, and QEMU guests whose
 //! serial console the tests read and type into.
 
+pub mod faults;
+pub mod nginx;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
