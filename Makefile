@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel qemu size test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel qemu size test test-unit test-e2e test-fuzz fuzz bench setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -86,21 +86,37 @@ $(TEST_DIR)/initramfs-faults.cpio.gz: $(TEST_DIR)/init-faults linker/mkcpio.py
 TEST_ARTIFACTS := build/bzImage build/initramfs.cpio.gz $(TEST_DIR)/initramfs-shell.cpio.gz \
 	$(TEST_DIR)/initramfs-faults.cpio.gz
 
-test: setup ## run every test: unit, size budget, tool mode and QEMU end-to-end
+test: setup ## run every test: unit, size budget, tool mode, HTTP and QEMU end-to-end, brief fuzzing
 	$(MAKE) test-unit
 	$(MAKE) size
 	$(MAKE) test-e2e
+	$(MAKE) test-fuzz
 
 E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e/Cargo.toml
 
 test-unit: | setup-rust ## host unit tests of the library (cargo test)
 	cargo test --locked
 
-test-e2e: $(TEST_ARTIFACTS) | setup-qemu ## tool-mode and QEMU end-to-end tests (real artifacts)
+test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-http ## tool-mode, HTTP and QEMU end-to-end tests (real artifacts)
 	$(E2E) -- --include-ignored --test-threads=2
 
+# Fuzzing the parsers with cargo-fuzz (libFuzzer). Only a stable toolchain is installed:
+# RUSTC_BOOTSTRAP=1 lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage).
+FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_TARGETS := response_head chunked_body
+FUZZ_SECONDS ?= 600
+
+test-fuzz: | setup-fuzz ## fuzz each parser briefly (10 s each)
+	for t in $(FUZZ_TARGETS); do $(FUZZ) run --fuzz-dir tests/fuzz $$t -- -max_total_time=10; done
+
+fuzz: | setup-fuzz ## fuzz each parser for FUZZ_SECONDS (600)
+	for t in $(FUZZ_TARGETS); do $(FUZZ) run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS); done
+
+bench: build/init | setup-http ## HTTP: GET 1 GiB from nginx on loopback, imprint vs curl, and the init bytes added
+	tests/bench-http.sh build/init
+
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
-setup: setup-rust setup-kernel setup-qemu setup-test ## install what builds and tests need
+setup: setup-rust setup-kernel setup-qemu setup-test setup-http setup-fuzz ## install what builds and tests need
 
 setup-rust:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
@@ -120,6 +136,16 @@ setup-qemu:
 
 setup-test:
 	@$(call need_packages,busybox-static)
+
+# nginx: the HTTP tests' real server (static files, Range, WebDAV PUT); curl: the
+# benchmark's reference; bc: the benchmark's arithmetic.
+setup-http:
+	@$(call need_packages,nginx-light curl bc python3)
+
+# cargo-fuzz from the crate registry, by name; libFuzzer is C++ (g++ builds it).
+setup-fuzz: setup-rust
+	@$(call need_packages,g++)
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target
