@@ -30,29 +30,31 @@ struct Parsed<'a> {
 
 fn parse<'a>(command: &str, args: &[&'a [u8]]) -> Result<Parsed<'a>, String> {
     let mut parsed = Parsed { options: Options::default(), output: None, chunked: false, positional: Vec::new() };
-    let mut args = args.iter().map(|a| core::str::from_utf8(a));
-    while let Some(arg) = args.next() {
-        let arg = arg.map_err(|_| String::from("arguments must be UTF-8"))?;
-        let mut value = |flag: &str| match args.next() {
-            Some(Ok(v)) => Ok(v),
-            _ => Err(text!("{flag} needs a value")),
-        };
-        let seconds = |flag: &str, v: &str| {
-            parse_seconds(v).ok_or_else(|| text!("{flag} takes seconds (e.g. 30 or 0.5), not {v:?}"))
-        };
-        match arg {
-            "--connect-timeout" => parsed.options.connect_timeout = seconds(arg, value(arg)?)?,
-            "--idle-timeout" => parsed.options.idle_timeout = seconds(arg, value(arg)?)?,
-            "--retries" => {
-                let v = value(arg)?;
-                parsed.options.retries = v.parse().map_err(|_| text!("--retries takes a count, not {v:?}"))?;
+    let utf8 = |a: &'a [u8]| core::str::from_utf8(a).map_err(|_| String::from("arguments must be UTF-8"));
+    let mut i = 0;
+    while i < args.len() {
+        let arg = utf8(args[i])?;
+        i += 1;
+        let takes_value =
+            matches!(arg, "--connect-timeout" | "--idle-timeout" | "--retries") || arg == "-o" && command == "get";
+        if takes_value {
+            let value = utf8(args.get(i).ok_or_else(|| text!("{arg} needs a value"))?)?;
+            i += 1;
+            let seconds = || parse_seconds(value).ok_or_else(|| text!("{arg} takes seconds (e.g. 30 or 0.5), not {value}"));
+            match arg {
+                "--connect-timeout" => parsed.options.connect_timeout = seconds()?,
+                "--idle-timeout" => parsed.options.idle_timeout = seconds()?,
+                "--retries" => {
+                    parsed.options.retries = value.parse().map_err(|_| text!("--retries takes a count, not {value}"))?
+                }
+                _ => parsed.output = Some(value),
             }
-            "-o" if command == "get" => parsed.output = Some(value(arg)?),
-            "--chunked" if command == "put" => parsed.chunked = true,
-            flag if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(text!("unknown option {flag:?} for {command}"))
-            }
-            positional => parsed.positional.push(positional),
+        } else if arg == "--chunked" && command == "put" {
+            parsed.chunked = true;
+        } else if arg.starts_with('-') && arg.len() > 1 {
+            return Err(text!("unknown option {arg} for {command}"));
+        } else {
+            parsed.positional.push(arg);
         }
     }
     Ok(parsed)

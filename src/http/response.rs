@@ -108,36 +108,32 @@ impl Head {
         let mut codings = 0;
         let mut chunked = 0;
         for h in response.headers.iter() {
+            let Some(which) = WANTED.iter().position(|w| h.name.eq_ignore_ascii_case(w)) else {
+                continue;
+            };
             let value = trim(h.value);
-            let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
+            match which {
                 // A list ("5, 5") is allowed only when every element agrees.
-                for item in value.split(|&b| b == b',') {
-                    let n = parse_length(trim(item)).ok_or(HeadError::BadLength)?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(HeadError::BadLength);
+                0 => {
+                    for item in list_items(value) {
+                        let n = parse_length(item).ok_or(HeadError::BadLength)?;
+                        if length.is_some_and(|l| l != n) {
+                            return Err(HeadError::BadLength);
+                        }
+                        length = Some(n);
                     }
-                    length = Some(n);
                 }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                for item in value.split(|&b| b == b',') {
-                    let item = trim(item);
-                    if item.is_empty() {
-                        continue;
+                1 => {
+                    for item in list_items(value).filter(|i| !i.is_empty()) {
+                        codings += 1;
+                        chunked += usize::from(item.eq_ignore_ascii_case(b"chunked"));
                     }
-                    codings += 1;
-                    chunked += usize::from(item.eq_ignore_ascii_case(b"chunked"));
                 }
-            } else if name.eq_ignore_ascii_case("location") {
-                head.location = text(value);
-            } else if name.eq_ignore_ascii_case("etag") {
-                head.etag = text(value);
-            } else if name.eq_ignore_ascii_case("last-modified") {
-                head.last_modified = text(value);
-            } else if name.eq_ignore_ascii_case("retry-after") {
-                head.retry_after = parse_length(value);
-            } else if name.eq_ignore_ascii_case("content-range") {
-                head.content_range = parse_content_range(value);
+                2 => head.location = text(value),
+                3 => head.etag = text(value),
+                4 => head.last_modified = text(value),
+                5 => head.retry_after = parse_length(value),
+                _ => head.content_range = parse_content_range(value),
             }
         }
         head.framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
@@ -169,6 +165,15 @@ impl Head {
             _ => self.last_modified.as_deref(),
         }
     }
+}
+
+/// The header fields imprint acts on, in the order `Head::parse` matches them.
+const WANTED: [&str; 7] =
+    ["content-length", "transfer-encoding", "location", "etag", "last-modified", "retry-after", "content-range"];
+
+/// The trimmed elements of a comma-separated header value.
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim)
 }
 
 fn parse_error_text(e: httparse::Error) -> &'static str {

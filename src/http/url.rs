@@ -5,7 +5,6 @@
 //! re-encoding would mean); bytes that cannot appear in a request line are rejected.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,25 +79,23 @@ impl Url {
     /// scheme-relative, absolute-path, query-only and relative-path references.
     #[inline(never)]
     pub fn join(&self, location: &str) -> Result<Url, UrlError> {
-        let location = location.trim();
+        let location = location.trim_matches([' ', '\t']);
         if has_scheme(location) {
             return Url::parse(location);
         }
-        if location.starts_with("//") {
-            return Url::parse(&text!("http:{location}"));
+        if let Some(rest) = location.strip_prefix("//") {
+            return Url::parse(&text!("http://{rest}"));
         }
-        let reference = target_of(location)?;
-        let (base_path, _) = split_query(&self.target);
-        let merged = if location.starts_with('/') {
-            reference
-        } else if location.is_empty() || location.starts_with('#') {
-            self.target.clone()
-        } else if location.starts_with('?') {
-            text!("{base_path}{}", &reference[1..])
-        } else {
-            let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-            text!("{dir}{location}")
+        let (path, _) = split_query(&self.target);
+        // What the reference is appended to: nothing for "/x", the path for "?q", the
+        // path's directory for "x".
+        let base = match location.as_bytes().first() {
+            None | Some(b'#') => return Ok(self.clone()),
+            Some(b'/') => "",
+            Some(b'?') => path,
+            Some(_) => &path[..path.rfind('/').map_or(0, |i| i + 1)],
         };
+        let merged = target_of(&text!("{base}{location}"))?;
         let (path, query) = split_query(&merged);
         let mut target = remove_dot_segments(path);
         target.push_str(query);
@@ -184,32 +181,29 @@ fn split_query(target: &str) -> (&str, &str) {
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
 /// climbing above the root.
 fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    for (i, segment) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        match *segment {
+    let mut out = String::with_capacity(path.len());
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
             "." | ".." => {
-                if *segment == ".." {
-                    out.pop();
+                if segment == ".." {
+                    out.truncate(out.rfind('/').unwrap_or(0));
                 }
                 // "a/." and "a/.." name a directory: keep the trailing slash.
-                if last {
-                    out.push("");
+                if segments.peek().is_none() {
+                    out.push('/');
                 }
             }
-            s => out.push(s),
+            _ => {
+                out.push('/');
+                out.push_str(segment);
+            }
         }
     }
-    let mut result = String::with_capacity(path.len());
-    for s in &out {
-        result.push('/');
-        result.push_str(s);
+    if out.is_empty() {
+        out.push('/');
     }
-    if result.is_empty() {
-        result.push('/');
-    }
-    result
+    out
 }
 
 fn parse_decimal(s: &str) -> Option<u32> {

@@ -85,13 +85,16 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
     Fd::open(path, OpenFlags::READ, 0)?.read_full(buf)
 }
 
-/// The size in bytes of the open file `fd` (fstat), e.g. for a Content-Length.
+/// The size in bytes of the open file or block device `fd`: its end offset, which (unlike
+/// fstat) is right for block devices too. Rewinds `fd` to its start.
 pub fn file_size(fd: &Fd) -> Result<u64> {
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: st is a valid writable stat for the call; fd is an open descriptor we own.
-    check(unsafe { libc::fstat(fd.raw(), &mut st) })?;
-    Ok(st.st_size as u64)
+    // SAFETY: lseek takes only integers; at worst it fails (ESPIPE on a pipe).
+    let end = unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_END) };
+    // SAFETY: as above.
+    if end < 0 || unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_SET) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(end as u64)
 }
 
 /// Flushes every filesystem's dirty data to its device.

@@ -241,7 +241,7 @@ fn a_drip_past_the_idle_timeout_times_out_and_one_within_it_completes() {
     });
     let url = server.url("/d");
     let out = get(&url, &["--idle-timeout", "0.3", "--retries", "0"]);
-    assert_eq!(out.error(), format!("imprint: {url}: no data moved for 0.3 s (idle timeout)"));
+    assert_eq!(out.error(), format!("imprint: {url}: no data moved for 300 ms (idle timeout)"));
     // A byte a second is slow but alive: a 2.5 s idle timeout never fires, although
     // the whole body takes longer than that.
     let out = get(&url, &["--idle-timeout", "2.5", "--retries", "0"]);
