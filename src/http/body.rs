@@ -230,6 +230,28 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
+    /// nginx 1.22.1 (Debian 12) with `gzip on`, captured on loopback: the head, then the
+    /// chunked body of `"hello imprint\n" * 50` gzipped (one chunk, the last chunk, no
+    /// trailers).
+    const NGINX_GZIP_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 15:20:27 GMT\r\n\
+Content-Type: text/plain\r\nLast-Modified: Fri, 27 Nov 2026 15:20:26 GMT\r\nTransfer-Encoding: chunked\r\n\
+Connection: close\r\nETag: W/\"6b099fba-2bc\"\r\nContent-Encoding: gzip\r\n\r\n";
+    const NGINX_GZIP_BODY: &[u8] = b"2a\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\x03\xcbH\xcd\xc9\xc9W\xc8\xcc-(\xca\xcc+\xe1\xca\x18\xe5\x8d\x86\xc4\x90I\x05\x00\xe7^\x8dx\xbc\x02\x00\x00\r\n0\r\n\r\n";
+
+    #[test]
+    fn decodes_a_chunked_body_captured_from_nginx() {
+        let (head, _) = crate::http::response::Head::parse(NGINX_GZIP_HEAD, false).unwrap().unwrap();
+        assert_eq!(head.framing, crate::http::response::Framing::Chunked);
+        assert_eq!(head.validator(), Some("Fri, 27 Nov 2026 15:20:26 GMT"), "weak ETag skipped");
+        let (gzip, used) = decode(NGINX_GZIP_BODY).unwrap().unwrap();
+        assert_eq!(used, NGINX_GZIP_BODY.len());
+        assert_eq!(gzip.len(), 0x2a);
+        // The decoded bytes are the gzip member nginx made: its deflate data (after the
+        // 10-byte header, before the 8-byte trailer) inflates to the file.
+        let text = miniz_oxide::inflate::decompress_to_vec(&gzip[10..gzip.len() - 8]).unwrap();
+        assert_eq!(text, "hello imprint\n".repeat(50).as_bytes());
+    }
+
     fn decode(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ChunkError> {
         let mut out = Vec::new();
         Ok(decode_all(input, &mut out)?.map(|used| (out, used)))

@@ -101,11 +101,11 @@ impl Connection {
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(error) => return Err(Error::Head { url: url.to_string(), error }),
+                Err(error) => return Err(Error::Head { url: url.text(), error }),
             }
             debug_assert!(self.end - self.start < MAX_HEAD + 1);
             match self.fill() {
-                Ok(0) => return Err(Error::NoResponse { url: url.to_string() }),
+                Ok(0) => return Err(Error::NoResponse { url: url.text() }),
                 Ok(_) => {}
                 Err(errno) => return Err(receive_error(url, errno, self.idle)),
             }
@@ -115,17 +115,17 @@ impl Connection {
 
 fn receive_error(url: &Url, errno: Errno, idle: Duration) -> Error {
     if errno == Errno::ETIMEDOUT {
-        Error::Idle { url: url.to_string(), after: idle }
+        Error::Idle { url: url.text(), after: idle }
     } else {
-        Error::Receive { url: url.to_string(), errno }
+        Error::Receive { url: url.text(), errno }
     }
 }
 
 fn send_error(url: &Url, errno: Errno, idle: Duration) -> Error {
     if errno == Errno::ETIMEDOUT {
-        Error::Idle { url: url.to_string(), after: idle }
+        Error::Idle { url: url.text(), after: idle }
     } else {
-        Error::Send { url: url.to_string(), errno }
+        Error::Send { url: url.text(), errno }
     }
 }
 
@@ -135,7 +135,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn status_error(method: &'static str, url: &Url, head: &Head) -> Error {
-    Error::Status { method, url: url.to_string(), status: head.status, reason: head.reason.clone() }
+    Error::Status { method, url: url.text(), status: head.status, reason: head.reason.clone() }
 }
 
 impl Client {
@@ -155,11 +155,11 @@ impl Client {
             match head.status {
                 301 | 302 | 303 | 307 | 308 => {
                     let Some(location) = &head.location else {
-                        return Err(Error::Redirect { url: url.to_string(), problem: RedirectProblem::NoLocation });
+                        return Err(Error::Redirect { url: url.text(), problem: RedirectProblem::NoLocation });
                     };
                     let next = url.join(location).map_err(|error| Error::Url { url: location.clone(), error })?;
-                    seen.push(url.to_string());
-                    let problem = if seen.contains(&next.to_string()) {
+                    seen.push(url.text());
+                    let problem = if seen.contains(&next.text()) {
                         Some(RedirectProblem::Loop)
                     } else if seen.len() > MAX_REDIRECTS {
                         Some(RedirectProblem::TooMany)
@@ -167,7 +167,7 @@ impl Client {
                         None
                     };
                     if let Some(problem) = problem {
-                        return Err(Error::Redirect { url: next.to_string(), problem });
+                        return Err(Error::Redirect { url: next.text(), problem });
                     }
                     url = next;
                 }
@@ -238,7 +238,7 @@ impl Client {
         };
         let addr = SocketAddrV4 { ip, port: url.port };
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
-            .map_err(|errno| Error::Connect { url: url.to_string(), addr, errno })?;
+            .map_err(|errno| Error::Connect { url: url.text(), addr, errno })?;
         Ok(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle: self.options.idle_timeout })
     }
 
@@ -305,7 +305,7 @@ where
 /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
 #[inline(never)]
 fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Option<u64>) -> Result<(), Error> {
-    let source_error = |why: String| Error::Source { url: url.to_string(), why };
+    let source_error = |why: String| Error::Source { url: url.text(), why };
     let send = |bytes: &[u8]| conn.stream.write_all(bytes, conn.idle).map_err(|e| send_error(url, e, conn.idle));
     let mut buf = vec![0u8; CHUNK_PREFIX + UPLOAD_CHUNK + 2];
     match length {
@@ -412,7 +412,7 @@ impl<'c> Response<'c> {
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let url = &self.url;
         let idle = self.conn.idle;
-        let truncated = || Error::Truncated { url: url.to_string(), received: self.delivered, expected: self.total };
+        let truncated = || Error::Truncated { url: url.text(), received: self.delivered, expected: self.total };
         match &mut self.body {
             BodyState::Empty | BodyState::Length { remaining: 0 } => Ok(0),
             BodyState::Length { remaining } => {
@@ -445,7 +445,7 @@ impl<'c> Response<'c> {
                 }
                 let used = decoder
                     .step(self.conn.buffered())
-                    .map_err(|error| Error::Chunk { url: url.to_string(), error })?;
+                    .map_err(|error| Error::Chunk { url: url.text(), error })?;
                 self.conn.consume(used);
             },
         }
@@ -504,7 +504,7 @@ impl<'c> Response<'c> {
     }
 
     fn changed(&self, why: &'static str) -> Error {
-        Error::Changed { url: self.url.to_string(), offset: self.delivered, why }
+        Error::Changed { url: self.url.text(), offset: self.delivered, why }
     }
 }
 
@@ -520,7 +520,7 @@ impl Read for Response<'_> {
             let result = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
                 Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(Error::Truncated {
-                    url: self.url.to_string(),
+                    url: self.url.text(),
                     received: self.delivered,
                     expected: self.total,
                 }),

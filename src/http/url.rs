@@ -66,6 +66,13 @@ impl Url {
         parse_ipv4(&self.host)
     }
 
+    /// The URL as text, for errors and loop detection (one out-of-line copy of the
+    /// formatting instead of one per call site).
+    #[inline(never)]
+    pub fn text(&self) -> String {
+        text!("{self}")
+    }
+
     /// The value of the Host header: the port only when it is not 80.
     pub fn host_header(&self) -> String {
         if self.port == 80 {
@@ -105,7 +112,12 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        // Not host_header(): formatting must not allocate.
+        write!(f, "http://{}", self.host)?;
+        if self.port != 80 {
+            write!(f, ":{}", self.port)?;
+        }
+        f.write_str(&self.target)
     }
 }
 
