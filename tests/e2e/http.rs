@@ -175,6 +175,11 @@ fn nginx_receives_uploads_with_length_and_chunked() {
     let out = imprint(&["put", "-", &nginx.url("/dav/b.bin"), "--chunked"], &data);
     assert_eq!(String::from_utf8_lossy(&out.ok().stdout), "201\n");
     assert!(nginx.read("dav/b.bin") == data, "chunked upload stored intact");
+    // nginx refuses the body by its Content-Length and closes while we still send: its
+    // answer is the error, not the broken pipe.
+    let url = nginx.url("/small/c.bin");
+    let out = imprint(&["put", src.to_str().unwrap(), &url], b"");
+    assert_eq!(out.error(), format!("imprint: PUT {url}: 413 Request Entity Too Large"));
 }
 
 // ---- against the fault-injecting server ----
@@ -400,4 +405,10 @@ fn urls_it_cannot_fetch_say_why() {
     assert_eq!(out.error(), "imprint: resolving boot.example: no DNS server configured");
     let out = imprint(&["get"], b"");
     assert_eq!(out.code, 64);
+    // Nothing listens on a port just freed: refused, retried once after 1 s, reported.
+    let url = format!("http://127.0.0.1:{}/x", imprint_e2e::nginx::free_port());
+    let out = get(&url, &["--retries", "1"]);
+    let error = out.error();
+    assert!(error.starts_with("imprint: giving up after 2 attempts: connecting to 127.0.0.1:"), "{error}");
+    assert!(error.ends_with(&format!("for {url}: Connection refused (errno 111)")), "{error}");
 }

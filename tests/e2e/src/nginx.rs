@@ -1,6 +1,6 @@
 //! A real nginx for the HTTP tests: started per test on 127.0.0.1 and a free port, with a
-//! generated configuration in a temporary directory (static files with Range, a WebDAV
-//! PUT location, a redirect, a forbidden location), stopped and removed on drop.
+//! generated configuration in a temporary directory (static files with Range, WebDAV
+//! PUT locations, one limited to 1 KiB bodies, a redirect, a forbidden location), stopped and removed on drop.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,7 @@ impl Nginx {
              scgi_temp_path {d}/scgi;\n  client_max_body_size 0;\n  sendfile on;\n\
              server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
              location /dav/ {{ dav_methods PUT; create_full_put_path on; }}\n\
+             location /small/ {{ dav_methods PUT; client_max_body_size 1k; }}\n\
              location = /moved {{ return 301 /file.bin; }}\n\
              location /forbidden/ {{ deny all; }}\n  }}\n}}\n"
         );
