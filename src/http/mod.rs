@@ -181,7 +181,7 @@ impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not as_millis(): its u128 would pull 128-bit division and formatting into the init.
         let ms = self.0.as_secs() * 1000 + u64::from(self.0.subsec_millis());
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{} s", ms / 1000)
         } else {
             write!(f, "{ms} ms")
@@ -196,7 +196,7 @@ pub fn parse_seconds(text: &str) -> Option<Duration> {
     if frac.len() > 3 || whole.is_empty() && frac.is_empty() {
         return None;
     }
-    let padding = core::iter::repeat(b'0').take(3 - frac.len());
+    let padding = core::iter::repeat_n(b'0', 3 - frac.len());
     let mut ms: u64 = 0;
     for b in whole.bytes().chain(frac.bytes()).chain(padding) {
         if !b.is_ascii_digit() {
