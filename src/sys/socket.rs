@@ -184,14 +184,16 @@ mod tests {
         let (l, addr) = listener();
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut got = [0u8; 5];
-            s.read_exact(&mut got).unwrap();
+            // Ends only at our FIN: proves shutdown_write sent one.
+            let mut got = std::vec::Vec::new();
+            s.read_to_end(&mut got).unwrap();
             s.write_all(b"pong").unwrap();
             got
         });
         let t = Duration::from_secs(5);
         let stream = TcpStream::connect(addr, t).unwrap();
         stream.write_all(b"ping!", t).unwrap();
+        stream.shutdown_write().unwrap();
         let mut buf = [0u8; 16];
         let mut got = 0;
         loop {
@@ -201,7 +203,7 @@ mod tests {
             }
         }
         assert_eq!(&buf[..got], b"pong");
-        assert_eq!(&server.join().unwrap(), b"ping!");
+        assert_eq!(server.join().unwrap(), b"ping!");
     }
 
     #[test]
