@@ -405,6 +405,11 @@ fn urls_it_cannot_fetch_say_why() {
     assert_eq!(out.error(), "imprint: resolving boot.example: no DNS server configured");
     let out = imprint(&["get"], b"");
     assert_eq!(out.code, 64);
+    assert_eq!(imprint(&["get", "http://h/", "--idle-timeout", "soon"], b"").code, 64);
+    let help = String::from_utf8(imprint(&["--help"], b"").ok().stdout.clone()).unwrap();
+    for text in ["get <url> [-o FILE]", "put <file|-> <url> [--chunked]", "--idle-timeout", "--retries"] {
+        assert!(help.contains(text), "--help lacks {text}");
+    }
     // Nothing listens on a port just freed: refused, retried once after 1 s, reported.
     let url = format!("http://127.0.0.1:{}/x", imprint_e2e::nginx::free_port());
     let out = get(&url, &["--retries", "1"]);
