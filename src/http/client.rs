@@ -114,18 +114,20 @@ impl Connection {
 }
 
 fn receive_error(url: &Url, errno: Errno, idle: Duration) -> Error {
-    if errno == Errno::ETIMEDOUT {
-        Error::Idle { url: url.text(), after: idle }
-    } else {
-        Error::Receive { url: url.text(), errno }
-    }
+    transfer_error(url, errno, idle, false)
 }
 
 fn send_error(url: &Url, errno: Errno, idle: Duration) -> Error {
-    if errno == Errno::ETIMEDOUT {
-        Error::Idle { url: url.text(), after: idle }
-    } else {
-        Error::Send { url: url.text(), errno }
+    transfer_error(url, errno, idle, true)
+}
+
+/// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
+fn transfer_error(url: &Url, errno: Errno, idle: Duration, sending: bool) -> Error {
+    let url = url.text();
+    match (errno == Errno::ETIMEDOUT, sending) {
+        (true, _) => Error::Idle { url, after: idle },
+        (false, true) => Error::Send { url, errno },
+        (false, false) => Error::Receive { url, errno },
     }
 }
 
