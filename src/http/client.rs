@@ -386,7 +386,7 @@ impl<'c> Response<'c> {
         };
         // Only a full 200 to a GET can be resumed: its bytes are the resource's, from 0.
         let validator =
-            if method == "GET" && head.status == 200 { head.validator().map(String::from) } else { None };
+            if method == "GET" && head.status == 200 { head.validator.clone() } else { None };
         let body = BodyState::of(head.framing);
         Response { client, url, head, conn, body, delivered: 0, total, validator, failures: 0 }
     }
