@@ -113,7 +113,18 @@ fn nginx_404_and_403_are_fatal_at_once_and_redirects_are_followed() {
     assert_eq!(out.error(), format!("imprint: GET {url}: 404 Not Found"));
     let url = nginx.url("/forbidden/x");
     assert_eq!(get(&url, &["--retries", "3"]).error(), format!("imprint: GET {url}: 403 Forbidden"));
-    let log = std::fs::read_to_string(nginx.dir.join("access.log")).unwrap();
+    // imprint has exited, so all its requests are made; nginx logs each just after
+    // answering it, so give the second line a moment to land.
+    let log_path = nginx.dir.join("access.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(log.lines().count(), 2, "4xx must not be retried:\n{log}");
     let data = nginx.put_file("file.bin", 1000);
     assert!(get(&nginx.url("/moved"), &[]).ok().stdout == data, "301 to /file.bin followed");
