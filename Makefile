@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -106,12 +106,13 @@ build/demo/os.img.gz: build/demo/os.img
 TEST_ARTIFACTS := build/bzImage build/initramfs.cpio.gz $(TEST_DIR)/initramfs-shell.cpio.gz \
 	$(TEST_DIR)/initramfs-faults.cpio.gz build/demo/os.img
 
-test: setup ## run every test: unit, audit and budgets, reproducibility, tool mode and QEMU
+test: setup ## run every test: unit, audit, reproducibility, tool mode, HTTP and QEMU end-to-end, brief fuzzing
 	$(MAKE) test-unit
 	$(MAKE) kernel-check
 	$(MAKE) audit
 	tests/audit-selftest.sh
 	tests/repro.sh
+	$(MAKE) test-fuzz
 	$(MAKE) test-e2e
 
 E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e/Cargo.toml
@@ -119,11 +120,26 @@ E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e
 test-unit: | setup-rust ## host unit tests of the library (cargo test)
 	cargo test --locked
 
-test-e2e: $(TEST_ARTIFACTS) | setup-qemu ## tool-mode and QEMU end-to-end tests (real artifacts)
+test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-http ## tool-mode, HTTP and QEMU end-to-end tests (real artifacts)
 	$(E2E) -- --include-ignored --test-threads=2
 
+# Fuzzing the parsers with cargo-fuzz (libFuzzer). Only a stable toolchain is installed:
+# RUSTC_BOOTSTRAP=1 lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage).
+FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_TARGETS := response_head chunked_body
+FUZZ_SECONDS ?= 600
+
+test-fuzz: | setup-fuzz ## fuzz each parser briefly (10 s each)
+	for t in $(FUZZ_TARGETS); do $(FUZZ) run --fuzz-dir tests/fuzz $$t -- -max_total_time=10; done
+
+fuzz: | setup-fuzz ## fuzz each parser for FUZZ_SECONDS (600)
+	for t in $(FUZZ_TARGETS); do $(FUZZ) run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS); done
+
+bench: build/init | setup-http ## HTTP: GET 1 GiB from nginx on loopback, imprint vs curl, and the init bytes added
+	tests/bench-http.sh build/init
+
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
-setup: setup-rust setup-kernel setup-qemu setup-test setup-demo ## install what builds and tests need
+setup: setup-rust setup-kernel setup-qemu setup-test setup-demo setup-http setup-fuzz ## install what builds and tests need
 
 setup-rust:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
@@ -146,6 +162,16 @@ setup-test:
 
 setup-demo:
 	@$(call need_packages,busybox-static extlinux syslinux-common fdisk e2fsprogs util-linux)
+
+# nginx: the HTTP tests' real server (static files, Range, WebDAV PUT); curl: the
+# benchmark's reference; bc: the benchmark's arithmetic.
+setup-http:
+	@$(call need_packages,nginx-light curl bc python3)
+
+# cargo-fuzz from the crate registry, by name; libFuzzer is C++ (g++ builds it).
+setup-fuzz: setup-rust
+	@$(call need_packages,g++)
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target

@@ -12,6 +12,7 @@ pub mod console;
 pub mod disk;
 pub mod cmdline;
 pub mod error;
+pub mod http;
 pub mod init;
 pub mod io;
 pub mod plan;

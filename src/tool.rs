@@ -11,6 +11,17 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
 
   --help, -h       this text
   --version, -V    the version
+  get <url> [-o FILE]
+                   GET url (following redirects, retrying, resuming with Range);
+                   the body goes to standard output or FILE
+  put <file|-> <url> [--chunked]
+                   PUT a file (or standard input) to url and print the status;
+                   Content-Length unless --chunked (standard input without
+                   --chunked is read into memory first)
+    get and put take --connect-timeout SECONDS (default 10), --idle-timeout
+    SECONDS (30: no byte moved for that long), --retries N (5); SECONDS may
+    have a fraction (0.5). Host names need DNS, which this build lacks: use
+    IPv4 addresses.
 
 Kernel command line keys (PID 1): imprint.url= (or BOOTYURL=), ip=, imprint.iface=,
 imprint.on_error=reboot|shell|poweroff, imprint.on_error_delay=<seconds>. See README.md.
@@ -27,6 +38,8 @@ pub fn main(args: &[&[u8]]) -> i32 {
             say!("{USAGE}");
             0
         }
+        Some("get") => crate::http::cli::get(&args[2..]),
+        Some("put") => crate::http::cli::put(&args[2..]),
         Some("--version" | "-V") => {
             sayln!("imprint {}", crate::VERSION);
             0

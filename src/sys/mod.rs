@@ -9,6 +9,7 @@ pub mod fd;
 pub mod fs;
 pub mod poll;
 pub mod process;
+pub mod socket;
 pub mod time;
 pub mod tty;
 

@@ -1,6 +1,8 @@
 //! Helpers for imprint's end-to-end tests: the build artifacts, and QEMU guests whose
 //! serial console the tests read and type into.
 
+pub mod faults;
+pub mod nginx;
 pub mod receiver;
 
 use std::io::{Read, Write};

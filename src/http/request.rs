@@ -1,0 +1,124 @@
+//! The request writer: request line, Host, User-Agent, framing and extra headers, and the
+//! chunked coding for upload bodies of unknown length.
+
+use super::url::Url;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+/// How a request body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
+pub const CHUNK_PREFIX: usize = 10;
+
+/// Writes the request head. `headers` are extra `(name, value)` pairs (Range, If-Range,
+/// Content-Type, ...). Every request closes its connection: one exchange per connection
+/// keeps the state simple, and a resumed or redirected request needs a new one anyway.
+pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, &str)], body: BodyFraming) {
+    let mut w = VecWriter(out);
+    let _ = write!(w, "{method} {} HTTP/1.1\r\nHost: {}\r\n", url.target, url.host_header());
+    let _ = write!(w, "User-Agent: imprint/{}\r\nConnection: close\r\n", crate::VERSION);
+    match body {
+        BodyFraming::None => {}
+        BodyFraming::Length(n) => {
+            let _ = write!(w, "Content-Length: {n}\r\n");
+        }
+        BodyFraming::Chunked => {
+            let _ = write!(w, "Transfer-Encoding: chunked\r\n");
+        }
+    }
+    for (name, value) in headers {
+        // Values come from our code or from a server's validator; a CR or LF in one
+        // would inject header lines, so such a header is left out rather than sent.
+        if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            let _ = write!(w, "{name}: {value}\r\n");
+        }
+    }
+    w.0.extend_from_slice(b"\r\n");
+}
+
+/// Frames `buf[CHUNK_PREFIX..CHUNK_PREFIX + len]` as one chunk in place: writes the size
+/// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
+/// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len` gives the last chunk.
+pub fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
+    let mut line = [0u8; CHUNK_PREFIX];
+    let mut digits = 0;
+    let mut n = len;
+    loop {
+        line[digits] = b"0123456789abcdef"[n & 15];
+        digits += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = CHUNK_PREFIX - digits - 2;
+    for i in 0..digits {
+        buf[start + i] = line[digits - 1 - i];
+    }
+    buf[CHUNK_PREFIX - 2..CHUNK_PREFIX].copy_from_slice(b"\r\n");
+    // After the data its CRLF; after the last chunk ("0\r\n") that same CRLF is the
+    // empty line that ends the (trailer-less) body.
+    let end = CHUNK_PREFIX + len;
+    buf[end..end + 2].copy_from_slice(b"\r\n");
+    start..end + 2
+}
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl core::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::body::decode_all;
+
+    #[test]
+    fn head_has_line_host_agent_framing_and_extras() {
+        let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
+        let mut out = Vec::new();
+        write_head(&mut out, "GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")], BodyFraming::None);
+        let text = core::str::from_utf8(&out).unwrap();
+        let expected = std::format!(
+            "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
+            crate::VERSION
+        );
+        assert_eq!(text, expected);
+        out.clear();
+        write_head(&mut out, "PUT", &url, &[], BodyFraming::Chunked);
+        assert!(core::str::from_utf8(&out).unwrap().contains("\r\nTransfer-Encoding: chunked\r\n"));
+        out.clear();
+        write_head(&mut out, "PUT", &url, &[], BodyFraming::Length(42));
+        assert!(core::str::from_utf8(&out).unwrap().contains("\r\nContent-Length: 42\r\n"));
+    }
+
+    #[test]
+    fn framed_chunks_decode_back_to_the_data() {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for len in [1usize, 15, 16, 255, 4096, 0] {
+            let mut buf = std::vec![0u8; CHUNK_PREFIX + len + 2];
+            for (i, b) in buf[CHUNK_PREFIX..CHUNK_PREFIX + len].iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            expected.extend_from_slice(&buf[CHUNK_PREFIX..CHUNK_PREFIX + len]);
+            let range = frame_chunk(&mut buf, len);
+            wire.extend_from_slice(&buf[range]);
+        }
+        assert!(wire.starts_with(b"1\r\n"));
+        assert!(wire.ends_with(b"\r\n0\r\n\r\n") && !wire.ends_with(b"\r\n\r\n\r\n"));
+        let mut out = Vec::new();
+        assert_eq!(decode_all(&wire, &mut out), Ok(Some(wire.len())));
+        assert_eq!(out, expected);
+    }
+}

@@ -1,0 +1,308 @@
+//! `http://host[:port]/path?query` URLs: parsed, checked so that nothing in them can break
+//! a request line or header, and joined with a redirect's Location.
+//!
+//! Percent-encoding is kept exactly as given (servers disagree on what decoding and
+//! re-encoding would mean); bytes that cannot appear in a request line are rejected.
+
+use alloc::string::String;
+use core::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// As given: a name or an IPv4 literal.
+    pub host: String,
+    pub port: u16,
+    /// The request target: path and query, always starting with '/'; no fragment.
+    pub target: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UrlError {
+    /// `https://`: imprint has no TLS; images are verified by their sha256 instead.
+    Tls,
+    /// A scheme other than http (or none).
+    Scheme,
+    /// `user:password@` in the authority.
+    Credentials,
+    /// `[...]` hosts.
+    Ipv6,
+    /// No host, or a host with characters a name cannot have.
+    Host,
+    /// Four dotted numbers that are not an IPv4 address (an octet over 255).
+    Ipv4,
+    /// A port that is not a number from 1 to 65535.
+    Port,
+    /// A space, control or non-ASCII byte: it would break the request line.
+    Unencoded,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UrlError::Tls => "TLS is not supported; use http:// and pin a sha256 instead",
+            UrlError::Scheme => "only http:// URLs are supported",
+            UrlError::Credentials => "user names and passwords in URLs are not supported",
+            UrlError::Ipv6 => "IPv6 hosts are not supported",
+            UrlError::Host => "the host is missing or not a valid name",
+            UrlError::Ipv4 => "the host is not a valid IPv4 address",
+            UrlError::Port => "the port is not a number from 1 to 65535",
+            UrlError::Unencoded => "the URL has a space, control or non-ASCII character; percent-encode it",
+        })
+    }
+}
+
+impl Url {
+    pub fn parse(text: &str) -> Result<Url, UrlError> {
+        let rest = strip_scheme(text)?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(end);
+        let (host, port) = split_authority(authority)?;
+        check_host(host)?;
+        Ok(Url { host: host.into(), port, target: target_of(target)? })
+    }
+
+    /// The host as an IPv4 address when it is a literal (which needs no DNS).
+    pub fn ipv4(&self) -> Option<[u8; 4]> {
+        parse_ipv4(&self.host)
+    }
+
+    /// The URL as text, for errors and loop detection (one out-of-line copy of the
+    /// formatting instead of one per call site).
+    #[inline(never)]
+    pub fn text(&self) -> String {
+        text!("{self}")
+    }
+
+    /// The value of the Host header: the port only when it is not 80.
+    pub fn host_header(&self) -> String {
+        if self.port == 80 {
+            self.host.clone()
+        } else {
+            text!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Resolves a Location header against this URL (RFC 3986 section 5.2): absolute,
+    /// scheme-relative, absolute-path, query-only and relative-path references.
+    #[inline(never)]
+    pub fn join(&self, location: &str) -> Result<Url, UrlError> {
+        let location = location.trim_matches([' ', '\t']);
+        if has_scheme(location) {
+            return Url::parse(location);
+        }
+        if let Some(rest) = location.strip_prefix("//") {
+            return Url::parse(&text!("http://{rest}"));
+        }
+        let (path, _) = split_query(&self.target);
+        // What the reference is appended to: nothing for "/x", the path for "?q", the
+        // path's directory for "x".
+        let base = match location.as_bytes().first() {
+            None | Some(b'#') => return Ok(self.clone()),
+            Some(b'/') => "",
+            Some(b'?') => path,
+            Some(_) => &path[..path.rfind('/').map_or(0, |i| i + 1)],
+        };
+        let merged = target_of(&text!("{base}{location}"))?;
+        let (path, query) = split_query(&merged);
+        let mut target = remove_dot_segments(path);
+        target.push_str(query);
+        Ok(Url { host: self.host.clone(), port: self.port, target })
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not host_header(): formatting must not allocate.
+        write!(f, "http://{}", self.host)?;
+        if self.port != 80 {
+            write!(f, ":{}", self.port)?;
+        }
+        f.write_str(&self.target)
+    }
+}
+
+fn has_scheme(s: &str) -> bool {
+    match s.find(':') {
+        Some(i) if i > 0 => {
+            s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && s.as_bytes()[0].is_ascii_alphabetic()
+        }
+        _ => false,
+    }
+}
+
+fn strip_scheme(text: &str) -> Result<&str, UrlError> {
+    let lower_starts = |prefix: &str| {
+        text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    if lower_starts("http://") {
+        Ok(&text[7..])
+    } else if lower_starts("https://") {
+        Err(UrlError::Tls)
+    } else {
+        Err(UrlError::Scheme)
+    }
+}
+
+fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
+    if authority.contains('@') {
+        return Err(UrlError::Credentials);
+    }
+    if authority.starts_with('[') {
+        return Err(UrlError::Ipv6);
+    }
+    match authority.rsplit_once(':') {
+        None => Ok((authority, 80)),
+        Some((host, port)) => {
+            let port = parse_decimal(port).filter(|p| (1..=65535).contains(p)).ok_or(UrlError::Port)?;
+            Ok((host, port as u16))
+        }
+    }
+}
+
+fn check_host(host: &str) -> Result<(), UrlError> {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    if host.is_empty() || !host.bytes().all(valid) {
+        return Err(UrlError::Host);
+    }
+    // Anything that looks like dotted numbers must be a real address, not a name lookup.
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && parse_ipv4(host).is_none() {
+        return Err(UrlError::Ipv4);
+    }
+    Ok(())
+}
+
+/// The request target from what follows the authority: fragment dropped, "/" when empty.
+fn target_of(rest: &str) -> Result<String, UrlError> {
+    let rest = rest.split('#').next().unwrap_or("");
+    if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        return Err(UrlError::Unencoded);
+    }
+    let mut target = String::with_capacity(rest.len() + 1);
+    if !rest.starts_with('/') {
+        target.push('/');
+    }
+    target.push_str(rest);
+    Ok(target)
+}
+
+fn split_query(target: &str) -> (&str, &str) {
+    target.split_at(target.find('?').unwrap_or(target.len()))
+}
+
+/// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
+/// climbing above the root.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    out.truncate(out.rfind('/').unwrap_or(0));
+                }
+                // "a/." and "a/.." name a directory: keep the trailing slash.
+                if segments.peek().is_none() {
+                    out.push('/');
+                }
+            }
+            _ => {
+                out.push('/');
+                out.push_str(segment);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn parse_decimal(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Four decimal octets, as `inet_aton` accepts them in their common form.
+pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in out.iter_mut() {
+        *octet = parse_decimal(parts.next()?).filter(|v| *v <= 255)? as u8;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_hosts_ports_and_targets() {
+        let u = url("http://10.0.0.1:8080/images/a%20b.img?x=1#frag");
+        assert_eq!(u.host, "10.0.0.1");
+        assert_eq!(u.port, 8080);
+        assert_eq!(u.target, "/images/a%20b.img?x=1", "percent-encoding kept, fragment dropped");
+        assert_eq!(u.ipv4(), Some([10, 0, 0, 1]));
+        assert_eq!(u.host_header(), "10.0.0.1:8080");
+        assert_eq!(u.to_string(), "http://10.0.0.1:8080/images/a%20b.img?x=1");
+        let u = url("HTTP://boot.example");
+        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("boot.example", 80, "/"));
+        assert_eq!(u.ipv4(), None);
+        assert_eq!(u.host_header(), "boot.example");
+        assert_eq!(url("http://h?q=1").target, "/?q=1");
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_fetch_with_the_reason() {
+        assert_eq!(Url::parse("https://h/x"), Err(UrlError::Tls));
+        assert!(UrlError::Tls.to_string().contains("TLS is not supported"));
+        assert!(UrlError::Tls.to_string().contains("sha256"));
+        assert_eq!(Url::parse("ftp://h/x"), Err(UrlError::Scheme));
+        assert_eq!(Url::parse("h/x"), Err(UrlError::Scheme));
+        assert_eq!(Url::parse("http:///x"), Err(UrlError::Host));
+        assert_eq!(Url::parse("http://a b/x"), Err(UrlError::Host));
+        assert_eq!(Url::parse("http://u:p@h/x"), Err(UrlError::Credentials));
+        assert_eq!(Url::parse("http://[::1]/x"), Err(UrlError::Ipv6));
+        assert_eq!(Url::parse("http://h:0/"), Err(UrlError::Port));
+        assert_eq!(Url::parse("http://h:65536/"), Err(UrlError::Port));
+        assert_eq!(Url::parse("http://h:/"), Err(UrlError::Port));
+        assert_eq!(Url::parse("http://h:8x/"), Err(UrlError::Port));
+        assert_eq!(Url::parse("http://300.1.1.1/"), Err(UrlError::Ipv4));
+        assert_eq!(Url::parse("http://1.2.3/"), Err(UrlError::Ipv4));
+        assert_eq!(Url::parse("http://h/a b"), Err(UrlError::Unencoded));
+        assert_eq!(Url::parse("http://h/a\r\nX: y"), Err(UrlError::Unencoded));
+        assert_eq!(Url::parse("http://h/é"), Err(UrlError::Unencoded));
+    }
+
+    #[test]
+    fn joins_every_kind_of_location() {
+        let base = url("http://10.0.0.1:8080/a/b/c.img?old=1");
+        let join = |l: &str| base.join(l).unwrap().to_string();
+        assert_eq!(join("http://other/x"), "http://other/x");
+        assert_eq!(join("//other:81/y"), "http://other:81/y");
+        assert_eq!(join("/root?q"), "http://10.0.0.1:8080/root?q");
+        assert_eq!(join("d.img"), "http://10.0.0.1:8080/a/b/d.img");
+        assert_eq!(join("../d.img"), "http://10.0.0.1:8080/a/d.img");
+        assert_eq!(join("../../../../d"), "http://10.0.0.1:8080/d");
+        assert_eq!(join("./x/./y/.."), "http://10.0.0.1:8080/a/b/x/");
+        assert_eq!(join("?new=2"), "http://10.0.0.1:8080/a/b/c.img?new=2");
+        assert_eq!(join(""), "http://10.0.0.1:8080/a/b/c.img?old=1");
+        assert_eq!(base.join("https://x/"), Err(UrlError::Tls));
+        assert_eq!(base.join("a b"), Err(UrlError::Unencoded));
+    }
+
+    #[test]
+    fn ipv4_literals() {
+        assert_eq!(parse_ipv4("192.168.1.254"), Some([192, 168, 1, 254]));
+        for bad in ["1.2.3.256", "1.2.3", "1.2.3.4.5", "1..2.3", "a.b.c.d", ""] {
+            assert_eq!(parse_ipv4(bad), None, "{bad}");
+        }
+    }
+}
