@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod console;
 pub mod cmdline;
 pub mod error;
+pub mod image;
 pub mod init;
 pub mod io;
 pub mod rescue;

@@ -5,6 +5,7 @@
 //! says why it is sound. Everything above this module is safe Rust.
 
 pub mod alloc;
+pub mod block;
 pub mod fd;
 pub mod fs;
 pub mod poll;
