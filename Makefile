@@ -119,7 +119,7 @@ setup-qemu:
 	@$(call need_packages,qemu-system-x86)
 
 setup-test:
-	@$(call need_packages,busybox-static)
+	@$(call need_packages,busybox-static util-linux gzip diffutils coreutils time)
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target
