@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel qemu size test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel qemu size test test-unit test-e2e bench setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -98,6 +98,11 @@ test-unit: | setup-rust ## host unit tests of the library (cargo test)
 
 test-e2e: $(TEST_ARTIFACTS) | setup-qemu ## tool-mode and QEMU end-to-end tests (real artifacts)
 	$(E2E) -- --include-ignored --test-threads=2
+
+# Not in `make test`: a ~1 GiB image (generated once into build/bench) through imprint, the
+# gzip|dd pipeline and miniz_oxide's in-memory inflate; prints rates, ratios, peak RSS.
+bench: build/init | setup-rust setup-test ## benchmark the image write (needs root, ~2 GiB in build/bench)
+	CARGO_TARGET_DIR=target/e2e cargo run --release --locked --manifest-path tests/e2e/Cargo.toml --bin imi-bench
 
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
 setup: setup-rust setup-kernel setup-qemu setup-test ## install what builds and tests need

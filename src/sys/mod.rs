@@ -6,8 +6,10 @@
 
 pub mod alloc;
 pub mod block;
+pub mod cpu;
 pub mod fd;
 pub mod fs;
+pub mod memcpy;
 pub mod poll;
 pub mod process;
 pub mod time;
