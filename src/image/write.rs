@@ -19,7 +19,7 @@ use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
 use super::{is_zero, Format};
 use crate::io::Read;
-use crate::sys::block::{self, AlignedBuf, Kind};
+use crate::sys::block::{self, AlignedBuf, DirectRing, Kind};
 use crate::sys::fd::Fd;
 use crate::sys::{self, fs, time, Errno};
 use alloc::boxed::Box;
@@ -34,8 +34,9 @@ pub const HEAD: u64 = 1 << 20;
 pub const TAIL: u64 = 1 << 20;
 /// The inflate ring and write buffer (a power of two, a multiple of FLUSH).
 const RING: usize = 4 << 20;
-/// Written out of the ring whenever this much is ready.
-const FLUSH: usize = 1 << 20;
+/// Written out of the ring whenever this much is ready. When the ring wraps, the inflater
+/// waits for the last of these writes: smaller means less waiting, more system calls.
+const FLUSH: usize = 512 << 10;
 /// Compressed input buffer: room for the longest gzip header we accept, and some.
 const INPUT: usize = 128 << 10;
 /// Alignment of every O_DIRECT write (a page covers logical blocks of 512 to 4096) and
@@ -294,43 +295,59 @@ struct Sink {
 }
 
 impl Sink {
-    /// Takes the next image bytes (page-aligned and whole units, except at the end).
-    fn accept<E>(&mut self, data: &[u8]) -> Result<(), WriteError<E>> {
+    /// Takes the next image bytes, `ring[start..end]` (whole page-aligned units except at
+    /// the image's end): the first MiB into memory, the rest onto the disk.
+    fn accept<E>(&mut self, ring: &mut DirectRing, start: usize, end: usize) -> Result<(), WriteError<E>> {
+        let data = &ring.data()[start..end];
         let offset = self.written;
-        let end = offset + data.len() as u64;
+        let image_end = offset + data.len() as u64;
         if let Some(limit) = self.disk.limit {
-            if end > limit {
+            if image_end > limit {
                 return Err(WriteError::PastEnd { device: limit });
             }
         }
         if let Some(sha) = &mut self.sha {
             sha.update(data);
         }
-        self.written = end;
+        self.written = image_end;
         let held = (HEAD.saturating_sub(offset) as usize).min(data.len());
         if held > 0 {
             self.head[offset as usize..offset as usize + held].copy_from_slice(&data[..held]);
         }
-        self.put(&data[held..], offset + held as u64)
-            .map_err(|errno| WriteError::Write { doing: "writing the image", offset, errno })
+        self.put(ring, start + held, end, offset + held as u64)
+            .map_err(|(offset, errno)| WriteError::Write { doing: "writing the image", offset, errno })
     }
 
-    /// Writes image bytes from 1 MiB on, leaving runs of zero blocks to be zeroed.
-    fn put(&mut self, data: &[u8], offset: u64) -> sys::Result<()> {
-        if !self.sparse {
-            return self.disk.write_at(data, offset);
-        }
+    /// Writes `ring[start..end]` at `offset` (past the first MiB): whole units in the
+    /// background, runs of zero units left to be zeroed, a partial last block at once.
+    fn put(&mut self, ring: &mut DirectRing, start: usize, end: usize, offset: u64) -> Result<(), (u64, Errno)> {
+        let whole = (end - start) / UNIT * UNIT;
         let mut at = 0;
-        while at < data.len() {
-            let zeros = zero_run(&data[at..]);
-            if zeros >= SPARSE_MIN {
-                self.add_zeros(offset + at as u64, zeros as u64)?;
-                at += zeros;
-                continue;
+        while at < whole {
+            let (zeros, len) = {
+                let rest = &ring.data()[start + at..start + whole];
+                match zero_run(rest) {
+                    zeros if self.sparse && zeros >= SPARSE_MIN => (true, zeros),
+                    _ if self.sparse => (false, data_run(rest)),
+                    _ => (false, rest.len()),
+                }
+            };
+            let at_offset = offset + at as u64;
+            if zeros {
+                self.add_zeros(at_offset, len as u64).map_err(|e| (at_offset, e))?;
+            } else {
+                if let Err(errno) = ring.submit(&self.disk.fd, start + at, start + at + len, at_offset) {
+                    return Err((ring.failed_at(), errno));
+                }
             }
-            let len = data_run(&data[at..]);
-            self.disk.write_at(&data[at..at + len], offset + at as u64)?;
             at += len;
+        }
+        if whole < end - start {
+            if let Err(errno) = ring.wait_all() {
+                return Err((ring.failed_at(), errno));
+            }
+            let tail_offset = offset + whole as u64;
+            self.disk.write_at(&ring.data()[start + whole..end], tail_offset).map_err(|e| (tail_offset, e))?;
         }
         Ok(())
     }
@@ -480,13 +497,20 @@ where
         sparse_bytes: 0,
         sha: options.sha256.map(|_| Sha256::new()),
     };
-    let mut ring = AlignedBuf::zeroed(RING).map_err(device("allocating buffers"))?;
+    let mut ring = DirectRing::new(RING).map_err(device("allocating buffers"))?;
 
     wipe_ends(&mut sink.disk).map_err(|errno| WriteError::Write { doing: "zeroing the first and last MiB", offset: 0, errno })?;
     let streamed = match format {
         Format::Gzip => stream_gzip(source, &mut input, &mut ring, &mut sink, &mut ticker),
         Format::Raw => stream_raw(source, &mut input, &mut ring, &mut sink, &mut ticker),
     };
+    // Every background write done (or failed) before the verdict, and before any
+    // zeroing on failure, which a late write must not undo.
+    let streamed = streamed.and_then(|members| {
+        let failed_at = ring.failed_at();
+        ring.wait_all().map_err(|errno| WriteError::Write { doing: "writing the image", offset: failed_at, errno })?;
+        Ok(members)
+    });
     drop(ring);
     let result = streamed.and_then(|members| {
         verify(&mut sink, image_size, options.sha256)?;
@@ -503,7 +527,9 @@ where
     });
     match result {
         Ok(summary) => {
-            ticker.call(summary.image_len, summary.source_len, true)?;
+            // The image is in place: a failing hook now changes nothing about the disk,
+            // and the caller learns of its trouble (a lost lease) on its own next step.
+            let _ = ticker.call(summary.image_len, summary.source_len, true);
             Ok(summary)
         }
         Err(cause) => Err(match wipe_ends(&mut sink.disk).and_then(|_| block::fsync(&sink.disk.fd)) {
@@ -523,18 +549,24 @@ fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
 
 /// Writes out the ring's bytes from `from` up to `pos` (rounded down to whole units unless
 /// `last`); returns the new flushed position.
-fn flush<E>(ring: &[u8], from: usize, pos: usize, last: bool, sink: &mut Sink) -> Result<usize, WriteError<E>> {
+fn flush<E>(ring: &mut DirectRing, from: usize, pos: usize, last: bool, sink: &mut Sink) -> Result<usize, WriteError<E>> {
     let to = if last { pos } else { pos / UNIT * UNIT };
     if to > from {
-        sink.accept(&ring[from..to])?;
+        sink.accept(ring, from, to)?;
     }
     Ok(to)
+}
+
+/// The ring for inflating or reading into at `pos`, once the writes of those bytes are done.
+fn ring_from<E>(ring: &mut DirectRing, pos: usize) -> Result<&mut [u8], WriteError<E>> {
+    let failed_at = ring.failed_at();
+    ring.writable_from(pos).map_err(|errno| WriteError::Write { doing: "writing the image", offset: failed_at, errno })
 }
 
 fn stream_gzip<R, E>(
     source: &mut R,
     input: &mut Input,
-    ring: &mut [u8],
+    ring: &mut DirectRing,
     sink: &mut Sink,
     ticker: &mut Ticker<'_, E>,
 ) -> Result<u32, WriteError<E>>
@@ -545,7 +577,8 @@ where
     let mut decoder = Decoder::new();
     let (mut pos, mut flushed) = (0, 0);
     loop {
-        let step = decoder.step(input.available(), input.eof, ring, pos).map_err(WriteError::Gzip)?;
+        let out = ring_from(ring, pos)?;
+        let step = decoder.step(input.available(), input.eof, out, pos).map_err(WriteError::Gzip)?;
         input.start += step.consumed;
         pos += step.produced;
         if pos == ring.len() || pos - flushed >= FLUSH {
@@ -573,7 +606,7 @@ where
 fn stream_raw<R, E>(
     source: &mut R,
     input: &mut Input,
-    ring: &mut [u8],
+    ring: &mut DirectRing,
     sink: &mut Sink,
     ticker: &mut Ticker<'_, E>,
 ) -> Result<u32, WriteError<E>>
@@ -583,11 +616,11 @@ where
 {
     // The bytes read to tell the format apart are the image's first.
     let first = input.available();
-    ring[..first.len()].copy_from_slice(first);
+    ring_from(ring, 0)?[..first.len()].copy_from_slice(first);
     let (mut pos, mut flushed) = (first.len(), 0);
     let mut eof = input.eof;
     while !eof {
-        let n = source.read(&mut ring[pos..]).map_err(|e| WriteError::Read(e.into()))?;
+        let n = source.read(&mut ring_from(ring, pos)?[pos..]).map_err(|e| WriteError::Read(e.into()))?;
         eof = n == 0;
         pos += n;
         input.total += n as u64;
@@ -693,6 +726,65 @@ mod tests {
         assert_eq!(zero_run(&std::vec![0u8; UNIT - 1]), 0, "partial units are never skipped");
     }
 
+    /// Yields `data` in 64 KiB reads, pausing once past the hook's one-second tick.
+    struct SlowSource<'a> {
+        data: &'a [u8],
+        reads: usize,
+    }
+
+    impl Read for SlowSource<'_> {
+        type Error = &'static str;
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, &'static str> {
+            self.reads += 1;
+            if self.reads == 40 {
+                std::thread::sleep(TICK + Duration::from_millis(100));
+            }
+            let n = buf.len().min(self.data.len()).min(64 << 10);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_hook_runs_during_the_write_and_its_error_stops_it_safely() {
+        let dir = std::env::temp_dir().join(std::format!("imprint-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk");
+        std::fs::write(&path, std::vec![0xEEu8; 8 << 20]).unwrap();
+        let image: std::vec::Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8 + 1).collect();
+        let options = Options { sparse: true, ..Options::default() };
+        let mut calls = std::vec::Vec::new();
+        let mut hook = |p: &Progress| -> Result<(), &'static str> {
+            calls.push(*p);
+            Err("the lease is gone")
+        };
+        let mut source = SlowSource { data: &image, reads: 0 };
+        let err = write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap_err();
+        assert!(matches!(err, WriteError::Aborted("the lease is gone")), "{err:?}");
+        assert_eq!(std::format!("{err}"), "image write stopped: the lease is gone");
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].written > HEAD && !calls[0].done, "{:?}", calls[0]);
+        let disk = std::fs::read(&path).unwrap();
+        assert!(disk[..HEAD as usize].iter().all(|&b| b == 0), "first MiB zeroed");
+        assert!(disk[(7 << 20)..].iter().all(|&b| b == 0), "last MiB zeroed");
+
+        // Without the error the same write completes, and the hook hears of the end.
+        let mut calls = 0;
+        let mut done = false;
+        let mut hook = |p: &Progress| -> Result<(), &'static str> {
+            calls += 1;
+            done = p.done;
+            Ok(())
+        };
+        let mut source = SlowSource { data: &image, reads: 0 };
+        let summary = write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap();
+        assert_eq!(summary.image_len, image.len() as u64);
+        assert!(calls >= 2 && done, "{calls} calls");
+        assert_eq!(std::fs::read(&path).unwrap()[..image.len()], image[..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn sink_holds_the_head_skips_zero_runs_and_stops_at_the_end() {
         let dir = std::env::temp_dir().join(std::format!("imprint-sink-{}", std::process::id()));
@@ -711,10 +803,12 @@ mod tests {
             sha: None,
         };
         wipe_ends(&mut sink.disk).unwrap();
-        let mut image = AlignedBuf::zeroed(2 << 20).unwrap();
+        let mut ring = DirectRing::new(2 << 20).unwrap();
+        let image = ring.writable_from(0).unwrap();
         image[..HEAD as usize].fill(0x11);
         image[HEAD as usize..HEAD as usize + UNIT].fill(0x22);
-        sink.accept::<()>(&image).unwrap();
+        sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap();
+        ring.wait_all().unwrap();
         assert_eq!(sink.sparse_bytes, HEAD - UNIT as u64);
         sink.flush_zeros().unwrap();
         block::fsync(&sink.disk.fd).unwrap();
@@ -723,7 +817,7 @@ mod tests {
         assert!(on_disk[HEAD as usize..][..UNIT].iter().all(|&b| b == 0x22));
         assert!(on_disk[HEAD as usize + UNIT..].iter().all(|&b| b == 0), "zero run zeroed, last MiB wiped");
         assert!(sink.head.iter().all(|&b| b == 0x11));
-        let past = sink.accept::<()>(&image).unwrap_err();
+        let past = sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap_err();
         assert!(matches!(past, WriteError::PastEnd { device } if device == 3 << 20), "{past:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

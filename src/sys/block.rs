@@ -274,9 +274,236 @@ impl Drop for AlignedBuf {
     }
 }
 
+// Linux native AIO (<linux/aio_abi.h>): with O_DIRECT the writes really run in the
+// background, so inflating the next MiB overlaps writing the last one.
+const IOCB_CMD_PWRITE: u16 = 1;
+/// Writes in flight at most.
+const AIO_SLOTS: usize = 32;
+
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    aio_data: u64,
+    aio_key: u32,
+    aio_rw_flags: i32,
+    aio_lio_opcode: u16,
+    aio_reqprio: i16,
+    aio_fildes: u32,
+    aio_buf: u64,
+    aio_nbytes: u64,
+    aio_offset: i64,
+    aio_reserved2: u64,
+    aio_flags: u32,
+    aio_resfd: u32,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct IoEvent {
+    data: u64,
+    obj: u64,
+    res: i64,
+    res2: i64,
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    start: usize,
+    end: usize,
+    offset: u64,
+}
+
+/// A page-aligned buffer whose ranges are written to a file in the background (Linux
+/// AIO); without AIO in the kernel (ENOSYS) every write is a plain synchronous pwrite.
+///
+/// Bytes of a range being written must not change until the write completes:
+/// [`DirectRing::writable_from`] waits for every write at or past its start, and callers
+/// only write from there on. Dropping the ring waits for all writes, so the kernel never
+/// reads freed memory.
+pub struct DirectRing {
+    buf: AlignedBuf,
+    ctx: Option<libc::c_ulong>,
+    slots: [Option<InFlight>; AIO_SLOTS],
+    /// Disk offset of the write that failed, for the error message.
+    failed_at: u64,
+}
+
+impl DirectRing {
+    pub fn new(len: usize) -> Result<DirectRing> {
+        let buf = AlignedBuf::zeroed(len)?;
+        let mut ctx: libc::c_ulong = 0;
+        // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
+        let ret = unsafe { libc::syscall(libc::SYS_io_setup, AIO_SLOTS as libc::c_long, &mut ctx as *mut libc::c_ulong) };
+        let ctx = match check(ret as libc::c_int) {
+            Ok(_) => Some(ctx),
+            // A kernel built without CONFIG_AIO (or with AIO limits reached): synchronous.
+            Err(_) => None,
+        };
+        Ok(DirectRing { buf, ctx, slots: [None; AIO_SLOTS], failed_at: 0 })
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Whether writes run in the background.
+    pub fn is_async(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Disk offset of the last write that failed.
+    pub fn failed_at(&self) -> u64 {
+        self.failed_at
+    }
+
+    /// The whole buffer for writing at `from` and after, once no write of those bytes is
+    /// still in flight.
+    pub fn writable_from(&mut self, from: usize) -> Result<&mut [u8]> {
+        while self.slots.iter().flatten().any(|w| w.end > from) {
+            self.reap(1)?;
+        }
+        Ok(&mut self.buf)
+    }
+
+    /// Starts writing `buf[start..end]` at `offset` of `fd`, which must be open with
+    /// O_DIRECT (aligned offset, length and address) for the write to run in the background.
+    pub fn submit(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
+        let Some(ctx) = self.ctx else {
+            self.failed_at = offset;
+            return pwrite_all(fd, &self.buf[start..end], offset);
+        };
+        let slot = loop {
+            match self.slots.iter().position(Option::is_none) {
+                Some(slot) => break slot,
+                None => self.reap(1)?,
+            }
+        };
+        let data = &self.buf[start..end];
+        let iocb = Iocb {
+            aio_data: slot as u64,
+            aio_lio_opcode: IOCB_CMD_PWRITE,
+            aio_fildes: fd.raw() as u32,
+            aio_buf: data.as_ptr() as u64,
+            aio_nbytes: data.len() as u64,
+            aio_offset: offset as i64,
+            ..Iocb::default()
+        };
+        let mut list = [&iocb as *const Iocb];
+        loop {
+            // SAFETY: `list` points to one valid iocb, which the kernel copies during the
+            // call. The data it names lies inside `self.buf`, which stays allocated until
+            // the write completes (Drop waits for every write) and is not written to
+            // meanwhile (writable_from waits for writes at or past its start).
+            let ret = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr()) };
+            match check(ret as libc::c_int) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                // The kernel's queue is full: let some writes finish, then try again.
+                Err(e) if e.0 == libc::EAGAIN && self.slots.iter().any(Option::is_some) => self.reap(1)?,
+                Err(e) => {
+                    self.failed_at = offset;
+                    return Err(e);
+                }
+            }
+        }
+        self.slots[slot] = Some(InFlight { start, end, offset });
+        Ok(())
+    }
+
+    /// Waits for every write in flight; the first failure is the error.
+    pub fn wait_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while self.slots.iter().any(Option::is_some) {
+            if let Err(e) = self.reap(1) {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+
+    /// Collects at least `min` finished writes.
+    fn reap(&mut self, min: usize) -> Result<()> {
+        let Some(ctx) = self.ctx else { return Ok(()) };
+        let mut events = [IoEvent::default(); AIO_SLOTS];
+        let n = loop {
+            // SAFETY: `events` has room for AIO_SLOTS events, the maximum we ask for; a
+            // null timeout means wait; the kernel writes only into `events`.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_io_getevents,
+                    ctx,
+                    min as libc::c_long,
+                    AIO_SLOTS as libc::c_long,
+                    events.as_mut_ptr(),
+                    core::ptr::null_mut::<libc::timespec>(),
+                )
+            };
+            match check(ret as libc::c_int) {
+                Err(Errno::EINTR) => continue,
+                other => break other? as usize,
+            }
+        };
+        let mut result = Ok(());
+        for event in &events[..n] {
+            let Some(write) = self.slots.get_mut(event.data as usize).and_then(Option::take) else { continue };
+            let wanted = (write.end - write.start) as i64;
+            if event.res != wanted && result.is_ok() {
+                self.failed_at = write.offset;
+                // A short write means the device ended early.
+                result = Err(if event.res < 0 { Errno(-event.res as i32) } else { Errno(libc::EIO) });
+            }
+        }
+        result
+    }
+}
+
+impl Drop for DirectRing {
+    fn drop(&mut self) {
+        let _ = self.wait_all();
+        if let Some(ctx) = self.ctx {
+            // SAFETY: every write has completed (wait_all above), so destroying the
+            // context leaves no kernel reference to our buffer.
+            unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_writes_land_in_the_file() {
+        let dir = std::env::temp_dir().join(std::format!("imprint-ring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk");
+        let fd = open_file(path.to_str().unwrap(), true).or_else(|_| open_file(path.to_str().unwrap(), false)).unwrap();
+        let mut ring = DirectRing::new(64 * PAGE).unwrap();
+        for round in 0..3u8 {
+            let buf = ring.writable_from(0).unwrap();
+            buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i / PAGE) as u8 ^ round);
+            for chunk in 0..8 {
+                let (start, end) = (chunk * 8 * PAGE, (chunk + 1) * 8 * PAGE);
+                ring.submit(&fd, start, end, (round as usize * 64 * PAGE + start) as u64).unwrap();
+            }
+        }
+        ring.wait_all().unwrap();
+        drop(ring);
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 3 * 64 * PAGE);
+        for (i, b) in data.iter().enumerate() {
+            assert_eq!(*b, ((i % (64 * PAGE)) / PAGE) as u8 ^ (i / (64 * PAGE)) as u8, "byte {i}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn aligned_buffers_are_page_aligned_and_zeroed() {
