@@ -1,6 +1,6 @@
 //! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as gzip's trailer has it.
 //!
-//! Slice-by-8: eight 256-entry tables, built at compile time, let the loop fold eight input
+//! Slice-by-8: eight 256-entry tables, built at run time, let the loop fold eight input
 //! bytes per step instead of one. Runs of zero bytes, common in disk images, are not
 //! folded byte by byte at all: appending n zeros multiplies the CRC register by x^(8n)
 //! modulo the polynomial, which takes a few dozen steps whatever n is (zlib's
@@ -8,36 +8,43 @@
 //! [`cpu::crc32_pclmul`] folds 64 bytes per step instead.
 
 use super::is_zero;
+use alloc::boxed::Box;
 use crate::sys::cpu;
 
 const POLY: u32 = 0xEDB8_8320;
 
-const TABLES: [[u32; 256]; 8] = build_tables();
+/// The eight slice-by-8 tables. Built at run time on the heap (8 KiB that would barely
+/// compress in the initramfs), and only where the CPU lacks carry-less multiplication.
+type Tables = [[u32; 256]; 8];
 
-const fn build_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
+fn build_tables() -> Box<Tables> {
+    let mut t = Box::new([[0u32; 256]; 8]);
+    for i in 0..256 {
+        t[0][i] = byte_step(i as u32);
     }
-    let mut s = 1;
-    while s < 8 {
-        let mut i = 0;
-        while i < 256 {
+    for s in 1..8 {
+        for i in 0..256 {
             let prev = t[s - 1][i];
             t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            i += 1;
         }
-        s += 1;
     }
     t
+}
+
+/// The register after shifting in eight zero bits from `c` (one table entry).
+fn byte_step(mut c: u32) -> u32 {
+    for _ in 0..8 {
+        c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+    }
+    c
+}
+
+/// Bit at a time: for the few bytes that are not worth a table.
+fn fold_bits(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = byte_step(crc ^ b as u32);
+    }
+    crc
 }
 
 /// x^(2^k) modulo the polynomial, k = 0..32 (reflected), for the zero-run shortcut.
@@ -87,21 +94,21 @@ fn zeros_operator(mut n: u64) -> u32 {
 const ZERO_PIECE: usize = 4096;
 
 /// A running CRC-32.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug, Default)]
 pub struct Crc32 {
     /// The register, kept inverted as the algorithm runs (the value is its complement).
     state: u32,
-}
-
-impl Default for Crc32 {
-    fn default() -> Self {
-        Crc32::new()
-    }
+    tables: Option<Box<Tables>>,
 }
 
 impl Crc32 {
     pub const fn new() -> Crc32 {
-        Crc32 { state: !0 }
+        Crc32 { state: !0, tables: None }
+    }
+
+    /// Starts over (keeping the tables).
+    pub fn reset(&mut self) {
+        self.state = !0;
     }
 
     pub fn value(&self) -> u32 {
@@ -110,10 +117,11 @@ impl Crc32 {
 
     pub fn update(&mut self, data: &[u8]) {
         // Carry-less folding is about as fast as looking for zeros: just fold.
-        if cpu::has_pclmul() {
-            self.fold(data);
-        } else {
-            self.update_portable(data);
+        let wide = if data.len() >= 64 { data.len() / 16 * 16 } else { 0 };
+        match cpu::crc32_pclmul(self.state, &data[..wide]) {
+            Some(state) => self.state = fold_bits(state, &data[wide..]),
+            None if data.len() < 64 => self.state = fold_bits(self.state, data),
+            None => self.update_portable(data),
         }
     }
 
@@ -128,20 +136,12 @@ impl Crc32 {
             }
             self.skip_zeros(zeros);
             zeros = 0;
-            self.state = fold(self.state, piece);
+            let tables = self.tables.get_or_insert_with(build_tables);
+            self.state = fold(tables, self.state, piece);
         }
         self.skip_zeros(zeros);
-        self.state = fold(self.state, pieces.remainder());
-    }
-
-    /// Folds in data: with carry-less multiplication where the CPU has it, else tables.
-    fn fold(&mut self, data: &[u8]) {
-        let wide = if data.len() >= 64 { data.len() / 16 * 16 } else { 0 };
-        if let Some(state) = cpu::crc32_pclmul(self.state, &data[..wide]) {
-            self.state = fold(state, &data[wide..]);
-        } else {
-            self.state = fold(self.state, data);
-        }
+        let tables = self.tables.get_or_insert_with(build_tables);
+        self.state = fold(tables, self.state, pieces.remainder());
     }
 
     /// Advances over `n` zero bytes.
@@ -159,8 +159,7 @@ pub fn checksum(data: &[u8]) -> u32 {
     c.value()
 }
 
-fn fold(mut crc: u32, data: &[u8]) -> u32 {
-    let t = &TABLES;
+fn fold(t: &Tables, mut crc: u32, data: &[u8]) -> u32 {
     let mut words = data.chunks_exact(8);
     for w in &mut words {
         let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
@@ -235,7 +234,7 @@ mod tests {
         let data: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for len in [64, 80, 128, 192, 1024, 4096, 9984] {
             for start in [!0u32, 0, 0x1234_5678] {
-                assert_eq!(cpu::crc32_pclmul(start, &data[..len]), Some(fold(start, &data[..len])), "len {len}");
+                assert_eq!(cpu::crc32_pclmul(start, &data[..len]), Some(fold(&build_tables(), start, &data[..len])), "len {len}");
             }
         }
         assert_eq!(cpu::crc32_pclmul(!0, &data[..63]), None);
@@ -250,7 +249,7 @@ mod tests {
             skipped.skip_zeros(n);
             let mut folded = Crc32::new();
             folded.update(b"prefix");
-            folded.state = fold(folded.state, &std::vec![0u8; n as usize]);
+            folded.state = fold(&build_tables(), folded.state, &std::vec![0u8; n as usize]);
             assert_eq!(skipped.value(), folded.value(), "{n} zeros");
         }
     }

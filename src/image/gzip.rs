@@ -319,7 +319,7 @@ impl Decoder {
         match HeaderRepr::parse(input) {
             Ok((_, len)) => {
                 self.inflate.init();
-                self.crc = Crc32::new();
+                self.crc.reset();
                 self.member_len = 0;
                 self.state = State::Body;
                 Ok(Step { consumed: len, produced: 0 })
