@@ -8,8 +8,8 @@
 //! [`cpu::crc32_pclmul`] folds 64 bytes per step instead.
 
 use super::is_zero;
-use alloc::boxed::Box;
 use crate::sys::cpu;
+use alloc::boxed::Box;
 
 const POLY: u32 = 0xEDB8_8320;
 
@@ -234,7 +234,11 @@ mod tests {
         let data: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for len in [64, 80, 128, 192, 1024, 4096, 9984] {
             for start in [!0u32, 0, 0x1234_5678] {
-                assert_eq!(cpu::crc32_pclmul(start, &data[..len]), Some(fold(&build_tables(), start, &data[..len])), "len {len}");
+                assert_eq!(
+                    cpu::crc32_pclmul(start, &data[..len]),
+                    Some(fold(&build_tables(), start, &data[..len])),
+                    "len {len}"
+                );
             }
         }
         assert_eq!(cpu::crc32_pclmul(!0, &data[..63]), None);

@@ -54,29 +54,28 @@ pub enum GzipError {
 impl fmt::Display for GzipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GzipError::Truncated { at } => write!(f, "gzip stream ends early, after {at} bytes: the image is incomplete"),
+            GzipError::Truncated { at } => {
+                write!(f, "gzip stream ends early, after {at} bytes: the image is incomplete")
+            }
             GzipError::Method { at, method } => {
                 write!(f, "gzip member at byte {at} uses compression method {method}, not deflate (8)")
             }
             GzipError::ReservedFlags { at, flags } => {
                 write!(f, "gzip member at byte {at} sets reserved header flags {flags:#04x}")
             }
-            GzipError::HeaderCrc { at, expected, actual } => write!(
-                f,
-                "gzip member at byte {at}: header CRC is {actual:#06x}, the header says {expected:#06x}"
-            ),
+            GzipError::HeaderCrc { at, expected, actual } => {
+                write!(f, "gzip member at byte {at}: header CRC is {actual:#06x}, the header says {expected:#06x}")
+            }
             GzipError::HeaderTooLong { at } => {
                 write!(f, "gzip member at byte {at} has a header longer than {MAX_HEADER} bytes")
             }
             GzipError::Corrupt { at } => write!(f, "gzip data is corrupt (invalid deflate data near byte {at})"),
-            GzipError::CrcMismatch { member, expected, actual } => write!(
-                f,
-                "gzip member {member}: CRC-32 of the data is {actual:08x}, the trailer says {expected:08x}"
-            ),
-            GzipError::SizeMismatch { member, expected, actual } => write!(
-                f,
-                "gzip member {member}: inflated to {actual} bytes (mod 2^32), the trailer says {expected}"
-            ),
+            GzipError::CrcMismatch { member, expected, actual } => {
+                write!(f, "gzip member {member}: CRC-32 of the data is {actual:08x}, the trailer says {expected:08x}")
+            }
+            GzipError::SizeMismatch { member, expected, actual } => {
+                write!(f, "gzip member {member}: inflated to {actual} bytes (mod 2^32), the trailer says {expected}")
+            }
             GzipError::TrailingGarbage { at } => {
                 write!(f, "gzip stream has trailing garbage at byte {at} (not another gzip member)")
             }
@@ -92,7 +91,10 @@ pub enum HeaderError {
     NotGzip,
     Method(u8),
     ReservedFlags(u8),
-    HeaderCrc { expected: u16, actual: u16 },
+    HeaderCrc {
+        expected: u16,
+        actual: u16,
+    },
 }
 
 /// A gzip member header (RFC 1952 section 2.3).

@@ -213,7 +213,8 @@ mod tests {
     #[test]
     fn write_arguments_parse_and_bad_ones_are_refused() {
         let hex = "ab".repeat(32);
-        let args: [&[u8]; 7] = [b"img.gz", b"--sha256", hex.as_bytes(), b"/dev/sda", b"--no-sparse", b"--size", b"1048577"];
+        let args: [&[u8]; 7] =
+            [b"img.gz", b"--sha256", hex.as_bytes(), b"/dev/sda", b"--no-sparse", b"--size", b"1048577"];
         let cmd = parse_write_args(&args).unwrap();
         assert_eq!((cmd.source.as_str(), cmd.target.as_str()), ("img.gz", "/dev/sda"));
         assert_eq!(cmd.options.sha256, Some([0xab; 32]));

@@ -95,15 +95,24 @@ pub struct Summary {
 #[derive(Debug)]
 pub enum WriteError<E> {
     /// The target could not be opened.
-    Open { errno: Errno },
+    Open {
+        errno: Errno,
+    },
     /// The device is mounted or held open exclusively by someone else.
     Busy,
     /// The target is neither a block device nor a regular file.
     NotATarget,
     /// A device query or flush failed (`doing` says which).
-    Device { doing: &'static str, errno: Errno },
+    Device {
+        doing: &'static str,
+        errno: Errno,
+    },
     /// Writing or zeroing at `offset` failed.
-    Write { doing: &'static str, offset: u64, errno: Errno },
+    Write {
+        doing: &'static str,
+        offset: u64,
+        errno: Errno,
+    },
     /// Reading the source failed.
     Read(E),
     /// The hook asked to stop.
@@ -112,14 +121,28 @@ pub enum WriteError<E> {
     Empty,
     Gzip(GzipError),
     /// The image's known size exceeds the device; found before the first write.
-    TooBig { image: u64, device: u64 },
+    TooBig {
+        image: u64,
+        device: u64,
+    },
     /// The image (of unknown size) went on past the device's end.
-    PastEnd { device: u64 },
+    PastEnd {
+        device: u64,
+    },
     /// The image's length differs from the size it was announced with.
-    SizeMismatch { expected: u64, actual: u64 },
-    Sha256 { expected: [u8; 32], actual: [u8; 32] },
+    SizeMismatch {
+        expected: u64,
+        actual: u64,
+    },
+    Sha256 {
+        expected: [u8; 32],
+        actual: [u8; 32],
+    },
     /// A failure, after which zeroing the first and last MiB again failed too.
-    NotWiped { cause: Box<WriteError<E>>, errno: Errno },
+    NotWiped {
+        cause: Box<WriteError<E>>,
+        errno: Errno,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for WriteError<E> {
@@ -149,7 +172,10 @@ impl<E: fmt::Display> fmt::Display for WriteError<E> {
                 write!(f, "the image's sha256 is {}, expected {}", Hex(actual), Hex(expected))
             }
             WriteError::NotWiped { cause, errno } => {
-                write!(f, "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable")
+                write!(
+                    f,
+                    "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"
+                )
             }
         }
     }
@@ -196,7 +222,8 @@ impl Disk {
                     other => other,
                 }
                 .map_err(|errno| WriteError::Open { errno })?;
-                let len = block::file_len(&fd).map_err(|errno| WriteError::Device { doing: "reading the file size", errno })?;
+                let len = block::file_len(&fd)
+                    .map_err(|errno| WriteError::Device { doing: "reading the file size", errno })?;
                 // A file that has a length stands for a disk of that size; an empty one grows.
                 let limit = (len > 0).then_some(len);
                 Ok(Disk { fd, kind: Kind::RegularFile, limit, zeroing: Zeroing::Fallocate })
@@ -252,11 +279,8 @@ impl Disk {
     /// (only ever at the image's end) after clearing O_DIRECT, since direct I/O takes
     /// whole logical blocks only.
     fn write_at(&mut self, data: &[u8], offset: u64) -> sys::Result<()> {
-        let aligned = if offset % UNIT as u64 == 0 && data.as_ptr() as usize % UNIT == 0 {
-            data.len() / UNIT * UNIT
-        } else {
-            0
-        };
+        let aligned =
+            if offset % UNIT as u64 == 0 && data.as_ptr() as usize % UNIT == 0 { data.len() / UNIT * UNIT } else { 0 };
         block::pwrite_all(&self.fd, &data[..aligned], offset)?;
         if aligned < data.len() {
             block::set_direct(&self.fd, false)?;
@@ -314,8 +338,11 @@ impl Sink {
         if held > 0 {
             self.head[offset as usize..offset as usize + held].copy_from_slice(&data[..held]);
         }
-        self.put(ring, start + held, end, offset + held as u64)
-            .map_err(|(offset, errno)| WriteError::Write { doing: "writing the image", offset, errno })
+        self.put(ring, start + held, end, offset + held as u64).map_err(|(offset, errno)| WriteError::Write {
+            doing: "writing the image",
+            offset,
+            errno,
+        })
     }
 
     /// Writes `ring[start..end]` at `offset` (past the first MiB): whole units in the
@@ -499,10 +526,18 @@ where
     };
     let mut ring = DirectRing::new(RING).map_err(device("allocating buffers"))?;
 
-    wipe_ends(&mut sink.disk).map_err(|errno| WriteError::Write { doing: "zeroing the first and last MiB", offset: 0, errno })?;
+    wipe_ends(&mut sink.disk).map_err(|errno| WriteError::Write {
+        doing: "zeroing the first and last MiB",
+        offset: 0,
+        errno,
+    })?;
     let streamed = match format {
-        Format::Gzip => stream_gzip(source, &mut input, &mut ring, &mut sink, &mut ticker),
-        Format::Raw => stream_raw(source, &mut input, &mut ring, &mut sink, &mut ticker),
+        Format::Gzip => {
+            Stream { source, input: &mut input, ring: &mut ring, sink: &mut sink, ticker: &mut ticker }.gzip()
+        }
+        Format::Raw => {
+            Stream { source, input: &mut input, ring: &mut ring, sink: &mut sink, ticker: &mut ticker }.raw()
+        }
     };
     // Every background write done (or failed) before the verdict, and before any
     // zeroing on failure, which a late write must not undo.
@@ -547,9 +582,40 @@ fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
     disk.zero(tail, end - tail)
 }
 
+/// How far the ring is filled (`pos`) and written out (`flushed`).
+struct Cursor {
+    pos: usize,
+    flushed: usize,
+}
+
+impl Cursor {
+    /// Counts `n` new bytes at `pos`; writes out what is ready, wraps at the ring's end.
+    fn advance<E>(&mut self, n: usize, ring: &mut DirectRing, sink: &mut Sink) -> Result<(), WriteError<E>> {
+        self.pos += n;
+        if self.pos == ring.len() || self.pos - self.flushed >= FLUSH {
+            self.flushed = flush(ring, self.flushed, self.pos, false, sink)?;
+            if self.pos == ring.len() {
+                (self.pos, self.flushed) = (0, 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out the rest, a partial last block included.
+    fn finish<E>(&self, ring: &mut DirectRing, sink: &mut Sink) -> Result<(), WriteError<E>> {
+        flush(ring, self.flushed, self.pos, true, sink).map(|_| ())
+    }
+}
+
 /// Writes out the ring's bytes from `from` up to `pos` (rounded down to whole units unless
 /// `last`); returns the new flushed position.
-fn flush<E>(ring: &mut DirectRing, from: usize, pos: usize, last: bool, sink: &mut Sink) -> Result<usize, WriteError<E>> {
+fn flush<E>(
+    ring: &mut DirectRing,
+    from: usize,
+    pos: usize,
+    last: bool,
+    sink: &mut Sink,
+) -> Result<usize, WriteError<E>> {
     let to = if last { pos } else { pos / UNIT * UNIT };
     if to > from {
         sink.accept(ring, from, to)?;
@@ -563,77 +629,67 @@ fn ring_from<E>(ring: &mut DirectRing, pos: usize) -> Result<&mut [u8], WriteErr
     ring.writable_from(pos).map_err(|errno| WriteError::Write { doing: "writing the image", offset: failed_at, errno })
 }
 
-fn stream_gzip<R, E>(
-    source: &mut R,
-    input: &mut Input,
-    ring: &mut DirectRing,
-    sink: &mut Sink,
-    ticker: &mut Ticker<'_, E>,
-) -> Result<u32, WriteError<E>>
-where
-    R: Read,
-    E: From<R::Error>,
-{
-    let mut decoder = Decoder::new();
-    let (mut pos, mut flushed) = (0, 0);
-    loop {
-        let out = ring_from(ring, pos)?;
-        let step = decoder.step(input.available(), input.eof, out, pos).map_err(WriteError::Gzip)?;
-        input.start += step.consumed;
-        pos += step.produced;
-        if pos == ring.len() || pos - flushed >= FLUSH {
-            flushed = flush(ring, flushed, pos, false, sink)?;
-            if pos == ring.len() {
-                (pos, flushed) = (0, 0);
-            }
-        }
-        if decoder.is_finished() {
-            break;
-        }
-        if step.consumed == 0 && step.produced == 0 {
-            if input.eof {
-                // The decoder ends every stream at EOF with a result; this is a guard.
-                return Err(WriteError::Gzip(GzipError::Truncated { at: input.total }));
-            }
-            input.refill(source).map_err(|e| WriteError::Read(e.into()))?;
-        }
-        ticker.tick(sink.written, input.total)?;
-    }
-    flush(ring, flushed, pos, true, sink)?;
-    Ok(decoder.members())
+/// What the streaming loops work with: the source, its input buffer, the ring, the sink
+/// and the hook's ticker.
+struct Stream<'a, 'h, R, E> {
+    source: &'a mut R,
+    input: &'a mut Input,
+    ring: &'a mut DirectRing,
+    sink: &'a mut Sink,
+    ticker: &'a mut Ticker<'h, E>,
 }
 
-fn stream_raw<R, E>(
-    source: &mut R,
-    input: &mut Input,
-    ring: &mut DirectRing,
-    sink: &mut Sink,
-    ticker: &mut Ticker<'_, E>,
-) -> Result<u32, WriteError<E>>
+impl<R, E> Stream<'_, '_, R, E>
 where
     R: Read,
     E: From<R::Error>,
 {
-    // The bytes read to tell the format apart are the image's first.
-    let first = input.available();
-    ring_from(ring, 0)?[..first.len()].copy_from_slice(first);
-    let (mut pos, mut flushed) = (first.len(), 0);
-    let mut eof = input.eof;
-    while !eof {
-        let n = source.read(&mut ring_from(ring, pos)?[pos..]).map_err(|e| WriteError::Read(e.into()))?;
-        eof = n == 0;
-        pos += n;
-        input.total += n as u64;
-        if pos == ring.len() || pos - flushed >= FLUSH {
-            flushed = flush(ring, flushed, pos, false, sink)?;
-            if pos == ring.len() {
-                (pos, flushed) = (0, 0);
+    /// Inflates a gzip stream into the ring and out to the sink; returns its members.
+    fn gzip(&mut self) -> Result<u32, WriteError<E>> {
+        let mut decoder = Decoder::new();
+        let mut cursor = Cursor { pos: 0, flushed: 0 };
+        loop {
+            let out = ring_from(self.ring, cursor.pos)?;
+            let step =
+                decoder.step(self.input.available(), self.input.eof, out, cursor.pos).map_err(WriteError::Gzip)?;
+            self.input.start += step.consumed;
+            cursor.advance(step.produced, self.ring, self.sink)?;
+            if decoder.is_finished() {
+                break;
             }
+            if step.consumed == 0 && step.produced == 0 {
+                if self.input.eof {
+                    // The decoder ends every stream at EOF with a result; this is a guard.
+                    return Err(WriteError::Gzip(GzipError::Truncated { at: self.input.total }));
+                }
+                self.input.refill(self.source).map_err(|e| WriteError::Read(e.into()))?;
+            }
+            self.ticker.tick(self.sink.written, self.input.total)?;
         }
-        ticker.tick(sink.written, input.total)?;
+        cursor.finish(self.ring, self.sink)?;
+        Ok(decoder.members())
     }
-    flush(ring, flushed, pos, true, sink)?;
-    Ok(0)
+
+    /// Copies a raw image through the ring to the sink.
+    fn raw(&mut self) -> Result<u32, WriteError<E>> {
+        // The bytes read to tell the format apart are the image's first.
+        let first = self.input.available();
+        ring_from(self.ring, 0)?[..first.len()].copy_from_slice(first);
+        let mut cursor = Cursor { pos: first.len(), flushed: 0 };
+        let mut eof = self.input.eof;
+        while !eof {
+            let n = self
+                .source
+                .read(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..])
+                .map_err(|e| WriteError::Read(e.into()))?;
+            eof = n == 0;
+            self.input.total += n as u64;
+            cursor.advance(n, self.ring, self.sink)?;
+            self.ticker.tick(self.sink.written, self.input.total)?;
+        }
+        cursor.finish(self.ring, self.sink)?;
+        Ok(0)
+    }
 }
 
 /// The checks that must pass before the first MiB goes to the disk.
@@ -668,7 +724,8 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
     if disk.kind != Kind::BlockDevice {
         return Ok(PartitionScan::NotApplicable);
     }
-    block::flush_buffers(&disk.fd).map_err(|errno| WriteError::Device { doing: "dropping the device's buffer cache", errno })?;
+    block::flush_buffers(&disk.fd)
+        .map_err(|errno| WriteError::Device { doing: "dropping the device's buffer cache", errno })?;
     match block::reread_partitions(&disk.fd) {
         Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(&disk.fd))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
@@ -717,7 +774,7 @@ mod tests {
         let mut data = std::vec![0u8; 40 * UNIT];
         data[0] = 1; // unit 0: data
         data[3 * UNIT] = 1; // units 1-2: a short zero run, written as data
-        // units 4..40: a long zero run
+                            // units 4..40: a long zero run
         assert_eq!(zero_run(&data), 0);
         assert_eq!(data_run(&data), 4 * UNIT);
         assert_eq!(zero_run(&data[4 * UNIT..]), 36 * UNIT);

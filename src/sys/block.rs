@@ -142,12 +142,8 @@ fn blkpg(fd: &Fd, op: libc::c_int, number: u32, start: u64, length: u64) -> Resu
         devname: [0; 64],
         volname: [0; 64],
     };
-    let mut arg = BlkpgIoctlArg {
-        op,
-        flags: 0,
-        datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int,
-        data: &mut part,
-    };
+    let mut arg =
+        BlkpgIoctlArg { op, flags: 0, datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int, data: &mut part };
     // SAFETY: `arg` and the partition it points to are valid, correctly laid out
     // (#[repr(C)] as in <linux/blkpg.h>) and live through the call; the kernel copies them.
     check(unsafe { libc::ioctl(fd.raw(), BLKPG, &mut arg as *mut BlkpgIoctlArg) }).map(|_| ())
@@ -168,9 +164,8 @@ pub fn delete_partition(fd: &Fd, number: u32) -> Result<()> {
 pub fn zero_range(fd: &Fd, offset: u64, len: u64) -> Result<()> {
     loop {
         // SAFETY: fallocate takes only integers.
-        let ret = unsafe {
-            libc::fallocate(fd.raw(), libc::FALLOC_FL_ZERO_RANGE, offset as libc::off_t, len as libc::off_t)
-        };
+        let ret =
+            unsafe { libc::fallocate(fd.raw(), libc::FALLOC_FL_ZERO_RANGE, offset as libc::off_t, len as libc::off_t) };
         match check(ret) {
             Err(Errno::EINTR) => continue,
             other => return other.map(|_| ()),
@@ -333,7 +328,8 @@ impl DirectRing {
         let buf = AlignedBuf::zeroed(len)?;
         let mut ctx: libc::c_ulong = 0;
         // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
-        let ret = unsafe { libc::syscall(libc::SYS_io_setup, AIO_SLOTS as libc::c_long, &mut ctx as *mut libc::c_ulong) };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_io_setup, AIO_SLOTS as libc::c_long, &mut ctx as *mut libc::c_ulong) };
         let ctx = match check(ret as libc::c_int) {
             Ok(_) => Some(ctx),
             // A kernel built without CONFIG_AIO (or with AIO limits reached): synchronous.

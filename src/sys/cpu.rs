@@ -55,30 +55,22 @@ pub fn crc32_pclmul(state: u32, data: &[u8]) -> Option<u32> {
     None
 }
 
-// Folding constants for the reflected CRC-32 polynomial: x^(4*128+32), x^(4*128-32),
-// x^(128+32), x^(128-32) and x^64 modulo P, P itself and the Barrett constant mu, as
-// Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ" derives them
-// (the same values as Linux's crc32-pclmul and zlib-ng).
-#[cfg(target_arch = "x86_64")]
-const K1: i64 = 0x1_5444_2bd4;
-#[cfg(target_arch = "x86_64")]
-const K2: i64 = 0x1_c6e4_1596;
-#[cfg(target_arch = "x86_64")]
-const K3: i64 = 0x1_7519_97d0;
-#[cfg(target_arch = "x86_64")]
-const K4: i64 = 0x0_ccaa_009e;
-#[cfg(target_arch = "x86_64")]
-const K5: i64 = 0x1_63cd_6124;
-#[cfg(target_arch = "x86_64")]
-const P_X: i64 = 0x1_DB71_0641;
-#[cfg(target_arch = "x86_64")]
-const U_PRIME: i64 = 0x1_F701_1641;
-
 /// # Safety
 /// The CPU must support PCLMULQDQ, SSE2 and SSE4.1; `data.len()` >= 64, a multiple of 16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "pclmulqdq,sse2,sse4.1")]
 unsafe fn crc32_fold(state: u32, data: &[u8]) -> u32 {
+    // Folding constants for the reflected CRC-32 polynomial: x^(4*128+32), x^(4*128-32),
+    // x^(128+32), x^(128-32) and x^64 modulo P, P itself and the Barrett constant mu, as
+    // Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ" derives them
+    // (the same values as Linux's crc32-pclmul and zlib-ng).
+    const K1: i64 = 0x1_5444_2bd4;
+    const K2: i64 = 0x1_c6e4_1596;
+    const K3: i64 = 0x1_7519_97d0;
+    const K4: i64 = 0x0_ccaa_009e;
+    const K5: i64 = 0x1_63cd_6124;
+    const P_X: i64 = 0x1_DB71_0641;
+    const U_PRIME: i64 = 0x1_F701_1641;
     let load = |at: usize| {
         debug_assert!(at + 16 <= data.len());
         // SAFETY: callers pass `at` with at + 16 <= data.len() (the loops below check),

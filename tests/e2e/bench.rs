@@ -43,8 +43,20 @@ fn main() {
 
     let rate = |secs: f64| IMAGE_LEN as f64 / secs / 1e6;
     println!("image: {} MB raw, {} MB gzip, on {}", IMAGE_LEN / 1_000_000, gz_len / 1_000_000, dev.0);
-    println!("{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB", "imprint write", rate(imprint.0), imprint.0, imprint.1);
-    println!("{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB", "cat | gzip -dc | dd oflag=direct", rate(pipeline.0), pipeline.0, pipeline.1);
+    println!(
+        "{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB",
+        "imprint write",
+        rate(imprint.0),
+        imprint.0,
+        imprint.1
+    );
+    println!(
+        "{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB",
+        "cat | gzip -dc | dd oflag=direct",
+        rate(pipeline.0),
+        pipeline.0,
+        pipeline.1
+    );
     println!("{:<34} {:>9.1} MB/s  {:>6.2} s", "miniz_oxide in-memory inflate", rate(inflate), inflate);
     let vs_pipeline = pipeline.0 / imprint.0;
     let vs_inflate = inflate / imprint.0;
@@ -68,11 +80,8 @@ struct Loop(String);
 
 impl Loop {
     fn attach(file: &Path) -> Loop {
-        let out = Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(file)
-            .output()
-            .expect("losetup");
+        let out =
+            Command::new("losetup").args(["--find", "--show", "--direct-io=on"]).arg(file).output().expect("losetup");
         assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
         Loop(String::from_utf8(out.stdout).unwrap().trim().to_string())
     }

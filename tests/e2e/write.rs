@@ -101,7 +101,8 @@ fn os_like(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip").args(["-c", "-6"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new("gzip").args(["-c", "-6"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let data = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
@@ -284,7 +285,10 @@ fn a_sha256_mismatch_leaves_the_ends_zeroed() {
     assert_fails(&imprint_write(&[gz.to_str().unwrap(), &dev.dev, "--sha256", &wrong], None), "sha256");
     dev.assert_ends_zeroed("sha256 mismatch");
     // The right digest passes, proving the check compares the raw image.
-    let out = Command::new("sha256sum").stdin(Stdio::from(File::open(write_file(&dev.dir, "raw", &image)).unwrap())).output().unwrap();
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::from(File::open(write_file(&dev.dir, "raw", &image)).unwrap()))
+        .output()
+        .unwrap();
     let right = String::from_utf8(out.stdout).unwrap()[..64].to_string();
     assert_ok(&imprint_write(&[gz.to_str().unwrap(), &dev.dev, "--sha256", &right], None));
     dev.assert_holds(&dev.dir.join("raw"));
