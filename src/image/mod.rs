@@ -126,7 +126,7 @@ struct WriteCommand {
 
 fn parse_write_args(args: &[&[u8]]) -> Result<WriteCommand, String> {
     let mut positional = alloc::vec::Vec::new();
-    let mut options = write::Options { sparse: true, ..write::Options::default() };
+    let mut options = write::Options::default();
     let mut rest = args.iter().map(|a| String::from_utf8_lossy(a));
     while let Some(arg) = rest.next() {
         match &*arg {

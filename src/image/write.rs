@@ -50,8 +50,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// Bound on waiting for partition device nodes after the re-read.
 const NODE_WAIT: Duration = Duration::from_secs(5);
 
-/// What the caller knows about the image.
-#[derive(Debug, Clone, Default)]
+/// What the caller knows about the image. The default: nothing known, sparse.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The raw image's length (the plan's imageSize, --size); for a raw image the source
     /// length is used when this is not given.
@@ -62,6 +62,12 @@ pub struct Options {
     pub sha256: Option<[u8; 32]>,
     /// Zero runs of zero blocks instead of writing them.
     pub sparse: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { image_size: None, source_size: None, sha256: None, sparse: true }
+    }
 }
 
 /// What the partition table re-read did.
@@ -810,7 +816,7 @@ mod tests {
         let path = dir.join("disk");
         std::fs::write(&path, std::vec![0xEEu8; 8 << 20]).unwrap();
         let image: std::vec::Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8 + 1).collect();
-        let options = Options { sparse: true, ..Options::default() };
+        let options = Options::default();
         let mut calls = std::vec::Vec::new();
         let mut hook = |p: &Progress| -> Result<(), &'static str> {
             calls.push(*p);

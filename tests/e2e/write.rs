@@ -329,3 +329,21 @@ fn a_device_held_open_elsewhere_is_refused_untouched() {
     dev.assert_untouched("busy device");
     assert_ok(&imprint_write(&[gz.to_str().unwrap(), &dev.dev], None));
 }
+
+#[test]
+fn usage_errors_are_one_line_and_exit_64() {
+    for args in [&["only-one"][..], &["a", "b", "--sha256", "xyz"], &["a", "b", "--fast"]] {
+        let run = imprint_write(args, None);
+        assert_eq!(run.code, 64, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(run.stderr.contains("usage: imprint write"), "{}", run.stderr);
+    }
+    let help = Command::new(imprint_e2e::artifact("build/init")).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("write <image> <device>"));
+}
+
+#[test]
+fn a_missing_image_is_one_clear_line() {
+    let run = imprint_write(&["/nonexistent/imi.img", "/nonexistent/out"], None);
+    assert_fails(&run, "opening /nonexistent/imi.img");
+}
