@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench setup help clean
+.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-http bench-write setup help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -135,8 +135,17 @@ test-fuzz: | setup-fuzz ## fuzz each parser briefly (10 s each)
 fuzz: | setup-fuzz ## fuzz each parser for FUZZ_SECONDS (600)
 	for t in $(FUZZ_TARGETS); do $(FUZZ) run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS); done
 
-bench: build/init | setup-http ## HTTP: GET 1 GiB from nginx on loopback, imprint vs curl, and the init bytes added
+# Benchmarks: not in `make test`; each prints rates and ratios against reference pipelines
+# measured in the same run.
+bench: bench-http bench-write ## every benchmark (needs root; ~3 GiB in build/bench)
+
+bench-http: build/init | setup-http ## GET 1 GiB from nginx on loopback, imprint vs curl
 	tests/bench-http.sh build/init
+
+# Not in `make test`: a ~1 GiB image (generated once into build/bench) through imprint, the
+# gzip|dd pipeline and miniz_oxide's in-memory inflate; prints rates, ratios, peak RSS.
+bench-write: build/init | setup-rust setup-test ## image write: imprint vs gzip|dd vs in-memory inflate
+	CARGO_TARGET_DIR=target/e2e cargo run --release --locked --manifest-path tests/e2e/Cargo.toml --bin imi-bench
 
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
 setup: setup-rust setup-kernel setup-qemu setup-test setup-demo setup-http setup-fuzz ## install what builds and tests need
@@ -158,7 +167,7 @@ setup-qemu:
 	@$(call need_packages,qemu-system-x86)
 
 setup-test:
-	@$(call need_packages,busybox-static)
+	@$(call need_packages,busybox-static util-linux gzip diffutils coreutils time)
 
 setup-demo:
 	@$(call need_packages,busybox-static extlinux syslinux-common fdisk e2fsprogs util-linux)

@@ -13,6 +13,7 @@ pub mod disk;
 pub mod cmdline;
 pub mod error;
 pub mod http;
+pub mod image;
 pub mod init;
 pub mod io;
 pub mod plan;

@@ -11,6 +11,11 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
 
   --help, -h       this text
   --version, -V    the version
+  write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]
+                   write a gzip or raw image (a file, or - for standard input) onto a
+                   block device or regular file: exclusive O_DIRECT, verified, first MiB
+                   last; --sha256 checks the raw image, --size is its length in bytes,
+                   --no-sparse writes zero blocks instead of zeroing them
   get <url> [-o FILE]
                    GET url (following redirects, retrying, resuming with Range);
                    the body goes to standard output or FILE
@@ -44,6 +49,7 @@ pub fn main(args: &[&[u8]]) -> i32 {
             sayln!("imprint {}", crate::VERSION);
             0
         }
+        Some("write") => crate::image::write_command(&args[2..]),
         None => {
             errln!("imprint: no command given (this is not PID 1); see imprint --help");
             EXIT_USAGE

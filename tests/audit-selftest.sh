@@ -40,4 +40,4 @@ expect_failure "an unsafe block without SAFETY" "unsafe block without a // SAFET
 
 fresh_copy
 printf '\n// SAFETY: test\npub fn uid() -> u32 { unsafe { libc::getuid() } }\n' >>"$scratch/tree/src/sys/time.rs"
-expect_failure "an undocumented libc call" "libc::getuid is called in src/sys/time.rs but not listed"
+expect_failure "an undocumented libc call" "libc::getuid is called in src/sys/time.rs but not listed for sys::time"

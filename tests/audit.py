@@ -59,27 +59,24 @@ def code_lines(text):
 # 1. system calls ---------------------------------------------------------------------
 def audit_syscalls():
     heading("C library calls and system calls (src/sys/README.md)")
-    table = {}
+    table = {}  # (function, module) -> (kind, why)
     for line in (ROOT / "src/sys/README.md").read_text().splitlines():
         m = re.match(r"\|\s*`([^`]+)`\s*\|\s*(\w+)\s*\|\s*(\w+)\s*\|\s*(.+?)\s*\|$", line)
         if m:
-            table[m.group(1)] = (m.group(2), m.group(3), m.group(4))
-    used = defaultdict(set)
+            table[(m.group(1), m.group(3))] = (m.group(2), m.group(4))
+    used = set()
     for path in rust_files(ROOT / "src/sys"):
         for name in re.findall(r"\blibc::([A-Za-z_][A-Za-z0-9_]*)\s*\(", without_tests(path.read_text())):
-            used[name].add(path.stem)
-    for name in sorted(table):
-        kind, module, why = table[name]
+            used.add((name, path.stem))
+    for (name, module), (kind, why) in sorted(table.items()):
         print(f"  {name:<18} {kind:<8} sys::{module:<8} {why}")
-    for name in sorted(set(used) - set(table)):
-        fail(f"libc::{name} is called in src/sys/{', '.join(sorted(used[name]))}.rs but not listed in src/sys/README.md")
-    for name in sorted(set(table) - set(used)):
-        fail(f"src/sys/README.md lists {name}, which no code in src/sys calls")
-    for name in sorted(set(table) & set(used)):
-        if table[name][1] not in used[name]:
-            fail(f"src/sys/README.md puts {name} in sys::{table[name][1]}, the code calls it from {sorted(used[name])}")
-    syscalls = sum(1 for v in table.values() if v[0] == "syscall")
-    print(f"  {len(table)} functions, {syscalls} of them system calls")
+    for name, module in sorted(used - set(table)):
+        fail(f"libc::{name} is called in src/sys/{module}.rs but not listed for sys::{module} in src/sys/README.md")
+    for name, module in sorted(set(table) - used):
+        fail(f"src/sys/README.md lists {name} for sys::{module}, where no code calls it")
+    functions = {name for name, _ in table}
+    syscalls = {name for (name, _), (kind, _) in table.items() if kind == "syscall"}
+    print(f"  {len(functions)} functions, {len(syscalls)} of them system calls")
 
 
 # 2. dependencies ---------------------------------------------------------------------

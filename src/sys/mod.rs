@@ -5,8 +5,11 @@
 //! says why it is sound. Everything above this module is safe Rust.
 
 pub mod alloc;
+pub mod block;
+pub mod cpu;
 pub mod fd;
 pub mod fs;
+pub mod memcpy;
 pub mod poll;
 pub mod process;
 pub mod socket;

@@ -1,0 +1,260 @@
+//! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as gzip's trailer has it.
+//!
+//! Slice-by-8: eight 256-entry tables, built at run time, let the loop fold eight input
+//! bytes per step instead of one. Runs of zero bytes, common in disk images, are not
+//! folded byte by byte at all: appending n zeros multiplies the CRC register by x^(8n)
+//! modulo the polynomial, which takes a few dozen steps whatever n is (zlib's
+//! crc32_combine uses the same algebra). Where the CPU has PCLMULQDQ (found at run time),
+//! [`cpu::crc32_pclmul`] folds 64 bytes per step instead.
+
+use super::is_zero;
+use crate::sys::cpu;
+use alloc::boxed::Box;
+
+const POLY: u32 = 0xEDB8_8320;
+
+/// The eight slice-by-8 tables. Built at run time on the heap (8 KiB that would barely
+/// compress in the initramfs), and only where the CPU lacks carry-less multiplication.
+type Tables = [[u32; 256]; 8];
+
+fn build_tables() -> Box<Tables> {
+    let mut t = Box::new([[0u32; 256]; 8]);
+    for i in 0..256 {
+        t[0][i] = byte_step(i as u32);
+    }
+    for s in 1..8 {
+        for i in 0..256 {
+            let prev = t[s - 1][i];
+            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+        }
+    }
+    t
+}
+
+/// The register after shifting in eight zero bits from `c` (one table entry).
+fn byte_step(mut c: u32) -> u32 {
+    for _ in 0..8 {
+        c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+    }
+    c
+}
+
+/// Bit at a time: for the few bytes that are not worth a table.
+fn fold_bits(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = byte_step(crc ^ b as u32);
+    }
+    crc
+}
+
+/// x^(2^k) modulo the polynomial, k = 0..32 (reflected), for the zero-run shortcut.
+const X2N: [u32; 32] = build_x2n();
+
+const fn build_x2n() -> [u32; 32] {
+    let mut t = [0u32; 32];
+    let mut p = 1u32 << 30; // x^1
+    let mut k = 0;
+    while k < 32 {
+        t[k] = p;
+        p = mul_mod_p(p, p);
+        k += 1;
+    }
+    t
+}
+
+/// a * b modulo the polynomial, in the reflected bit order.
+const fn mul_mod_p(a: u32, mut b: u32) -> u32 {
+    let mut m = 1u32 << 31;
+    let mut p = 0u32;
+    while m != 0 {
+        if a & m != 0 {
+            p ^= b;
+        }
+        m >>= 1;
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+    }
+    p
+}
+
+/// x^(8n) modulo the polynomial: the effect of n zero bytes on the register.
+fn zeros_operator(mut n: u64) -> u32 {
+    let mut p = 1u32 << 31; // x^0
+    let mut k = 3; // 8n = n << 3
+    while n != 0 {
+        if n & 1 != 0 {
+            p = mul_mod_p(X2N[k & 31], p);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    p
+}
+
+/// Pieces this long that are all zeros take the shortcut.
+const ZERO_PIECE: usize = 4096;
+
+/// A running CRC-32.
+#[derive(Debug, Default)]
+pub struct Crc32 {
+    /// The register, kept inverted as the algorithm runs (the value is its complement).
+    state: u32,
+    tables: Option<Box<Tables>>,
+}
+
+impl Crc32 {
+    pub const fn new() -> Crc32 {
+        Crc32 { state: !0, tables: None }
+    }
+
+    /// Starts over (keeping the tables).
+    pub fn reset(&mut self) {
+        self.state = !0;
+    }
+
+    pub fn value(&self) -> u32 {
+        !self.state
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        // Carry-less folding is about as fast as looking for zeros: just fold.
+        let wide = if data.len() >= 64 { data.len() / 16 * 16 } else { 0 };
+        match cpu::crc32_pclmul(self.state, &data[..wide]) {
+            Some(state) => self.state = fold_bits(state, &data[wide..]),
+            None if data.len() < 64 => self.state = fold_bits(self.state, data),
+            None => self.update_portable(data),
+        }
+    }
+
+    /// Table folding, with zero pieces skipped.
+    fn update_portable(&mut self, data: &[u8]) {
+        let mut pieces = data.chunks_exact(ZERO_PIECE);
+        let mut zeros = 0u64;
+        for piece in &mut pieces {
+            if is_zero(piece) {
+                zeros += ZERO_PIECE as u64;
+                continue;
+            }
+            self.skip_zeros(zeros);
+            zeros = 0;
+            let tables = self.tables.get_or_insert_with(build_tables);
+            self.state = fold(tables, self.state, piece);
+        }
+        self.skip_zeros(zeros);
+        let tables = self.tables.get_or_insert_with(build_tables);
+        self.state = fold(tables, self.state, pieces.remainder());
+    }
+
+    /// Advances over `n` zero bytes.
+    pub fn skip_zeros(&mut self, n: u64) {
+        if n != 0 {
+            self.state = mul_mod_p(zeros_operator(n), self.state);
+        }
+    }
+}
+
+/// The CRC-32 of `data` in one call.
+pub fn checksum(data: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(data);
+    c.value()
+}
+
+fn fold(t: &Tables, mut crc: u32, data: &[u8]) -> u32 {
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
+        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in words.remainder() {
+        crc = t[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit at a time, straight from the definition: the reference for the fast paths.
+    fn reference(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ POLY } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn standard_check_values() {
+        assert_eq!(checksum(b""), 0);
+        assert_eq!(checksum(b"123456789"), 0xCBF4_3926);
+        assert_eq!(checksum(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
+        assert_eq!(checksum(&[0u8; 32]), 0x190A_55AD);
+        assert_eq!(checksum(&[0xFFu8; 32]), 0xFF6C_AB0B);
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_definition_at_every_split() {
+        // Data with zero pieces at odd places, updated in uneven parts.
+        let mut data = std::vec![0u8; 3 * ZERO_PIECE + 4321];
+        for (i, b) in data.iter_mut().enumerate() {
+            if (i / ZERO_PIECE) % 2 == 1 || i > 3 * ZERO_PIECE + 100 {
+                *b = (i * 31 % 251) as u8;
+            }
+        }
+        let want = reference(&data);
+        for split in [0, 1, 7, 8, 4095, 4096, 4097, 9000, data.len()] {
+            let mut c = Crc32::new();
+            c.update(&data[..split]);
+            c.update(&data[split..]);
+            assert_eq!(c.value(), want, "split at {split}");
+            let mut portable = Crc32::new();
+            portable.update_portable(&data[..split]);
+            portable.update_portable(&data[split..]);
+            assert_eq!(portable.value(), want, "portable, split at {split}");
+        }
+    }
+
+    #[test]
+    fn carry_less_folding_agrees_with_the_tables() {
+        if !cpu::has_pclmul() {
+            return; // nothing to compare on this CPU; the tables are tested above
+        }
+        let data: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for len in [64, 80, 128, 192, 1024, 4096, 9984] {
+            for start in [!0u32, 0, 0x1234_5678] {
+                assert_eq!(
+                    cpu::crc32_pclmul(start, &data[..len]),
+                    Some(fold(&build_tables(), start, &data[..len])),
+                    "len {len}"
+                );
+            }
+        }
+        assert_eq!(cpu::crc32_pclmul(!0, &data[..63]), None);
+        assert_eq!(checksum(&data), reference(&data));
+    }
+
+    #[test]
+    fn skipping_zeros_equals_folding_them() {
+        for n in [0u64, 1, 3, 8, 100, 4096, 1 << 20, (1 << 20) + 5] {
+            let mut skipped = Crc32::new();
+            skipped.update(b"prefix");
+            skipped.skip_zeros(n);
+            let mut folded = Crc32::new();
+            folded.update(b"prefix");
+            folded.state = fold(&build_tables(), folded.state, &std::vec![0u8; n as usize]);
+            assert_eq!(skipped.value(), folded.value(), "{n} zeros");
+        }
+    }
+}

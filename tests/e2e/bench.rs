@@ -1,0 +1,190 @@
+//! `make bench`: imprint's image write against the baseline pipeline and against
+//! miniz_oxide's in-memory inflate, on one gzip OS-like image (~1 GiB raw, generated once
+//! and cached in build/bench) written into a loop device, in one run.
+//!
+//! Prints MB/s (raw image bytes per second) of each, the ratios against the budgets
+//! (imprint >= 2x the pipeline, >= 85% of in-memory inflate) and peak RSS from
+//! /usr/bin/time -v (budget: 8 MiB).
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const MIB: u64 = 1 << 20;
+const IMAGE_LEN: u64 = 1024 * MIB;
+
+fn main() {
+    let root = imprint_e2e::root();
+    let dir = root.join("build/bench");
+    fs::create_dir_all(&dir).unwrap();
+    let raw = dir.join("os.img");
+    let gz = dir.join("os.img.gz");
+    if !gz.exists() {
+        eprintln!("bench: generating {} (once; cached)", gz.display());
+        generate(&raw, IMAGE_LEN);
+        sh(&format!("gzip -6 -n -c {} > {}.tmp && mv {}.tmp {}", q(&raw), q(&gz), q(&gz), q(&gz)));
+    }
+    let gz_len = fs::metadata(&gz).unwrap().len();
+    let init = imprint_e2e::artifact("build/init");
+    // Same warm page cache for every contender.
+    sh(&format!("cat {} > /dev/null", q(&gz)));
+
+    let backing = dir.join("imi-bench-disk");
+    let _ = fs::remove_file(&backing);
+    sh(&format!("fallocate -l {} {}", IMAGE_LEN + 64 * MIB, q(&backing)));
+    let dev = Loop::attach(&backing);
+
+    let inflate = in_memory_inflate(&gz);
+    let imprint = timed(&format!("{} write {} {}", q(&init), q(&gz), dev.0));
+    sh(&format!("cmp -n {IMAGE_LEN} {} {}", q(&raw), dev.0));
+    let pipeline = timed(&format!("cat {} | gzip -dc | dd of={} oflag=direct bs=4M status=none", q(&gz), dev.0));
+
+    let rate = |secs: f64| IMAGE_LEN as f64 / secs / 1e6;
+    println!("image: {} MB raw, {} MB gzip, on {}", IMAGE_LEN / 1_000_000, gz_len / 1_000_000, dev.0);
+    println!(
+        "{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB",
+        "imprint write",
+        rate(imprint.0),
+        imprint.0,
+        imprint.1
+    );
+    println!(
+        "{:<34} {:>9.1} MB/s  {:>6.2} s  peak RSS {:>7} KiB",
+        "cat | gzip -dc | dd oflag=direct",
+        rate(pipeline.0),
+        pipeline.0,
+        pipeline.1
+    );
+    println!("{:<34} {:>9.1} MB/s  {:>6.2} s", "miniz_oxide in-memory inflate", rate(inflate), inflate);
+    let vs_pipeline = pipeline.0 / imprint.0;
+    let vs_inflate = inflate / imprint.0;
+    println!("imprint / pipeline: {vs_pipeline:.2}x (budget >= 2x) {}", verdict(vs_pipeline >= 2.0));
+    println!("imprint / in-memory inflate: {:.0}% (budget >= 85%) {}", vs_inflate * 100.0, verdict(vs_inflate >= 0.85));
+    println!("imprint peak RSS: {} KiB (budget <= 8192 KiB) {}", imprint.1, verdict(imprint.1 <= 8192));
+    drop(dev);
+    let _ = fs::remove_file(&backing);
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "OVER BUDGET"
+    }
+}
+
+/// A loop device, detached on drop.
+struct Loop(String);
+
+impl Loop {
+    fn attach(file: &Path) -> Loop {
+        let out =
+            Command::new("losetup").args(["--find", "--show", "--direct-io=on"]).arg(file).output().expect("losetup");
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        Loop(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+fn sh(script: &str) {
+    let status = Command::new("bash").args(["-euo", "pipefail", "-c", script]).status().unwrap();
+    assert!(status.success(), "failed: {script}");
+}
+
+/// Runs `script` under /usr/bin/time -v; returns seconds and peak RSS in KiB.
+fn timed(script: &str) -> (f64, u64) {
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-v", "bash", "-euo", "pipefail", "-c"])
+        .arg(format!("{script} > /dev/null"))
+        .output()
+        .expect("/usr/bin/time (make setup installs the time package)");
+    let secs = start.elapsed().as_secs_f64();
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {script}\n{report}");
+    let rss = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .and_then(|v| v.parse().ok())
+        .expect("peak RSS in /usr/bin/time -v output");
+    (secs, rss)
+}
+
+/// Seconds miniz_oxide takes to inflate the whole file from memory into memory.
+fn in_memory_inflate(gz: &Path) -> f64 {
+    use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+    let data = fs::read(gz).unwrap();
+    // gzip -n writes a plain 10-byte header; the trailer's ISIZE is the raw length.
+    assert_eq!(data[3], 0, "bench image has header flags");
+    let deflate = &data[10..data.len() - 8];
+    let mut out = vec![1u8; IMAGE_LEN as usize];
+    let mut state = Box::<DecompressorOxide>::default();
+    let start = Instant::now();
+    let (status, _, produced) =
+        decompress(&mut state, deflate, &mut out, 0, inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF);
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(produced as u64, IMAGE_LEN, "{status:?}");
+    secs
+}
+
+/// An OS-like disk image: mostly filesystem data (text, code-like records, some already
+/// compressed files) and runs of zeros (free space), in blocks of 4 KiB to 1 MiB.
+fn generate(path: &PathBuf, len: u64) {
+    let mut out = BufWriter::with_capacity(4 << 20, fs::File::create(path).unwrap());
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words: Vec<&[u8]> = b"the of and to in is that for it as with was on be by this are or from at which but not have an they use /usr/lib/x86_64-linux-gnu libc.so.6 ELF GLIBC_2.34 return if else while int static void const char struct\n"
+        .split(|&b| b == b' ')
+        .collect();
+    let mut written = 0u64;
+    let mut block = Vec::with_capacity(1 << 20);
+    while written < len {
+        block.clear();
+        let size = ((next() % 256 + 1) * 4096).min(len - written) as usize;
+        match next() % 10 {
+            // free space
+            0..=3 => block.resize(size, 0),
+            // already-compressed files (incompressible)
+            4 => {
+                while block.len() < size {
+                    block.extend_from_slice(&next().to_le_bytes());
+                }
+            }
+            // binaries: small integers and pointers
+            5..=6 => {
+                while block.len() < size {
+                    let v = next();
+                    block.extend_from_slice(&((v % 4096) as u32).to_le_bytes());
+                    block.extend_from_slice(&(0x40_0000 + (v >> 40) % 65536).to_le_bytes());
+                }
+            }
+            // text and configuration
+            _ => {
+                while block.len() < size {
+                    block.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+                    block.push(b' ');
+                }
+            }
+        }
+        block.truncate(size);
+        out.write_all(&block).unwrap();
+        written += size as u64;
+    }
+    out.flush().unwrap();
+}
