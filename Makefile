@@ -23,10 +23,10 @@ CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
 # Link arguments of the tiny static binary live in linker/rustflags; the remaps keep the
 # checkout's and cargo's paths out of the binary (panic locations), so any clone builds
 # the same bytes.
-INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
+INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/linker/discard-eh-frame.ld \
 	--remap-path-prefix=$(CURDIR)=imprint --remap-path-prefix=$(CARGO_HOME_DIR)=cargo
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
 
 .PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-http bench-write setup help clean
 

@@ -7,6 +7,7 @@
 //! keys are ignored (the kernel line carries many for others); unknown `imprint.*` keys are
 //! noted, since they are most likely typos. A bad value for a key we know is an error.
 
+use crate::console::Quoted;
 use crate::rescue::{OnError, Policy};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -118,7 +119,7 @@ pub struct CmdlineError {
 
 impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kernel command line: {}={:?}: expected {}", self.key, self.value, self.expected)
+        write!(f, "kernel command line: {}={}: expected {}", self.key, Quoted(&self.value), self.expected)
     }
 }
 

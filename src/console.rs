@@ -3,7 +3,7 @@
 //! In PID 1 mode both are `/dev/console`; in tool mode they are the caller's.
 
 use crate::sys::fd::{write_all_raw, STDERR, STDOUT};
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// A `fmt::Write` over a descriptor. Write errors are dropped: there is nowhere else to
 /// report them, and the console must never stop the boot.
@@ -51,6 +51,37 @@ macro_rules! errln {
     }};
 }
 
+/// `format!` without `alloc::fmt::format`: that function comes precompiled with unwinding
+/// landing pads, which a panic=abort no_std binary cannot link. Same syntax, a `String`.
+#[macro_export]
+macro_rules! text {
+    ($($arg:tt)*) => {{
+        let mut s = alloc::string::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($arg)*));
+        s
+    }};
+}
+
+/// A string shown in double quotes, with `"`, `\` and control characters escaped: what
+/// `{:?}` does for error messages, without the Debug machinery (its Unicode tables cost
+/// kilobytes in the init).
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
 /// Formats into a fixed buffer, truncating what does not fit: for the panic path, which
 /// must not allocate (the panic may be an allocation failure).
 pub struct FixedBuf<const N: usize> {
@@ -91,6 +122,12 @@ impl<const N: usize> fmt::Write for FixedBuf<N> {
 mod tests {
     use super::*;
     use core::fmt::Write;
+
+    #[test]
+    fn quoted_escapes_what_would_confuse_a_reader() {
+        assert_eq!(text!("{}", Quoted("plain é")), "\"plain é\"");
+        assert_eq!(text!("{}", Quoted("a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\x0ad\\x7f\"");
+    }
 
     #[test]
     fn fixed_buf_truncates_at_char_boundaries() {

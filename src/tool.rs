@@ -2,6 +2,7 @@
 //! hosts and tests. Exit status 0 on success; otherwise a one-line reason on stderr.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 pub const USAGE: &str = "\
 usage: imprint <command> [arguments]
@@ -32,6 +33,59 @@ Kernel command line keys (PID 1): imprint.url= (or BOOTYURL=), ip=, imprint.ifac
 imprint.on_error=reboot|shell|poweroff, imprint.on_error_delay=<seconds>. See README.md.
 ";
 
+/// The arguments of one tool-mode command, taken out as they are recognized, so every
+/// command parses the same way: `--name VALUE` or `--name=VALUE`, switches, then the
+/// positional arguments; an option nobody asked for is an error.
+pub struct Args<'a> {
+    rest: Vec<&'a str>,
+}
+
+impl<'a> Args<'a> {
+    /// The arguments after the command name; they must be UTF-8.
+    pub fn new(raw: &[&'a [u8]]) -> Result<Args<'a>, String> {
+        let rest = raw.iter().map(|a| core::str::from_utf8(a)).collect::<Result<Vec<_>, _>>();
+        rest.map(|rest| Args { rest }).map_err(|_| String::from("arguments must be UTF-8"))
+    }
+
+    /// Takes `name VALUE` or `name=VALUE` out; the last one given wins.
+    pub fn value(&mut self, name: &str) -> Result<Option<&'a str>, String> {
+        let mut found = None;
+        let mut i = 0;
+        while i < self.rest.len() {
+            let arg = self.rest[i];
+            if arg == name {
+                let value = *self.rest.get(i + 1).ok_or_else(|| text!("{name} needs a value"))?;
+                found = Some(value);
+                self.rest.drain(i..i + 2);
+            } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+                found = Some(value);
+                self.rest.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Takes a switch out; whether it was given.
+    pub fn flag(&mut self, name: &str) -> bool {
+        let before = self.rest.len();
+        self.rest.retain(|a| *a != name);
+        self.rest.len() != before
+    }
+
+    /// What is left: exactly `count` positional arguments, no unknown options.
+    pub fn positional(self, count: usize, what: &str) -> Result<Vec<&'a str>, String> {
+        if let Some(option) = self.rest.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
+            return Err(text!("unknown option {}", crate::console::Quoted(option)));
+        }
+        if self.rest.len() != count {
+            return Err(text!("expected {what}"));
+        }
+        Ok(self.rest)
+    }
+}
+
 /// Exit statuses, as sysexits(3) has them.
 pub const EXIT_USAGE: i32 = 64;
 
@@ -55,8 +109,39 @@ pub fn main(args: &[&[u8]]) -> i32 {
             EXIT_USAGE
         }
         Some(other) => {
-            errln!("imprint: unknown command {other:?}; see imprint --help");
+            errln!("imprint: unknown command {}; see imprint --help", crate::console::Quoted(other));
             EXIT_USAGE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args<'a>(words: &'a [&'a str]) -> Args<'a> {
+        let raw: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        Args::new(&raw).unwrap()
+    }
+
+    #[test]
+    fn values_switches_and_positionals() {
+        let mut a = args(&["img.gz", "--sha256", "ab", "/dev/vda", "--no-sparse", "--size=42"]);
+        assert_eq!(a.value("--sha256"), Ok(Some("ab")));
+        assert_eq!(a.value("--size"), Ok(Some("42")));
+        assert_eq!(a.value("--level"), Ok(None));
+        assert!(a.flag("--no-sparse"));
+        assert!(!a.flag("--raw"));
+        assert_eq!(a.positional(2, "<image> <device>"), Ok(vec!["img.gz", "/dev/vda"]));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        assert_eq!(args(&["--size"]).value("--size"), Err("--size needs a value".into()));
+        assert_eq!(args(&["a", "--bogus"]).positional(1, "<url>"), Err("unknown option \"--bogus\"".into()));
+        assert_eq!(args(&["a", "b"]).positional(1, "one <url>"), Err("expected one <url>".into()));
+        // A lone "-" is standard input, not an option.
+        assert_eq!(args(&["-", "x"]).positional(2, "two"), Ok(vec!["-", "x"]));
+        assert!(Args::new(&[b"\xff".as_slice()]).is_err());
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::plan::DiskHints;
 use crate::sys::fs;
-use alloc::format;
+use crate::console::Quoted;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -31,7 +31,7 @@ pub struct Disk {
 
 impl Disk {
     pub fn path(&self) -> String {
-        format!("/dev/{}", self.name)
+        text!("/dev/{}", self.name)
     }
 }
 
@@ -39,10 +39,10 @@ impl fmt::Display for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.name, Size(self.size), self.transport)?;
         if !self.model.is_empty() {
-            write!(f, " model {:?}", self.model)?;
+            write!(f, " model {}", Quoted(&self.model))?;
         }
         if !self.serial.is_empty() {
-            write!(f, " serial {:?}", self.serial)?;
+            write!(f, " serial {}", Quoted(&self.serial))?;
         }
         if self.removable {
             f.write_str(" removable")?;
@@ -113,21 +113,21 @@ fn is_ignored(name: &str) -> bool {
 
 /// Reads every disk under `sysfs` (normally "/sys").
 pub fn scan(sysfs: &str) -> Result<Vec<Disk>, SelectError> {
-    let block = format!("{sysfs}/block");
+    let block = text!("{sysfs}/block");
     let names = fs::list_dir(&block).map_err(|errno| SelectError::Sysfs { path: block.clone(), errno })?;
     Ok(names.into_iter().filter(|n| !is_ignored(n)).map(|name| read_disk(&block, name)).collect())
 }
 
 fn read_disk(block: &str, name: String) -> Disk {
-    let dir = format!("{block}/{name}");
-    let attr = |rel: &str| read_attr(&format!("{dir}/{rel}"));
+    let dir = text!("{block}/{name}");
+    let attr = |rel: &str| read_attr(&text!("{dir}/{rel}"));
     let number = |rel: &str| attr(rel).parse::<u64>().ok();
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
     let serial = [attr("serial"), attr("device/serial")]
         .into_iter()
         .find(|s| !s.is_empty())
-        .unwrap_or_else(|| vpd_serial(&format!("{dir}/device/vpd_pg80")));
+        .unwrap_or_else(|| vpd_serial(&text!("{dir}/device/vpd_pg80")));
     let wwid = [attr("wwid"), attr("device/wwid")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
     Disk {
         transport: transport(&name, &fs::read_link(&dir).unwrap_or_default()),
@@ -188,7 +188,7 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         let name = path.strip_prefix("/dev/").unwrap_or(path);
         return match disks.iter().find(|d| d.name == name) {
             Some(d) if matches(d, hints) => Ok(d.clone()),
-            Some(_) => Err(SelectError::NoMatch { wanted: format!("{path} with {}", describe(hints)), candidates: disks.to_vec() }),
+            Some(_) => Err(SelectError::NoMatch { wanted: text!("{path} with {}", describe(hints)), candidates: disks.to_vec() }),
             None => Err(SelectError::NoMatch { wanted: path.to_string(), candidates: disks.to_vec() }),
         };
     }
@@ -231,7 +231,7 @@ fn describe(h: &DiskHints) -> String {
     let mut out = Vec::new();
     let mut text = |k: &str, v: &Option<String>| {
         if let Some(v) = v {
-            out.push(format!("{k}={v:?}"));
+            out.push(text!("{k}={}", Quoted(v)));
         }
     };
     text("serial", &h.serial);
@@ -240,16 +240,16 @@ fn describe(h: &DiskHints) -> String {
     text("vendor", &h.vendor);
     text("transport", &h.transport);
     if let Some(n) = h.min_size {
-        out.push(format!("minSize={}", Size(n)));
+        out.push(text!("minSize={}", Size(n)));
     }
     if let Some(n) = h.max_size {
-        out.push(format!("maxSize={}", Size(n)));
+        out.push(text!("maxSize={}", Size(n)));
     }
     if let Some(r) = h.rotational {
-        out.push(format!("rotational={r}"));
+        out.push(text!("rotational={r}"));
     }
     if let Some(r) = h.removable {
-        out.push(format!("removable={r}"));
+        out.push(text!("removable={r}"));
     }
     if out.is_empty() {
         return "no hints".to_string();
@@ -260,6 +260,7 @@ fn describe(h: &DiskHints) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
     use std::path::{Path, PathBuf};
 
     /// A fake /sys tree in a temporary directory.

@@ -11,17 +11,6 @@
 //! Names go through a [`Resolve`] the caller provides (DNS lives in the network code);
 //! IPv4 literals never do.
 
-/// `format!` without `alloc::fmt::format`: that function comes precompiled with unwind
-/// landing pads, which a panic=abort static binary cannot link (`_Unwind_Resume`);
-/// `fmt::Write` on a String is generic, so it is compiled here, with panic=abort.
-macro_rules! text {
-    ($($arg:tt)*) => {{
-        let mut s = alloc::string::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($arg)*));
-        s
-    }};
-}
-
 pub mod body;
 pub mod cli;
 pub mod client;
@@ -140,7 +129,7 @@ pub fn retryable_status(status: u16) -> bool {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Url { url, error } => write!(f, "bad URL {url:?}: {error}"),
+            Error::Url { url, error } => write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
             Error::Resolve { host, error } => write!(f, "resolving {host}: {error}"),
             Error::Connect { url, addr, errno } => write!(f, "connecting to {addr} for {url}: {errno}"),
             Error::Send { url, errno } => write!(f, "sending the request to {url}: {errno}"),

@@ -1,17 +1,6 @@
 //! Images: gzip or raw, streamed onto a disk ([`write`]), with our own CRC-32 ([`crc32`])
 //! and SHA-256 ([`sha256`]) to prove every byte, and the `imprint write` command.
 
-/// `format!` for the init: formats into a `String` through `fmt::Write`, because
-/// `alloc::format!` links the precompiled alloc's unwinding landing pads, which this
-/// panic=abort binary cannot link.
-macro_rules! text {
-    ($($arg:tt)*) => {{
-        let mut s = alloc::string::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($arg)*));
-        s
-    }};
-}
-
 pub mod crc32;
 pub mod gzip;
 pub mod progress;
@@ -133,13 +122,13 @@ fn parse_write_args(args: &[&[u8]]) -> Result<WriteCommand, String> {
             "--no-sparse" => options.sparse = false,
             "--sha256" => {
                 let hex = rest.next().ok_or("--sha256 needs a value")?;
-                options.sha256 = Some(sha256::parse_hex(&hex).ok_or(text!("--sha256 {hex:?} is not 64 hex digits"))?);
+                options.sha256 = Some(sha256::parse_hex(&hex).ok_or(text!("--sha256 {} is not 64 hex digits", crate::console::Quoted(&hex)))?);
             }
             "--size" => {
                 let n = rest.next().ok_or("--size needs a value")?;
-                options.image_size = Some(n.parse().map_err(|_| text!("--size {n:?} is not a byte count"))?);
+                options.image_size = Some(n.parse().map_err(|_| text!("--size {} is not a byte count", crate::console::Quoted(&n)))?);
             }
-            flag if flag.starts_with("--") => return Err(text!("unknown option {flag:?}")),
+            flag if flag.starts_with("--") => return Err(text!("unknown option {}", crate::console::Quoted(flag))),
             _ => positional.push(arg.into_owned()),
         }
     }
