@@ -17,7 +17,7 @@ use imprint::sys::process::{self, RebootCmd};
 use imprint::{cmdline::Settings, init, tool};
 
 #[global_allocator]
-static ALLOCATOR: imprint::sys::alloc::Malloc = imprint::sys::alloc::Malloc;
+static ALLOCATOR: imprint::sys::alloc::Global = imprint::sys::alloc::Global;
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

@@ -1,56 +1,381 @@
-//! The global allocator of the init: musl's malloc, which is small and already linked.
+//! The init's memory allocator: small, because every kilobyte of the init counts.
+//!
+//! musl's mallocng is about 9 KB of code; this one is a fraction of that and fits how
+//! imprint allocates (few, long-lived objects, plus a few large I/O buffers):
+//! - Small blocks (up to 16 KiB) come in power-of-two size classes, carved from 64 KiB
+//!   arenas that hold one class each. An arena's first block holds its header (the class),
+//!   so `free(ptr)` finds the class by rounding the pointer down to the arena. Freed blocks
+//!   go on their class's free list, which later allocations reuse first.
+//! - Large blocks get their own mapping, 64 KiB aligned, with the header in its first page
+//!   and the block from the second page on; freeing unmaps them, so a 4 MiB write buffer
+//!   is returned to the kernel at once.
+//!
+//! Power-of-two classes waste up to half a block; for imprint's small objects that is a
+//! few kilobytes against a budget of megabytes. Blocks are naturally aligned to their
+//! class size (arenas are aligned to their size); large blocks to a page.
+//!
+//! The C library allocates too (opendir, if_nameindex): `malloc`, `free`, `calloc`,
+//! `realloc`, `aligned_alloc` and `posix_memalign` are exported, so the linker takes these
+//! instead of musl's and only one allocator exists in the binary.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::ptr;
 
-/// `#[global_allocator]` over the C library's malloc family.
-pub struct Malloc;
+const ARENA: usize = 64 * 1024;
+const PAGE: usize = 4096;
+/// Smallest class: 16 bytes (two pointers; malloc's alignment guarantee on x86_64).
+const MIN_SHIFT: u32 = 4;
+/// Largest small class: 16 KiB (four blocks per arena, one of them the header).
+const MAX_SHIFT: u32 = 14;
+const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
+/// Marks an arena or large mapping as ours (a stray pointer to free is caught).
+const MAGIC: u32 = 0x1b9_71a7;
+/// Header `class` value of a large mapping.
+const LARGE: u32 = u32::MAX;
 
-/// malloc's own guarantee on x86_64 (musl and glibc): 16-byte aligned blocks.
-const MALLOC_ALIGN: usize = 16;
+/// At the start of every arena and large mapping.
+#[repr(C)]
+struct Header {
+    magic: u32,
+    class: u32,
+    /// Large mappings: the length mapped.
+    mapped: usize,
+}
 
-// SAFETY: malloc/calloc/realloc/free and aligned_alloc satisfy GlobalAlloc's contract: they
-// return either null or a block of at least `size` bytes with the requested alignment
-// (aligned_alloc for alignments above malloc's), blocks stay valid until freed, and `free`
-// accepts any pointer these returned. realloc preserves contents and is only used when the
-// alignment is one malloc already provides.
-unsafe impl GlobalAlloc for Malloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            libc::malloc(layout.size()).cast()
-        } else {
-            // aligned_alloc wants a size that is a multiple of the alignment.
-            let size = layout.size().next_multiple_of(layout.align());
-            libc::aligned_alloc(layout.align(), size).cast()
+struct State {
+    /// Per class: the most recently freed block (each free block starts with the next).
+    free: [*mut u8; CLASSES],
+    /// Per class: the next never-used block of the current arena, and that arena's end.
+    bump: [*mut u8; CLASSES],
+    end: [*mut u8; CLASSES],
+}
+
+/// `#[global_allocator]` of the init.
+pub struct Allocator {
+    state: UnsafeCell<State>,
+}
+
+// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so the state is
+// never touched by two threads at once. The allocator is not used by the host's test
+// harness, which is multi-threaded, except through per-test instances.
+unsafe impl Sync for Allocator {}
+
+impl Allocator {
+    pub const fn new() -> Allocator {
+        Allocator {
+            state: UnsafeCell::new(State {
+                free: [ptr::null_mut(); CLASSES],
+                bump: [ptr::null_mut(); CLASSES],
+                end: [ptr::null_mut(); CLASSES],
+            }),
         }
+    }
+
+    /// A block of at least `size` bytes aligned to `align` (a power of two), or null.
+    fn allocate(&self, size: usize, align: usize) -> *mut u8 {
+        let need = size.max(align).max(1);
+        if need > 1 << MAX_SHIFT {
+            return if align <= PAGE { allocate_large(size) } else { ptr::null_mut() };
+        }
+        let class = class_of(need);
+        // SAFETY: single-threaded (see `Sync`); the state's pointers only ever point into
+        // arenas this allocator mapped, at block boundaries of the class's size.
+        unsafe {
+            let s = &mut *self.state.get();
+            let block = s.free[class];
+            if !block.is_null() {
+                s.free[class] = *(block as *mut *mut u8);
+                return block;
+            }
+            if s.bump[class] == s.end[class] {
+                let arena = map_aligned(ARENA);
+                if arena.is_null() {
+                    return ptr::null_mut();
+                }
+                arena.cast::<Header>().write(Header { magic: MAGIC, class: class as u32, mapped: ARENA });
+                // Block 0 holds the header.
+                s.bump[class] = arena.add(1 << (class as u32 + MIN_SHIFT));
+                s.end[class] = arena.add(ARENA);
+            }
+            let block = s.bump[class];
+            s.bump[class] = block.add(1 << (class as u32 + MIN_SHIFT));
+            block
+        }
+    }
+
+    /// Returns a block to the allocator. `block` must come from `allocate` (or be null).
+    fn release(&self, block: *mut u8) {
+        if block.is_null() {
+            return;
+        }
+        // SAFETY: every block comes from an arena or large mapping whose header sits at the
+        // block's address rounded down to ARENA (blocks never start at offset 0); the
+        // header was written when the arena was mapped. Single-threaded (see `Sync`).
+        unsafe {
+            let header = &*header_of(block);
+            assert!(header.magic == MAGIC, "free of a pointer the allocator never returned");
+            if header.class == LARGE {
+                libc::munmap(header_of(block).cast(), header.mapped);
+            } else {
+                let s = &mut *self.state.get();
+                let class = header.class as usize;
+                *(block as *mut *mut u8) = s.free[class];
+                s.free[class] = block;
+            }
+        }
+    }
+
+    /// How many bytes `block` can hold.
+    fn usable(block: *mut u8) -> usize {
+        // SAFETY: as in `release`: the header of any block we returned is readable.
+        let header = unsafe { &*header_of(block) };
+        if header.class == LARGE {
+            header.mapped - PAGE
+        } else {
+            1 << (header.class + MIN_SHIFT)
+        }
+    }
+
+    fn reallocate(&self, block: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        if block.is_null() {
+            return self.allocate(new_size, align);
+        }
+        let old = Self::usable(block);
+        if new_size <= old && (old <= 1 << MAX_SHIFT || new_size > old / 2) {
+            return block;
+        }
+        let new = self.allocate(new_size, align);
+        if !new.is_null() {
+            // SAFETY: both blocks are ours, distinct, and at least min(old, new_size) long.
+            unsafe { ptr::copy_nonoverlapping(block, new, old.min(new_size)) };
+            self.release(block);
+        }
+        new
+    }
+}
+
+impl Default for Allocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn class_of(need: usize) -> usize {
+    let shift = usize::BITS - (need - 1).leading_zeros();
+    (shift.max(MIN_SHIFT) - MIN_SHIFT) as usize
+}
+
+fn header_of(block: *mut u8) -> *mut Header {
+    (block as usize & !(ARENA - 1)) as *mut Header
+}
+
+fn allocate_large(size: usize) -> *mut u8 {
+    let mapped = match size.checked_add(PAGE + PAGE - 1) {
+        Some(n) => n & !(PAGE - 1),
+        None => return ptr::null_mut(),
+    };
+    let base = map_aligned(mapped);
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: base is a fresh mapping of `mapped` >= 2 pages, writable.
+    unsafe {
+        base.cast::<Header>().write(Header { magic: MAGIC, class: LARGE, mapped });
+        base.add(PAGE)
+    }
+}
+
+/// Maps `len` bytes (a multiple of the page size) at an ARENA-aligned address, or null.
+fn map_aligned(len: usize) -> *mut u8 {
+    let span = len + ARENA;
+    // SAFETY: an anonymous private mapping of fresh memory; we unmap only its unaligned
+    // head and the tail beyond `len`, both inside the mapping just made.
+    unsafe {
+        let raw = libc::mmap(
+            ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if raw == libc::MAP_FAILED {
+            return ptr::null_mut();
+        }
+        let start = raw as usize;
+        let aligned = (start + ARENA - 1) & !(ARENA - 1);
+        if aligned > start {
+            libc::munmap(raw, aligned - start);
+        }
+        let tail = start + span - (aligned + len);
+        if tail > 0 {
+            libc::munmap((aligned + len) as *mut c_void, tail);
+        }
+        aligned as *mut u8
+    }
+}
+
+// SAFETY: allocate returns null or a block of at least layout.size() bytes aligned to
+// layout.align() that stays valid until released; release takes exactly such blocks;
+// reallocate keeps the first min(old, new) bytes and the alignment. Zeroed allocations
+// are zeroed explicitly (reused blocks hold old data).
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocate(layout.size(), layout.align())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            libc::calloc(1, layout.size()).cast()
-        } else {
-            let p = self.alloc(layout);
-            if !p.is_null() {
-                core::ptr::write_bytes(p, 0, layout.size());
-            }
-            p
+        let p = self.allocate(layout.size(), layout.align());
+        if !p.is_null() {
+            ptr::write_bytes(p, 0, layout.size());
         }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        libc::free(ptr.cast::<c_void>())
+        self.release(ptr)
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            libc::realloc(ptr.cast(), new_size).cast()
-        } else {
-            let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
-            if !new.is_null() {
-                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-            new
+        self.reallocate(ptr, new_size, layout.align())
+    }
+}
+
+/// The one allocator of the init, also behind the C library's malloc family.
+pub static ALLOCATOR: Allocator = Allocator::new();
+
+/// What main.rs names as `#[global_allocator]`: forwards to [`ALLOCATOR`].
+pub struct Global;
+
+// SAFETY: forwards every call unchanged to ALLOCATOR, whose GlobalAlloc impl is sound.
+unsafe impl GlobalAlloc for Global {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATOR.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATOR.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATOR.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATOR.realloc(ptr, layout, new_size)
+    }
+}
+
+// The C library's allocation functions, for musl's own callers (opendir, if_nameindex),
+// defined here so the linker does not pull musl's malloc in. Host test builds link glibc,
+// whose malloc must stay.
+#[cfg(all(not(test), target_env = "musl"))]
+mod c_exports {
+    use super::ALLOCATOR;
+    use core::ffi::c_void;
+
+    const C_ALIGN: usize = 16;
+
+    #[no_mangle]
+    extern "C" fn malloc(size: usize) -> *mut c_void {
+        ALLOCATOR.allocate(size, C_ALIGN).cast()
+    }
+
+    #[no_mangle]
+    extern "C" fn free(p: *mut c_void) {
+        ALLOCATOR.release(p.cast())
+    }
+
+    #[no_mangle]
+    extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+        let Some(total) = n.checked_mul(size) else { return core::ptr::null_mut() };
+        let p = ALLOCATOR.allocate(total, C_ALIGN);
+        if !p.is_null() {
+            // SAFETY: p is a fresh block of at least `total` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, total) };
         }
+        p.cast()
+    }
+
+    #[no_mangle]
+    extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+        ALLOCATOR.reallocate(p.cast(), size, C_ALIGN).cast()
+    }
+
+    #[no_mangle]
+    extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+        ALLOCATOR.allocate(size, align.max(C_ALIGN)).cast()
+    }
+
+    #[no_mangle]
+    extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+        let p = ALLOCATOR.allocate(size, align.max(C_ALIGN));
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        // SAFETY: the caller passes a valid place for the result, as posix_memalign requires.
+        unsafe { *out = p.cast() };
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_powers_of_two() {
+        assert_eq!(class_of(1), 0);
+        assert_eq!(class_of(16), 0);
+        assert_eq!(class_of(17), 1);
+        assert_eq!(class_of(4096), 8);
+        assert_eq!(class_of(16384), CLASSES - 1);
+    }
+
+    #[test]
+    fn blocks_are_aligned_disjoint_reused_and_keep_data() {
+        let a = Allocator::new();
+        let mut blocks = std::vec::Vec::new();
+        for (i, size) in [1usize, 8, 16, 24, 100, 1000, 5000, 16384, 20000, 4 << 20].iter().cycle().take(400).enumerate() {
+            let align = if i % 3 == 0 { 64 } else { 8 };
+            let p = a.allocate(*size, align);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align, 0);
+            if *size > 16384 {
+                assert_eq!(p as usize % PAGE, 0, "large blocks are page aligned");
+            }
+            // SAFETY: (test) p holds at least `size` bytes.
+            unsafe { ptr::write_bytes(p, (i % 251) as u8, *size) };
+            blocks.push((p, *size, (i % 251) as u8));
+        }
+        // Every block still holds what was written: no two overlap.
+        for &(p, size, fill) in &blocks {
+            // SAFETY: (test) as above.
+            let bytes = unsafe { core::slice::from_raw_parts(p, size) };
+            assert!(bytes.iter().all(|&b| b == fill));
+        }
+        let (first, _, _) = blocks[1];
+        for &(p, _, _) in &blocks {
+            a.release(p);
+        }
+        // The most recently freed block of a class is reused first.
+        let again = a.allocate(8, 8);
+        assert!(blocks.iter().any(|&(p, s, _)| p == again && s <= 16), "{again:?} {first:?}");
+    }
+
+    #[test]
+    fn realloc_grows_in_place_or_moves_with_the_data() {
+        let a = Allocator::new();
+        let p = a.allocate(10, 8);
+        // SAFETY: (test) p holds 10 bytes, then 16 (its class).
+        unsafe { ptr::copy_nonoverlapping(b"0123456789".as_ptr(), p, 10) };
+        assert_eq!(a.reallocate(p, 16, 8), p, "fits the class: same block");
+        let q = a.reallocate(p, 100_000, 8);
+        assert_ne!(q, p);
+        // SAFETY: (test) q holds at least 100_000 bytes, the first 10 copied.
+        assert_eq!(unsafe { core::slice::from_raw_parts(q, 10) }, b"0123456789");
+        let r = a.reallocate(q, 60_000, 8);
+        assert_eq!(r, q, "shrinking a large block by less than half keeps it");
+        a.release(r);
+        assert!(a.allocate(1 << 20, 8192).is_null(), "alignment beyond a page is refused");
     }
 }
