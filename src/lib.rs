@@ -12,6 +12,7 @@ pub mod console;
 pub mod cmdline;
 pub mod error;
 pub mod init;
+pub mod net;
 pub mod io;
 pub mod rescue;
 pub mod sys;

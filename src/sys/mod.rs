@@ -7,10 +7,13 @@
 pub mod alloc;
 pub mod fd;
 pub mod fs;
+pub mod netdev;
+pub mod packet;
 pub mod poll;
 pub mod process;
 pub mod time;
 pub mod tty;
+pub mod udp;
 
 use core::ffi::{c_char, CStr};
 use core::fmt;
