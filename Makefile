@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) \
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags
 
-.PHONY: all init initramfs kernel qemu size test test-unit test-e2e setup help clean
+.PHONY: all init initramfs kernel qemu size test test-unit test-e2e setup help clean bench setup-net
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -96,11 +96,16 @@ E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e
 test-unit: | setup-rust ## host unit tests of the library (cargo test)
 	cargo test --locked
 
-test-e2e: $(TEST_ARTIFACTS) | setup-qemu ## tool-mode and QEMU end-to-end tests (real artifacts)
+test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-net ## tool-mode, network and QEMU end-to-end tests (real artifacts)
 	$(E2E) -- --include-ignored --test-threads=2
 
+# Benchmarks: numbers against budgets, never part of `make test`.
+bench: build/init | setup-net ## benchmarks: DHCP link-up -> bound time, init size
+	tests/bench-dhcp.sh build/init
+	@echo "init: $$(stat -c %s build/init) bytes"
+
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
-setup: setup-rust setup-kernel setup-qemu setup-test ## install what builds and tests need
+setup: setup-rust setup-kernel setup-qemu setup-test setup-net ## install what builds and tests need
 
 setup-rust:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
@@ -120,6 +125,10 @@ setup-qemu:
 
 setup-test:
 	@$(call need_packages,busybox-static)
+
+# Real DHCP servers and tools for the network tests (run only inside test namespaces).
+setup-net:
+	@$(call need_packages,dnsmasq-base kea-dhcp4-server tcpdump iproute2)
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target

@@ -11,11 +11,12 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
 
   --help, -h       this text
   --version, -V    the version
-  dhcp <iface> [--release] [--timeout S] [--hold S]
-                   get a DHCP lease on <iface>, apply it (address, netmask, MTU,
-                   routes) and print it; --timeout bounds the wait (default 60 s),
-                   --hold keeps and renews the lease for S seconds, --release gives
-                   it back before exiting
+  dhcp [<iface>] [--release] [--timeout S] [--hold S]
+                   get a DHCP lease on <iface> (a name or MAC; default: every
+                   Ethernet link at once, the first lease wins), apply it (address,
+                   netmask, MTU, routes) and print it; --timeout bounds the wait
+                   (default 60 s), --hold keeps and renews the lease for S seconds,
+                   --release gives it back before exiting
 
 Kernel command line keys (PID 1): imprint.url= (or BOOTYURL=), ip=, imprint.iface=,
 imprint.on_error=reboot|shell|poweroff, imprint.on_error_delay=<seconds>. See README.md.

@@ -5,7 +5,7 @@
 use super::dhcp::{mask_of, Lease};
 use super::link::Link;
 use super::options::Route;
-use super::static_ip::StaticConfig;
+use super::static_ip::parse_ipv4;
 use crate::sys::netdev::NetDev;
 use crate::sys::Errno;
 use alloc::string::String;
@@ -34,22 +34,10 @@ impl NetConfig {
             address: lease.address,
             prefix_len: lease.prefix_len,
             gateway: lease.gateway(),
-            routes: lease.routes.iter().filter(|r| r.prefix_len != 0).copied().collect(),
-            dns: lease.dns.clone(),
-            mtu: lease.mtu.filter(|m| *m >= MIN_MTU),
-            hostname: lease.hostname.clone(),
-        }
-    }
-
-    pub fn from_static(config: &StaticConfig) -> NetConfig {
-        NetConfig {
-            address: config.address,
-            prefix_len: config.prefix_len,
-            gateway: config.gateway,
-            routes: Vec::new(),
-            dns: config.dns.clone(),
-            mtu: None,
-            hostname: config.hostname.clone(),
+            routes: lease.options.routes.iter().filter(|r| r.prefix_len != 0).copied().collect(),
+            dns: lease.options.dns.clone(),
+            mtu: lease.options.mtu.filter(|m| *m >= MIN_MTU),
+            hostname: lease.options.hostname.clone(),
         }
     }
 
@@ -58,9 +46,9 @@ impl NetConfig {
     pub fn from_plan(address: &str, gateway: Option<&str>, nameserver: Option<&str>) -> Option<NetConfig> {
         let (addr, len) = address.split_once('/')?;
         let prefix_len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
-        let parse = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(|t| t.parse::<Ipv4Addr>()).transpose();
+        let parse = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(|t| parse_ipv4(t).ok_or(())).transpose();
         Some(NetConfig {
-            address: addr.parse().ok()?,
+            address: parse_ipv4(addr)?,
             prefix_len,
             gateway: parse(gateway).ok()?,
             routes: Vec::new(),

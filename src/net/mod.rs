@@ -192,7 +192,7 @@ impl Session {
 /// A client holding a lease, with its socket kept open so it can renew.
 pub struct BoundClient {
     session: Session,
-    /// Milliseconds from carrier to the lease, for `make bench`.
+    /// From carrier to the lease (shown with the lease; `make bench` reads it).
     pub carrier_to_bound: Duration,
 }
 
@@ -315,7 +315,7 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
     let setting = static_ip::parse(ip).map_err(NetError::Config)?;
     let (device, hostname) = match &setting {
         IpSetting::Dhcp { device, hostname } => (device.clone(), hostname.clone()),
-        IpSetting::Static(s) => (s.device.clone(), s.hostname.clone()),
+        IpSetting::Static { device, config, .. } => (device.clone(), config.hostname.clone()),
     };
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", "-"))?;
     let present = link::ethernet_links(&dev).map_err(sys("listing interfaces", "-"))?;
@@ -340,9 +340,8 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
             ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name.clone(), errno })?;
             Ok(Network { link, config, dhcp: Some(client) })
         }
-        IpSetting::Static(s) => {
+        IpSetting::Static { config, .. } => {
             let link = first_with_carrier(&dev, links, timeout)?;
-            let config = NetConfig::from_static(&s);
             ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name.clone(), errno })?;
             Ok(Network { link, config, dhcp: None })
         }
@@ -391,10 +390,11 @@ impl fmt::Display for Summary<'_> {
             let l = client.lease();
             writeln!(f, "  lease     {} s (renew at {} s, rebind at {} s)", l.lease_secs, l.renew_secs, l.rebind_secs)?;
             writeln!(f, "  server    {}", l.server)?;
-            if let Some(name) = &l.hostname {
+            writeln!(f, "  bound     {} ms after carrier", client.carrier_to_bound.as_millis() as u64)?;
+            if let Some(name) = &l.options.hostname {
                 writeln!(f, "  hostname  {name}")?;
             }
-            if let Some(domain) = &l.domain {
+            if let Some(domain) = &l.options.domain {
                 writeln!(f, "  domain    {domain}")?;
             }
         }
@@ -402,8 +402,8 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
-/// `imprint dhcp <iface> [--release] [--timeout S] [--hold S]`: gets a lease on one link,
-/// applies it, prints it; with `--hold`, keeps it (renewing) for S seconds; with
+/// `imprint dhcp [<iface>] [--release] [--timeout S] [--hold S]`: gets a lease on one link
+/// (without <iface>: on every Ethernet link at once, as PID 1 does), applies it, prints it; with `--hold`, keeps it (renewing) for S seconds; with
 /// `--release`, gives it back at the end. Returns the exit status.
 pub fn dhcp_command(args: &[&[u8]]) -> i32 {
     match dhcp_command_inner(args) {
@@ -449,12 +449,8 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), String> {
             other => return Err(text(format_args!("unexpected argument {:?}; see imprint --help", String::from_utf8_lossy(other)))),
         }
     }
-    let iface = iface.ok_or("which interface? usage: imprint dhcp <iface> [--release] [--timeout S] [--hold S]")?;
-    let network = bring_up(None, Some(iface), timeout).map_err(|e| e.to_string())?;
-    if let Some(client) = &network.dhcp {
-        sayln!("imprint: lease on {} after {} ms from carrier", client.link().name, client.carrier_to_bound.as_millis());
-    }
-    say!("{}", Summary(&network));
+    let network = bring_up(None, iface, timeout).map_err(|e| e.to_string())?;
+    say!("imprint: network up\n{}", Summary(&network));
     let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
     let end = monotonic() + hold;
     loop {

@@ -71,9 +71,7 @@ const RTF_GATEWAY: libc::c_ushort = 0x0002;
 
 impl NetDev {
     pub fn open() -> Result<NetDev> {
-        // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
-        let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-        Ok(NetDev { sock: Fd::adopt(fd) })
+        Ok(NetDev { sock: super::udp::open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
     }
 
     fn ioctl(&self, request: libc::c_ulong, req: &mut libc::ifreq) -> Result<()> {

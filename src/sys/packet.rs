@@ -6,7 +6,8 @@
 //! socket to, and the server may answer to the broadcast or to the offered address.
 
 use super::fd::Fd;
-use super::{check, check_size, Errno, Result};
+use super::udp::{bind_to, open_socket, send_to, set_option};
+use super::{check_size, Errno, Result};
 
 /// linux/if_packet.h: ask for a `tpacket_auxdata` control message with every packet.
 const PACKET_AUXDATA: libc::c_int = 8;
@@ -61,15 +62,6 @@ pub struct PacketSocket {
     ifindex: i32,
 }
 
-fn set_option<T>(fd: &Fd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {
-    // SAFETY: value points at a valid T of size_of::<T>() bytes for the whole call; the
-    // kernel copies it.
-    let ret = unsafe {
-        libc::setsockopt(fd.raw(), level, name, (value as *const T).cast(), core::mem::size_of::<T>() as u32)
-    };
-    check(ret).map(|_| ())
-}
-
 fn link_address(ifindex: i32, protocol: u16, broadcast: bool) -> libc::sockaddr_ll {
     libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as u16,
@@ -87,24 +79,12 @@ impl PacketSocket {
     pub fn open(ifindex: i32) -> Result<PacketSocket> {
         // Protocol 0: the socket receives nothing until bound, so nothing unfiltered can
         // queue up before the filter is attached.
-        // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
-        let raw = check(unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
-        })?;
-        let fd = Fd::adopt(raw);
+        let fd = open_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
         let mut program = dhcp_client_filter();
         let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
         set_option(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
         set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
-        let addr = link_address(ifindex, libc::ETH_P_IP as u16, false);
-        // SAFETY: addr is a valid sockaddr_ll of the size passed; the kernel copies it.
-        check(unsafe {
-            libc::bind(
-                fd.raw(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                core::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })?;
+        bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
         Ok(PacketSocket { fd, ifindex })
     }
 
@@ -114,19 +94,7 @@ impl PacketSocket {
 
     /// Sends one IPv4 datagram to the link's broadcast address.
     pub fn send_broadcast(&self, datagram: &[u8]) -> Result<()> {
-        let addr = link_address(self.ifindex, libc::ETH_P_IP as u16, true);
-        // SAFETY: datagram and addr are valid for reads of the lengths passed during the call.
-        let ret = unsafe {
-            libc::sendto(
-                self.fd.raw(),
-                datagram.as_ptr().cast(),
-                datagram.len(),
-                0,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                core::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        check_size(ret).map(|_| ())
+        send_to(&self.fd, datagram, &link_address(self.ifindex, libc::ETH_P_IP as u16, true))
     }
 
     /// Receives one packet into `buf`; `None` when nothing is waiting.

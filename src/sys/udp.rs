@@ -1,7 +1,48 @@
-//! A UDP socket for DNS queries and unicast DHCP renewals (once an address is applied).
+//! A UDP socket for DNS queries and unicast DHCP renewals (once an address is applied),
+//! and the socket calls it shares with the packet socket.
 
 use super::fd::Fd;
 use super::{check, check_size, Errno, Result};
+
+/// A non-blocking, close-on-exec socket.
+pub(super) fn open_socket(domain: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> Result<Fd> {
+    // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
+    let raw = check(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol) })?;
+    Ok(Fd::adopt(raw))
+}
+
+pub(super) fn set_option<T>(fd: &Fd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {
+    // SAFETY: value points at a valid T of size_of::<T>() bytes for the whole call; the
+    // kernel copies at most that many bytes.
+    let ret = unsafe {
+        libc::setsockopt(fd.raw(), level, name, (value as *const T).cast(), core::mem::size_of::<T>() as u32)
+    };
+    check(ret).map(|_| ())
+}
+
+/// bind(2) to `addr`, a `sockaddr_*` struct.
+pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
+    // SAFETY: addr points at a valid A of size_of::<A>() bytes for the whole call; the
+    // kernel reads at most that many bytes and checks the address family itself.
+    check(unsafe { libc::bind(fd.raw(), (addr as *const A).cast(), core::mem::size_of::<A>() as u32) }).map(|_| ())
+}
+
+/// sendto(2) of `data` to `addr`, a `sockaddr_*` struct.
+pub(super) fn send_to<A>(fd: &Fd, data: &[u8], addr: &A) -> Result<()> {
+    // SAFETY: data and addr are valid for reads of the lengths passed during the call; the
+    // kernel reads at most size_of::<A>() bytes of addr and checks its family.
+    let ret = unsafe {
+        libc::sendto(
+            fd.raw(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (addr as *const A).cast(),
+            core::mem::size_of::<A>() as u32,
+        )
+    };
+    check_size(ret).map(|_| ())
+}
 
 pub struct UdpSocket {
     fd: Fd,
@@ -22,25 +63,9 @@ impl UdpSocket {
     /// A non-blocking UDP socket bound to `addr:port` (port 0: any). SO_REUSEADDR lets a
     /// renewal bind port 68 beside another DHCP client's socket on a host.
     pub fn bind(addr: [u8; 4], port: u16) -> Result<UdpSocket> {
-        // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
-        let raw = check(unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0)
-        })?;
-        let fd = Fd::adopt(raw);
-        let one: libc::c_int = 1;
-        // SAFETY: `one` is a valid c_int for the call; the kernel copies it.
-        check(unsafe {
-            libc::setsockopt(
-                fd.raw(),
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                (&one as *const libc::c_int).cast(),
-                core::mem::size_of::<libc::c_int>() as u32,
-            )
-        })?;
-        let local = sockaddr(addr, port);
-        // SAFETY: local is a valid sockaddr_in of the length passed; the kernel copies it.
-        check(unsafe { libc::bind(fd.raw(), (&local as *const libc::sockaddr_in).cast(), SOCKADDR_IN_LEN) })?;
+        let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &(1 as libc::c_int))?;
+        bind_to(&fd, &sockaddr(addr, port))?;
         Ok(UdpSocket { fd })
     }
 
@@ -49,19 +74,7 @@ impl UdpSocket {
     }
 
     pub fn send_to(&self, data: &[u8], addr: [u8; 4], port: u16) -> Result<()> {
-        let to = sockaddr(addr, port);
-        // SAFETY: data and `to` are valid for reads of the lengths passed during the call.
-        let ret = unsafe {
-            libc::sendto(
-                self.fd.raw(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                (&to as *const libc::sockaddr_in).cast(),
-                SOCKADDR_IN_LEN,
-            )
-        };
-        check_size(ret).map(|_| ())
+        send_to(&self.fd, data, &sockaddr(addr, port))
     }
 
     /// Receives one datagram; returns its length (cut to `buf`) and the sender's address

@@ -25,12 +25,14 @@ pub struct Boot<'a> {
     pub append: &'a str,
     pub memory: &'a str,
     pub extra: Vec<String>,
+    /// Run QEMU inside this network namespace (for a tap the test created there).
+    pub netns: Option<String>,
 }
 
 impl<'a> Boot<'a> {
     pub fn new(initramfs: &'a str, append: &'a str) -> Self {
         // 64 MiB: the smallest machine imprint promises to provision.
-        Boot { initramfs, append, memory: "64M", extra: Vec::new() }
+        Boot { initramfs, append, memory: "64M", extra: Vec::new(), netns: None }
     }
 }
 
@@ -46,7 +48,14 @@ impl Guest {
     /// Boots build/bzImage with `boot.initramfs` under TCG; `-no-reboot` makes a guest
     /// reboot end QEMU, which is how a test sees the end.
     pub fn boot(boot: Boot<'_>) -> Guest {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = match &boot.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         cmd.args(["-accel", "tcg", "-m", boot.memory, "-no-reboot", "-display", "none", "-vga", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-no-user-config", "-nic", "none"])
             .arg("-kernel")
@@ -144,6 +153,8 @@ impl Drop for Guest {
         let _ = self.child.wait();
     }
 }
+
+pub mod netns;
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
