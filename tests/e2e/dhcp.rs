@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// Guards against hangs only; no test asserts how fast anything is.
 const BOUND: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(20);
 
 /// A client namespace joined to a server namespace by veth: server side `<p>0` with
 /// `<subnet>.1/24`, client side `<p>1` (up, no address).
@@ -160,31 +161,67 @@ fn kea_sees_the_renewal_at_t1_and_the_lease_stays_valid() {
     assert!(log.contains(&format!("address {address} was released properly")), "{log}");
 }
 
+/// A tap in its own namespace with `<subnet>.1/24`, for a QEMU guest's virtio NIC.
+fn tap_namespace(name: &str, subnet: &str) -> Netns {
+    let ns = Netns::new(name);
+    let tap = format!("{name}-tap");
+    imprint_e2e::netns::ip(&["-n", name, "tuntap", "add", "dev", &tap, "mode", "tap"]);
+    ns.address(&tap, &format!("{subnet}.1/24"));
+    ns
+}
+
+fn guest_on_tap(ns: &Netns, append: &str, mac: &str) -> Guest {
+    // A long countdown: the guest stays up (reachable) until the test ends and kills it.
+    let append = format!("imprint.url=http://10.213.16.1/ imprint.on_error=poweroff imprint.on_error_delay=120 {append}");
+    let mut boot = Boot::new("build/initramfs.cpio.gz", &append);
+    boot.netns = Some(ns.name.clone());
+    let netdev = format!("tap,id=n0,ifname={}-tap,script=no,downscript=no", ns.name);
+    let device = format!("virtio-net-pci,netdev=n0,mac={mac}");
+    boot.extra = vec!["-netdev".into(), netdev, "-device".into(), device];
+    Guest::boot(boot)
+}
+
+/// The guest's kernel answers ping at `address`: the address really is applied.
+fn assert_pings(ns: &Netns, address: &str) {
+    // busybox-static's ping (make setup-test installs it for the shell initramfs).
+    let mut ping = ns.command("/bin/busybox");
+    ping.args(["ping", "-c", "1", "-W", "10", address]);
+    let out = run_bounded(ping, BOUND);
+    assert!(out.status.success(), "no answer from {address}: {}{}", text(&out.stdout), text(&out.stderr));
+}
+
 #[test]
 #[ignore = "needs root, dnsmasq, QEMU and the build artifacts: run `make test`"]
 fn qemu_guest_gets_a_lease_from_dnsmasq_and_prints_it() {
-    let ns = Netns::new("imnq");
-    imprint_e2e::netns::ip(&["-n", "imnq", "tuntap", "add", "dev", "imnq-tap", "mode", "tap"]);
-    ns.address("imnq-tap", "10.213.16.1/24");
+    let ns = tap_namespace("imnq", "10.213.16");
     let _server = dnsmasq(
         &ns,
         "imnq-tap",
         "qemu",
         &["--dhcp-range=10.213.16.50,10.213.16.99,255.255.255.0,2m", "--dhcp-option=option:router,10.213.16.1"],
     );
-    let mut boot = Boot::new("build/initramfs.cpio.gz", "imprint.url=http://10.213.16.1/ imprint.on_error=poweroff imprint.on_error_delay=0");
-    boot.netns = Some("imnq".into());
-    boot.extra = ["-netdev", "tap,id=n0,ifname=imnq-tap,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:13:16:01"]
-        .map(String::from)
-        .to_vec();
-    let mut guest = Guest::boot(boot);
+    let guest = guest_on_tap(&ns, "", "52:54:00:13:16:01");
     let at = guest.expect("imprint: network up", BOUND);
-    let at = guest.expect_from(at, "interface eth0 (52:54:00:13:16:01), by DHCP", Duration::from_secs(10));
-    let at = guest.expect_from(at, "address   10.213.16.", Duration::from_secs(10));
-    let at = guest.expect_from(at, "router    10.213.16.1", Duration::from_secs(10));
-    let at = guest.expect_from(at, "lease     120 s (renew at 60 s, rebind at 105 s)", Duration::from_secs(10));
-    guest.expect_from(at, "fetching the plan is not supported by this build of imprint", Duration::from_secs(10));
-    guest.wait_exit(BOUND);
-    let t = guest.transcript();
-    assert!(!t.contains("Kernel panic"), "{t}");
+    let at = guest.expect_from(at, "interface eth0 (52:54:00:13:16:01), by DHCP", STEP);
+    let at = guest.expect_from(at, "address   10.213.16.", STEP);
+    let address = guest.transcript()[at - 10..].split('/').next().unwrap().to_string();
+    let at = guest.expect_from(at, "router    10.213.16.1", STEP);
+    let at = guest.expect_from(at, "lease     120 s (renew at 60 s, rebind at 105 s)", STEP);
+    guest.expect_from(at, "fetching the plan is not supported by this build of imprint", STEP);
+    assert_pings(&ns, &address);
+    assert!(!guest.transcript().contains("Kernel panic"));
+}
+
+#[test]
+#[ignore = "needs root, QEMU and the build artifacts: run `make test`"]
+fn qemu_guest_applies_a_static_ip_from_the_kernel_command_line() {
+    let ns = tap_namespace("imns", "10.213.18");
+    let guest = guest_on_tap(&ns, "ip=10.213.18.7::10.213.18.1:255.255.255.0:node7:eth0:off:10.213.18.53", "52:54:00:13:18:01");
+    let at = guest.expect("imprint: network up", BOUND);
+    let at = guest.expect_from(at, "interface eth0 (52:54:00:13:18:01), by static ip=", STEP);
+    let at = guest.expect_from(at, "address   10.213.18.7/24 (mask 255.255.255.0)", STEP);
+    let at = guest.expect_from(at, "router    10.213.18.1", STEP);
+    let at = guest.expect_from(at, "dns       10.213.18.53", STEP);
+    guest.expect_from(at, "fetching the plan is not supported by this build of imprint", STEP);
+    assert_pings(&ns, "10.213.18.7");
 }
