@@ -256,10 +256,21 @@ pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout
         }
         waiting = still;
         let mut winner = None;
-        for (i, (session, _)) in sessions.iter_mut().enumerate() {
-            if session.step(now)? == Some(Event::Bound) && winner.is_none() {
-                winner = Some(i);
+        let mut i = 0;
+        while i < sessions.len() {
+            match sessions[i].0.step(now) {
+                Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
+                Ok(_) => {}
+                // One link failing (its NIC went away, say) must not stop the others;
+                // when it was the last one, its error is the answer.
+                Err(e) if sessions.len() > 1 || !waiting.is_empty() => {
+                    errln!("imprint: {e}; going on without {}", sessions[i].0.link.name);
+                    sessions.remove(i);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
+            i += 1;
         }
         if let Some(i) = winner {
             let (session, carrier_at) = sessions.swap_remove(i);
