@@ -6,7 +6,6 @@ use crate::sys::poll::{self, PollFd, READABLE};
 use crate::sys::time::monotonic;
 use crate::sys::udp::UdpSocket;
 use crate::sys::Errno;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -28,7 +27,7 @@ const MAX_LABEL: usize = 63;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsError {
     /// The name cannot be asked for (empty, too long, a label too long or empty).
-    BadName(String),
+    BadName,
     /// No server to ask.
     NoServers,
     /// A malformed or mismatched answer (what was wrong).
@@ -40,45 +39,50 @@ pub enum DnsError {
     /// The answer has no A record for the name.
     NoAddress,
     /// No server answered in time.
-    Timeout { name: String, servers: usize },
+    Timeout { servers: usize },
     Sys { doing: &'static str, errno: Errno },
 }
 
 impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DnsError::BadName(name) => write!(f, "resolving {name:?}: not a valid host name"),
+            DnsError::BadName => f.write_str("resolving a host name: not a valid host name"),
             DnsError::NoServers => f.write_str("resolving a host name: no DNS server is configured"),
             DnsError::BadAnswer(what) => write!(f, "resolving a host name: bad DNS answer: {what}"),
             DnsError::Truncated => f.write_str("resolving a host name: the DNS answer was truncated (TCP is not supported)"),
             DnsError::Rcode(3) => f.write_str("resolving a host name: no such name (NXDOMAIN)"),
             DnsError::Rcode(code) => write!(f, "resolving a host name: the DNS server answered with error {code}"),
             DnsError::NoAddress => f.write_str("resolving a host name: the answer has no IPv4 address"),
-            DnsError::Timeout { name, servers } => {
-                write!(f, "resolving {name:?}: no answer from {servers} DNS server(s) after {ROUNDS} tries")
+            DnsError::Timeout { servers } => {
+                write!(f, "resolving a host name: no answer from {servers} DNS server(s) after {ROUNDS} tries")
             }
             DnsError::Sys { doing, errno } => write!(f, "resolving a host name: {doing}: {errno}"),
         }
     }
 }
 
+/// `name` without one trailing dot (the root), as bytes.
+fn without_root(name: &str) -> &[u8] {
+    let name = name.as_bytes();
+    name.strip_suffix(b".").unwrap_or(name)
+}
+
 /// Encodes a query for the A record of `name` with id `id`.
 pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let bad = || DnsError::BadName(String::from(name));
+    let name = without_root(name);
     if name.is_empty() || name.len() > MAX_NAME {
-        return Err(bad());
+        return Err(DnsError::BadName);
     }
     let mut out = Vec::with_capacity(HEADER_LEN + name.len() + 6);
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&[0x01, 0x00]); // a standard query, recursion desired
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
-    for label in name.split('.') {
+    for label in name.split(|b| *b == b'.') {
         if label.is_empty() || label.len() > MAX_LABEL {
-            return Err(bad());
+            return Err(DnsError::BadName);
         }
         out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(label);
     }
     out.push(0);
     out.extend_from_slice(&TYPE_A.to_be_bytes());
@@ -90,39 +94,79 @@ fn be16(msg: &[u8], at: usize) -> Result<u16, DnsError> {
     msg.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(DnsError::BadAnswer("cut short"))
 }
 
-/// Reads the name at `at`, lower-cased, following compression pointers (boundedly).
-/// Returns it and the offset just past it in the record.
-fn read_name(msg: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), DnsError> {
-    let mut name = Vec::new();
-    let mut end = None;
-    let mut pointers = 0;
+/// The labels of a name in a message, following compression pointers (at most
+/// MAX_POINTERS, so a pointer loop ends as an error). Names are compared label by label in
+/// place: nothing is copied.
+struct Labels<'a> {
+    msg: &'a [u8],
+    at: usize,
+    pointers: usize,
+}
+
+impl<'a> Labels<'a> {
+    fn new(msg: &'a [u8], at: usize) -> Labels<'a> {
+        Labels { msg, at, pointers: 0 }
+    }
+
+    /// The next label; `None` at the end of the name.
+    fn next(&mut self) -> Result<Option<&'a [u8]>, DnsError> {
+        loop {
+            let len = *self.msg.get(self.at).ok_or(DnsError::BadAnswer("name runs past the end"))?;
+            match len {
+                0 => return Ok(None),
+                0xc0..=0xff => {
+                    self.pointers += 1;
+                    if self.pointers > MAX_POINTERS {
+                        return Err(DnsError::BadAnswer("compression pointer loop"));
+                    }
+                    self.at = usize::from(be16(self.msg, self.at)? & 0x3fff);
+                }
+                1..=63 => {
+                    let start = self.at + 1;
+                    let label = self.msg.get(start..start + usize::from(len));
+                    self.at = start + usize::from(len);
+                    return label.map(Some).ok_or(DnsError::BadAnswer("label runs past the end"));
+                }
+                _ => return Err(DnsError::BadAnswer("unknown label type")),
+            }
+        }
+    }
+}
+
+/// Where the name at `at` ends in place (after its terminator or first pointer).
+fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, DnsError> {
     loop {
-        let len = *msg.get(at).ok_or(DnsError::BadAnswer("name runs past the end"))?;
-        match len {
-            0 => return Ok((name, end.unwrap_or(at + 1))),
-            0xc0..=0xff => {
-                pointers += 1;
-                if pointers > MAX_POINTERS {
-                    return Err(DnsError::BadAnswer("compression pointer loop"));
-                }
-                let target = usize::from(be16(msg, at)? & 0x3fff);
-                end.get_or_insert(at + 2);
-                at = target;
-            }
-            1..=63 => {
-                let label = msg.get(at + 1..at + 1 + usize::from(len)).ok_or(DnsError::BadAnswer("label runs past the end"))?;
-                if !name.is_empty() {
-                    name.push(b'.');
-                }
-                name.extend(label.iter().map(|b| b.to_ascii_lowercase()));
-                if name.len() > MAX_NAME {
-                    return Err(DnsError::BadAnswer("name too long"));
-                }
-                at += 1 + usize::from(len);
-            }
+        match *msg.get(at).ok_or(DnsError::BadAnswer("name runs past the end"))? {
+            0 => return Ok(at + 1),
+            0xc0..=0xff => return Ok(at + 2),
+            len @ 1..=63 => at += 1 + usize::from(len),
             _ => return Err(DnsError::BadAnswer("unknown label type")),
         }
     }
+}
+
+/// Whether the names at `a` and `b` are the same, ignoring ASCII case.
+fn same_name(msg: &[u8], a: usize, b: usize) -> Result<bool, DnsError> {
+    let (mut x, mut y) = (Labels::new(msg, a), Labels::new(msg, b));
+    loop {
+        match (x.next()?, y.next()?) {
+            (None, None) => return Ok(true),
+            (Some(p), Some(q)) if p.eq_ignore_ascii_case(q) => {}
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// Whether the name at `at` is `text` (dotted, no trailing dot), ignoring ASCII case.
+fn name_is(msg: &[u8], at: usize, text: &[u8]) -> Result<bool, DnsError> {
+    let mut labels = Labels::new(msg, at);
+    for want in text.split(|b| *b == b'.') {
+        match labels.next()? {
+            Some(label) if label.eq_ignore_ascii_case(want) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(labels.next()?.is_none())
 }
 
 /// Decodes the answer to `encode_query(id, name)`: the first A record for the name (or
@@ -149,23 +193,25 @@ pub fn decode_answer(msg: &[u8], id: u16, name: &str) -> Result<Ipv4Addr, DnsErr
         return Err(DnsError::BadAnswer("question count is not 1"));
     }
     let answers = be16(msg, 6)?;
-    let mut wanted: Vec<u8> = name.strip_suffix('.').unwrap_or(name).bytes().map(|b| b.to_ascii_lowercase()).collect();
-    let (question, mut at) = read_name(msg, HEADER_LEN)?;
-    if question != wanted || be16(msg, at)? != TYPE_A || be16(msg, at + 2)? != CLASS_IN {
+    // The name we look for, as an offset in the message: the question's, then a CNAME's.
+    let mut wanted = HEADER_LEN;
+    let mut at = skip_name(msg, HEADER_LEN)?;
+    if !name_is(msg, HEADER_LEN, without_root(name))? || be16(msg, at)? != TYPE_A || be16(msg, at + 2)? != CLASS_IN {
         return Err(DnsError::BadAnswer("question does not echo the query"));
     }
     at += 4;
     for _ in 0..answers {
-        let (owner, next) = read_name(msg, at)?;
+        let owner = at;
+        let next = skip_name(msg, at)?;
         let kind = be16(msg, next)?;
         let class = be16(msg, next + 2)?;
         let len = usize::from(be16(msg, next + 8)?);
         let data_at = next + 10;
         let data = msg.get(data_at..data_at + len).ok_or(DnsError::BadAnswer("record runs past the end"))?;
-        if owner == wanted && class == CLASS_IN {
+        if class == CLASS_IN && same_name(msg, owner, wanted)? {
             match (kind, data) {
                 (TYPE_A, [a, b, c, d]) => return Ok(Ipv4Addr::new(*a, *b, *c, *d)),
-                (TYPE_CNAME, _) => wanted = read_name(msg, data_at)?.0,
+                (TYPE_CNAME, _) => wanted = data_at,
                 _ => {}
             }
         }
@@ -187,8 +233,8 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], DnsError> 
     let socket = UdpSocket::bind([0; 4], 0).map_err(sys("opening a UDP socket"))?;
     // The id only has to differ between queries and be hard to guess off-path.
     let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
-    let mut last = DnsError::Timeout { name: String::from(name), servers: servers.len() };
-    let mut buf = [0u8; 512];
+    let mut last = DnsError::Timeout { servers: servers.len() };
+    let mut buf = alloc::vec![0u8; 512];
     for _ in 0..ROUNDS {
         for server in servers {
             id = id.wrapping_add(0x9e37);

@@ -64,7 +64,7 @@ pub type Step = &'static str;
 
 /// Applies `config` to `link` (already up). Returns the step and errno of a failure.
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), (Step, Errno)> {
-    let name = &link.name;
+    let name = link.name.as_str();
     dev.set_address(name, config.address.octets()).map_err(|e| ("setting the address", e))?;
     dev.set_netmask(name, mask_of(config.prefix_len).octets()).map_err(|e| ("setting the netmask", e))?;
     if let Some(mtu) = config.mtu {

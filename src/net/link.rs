@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{self, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
+use crate::sys::netdev::{self, IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
 use crate::sys::Result;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,9 +9,9 @@ use core::fmt;
 /// ARPHRD_ETHER: the hardware type of Ethernet (and of veth, virtio-net, e1000...).
 const ARPHRD_ETHER: u16 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
-    pub name: String,
+    pub name: IfName,
     pub index: i32,
     pub mac: [u8; 6],
 }
@@ -28,27 +28,31 @@ impl fmt::Display for Mac {
 
 /// Reads `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`, any case.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let text = text.as_bytes();
+    if text.len() != 17 {
+        return None;
+    }
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut mac = [0u8; 6];
-    let mut parts = text.split([':', '-']);
-    for byte in mac.iter_mut() {
-        let part = parts.next()?;
-        if part.len() != 2 {
+    for (i, byte) in mac.iter_mut().enumerate() {
+        let at = i * 3;
+        if i > 0 && !matches!(text[at - 1], b':' | b'-') {
             return None;
         }
-        *byte = u8::from_str_radix(part, 16).ok()?;
+        *byte = (hex(text[at])? * 16 + hex(text[at + 1])?) as u8;
     }
-    parts.next().is_none().then_some(mac)
+    Some(mac)
 }
 
 /// Every Ethernet interface, loopback and other link types left out.
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let mut links = Vec::new();
     for name in netdev::interface_names()? {
-        let (kind, mac) = dev.hardware_address(&name)?;
-        if kind != ARPHRD_ETHER || dev.flags(&name)? & IFF_LOOPBACK != 0 {
+        let (kind, mac) = dev.hardware_address(name.as_str())?;
+        if kind != ARPHRD_ETHER || dev.flags(name.as_str())? & IFF_LOOPBACK != 0 {
             continue;
         }
-        links.push(Link { index: dev.index(&name)?, name, mac });
+        links.push(Link { index: dev.index(name.as_str())?, name, mac });
     }
     Ok(links)
 }
@@ -59,22 +63,22 @@ pub fn select(links: Vec<Link>, wanted: Option<&str>) -> Vec<Link> {
         None => links,
         Some(want) => {
             let mac = parse_mac(want);
-            links.into_iter().filter(|l| l.name == want || Some(l.mac) == mac).collect()
+            links.into_iter().filter(|l| l.name.as_str() == want || Some(l.mac) == mac).collect()
         }
     }
 }
 
 pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
-    let flags = dev.flags(&link.name)?;
+    let flags = dev.flags(link.name.as_str())?;
     if flags & IFF_UP == 0 {
-        dev.set_flags(&link.name, flags | IFF_UP)?;
+        dev.set_flags(link.name.as_str(), flags | IFF_UP)?;
     }
     Ok(())
 }
 
 /// Whether the link is up with a carrier (operationally up).
 pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
-    Ok(dev.flags(&link.name)? & IFF_RUNNING != 0)
+    Ok(dev.flags(link.name.as_str())? & IFF_RUNNING != 0)
 }
 
 /// Names for messages: `eth0, eth1`.
@@ -84,7 +88,7 @@ pub fn names(links: &[Link]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&link.name);
+        out.push_str(link.name.as_str());
     }
     out
 }
@@ -107,7 +111,7 @@ mod tests {
 
     #[test]
     fn select_by_name_or_mac() {
-        let link = |name: &str, last| Link { name: name.into(), index: 2, mac: [2, 0, 0, 0, 0, last] };
+        let link = |name: &str, last| Link { name: IfName::new(name).unwrap(), index: 2, mac: [2, 0, 0, 0, 0, last] };
         let all = alloc::vec![link("eth0", 1), link("eth1", 2)];
         assert_eq!(select(all.clone(), None).len(), 2);
         assert_eq!(select(all.clone(), Some("eth1")), [link("eth1", 2)]);
@@ -120,6 +124,6 @@ mod tests {
     fn loopback_is_not_an_ethernet_link() {
         let dev = NetDev::open().unwrap();
         let links = ethernet_links(&dev).unwrap();
-        assert!(links.iter().all(|l| l.name != "lo"), "{links:?}");
+        assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");
     }
 }

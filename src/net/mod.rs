@@ -15,7 +15,7 @@ pub mod static_ip;
 #[cfg(test)]
 mod captures;
 
-use crate::sys::netdev::NetDev;
+use crate::sys::netdev::{IfName, NetDev};
 use crate::sys::packet::PacketSocket;
 use crate::sys::poll::{self, PollFd, READABLE};
 use crate::sys::time::monotonic;
@@ -39,13 +39,13 @@ const CARRIER_CHECK: Duration = Duration::from_millis(5);
 /// What can go wrong with a DHCP client, while acquiring or keeping a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DhcpError {
-    Sys { doing: &'static str, iface: String, errno: Errno },
+    Sys { doing: &'static str, iface: IfName, errno: Errno },
     /// No server granted a lease on `links` within the bound; what came back meanwhile.
     NoLease { links: String, waited_secs: u64, replies: u32, naks: u32, ignored: u32 },
     /// The lease on `iface` ran out before any server extended it.
-    Expired { iface: String },
+    Expired { iface: IfName },
     /// The server refused to extend the lease on `iface` (DHCPNAK).
-    Refused { iface: String },
+    Refused { iface: IfName },
 }
 
 impl fmt::Display for DhcpError {
@@ -70,7 +70,7 @@ impl fmt::Display for DhcpError {
 /// Why the network could not be brought up. One line each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetError {
-    Sys { doing: &'static str, iface: String, errno: Errno },
+    Sys { doing: &'static str, iface: IfName, errno: Errno },
     /// The machine has no Ethernet interface at all.
     NoLinks,
     /// `imprint.iface=` or the device of `ip=` names no Ethernet interface.
@@ -120,19 +120,24 @@ struct Session {
     client: Client,
     /// For unicast renewals and releases; opened once an address is applied.
     unicast: Option<UdpSocket>,
+    /// Where packets are received (on the heap: kept small, the init's stack and code).
+    buf: Vec<u8>,
+    /// When the link had carrier (the client started).
+    carrier_at: Duration,
 }
 
 impl Session {
     fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, DhcpError> {
         let socket = PacketSocket::open(link.index)
-            .map_err(|errno| DhcpError::Sys { doing: "opening a packet socket", iface: link.name.clone(), errno })?;
+            .map_err(|errno| DhcpError::Sys { doing: "opening a packet socket", iface: link.name, errno })?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Session { link, socket, client, unicast: None })
+        Ok(Session { link, socket, client, unicast: None, buf: alloc::vec![0u8; 1536], carrier_at: now })
     }
 
-    fn error(&self, doing: &'static str) -> impl FnOnce(Errno) -> DhcpError + '_ {
-        move |errno| DhcpError::Sys { doing, iface: self.link.name.clone(), errno }
+    fn error(&self, doing: &'static str) -> impl FnOnce(Errno) -> DhcpError {
+        let iface = self.link.name;
+        move |errno| DhcpError::Sys { doing, iface, errno }
     }
 
     fn transmit(&mut self, send: Send) -> Result<(), DhcpError> {
@@ -164,8 +169,10 @@ impl Session {
     /// Returns the last event a packet caused.
     fn step(&mut self, now: Duration) -> Result<Option<Event>, DhcpError> {
         let mut event = None;
-        let mut buf = [0u8; 1536];
-        while let Some(got) = self.socket.receive(&mut buf).map_err(self.error("receiving a DHCP reply"))? {
+        let buf = &mut self.buf;
+        let iface = self.link.name;
+        let error = move |doing| move |errno| DhcpError::Sys { doing, iface, errno };
+        while let Some(got) = self.socket.receive(buf).map_err(error("receiving a DHCP reply"))? {
             let Some(datagram) = buf.get(..got.len) else {
                 self.client.ignored += 1; // longer than any DHCP reply we accept
                 continue;
@@ -178,12 +185,12 @@ impl Session {
         // Our UDP socket also gets a copy of unicast replies; the packet socket has
         // already read them, so drop these.
         if let Some(socket) = &self.unicast {
-            while socket.receive_from(&mut buf).map_err(self.error("draining the DHCP client port"))?.is_some() {}
+            while socket.receive_from(buf).map_err(error("draining the DHCP client port"))?.is_some() {}
         }
         match self.client.poll(now) {
             Ok(Some(send)) => self.transmit(send)?,
             Ok(None) => {}
-            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface: self.link.name.clone() }),
+            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface: self.link.name }),
         }
         Ok(event)
     }
@@ -210,7 +217,7 @@ impl BoundClient {
     pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, DhcpError> {
         match self.session.step(now)? {
             Some(Event::Renewed) => Ok(LeaseEvent::Renewed),
-            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name.clone() }),
+            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name }),
             _ => Ok(LeaseEvent::Quiet),
         }
     }
@@ -241,15 +248,16 @@ pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout
     let deadline = start + timeout;
     let all = link::names(&links);
     let mut waiting: Vec<Link> = links;
-    let mut sessions: Vec<(Session, Duration)> = Vec::new();
+    // Boxed: sessions are large, and moving pointers keeps the init's code small.
+    let mut sessions: Vec<alloc::boxed::Box<Session>> = Vec::new();
     loop {
         let now = monotonic();
         let mut still = Vec::new();
         for l in waiting {
             let carrier = link::has_carrier(dev, &l)
-                .map_err(|errno| NetError::Sys { doing: "reading the link state", iface: l.name.clone(), errno })?;
+                .map_err(|errno| NetError::Sys { doing: "reading the link state", iface: l.name, errno })?;
             if carrier {
-                sessions.push((Session::open(l, hostname.clone(), now)?, now));
+                sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?));
             } else {
                 still.push(l);
             }
@@ -258,13 +266,12 @@ pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout
         let mut winner = None;
         let mut i = 0;
         while i < sessions.len() {
-            match sessions[i].0.step(now) {
+            match sessions[i].step(now) {
                 Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
                 Ok(_) => {}
                 // One link failing (its NIC went away, say) must not stop the others;
                 // when it was the last one, its error is the answer.
-                Err(e) if sessions.len() > 1 || !waiting.is_empty() => {
-                    errln!("imprint: {e}; going on without {}", sessions[i].0.link.name);
+                Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
                     sessions.remove(i);
                     continue;
                 }
@@ -273,32 +280,33 @@ pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout
             i += 1;
         }
         if let Some(i) = winner {
-            let (session, carrier_at) = sessions.swap_remove(i);
-            for (mut loser, _) in sessions {
+            let session = *sessions.swap_remove(i);
+            for mut loser in sessions {
                 if let Some(send) = loser.client.release() {
                     let _ = loser.transmit(send); // best effort: the lease times out anyway
                 }
             }
-            return Ok(BoundClient { session, carrier_to_bound: monotonic().saturating_sub(carrier_at) });
+            let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
+            return Ok(BoundClient { session, carrier_to_bound });
         }
         if now >= deadline {
             let waited_secs = timeout.as_secs();
             if sessions.is_empty() {
                 return Err(NetError::NoCarrier { links: all, waited_secs });
             }
-            let ignored = sessions.iter().map(|(s, _)| s.client.ignored).sum();
-            let replies = sessions.iter().map(|(s, _)| s.client.replies).sum();
-            let naks = sessions.iter().map(|(s, _)| s.client.naks).sum();
-            let links = link::names(&sessions.iter().map(|(s, _)| s.link.clone()).collect::<Vec<_>>());
+            let ignored = sessions.iter().map(|s| s.client.ignored).sum();
+            let replies = sessions.iter().map(|s| s.client.replies).sum();
+            let naks = sessions.iter().map(|s| s.client.naks).sum();
+            let links = link::names(&sessions.iter().map(|s| s.link).collect::<Vec<_>>());
             return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
         }
-        let mut wake = sessions.iter().map(|(s, _)| s.client.next_wakeup()).min().unwrap_or(deadline).min(deadline);
+        let mut wake = sessions.iter().map(|s| s.client.next_wakeup()).min().unwrap_or(deadline).min(deadline);
         if !waiting.is_empty() {
             wake = wake.min(now + CARRIER_CHECK);
         }
-        let mut fds: Vec<PollFd> = sessions.iter().map(|(s, _)| PollFd::new(s.socket.raw(), READABLE)).collect();
+        let mut fds: Vec<PollFd> = sessions.iter().map(|s| PollFd::new(s.socket.raw(), READABLE)).collect();
         poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-            .map_err(|errno| NetError::Sys { doing: "waiting for DHCP replies", iface: all.clone(), errno })?;
+            .map_err(sys("waiting for DHCP replies", no_iface()))?;
     }
 }
 
@@ -316,8 +324,13 @@ impl Network {
     }
 }
 
-fn sys<'a>(doing: &'static str, iface: &'a str) -> impl FnOnce(Errno) -> NetError + 'a {
-    move |errno| NetError::Sys { doing, iface: String::from(iface), errno }
+fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
+    move |errno| NetError::Sys { doing, iface, errno }
+}
+
+/// For failures that concern no single interface.
+fn no_iface() -> IfName {
+    IfName::new("-").expect("a valid name")
 }
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
@@ -328,8 +341,8 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
         IpSetting::Dhcp { device, hostname } => (device.clone(), hostname.clone()),
         IpSetting::Static { device, config, .. } => (device.clone(), config.hostname.clone()),
     };
-    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", "-"))?;
-    let present = link::ethernet_links(&dev).map_err(sys("listing interfaces", "-"))?;
+    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", no_iface()))?;
+    let present = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
     if present.is_empty() {
         return Err(NetError::NoLinks);
     }
@@ -341,19 +354,19 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
         return Err(NetError::NoSuchLink { wanted: wanted.unwrap_or_default(), present: names });
     }
     for l in &links {
-        link::bring_up(&dev, l).map_err(sys("bringing the link up", &l.name))?;
+        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
     match setting {
         IpSetting::Dhcp { .. } => {
             let client = acquire(&dev, links, hostname, timeout)?;
             let config = NetConfig::from_lease(client.lease());
-            let link = client.link().clone();
-            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name.clone(), errno })?;
+            let link = *client.link();
+            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
             Ok(Network { link, config, dhcp: Some(client) })
         }
         IpSetting::Static { config, .. } => {
             let link = first_with_carrier(&dev, links, timeout)?;
-            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name.clone(), errno })?;
+            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
             Ok(Network { link, config, dhcp: None })
         }
     }
@@ -364,14 +377,14 @@ fn first_with_carrier(dev: &NetDev, links: Vec<Link>, timeout: Duration) -> Resu
     let deadline = monotonic() + timeout;
     loop {
         for l in &links {
-            if link::has_carrier(dev, l).map_err(sys("reading the link state", &l.name))? {
-                return Ok(l.clone());
+            if link::has_carrier(dev, l).map_err(sys("reading the link state", l.name))? {
+                return Ok(*l);
             }
         }
         if monotonic() >= deadline {
             return Err(NetError::NoCarrier { links: link::names(&links), waited_secs: timeout.as_secs() });
         }
-        poll::poll(&mut [], CARRIER_CHECK).map_err(sys("waiting for carrier", "-"))?;
+        poll::poll(&mut [], CARRIER_CHECK).map_err(sys("waiting for carrier", no_iface()))?;
     }
 }
 
@@ -383,30 +396,42 @@ impl fmt::Display for Summary<'_> {
         let net = self.0;
         let c = &net.config;
         let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
-        writeln!(f, "  interface {} ({}), by {how}", net.link.name, Mac(net.link.mac))?;
-        writeln!(f, "  address   {}/{} (mask {})", c.address, c.prefix_len, dhcp::mask_of(c.prefix_len))?;
-        match c.gateway {
-            Some(gw) => writeln!(f, "  router    {gw}")?,
-            None => writeln!(f, "  router    none")?,
-        }
-        write!(f, "  dns      ")?;
+        let router: &dyn fmt::Display = match &c.gateway {
+            Some(gateway) => gateway,
+            None => &"none",
+        };
+        // Few, long format strings: every write! call costs the init code bytes.
+        write!(
+            f,
+            "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
+            net.link.name,
+            Mac(net.link.mac),
+            c.address,
+            c.prefix_len,
+            dhcp::mask_of(c.prefix_len)
+        )?;
         for server in &c.dns {
             write!(f, " {server}")?;
         }
-        writeln!(f, "{}", if c.dns.is_empty() { " none" } else { "" })?;
+        f.write_str(if c.dns.is_empty() { " none\n" } else { "\n" })?;
         if let Some(mtu) = c.mtu {
             writeln!(f, "  mtu       {mtu}")?;
         }
         if let Some(client) = &net.dhcp {
             let l = client.lease();
-            writeln!(f, "  lease     {} s (renew at {} s, rebind at {} s)", l.lease_secs, l.renew_secs, l.rebind_secs)?;
-            writeln!(f, "  server    {}", l.server)?;
-            writeln!(f, "  bound     {} ms after carrier", client.carrier_to_bound.as_millis() as u64)?;
-            if let Some(name) = &l.options.hostname {
-                writeln!(f, "  hostname  {name}")?;
-            }
-            if let Some(domain) = &l.options.domain {
-                writeln!(f, "  domain    {domain}")?;
+            writeln!(
+                f,
+                "  lease     {} s (renew at {} s, rebind at {} s)\n  server    {}\n  bound     {} ms after carrier",
+                l.lease_secs,
+                l.renew_secs,
+                l.rebind_secs,
+                l.server,
+                client.carrier_to_bound.as_millis() as u64
+            )?;
+            for (label, value) in [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)] {
+                if let Some(value) = value {
+                    writeln!(f, "  {label}  {value}")?;
+                }
             }
         }
         Ok(())
@@ -419,31 +444,57 @@ impl fmt::Display for Summary<'_> {
 pub fn dhcp_command(args: &[&[u8]]) -> i32 {
     match dhcp_command_inner(args) {
         Ok(()) => 0,
-        Err(message) => {
-            errln!("imprint: dhcp: {message}");
-            1
+        Err(e) => {
+            errln!("imprint: dhcp: {e}");
+            if matches!(e, ToolError::Usage(_)) {
+                crate::tool::EXIT_USAGE
+            } else {
+                1
+            }
         }
     }
 }
 
-/// Formats without `alloc::format!`, whose precompiled body needs an unwinder that a
-/// panic=abort no_std binary does not link.
-fn text(args: fmt::Arguments<'_>) -> String {
-    let mut out = String::new();
-    let _ = fmt::Write::write_fmt(&mut out, args);
-    out
+/// What `imprint dhcp` can fail with.
+enum ToolError {
+    Usage(&'static str),
+    Net(NetError),
+    Dhcp(DhcpError),
+    Wait(Errno),
 }
 
-fn seconds_arg(value: Option<&&[u8]>, flag: &str) -> Result<Duration, String> {
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::Usage(what) => write!(f, "{what}; see imprint --help"),
+            ToolError::Net(e) => e.fmt(f),
+            ToolError::Dhcp(e) => e.fmt(f),
+            ToolError::Wait(errno) => write!(f, "waiting for DHCP replies: {errno}"),
+        }
+    }
+}
+
+impl From<NetError> for ToolError {
+    fn from(e: NetError) -> ToolError {
+        ToolError::Net(e)
+    }
+}
+
+impl From<DhcpError> for ToolError {
+    fn from(e: DhcpError) -> ToolError {
+        ToolError::Dhcp(e)
+    }
+}
+
+fn seconds_arg(value: Option<&&[u8]>, what: &'static str) -> Result<Duration, ToolError> {
     value
         .and_then(|v| core::str::from_utf8(v).ok())
         .and_then(|v| v.parse::<u32>().ok())
         .map(|s| Duration::from_secs(u64::from(s)))
-        .ok_or_else(|| text(format_args!("{flag} needs a number of seconds")))
+        .ok_or(ToolError::Usage(what))
 }
 
-fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), String> {
-    use alloc::string::ToString;
+fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), ToolError> {
     let mut iface = None;
     let mut release = false;
     let mut timeout = DEFAULT_TIMEOUT;
@@ -452,15 +503,15 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), String> {
     while let Some(arg) = rest.next() {
         match *arg {
             b"--release" => release = true,
-            b"--timeout" => timeout = seconds_arg(rest.next(), "--timeout")?,
-            b"--hold" => hold = seconds_arg(rest.next(), "--hold")?,
+            b"--timeout" => timeout = seconds_arg(rest.next(), "--timeout needs a number of seconds")?,
+            b"--hold" => hold = seconds_arg(rest.next(), "--hold needs a number of seconds")?,
             name if iface.is_none() && !name.starts_with(b"-") => {
-                iface = Some(core::str::from_utf8(name).map_err(|_| "the interface name is not UTF-8".to_string())?)
+                iface = Some(core::str::from_utf8(name).map_err(|_| ToolError::Usage("the interface name is not UTF-8"))?)
             }
-            other => return Err(text(format_args!("unexpected argument {:?}; see imprint --help", String::from_utf8_lossy(other)))),
+            _ => return Err(ToolError::Usage("unexpected argument")),
         }
     }
-    let network = bring_up(None, iface, timeout).map_err(|e| e.to_string())?;
+    let network = bring_up(None, iface, timeout)?;
     say!("imprint: network up\n{}", Summary(&network));
     let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
     let end = monotonic() + hold;
@@ -469,15 +520,15 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), String> {
         if now >= end {
             break;
         }
-        if client.tick(now).map_err(|e| e.to_string())? == LeaseEvent::Renewed {
+        if client.tick(now)? == LeaseEvent::Renewed {
             sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, client.lease().server);
         }
         let wake = client.next_wakeup().min(end);
         let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(|e| text(format_args!("waiting: {e}")))?;
+        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(ToolError::Wait)?;
     }
     if release {
-        client.release().map_err(|e| e.to_string())?;
+        client.release()?;
         sayln!("imprint: lease released");
     }
     Ok(())

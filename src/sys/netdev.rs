@@ -5,7 +5,6 @@
 
 use super::fd::Fd;
 use super::{check, Errno, Result};
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::CStr;
 
@@ -14,6 +13,44 @@ pub const IFF_UP: u16 = libc::IFF_UP as u16;
 pub const IFF_LOOPBACK: u16 = libc::IFF_LOOPBACK as u16;
 /// Operationally up: for Ethernet, the carrier is present.
 pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
+
+/// An interface name as the kernel keeps it (at most 15 bytes): a small copyable value,
+/// so links and errors carry names without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IfName {
+    bytes: [u8; libc::IFNAMSIZ],
+    len: u8,
+}
+
+impl IfName {
+    /// `None` if empty, longer than the kernel allows, or holding a NUL.
+    pub fn new(name: &str) -> Option<IfName> {
+        let src = name.as_bytes();
+        if src.is_empty() || src.len() >= libc::IFNAMSIZ || src.contains(&0) {
+            return None;
+        }
+        let mut bytes = [0u8; libc::IFNAMSIZ];
+        bytes[..src.len()].copy_from_slice(src);
+        Some(IfName { bytes, len: src.len() as u8 })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built from a &str, cut nowhere: always UTF-8.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Display for IfName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::fmt::Debug for IfName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// A socket to issue interface ioctls on.
 pub struct NetDev {
@@ -164,7 +201,7 @@ impl NetDev {
 }
 
 /// The names of all network interfaces, in the kernel's index order.
-pub fn interface_names() -> Result<Vec<String>> {
+pub fn interface_names() -> Result<Vec<IfName>> {
     // SAFETY: if_nameindex returns a heap array terminated by an entry with index 0 and a
     // null name (or null on failure); we read it and free it exactly once below.
     let list = unsafe { libc::if_nameindex() };
@@ -177,7 +214,9 @@ pub fn interface_names() -> Result<Vec<String>> {
     // is a NUL-terminated string owned by the array until if_freenameindex.
     unsafe {
         while (*at).if_index != 0 && !(*at).if_name.is_null() {
-            names.push(String::from_utf8_lossy(CStr::from_ptr((*at).if_name).to_bytes()).into_owned());
+            if let Some(name) = core::str::from_utf8(CStr::from_ptr((*at).if_name).to_bytes()).ok().and_then(IfName::new) {
+                names.push(name);
+            }
             at = at.add(1);
         }
         libc::if_freenameindex(list);
@@ -188,11 +227,14 @@ pub fn interface_names() -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn loopback_is_listed_and_has_loopback_flags() {
         let names = interface_names().unwrap();
-        assert!(names.iter().any(|n| n == "lo"), "{names:?}");
+        assert!(names.iter().any(|n| n.as_str() == "lo"), "{names:?}");
+        assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
+        assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         assert!(dev.index("lo").unwrap() > 0);
         assert_ne!(dev.flags("lo").unwrap() & IFF_LOOPBACK, 0);
