@@ -307,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn real_dnsmasq_answers() {
+        use super::super::captures::{DNSMASQ_A, DNSMASQ_CNAME, DNSMASQ_NXDOMAIN};
+        let query = encode_query(0x1234, "boot.imn.test").unwrap();
+        assert_eq!(&DNSMASQ_A[12..query.len()], &query[12..], "the answer echoes our question");
+        assert_eq!(decode_answer(&DNSMASQ_A, 0x1234, "boot.imn.test"), Ok(Ipv4Addr::new(10, 213, 1, 7)));
+        assert_eq!(decode_answer(&DNSMASQ_CNAME, 0x1235, "alias.imn.test."), Ok(Ipv4Addr::new(10, 213, 1, 7)));
+        assert_eq!(decode_answer(&DNSMASQ_NXDOMAIN, 0x1236, "nothing.imn.test"), Err(DnsError::Rcode(3)));
+        assert!(decode_answer(&DNSMASQ_A, 0x1234, "boot.imn.tes").is_err());
+    }
+
+    #[test]
     fn checks_id_truncation_rcode_question() {
         let m = answer();
         assert_eq!(decode_answer(&m, 0x1235, "boot.example"), Err(DnsError::BadAnswer("id does not match the query")));
@@ -364,6 +375,7 @@ mod mutation_tests {
         m[7] = 2;
         m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b's', b'r', b'v', 0xc0, 17]);
         m.extend_from_slice(&[0xc0, 42, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
+        let real = super::super::captures::DNSMASQ_CNAME;
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -372,8 +384,13 @@ mod mutation_tests {
             state
         };
         let (mut ok, mut bad) = (0, 0);
-        for _ in 0..50_000 {
-            let mut x = m.clone();
+        for round in 0..50_000 {
+            // Half the rounds mutate the hand-built answer, half dnsmasq's real one.
+            let (mut x, id, name) = if round % 2 == 0 {
+                (m.clone(), 0x1234, "boot.example")
+            } else {
+                (real.to_vec(), 0x1235, "alias.imn.test")
+            };
             for _ in 0..1 + next() % 3 {
                 let at = (next() % x.len() as u64) as usize;
                 match next() % 3 {
@@ -382,7 +399,7 @@ mod mutation_tests {
                     _ => x.truncate(at.max(1)),
                 }
             }
-            match decode_answer(&x, 0x1234, "boot.example") {
+            match decode_answer(&x, id, name) {
                 Ok(addr) => {
                     ok += 1;
                     let octets = addr.octets();
