@@ -74,5 +74,8 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
     let network = net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
     imprint::sayln!("imprint: network up\n{}", Summary(&network));
     let _identity = network.mac();
+
+    // 4. The plan for this machine (not in this build yet).
+    rescue::enter(Step::Plan);
     Err(Error::Unsupported("fetching the plan"))
 }

@@ -421,12 +421,13 @@ impl fmt::Display for Summary<'_> {
             let l = client.lease();
             writeln!(
                 f,
-                "  lease     {} s (renew at {} s, rebind at {} s)\n  server    {}\n  bound     {} ms after carrier",
+                "  lease     {} s (renew at {} s, rebind at {} s)\n  server    {}\n  bound     {}.{:03} ms after carrier",
                 l.lease_secs,
                 l.renew_secs,
                 l.rebind_secs,
                 l.server,
-                client.carrier_to_bound.as_millis() as u64
+                client.carrier_to_bound.as_millis() as u64,
+                client.carrier_to_bound.subsec_micros() % 1000
             )?;
             for (label, value) in [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)] {
                 if let Some(value) = value {

@@ -209,6 +209,7 @@ fn qemu_guest_gets_a_lease_from_dnsmasq_and_prints_it() {
     assert!(address.starts_with("10.213.16."), "{address}");
     let at = guest.expect_from(at, "router    10.213.16.1", STEP);
     let at = guest.expect_from(at, "lease     120 s (renew at 60 s, rebind at 105 s)", STEP);
+    let at = guest.expect_from(at, "!! imprint FAILED while fetching the plan", STEP);
     guest.expect_from(at, "fetching the plan is not supported by this build of imprint", STEP);
     assert_pings(&ns, &address);
     assert!(!guest.transcript().contains("Kernel panic"));
