@@ -1,7 +1,7 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
 use crate::sys::netdev::{self, IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
-use crate::sys::Result;
+use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -48,11 +48,19 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let mut links = Vec::new();
     for name in netdev::interface_names()? {
-        let (kind, mac) = dev.hardware_address(name.as_str())?;
-        if kind != ARPHRD_ETHER || dev.flags(name.as_str())? & IFF_LOOPBACK != 0 {
-            continue;
+        let link = (|| {
+            let (kind, mac) = dev.hardware_address(name.as_str())?;
+            let ethernet = kind == ARPHRD_ETHER && dev.flags(name.as_str())? & IFF_LOOPBACK == 0;
+            Ok(ethernet.then_some(Link { index: dev.index(name.as_str())?, name, mac }))
+        })();
+        match link {
+            Ok(Some(link)) => links.push(link),
+            Ok(None) => {}
+            // Gone between the listing and the question (a hot-unplugged NIC, a
+            // virtual link deleted): not ours to use.
+            Err(Errno(libc::ENODEV)) => {}
+            Err(e) => return Err(e),
         }
-        links.push(Link { index: dev.index(name.as_str())?, name, mac });
     }
     Ok(links)
 }

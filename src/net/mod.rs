@@ -254,12 +254,12 @@ pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout
         let now = monotonic();
         let mut still = Vec::new();
         for l in waiting {
-            let carrier = link::has_carrier(dev, &l)
-                .map_err(|errno| NetError::Sys { doing: "reading the link state", iface: l.name, errno })?;
-            if carrier {
-                sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?));
-            } else {
-                still.push(l);
+            match link::has_carrier(dev, &l) {
+                Ok(true) => sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?)),
+                Ok(false) => still.push(l),
+                // The link went away (unplugged, deleted): wait for the others.
+                Err(Errno(libc::ENODEV)) => {}
+                Err(errno) => return Err(NetError::Sys { doing: "reading the link state", iface: l.name, errno }),
             }
         }
         waiting = still;
