@@ -66,13 +66,10 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
 }
 
 /// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
-pub fn select(links: Vec<Link>, wanted: Option<&str>) -> Vec<Link> {
-    match wanted {
-        None => links,
-        Some(want) => {
-            let mac = parse_mac(want);
-            links.into_iter().filter(|l| l.name.as_str() == want || Some(l.mac) == mac).collect()
-        }
+pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
+    if let Some(want) = wanted {
+        let mac = parse_mac(want);
+        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
     }
 }
 
@@ -121,10 +118,15 @@ mod tests {
     fn select_by_name_or_mac() {
         let link = |name: &str, last| Link { name: IfName::new(name).unwrap(), index: 2, mac: [2, 0, 0, 0, 0, last] };
         let all = alloc::vec![link("eth0", 1), link("eth1", 2)];
-        assert_eq!(select(all.clone(), None).len(), 2);
-        assert_eq!(select(all.clone(), Some("eth1")), [link("eth1", 2)]);
-        assert_eq!(select(all.clone(), Some("02:00:00:00:00:01")), [link("eth0", 1)]);
-        assert!(select(all.clone(), Some("eth9")).is_empty());
+        let selected = |wanted| {
+            let mut links = all.clone();
+            select(&mut links, wanted);
+            links
+        };
+        assert_eq!(selected(None).len(), 2);
+        assert_eq!(selected(Some("eth1")), [link("eth1", 2)]);
+        assert_eq!(selected(Some("02:00:00:00:00:01")), [link("eth0", 1)]);
+        assert!(selected(Some("eth9")).is_empty());
         assert_eq!(names(&all), "eth0, eth1");
     }
 

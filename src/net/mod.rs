@@ -337,39 +337,34 @@ fn no_iface() -> IfName {
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
 pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
     let setting = static_ip::parse(ip).map_err(NetError::Config)?;
-    let (device, hostname) = match &setting {
-        IpSetting::Dhcp { device, hostname } => (device.clone(), hostname.clone()),
-        IpSetting::Static { device, config, .. } => (device.clone(), config.hostname.clone()),
+    let (device, hostname, fixed) = match setting {
+        IpSetting::Dhcp { device, hostname } => (device, hostname, None),
+        IpSetting::Static { device, config, .. } => (device, None, Some(config)),
     };
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", no_iface()))?;
-    let present = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
-    if present.is_empty() {
+    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
+    if links.is_empty() {
         return Err(NetError::NoLinks);
     }
-    let names = link::names(&present);
+    let present = link::names(&links);
     // imprint.iface= wins over the device field of ip=.
-    let wanted = iface.map(String::from).or(device);
-    let links = link::select(present, wanted.as_deref());
+    let wanted = iface.or(device.as_deref());
+    link::select(&mut links, wanted);
     if links.is_empty() {
-        return Err(NetError::NoSuchLink { wanted: wanted.unwrap_or_default(), present: names });
+        return Err(NetError::NoSuchLink { wanted: String::from(wanted.unwrap_or_default()), present });
     }
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
-    match setting {
-        IpSetting::Dhcp { .. } => {
+    let (link, config, dhcp) = match fixed {
+        None => {
             let client = acquire(&dev, links, hostname, timeout)?;
-            let config = NetConfig::from_lease(client.lease());
-            let link = *client.link();
-            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
-            Ok(Network { link, config, dhcp: Some(client) })
+            (*client.link(), NetConfig::from_lease(client.lease()), Some(client))
         }
-        IpSetting::Static { config, .. } => {
-            let link = first_with_carrier(&dev, links, timeout)?;
-            ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
-            Ok(Network { link, config, dhcp: None })
-        }
-    }
+        Some(config) => (first_with_carrier(&dev, links, timeout)?, config, None),
+    };
+    ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
+    Ok(Network { link, config, dhcp })
 }
 
 /// For a static address: the first of `links` to have carrier.
