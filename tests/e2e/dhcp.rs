@@ -137,6 +137,11 @@ fn of_two_links_the_one_with_a_server_wins() {
     // Both links were brought up and tried.
     let links = ip_output(&["-n", &client.name, "link", "show", "imnt-q1"]);
     assert!(links.contains(",UP,"), "{links}");
+    // A link chosen by its MAC (upper case, dashes) is the only one tried: the silent one.
+    let quiet_mac = mac_of(&client, "imnt-q1").to_uppercase().replace(':', "-");
+    let (code, _, err) = imprint_dhcp(&client, &[&quiet_mac, "--timeout", "2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no lease on imnt-q1 within 2 s"), "{err}");
 }
 
 #[test]
