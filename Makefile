@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/lin
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
 
-.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-http bench-write setup help clean
+.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write setup setup-net help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -124,7 +124,7 @@ E2E := CARGO_TARGET_DIR=target/e2e cargo test --locked --manifest-path tests/e2e
 test-unit: | setup-rust ## host unit tests of the library (cargo test)
 	cargo test --locked
 
-test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-http ## tool-mode, HTTP and QEMU end-to-end tests (real artifacts)
+test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-http setup-net ## tool-mode, HTTP, network and QEMU end-to-end tests (real artifacts)
 	$(E2E) -- --include-ignored --test-threads=2
 
 # Fuzzing the parsers with cargo-fuzz (libFuzzer). Only a stable toolchain is installed:
@@ -141,7 +141,10 @@ fuzz: | setup-fuzz ## fuzz each parser for FUZZ_SECONDS (600)
 
 # Benchmarks: not in `make test`; each prints rates and ratios against reference pipelines
 # measured in the same run.
-bench: bench-http bench-write ## every benchmark (needs root; ~3 GiB in build/bench)
+bench: bench-dhcp bench-http bench-write ## every benchmark (needs root; ~3 GiB in build/bench)
+
+bench-dhcp: build/init | setup-net ## DHCP: link-up -> bound time against a local dnsmasq
+	tests/bench-dhcp.sh build/init
 
 bench-http: build/init | setup-http ## GET 1 GiB from nginx on loopback, imprint vs curl
 	tests/bench-http.sh build/init
@@ -152,7 +155,7 @@ bench-write: build/init | setup-rust setup-test ## image write: imprint vs gzip|
 	CARGO_TARGET_DIR=target/e2e cargo run --release --locked --manifest-path tests/e2e/Cargo.toml --bin imi-bench
 
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
-setup: setup-rust setup-pack setup-kernel setup-qemu setup-test setup-demo setup-http setup-fuzz ## install what builds and tests need
+setup: setup-rust setup-pack setup-kernel setup-qemu setup-test setup-demo setup-http setup-net setup-fuzz ## install what builds and tests need
 
 setup-pack:
 	@$(call need_packages,pigz python3)
@@ -188,6 +191,10 @@ setup-http:
 setup-fuzz: setup-rust
 	@$(call need_packages,g++)
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+
+# Real DHCP servers and tools for the network tests (run only inside test namespaces).
+setup-net:
+	@$(call need_packages,dnsmasq-base kea-dhcp4-server tcpdump iproute2)
 
 clean: ## remove build outputs (the kernel cache stays)
 	rm -rf build target

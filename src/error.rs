@@ -2,6 +2,7 @@
 //! done and what went wrong; the rescue path adds which step of the boot it was.
 
 use crate::cmdline::CmdlineError;
+use crate::net::NetError;
 use crate::sys::Errno;
 use core::fmt;
 
@@ -15,6 +16,8 @@ pub enum Error {
     NoServer,
     /// The settings ask for something this build of imprint cannot do yet.
     Unsupported(&'static str),
+    /// Bringing up the network failed (links, carrier, DHCP, addresses, routes).
+    Network(NetError),
 }
 
 impl fmt::Display for Error {
@@ -26,7 +29,14 @@ impl fmt::Display for Error {
                 "no server configured: add imprint.url=http://<server>/<path> (or BOOTYURL=) to the kernel command line",
             ),
             Error::Unsupported(what) => write!(f, "{what} is not supported by this build of imprint"),
+            Error::Network(e) => e.fmt(f),
         }
+    }
+}
+
+impl From<NetError> for Error {
+    fn from(e: NetError) -> Error {
+        Error::Network(e)
     }
 }
 
@@ -48,6 +58,15 @@ mod tests {
             Error::NoServer,
             Error::Unsupported("network bring-up"),
             Error::Cmdline(CmdlineError { key: "ip".into(), value: "".into(), expected: "dhcp" }),
+            Error::Network(NetError::NoLinks),
+            Error::Network(NetError::NoCarrier { links: "eth0, eth1".into(), waited_secs: 60 }),
+            Error::Network(NetError::Dhcp(crate::net::DhcpError::NoLease {
+                links: "eth0".into(),
+                waited_secs: 60,
+                replies: 4,
+                naks: 2,
+                ignored: 2,
+            })),
         ];
         for e in all {
             let text = e.to_string();

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod image;
 pub mod init;
+pub mod net;
 pub mod io;
 pub mod plan;
 pub mod rescue;

@@ -14,6 +14,7 @@ mod entry;
 use imprint::error::Error;
 use imprint::rescue::{self, Step};
 use imprint::sys::process::{self, RebootCmd};
+use imprint::net::{self, Summary};
 use imprint::{cmdline::Settings, init, tool};
 
 #[global_allocator]
@@ -67,6 +68,14 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
     let Some(_server) = &settings.url else {
         return Err(Error::NoServer);
     };
+    // 3. The network: a lease (or static ip=) on the first link that gets one. Its MAC
+    //    is this machine's identity for the server.
     rescue::enter(Step::Network);
-    Err(Error::Unsupported("network bring-up"))
+    let network = net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
+    imprint::sayln!("imprint: network up\n{}", Summary(&network));
+    let _identity = network.mac();
+
+    // 4. The plan for this machine (not in this build yet).
+    rescue::enter(Step::Plan);
+    Err(Error::Unsupported("fetching the plan"))
 }

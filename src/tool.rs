@@ -28,6 +28,12 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
     SECONDS (30: no byte moved for that long), --retries N (5); SECONDS may
     have a fraction (0.5). Host names need DNS, which this build lacks: use
     IPv4 addresses.
+  dhcp [<iface>] [--release] [--timeout S] [--hold S]
+                   get a DHCP lease on <iface> (a name or MAC; default: every
+                   Ethernet link at once, the first lease wins), apply it (address,
+                   netmask, MTU, routes) and print it; --timeout bounds the wait
+                   (default 60 s), --hold keeps and renews the lease for S seconds,
+                   --release gives it back before exiting
 
 Kernel command line keys (PID 1): imprint.url= (or BOOTYURL=), ip=, imprint.iface=,
 imprint.on_error=reboot|shell|poweroff, imprint.on_error_delay=<seconds>. See README.md.
@@ -104,6 +110,7 @@ pub fn main(args: &[&[u8]]) -> i32 {
             0
         }
         Some("write") => crate::image::write_command(&args[2..]),
+        Some("dhcp") => crate::net::dhcp_command(&args[2..]),
         None => {
             errln!("imprint: no command given (this is not PID 1); see imprint --help");
             EXIT_USAGE

@@ -50,6 +50,11 @@ impl Fd {
         }
     }
 
+    /// Takes ownership of a descriptor a system call just returned (sockets).
+    pub(super) fn adopt(fd: libc::c_int) -> Fd {
+        Fd(fd)
+    }
+
     pub fn raw(&self) -> libc::c_int {
         self.0
     }

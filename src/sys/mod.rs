@@ -10,11 +10,14 @@ pub mod cpu;
 pub mod fd;
 pub mod fs;
 pub mod memcpy;
+pub mod netdev;
+pub mod packet;
 pub mod poll;
 pub mod process;
 pub mod socket;
 pub mod time;
 pub mod tty;
+pub mod udp;
 
 use core::ffi::{c_char, CStr};
 use core::fmt;

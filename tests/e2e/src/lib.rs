@@ -29,19 +29,29 @@ pub struct Boot<'a> {
     pub append: &'a str,
     pub memory: &'a str,
     pub extra: Vec<String>,
+    /// Run QEMU inside this network namespace (for a tap the test created there).
+    pub netns: Option<String>,
 }
 
 impl<'a> Boot<'a> {
     pub fn new(initramfs: &'a str, append: &'a str) -> Self {
         // 64 MiB: the smallest machine imprint promises to provision.
-        Boot { initramfs, append, memory: "64M", extra: Vec::new() }
+        Boot { initramfs, append, memory: "64M", extra: Vec::new(), netns: None }
     }
 }
 
 /// QEMU under TCG (/dev/kvm hangs guests on these machines) with the serial console on
 /// stdio and nothing else: no display, no monitor, no network unless a test adds one.
-fn qemu(memory: &str) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
+fn qemu(memory: &str, netns: Option<&str>) -> Command {
+    let mut cmd = match netns {
+        // Inside a test's namespace, where its tap device lives.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+            c
+        }
+        None => Command::new("qemu-system-x86_64"),
+    };
     cmd.args(["-accel", "tcg", "-m", memory, "-no-reboot", "-display", "none", "-vga", "none"])
         .args(["-serial", "stdio", "-monitor", "none", "-no-user-config", "-nic", "none"]);
     cmd
@@ -59,7 +69,7 @@ impl Guest {
     /// Boots build/bzImage with `boot.initramfs` under TCG; `-no-reboot` makes a guest
     /// reboot end QEMU, which is how a test sees the end.
     pub fn boot(boot: Boot<'_>) -> Guest {
-        let mut cmd = qemu(boot.memory);
+        let mut cmd = qemu(boot.memory, boot.netns.as_deref());
         cmd.arg("-kernel")
             .arg(artifact("build/bzImage"))
             .arg("-initrd")
@@ -76,7 +86,7 @@ impl Guest {
     /// machine boots from its disk: BIOS, boot loader, kernel.
     pub fn boot_disk(image: &std::path::Path) -> Guest {
         let drive = format!("file={},format=raw,if=virtio,snapshot=on", image.display());
-        Self::spawn(qemu("128M").args(["-drive", &drive]))
+        Self::spawn(qemu("128M", None).args(["-drive", &drive]))
     }
 
     fn spawn(cmd: &mut Command) -> Guest {
@@ -164,6 +174,8 @@ impl Drop for Guest {
         let _ = self.child.wait();
     }
 }
+
+pub mod netns;
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)

@@ -1,0 +1,139 @@
+//! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
+
+use crate::sys::netdev::{self, IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
+use crate::sys::{Errno, Result};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// ARPHRD_ETHER: the hardware type of Ethernet (and of veth, virtio-net, e1000...).
+const ARPHRD_ETHER: u16 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub name: IfName,
+    pub index: i32,
+    pub mac: [u8; 6],
+}
+
+/// A MAC address shown as `aa:bb:cc:dd:ee:ff`.
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// Reads `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`, any case.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let text = text.as_bytes();
+    if text.len() != 17 {
+        return None;
+    }
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut mac = [0u8; 6];
+    for (i, byte) in mac.iter_mut().enumerate() {
+        let at = i * 3;
+        if i > 0 && !matches!(text[at - 1], b':' | b'-') {
+            return None;
+        }
+        *byte = (hex(text[at])? * 16 + hex(text[at + 1])?) as u8;
+    }
+    Some(mac)
+}
+
+/// Every Ethernet interface, loopback and other link types left out.
+pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
+    let mut links = Vec::new();
+    for name in netdev::interface_names()? {
+        let link = (|| {
+            let (kind, mac) = dev.hardware_address(name.as_str())?;
+            let ethernet = kind == ARPHRD_ETHER && dev.flags(name.as_str())? & IFF_LOOPBACK == 0;
+            Ok(ethernet.then_some(Link { index: dev.index(name.as_str())?, name, mac }))
+        })();
+        match link {
+            Ok(Some(link)) => links.push(link),
+            Ok(None) => {}
+            // Gone between the listing and the question (a hot-unplugged NIC, a
+            // virtual link deleted): not ours to use.
+            Err(Errno(libc::ENODEV)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(links)
+}
+
+/// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
+pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
+    if let Some(want) = wanted {
+        let mac = parse_mac(want);
+        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
+    }
+}
+
+pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
+    let flags = dev.flags(link.name.as_str())?;
+    if flags & IFF_UP == 0 {
+        dev.set_flags(link.name.as_str(), flags | IFF_UP)?;
+    }
+    Ok(())
+}
+
+/// Whether the link is up with a carrier (operationally up).
+pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
+    Ok(dev.flags(link.name.as_str())? & IFF_RUNNING != 0)
+}
+
+/// Names for messages: `eth0, eth1`.
+pub fn names(links: &[Link]) -> String {
+    let mut out = String::new();
+    for (i, link) in links.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(link.name.as_str());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn macs_parse_and_print() {
+        let mac = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
+        assert_eq!(parse_mac("52:54:00:AB:cd:ef"), Some(mac));
+        assert_eq!(parse_mac("52-54-00-ab-cd-ef"), Some(mac));
+        assert_eq!(Mac(mac).to_string(), "52:54:00:ab:cd:ef");
+        for bad in ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef0", "zz:54:00:ab:cd:ef", ""] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn select_by_name_or_mac() {
+        let link = |name: &str, last| Link { name: IfName::new(name).unwrap(), index: 2, mac: [2, 0, 0, 0, 0, last] };
+        let all = alloc::vec![link("eth0", 1), link("eth1", 2)];
+        let selected = |wanted| {
+            let mut links = all.clone();
+            select(&mut links, wanted);
+            links
+        };
+        assert_eq!(selected(None).len(), 2);
+        assert_eq!(selected(Some("eth1")), [link("eth1", 2)]);
+        assert_eq!(selected(Some("02:00:00:00:00:01")), [link("eth0", 1)]);
+        assert!(selected(Some("eth9")).is_empty());
+        assert_eq!(names(&all), "eth0, eth1");
+    }
+
+    #[test]
+    fn loopback_is_not_an_ethernet_link() {
+        let dev = NetDev::open().unwrap();
+        let links = ethernet_links(&dev).unwrap();
+        assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");
+    }
+}

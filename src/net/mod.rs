@@ -1,0 +1,531 @@
+//! Network bring-up: pick the links, get a lease by DHCP (or take a static `ip=`), apply
+//! address, netmask, MTU and routes, and keep the lease alive during long work.
+//!
+//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (one
+//! packet socket each, one poll loop); the first to bind wins and its MAC is the machine's
+//! identity. Nothing here sleeps blindly: the loop waits in poll(2) for a packet, the next
+//! retransmission, or (while a link still lacks carrier) the next carrier check.
+
+pub mod dhcp;
+pub mod dns;
+pub mod ipconfig;
+pub mod link;
+pub mod options;
+pub mod static_ip;
+#[cfg(test)]
+mod captures;
+
+use crate::sys::netdev::{IfName, NetDev};
+use crate::sys::packet::PacketSocket;
+use crate::sys::poll::{self, PollFd, READABLE};
+use crate::sys::time::monotonic;
+use crate::sys::udp::UdpSocket;
+use crate::sys::Errno;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use dhcp::{Client, Event, Lease, Send};
+use ipconfig::NetConfig;
+use link::{Link, Mac};
+use static_ip::IpSetting;
+
+/// How long PID 1 waits for carrier and a lease before the rescue path.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often links still without carrier are looked at while the loop waits.
+const CARRIER_CHECK: Duration = Duration::from_millis(5);
+
+/// What can go wrong with a DHCP client, while acquiring or keeping a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DhcpError {
+    Sys { doing: &'static str, iface: IfName, errno: Errno },
+    /// No server granted a lease on `links` within the bound; what came back meanwhile.
+    NoLease { links: String, waited_secs: u64, replies: u32, naks: u32, ignored: u32 },
+    /// The lease on `iface` ran out before any server extended it.
+    Expired { iface: IfName },
+    /// The server refused to extend the lease on `iface` (DHCPNAK).
+    Refused { iface: IfName },
+}
+
+impl fmt::Display for DhcpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DhcpError::Sys { doing, iface, errno } => write!(f, "DHCP on {iface}: {doing}: {errno}"),
+            DhcpError::NoLease { links, waited_secs, replies, naks, ignored } => {
+                write!(f, "DHCP: no lease on {links} within {waited_secs} s (")?;
+                match (replies, naks) {
+                    (0, _) => f.write_str("no server answered")?,
+                    (_, 0) => write!(f, "{replies} replies but no lease")?,
+                    _ => write!(f, "the server refused {naks} requests with DHCPNAK")?,
+                }
+                write!(f, "; {ignored} bad or foreign packets ignored)")
+            }
+            DhcpError::Expired { iface } => write!(f, "DHCP on {iface}: the lease expired and no server renewed it"),
+            DhcpError::Refused { iface } => write!(f, "DHCP on {iface}: the server refused to renew the lease (NAK)"),
+        }
+    }
+}
+
+/// Why the network could not be brought up. One line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetError {
+    Sys { doing: &'static str, iface: IfName, errno: Errno },
+    /// The machine has no Ethernet interface at all.
+    NoLinks,
+    /// `imprint.iface=` or the device of `ip=` names no Ethernet interface.
+    NoSuchLink { wanted: String, present: String },
+    /// None of `links` had carrier within the bound.
+    NoCarrier { links: String, waited_secs: u64 },
+    Config(static_ip::IpParseError),
+    Dhcp(DhcpError),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Sys { doing, iface, errno } => write!(f, "{doing} on {iface}: {errno}"),
+            NetError::NoLinks => f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)"),
+            NetError::NoSuchLink { wanted, present } => {
+                write!(f, "no Ethernet interface named {wanted:?} (present: {present})")
+            }
+            NetError::NoCarrier { links, waited_secs } => {
+                write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")
+            }
+            NetError::Config(e) => e.fmt(f),
+            NetError::Dhcp(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<DhcpError> for NetError {
+    fn from(e: DhcpError) -> NetError {
+        NetError::Dhcp(e)
+    }
+}
+
+/// What `BoundClient::tick` saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// Nothing changed (the usual case).
+    Quiet,
+    /// A server extended the lease.
+    Renewed,
+}
+
+/// One link's DHCP client with its sockets.
+struct Session {
+    link: Link,
+    socket: PacketSocket,
+    client: Client,
+    /// For unicast renewals and releases; opened once an address is applied.
+    unicast: Option<UdpSocket>,
+    /// Where packets are received (on the heap: kept small, the init's stack and code).
+    buf: Vec<u8>,
+    /// When the link had carrier (the client started).
+    carrier_at: Duration,
+}
+
+impl Session {
+    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, DhcpError> {
+        let socket = PacketSocket::open(link.index)
+            .map_err(|errno| DhcpError::Sys { doing: "opening a packet socket", iface: link.name, errno })?;
+        let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
+        let client = Client::new(link.mac, hostname, seed, now);
+        Ok(Session { link, socket, client, unicast: None, buf: alloc::vec![0u8; 1536], carrier_at: now })
+    }
+
+    fn error(&self, doing: &'static str) -> impl FnOnce(Errno) -> DhcpError {
+        let iface = self.link.name;
+        move |errno| DhcpError::Sys { doing, iface, errno }
+    }
+
+    fn transmit(&mut self, send: Send) -> Result<(), DhcpError> {
+        match send {
+            Send::Broadcast(message) => {
+                let src = match self.client.state() {
+                    dhcp::State::Rebinding => self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address),
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                let datagram = dhcp::frame(src, Ipv4Addr::BROADCAST, &message);
+                self.socket.send_broadcast(&datagram).map_err(self.error("sending a DHCP broadcast"))
+            }
+            Send::Unicast(server, message) => {
+                if self.unicast.is_none() {
+                    let address = self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address);
+                    let socket = UdpSocket::bind(address.octets(), smoltcp::wire::DHCP_CLIENT_PORT)
+                        .map_err(self.error("binding the DHCP client port"))?;
+                    self.unicast = Some(socket);
+                }
+                let socket = self.unicast.as_ref().expect("opened above");
+                socket
+                    .send_to(&message, server.octets(), smoltcp::wire::DHCP_SERVER_PORT)
+                    .map_err(self.error("sending a DHCP message to the server"))
+            }
+        }
+    }
+
+    /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
+    /// Returns the last event a packet caused.
+    fn step(&mut self, now: Duration) -> Result<Option<Event>, DhcpError> {
+        let mut event = None;
+        let buf = &mut self.buf;
+        let iface = self.link.name;
+        let error = move |doing| move |errno| DhcpError::Sys { doing, iface, errno };
+        while let Some(got) = self.socket.receive(buf).map_err(error("receiving a DHCP reply"))? {
+            let Some(datagram) = buf.get(..got.len) else {
+                self.client.ignored += 1; // longer than any DHCP reply we accept
+                continue;
+            };
+            match dhcp::unframe(datagram, got.checksum_not_ready) {
+                Ok(message) => event = self.client.receive(now, message).or(event),
+                Err(_) => self.client.ignored += 1,
+            }
+        }
+        // Our UDP socket also gets a copy of unicast replies; the packet socket has
+        // already read them, so drop these.
+        if let Some(socket) = &self.unicast {
+            while socket.receive_from(buf).map_err(error("draining the DHCP client port"))?.is_some() {}
+        }
+        match self.client.poll(now) {
+            Ok(Some(send)) => self.transmit(send)?,
+            Ok(None) => {}
+            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface: self.link.name }),
+        }
+        Ok(event)
+    }
+}
+
+/// A client holding a lease, with its socket kept open so it can renew.
+pub struct BoundClient {
+    session: Session,
+    /// From carrier to the lease (shown with the lease; `make bench` reads it).
+    pub carrier_to_bound: Duration,
+}
+
+impl BoundClient {
+    pub fn lease(&self) -> &Lease {
+        self.session.client.lease().expect("a bound client has a lease")
+    }
+
+    pub fn link(&self) -> &Link {
+        &self.session.link
+    }
+
+    /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
+    /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
+    pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, DhcpError> {
+        match self.session.step(now)? {
+            Some(Event::Renewed) => Ok(LeaseEvent::Renewed),
+            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name }),
+            _ => Ok(LeaseEvent::Quiet),
+        }
+    }
+
+    /// When `tick` next has work to do (for callers that wait in poll themselves).
+    pub fn next_wakeup(&self) -> Duration {
+        self.session.client.next_wakeup()
+    }
+
+    /// The descriptor replies arrive on (for callers that wait in poll themselves).
+    pub fn socket_fd(&self) -> i32 {
+        self.session.socket.raw()
+    }
+
+    /// Gives the lease back to the server (DHCPRELEASE).
+    pub fn release(mut self) -> Result<(), DhcpError> {
+        match self.session.client.release() {
+            Some(send) => self.session.transmit(send),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs DHCP on every link in `links` at once, each from the moment it has carrier, until
+/// one binds or `timeout` passes. The others are dropped (a bound loser releases).
+pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout: Duration) -> Result<BoundClient, NetError> {
+    let start = monotonic();
+    let deadline = start + timeout;
+    let all = link::names(&links);
+    let mut waiting: Vec<Link> = links;
+    // Boxed: sessions are large, and moving pointers keeps the init's code small.
+    let mut sessions: Vec<alloc::boxed::Box<Session>> = Vec::new();
+    loop {
+        let now = monotonic();
+        let mut still = Vec::new();
+        for l in waiting {
+            match link::has_carrier(dev, &l) {
+                Ok(true) => sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?)),
+                Ok(false) => still.push(l),
+                // The link went away (unplugged, deleted): wait for the others.
+                Err(Errno(libc::ENODEV)) => {}
+                Err(errno) => return Err(NetError::Sys { doing: "reading the link state", iface: l.name, errno }),
+            }
+        }
+        waiting = still;
+        let mut winner = None;
+        let mut i = 0;
+        while i < sessions.len() {
+            match sessions[i].step(now) {
+                Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
+                Ok(_) => {}
+                // One link failing (its NIC went away, say) must not stop the others;
+                // when it was the last one, its error is the answer.
+                Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
+                    sessions.remove(i);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            i += 1;
+        }
+        if let Some(i) = winner {
+            let session = *sessions.swap_remove(i);
+            for mut loser in sessions {
+                if let Some(send) = loser.client.release() {
+                    let _ = loser.transmit(send); // best effort: the lease times out anyway
+                }
+            }
+            let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
+            return Ok(BoundClient { session, carrier_to_bound });
+        }
+        if now >= deadline {
+            let waited_secs = timeout.as_secs();
+            if sessions.is_empty() {
+                return Err(NetError::NoCarrier { links: all, waited_secs });
+            }
+            let ignored = sessions.iter().map(|s| s.client.ignored).sum();
+            let replies = sessions.iter().map(|s| s.client.replies).sum();
+            let naks = sessions.iter().map(|s| s.client.naks).sum();
+            let links = link::names(&sessions.iter().map(|s| s.link).collect::<Vec<_>>());
+            return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
+        }
+        let mut wake = sessions.iter().map(|s| s.client.next_wakeup()).min().unwrap_or(deadline).min(deadline);
+        if !waiting.is_empty() {
+            wake = wake.min(now + CARRIER_CHECK);
+        }
+        let mut fds: Vec<PollFd> = sessions.iter().map(|s| PollFd::new(s.socket.raw(), READABLE)).collect();
+        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+            .map_err(sys("waiting for DHCP replies", no_iface()))?;
+    }
+}
+
+/// The network as brought up: which link, with what, and the DHCP client if any.
+pub struct Network {
+    pub link: Link,
+    pub config: NetConfig,
+    pub dhcp: Option<BoundClient>,
+}
+
+impl Network {
+    /// The machine's identity for the provisioning server.
+    pub fn mac(&self) -> [u8; 6] {
+        self.link.mac
+    }
+}
+
+fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
+    move |errno| NetError::Sys { doing, iface, errno }
+}
+
+/// For failures that concern no single interface.
+fn no_iface() -> IfName {
+    IfName::new("-").expect("a valid name")
+}
+
+/// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
+/// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
+pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
+    let setting = static_ip::parse(ip).map_err(NetError::Config)?;
+    let (device, hostname, fixed) = match setting {
+        IpSetting::Dhcp { device, hostname } => (device, hostname, None),
+        IpSetting::Static { device, config, .. } => (device, None, Some(config)),
+    };
+    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", no_iface()))?;
+    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
+    if links.is_empty() {
+        return Err(NetError::NoLinks);
+    }
+    let present = link::names(&links);
+    // imprint.iface= wins over the device field of ip=.
+    let wanted = iface.or(device.as_deref());
+    link::select(&mut links, wanted);
+    if links.is_empty() {
+        return Err(NetError::NoSuchLink { wanted: String::from(wanted.unwrap_or_default()), present });
+    }
+    for l in &links {
+        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
+    }
+    let (link, config, dhcp) = match fixed {
+        None => {
+            let client = acquire(&dev, links, hostname, timeout)?;
+            (*client.link(), NetConfig::from_lease(client.lease()), Some(client))
+        }
+        Some(config) => (first_with_carrier(&dev, links, timeout)?, config, None),
+    };
+    ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
+    Ok(Network { link, config, dhcp })
+}
+
+/// For a static address: the first of `links` to have carrier.
+fn first_with_carrier(dev: &NetDev, links: Vec<Link>, timeout: Duration) -> Result<Link, NetError> {
+    let deadline = monotonic() + timeout;
+    loop {
+        for l in &links {
+            if link::has_carrier(dev, l).map_err(sys("reading the link state", l.name))? {
+                return Ok(*l);
+            }
+        }
+        if monotonic() >= deadline {
+            return Err(NetError::NoCarrier { links: link::names(&links), waited_secs: timeout.as_secs() });
+        }
+        poll::poll(&mut [], CARRIER_CHECK).map_err(sys("waiting for carrier", no_iface()))?;
+    }
+}
+
+/// The network's settings for the console, one per line.
+pub struct Summary<'a>(pub &'a Network);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = self.0;
+        let c = &net.config;
+        let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
+        let router: &dyn fmt::Display = match &c.gateway {
+            Some(gateway) => gateway,
+            None => &"none",
+        };
+        // Few, long format strings: every write! call costs the init code bytes.
+        write!(
+            f,
+            "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
+            net.link.name,
+            Mac(net.link.mac),
+            c.address,
+            c.prefix_len,
+            dhcp::mask_of(c.prefix_len)
+        )?;
+        for server in &c.dns {
+            write!(f, " {server}")?;
+        }
+        f.write_str(if c.dns.is_empty() { " none\n" } else { "\n" })?;
+        if let Some(mtu) = c.mtu {
+            writeln!(f, "  mtu       {mtu}")?;
+        }
+        if let Some(client) = &net.dhcp {
+            let l = client.lease();
+            writeln!(
+                f,
+                "  lease     {} s (renew at {} s, rebind at {} s)\n  server    {}\n  bound     {}.{:03} ms after carrier",
+                l.lease_secs,
+                l.renew_secs,
+                l.rebind_secs,
+                l.server,
+                client.carrier_to_bound.as_millis() as u64,
+                client.carrier_to_bound.subsec_micros() % 1000
+            )?;
+            for (label, value) in [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)] {
+                if let Some(value) = value {
+                    writeln!(f, "  {label}  {value}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `imprint dhcp [<iface>] [--release] [--timeout S] [--hold S]`: gets a lease on one link
+/// (without <iface>: on every Ethernet link at once, as PID 1 does), applies it, prints it; with `--hold`, keeps it (renewing) for S seconds; with
+/// `--release`, gives it back at the end. Returns the exit status.
+pub fn dhcp_command(args: &[&[u8]]) -> i32 {
+    match dhcp_command_inner(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            errln!("imprint: dhcp: {e}");
+            if matches!(e, ToolError::Usage(_)) {
+                crate::tool::EXIT_USAGE
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// What `imprint dhcp` can fail with.
+enum ToolError {
+    Usage(&'static str),
+    Net(NetError),
+    Dhcp(DhcpError),
+    Wait(Errno),
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::Usage(what) => write!(f, "{what}; see imprint --help"),
+            ToolError::Net(e) => e.fmt(f),
+            ToolError::Dhcp(e) => e.fmt(f),
+            ToolError::Wait(errno) => write!(f, "waiting for DHCP replies: {errno}"),
+        }
+    }
+}
+
+impl From<NetError> for ToolError {
+    fn from(e: NetError) -> ToolError {
+        ToolError::Net(e)
+    }
+}
+
+impl From<DhcpError> for ToolError {
+    fn from(e: DhcpError) -> ToolError {
+        ToolError::Dhcp(e)
+    }
+}
+
+fn seconds_arg(value: Option<&&[u8]>, what: &'static str) -> Result<Duration, ToolError> {
+    value
+        .and_then(|v| core::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(|s| Duration::from_secs(u64::from(s)))
+        .ok_or(ToolError::Usage(what))
+}
+
+fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), ToolError> {
+    let mut iface = None;
+    let mut release = false;
+    let mut timeout = DEFAULT_TIMEOUT;
+    let mut hold = Duration::ZERO;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match *arg {
+            b"--release" => release = true,
+            b"--timeout" => timeout = seconds_arg(rest.next(), "--timeout needs a number of seconds")?,
+            b"--hold" => hold = seconds_arg(rest.next(), "--hold needs a number of seconds")?,
+            name if iface.is_none() && !name.starts_with(b"-") => {
+                iface = Some(core::str::from_utf8(name).map_err(|_| ToolError::Usage("the interface name is not UTF-8"))?)
+            }
+            _ => return Err(ToolError::Usage("unexpected argument")),
+        }
+    }
+    let network = bring_up(None, iface, timeout)?;
+    say!("imprint: network up\n{}", Summary(&network));
+    let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
+    let end = monotonic() + hold;
+    loop {
+        let now = monotonic();
+        if now >= end {
+            break;
+        }
+        if client.tick(now)? == LeaseEvent::Renewed {
+            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, client.lease().server);
+        }
+        let wake = client.next_wakeup().min(end);
+        let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
+        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(ToolError::Wait)?;
+    }
+    if release {
+        client.release()?;
+        sayln!("imprint: lease released");
+    }
+    Ok(())
+}

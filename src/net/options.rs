@@ -1,0 +1,271 @@
+//! Our walk over DHCP options (RFC 2132), for what smoltcp's `DhcpRepr` skips: the router
+//! list, DNS list, host and domain names, MTU, T1/T2, classless static routes (RFC 3442).
+//!
+//! Unlike `DhcpPacket::options()`, which stops quietly, an option that runs past the end
+//! of the packet or a missing end marker is an error: such a packet is counted and dropped
+//! by the client, never half-trusted.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+pub const PAD: u8 = 0;
+pub const SUBNET_MASK: u8 = 1;
+pub const ROUTER: u8 = 3;
+pub const DNS: u8 = 6;
+pub const HOSTNAME: u8 = 12;
+pub const DOMAIN_NAME: u8 = 15;
+pub const INTERFACE_MTU: u8 = 26;
+pub const BROADCAST: u8 = 28;
+pub const LEASE_TIME: u8 = 51;
+pub const OVERLOAD: u8 = 52;
+pub const MESSAGE_TYPE: u8 = 53;
+pub const SERVER_ID: u8 = 54;
+pub const RENEWAL_TIME: u8 = 58;
+pub const REBINDING_TIME: u8 = 59;
+pub const VENDOR_CLASS: u8 = 60;
+pub const CLASSLESS_ROUTES: u8 = 121;
+pub const END: u8 = 255;
+
+/// What a client asks the server for (option 55), in the order of importance to us.
+pub const PARAMETER_REQUEST_LIST: [u8; 11] = [
+    SUBNET_MASK,
+    CLASSLESS_ROUTES,
+    ROUTER,
+    DNS,
+    HOSTNAME,
+    DOMAIN_NAME,
+    INTERFACE_MTU,
+    BROADCAST,
+    LEASE_TIME,
+    RENEWAL_TIME,
+    REBINDING_TIME,
+];
+
+/// Why an options area cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionError {
+    /// Option `code` claims more bytes than the packet has.
+    Overrun { code: u8 },
+    /// The area ends without the end option (255).
+    NoEnd,
+    /// Option `code` has a length its meaning does not allow.
+    BadLength { code: u8, len: usize },
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionError::Overrun { code } => write!(f, "DHCP option {code} runs past the end of the packet"),
+            OptionError::NoEnd => f.write_str("DHCP options end without the end option"),
+            OptionError::BadLength { code, len } => write!(f, "DHCP option {code} has a bad length {len}"),
+        }
+    }
+}
+
+/// Iterates over `(code, data)` of an options area; pads are skipped, the end stops it.
+pub struct Options<'a> {
+    rest: &'a [u8],
+    done: bool,
+}
+
+pub fn options(area: &[u8]) -> Options<'_> {
+    Options { rest: area, done: false }
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<(u8, &'a [u8]), OptionError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.rest.first().copied() {
+                None => {
+                    self.done = true;
+                    return Some(Err(OptionError::NoEnd));
+                }
+                Some(END) => {
+                    self.done = true;
+                    return None;
+                }
+                Some(PAD) => self.rest = &self.rest[1..],
+                Some(code) => {
+                    let Some(&len) = self.rest.get(1) else {
+                        self.done = true;
+                        return Some(Err(OptionError::Overrun { code }));
+                    };
+                    let len = usize::from(len);
+                    let Some(data) = self.rest.get(2..2 + len) else {
+                        self.done = true;
+                        return Some(Err(OptionError::Overrun { code }));
+                    };
+                    self.rest = &self.rest[2 + len..];
+                    return Some(Ok((code, data)));
+                }
+            }
+        }
+    }
+}
+
+/// A route from option 121.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// The options of a server's reply that imprint uses beyond `DhcpRepr`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyOptions {
+    pub routers: Vec<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub domain: Option<String>,
+    pub mtu: Option<u16>,
+    pub renewal_secs: Option<u32>,
+    pub rebinding_secs: Option<u32>,
+    pub routes: Vec<Route>,
+}
+
+fn addresses(code: u8, data: &[u8]) -> Result<Vec<Ipv4Addr>, OptionError> {
+    if data.is_empty() || data.len() % 4 != 0 {
+        return Err(OptionError::BadLength { code, len: data.len() });
+    }
+    Ok(data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect())
+}
+
+fn seconds(code: u8, data: &[u8]) -> Result<u32, OptionError> {
+    match data {
+        [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => Err(OptionError::BadLength { code, len: data.len() }),
+    }
+}
+
+/// A name: printable ASCII only, so a hostile server cannot put control characters on
+/// the console.
+fn name(code: u8, data: &[u8]) -> Result<String, OptionError> {
+    // Some servers count a trailing NUL in the length.
+    let data = data.strip_suffix(&[0]).unwrap_or(data);
+    if data.is_empty() || !data.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(OptionError::BadLength { code, len: data.len() });
+    }
+    Ok(String::from_utf8_lossy(data).into_owned())
+}
+
+/// RFC 3442: (width, significant destination octets, gateway) repeated.
+fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
+    let bad = OptionError::BadLength { code: CLASSLESS_ROUTES, len: data.len() };
+    let mut routes = Vec::new();
+    let mut rest = data;
+    while let Some((&width, tail)) = rest.split_first() {
+        if width > 32 {
+            return Err(bad);
+        }
+        let octets = usize::from(width).div_ceil(8);
+        let (dest, tail) = tail.split_at_checked(octets).ok_or(bad)?;
+        let (gw, tail) = tail.split_at_checked(4).ok_or(bad)?;
+        let mut d = [0u8; 4];
+        d[..octets].copy_from_slice(dest);
+        routes.push(Route {
+            destination: Ipv4Addr::from(d),
+            prefix_len: width,
+            gateway: Ipv4Addr::new(gw[0], gw[1], gw[2], gw[3]),
+        });
+        rest = tail;
+    }
+    Ok(routes)
+}
+
+/// Walks a reply's options area (the bytes after the magic cookie).
+pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
+    let mut out = ReplyOptions::default();
+    for option in options(area) {
+        let (code, data) = option?;
+        match code {
+            ROUTER => out.routers = addresses(code, data)?,
+            DNS => out.dns = addresses(code, data)?,
+            HOSTNAME => out.hostname = Some(name(code, data)?),
+            DOMAIN_NAME => out.domain = Some(name(code, data)?),
+            INTERFACE_MTU => match data {
+                [a, b] => out.mtu = Some(u16::from_be_bytes([*a, *b])),
+                _ => return Err(OptionError::BadLength { code, len: data.len() }),
+            },
+            RENEWAL_TIME => out.renewal_secs = Some(seconds(code, data)?),
+            REBINDING_TIME => out.rebinding_secs = Some(seconds(code, data)?),
+            CLASSLESS_ROUTES => out.routes = classless_routes(data)?,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_pads_and_stops_at_end() {
+        let area = [PAD, PAD, 53, 1, 2, PAD, 3, 4, 10, 0, 0, 1, END, 99, 99];
+        let all: Vec<_> = options(&area).collect::<Result<_, _>>().unwrap();
+        assert_eq!(all, [(53, &[2u8][..]), (3, &[10, 0, 0, 1][..])]);
+    }
+
+    #[test]
+    fn overrun_and_missing_end_are_errors() {
+        assert_eq!(parse_reply(&[3, 8, 10, 0, 0, 1, END]), Err(OptionError::Overrun { code: 3 }));
+        assert_eq!(parse_reply(&[3]), Err(OptionError::Overrun { code: 3 }));
+        assert_eq!(parse_reply(&[53, 1, 2]), Err(OptionError::NoEnd));
+        assert_eq!(parse_reply(&[]), Err(OptionError::NoEnd));
+    }
+
+    #[test]
+    fn reads_lists_names_times_mtu() {
+        let area = [
+            3, 8, 10, 0, 0, 1, 10, 0, 0, 2, // two routers
+            6, 4, 1, 1, 1, 1, // dns
+            12, 4, b'n', b'o', b'd', b'e', // hostname
+            15, 8, b'e', b'x', b'.', b'o', b'r', b'g', 0, 0, // domain: NULs are stripped? one only
+            26, 2, 0x05, 0xdc, // mtu 1500
+            58, 4, 0, 0, 0, 30, 59, 4, 0, 0, 0, 50, END,
+        ];
+        // Two NULs: only one trailing NUL is tolerated, so this domain is refused.
+        assert_eq!(parse_reply(&area), Err(OptionError::BadLength { code: 15, len: 7 }));
+        let mut fixed = area.to_vec();
+        fixed[30] = b'x'; // the first of the two NULs
+        let got = parse_reply(&fixed).unwrap();
+        assert_eq!(got.routers, [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]);
+        assert_eq!(got.dns, [Ipv4Addr::new(1, 1, 1, 1)]);
+        assert_eq!(got.hostname.as_deref(), Some("node"));
+        assert_eq!(got.domain.as_deref(), Some("ex.orgx"));
+        assert_eq!((got.mtu, got.renewal_secs, got.rebinding_secs), (Some(1500), Some(30), Some(50)));
+    }
+
+    #[test]
+    fn bad_lengths_and_hostile_names_are_refused() {
+        assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), Err(OptionError::BadLength { code: 3, len: 3 }));
+        assert_eq!(parse_reply(&[26, 1, 5, END]), Err(OptionError::BadLength { code: 26, len: 1 }));
+        assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), Err(OptionError::BadLength { code: 12, len: 2 }));
+        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
+    }
+
+    #[test]
+    fn classless_routes_per_rfc_3442() {
+        // 0.0.0.0/0 via 10.0.0.1; 10.213.0.0/16 via 10.0.0.2; 192.168.1.128/25 via 10.0.0.3
+        let data = [0, 10, 0, 0, 1, 16, 10, 213, 10, 0, 0, 2, 25, 192, 168, 1, 128, 10, 0, 0, 3];
+        let mut area = alloc::vec![CLASSLESS_ROUTES, data.len() as u8];
+        area.extend_from_slice(&data);
+        area.push(END);
+        let routes = parse_reply(&area).unwrap().routes;
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[0], Route { destination: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: Ipv4Addr::new(10, 0, 0, 1) });
+        assert_eq!(routes[1].destination, Ipv4Addr::new(10, 213, 0, 0));
+        assert_eq!((routes[2].destination, routes[2].prefix_len), (Ipv4Addr::new(192, 168, 1, 128), 25));
+        assert!(classless_routes(&[33, 0, 0, 0, 0, 1, 2, 3, 4]).is_err(), "width over 32");
+        assert!(classless_routes(&[24, 10, 0]).is_err(), "truncated destination");
+        assert!(classless_routes(&[8, 10, 1, 2, 3]).is_err(), "truncated gateway");
+    }
+}

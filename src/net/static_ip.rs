@@ -1,0 +1,209 @@
+//! The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst), read the way
+//! the kernel's own ipconfig reads it:
+//! `ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>`,
+//! every field optional, or one word: `dhcp`, `on`, `any`, `both`, `bootp` (DHCP), `off`, `none`.
+
+use super::dhcp::{class_mask, prefix_len};
+use super::ipconfig::NetConfig;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+/// How to configure the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpSetting {
+    /// Ask DHCP, on `device` if given (else on every Ethernet link).
+    Dhcp { device: Option<String>, hostname: Option<String> },
+    /// Use these values as they are, on `device` if given (else the first link with
+    /// carrier); `server` is the boot server's address (kept, unused by imprint).
+    Static { config: NetConfig, device: Option<String>, server: Option<Ipv4Addr> },
+}
+
+/// An `ip=` value imprint cannot use; one line naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpParseError {
+    /// `field` does not hold what it should (the banner shows the whole value).
+    BadField { field: &'static str },
+    /// `ip=off` (or `none`) without an address: imprint needs the network.
+    Disabled,
+}
+
+impl fmt::Display for IpParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpParseError::BadField { field } => write!(f, "ip=: the {field} field is not valid"),
+            IpParseError::Disabled => {
+                f.write_str("ip=: autoconfiguration is off and no client address is given; imprint needs the network")
+            }
+        }
+    }
+}
+
+const FIELDS: [&str; 10] =
+    ["client address", "server address", "gateway", "netmask", "hostname", "device", "autoconf", "dns0", "dns1", "ntp0"];
+
+/// A dotted quad (`10.0.0.1`): exactly four decimal numbers up to 255, no leading `+`.
+/// Ours rather than core's `FromStr`, which costs several times the bytes in the init.
+pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.as_bytes().split(|b| *b == b'.');
+    for octet in octets.iter_mut() {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.iter().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value = part.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
+/// Whether an autoconf word means "ask DHCP"; `None` for off/none; an error otherwise.
+fn autoconf(word: &str) -> Result<Option<bool>, IpParseError> {
+    match word {
+        "" | "on" | "any" | "dhcp" | "both" | "bootp" => Ok(Some(true)),
+        "off" | "none" => Ok(Some(false)),
+        _ => Err(IpParseError::BadField { field: FIELDS[6] }),
+    }
+}
+
+fn address(index: usize, text: &str) -> Result<Option<Ipv4Addr>, IpParseError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_ipv4(text).map(Some).ok_or(IpParseError::BadField { field: FIELDS[index] })
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// Parses the value of `ip=` (absent means `dhcp`).
+pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
+    let value = value.unwrap_or("dhcp");
+    if !value.contains(':') {
+        // One word: the autoconf method alone.
+        return match autoconf(value)? {
+            Some(true) => Ok(IpSetting::Dhcp { device: None, hostname: None }),
+            _ => Err(IpParseError::Disabled),
+        };
+    }
+    let mut fields = [""; FIELDS.len()];
+    for (i, text) in value.split(':').enumerate() {
+        *fields.get_mut(i).ok_or(IpParseError::BadField { field: "field count" })? = text;
+    }
+    let field = |i: usize| fields[i];
+    let client = address(0, field(0))?;
+    let server = address(1, field(1))?;
+    let gateway = address(2, field(2))?;
+    let netmask = address(3, field(3))?;
+    let hostname = non_empty(field(4));
+    let device = non_empty(field(5));
+    let dhcp = autoconf(field(6))?;
+    let dns: Vec<Ipv4Addr> = [address(7, field(7))?, address(8, field(8))?].into_iter().flatten().collect();
+    address(9, field(9))?; // NTP: checked, unused
+    let Some(client) = client else {
+        // No address: like the kernel, autoconfigure unless told not to.
+        return match dhcp {
+            Some(true) => Ok(IpSetting::Dhcp { device, hostname }),
+            _ => Err(IpParseError::Disabled),
+        };
+    };
+    if field(6) != "" && dhcp == Some(true) {
+        // An address and a method: the kernel asks the server (the address is a hint).
+        return Ok(IpSetting::Dhcp { device, hostname });
+    }
+    let mask = netmask.unwrap_or_else(|| class_mask(client));
+    let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
+    let config = NetConfig { address: client, prefix_len, gateway, routes: Vec::new(), dns, mtu: None, hostname };
+    Ok(IpSetting::Static { config, device, server })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dhcp(device: Option<&str>) -> IpSetting {
+        IpSetting::Dhcp { device: device.map(String::from), hostname: None }
+    }
+
+    #[test]
+    fn dotted_quads() {
+        assert_eq!(parse_ipv4("10.213.0.255"), Some(Ipv4Addr::new(10, 213, 0, 255)));
+        assert_eq!(parse_ipv4("0.0.0.0"), Some(Ipv4Addr::UNSPECIFIED));
+        for bad in ["", "10.0.0", "10.0.0.1.", "10.0.0.256", "10.0.0.+1", "10..0.1", "1000.0.0.1", "a.b.c.d", "10.0.0.1 "] {
+            assert_eq!(parse_ipv4(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn single_words() {
+        assert_eq!(parse(None), Ok(dhcp(None)));
+        for word in ["dhcp", "on", "any", "both", "bootp"] {
+            assert_eq!(parse(Some(word)), Ok(dhcp(None)), "{word}");
+        }
+        assert_eq!(parse(Some("off")), Err(IpParseError::Disabled));
+        assert_eq!(parse(Some("none")), Err(IpParseError::Disabled));
+        assert_eq!(parse(Some("rarp")), Err(IpParseError::BadField { field: "autoconf" }));
+    }
+
+    #[test]
+    fn every_field_empty_means_dhcp_on_every_link() {
+        assert_eq!(parse(Some(":::::::::")), Ok(dhcp(None)));
+        assert_eq!(parse(Some("::::::")), Ok(dhcp(None)));
+        assert_eq!(parse(Some(":")), Ok(dhcp(None)));
+    }
+
+    #[test]
+    fn device_and_method_only() {
+        assert_eq!(parse(Some(":::::eth1:dhcp")), Ok(dhcp(Some("eth1"))));
+        assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
+        assert_eq!(
+            parse(Some("10.0.0.5::::node7:eth0:dhcp")),
+            Ok(IpSetting::Dhcp { device: Some("eth0".into()), hostname: Some("node7".into()) })
+        );
+    }
+
+    #[test]
+    fn full_static() {
+        let got = parse(Some("10.213.1.5:10.213.1.1:10.213.1.254:255.255.255.0:node7:eth0:off:10.213.1.53:9.9.9.9:1.2.3.4"));
+        assert_eq!(
+            got,
+            Ok(IpSetting::Static {
+                config: NetConfig {
+                    address: Ipv4Addr::new(10, 213, 1, 5),
+                    prefix_len: 24,
+                    gateway: Some(Ipv4Addr::new(10, 213, 1, 254)),
+                    routes: Vec::new(),
+                    dns: alloc::vec![Ipv4Addr::new(10, 213, 1, 53), Ipv4Addr::new(9, 9, 9, 9)],
+                    mtu: None,
+                    hostname: Some("node7".into()),
+                },
+                device: Some("eth0".into()),
+                server: Some(Ipv4Addr::new(10, 213, 1, 1)),
+            })
+        );
+    }
+
+    #[test]
+    fn static_with_empty_fields_takes_the_class_mask() {
+        let Ok(IpSetting::Static { config: c, device, server }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
+        assert_eq!((c.prefix_len, c.gateway, device, server, c.dns.len()), (8, None, None, None, 0));
+        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("192.168.7.9:")) else { panic!() };
+        assert_eq!(c.prefix_len, 24);
+        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
+        assert_eq!(c.prefix_len, 25);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let bad = |v: &str| parse(Some(v)).unwrap_err().to_string();
+        assert_eq!(bad("10.0.0.300::::"), "ip=: the client address field is not valid");
+        assert!(bad("10.0.0.3::x:").contains("gateway"));
+        assert!(bad("10.0.0.3:::255.0.255.0").contains("netmask"));
+        assert!(bad("10.0.0.3::::::off:dns").contains("dns0"));
+        assert!(bad("::::::maybe").contains("autoconf"));
+        assert!(bad("1:2:3:4:5:6:7:8:9:10:11").contains("field count"));
+    }
+}

@@ -1,0 +1,140 @@
+//! A packet socket for DHCP: `AF_PACKET`, `SOCK_DGRAM` (the kernel adds and strips the
+//! Ethernet header), bound to one interface, filtered in the kernel to UDP to port 68,
+//! with `PACKET_AUXDATA` so we learn when a checksum was left for the hardware.
+//!
+//! A raw socket is needed because before the lease there is no address to bind a UDP
+//! socket to, and the server may answer to the broadcast or to the offered address.
+
+use super::fd::Fd;
+use super::udp::{bind_to, open_socket, send_to, set_option};
+use super::{check_size, Errno, Result};
+
+/// linux/if_packet.h: ask for a `tpacket_auxdata` control message with every packet.
+const PACKET_AUXDATA: libc::c_int = 8;
+/// The packet's checksum is not computed yet (offloaded; on veth and virtio the OFFER and
+/// ACK arrive like this), so it must not be checked.
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+/// asm-generic/socket.h (not in every libc binding).
+const SO_ATTACH_FILTER: libc::c_int = 26;
+/// The DHCP client port.
+const CLIENT_PORT: u32 = 68;
+
+/// linux/if_packet.h `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// One received packet (an IPv4 datagram, the Ethernet header already removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub len: usize,
+    /// The sender left the checksums to the hardware: skip the UDP checksum check.
+    pub checksum_not_ready: bool,
+}
+
+/// Classic BPF, run on the IPv4 header (SOCK_DGRAM): accept UDP to port 68 that is not a
+/// fragment, drop the rest, so the client never wakes for other traffic.
+fn dhcp_client_filter() -> [libc::sock_filter; 9] {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    [
+        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 9), // A = ip protocol
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 6, libc::IPPROTO_UDP as u32),
+        op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 0, 0, 6), // A = flags + fragment offset
+        op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 4, 0, 0x1fff), // a fragment: drop
+        op(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0, 0, 0), // X = ip header length
+        op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2), // A = udp destination port
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, CLIENT_PORT),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0xffff), // accept
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0), // drop
+    ]
+}
+
+pub struct PacketSocket {
+    fd: Fd,
+    ifindex: i32,
+}
+
+fn link_address(ifindex: i32, protocol: u16, broadcast: bool) -> libc::sockaddr_ll {
+    libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: protocol.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: if broadcast { 6 } else { 0 },
+        sll_addr: if broadcast { [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0] } else { [0; 8] },
+    }
+}
+
+impl PacketSocket {
+    /// Opens a non-blocking packet socket that receives UDP to port 68 on `ifindex`.
+    pub fn open(ifindex: i32) -> Result<PacketSocket> {
+        // Protocol 0: the socket receives nothing until bound, so nothing unfiltered can
+        // queue up before the filter is attached.
+        let fd = open_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
+        let mut program = dhcp_client_filter();
+        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+        set_option(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
+        set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
+        bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
+        Ok(PacketSocket { fd, ifindex })
+    }
+
+    pub fn raw(&self) -> libc::c_int {
+        self.fd.raw()
+    }
+
+    /// Sends one IPv4 datagram to the link's broadcast address.
+    pub fn send_broadcast(&self, datagram: &[u8]) -> Result<()> {
+        send_to(&self.fd, datagram, &link_address(self.ifindex, libc::ETH_P_IP as u16, true))
+    }
+
+    /// Receives one packet into `buf`; `None` when nothing is waiting.
+    pub fn receive(&self, buf: &mut [u8]) -> Result<Option<Received>> {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // Room for one cmsghdr with a tpacket_auxdata, 8-byte aligned.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = core::mem::size_of_val(&control) as _;
+        // SAFETY: msg points at iov (buf, valid for buf.len() bytes) and at `control`, both
+        // alive and writable for the whole call.
+        let ret = unsafe { libc::recvmsg(self.fd.raw(), &mut msg, libc::MSG_TRUNC) };
+        let len = match check_size(ret) {
+            Ok(len) => len,
+            Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut checksum_not_ready = false;
+        // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in, bounded
+        // by msg_controllen; we read an auxdata only from a header of that type whose
+        // length covers it (read_unaligned: CMSG_DATA need not be aligned for it).
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let wanted = libc::CMSG_LEN(core::mem::size_of::<TpacketAuxdata>() as u32) as usize;
+                if (*cmsg).cmsg_level == libc::SOL_PACKET
+                    && (*cmsg).cmsg_type == PACKET_AUXDATA
+                    && (*cmsg).cmsg_len as usize >= wanted
+                {
+                    let aux = core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const TpacketAuxdata);
+                    checksum_not_ready = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        // MSG_TRUNC returns the real length: a packet longer than buf is cut, and says so.
+        Ok(Some(Received { len, checksum_not_ready }))
+    }
+}
