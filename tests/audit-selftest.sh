@@ -27,6 +27,18 @@ fresh_copy
 audit || { echo "audit-selftest: FAILED: the audit fails on an unchanged copy"; cat "$scratch/out"; exit 1; }
 echo "audit-selftest: ok: passes on an unchanged copy"
 
+# Budgets and ceilings (tests/budgets): over a ceiling fails; over a budget under its
+# ceiling passes with OVER BUDGET, and fails with --strict.
+sed -i -E 's/^lines( +)[0-9]+( +)[0-9]+$/lines 10 99999/' "$scratch/tree/tests/budgets"
+audit || { echo "audit-selftest: FAILED: over a budget but under its ceiling must pass"; cat "$scratch/out"; exit 1; }
+grep -q "OVER BUDGET: lines" "$scratch/out" || { echo "audit-selftest: FAILED: no OVER BUDGET note"; cat "$scratch/out"; exit 1; }
+if python3 "$scratch/tree/tests/audit.py" --no-build --strict >"$scratch/out" 2>&1; then
+	echo "audit-selftest: FAILED: --strict passed over a budget"; exit 1
+fi
+echo "audit-selftest: ok: over a budget passes under its ceiling, fails with --strict"
+sed -i -E 's/^lines( +)[0-9]+( +)[0-9]+$/lines 10 20/' "$scratch/tree/tests/budgets"
+expect_failure "lines over their ceiling" "over the ceiling of 20"
+
 sed -i 's/^\[dependencies\]$/[dependencies]\nitoa = "1"/' "$scratch/tree/Cargo.toml"
 expect_failure "a new dependency" "Cargo.toml [dependencies] has 'itoa'"
 
