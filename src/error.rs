@@ -3,10 +3,11 @@
 
 use crate::cmdline::CmdlineError;
 use crate::net::NetError;
+use crate::provision::RunError;
 use crate::sys::Errno;
 use core::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Error {
     /// A system call failed; `doing` says what for ("mounting /proc").
     Sys { doing: &'static str, errno: Errno },
@@ -18,6 +19,8 @@ pub enum Error {
     Unsupported(&'static str),
     /// Bringing up the network failed (links, carrier, DHCP, addresses, routes).
     Network(NetError),
+    /// The plan, the disk or the action failed.
+    Run(RunError),
 }
 
 impl fmt::Display for Error {
@@ -30,7 +33,14 @@ impl fmt::Display for Error {
             ),
             Error::Unsupported(what) => write!(f, "{what} is not supported by this build of imprint"),
             Error::Network(e) => e.fmt(f),
+            Error::Run(e) => e.fmt(f),
         }
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Error {
+        Error::Run(e)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod init;
 pub mod net;
 pub mod io;
 pub mod plan;
+pub mod provision;
 pub mod rescue;
 pub mod sys;
 pub mod tool;

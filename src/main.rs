@@ -12,9 +12,13 @@ extern crate alloc;
 mod entry;
 
 use imprint::error::Error;
-use imprint::rescue::{self, Step};
+use imprint::http::Client;
+use imprint::net::{self, Network, Summary};
+use imprint::plan::status::Phase;
+use imprint::plan::{Action, Finally, Plan};
+use imprint::provision::{self, RunError};
+use imprint::rescue::{self, OnError, Step};
 use imprint::sys::process::{self, RebootCmd};
-use imprint::net::{self, Summary};
 use imprint::{cmdline::Settings, init, tool};
 
 #[global_allocator]
@@ -65,17 +69,57 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
     if settings.fault.as_deref() == Some("panic") {
         panic!("fault injected by imprint.fault=panic");
     }
-    let Some(_server) = &settings.url else {
+    let Some(server) = &settings.url else {
         return Err(Error::NoServer);
     };
     // 3. The network: a lease (or static ip=) on the first link that gets one. Its MAC
     //    is this machine's identity for the server.
     rescue::enter(Step::Network);
-    let network = net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
+    let mut network = net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
     imprint::sayln!("imprint: network up\n{}", Summary(&network));
-    let _identity = network.mac();
 
-    // 4. The plan for this machine (not in this build yet).
+    // 4. The plan for this machine: its own, or the server's default. From here on, the
+    //    plan may change what an error does, and its statusURL hears about every phase.
     rescue::enter(Step::Plan);
-    Err(Error::Unsupported("fetching the plan"))
+    let mut client = provision::client(&network.config.dns);
+    let (plan_url, plan) = provision::fetch_plan(&mut client, server, network.mac()).map_err(RunError::Plan)?;
+    provision::show_plan(&plan_url, &plan);
+    if let Some(policy) = plan.on_error {
+        rescue::configure(OnError { policy, ..rescue::configured() });
+    }
+    let mut reporter = provision::Reporter::new(plan.status_url.as_deref(), network.mac(), &network.config.dns);
+    reporter.phase(Phase::Starting, &plan_url);
+    let result = act(&mut client, &plan, &mut network, &mut reporter);
+    if let Err(error) = &result {
+        // The last report says why, before the rescue path takes over.
+        reporter.failure(error);
+    }
+    result?;
+
+    // 6. What the plan wants at the end.
+    Ok(match plan.finally {
+        Finally::Reboot => RebootCmd::Restart,
+        Finally::Poweroff => RebootCmd::PowerOff,
+        Finally::Shell => {
+            rescue::run_shell();
+            RebootCmd::Restart
+        }
+    })
+}
+
+/// 5. The disk, and what the plan does with it.
+fn act(client: &mut Client, plan: &Plan, network: &mut Network, reporter: &mut provision::Reporter) -> Result<(), Error> {
+    rescue::enter(Step::SelectingDisk);
+    let disk = provision::choose_disk(plan).map_err(RunError::Disk)?;
+    match plan.action {
+        Action::WriteImage => {
+            rescue::enter(Step::Writing);
+            provision::write_image(client, plan, &disk, network.dhcp.as_mut(), reporter)?;
+            Ok(())
+        }
+        Action::ReadImage => {
+            rescue::enter(Step::Capturing);
+            Err(Error::Unsupported("capturing a disk (readImage)"))
+        }
+    }
 }

@@ -275,7 +275,7 @@ fn enter_pressed() -> Option<bool> {
 }
 
 /// Runs /bin/sh on the active console and waits for it to exit.
-fn run_shell() {
+pub fn run_shell() {
     if !fs::is_executable(SHELL) {
         sayln!("imprint: no {SHELL} in this initramfs (build it with SHELL_BINARY=...); cannot start a shell");
         return;
