@@ -57,6 +57,13 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on `addr` (e.g. "127.0.0.1:0", or an address inside a test namespace).
     pub fn start(addr: &str) -> Receiver {
+        Self::start_saving(addr, None)
+    }
+
+    /// As `start`, and also saves every upload as `dir/<file name>` and appends every
+    /// JSON POST body to `dir/reports.jsonl` as it arrives (for a receiver run as a
+    /// separate process inside a namespace).
+    pub fn start_saving(addr: &str, dir: Option<PathBuf>) -> Receiver {
         let listener = TcpListener::bind(addr).expect("bind the receiver");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -65,9 +72,9 @@ impl Receiver {
         let (r, u, b) = (requests.clone(), uploads.clone(), behaviour.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (r, u, b) = (r.clone(), u.clone(), b.clone());
+                let (r, u, b, dir) = (r.clone(), u.clone(), b.clone(), dir.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &r, &u, *b.lock().unwrap());
+                    let _ = serve(stream, &r, &u, *b.lock().unwrap(), dir.as_deref());
                 });
             }
         });
@@ -99,7 +106,13 @@ impl Receiver {
     }
 }
 
-fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, uploads: &Mutex<Vec<Upload>>, behaviour: Behaviour) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    requests: &Mutex<Vec<Request>>,
+    uploads: &Mutex<Vec<Upload>>,
+    behaviour: Behaviour,
+    save_to: Option<&std::path::Path>,
+) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
@@ -135,13 +148,25 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, uploads: &Mutex<Vec<
         if is_upload {
             let content_type = request.header("content-type").unwrap_or_default().to_string();
             match parse_multipart(&content_type, &request.body) {
-                Ok(parts) => uploads.lock().unwrap().extend(parts),
+                Ok(parts) => {
+                    if let Some(dir) = save_to {
+                        for part in &parts {
+                            std::fs::write(dir.join(&part.file_name), &part.data)?;
+                        }
+                    }
+                    uploads.lock().unwrap().extend(parts)
+                }
                 Err(why) => {
                     requests.lock().unwrap().push(request);
                     respond(&mut out, "400 Bad Request", &format!("{why}\n"))?;
                     return Ok(());
                 }
             }
+        }
+        if let (Some(dir), false) = (save_to, is_upload) {
+            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("reports.jsonl"))?;
+            log.write_all(&request.body)?;
+            log.write_all(b"\n")?;
         }
         requests.lock().unwrap().push(request);
         if is_upload && behaviour == Behaviour::ServerError {

@@ -1,0 +1,239 @@
+//! The whole provisioning run, end to end: a QEMU guest (our kernel and initramfs) on a tap
+//! in a test namespace gets a lease from dnsmasq, fetches its plan from nginx, streams the
+//! gzip OS image onto the disk the plan's hints pick among two, reports each phase to a
+//! status server, and reboots; then the provisioned disk boots on its own.
+
+use imprint_e2e::netns::{dnsmasq, temp_dir, Netns};
+use imprint_e2e::{artifact, find, Boot, Guest};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(60);
+const WRITE: Duration = Duration::from_secs(240);
+const MIB: usize = 1 << 20;
+/// The guest's disks: bigger than the 64 MiB image, not a whole number of MiB.
+const DISK_BYTES: usize = 80 * MIB + 4096;
+
+/// The servers of one test: a namespace with a tap for the guest, dnsmasq, nginx serving
+/// `www`, and the status receiver writing `reports.jsonl`.
+struct Site {
+    ns: Netns,
+    dir: PathBuf,
+    subnet: String,
+    status_port: u16,
+    _dhcp: imprint_e2e::netns::Daemon,
+    servers: Vec<Child>,
+}
+
+impl Site {
+    fn new(name: &str, subnet: &str) -> Site {
+        let ns = Netns::new(name);
+        let tap = format!("{name}-tap");
+        imprint_e2e::netns::ip(&["-n", name, "tuntap", "add", "dev", &tap, "mode", "tap"]);
+        ns.address(&tap, &format!("{subnet}.1/24"));
+        let dhcp = dnsmasq(
+            &ns,
+            &tap,
+            name,
+            &[&format!("--dhcp-range={subnet}.50,{subnet}.99,255.255.255.0,2m"), &format!("--dhcp-option=option:router,{subnet}.1")],
+        );
+        let dir = temp_dir(&format!("{name}-site"));
+        std::fs::create_dir_all(dir.join("www/plans")).unwrap();
+        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(dir.join(temp)).unwrap();
+        }
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+                 scgi_temp_path {d}/scgi;\n  server {{\n    listen {subnet}.1:80;\n    root {d}/www;\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = ns
+            .command("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx (make setup-http installs it)");
+        let mut receiver = ns
+            .command(env!("CARGO_BIN_EXE_imprint-receiver"))
+            .arg(format!("{subnet}.1:0"))
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the status receiver");
+        let mut line = String::new();
+        BufReader::new(receiver.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let status_port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("receiver port");
+        Site { ns, dir, subnet: subnet.to_string(), status_port, _dhcp: dhcp, servers: vec![nginx, receiver] }
+    }
+
+    fn www(&self) -> PathBuf {
+        self.dir.join("www")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}.1/{path}", self.subnet)
+    }
+
+    fn status_url(&self) -> String {
+        format!("http://{}.1:{}/status", self.subnet, self.status_port)
+    }
+
+    /// The status reports received, in order.
+    fn reports(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("reports.jsonl")).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    /// Boots the provisioning initramfs with two disks (serials IMPRINT-A and IMPRINT-B).
+    fn boot(&self, mac: &str, disks: [&Path; 2], append: &str) -> Guest {
+        let append = format!("imprint.url={} imprint.on_error=poweroff imprint.on_error_delay=0 {append}", self.url("plans"));
+        let mut boot = Boot::new("build/initramfs.cpio.gz", &append);
+        boot.netns = Some(self.ns.name.clone());
+        let tap = format!("tap,id=n0,ifname={}-tap,script=no,downscript=no", self.ns.name);
+        boot.extra = vec!["-netdev".into(), tap, "-device".into(), format!("virtio-net-pci,netdev=n0,mac={mac}")];
+        for (i, (disk, serial)) in disks.iter().zip(["IMPRINT-A", "IMPRINT-B"]).enumerate() {
+            boot.extra.push("-drive".into());
+            boot.extra.push(format!("file={},format=raw,if=none,id=d{i},cache=unsafe", disk.display()));
+            boot.extra.push("-device".into());
+            boot.extra.push(format!("virtio-blk-pci,drive=d{i},serial={serial}"));
+        }
+        Guest::boot(boot)
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A disk file filled with a recognizable pattern (so zeroing and writing both show).
+fn patterned_disk(path: &Path) -> Vec<u8> {
+    let data: Vec<u8> = (0..DISK_BYTES).map(|i| (i / 4096 % 251) as u8 | 1).collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The OS image, gzip'ed into the site's www; returns the raw image and its sha256.
+fn serve_image(site: &Site) -> (Vec<u8>, String) {
+    let image = artifact("build/demo/os.img");
+    let gz = Command::new("gzip").args(["-c", "-1"]).arg(&image).output().unwrap();
+    std::fs::write(site.www().join("os.img.gz"), gz.stdout).unwrap();
+    (std::fs::read(&image).unwrap(), sha256_hex(&image))
+}
+
+fn phases(reports: &[String]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|r| {
+            let at = r.find("\"phase\":\"").expect("a phase") + 9;
+            r[at..].split('"').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root, QEMU, dnsmasq, nginx and the build artifacts: run `make test`"]
+fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
+    let site = Site::new("imnpw", "10.213.30");
+    let (image, sha) = serve_image(&site);
+    let mac = "52:54:00:13:30:01";
+    let plan = format!(
+        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":0,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}"}}"#,
+        site.url("os.img.gz"),
+        site.status_url()
+    );
+    std::fs::write(site.www().join("plans/52-54-00-13-30-01.bty"), plan).unwrap();
+    let disks = temp_dir("imnpw-disks");
+    let (a, b) = (disks.join("a.img"), disks.join("b.img"));
+    let before_a = patterned_disk(&a);
+    patterned_disk(&b);
+
+    let mut guest = site.boot(mac, [&a, &b], "");
+    let at = guest.expect("imprint: network up", BOOT);
+    let at = guest.expect_from(at, "imprint: plan http://10.213.30.1/plans/52-54-00-13-30-01.bty: writeImage", BOOT);
+    let at = guest.expect_from(at, "imprint: disk vdb ", BOOT);
+    let at = guest.expect_from(at, "serial \"IMPRINT-B\"", BOOT);
+    let at = guest.expect_from(at, &format!("imprint: wrote {} bytes of {}", image.len(), site.url("os.img.gz")), WRITE);
+    guest.expect_from(at, "imprint: rebooting", BOOT);
+    assert!(guest.wait_exit(BOOT).success());
+    assert!(!guest.transcript().contains("FAILED"), "{}", guest.transcript());
+
+    let after_b = std::fs::read(&b).unwrap();
+    assert!(after_b[..image.len()] == image[..], "disk B holds the image, byte for byte");
+    assert_eq!(std::fs::read(&a).unwrap(), before_a, "disk A, which the hints did not pick, is untouched");
+
+    let reports = site.reports();
+    let phases = phases(&reports);
+    assert_eq!(phases.first().map(String::as_str), Some("starting"), "{reports:?}");
+    assert!(phases.contains(&"writing".to_string()), "{reports:?}");
+    assert_eq!(phases.last().map(String::as_str), Some("done"), "{reports:?}");
+    let last = reports.last().unwrap();
+    assert!(last.contains(&format!("\"sha256\":\"{sha}\"")) && last.contains("\"mac\":\"52:54:00:13:30:01\""), "{last}");
+
+    // The provisioned disk boots on its own (BIOS, extlinux, our kernel, its ext4 root).
+    let mut booted = Guest::boot_disk(&b);
+    booted.expect("imprint-demo: booted from the provisioned disk: host imprint-demo", BOOT);
+    assert!(booted.wait_exit(BOOT).success());
+    let _ = std::fs::remove_dir_all(&disks);
+}
+
+#[test]
+#[ignore = "needs root, QEMU, dnsmasq, nginx and the build artifacts: run `make test`"]
+fn default_plan_with_a_wrong_sha256_fails_safely_and_reports_it() {
+    let site = Site::new("imnpf", "10.213.31");
+    serve_image(&site);
+    // No plan of its own for this MAC: the server's default.bty applies.
+    let plan = format!(
+        r#"{{"action":"writeImage","sourceImage":"{}","sha256":"{}","disk":{{"serial":"IMPRINT-A"}},"statusURL":"{}"}}"#,
+        site.url("os.img.gz"),
+        "00".repeat(32),
+        site.status_url()
+    );
+    std::fs::write(site.www().join("plans/default.bty"), plan).unwrap();
+    let disks = temp_dir("imnpf-disks");
+    let (a, b) = (disks.join("a.img"), disks.join("b.img"));
+    patterned_disk(&a);
+    let before_b = patterned_disk(&b);
+
+    let mut guest = site.boot("52:54:00:13:31:01", [&a, &b], "");
+    let at = guest.expect("imprint: plan http://10.213.31.1/plans/default.bty: writeImage", BOOT);
+    let at = guest.expect_from(at, "!! imprint FAILED while writing the image", WRITE);
+    let at = guest.expect_from(at, "sha256", BOOT);
+    guest.expect_from(at, "imprint: powering off", BOOT);
+    assert!(guest.wait_exit(BOOT).success());
+
+    // Never half-written and bootable: the first and last MiB are zero.
+    let after_a = std::fs::read(&a).unwrap();
+    assert!(after_a[..MIB].iter().all(|&x| x == 0), "first MiB not zeroed");
+    assert!(after_a[DISK_BYTES - MIB..].iter().all(|&x| x == 0), "last MiB not zeroed");
+    assert_eq!(std::fs::read(&b).unwrap(), before_b, "the other disk is untouched");
+
+    let reports = site.reports();
+    let last = reports.last().expect("reports");
+    assert!(last.contains("\"phase\":\"failed\"") && last.contains("sha256"), "{reports:?}");
+    assert!(find(guest.transcript().as_bytes(), b"Kernel panic").is_none());
+    let _ = std::fs::remove_dir_all(&disks);
+}
