@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/lin
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
 
-.PHONY: all init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write setup setup-net help clean
+.PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write setup setup-net help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -56,6 +56,11 @@ GZIP_BEST := pigz -11 -n -c
 build/initramfs.cpio.gz: build/init linker/mkcpio.py $(if $(SHELL_BINARY),$(SHELL_BINARY)) FORCE | setup-pack
 	$(call initramfs_spec,build/init,$(SHELL_BINARY)) | linker/mkcpio.py | $(GZIP_BEST) > $@.tmp
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+# The main job, on an embedded default: a local provisioning network in a namespace, a
+# QEMU guest provisioning a blank disk, then booting from it.
+demo: build/bzImage build/initramfs.cpio.gz build/demo/os.img | setup-qemu setup-http setup-net setup-demo ## provision a blank virtual disk from a local server in QEMU, then boot it
+	CARGO_TARGET_DIR=target/e2e cargo run --quiet --locked --manifest-path tests/e2e/Cargo.toml --bin imprint-demo
 
 kernel: build/bzImage ## build the kernel (cached in KERNEL_CACHE, keyed by its config's hash)
 

@@ -3,11 +3,11 @@
 //! gzip OS image onto the disk the plan's hints pick among two, reports each phase to a
 //! status server, and reboots; then the provisioned disk boots on its own.
 
-use imprint_e2e::netns::{dnsmasq, temp_dir, Netns};
-use imprint_e2e::{artifact, find, Boot, Guest};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use imprint_e2e::netns::temp_dir;
+use imprint_e2e::site::Site;
+use imprint_e2e::{artifact, find, Guest};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(60);
@@ -15,114 +15,6 @@ const WRITE: Duration = Duration::from_secs(240);
 const MIB: usize = 1 << 20;
 /// The guest's disks: bigger than the 64 MiB image, not a whole number of MiB.
 const DISK_BYTES: usize = 80 * MIB + 4096;
-
-/// The servers of one test: a namespace with a tap for the guest, dnsmasq, nginx serving
-/// `www`, and the status receiver writing `reports.jsonl`.
-struct Site {
-    ns: Netns,
-    dir: PathBuf,
-    subnet: String,
-    status_port: u16,
-    _dhcp: imprint_e2e::netns::Daemon,
-    servers: Vec<Child>,
-}
-
-impl Site {
-    fn new(name: &str, subnet: &str) -> Site {
-        let ns = Netns::new(name);
-        let tap = format!("{name}-tap");
-        imprint_e2e::netns::ip(&["-n", name, "tuntap", "add", "dev", &tap, "mode", "tap"]);
-        ns.address(&tap, &format!("{subnet}.1/24"));
-        let dhcp = dnsmasq(
-            &ns,
-            &tap,
-            name,
-            &[&format!("--dhcp-range={subnet}.50,{subnet}.99,255.255.255.0,2m"), &format!("--dhcp-option=option:router,{subnet}.1")],
-        );
-        let dir = temp_dir(&format!("{name}-site"));
-        std::fs::create_dir_all(dir.join("www/plans")).unwrap();
-        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.join(temp)).unwrap();
-        }
-        let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
-                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
-                 scgi_temp_path {d}/scgi;\n  server {{\n    listen {subnet}.1:80;\n    root {d}/www;\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let nginx = ns
-            .command("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx (make setup-http installs it)");
-        let mut receiver = ns
-            .command(env!("CARGO_BIN_EXE_imprint-receiver"))
-            .arg(format!("{subnet}.1:0"))
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the status receiver");
-        let mut line = String::new();
-        BufReader::new(receiver.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let status_port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("receiver port");
-        Site { ns, dir, subnet: subnet.to_string(), status_port, _dhcp: dhcp, servers: vec![nginx, receiver] }
-    }
-
-    fn www(&self) -> PathBuf {
-        self.dir.join("www")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}.1/{path}", self.subnet)
-    }
-
-    fn status_url(&self) -> String {
-        format!("http://{}.1:{}/status", self.subnet, self.status_port)
-    }
-
-    /// The status reports received, in order.
-    fn reports(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("reports.jsonl")).unwrap_or_default().lines().map(String::from).collect()
-    }
-
-    /// Boots the provisioning initramfs with two disks (serials IMPRINT-A and IMPRINT-B).
-    fn boot(&self, mac: &str, disks: [&Path; 2], append: &str) -> Guest {
-        let append = format!("imprint.url={} imprint.on_error=poweroff imprint.on_error_delay=0 {append}", self.url("plans"));
-        let mut boot = Boot::new("build/initramfs.cpio.gz", &append);
-        boot.netns = Some(self.ns.name.clone());
-        let tap = format!("tap,id=n0,ifname={}-tap,script=no,downscript=no", self.ns.name);
-        boot.extra = vec!["-netdev".into(), tap, "-device".into(), format!("virtio-net-pci,netdev=n0,mac={mac}")];
-        for (i, (disk, serial)) in disks.iter().zip(["IMPRINT-A", "IMPRINT-B"]).enumerate() {
-            boot.extra.push("-drive".into());
-            boot.extra.push(format!("file={},format=raw,if=none,id=d{i},cache=unsafe", disk.display()));
-            boot.extra.push("-device".into());
-            boot.extra.push(format!("virtio-blk-pci,drive=d{i},serial={serial}"));
-        }
-        Guest::boot(boot)
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A disk file filled with a recognizable pattern (so zeroing and writing both show).
 fn patterned_disk(path: &Path) -> Vec<u8> {
@@ -171,7 +63,7 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let before_a = patterned_disk(&a);
     patterned_disk(&b);
 
-    let mut guest = site.boot(mac, [&a, &b], "");
+    let mut guest = site.boot(mac, &[&a, &b], "", false);
     let at = guest.expect("imprint: network up", BOOT);
     let at = guest.expect_from(at, "imprint: plan http://10.213.30.1/plans/52-54-00-13-30-01.bty: writeImage", BOOT);
     let at = guest.expect_from(at, "imprint: disk vdb ", BOOT);
@@ -218,7 +110,7 @@ fn default_plan_with_a_wrong_sha256_fails_safely_and_reports_it() {
     patterned_disk(&a);
     let before_b = patterned_disk(&b);
 
-    let mut guest = site.boot("52:54:00:13:31:01", [&a, &b], "");
+    let mut guest = site.boot("52:54:00:13:31:01", &[&a, &b], "", false);
     let at = guest.expect("imprint: plan http://10.213.31.1/plans/default.bty: writeImage", BOOT);
     let at = guest.expect_from(at, "!! imprint FAILED while writing the image", WRITE);
     let at = guest.expect_from(at, "sha256", BOOT);

@@ -4,6 +4,7 @@
 pub mod faults;
 pub mod nginx;
 pub mod receiver;
+pub mod site;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -31,12 +32,14 @@ pub struct Boot<'a> {
     pub extra: Vec<String>,
     /// Run QEMU inside this network namespace (for a tap the test created there).
     pub netns: Option<String>,
+    /// Also copy the console to standard output, as it arrives (`make demo`).
+    pub echo: bool,
 }
 
 impl<'a> Boot<'a> {
     pub fn new(initramfs: &'a str, append: &'a str) -> Self {
         // 64 MiB: the smallest machine imprint promises to provision.
-        Boot { initramfs, append, memory: "64M", extra: Vec::new(), netns: None }
+        Boot { initramfs, append, memory: "64M", extra: Vec::new(), netns: None, echo: false }
     }
 }
 
@@ -79,17 +82,22 @@ impl Guest {
             .arg("-append")
             .arg(format!("console=ttyS0 panic=1 {}", boot.append))
             .args(&boot.extra);
-        Self::spawn(&mut cmd)
+        Self::spawn(&mut cmd, boot.echo)
     }
 
     /// Boots from a disk image (a copy-on-write view: the file is never changed), as a
     /// machine boots from its disk: BIOS, boot loader, kernel.
     pub fn boot_disk(image: &std::path::Path) -> Guest {
-        let drive = format!("file={},format=raw,if=virtio,snapshot=on", image.display());
-        Self::spawn(qemu("128M", None).args(["-drive", &drive]))
+        Self::boot_disk_echo(image, false)
     }
 
-    fn spawn(cmd: &mut Command) -> Guest {
+    /// As `boot_disk`; `echo` also copies the console to standard output.
+    pub fn boot_disk_echo(image: &std::path::Path, echo: bool) -> Guest {
+        let drive = format!("file={},format=raw,if=virtio,snapshot=on", image.display());
+        Self::spawn(qemu("128M", None).args(["-drive", &drive]), echo)
+    }
+
+    fn spawn(cmd: &mut Command, echo: bool) -> Guest {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start qemu-system-x86_64 (make setup installs it)");
         let mut stdout = child.stdout.take().unwrap();
@@ -100,6 +108,11 @@ impl Guest {
             while let Ok(n) = stdout.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                if echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
                 }
                 let (lock, cv) = &*sink;
                 lock.lock().unwrap().extend_from_slice(&buf[..n]);

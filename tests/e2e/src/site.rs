@@ -1,0 +1,133 @@
+//! A provisioning site for end-to-end runs: a network namespace with a tap for a QEMU
+//! guest, dnsmasq on it, nginx serving `www` (plans under `www/plans`), and the status
+//! receiver appending to `reports.jsonl`. Used by the provisioning tests and `make demo`.
+
+use crate::netns::{dnsmasq, temp_dir, Daemon, Netns};
+use crate::{Boot, Guest};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+/// The servers of one test: a namespace with a tap for the guest, dnsmasq, nginx serving
+/// `www`, and the status receiver writing `reports.jsonl`.
+pub struct Site {
+    pub ns: Netns,
+    pub dir: PathBuf,
+    pub subnet: String,
+    pub status_port: u16,
+    _dhcp: Daemon,
+    servers: Vec<Child>,
+}
+
+impl Site {
+    /// `name` starts with "imn"; `subnet` is "10.213.N": the host side is .1.
+    pub fn new(name: &str, subnet: &str) -> Site {
+        let ns = Netns::new(name);
+        let tap = format!("{name}-tap");
+        crate::netns::ip(&["-n", name, "tuntap", "add", "dev", &tap, "mode", "tap"]);
+        ns.address(&tap, &format!("{subnet}.1/24"));
+        let dhcp = dnsmasq(
+            &ns,
+            &tap,
+            name,
+            &[&format!("--dhcp-range={subnet}.50,{subnet}.99,255.255.255.0,2m"), &format!("--dhcp-option=option:router,{subnet}.1")],
+        );
+        let dir = temp_dir(&format!("{name}-site"));
+        std::fs::create_dir_all(dir.join("www/plans")).unwrap();
+        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(dir.join(temp)).unwrap();
+        }
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+                 scgi_temp_path {d}/scgi;\n  server {{\n    listen {subnet}.1:80;\n    root {d}/www;\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = ns
+            .command("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx (make setup-http installs it)");
+        let mut receiver = ns
+            .command(receiver_binary())
+            .arg(format!("{subnet}.1:0"))
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the status receiver");
+        let mut line = String::new();
+        BufReader::new(receiver.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let status_port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("receiver port");
+        Site { ns, dir, subnet: subnet.to_string(), status_port, _dhcp: dhcp, servers: vec![nginx, receiver] }
+    }
+
+    pub fn www(&self) -> PathBuf {
+        self.dir.join("www")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}.1/{path}", self.subnet)
+    }
+
+    pub fn status_url(&self) -> String {
+        format!("http://{}.1:{}/status", self.subnet, self.status_port)
+    }
+
+    /// The status reports received, in order.
+    pub fn reports(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("reports.jsonl")).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    /// Boots the provisioning initramfs with `disks` as virtio disks (serials IMPRINT-A,
+    /// IMPRINT-B, ...); `echo` also copies the console to standard output.
+    pub fn boot(&self, mac: &str, disks: &[&Path], append: &str, echo: bool) -> Guest {
+        let append = format!("imprint.url={} imprint.on_error=poweroff imprint.on_error_delay=0 {append}", self.url("plans"));
+        let mut boot = Boot::new("build/initramfs.cpio.gz", &append);
+        boot.netns = Some(self.ns.name.clone());
+        let tap = format!("tap,id=n0,ifname={}-tap,script=no,downscript=no", self.ns.name);
+        boot.extra = vec!["-netdev".into(), tap, "-device".into(), format!("virtio-net-pci,netdev=n0,mac={mac}")];
+        boot.echo = echo;
+        for (i, (disk, serial)) in disks.iter().zip(["IMPRINT-A", "IMPRINT-B", "IMPRINT-C"]).enumerate() {
+            boot.extra.push("-drive".into());
+            boot.extra.push(format!("file={},format=raw,if=none,id=d{i},cache=unsafe", disk.display()));
+            boot.extra.push("-device".into());
+            boot.extra.push(format!("virtio-blk-pci,drive=d{i},serial={serial}"));
+        }
+        Guest::boot(boot)
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The imprint-receiver binary, built beside the test or demo binary running now (tests
+/// run from target/.../deps, binaries from its parent).
+fn receiver_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running binary's path");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("imprint-receiver");
+    assert!(bin.exists(), "{} is missing: build the e2e crate's binaries (make test does)", bin.display());
+    bin
+}
