@@ -128,38 +128,42 @@ pub fn retryable_status(status: u16) -> bool {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Url { url, error } => write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
-            Error::Resolve { host, error } => write!(f, "resolving {host}: {error}"),
-            Error::Connect { url, addr, errno } => write!(f, "connecting to {addr} for {url}: {errno}"),
-            Error::Send { url, errno } => write!(f, "sending the request to {url}: {errno}"),
-            Error::Receive { url, errno } => write!(f, "receiving from {url}: {errno}"),
+        // Messages of a URL and fixed words share one formatting call.
+        let (lead, url, tail) = match self {
+            Error::Url { url, error } => return write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
+            Error::Resolve { host, error } => return write!(f, "resolving {host}: {error}"),
+            Error::Connect { url, addr, errno } => return write!(f, "connecting to {addr} for {url}: {errno}"),
+            Error::Send { url, errno } => return write!(f, "sending the request to {url}: {errno}"),
+            Error::Receive { url, errno } => return write!(f, "receiving from {url}: {errno}"),
             Error::Idle { url, after } => {
-                write!(f, "{url}: no data moved for {} (idle timeout)", Seconds(*after))
+                return write!(f, "{url}: no data moved for {} (idle timeout)", Seconds(*after));
             }
-            Error::NoResponse { url } => write!(f, "{url}: connection closed before a complete response head"),
-            Error::Head { url, error } => write!(f, "{url}: {error}"),
+            Error::Head { url, error } => return write!(f, "{url}: {error}"),
             Error::Truncated { url, received, expected: Some(total) } => {
-                write!(f, "{url}: body cut short after {received} of {total} bytes")
+                return write!(f, "{url}: body cut short after {received} of {total} bytes");
             }
             Error::Truncated { url, received, expected: None } => {
-                write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)")
+                return write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)");
             }
-            Error::Chunk { url, error } => write!(f, "{url}: {error}"),
-            Error::Status { method, url, status, reason } => write!(f, "{method} {url}: {status} {reason}"),
-            Error::Redirect { url, problem: RedirectProblem::NoLocation } => {
-                write!(f, "{url}: redirect without a Location header")
-            }
-            Error::Redirect { url, problem: RedirectProblem::Loop } => write!(f, "redirect loop at {url}"),
-            Error::Redirect { url, problem: RedirectProblem::TooMany } => {
-                write!(f, "too many redirects (more than {}) ending at {url}", client::MAX_REDIRECTS)
+            Error::Chunk { url, error } => return write!(f, "{url}: {error}"),
+            // As u32: u16 would bring its own copy of the integer formatting.
+            Error::Status { method, url, status, reason } => {
+                return write!(f, "{method} {url}: {} {reason}", u32::from(*status));
             }
             Error::Changed { url, offset, why } => {
-                write!(f, "{url} changed while resuming at byte {offset}: {why}")
+                return write!(f, "{url} changed while resuming at byte {offset}: {why}");
             }
-            Error::GaveUp { attempts, last } => write!(f, "giving up after {attempts} attempts: {last}"),
-            Error::Source { url, why } => write!(f, "uploading to {url}: {why}"),
-        }
+            Error::GaveUp { attempts, last } => return write!(f, "giving up after {attempts} attempts: {last}"),
+            Error::Source { url, why } => return write!(f, "uploading to {url}: {why}"),
+            Error::NoResponse { url } => ("", url, ": connection closed before a complete response head"),
+            Error::Redirect { url, problem: RedirectProblem::NoLocation } => ("", url, ": redirect without a Location header"),
+            Error::Redirect { url, problem: RedirectProblem::Loop } => ("redirect loop at ", url, ""),
+            // The number is client::MAX_REDIRECTS.
+            Error::Redirect { url, problem: RedirectProblem::TooMany } => {
+                ("too many redirects (more than 5) ending at ", url, "")
+            }
+        };
+        write!(f, "{lead}{url}{tail}")
     }
 }
 

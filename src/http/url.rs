@@ -4,6 +4,7 @@
 //! Percent-encoding is kept exactly as given (servers disagree on what decoding and
 //! re-encoding would mean); bytes that cannot appear in a request line are rejected.
 
+use super::response::{equals_ignoring_case, parse_length};
 use alloc::string::String;
 use core::fmt;
 
@@ -80,7 +81,8 @@ impl Url {
         if self.port == 80 {
             self.host.clone()
         } else {
-            text!("{}:{}", self.host, self.port)
+            // As u32: u16 would bring its own copy of the integer formatting.
+            text!("{}:{}", self.host, u32::from(self.port))
         }
     }
 
@@ -148,8 +150,8 @@ fn has_scheme(s: &str) -> bool {
 fn strip_scheme(text: &str) -> Result<&str, UrlError> {
     let (scheme, rest) = cut(text, find(text, b":"));
     match rest.strip_prefix("://") {
-        Some(rest) if scheme.eq_ignore_ascii_case("http") => Ok(rest),
-        Some(_) if scheme.eq_ignore_ascii_case("https") => Err(UrlError::Tls),
+        Some(rest) if equals_ignoring_case(scheme.as_bytes(), b"http") => Ok(rest),
+        Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => Err(UrlError::Tls),
         _ => Err(UrlError::Scheme),
     }
 }
@@ -200,22 +202,22 @@ fn split_query(target: &str) -> (&str, &str) {
 /// climbing above the root.
 fn remove_dot_segments(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
+    let mut rest = path;
+    while let Some(after) = rest.strip_prefix('/') {
+        let (segment, next) = cut(after, find(after, b"/"));
+        rest = next;
         match segment {
-            "." | ".." => {
-                if segment == ".." {
-                    out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0));
-                }
-                // "a/." and "a/.." name a directory: keep the trailing slash.
-                if segments.peek().is_none() {
-                    out.push('/');
-                }
-            }
+            ".." => out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0)),
+            "." => {}
             _ => {
                 out.push('/');
                 out.push_str(segment);
+                continue;
             }
+        }
+        // "a/." and "a/.." name a directory: keep the trailing slash.
+        if rest.is_empty() {
+            out.push('/');
         }
     }
     if out.is_empty() {
@@ -226,7 +228,7 @@ fn remove_dot_segments(path: &str) -> String {
 
 /// A plain decimal number up to `max` (ports, octets).
 fn parse_number(digits: &[u8], max: u64) -> Option<u64> {
-    super::response::parse_length(digits).filter(|&n| n <= max)
+    parse_length(digits).filter(|&n| n <= max)
 }
 
 /// Four decimal octets, as `inet_aton` accepts them in their common form.
