@@ -46,22 +46,18 @@ pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, 
 /// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
 /// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len` gives the last chunk.
 pub fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
-    let mut line = [0u8; CHUNK_PREFIX];
-    let mut digits = 0;
+    // The size line's hex digits, written backwards from its CRLF.
+    let mut start = CHUNK_PREFIX - 2;
+    buf[start..CHUNK_PREFIX].copy_from_slice(b"\r\n");
     let mut n = len;
     loop {
-        line[digits] = b"0123456789abcdef"[n & 15];
-        digits += 1;
+        start -= 1;
+        buf[start] = b"0123456789abcdef"[n & 15];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    let start = CHUNK_PREFIX - digits - 2;
-    for i in 0..digits {
-        buf[start + i] = line[digits - 1 - i];
-    }
-    buf[CHUNK_PREFIX - 2..CHUNK_PREFIX].copy_from_slice(b"\r\n");
     // After the data its CRLF; after the last chunk ("0\r\n") that same CRLF is the
     // empty line that ends the (trailer-less) body.
     let end = CHUNK_PREFIX + len;
