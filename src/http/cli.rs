@@ -51,13 +51,13 @@ pub fn get(raw: &[&[u8]]) -> i32 {
         Err(why) => return usage(&why),
     };
     let file = match output.map(|path| Fd::open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644)) {
-        Some(Err(e)) => return fail(EXIT_IO, format_args!("opening {}: {e}", output.unwrap_or(""))),
+        Some(Err(e)) => return io_failed("opening", output.unwrap_or(""), e),
         file => file.and_then(Result::ok),
     };
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
     let mut response = match client.get(url) {
         Ok(r) => r,
-        Err(e) => return fail(EXIT_FAILED, format_args!("{e}")),
+        Err(e) => return failed(&e),
     };
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
@@ -65,10 +65,10 @@ pub fn get(raw: &[&[u8]]) -> i32 {
             Ok(0) => return 0,
             Ok(n) => {
                 if let Err(e) = write_all_raw(out, &buf[..n]) {
-                    return fail(EXIT_IO, format_args!("writing {}: {e}", output.unwrap_or("standard output")));
+                    return io_failed("writing", output.unwrap_or("standard output"), e);
                 }
             }
-            Err(e) => return fail(EXIT_FAILED, format_args!("{e}")),
+            Err(e) => return failed(&e),
         }
     }
 }
@@ -90,19 +90,19 @@ pub fn put(raw: &[&[u8]]) -> i32 {
     if path != "-" {
         let fd = match Fd::open(path, OpenFlags::READ, 0) {
             Ok(fd) => fd,
-            Err(e) => return fail(EXIT_IO, format_args!("opening {path}: {e}")),
+            Err(e) => return io_failed("opening", path, e),
         };
         if !chunked {
             match file_size(&fd) {
                 Ok(n) => length = Some(n),
-                Err(e) => return fail(EXIT_IO, format_args!("reading the size of {path}: {e}")),
+                Err(e) => return io_failed("reading the size of", path, e),
             }
         }
         source.fd = Some(fd);
     } else if !chunked {
         // Content-Length needs the length first: standard input is read into memory.
         if let Err(e) = source.read_to_end() {
-            return fail(EXIT_IO, format_args!("reading standard input: {e}"));
+            return io_failed("reading", "standard input", e);
         }
         length = Some(source.memory.len() as u64);
     }
@@ -111,7 +111,7 @@ pub fn put(raw: &[&[u8]]) -> i32 {
             sayln!("{}", response.status());
             0
         }
-        Err(e) => fail(EXIT_FAILED, format_args!("{e}")),
+        Err(e) => failed(&e),
     }
 }
 
@@ -120,9 +120,14 @@ fn usage(why: &str) -> i32 {
     EXIT_USAGE
 }
 
-fn fail(code: i32, why: core::fmt::Arguments<'_>) -> i32 {
-    errln!("imprint: {why}");
-    code
+fn failed(error: &super::Error) -> i32 {
+    errln!("imprint: {error}");
+    EXIT_FAILED
+}
+
+fn io_failed(doing: &str, what: &str, errno: Errno) -> i32 {
+    errln!("imprint: {doing} {what}: {errno}");
+    EXIT_IO
 }
 
 /// What `put` sends: a file, standard input, or standard input already read into

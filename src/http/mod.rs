@@ -126,6 +126,9 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
+// The redirect message spells the limit out (a literal costs less than formatting it).
+const _: () = assert!(client::MAX_REDIRECTS == 5);
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Messages of a URL and fixed words share one formatting call.
@@ -158,7 +161,6 @@ impl fmt::Display for Error {
             Error::NoResponse { url } => ("", url, ": connection closed before a complete response head"),
             Error::Redirect { url, problem: RedirectProblem::NoLocation } => ("", url, ": redirect without a Location header"),
             Error::Redirect { url, problem: RedirectProblem::Loop } => ("redirect loop at ", url, ""),
-            // The number is client::MAX_REDIRECTS.
             Error::Redirect { url, problem: RedirectProblem::TooMany } => {
                 ("too many redirects (more than 5) ending at ", url, "")
             }
