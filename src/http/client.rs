@@ -317,11 +317,10 @@ fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Opti
         let n = source.pull(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + want]).map_err(source_error)?;
         let range = match length {
             None => frame_chunk(&mut buf, n),
-            Some(length) if n == 0 && left > 0 => {
-                return Err(source_error(text!("the source ended after {sent} of {length} bytes")));
-            }
-            Some(length) if n > 0 && left == 0 => {
-                return Err(source_error(text!("the source is longer than the declared {length} bytes")));
+            // Short (nothing more while some is left) or long (more after all of it).
+            Some(length) if (n == 0) == (left > 0) => {
+                let how = if n == 0 { "ended after" } else { "has more than" };
+                return Err(source_error(text!("the source {how} {sent} bytes, not the declared {length}")));
             }
             Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
         };
