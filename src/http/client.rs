@@ -411,6 +411,11 @@ impl<'c> Response<'c> {
         self.total
     }
 
+    #[inline(never)]
+    fn truncated(&self) -> Error {
+        Error::Truncated { url: self.url.text(), received: self.delivered, expected: self.total }
+    }
+
     /// Reads from the current connection as the framing allows.
     #[inline(never)]
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
@@ -447,7 +452,7 @@ impl<'c> Response<'c> {
         };
         match &mut self.body {
             BodyState::Close => {}
-            _ if n == 0 => return Err(Error::Truncated { url: url.text(), received: self.delivered, expected: self.total }),
+            _ if n == 0 => return Err(self.truncated()),
             BodyState::Length { remaining } => *remaining -= n as u64,
             BodyState::Chunked(decoder) => decoder.consume_data(n),
         }
@@ -496,11 +501,7 @@ impl Read for Response<'_> {
         loop {
             let result = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
-                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(Error::Truncated {
-                    url: self.url.text(),
-                    received: self.delivered,
-                    expected: self.total,
-                }),
+                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(self.truncated()),
                 other => other,
             };
             match result {

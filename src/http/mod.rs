@@ -131,24 +131,25 @@ const _: () = assert!(client::MAX_REDIRECTS == 5);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Messages of a URL and fixed words share one formatting call.
-        let (lead, url, tail) = match self {
+        // Most messages are "<what was being done><URL or host>: <what went wrong>"; they
+        // share one formatting call.
+        let (lead, subject, detail): (&str, &str, &dyn fmt::Display) = match self {
             Error::Url { url, error } => return write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
-            Error::Resolve { host, error } => return write!(f, "resolving {host}: {error}"),
+            Error::Resolve { host, error } => ("resolving ", host, error),
             Error::Connect { url, addr, errno } => return write!(f, "connecting to {addr} for {url}: {errno}"),
-            Error::Send { url, errno } => return write!(f, "sending the request to {url}: {errno}"),
-            Error::Receive { url, errno } => return write!(f, "receiving from {url}: {errno}"),
+            Error::Send { url, errno } => ("sending the request to ", url, errno),
+            Error::Receive { url, errno } => ("receiving from ", url, errno),
             Error::Idle { url, after } => {
                 return write!(f, "{url}: no data moved for {} (idle timeout)", Seconds(*after));
             }
-            Error::Head { url, error } => return write!(f, "{url}: {error}"),
+            Error::Head { url, error } => ("", url, error),
             Error::Truncated { url, received, expected: Some(total) } => {
                 return write!(f, "{url}: body cut short after {received} of {total} bytes");
             }
             Error::Truncated { url, received, expected: None } => {
                 return write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)");
             }
-            Error::Chunk { url, error } => return write!(f, "{url}: {error}"),
+            Error::Chunk { url, error } => ("", url, error),
             // As u32: u16 would bring its own copy of the integer formatting.
             Error::Status { method, url, status, reason } => {
                 return write!(f, "{method} {url}: {} {reason}", u32::from(*status));
@@ -157,15 +158,17 @@ impl fmt::Display for Error {
                 return write!(f, "{url} changed while resuming at byte {offset}: {why}");
             }
             Error::GaveUp { attempts, last } => return write!(f, "giving up after {attempts} attempts: {last}"),
-            Error::Source { url, why } => return write!(f, "uploading to {url}: {why}"),
-            Error::NoResponse { url } => ("", url, ": connection closed before a complete response head"),
-            Error::Redirect { url, problem: RedirectProblem::NoLocation } => ("", url, ": redirect without a Location header"),
-            Error::Redirect { url, problem: RedirectProblem::Loop } => ("redirect loop at ", url, ""),
+            Error::Source { url, why } => ("uploading to ", url, why),
+            Error::NoResponse { url } => ("", url, &"connection closed before a complete response head"),
+            Error::Redirect { url, problem: RedirectProblem::NoLocation } => {
+                ("", url, &"redirect without a Location header")
+            }
+            Error::Redirect { url, problem: RedirectProblem::Loop } => return write!(f, "redirect loop at {url}"),
             Error::Redirect { url, problem: RedirectProblem::TooMany } => {
-                ("too many redirects (more than 5) ending at ", url, "")
+                return write!(f, "too many redirects (more than 5) ending at {url}");
             }
         };
-        write!(f, "{lead}{url}{tail}")
+        write!(f, "{lead}{subject}: {detail}")
     }
 }
 
