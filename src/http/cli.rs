@@ -108,7 +108,8 @@ pub fn put(raw: &[&[u8]]) -> i32 {
     }
     match client.upload("PUT", url, &[], &mut source, length) {
         Ok(response) => {
-            sayln!("{}", response.status());
+            // As u32: u16 would bring its own copy of the integer formatting.
+            sayln!("{}", u32::from(response.status()));
             0
         }
         Err(e) => failed(&e),
