@@ -175,7 +175,13 @@ pub fn equals_ignoring_case(text: &[u8], lower: &[u8]) -> bool {
 
 /// The trimmed elements of a comma-separated header value.
 fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim)
+    pieces(value, b',').map(trim)
+}
+
+/// The pieces of `v` between `separator` bytes (one splitter for every caller: each
+/// closure type would be another copy of it).
+pub fn pieces(v: &[u8], separator: u8) -> impl Iterator<Item = &[u8]> {
+    v.split(move |&b| b == separator)
 }
 
 fn parse_error_text(e: httparse::Error) -> &'static str {

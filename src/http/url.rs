@@ -4,7 +4,7 @@
 //! Percent-encoding is kept exactly as given (servers disagree on what decoding and
 //! re-encoding would mean); bytes that cannot appear in a request line are rejected.
 
-use super::response::{equals_ignoring_case, parse_length};
+use super::response::{equals_ignoring_case, parse_length, pieces};
 use alloc::string::String;
 use core::fmt;
 
@@ -234,7 +234,7 @@ fn parse_number(digits: &[u8], max: u64) -> Option<u64> {
 /// Four decimal octets, as `inet_aton` accepts them in their common form.
 pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
-    let mut parts = s.as_bytes().split(|&b| b == b'.');
+    let mut parts = pieces(s.as_bytes(), b'.');
     for octet in out.iter_mut() {
         *octet = parse_number(parts.next()?, 255)? as u8;
     }
