@@ -518,3 +518,45 @@ impl Read for Response<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::NoDns;
+    use std::io::Read as _;
+    use std::net::TcpListener;
+
+    /// A real peer on loopback: takes one connection and keeps what arrives until the
+    /// client closes it.
+    fn sink() -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = std::format!("http://127.0.0.1:{}/up", listener.local_addr().unwrap().port());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let _ = stream.read_to_end(&mut got);
+            got
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn an_upload_source_of_another_length_than_declared_is_an_error() {
+        let cases = [
+            (5, "the source ended after 3 bytes, not the declared 5", &b"\r\n\r\nabc"[..]),
+            (2, "the source has more than 2 bytes, not the declared 2", &b"\r\n\r\nab"[..]),
+        ];
+        for (length, why, sent) in cases {
+            let (url, server) = sink();
+            let mut client = Client::new(Box::new(NoDns), Options::default());
+            let error = client.upload("PUT", &url, &[], &mut &b"abc"[..], Some(length)).err().unwrap();
+            assert_eq!(error.to_string(), std::format!("uploading to {url}: {why}"));
+            // The connection closed with the error: the server saw the declared length
+            // and no byte past it.
+            let got = server.join().unwrap();
+            assert!(got.ends_with(sent), "{}", String::from_utf8_lossy(&got));
+            let declared = std::format!("\r\nContent-Length: {length}\r\n");
+            assert!(got.windows(declared.len()).any(|w| w == declared.as_bytes()));
+        }
+    }
+}
