@@ -190,19 +190,15 @@ impl fmt::Display for Seconds {
 /// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
 /// precision).
 pub fn parse_seconds(text: &str) -> Option<Duration> {
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if frac.len() > 3 || whole.is_empty() && frac.is_empty() {
+    let mut parts = response::pieces(text.as_bytes(), b'.');
+    let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
+    if parts.next().is_some() || frac.len() > 3 || whole.is_empty() && frac.is_empty() {
         return None;
     }
-    let padding = core::iter::repeat_n(b'0', 3 - frac.len());
-    let mut ms: u64 = 0;
-    for b in whole.bytes().chain(frac.bytes()).chain(padding) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        ms = ms.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(Duration::from_millis(ms))
+    // Each part is digits or nothing; the fraction counts in thousandths.
+    let number = |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
+    let ms = number(frac)? * [1000, 100, 10, 1][frac.len()];
+    number(whole)?.checked_mul(1000)?.checked_add(ms).map(Duration::from_millis)
 }
 
 #[cfg(test)]
