@@ -50,10 +50,13 @@ pub fn get(raw: &[&[u8]]) -> i32 {
         Ok(parsed) => parsed,
         Err(why) => return usage(&why),
     };
-    let file = match output.map(|path| Fd::open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644)) {
-        Some(Err(e)) => return io_failed("opening", output.unwrap_or(""), e),
-        file => file.and_then(Result::ok),
-    };
+    let mut file = None;
+    if let Some(path) = output {
+        match Fd::open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644) {
+            Ok(fd) => file = Some(fd),
+            Err(e) => return io_failed("opening", path, e),
+        }
+    }
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
     let mut response = match client.get(url) {
         Ok(r) => r,
