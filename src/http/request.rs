@@ -21,16 +21,19 @@ pub const CHUNK_PREFIX: usize = 10;
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, &str)], body: BodyFraming) {
     let mut w = VecWriter(out);
-    let _ = write!(w, "{method} {} HTTP/1.1\r\nHost: {}\r\n", url.target, url.host_header());
-    let _ = write!(w, "User-Agent: imprint/{}\r\nConnection: close\r\n", crate::VERSION);
+    let _ = write!(
+        w,
+        concat!("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/", env!("CARGO_PKG_VERSION"), "\r\nConnection: close\r\n"),
+        method,
+        url.target,
+        url.host_header()
+    );
     match body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
             let _ = write!(w, "Content-Length: {n}\r\n");
         }
-        BodyFraming::Chunked => {
-            let _ = write!(w, "Transfer-Encoding: chunked\r\n");
-        }
+        BodyFraming::Chunked => w.0.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     for (name, value) in headers {
         // Values come from our code or from a server's validator; a CR or LF in one
