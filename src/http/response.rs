@@ -117,20 +117,21 @@ impl Head {
             };
             let value = trim(h.value);
             match which {
-                // A list ("5, 5") is allowed only when every element agrees.
-                0 => {
-                    for item in list_items(value) {
+                // Both are lists. Content-Length may repeat only when every element
+                // agrees ("5, 5"); empty Transfer-Encoding elements are allowed.
+                0 | 1 => {
+                    for item in pieces(value, b',') {
+                        let item = trim(item);
+                        if which == 1 {
+                            codings += usize::from(!item.is_empty());
+                            chunked += usize::from(equals_ignoring_case(item, b"chunked"));
+                            continue;
+                        }
                         let n = parse_length(item).ok_or(HeadError::BadLength)?;
                         if length.is_some_and(|l| l != n) {
                             return Err(HeadError::BadLength);
                         }
                         length = Some(n);
-                    }
-                }
-                1 => {
-                    for item in list_items(value).filter(|i| !i.is_empty()) {
-                        codings += 1;
-                        chunked += usize::from(equals_ignoring_case(item, b"chunked"));
                     }
                 }
                 2 => head.location = text(value),
@@ -171,11 +172,6 @@ const WANTED: [&str; 7] =
 /// is several times larger in the init.)
 pub fn equals_ignoring_case(text: &[u8], lower: &[u8]) -> bool {
     text.len() == lower.len() && text.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b)
-}
-
-/// The trimmed elements of a comma-separated header value.
-fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    pieces(value, b',').map(trim)
 }
 
 /// The pieces of `v` between `separator` bytes (one splitter for every caller: each
