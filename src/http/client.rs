@@ -90,7 +90,7 @@ impl Connection {
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self, url: &Url, head_request: bool) -> Result<Head, Error> {
+    fn read_head(&mut self, url: &Url, head_request: bool) -> Result<Box<Head>, Error> {
         loop {
             match Head::parse(self.buffered(), head_request) {
                 Ok(Some((head, len))) => {
@@ -98,7 +98,7 @@ impl Connection {
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue;
                     }
-                    return Ok(head);
+                    return Ok(Box::new(head));
                 }
                 Ok(None) => {}
                 Err(error) => return Err(Error::Head { url: url.text(), error }),
@@ -259,7 +259,7 @@ impl Client {
         url: &Url,
         headers: &[(&str, &str)],
         failures: &mut u32,
-    ) -> Result<(Head, Connection), Error> {
+    ) -> Result<(Box<Head>, Connection), Error> {
         loop {
             let exchange = self
                 .send_head(method, url, headers, BodyFraming::None)
@@ -357,7 +357,7 @@ impl BodyState {
 pub struct Response<'c> {
     client: &'c mut Client,
     url: Url,
-    head: Head,
+    head: Box<Head>,
     conn: Connection,
     body: BodyState,
     /// Body bytes handed to the caller so far (across resumes).
@@ -377,7 +377,7 @@ impl<'c> Response<'c> {
         client: &'c mut Client,
         method: &'static str,
         url: Url,
-        head: Head,
+        head: Box<Head>,
         conn: Connection,
     ) -> Result<Response<'c>, Error> {
         if !(200..300).contains(&head.status) {
