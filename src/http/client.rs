@@ -231,7 +231,7 @@ impl Client {
         url: &Url,
         headers: &[(&str, &str)],
         framing: BodyFraming,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Box<Connection>, Error> {
         let ip = match url.ipv4() {
             Some(ip) => ip,
             None => self
@@ -246,7 +246,7 @@ impl Client {
         let mut head = Vec::new();
         write_head(&mut head, method, url, headers, framing);
         stream.write_all(&head, idle).map_err(|errno| send_error(url, errno, idle))?;
-        Ok(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle })
+        Ok(Box::new(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle }))
     }
 
     /// A bodiless request and its final response head, retried on transient errors and
@@ -259,7 +259,7 @@ impl Client {
         url: &Url,
         headers: &[(&str, &str)],
         failures: &mut u32,
-    ) -> Result<(Box<Head>, Connection), Error> {
+    ) -> Result<(Box<Head>, Box<Connection>), Error> {
         loop {
             let exchange = self
                 .send_head(method, url, headers, BodyFraming::None)
@@ -358,7 +358,7 @@ pub struct Response<'c> {
     client: &'c mut Client,
     url: Url,
     head: Box<Head>,
-    conn: Connection,
+    conn: Box<Connection>,
     body: BodyState,
     /// Body bytes handed to the caller so far (across resumes).
     delivered: u64,
@@ -378,7 +378,7 @@ impl<'c> Response<'c> {
         method: &'static str,
         url: Url,
         head: Box<Head>,
-        conn: Connection,
+        conn: Box<Connection>,
     ) -> Result<Response<'c>, Error> {
         if !(200..300).contains(&head.status) {
             return Err(status_error(method, &url, &head));
