@@ -90,7 +90,7 @@ impl Connection {
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self, url: &Url, head_request: bool) -> Result<Head, Error> {
+    fn read_head(&mut self, url: &Url, head_request: bool) -> Result<Box<Head>, Error> {
         loop {
             match Head::parse(self.buffered(), head_request) {
                 Ok(Some((head, len))) => {
@@ -98,7 +98,7 @@ impl Connection {
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue;
                     }
-                    return Ok(head);
+                    return Ok(Box::new(head));
                 }
                 Ok(None) => {}
                 Err(error) => return Err(Error::Head { url: url.text(), error }),
@@ -122,6 +122,7 @@ fn send_error(url: &Url, errno: Errno, idle: Duration) -> Error {
 }
 
 /// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
+#[inline(never)]
 fn transfer_error(url: &Url, errno: Errno, idle: Duration, sending: bool) -> Error {
     let url = url.text();
     match (errno == Errno::ETIMEDOUT, sending) {
@@ -131,13 +132,18 @@ fn transfer_error(url: &Url, errno: Errno, idle: Duration, sending: bool) -> Err
     }
 }
 
-/// Exponential backoff before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... up to MAX_WAIT.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(MAX_WAIT)
+/// Exponential backoff after `failures` failed attempts: 1 s, 2 s, 4 s, ... up to MAX_WAIT.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MAX_WAIT)
 }
 
+#[inline(never)]
 fn status_error(method: &'static str, url: &Url, head: &Head) -> Error {
     Error::Status { method, url: url.text(), status: head.status, reason: head.reason.clone() }
+}
+
+fn parse_url(url: &str) -> Result<Url, Error> {
+    Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })
 }
 
 impl Client {
@@ -150,38 +156,35 @@ impl Client {
     /// drops. Statuses other than 2xx after redirects are errors.
     #[inline(never)]
     pub fn get(&mut self, url: &str) -> Result<Response<'_>, Error> {
-        let mut url = Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })?;
+        let mut url = parse_url(url)?;
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let (head, conn) = self.exchange_retrying("GET", &url, &[])?;
-            match head.status {
-                301 | 302 | 303 | 307 | 308 => {
-                    let Some(location) = &head.location else {
-                        return Err(Error::Redirect { url: url.text(), problem: RedirectProblem::NoLocation });
-                    };
-                    let next = url.join(location).map_err(|error| Error::Url { url: location.clone(), error })?;
-                    seen.push(url.text());
-                    let problem = if seen.contains(&next.text()) {
-                        Some(RedirectProblem::Loop)
-                    } else if seen.len() > MAX_REDIRECTS {
-                        Some(RedirectProblem::TooMany)
-                    } else {
-                        None
-                    };
-                    if let Some(problem) = problem {
-                        return Err(Error::Redirect { url: next.text(), problem });
-                    }
-                    url = next;
-                }
-                200..=299 => return Ok(Response::new(self, url, head, conn, "GET")),
-                _ => return Err(status_error("GET", &url, &head)),
+            let (head, conn) = self.exchange_retrying("GET", &url, &[], &mut 0)?;
+            if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
+                return Response::new(self, "GET", url, head, conn);
             }
+            seen.push(url.text());
+            let problem = match &head.location {
+                None => RedirectProblem::NoLocation,
+                Some(location) => {
+                    url = url.join(location).map_err(|error| Error::Url { url: location.clone(), error })?;
+                    let next = url.text();
+                    if seen.contains(&next) {
+                        RedirectProblem::Loop
+                    } else if seen.len() > MAX_REDIRECTS {
+                        RedirectProblem::TooMany
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            return Err(Error::Redirect { url: url.text(), problem });
         }
     }
 
     /// Sends `method` with a body from `source`: `length` bytes with Content-Length, or
     /// chunked when `None`. Uploads are neither retried nor redirected: the source is a
-    /// stream that cannot be replayed. A status of 300 or more is an error.
+    /// stream that cannot be replayed. A status other than 2xx is an error.
     pub fn upload<R: Read>(
         &mut self,
         method: &'static str,
@@ -207,30 +210,28 @@ impl Client {
         source: &mut dyn Source,
         length: Option<u64>,
     ) -> Result<Response<'_>, Error> {
-        let url = Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })?;
+        let url = parse_url(url)?;
         let framing = length.map_or(BodyFraming::Chunked, BodyFraming::Length);
-        let mut conn = self.connect(&url)?;
-        let mut head = Vec::new();
-        write_head(&mut head, method, &url, headers, framing);
-        let sent = conn
-            .stream
-            .write_all(&head, conn.idle)
-            .map_err(|errno| send_error(&url, errno, conn.idle))
-            .and_then(|()| send_body(&conn, &url, source, length));
-        let head = match sent {
+        let mut conn = self.send_head(method, &url, headers, framing)?;
+        let head = match send_body(&conn, &url, source, length) {
             Ok(()) => conn.read_head(&url, false)?,
             // A server that answers early (e.g. 413) and closes makes the send fail: its
             // answer, if it sent one, says more than the broken pipe does.
             Err(e @ Error::Send { .. }) => conn.read_head(&url, false).map_err(|_| e)?,
             Err(e) => return Err(e),
         };
-        if head.status >= 300 {
-            return Err(status_error(method, &url, &head));
-        }
-        Ok(Response::new(self, url, head, conn, method))
+        Response::new(self, method, url, head, conn)
     }
 
-    fn connect(&mut self, url: &Url) -> Result<Connection, Error> {
+    /// Connects and sends a request head.
+    #[inline(never)]
+    fn send_head(
+        &mut self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        framing: BodyFraming,
+    ) -> Result<Box<Connection>, Error> {
         let ip = match url.ipv4() {
             Some(ip) => ip,
             None => self
@@ -241,41 +242,39 @@ impl Client {
         let addr = SocketAddrV4 { ip, port: url.port };
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
             .map_err(|errno| Error::Connect { url: url.text(), addr, errno })?;
-        Ok(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle: self.options.idle_timeout })
+        let idle = self.options.idle_timeout;
+        let mut head = Vec::new();
+        write_head(&mut head, method, url, headers, framing);
+        stream.write_all(&head, idle).map_err(|errno| send_error(url, errno, idle))?;
+        Ok(Box::new(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle }))
     }
 
-    /// One bodiless request and its response head.
-    fn exchange(&mut self, method: &str, url: &Url, headers: &[(&str, &str)]) -> Result<(Head, Connection), Error> {
-        let mut conn = self.connect(url)?;
-        let mut request = Vec::new();
-        write_head(&mut request, method, url, headers, BodyFraming::None);
-        conn.stream.write_all(&request, conn.idle).map_err(|errno| send_error(url, errno, conn.idle))?;
-        let head = conn.read_head(url, method == "HEAD")?;
-        Ok((head, conn))
-    }
-
-    /// `exchange`, retried on transient errors and 408/429/5xx with exponential backoff
-    /// (or the server's Retry-After).
+    /// A bodiless request and its final response head, retried on transient errors and
+    /// 408/429/5xx after an exponential backoff (or the server's Retry-After) while
+    /// `failures`, the failed attempts so far, stays within the retries.
     #[inline(never)]
     fn exchange_retrying(
         &mut self,
         method: &'static str,
         url: &Url,
         headers: &[(&str, &str)],
-    ) -> Result<(Head, Connection), Error> {
-        let mut attempt = 1;
+        failures: &mut u32,
+    ) -> Result<(Box<Head>, Box<Connection>), Error> {
         loop {
-            let (error, retry_after) = match self.exchange(method, url, headers) {
+            let exchange = self
+                .send_head(method, url, headers, BodyFraming::None)
+                .and_then(|mut conn| Ok((conn.read_head(url, method == "HEAD")?, conn)));
+            let (error, retry_after) = match exchange {
                 Ok((head, _)) if retryable_status(head.status) => (status_error(method, url, &head), head.retry_after),
                 Ok(done) => return Ok(done),
                 Err(e) if e.is_transient() => (e, None),
                 Err(e) => return Err(e),
             };
-            if attempt > self.options.retries {
-                return Err(give_up(attempt, error));
+            *failures += 1;
+            if *failures > self.options.retries {
+                return Err(give_up(*failures, error));
             }
-            sleep(retry_after.map_or(backoff(attempt), Duration::from_secs).min(MAX_WAIT));
-            attempt += 1;
+            sleep(retry_after.map_or(backoff(*failures), Duration::from_secs).min(MAX_WAIT));
         }
     }
 }
@@ -308,41 +307,34 @@ where
 #[inline(never)]
 fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Option<u64>) -> Result<(), Error> {
     let source_error = |why: String| Error::Source { url: url.text(), why };
-    let send = |bytes: &[u8]| conn.stream.write_all(bytes, conn.idle).map_err(|e| send_error(url, e, conn.idle));
     let mut buf = vec![0u8; CHUNK_PREFIX + UPLOAD_CHUNK + 2];
-    match length {
-        Some(length) => {
-            let mut left = length;
-            while left > 0 {
-                let want = (left.min(UPLOAD_CHUNK as u64)) as usize;
-                let n = source.pull(&mut buf[..want]).map_err(source_error)?;
-                if n == 0 {
-                    let sent = length - left;
-                    return Err(source_error(text!("the source ended after {sent} of {length} bytes")));
-                }
-                send(&buf[..n])?;
-                left -= n as u64;
+    let mut sent = 0;
+    loop {
+        // Past the declared length one more byte is asked for: a source longer than
+        // declared would be cut silently, so it is an error instead.
+        let left = length.map_or(UPLOAD_CHUNK as u64, |length| length - sent);
+        let want = left.clamp(1, UPLOAD_CHUNK as u64) as usize;
+        let n = source.pull(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + want]).map_err(source_error)?;
+        let range = match length {
+            None => frame_chunk(&mut buf, n),
+            // Short (nothing more while some is left) or long (more after all of it).
+            Some(length) if (n == 0) == (left > 0) => {
+                let how = if n == 0 { "ended after" } else { "has more than" };
+                return Err(source_error(text!("the source {how} {sent} bytes, not the declared {length}")));
             }
-            // A source longer than declared would be cut silently: say so instead.
-            if source.pull(&mut buf[..1]).map_err(source_error)? != 0 {
-                return Err(source_error(text!("the source is longer than the declared {length} bytes")));
-            }
-            Ok(())
+            Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
+        };
+        conn.stream.write_all(&buf[range], conn.idle).map_err(|e| send_error(url, e, conn.idle))?;
+        if n == 0 {
+            return Ok(());
         }
-        None => loop {
-            let n = source.pull(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + UPLOAD_CHUNK]).map_err(source_error)?;
-            let range = frame_chunk(&mut buf, n);
-            send(&buf[range])?;
-            if n == 0 {
-                return Ok(());
-            }
-        },
+        sent += n as u64;
     }
 }
 
 /// Where the body stands in its framing.
 enum BodyState {
-    Empty,
+    /// `remaining` bytes to go (none for a bodiless response).
     Length { remaining: u64 },
     Chunked(ChunkedDecoder),
     Close,
@@ -351,7 +343,7 @@ enum BodyState {
 impl BodyState {
     fn of(framing: Framing) -> BodyState {
         match framing {
-            Framing::Empty => BodyState::Empty,
+            Framing::Empty => BodyState::Length { remaining: 0 },
             Framing::Length(n) => BodyState::Length { remaining: n },
             Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
             Framing::Close => BodyState::Close,
@@ -365,8 +357,8 @@ impl BodyState {
 pub struct Response<'c> {
     client: &'c mut Client,
     url: Url,
-    head: Head,
-    conn: Connection,
+    head: Box<Head>,
+    conn: Box<Connection>,
     body: BodyState,
     /// Body bytes handed to the caller so far (across resumes).
     delivered: u64,
@@ -379,16 +371,26 @@ pub struct Response<'c> {
 }
 
 impl<'c> Response<'c> {
-    fn new(client: &'c mut Client, url: Url, head: Head, conn: Connection, method: &str) -> Response<'c> {
+    /// The response to `method`, or the error its status is when not 2xx.
+    #[inline(never)]
+    fn new(
+        client: &'c mut Client,
+        method: &'static str,
+        url: Url,
+        head: Box<Head>,
+        conn: Box<Connection>,
+    ) -> Result<Response<'c>, Error> {
+        if !(200..300).contains(&head.status) {
+            return Err(status_error(method, &url, &head));
+        }
         let total = match head.framing {
             Framing::Length(n) => Some(n),
             _ => None,
         };
         // Only a full 200 to a GET can be resumed: its bytes are the resource's, from 0.
-        let validator =
-            if method == "GET" && head.status == 200 { head.validator.clone() } else { None };
+        let validator = head.validator.clone().filter(|_| method == "GET" && head.status == 200);
         let body = BodyState::of(head.framing);
-        Response { client, url, head, conn, body, delivered: 0, total, validator, failures: 0 }
+        Ok(Response { client, url, head, conn, body, delivered: 0, total, validator, failures: 0 })
     }
 
     pub fn status(&self) -> u16 {
@@ -409,104 +411,82 @@ impl<'c> Response<'c> {
         self.total
     }
 
+    #[inline(never)]
+    fn truncated(&self) -> Error {
+        Error::Truncated { url: self.url.text(), received: self.delivered, expected: self.total }
+    }
+
     /// Reads from the current connection as the framing allows.
     #[inline(never)]
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         let url = &self.url;
         let idle = self.conn.idle;
-        let truncated = || Error::Truncated { url: url.text(), received: self.delivered, expected: self.total };
-        match &mut self.body {
-            BodyState::Empty | BodyState::Length { remaining: 0 } => Ok(0),
-            BodyState::Length { remaining } => {
-                let want = (*remaining).min(out.len() as u64) as usize;
-                match self.conn.read_into(&mut out[..want]).map_err(|e| receive_error(url, e, idle))? {
-                    0 => Err(truncated()),
-                    n => {
-                        *remaining -= n as u64;
-                        Ok(n)
-                    }
-                }
-            }
-            BodyState::Close => self.conn.read_into(out).map_err(|e| receive_error(url, e, idle)),
+        // Data bytes the framing allows next.
+        let allowed = match &mut self.body {
+            BodyState::Length { remaining } => *remaining,
+            BodyState::Close => u64::MAX,
             BodyState::Chunked(decoder) => loop {
                 if decoder.is_done() {
                     return Ok(0);
                 }
                 let data = decoder.data_remaining();
                 if data > 0 {
-                    let want = data.min(out.len() as u64) as usize;
-                    let n = self.conn.read_into(&mut out[..want]).map_err(|e| receive_error(url, e, idle))?;
-                    if n == 0 {
-                        return Err(truncated());
-                    }
-                    decoder.consume_data(n);
-                    return Ok(n);
+                    break data;
                 }
+                // Framing bytes are next: decode what is buffered, or read more first.
                 if self.conn.buffered().is_empty() && self.conn.fill().map_err(|e| receive_error(url, e, idle))? == 0 {
-                    return Err(truncated());
+                    break 0;
                 }
                 let used = decoder
                     .step(self.conn.buffered())
                     .map_err(|error| Error::Chunk { url: url.text(), error })?;
                 self.conn.consume(used);
             },
+        };
+        let want = allowed.min(out.len() as u64) as usize;
+        let n = match want {
+            // A finished Content-Length body (the chunked one ended above).
+            0 if matches!(self.body, BodyState::Length { remaining: 0 }) => return Ok(0),
+            0 => 0,
+            _ => self.conn.read_into(&mut out[..want]).map_err(|e| receive_error(url, e, idle))?,
+        };
+        match &mut self.body {
+            BodyState::Close => {}
+            _ if n == 0 => return Err(self.truncated()),
+            BodyState::Length { remaining } => *remaining -= n as u64,
+            BodyState::Chunked(decoder) => decoder.consume_data(n),
         }
+        Ok(n)
     }
 
     /// After a transient failure mid-body: a new request for the rest, checked to be the
     /// same resource. Returns `cause` when this response cannot be resumed.
     #[inline(never)]
     fn resume(&mut self, cause: Error) -> Result<(), Error> {
-        let Some(validator) = self.validator.clone() else {
+        let Some(validator) = &self.validator else {
             return Err(cause);
         };
-        let mut last = cause;
-        loop {
-            self.failures += 1;
-            if self.failures > self.client.options.retries {
-                return Err(give_up(self.failures, last));
-            }
-            // The first retry after progress goes at once: the connection was working.
-            if self.failures > 1 {
-                sleep(backoff(self.failures - 1));
-            }
-            let range = text!("bytes={}-", self.delivered);
-            let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
-            let (head, conn) = match self.client.exchange("GET", &self.url, &headers) {
-                Ok(ok) => ok,
-                Err(e) if e.is_transient() => {
-                    last = e;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            match head.status {
-                206 => {}
-                200 => return Err(self.changed("the server sent it whole (200, not 206): If-Range did not match")),
-                s if retryable_status(s) => {
-                    last = status_error("GET", &self.url, &head);
-                    continue;
-                }
-                _ => return Err(status_error("GET", &self.url, &head)),
-            }
-            // Head::parse already rejects a 206 without Content-Range.
-            let Some(range) = head.content_range else {
-                return Err(self.changed("206 without Content-Range"));
-            };
-            if range.first != self.delivered {
-                return Err(self.changed("the server resumed at another offset"));
-            }
-            if self.total.is_some() && range.complete != self.total {
-                return Err(self.changed("the complete length differs"));
-            }
-            self.body = BodyState::of(head.framing);
-            self.conn = conn;
-            return Ok(());
+        self.failures += 1;
+        if self.failures > self.client.options.retries {
+            return Err(give_up(self.failures, cause));
         }
-    }
-
-    fn changed(&self, why: &'static str) -> Error {
-        Error::Changed { url: self.url.text(), offset: self.delivered, why }
+        // The first retry after progress goes at once: the connection was working.
+        let range = text!("bytes={}-", self.delivered);
+        let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
+        let (head, conn) = self.client.exchange_retrying("GET", &self.url, &headers, &mut self.failures)?;
+        // Head::parse already rejects a 206 without Content-Range.
+        let why = match (head.status, head.content_range) {
+            (206, Some(range)) if range.first != self.delivered => "the server resumed at another offset",
+            (206, Some(range)) if self.total.is_some() && range.complete != self.total => "the complete length differs",
+            (206, Some(_)) => {
+                self.body = BodyState::of(head.framing);
+                self.conn = conn;
+                return Ok(());
+            }
+            (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
+            _ => return Err(status_error("GET", &self.url, &head)),
+        };
+        Err(Error::Changed { url: self.url.text(), offset: self.delivered, why })
     }
 }
 
@@ -521,11 +501,7 @@ impl Read for Response<'_> {
         loop {
             let result = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
-                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(Error::Truncated {
-                    url: self.url.text(),
-                    received: self.delivered,
-                    expected: self.total,
-                }),
+                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(self.truncated()),
                 other => other,
             };
             match result {
@@ -539,6 +515,48 @@ impl Read for Response<'_> {
                 Err(e) if e.is_transient() => self.resume(e)?,
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::NoDns;
+    use std::io::Read as _;
+    use std::net::TcpListener;
+
+    /// A real peer on loopback: takes one connection and keeps what arrives until the
+    /// client closes it.
+    fn sink() -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = std::format!("http://127.0.0.1:{}/up", listener.local_addr().unwrap().port());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let _ = stream.read_to_end(&mut got);
+            got
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn an_upload_source_of_another_length_than_declared_is_an_error() {
+        let cases = [
+            (5, "the source ended after 3 bytes, not the declared 5", &b"\r\n\r\nabc"[..]),
+            (2, "the source has more than 2 bytes, not the declared 2", &b"\r\n\r\nab"[..]),
+        ];
+        for (length, why, sent) in cases {
+            let (url, server) = sink();
+            let mut client = Client::new(Box::new(NoDns), Options::default());
+            let error = client.upload("PUT", &url, &[], &mut &b"abc"[..], Some(length)).err().unwrap();
+            assert_eq!(error.to_string(), std::format!("uploading to {url}: {why}"));
+            // The connection closed with the error: the server saw the declared length
+            // and no byte past it.
+            let got = server.join().unwrap();
+            assert!(got.ends_with(sent), "{}", String::from_utf8_lossy(&got));
+            let declared = std::format!("\r\nContent-Length: {length}\r\n");
+            assert!(got.windows(declared.len()).any(|w| w == declared.as_bytes()));
         }
     }
 }

@@ -126,40 +126,49 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
+// The redirect message spells the limit out (a literal costs less than formatting it).
+const _: () = assert!(client::MAX_REDIRECTS == 5);
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Url { url, error } => write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
-            Error::Resolve { host, error } => write!(f, "resolving {host}: {error}"),
-            Error::Connect { url, addr, errno } => write!(f, "connecting to {addr} for {url}: {errno}"),
-            Error::Send { url, errno } => write!(f, "sending the request to {url}: {errno}"),
-            Error::Receive { url, errno } => write!(f, "receiving from {url}: {errno}"),
+        // Most messages are "<what was being done><URL or host>: <what went wrong>"; they
+        // share one formatting call.
+        let (lead, subject, detail): (&str, &str, &dyn fmt::Display) = match self {
+            Error::Url { url, error } => return write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
+            Error::Resolve { host, error } => ("resolving ", host, error),
+            Error::Connect { url, addr, errno } => return write!(f, "connecting to {addr} for {url}: {errno}"),
+            Error::Send { url, errno } => ("sending the request to ", url, errno),
+            Error::Receive { url, errno } => ("receiving from ", url, errno),
             Error::Idle { url, after } => {
-                write!(f, "{url}: no data moved for {} (idle timeout)", Seconds(*after))
+                return write!(f, "{url}: no data moved for {} (idle timeout)", Seconds(*after));
             }
-            Error::NoResponse { url } => write!(f, "{url}: connection closed before a complete response head"),
-            Error::Head { url, error } => write!(f, "{url}: {error}"),
+            Error::Head { url, error } => ("", url, error),
             Error::Truncated { url, received, expected: Some(total) } => {
-                write!(f, "{url}: body cut short after {received} of {total} bytes")
+                return write!(f, "{url}: body cut short after {received} of {total} bytes");
             }
             Error::Truncated { url, received, expected: None } => {
-                write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)")
+                return write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)");
             }
-            Error::Chunk { url, error } => write!(f, "{url}: {error}"),
-            Error::Status { method, url, status, reason } => write!(f, "{method} {url}: {status} {reason}"),
-            Error::Redirect { url, problem: RedirectProblem::NoLocation } => {
-                write!(f, "{url}: redirect without a Location header")
-            }
-            Error::Redirect { url, problem: RedirectProblem::Loop } => write!(f, "redirect loop at {url}"),
-            Error::Redirect { url, problem: RedirectProblem::TooMany } => {
-                write!(f, "too many redirects (more than {}) ending at {url}", client::MAX_REDIRECTS)
+            Error::Chunk { url, error } => ("", url, error),
+            // As u32: u16 would bring its own copy of the integer formatting.
+            Error::Status { method, url, status, reason } => {
+                return write!(f, "{method} {url}: {} {reason}", u32::from(*status));
             }
             Error::Changed { url, offset, why } => {
-                write!(f, "{url} changed while resuming at byte {offset}: {why}")
+                return write!(f, "{url} changed while resuming at byte {offset}: {why}");
             }
-            Error::GaveUp { attempts, last } => write!(f, "giving up after {attempts} attempts: {last}"),
-            Error::Source { url, why } => write!(f, "uploading to {url}: {why}"),
-        }
+            Error::GaveUp { attempts, last } => return write!(f, "giving up after {attempts} attempts: {last}"),
+            Error::Source { url, why } => ("uploading to ", url, why),
+            Error::NoResponse { url } => ("", url, &"connection closed before a complete response head"),
+            Error::Redirect { url, problem: RedirectProblem::NoLocation } => {
+                ("", url, &"redirect without a Location header")
+            }
+            Error::Redirect { url, problem: RedirectProblem::Loop } => return write!(f, "redirect loop at {url}"),
+            Error::Redirect { url, problem: RedirectProblem::TooMany } => {
+                return write!(f, "too many redirects (more than 5) ending at {url}");
+            }
+        };
+        write!(f, "{lead}{subject}: {detail}")
     }
 }
 
@@ -181,19 +190,15 @@ impl fmt::Display for Seconds {
 /// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
 /// precision).
 pub fn parse_seconds(text: &str) -> Option<Duration> {
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if frac.len() > 3 || whole.is_empty() && frac.is_empty() {
+    let mut parts = response::pieces(text.as_bytes(), b'.');
+    let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
+    if parts.next().is_some() || frac.len() > 3 || whole.is_empty() && frac.is_empty() {
         return None;
     }
-    let padding = core::iter::repeat_n(b'0', 3 - frac.len());
-    let mut ms: u64 = 0;
-    for b in whole.bytes().chain(frac.bytes()).chain(padding) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        ms = ms.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(Duration::from_millis(ms))
+    // Each part is digits or nothing; the fraction counts in thousandths.
+    let number = |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
+    let ms = number(frac)? * [1000, 100, 10, 1][frac.len()];
+    number(whole)?.checked_mul(1000)?.checked_add(ms).map(Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -21,16 +21,19 @@ pub const CHUNK_PREFIX: usize = 10;
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, &str)], body: BodyFraming) {
     let mut w = VecWriter(out);
-    let _ = write!(w, "{method} {} HTTP/1.1\r\nHost: {}\r\n", url.target, url.host_header());
-    let _ = write!(w, "User-Agent: imprint/{}\r\nConnection: close\r\n", crate::VERSION);
+    let _ = write!(
+        w,
+        concat!("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/", env!("CARGO_PKG_VERSION"), "\r\nConnection: close\r\n"),
+        method,
+        url.target,
+        url.host_header()
+    );
     match body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
             let _ = write!(w, "Content-Length: {n}\r\n");
         }
-        BodyFraming::Chunked => {
-            let _ = write!(w, "Transfer-Encoding: chunked\r\n");
-        }
+        BodyFraming::Chunked => w.0.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     for (name, value) in headers {
         // Values come from our code or from a server's validator; a CR or LF in one
@@ -46,22 +49,18 @@ pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, 
 /// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
 /// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len` gives the last chunk.
 pub fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
-    let mut line = [0u8; CHUNK_PREFIX];
-    let mut digits = 0;
+    // The size line's hex digits, written backwards from its CRLF.
+    let mut start = CHUNK_PREFIX - 2;
+    buf[start..CHUNK_PREFIX].copy_from_slice(b"\r\n");
     let mut n = len;
     loop {
-        line[digits] = b"0123456789abcdef"[n & 15];
-        digits += 1;
+        start -= 1;
+        buf[start] = b"0123456789abcdef"[n & 15];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    let start = CHUNK_PREFIX - digits - 2;
-    for i in 0..digits {
-        buf[start + i] = line[digits - 1 - i];
-    }
-    buf[CHUNK_PREFIX - 2..CHUNK_PREFIX].copy_from_slice(b"\r\n");
     // After the data its CRLF; after the last chunk ("0\r\n") that same CRLF is the
     // empty line that ends the (trailer-less) body.
     let end = CHUNK_PREFIX + len;

@@ -4,6 +4,7 @@
 //! Percent-encoding is kept exactly as given (servers disagree on what decoding and
 //! re-encoding would mean); bytes that cannot appear in a request line are rejected.
 
+use super::response::{equals_ignoring_case, parse_length, pieces};
 use alloc::string::String;
 use core::fmt;
 
@@ -54,8 +55,7 @@ impl fmt::Display for UrlError {
 impl Url {
     pub fn parse(text: &str) -> Result<Url, UrlError> {
         let rest = strip_scheme(text)?;
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, target) = rest.split_at(end);
+        let (authority, target) = cut(rest, find(rest, b"/?#"));
         let (host, port) = split_authority(authority)?;
         check_host(host)?;
         Ok(Url { host: host.into(), port, target: target_of(target)? })
@@ -67,10 +67,13 @@ impl Url {
     }
 
     /// The URL as text, for errors and loop detection (one out-of-line copy of the
-    /// formatting instead of one per call site).
+    /// building instead of one per call site).
     #[inline(never)]
     pub fn text(&self) -> String {
-        text!("{self}")
+        let mut text = String::from("http://");
+        text.push_str(&self.host_header());
+        text.push_str(&self.target);
+        text
     }
 
     /// The value of the Host header: the port only when it is not 80.
@@ -78,7 +81,8 @@ impl Url {
         if self.port == 80 {
             self.host.clone()
         } else {
-            text!("{}:{}", self.host, self.port)
+            // As u32: u16 would bring its own copy of the integer formatting.
+            text!("{}:{}", self.host, u32::from(self.port))
         }
     }
 
@@ -86,23 +90,23 @@ impl Url {
     /// scheme-relative, absolute-path, query-only and relative-path references.
     #[inline(never)]
     pub fn join(&self, location: &str) -> Result<Url, UrlError> {
-        let location = location.trim_matches([' ', '\t']);
+        let location = location.trim_ascii();
         if has_scheme(location) {
             return Url::parse(location);
         }
         if let Some(rest) = location.strip_prefix("//") {
-            return Url::parse(&text!("http://{rest}"));
+            return Url::parse(&concat("http://", rest));
         }
-        let (path, _) = split_query(&self.target);
+        let path = split_query(&self.target).0;
         // What the reference is appended to: nothing for "/x", the path for "?q", the
         // path's directory for "x".
         let base = match location.as_bytes().first() {
             None | Some(b'#') => return Ok(self.clone()),
             Some(b'/') => "",
             Some(b'?') => path,
-            Some(_) => &path[..path.rfind('/').map_or(0, |i| i + 1)],
+            Some(_) => cut(path, path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1)).0,
         };
-        let merged = target_of(&text!("{base}{location}"))?;
+        let merged = target_of(&concat(base, location))?;
         let (path, query) = split_query(&merged);
         let mut target = remove_dot_segments(path);
         target.push_str(query);
@@ -112,35 +116,43 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not host_header(): formatting must not allocate.
-        write!(f, "http://{}", self.host)?;
-        if self.port != 80 {
-            write!(f, ":{}", self.port)?;
-        }
-        f.write_str(&self.target)
+        f.write_str(&self.text())
     }
 }
 
+// The searches below look for ASCII bytes, so every index they give is a char boundary;
+// `cut` still splits with a checked call: str slicing that could panic would pull
+// core's slicing panic message (with its Debug and Unicode tables, ~4 KB) into the init.
+
+/// The index of the first byte of `s` in `set`, or `s.len()`.
+fn find(s: &str, set: &[u8]) -> usize {
+    s.bytes().position(|b| set.contains(&b)).unwrap_or(s.len())
+}
+
+/// `s` split before byte `at`.
+fn cut(s: &str, at: usize) -> (&str, &str) {
+    s.split_at_checked(at).unwrap_or((s, ""))
+}
+
+fn concat(a: &str, b: &str) -> String {
+    let mut out = String::from(a);
+    out.push_str(b);
+    out
+}
+
+/// A scheme (`letter *( letter / digit / "+" / "-" / "." )`) followed by ':'.
 fn has_scheme(s: &str) -> bool {
-    match s.find(':') {
-        Some(i) if i > 0 => {
-            s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-                && s.as_bytes()[0].is_ascii_alphabetic()
-        }
-        _ => false,
-    }
+    let b = s.as_bytes();
+    let len = b.iter().position(|&c| !(c.is_ascii_alphanumeric() || b"+-.".contains(&c))).unwrap_or(b.len());
+    b.first().is_some_and(u8::is_ascii_alphabetic) && b.get(len) == Some(&b':')
 }
 
 fn strip_scheme(text: &str) -> Result<&str, UrlError> {
-    let lower_starts = |prefix: &str| {
-        text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-    };
-    if lower_starts("http://") {
-        Ok(&text[7..])
-    } else if lower_starts("https://") {
-        Err(UrlError::Tls)
-    } else {
-        Err(UrlError::Scheme)
+    let (scheme, rest) = cut(text, find(text, b":"));
+    match rest.strip_prefix("://") {
+        Some(rest) if equals_ignoring_case(scheme.as_bytes(), b"http") => Ok(rest),
+        Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => Err(UrlError::Tls),
+        _ => Err(UrlError::Scheme),
     }
 }
 
@@ -151,17 +163,18 @@ fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
     if authority.starts_with('[') {
         return Err(UrlError::Ipv6);
     }
-    match authority.rsplit_once(':') {
+    match authority.bytes().rposition(|b| b == b':') {
         None => Ok((authority, 80)),
-        Some((host, port)) => {
-            let port = parse_decimal(port).filter(|p| (1..=65535).contains(p)).ok_or(UrlError::Port)?;
+        Some(colon) => {
+            let (host, port) = cut(authority, colon);
+            let port = parse_number(&port.as_bytes()[1..], 65535).filter(|&p| p > 0).ok_or(UrlError::Port)?;
             Ok((host, port as u16))
         }
     }
 }
 
 fn check_host(host: &str) -> Result<(), UrlError> {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
     if host.is_empty() || !host.bytes().all(valid) {
         return Err(UrlError::Host);
     }
@@ -174,42 +187,37 @@ fn check_host(host: &str) -> Result<(), UrlError> {
 
 /// The request target from what follows the authority: fragment dropped, "/" when empty.
 fn target_of(rest: &str) -> Result<String, UrlError> {
-    let rest = rest.split('#').next().unwrap_or("");
+    let rest = cut(rest, find(rest, b"#")).0;
     if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
         return Err(UrlError::Unencoded);
     }
-    let mut target = String::with_capacity(rest.len() + 1);
-    if !rest.starts_with('/') {
-        target.push('/');
-    }
-    target.push_str(rest);
-    Ok(target)
+    Ok(if rest.starts_with('/') { String::from(rest) } else { concat("/", rest) })
 }
 
 fn split_query(target: &str) -> (&str, &str) {
-    target.split_at(target.find('?').unwrap_or(target.len()))
+    cut(target, find(target, b"?"))
 }
 
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
 /// climbing above the root.
 fn remove_dot_segments(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
+    let mut rest = path;
+    while let Some(after) = rest.strip_prefix('/') {
+        let (segment, next) = cut(after, find(after, b"/"));
+        rest = next;
         match segment {
-            "." | ".." => {
-                if segment == ".." {
-                    out.truncate(out.rfind('/').unwrap_or(0));
-                }
-                // "a/." and "a/.." name a directory: keep the trailing slash.
-                if segments.peek().is_none() {
-                    out.push('/');
-                }
-            }
+            ".." => out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0)),
+            "." => {}
             _ => {
                 out.push('/');
                 out.push_str(segment);
+                continue;
             }
+        }
+        // "a/." and "a/.." name a directory: keep the trailing slash.
+        if rest.is_empty() {
+            out.push('/');
         }
     }
     if out.is_empty() {
@@ -218,19 +226,17 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
-fn parse_decimal(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+/// A plain decimal number up to `max` (ports, octets).
+fn parse_number(digits: &[u8], max: u64) -> Option<u64> {
+    parse_length(digits).filter(|&n| n <= max)
 }
 
 /// Four decimal octets, as `inet_aton` accepts them in their common form.
 pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
-    let mut parts = s.split('.');
+    let mut parts = pieces(s.as_bytes(), b'.');
     for octet in out.iter_mut() {
-        *octet = parse_decimal(parts.next()?).filter(|v| *v <= 255)? as u8;
+        *octet = parse_number(parts.next()?, 255)? as u8;
     }
     parts.next().is_none().then_some(out)
 }

@@ -18,7 +18,8 @@ pub struct SocketAddrV4 {
 impl fmt::Display for SocketAddrV4 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d] = self.ip;
-        write!(f, "{a}.{b}.{c}.{d}:{}", self.port)
+        // As u32: u16 would bring its own copy of the integer formatting.
+        write!(f, "{a}.{b}.{c}.{d}:{}", u32::from(self.port))
     }
 }
 

@@ -416,7 +416,17 @@ fn urls_it_cannot_fetch_say_why() {
     assert_eq!(out.error(), "imprint: resolving boot.example: no DNS server configured");
     let out = imprint(&["get"], b"");
     assert_eq!(out.code, 64);
-    assert_eq!(imprint(&["get", "http://h/", "--idle-timeout", "soon"], b"").code, 64);
+    assert_eq!(out.error(), "imprint: expected one URL; see imprint --help");
+    let out = imprint(&["get", "http://h/", "--idle-timeout", "soon"], b"");
+    assert_eq!(out.code, 64);
+    assert_eq!(out.error(), "imprint: --idle-timeout takes seconds (e.g. 30 or 0.5), not soon; see imprint --help");
+    let out = imprint(&["get", "http://h/", "--retries=-1"], b"");
+    assert_eq!(out.error(), "imprint: --retries takes a count, not -1; see imprint --help");
+    // Each command takes only its own options: -o is get's, --chunked is put's.
+    let out = imprint(&["put", "-", "http://h/", "-o", "f"], b"");
+    assert_eq!((out.code, out.error()), (64, "imprint: unknown option \"-o\"; see imprint --help"));
+    let out = imprint(&["get", "http://h/", "--chunked"], b"");
+    assert_eq!((out.code, out.error()), (64, "imprint: unknown option \"--chunked\"; see imprint --help"));
     let help = String::from_utf8(imprint(&["--help"], b"").ok().stdout.clone()).unwrap();
     for text in ["get <url> [-o FILE]", "put <file|-> <url> [--chunked]", "--idle-timeout", "--retries"] {
         assert!(help.contains(text), "--help lacks {text}");
