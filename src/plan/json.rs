@@ -226,7 +226,9 @@ impl<'a> Parser<'a> {
             }
             self.at_least_one_digit()?;
         }
-        Ok(Value::Number(String::from(&self.text[start..self.pos])))
+        // `get`, not indexing: str indexing links core's slicing panic (kilobytes). The
+        // range is all ASCII digits and signs, so it is always on character boundaries.
+        Ok(Value::Number(String::from(self.text.get(start..self.pos).unwrap_or_default())))
     }
 
     fn digits(&mut self) {
@@ -250,7 +252,7 @@ impl<'a> Parser<'a> {
             // Copy the run of plain characters at once (the input is valid UTF-8, and the
             // run ends at an ASCII byte, so the slice is on character boundaries).
             let run = self.s[self.pos..].iter().take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20).count();
-            out.push_str(&self.text[self.pos..self.pos + run]);
+            out.push_str(self.text.get(self.pos..self.pos + run).unwrap_or_default());
             self.pos += run;
             match self.peek() {
                 None => return Err(self.error("unterminated string")),
