@@ -1,6 +1,7 @@
 //! Images: gzip or raw, streamed onto a disk ([`write`]), with our own CRC-32 ([`crc32`])
 //! and SHA-256 ([`sha256`]) to prove every byte, and the `imprint write` command.
 
+pub mod capture;
 pub mod crc32;
 pub mod gzip;
 pub mod progress;
