@@ -108,6 +108,9 @@ pub fn show_plan(url: &str, plan: &Plan) {
     if let Some(to) = &plan.destination_address {
         sayln!("  upload    {to}");
     }
+    if plan.wipe_device && plan.action == Action::ReadImage {
+        sayln!("  note: wipeDevice ignored: a capture only reads the disk");
+    }
     for key in &plan.ignored {
         sayln!("  note: unknown plan key {key} ignored");
     }
@@ -116,7 +119,7 @@ pub fn show_plan(url: &str, plan: &Plan) {
         (plan.lvm_root_name.is_some(), "growing the LVM root (lvmRootName)"),
         (plan.address.is_some() || plan.gateway.is_some() || plan.nameserver.is_some(), "writing the network configuration (address, gateway, nameserver)"),
         (plan.hostname.is_some() || !plan.files.is_empty(), "writing files into the deployed system (hostname, files)"),
-        (plan.wipe_device, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
+        (plan.wipe_device && plan.action == Action::WriteImage, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
     ] {
         if asked {
             sayln!("  note: this build does not do {what} yet; the plan's other steps go on");
@@ -251,6 +254,7 @@ pub enum RunError {
     /// The image could not be fetched at all.
     Image(http::Error),
     Write(crate::image::write::WriteError<Interrupted>),
+    Capture(crate::image::capture::CaptureError),
 }
 
 impl fmt::Display for RunError {
@@ -260,6 +264,7 @@ impl fmt::Display for RunError {
             RunError::Disk(e) => e.fmt(f),
             RunError::Image(e) => write!(f, "fetching the image: {e}"),
             RunError::Write(e) => e.fmt(f),
+            RunError::Capture(e) => e.fmt(f),
         }
     }
 }
@@ -289,16 +294,8 @@ pub fn write_image(
     let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
     let mut lease = lease;
     let mut hook = |p: &Progress| -> Result<(), Interrupted> {
-        match (on_tty, p.done) {
-            (true, false) => say!("\r{p}\x1b[K"),
-            (true, true) => say!("\r{p}\x1b[K\n"),
-            (false, _) => sayln!("{p}"),
-        }
-        if let Some(client) = lease.as_deref_mut() {
-            if client.tick(time::monotonic()).map_err(Interrupted::Lease)? == crate::net::LeaseEvent::Renewed {
-                sayln!("\nimprint: lease renewed");
-            }
-        }
+        crate::image::show_progress(p, on_tty);
+        keep_lease(lease.as_deref_mut()).map_err(Interrupted::Lease)?;
         let report = Report {
             mac: reporter.mac,
             phase: Phase::Writing,
@@ -322,6 +319,90 @@ pub fn write_image(
         bytes_total: Some(summary.image_len),
         kilobytes_per_second: 0,
         sha256: summary.sha256,
+        message: &done,
+        error: None,
+    };
+    reporter.progress(&report, true);
+    Ok(())
+}
+
+/// Renews the DHCP lease when it is due (a transfer can outlast it).
+fn keep_lease(lease: Option<&mut crate::net::BoundClient>) -> Result<(), crate::net::DhcpError> {
+    if let Some(client) = lease {
+        if client.tick(time::monotonic())? == crate::net::LeaseEvent::Renewed {
+            sayln!("\nimprint: lease renewed");
+        }
+    }
+    Ok(())
+}
+
+/// Captures `disk` to the plan's `desintationAddress`: gzip unless `compressed` is false,
+/// a plunder multipart form named after this machine's MAC unless `upload` is "put".
+/// Reads only (`wipeDevice` means nothing here). In a dry run, stops before the first
+/// byte is sent and says what would have been done.
+pub fn capture_image(
+    client: &mut Client,
+    plan: &Plan,
+    disk: &Disk,
+    lease: Option<&mut crate::net::BoundClient>,
+    reporter: &mut Reporter,
+) -> Result<(), RunError> {
+    use crate::image::capture::{self, Options};
+    use crate::image::progress::Progress;
+    let url = plan.destination_address.as_deref().unwrap_or_default();
+    let path = disk.path();
+    let m = reporter.mac;
+    let name = text!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
+    let form_name = (plan.upload == plan::Upload::Multipart).then_some(name);
+    let options = Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
+    let source = capture::open(&path).map_err(RunError::Capture)?;
+    let what = text!(
+        "{path} ({} bytes) to {url} as {} ({})",
+        source.size,
+        if options.compressed { "gzip" } else { "raw" },
+        if options.form_name.is_some() { "multipart POST" } else { "PUT" }
+    );
+    if plan.dry_run {
+        let what = text!("dry run: would capture {what}");
+        sayln!("imprint: {what}");
+        reporter.phase(Phase::DryRun, &what);
+        return Ok(());
+    }
+    sayln!("imprint: capturing {what}");
+    reporter.phase(Phase::Capturing, url);
+    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
+    let mut lease = lease;
+    let mut hook = |p: &Progress| -> Result<(), String> {
+        crate::image::show_progress(p, on_tty);
+        keep_lease(lease.as_deref_mut()).map_err(|e| text!("keeping the DHCP lease: {e}"))?;
+        let report = Report {
+            mac: reporter.mac,
+            phase: Phase::Capturing,
+            bytes_done: p.written,
+            bytes_total: p.image_size,
+            kilobytes_per_second: p.rate() / 1000,
+            sha256: None,
+            message: "",
+            error: None,
+        };
+        reporter.progress(&report, false);
+        Ok(())
+    };
+    let summary = capture::capture(client, source, url, &options, &mut hook).map_err(RunError::Capture)?;
+    let done = text!(
+        "captured {} bytes of {path} to {url} ({} bytes sent); sha256 {}",
+        summary.disk_len,
+        summary.sent_len,
+        crate::image::sha256::Hex(&summary.sha256)
+    );
+    sayln!("imprint: {done}");
+    let report = Report {
+        mac: reporter.mac,
+        phase: Phase::Done,
+        bytes_done: summary.disk_len,
+        bytes_total: Some(summary.disk_len),
+        kilobytes_per_second: 0,
+        sha256: Some(summary.sha256),
         message: &done,
         error: None,
     };

@@ -281,7 +281,7 @@ impl<'h> Capture<'h> {
         self.sha.update(data);
         self.read += n as u64;
         match &mut self.gzip {
-            None => (self.end, self.from_block) = (n, true),
+            None => (self.end, self.from_block) = (n, n > 0),
             Some(gzip) => {
                 self.zero_bytes += encode(gzip, data, &mut self.out, &mut self.end)?;
                 if n == 0 {
@@ -443,6 +443,63 @@ pub fn capture(
     Ok(body.finish())
 }
 
+pub const CAPTURE_USAGE: &str = "imprint capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]";
+
+/// `imprint capture`: reads the device, uploads it, prints progress and the SHA-256;
+/// returns the exit status.
+pub fn capture_command(args: &[&[u8]]) -> i32 {
+    let (path, url, options) = match parse_capture_args(args) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            errln!("imprint capture: {why}; usage: {CAPTURE_USAGE}");
+            return crate::tool::EXIT_USAGE;
+        }
+    };
+    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
+    let mut show = |p: &Progress| -> Result<(), String> {
+        super::show_progress(p, on_tty);
+        Ok(())
+    };
+    let mut client = Client::new(Box::new(http::NoDns), http::Options { retries: 0, ..http::Options::default() });
+    let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
+    match result {
+        Ok(s) => {
+            sayln!(
+                "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
+                s.disk_len,
+                s.sent_len,
+                s.members,
+                s.zero_bytes,
+                super::sha256::Hex(&s.sha256)
+            );
+            0
+        }
+        Err(e) => {
+            if on_tty {
+                say!("\n");
+            }
+            errln!("imprint capture: {e}");
+            1
+        }
+    }
+}
+
+fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
+    let mut args = crate::tool::Args::new(args)?;
+    let level = match args.value("--level")? {
+        Some(n) => n.parse().ok().filter(|&l| l <= 10).ok_or_else(|| text!("--level takes 0 to 10, not {n}"))?,
+        None => DEFAULT_LEVEL,
+    };
+    let name = args.value("--name")?;
+    let compressed = !args.flag("--raw");
+    let put = args.flag("--put");
+    let positional = args.positional(2, "a device and an upload URL")?;
+    let (path, url) = (positional[0], positional[1]);
+    // plunder names captures by MAC; a tool run names it after the device by default.
+    let form_name = (!put).then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
+    Ok((path, url, Options { compressed, level, form_name }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,6 +598,7 @@ mod tests {
         let data = disk_like(3 << 20);
         let raw = Options { compressed: false, ..options };
         let (sent, summary, _) = capture_file("raw", &data, &raw, MEMBER_MAX);
+        assert!(sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"), "the form's framing around the disk");
         assert!(sent[5..sent.len() - 6] == data[..]);
         assert_eq!(summary.members, 0);
     }
@@ -555,6 +613,21 @@ mod tests {
         assert!(preamble.starts_with(&format!("--{boundary}\r\n")));
         assert!(preamble.contains("name=\"BootyImage\"; filename=\"m.zmg\"") && preamble.ends_with("\r\n\r\n"));
         assert_eq!(epilogue, format!("\r\n--{boundary}--\r\n"));
+    }
+
+    #[test]
+    fn capture_arguments_parse_and_bad_ones_are_refused() {
+        let (path, url, options) = parse_capture_args(&[b"/dev/vda", b"http://s/image"]).unwrap();
+        assert_eq!((path, url), ("/dev/vda", "http://s/image"));
+        assert_eq!(options, Options { compressed: true, level: DEFAULT_LEVEL, form_name: Some("vda".to_string()) });
+        let args: [&[u8]; 7] = [b"d", b"--raw", b"u", b"--put", b"--level", b"9", b"--name=x"];
+        let (_, _, options) = parse_capture_args(&args).unwrap();
+        assert_eq!(options, Options { compressed: false, level: 9, form_name: None });
+        let (_, _, named) = parse_capture_args(&[b"d", b"u", b"--name", b"aa:bb"]).unwrap();
+        assert_eq!(named.form_name.as_deref(), Some("aa:bb"));
+        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"]).unwrap_err().contains("0 to 10"));
+        assert!(parse_capture_args(&[b"d"]).unwrap_err().contains("a device and an upload URL"));
+        assert!(parse_capture_args(&[b"d", b"u", b"--fast"]).unwrap_err().contains("--fast"));
     }
 
     #[test]
