@@ -17,7 +17,8 @@ use super::progress::Progress;
 use super::sha256::Sha256;
 use crate::http::{self, Client};
 use crate::io::Read;
-use crate::sys::block::{self, AlignedBuf, Kind};
+use crate::sys::block::{self, Kind};
+use crate::sys::readahead::ReadAhead;
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{time, Errno};
 use alloc::boxed::Box;
@@ -28,10 +29,10 @@ use core::fmt;
 use core::time::Duration;
 use miniz_oxide::deflate::core::{compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus};
 
-/// One O_DIRECT read: a multiple of every logical block size (512-4096), and large:
-/// direct reads are not read ahead by the kernel, and on the bench's loop device 4 MiB
-/// reads ran at 1.0 GB/s where 1 MiB reads ran at 0.3-0.4 GB/s.
-const BLOCK: usize = 4 << 20;
+/// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
+/// the bench's loop device 1 MiB direct reads ran at 0.3-0.4 GB/s, 2 MiB at 0.5, 4 MiB at
+/// 1.0; with the next block read in the background, 2 MiB keeps ahead of deflate.
+const BLOCK: usize = 2 << 20;
 /// Deflated this much at a time, so the output buffer stays a quarter of a block.
 const STEP: usize = 1 << 20;
 /// Granularity of zero detection: a run of whole zero units is not deflated.
@@ -169,7 +170,8 @@ struct Gzip {
 /// pulled by the HTTP client as it sends.
 pub struct Capture<'h> {
     disk: Disk,
-    block: AlignedBuf,
+    /// The disk's blocks; `current()` is the one being encoded.
+    reader: ReadAhead,
     /// Raw disk bytes read so far.
     read: u64,
     /// The block holds `block_len` bytes, deflated up to `block_pos`.
@@ -177,7 +179,7 @@ pub struct Capture<'h> {
     block_len: usize,
     sha: Sha256,
     gzip: Option<Gzip>,
-    /// Bytes waiting to be pulled: `out[start..end]`, or `block[start..end]` when
+    /// Bytes waiting to be pulled: `out[start..end]`, or the block's `[start..end]` when
     /// `from_block` (a raw capture sends the block itself).
     out: Vec<u8>,
     start: usize,
@@ -214,13 +216,13 @@ impl<'h> Capture<'h> {
         epilogue: &[u8],
         hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     ) -> Result<Capture<'h>, CaptureError> {
-        let block = AlignedBuf::zeroed(BLOCK).map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
+        let reader = ReadAhead::new(BLOCK).map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
         let mut out = vec![0u8; STEP + 2 * ROOM];
         out[..preamble.len()].copy_from_slice(preamble);
         let now = time::monotonic();
         let mut capture = Capture {
             disk,
-            block,
+            reader,
             read: 0,
             block_pos: 0,
             block_len: 0,
@@ -251,7 +253,7 @@ impl<'h> Capture<'h> {
             };
             // One zero unit, deflated from a fresh compressor up to a full flush.
             capture.end = 0;
-            deflate(&mut gzip.compressor, &capture.block[..ZERO_UNIT], TDEFLFlush::Full, &mut capture.out, &mut capture.end)?;
+            deflate(&mut gzip.compressor, &vec![0; ZERO_UNIT], TDEFLFlush::Full, &mut capture.out, &mut capture.end)?;
             gzip.zero_unit = capture.out[..capture.end].to_vec();
             gzip.compressor.reset();
             capture.out[..preamble.len()].copy_from_slice(preamble);
@@ -286,8 +288,9 @@ impl<'h> Capture<'h> {
     fn produce(&mut self) -> Result<(), CaptureError> {
         (self.start, self.end, self.from_block) = (0, 0, false);
         if self.block_pos == self.block_len {
-            let n = self.disk.fd.read_full(&mut self.block).map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
-            self.sha.update(&self.block[..n]);
+            let block = self.reader.next(&self.disk.fd).map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
+            let n = block.len();
+            self.sha.update(block);
             self.read += n as u64;
             (self.block_pos, self.block_len) = (0, n);
         }
@@ -295,7 +298,7 @@ impl<'h> Capture<'h> {
         match &mut self.gzip {
             None => (self.end, self.from_block, self.block_pos) = (n, n > 0, self.block_len),
             Some(gzip) => {
-                let data = &self.block[self.block_pos..self.block_pos + n.min(STEP)];
+                let data = &self.reader.current()[self.block_pos..self.block_pos + n.min(STEP)];
                 self.block_pos += data.len();
                 self.zero_bytes += encode(gzip, data, &mut self.out, &mut self.end)?;
                 if n == 0 {
@@ -326,7 +329,7 @@ impl Read for Capture<'_> {
             }
             self.produce()?;
         }
-        let pending = if self.from_block { &self.block[self.start..self.end] } else { &self.out[self.start..self.end] };
+        let pending = if self.from_block { &self.reader.current()[self.start..self.end] } else { &self.out[self.start..self.end] };
         let n = pending.len().min(buf.len());
         buf[..n].copy_from_slice(&pending[..n]);
         self.start += n;

@@ -277,28 +277,28 @@ const AIO_SLOTS: usize = 32;
 
 #[repr(C)]
 #[derive(Default)]
-struct Iocb {
-    aio_data: u64,
-    aio_key: u32,
-    aio_rw_flags: i32,
-    aio_lio_opcode: u16,
-    aio_reqprio: i16,
-    aio_fildes: u32,
-    aio_buf: u64,
-    aio_nbytes: u64,
-    aio_offset: i64,
-    aio_reserved2: u64,
-    aio_flags: u32,
-    aio_resfd: u32,
+pub(super) struct Iocb {
+    pub(super) aio_data: u64,
+    pub(super) aio_key: u32,
+    pub(super) aio_rw_flags: i32,
+    pub(super) aio_lio_opcode: u16,
+    pub(super) aio_reqprio: i16,
+    pub(super) aio_fildes: u32,
+    pub(super) aio_buf: u64,
+    pub(super) aio_nbytes: u64,
+    pub(super) aio_offset: i64,
+    pub(super) aio_reserved2: u64,
+    pub(super) aio_flags: u32,
+    pub(super) aio_resfd: u32,
 }
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-struct IoEvent {
-    data: u64,
-    obj: u64,
-    res: i64,
-    res2: i64,
+pub(super) struct IoEvent {
+    pub(super) data: u64,
+    pub(super) obj: u64,
+    pub(super) res: i64,
+    pub(super) res2: i64,
 }
 
 #[derive(Clone, Copy)]

@@ -98,11 +98,11 @@ fn capture(raw: &Path) {
     let size = |name: &str| fs::metadata(stored.join(name)).unwrap().len();
     let rate = |secs: f64| IMAGE_LEN as f64 / secs / 1e6;
     println!("disk: {} MB raw on {} (read-only loop device), to nginx on loopback (PUT)", IMAGE_LEN / 1_000_000, dev.0);
-    for (name, (secs, rss), file) in
+    for (name, (secs, rss, cpu), file) in
         [("imprint capture --put", imprint, "imprint.zmg"), ("dd | gzip -1 | curl -T -", pipeline, "pipeline.gz")]
     {
         println!(
-            "{name:<34} {:>9.1} MB/s  {secs:>6.2} s  {:>5} MB compressed ({:.1}%)  peak RSS {rss:>7} KiB",
+            "{name:<26} {:>6.1} MB/s  {secs:>6.2} s (CPU {cpu:>5.2} s)  {:>4} MB compressed ({:.1}%)  peak RSS {rss:>6} KiB",
             rate(secs),
             size(file) / 1_000_000,
             size(file) as f64 * 100.0 / IMAGE_LEN as f64
@@ -110,6 +110,9 @@ fn capture(raw: &Path) {
     }
     let ratio = pipeline.0 / imprint.0;
     println!("imprint / pipeline: {ratio:.2}x (budget >= 1.5x) {}", verdict(ratio >= 1.5));
+    // The pipeline's three processes get three shares of a busy machine, imprint one.
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average during the run: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -155,8 +158,9 @@ fn sh(script: &str) {
     assert!(status.success(), "failed: {script}");
 }
 
-/// Runs `script` under /usr/bin/time -v; returns seconds and peak RSS in KiB.
-fn timed(script: &str) -> (f64, u64) {
+/// Runs `script` under /usr/bin/time -v; returns seconds, peak RSS in KiB, and CPU
+/// seconds (user + system, of every process of the script).
+fn timed(script: &str) -> (f64, u64, f64) {
     let start = Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-v", "bash", "-euo", "pipefail", "-c"])
@@ -171,7 +175,12 @@ fn timed(script: &str) -> (f64, u64) {
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
         .and_then(|v| v.parse().ok())
         .expect("peak RSS in /usr/bin/time -v output");
-    (secs, rss)
+    let cpu: f64 = report
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("User time (seconds): ").or(l.trim().strip_prefix("System time (seconds): ")))
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    (secs, rss, cpu)
 }
 
 /// Seconds miniz_oxide takes to inflate the whole file from memory into memory.
