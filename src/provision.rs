@@ -184,6 +184,42 @@ impl Reporter {
         }
     }
 
+    /// What a dry run would have done, on the console and as the last report.
+    pub fn dry_run(&mut self, what: &str) {
+        sayln!("imprint: {what}");
+        self.phase(Phase::DryRun, what);
+    }
+
+    /// A transfer's progress, from the numbers of its progress line.
+    pub fn transfer(&mut self, phase: Phase, p: &crate::image::progress::Progress) {
+        let report = Report {
+            mac: self.mac,
+            phase,
+            bytes_done: p.written,
+            bytes_total: p.image_size,
+            kilobytes_per_second: p.rate() / 1000,
+            sha256: None,
+            message: "",
+            error: None,
+        };
+        self.progress(&report, p.done);
+    }
+
+    /// The last report of a run that did its work: `bytes` of the disk, their sha256.
+    pub fn done(&mut self, bytes: u64, sha256: Option<[u8; 32]>, message: &str) {
+        let report = Report {
+            mac: self.mac,
+            phase: Phase::Done,
+            bytes_done: bytes,
+            bytes_total: Some(bytes),
+            kilobytes_per_second: 0,
+            sha256,
+            message,
+            error: None,
+        };
+        self.send(&report);
+    }
+
     /// The last report of a failed run.
     pub fn failure(&mut self, error: &dyn fmt::Display) {
         let text = text!("{error}");
@@ -284,9 +320,7 @@ pub fn write_image(
     let source_size = response.length();
     if plan.dry_run {
         let size = source_size.map_or(String::from("unknown size"), |n| text!("{n} bytes"));
-        let what = text!("dry run: would write {url} ({size}) onto {}", disk.path());
-        sayln!("imprint: {what}");
-        reporter.phase(Phase::DryRun, &what);
+        reporter.dry_run(&text!("dry run: would write {url} ({size}) onto {}", disk.path()));
         return Ok(());
     }
     reporter.phase(Phase::Writing, url);
@@ -296,33 +330,13 @@ pub fn write_image(
     let mut hook = |p: &Progress| -> Result<(), Interrupted> {
         crate::image::show_progress(p, on_tty);
         keep_lease(lease.as_deref_mut()).map_err(Interrupted::Lease)?;
-        let report = Report {
-            mac: reporter.mac,
-            phase: Phase::Writing,
-            bytes_done: p.written,
-            bytes_total: p.image_size,
-            kilobytes_per_second: p.rate() / 1000,
-            sha256: None,
-            message: "",
-            error: None,
-        };
-        reporter.progress(&report, p.done);
+        reporter.transfer(Phase::Writing, p);
         Ok(())
     };
     let summary = write::write_image(&mut response, &disk.path(), &options, &mut hook).map_err(RunError::Write)?;
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
-    let report = Report {
-        mac: reporter.mac,
-        phase: Phase::Done,
-        bytes_done: summary.image_len,
-        bytes_total: Some(summary.image_len),
-        kilobytes_per_second: 0,
-        sha256: summary.sha256,
-        message: &done,
-        error: None,
-    };
-    reporter.progress(&report, true);
+    reporter.done(summary.image_len, summary.sha256, &done);
     Ok(())
 }
 
@@ -351,8 +365,7 @@ pub fn capture_image(
     use crate::image::progress::Progress;
     let url = plan.destination_address.as_deref().unwrap_or_default();
     let path = disk.path();
-    let m = reporter.mac;
-    let name = text!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
+    let name = text!("{}", crate::net::link::Mac(reporter.mac));
     let form_name = (plan.upload == plan::Upload::Multipart).then_some(name);
     let options = Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
     let source = capture::open(&path).map_err(RunError::Capture)?;
@@ -363,9 +376,7 @@ pub fn capture_image(
         if options.form_name.is_some() { "multipart POST" } else { "PUT" }
     );
     if plan.dry_run {
-        let what = text!("dry run: would capture {what}");
-        sayln!("imprint: {what}");
-        reporter.phase(Phase::DryRun, &what);
+        reporter.dry_run(&text!("dry run: would capture {what}"));
         return Ok(());
     }
     sayln!("imprint: capturing {what}");
@@ -375,17 +386,7 @@ pub fn capture_image(
     let mut hook = |p: &Progress| -> Result<(), String> {
         crate::image::show_progress(p, on_tty);
         keep_lease(lease.as_deref_mut()).map_err(|e| text!("keeping the DHCP lease: {e}"))?;
-        let report = Report {
-            mac: reporter.mac,
-            phase: Phase::Capturing,
-            bytes_done: p.written,
-            bytes_total: p.image_size,
-            kilobytes_per_second: p.rate() / 1000,
-            sha256: None,
-            message: "",
-            error: None,
-        };
-        reporter.progress(&report, false);
+        reporter.transfer(Phase::Capturing, p);
         Ok(())
     };
     let summary = capture::capture(client, source, url, &options, &mut hook).map_err(RunError::Capture)?;
@@ -396,16 +397,6 @@ pub fn capture_image(
         crate::image::sha256::Hex(&summary.sha256)
     );
     sayln!("imprint: {done}");
-    let report = Report {
-        mac: reporter.mac,
-        phase: Phase::Done,
-        bytes_done: summary.disk_len,
-        bytes_total: Some(summary.disk_len),
-        kilobytes_per_second: 0,
-        sha256: Some(summary.sha256),
-        message: &done,
-        error: None,
-    };
-    reporter.progress(&report, true);
+    reporter.done(summary.disk_len, Some(summary.sha256), &done);
     Ok(())
 }

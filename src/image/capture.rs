@@ -18,8 +18,8 @@ use super::sha256::Sha256;
 use crate::http::{self, Client};
 use crate::io::Read;
 use crate::sys::block::{self, Kind};
-use crate::sys::readahead::ReadAhead;
 use crate::sys::fd::{Fd, OpenFlags};
+use crate::sys::readahead::ReadAhead;
 use crate::sys::{time, Errno};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -27,7 +27,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
-use miniz_oxide::deflate::core::{compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus};
+use miniz_oxide::deflate::core::{
+    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+};
 
 /// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
 /// the bench's loop device 1 MiB direct reads ran at 0.3-0.4 GB/s, 2 MiB at 0.5, 4 MiB at
@@ -69,12 +71,25 @@ impl Options {
 /// Why a capture failed.
 #[derive(Debug)]
 pub enum CaptureError {
-    Open { path: String, errno: Errno },
+    Open {
+        path: String,
+        errno: Errno,
+    },
     /// The device is mounted or held open exclusively: its image would not be consistent.
-    Busy { path: String },
-    NotASource { path: String },
-    Device { doing: &'static str, errno: Errno },
-    Read { offset: u64, errno: Errno },
+    Busy {
+        path: String,
+    },
+    NotASource {
+        path: String,
+    },
+    Device {
+        doing: &'static str,
+        errno: Errno,
+    },
+    Read {
+        offset: u64,
+        errno: Errno,
+    },
     /// miniz_oxide refused its input (cannot happen with valid parameters; a guard).
     Deflate,
     /// The hook asked to stop (a lost lease).
@@ -216,7 +231,8 @@ impl<'h> Capture<'h> {
         epilogue: &[u8],
         hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     ) -> Result<Capture<'h>, CaptureError> {
-        let reader = ReadAhead::new(BLOCK).map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
+        let reader =
+            ReadAhead::new(BLOCK).map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
         let mut out = vec![0u8; STEP + 2 * ROOM];
         out[..preamble.len()].copy_from_slice(preamble);
         let now = time::monotonic();
@@ -267,7 +283,13 @@ impl<'h> Capture<'h> {
     /// What the capture did; the SHA-256 is of every disk byte read.
     pub fn finish(self) -> Summary {
         let members = self.gzip.as_ref().map_or(0, |g| g.members);
-        Summary { disk_len: self.read, sent_len: self.sent, members, zero_bytes: self.zero_bytes, sha256: self.sha.finish() }
+        Summary {
+            disk_len: self.read,
+            sent_len: self.sent,
+            members,
+            zero_bytes: self.zero_bytes,
+            sha256: self.sha.finish(),
+        }
     }
 
     /// The progress so far (`done` on the last call, after the server accepted it all).
@@ -288,7 +310,8 @@ impl<'h> Capture<'h> {
     fn produce(&mut self) -> Result<(), CaptureError> {
         (self.start, self.end, self.from_block) = (0, 0, false);
         if self.block_pos == self.block_len {
-            let block = self.reader.next(&self.disk.fd).map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
+            let block =
+                self.reader.next(&self.disk.fd).map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
             let n = block.len();
             self.sha.update(block);
             self.read += n as u64;
@@ -329,7 +352,11 @@ impl Read for Capture<'_> {
             }
             self.produce()?;
         }
-        let pending = if self.from_block { &self.reader.current()[self.start..self.end] } else { &self.out[self.start..self.end] };
+        let pending = if self.from_block {
+            &self.reader.current()[self.start..self.end]
+        } else {
+            &self.out[self.start..self.end]
+        };
         let n = pending.len().min(buf.len());
         buf[..n].copy_from_slice(&pending[..n]);
         self.start += n;

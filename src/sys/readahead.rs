@@ -3,9 +3,9 @@
 //! kernel, so a capture would otherwise wait for every read before deflating it. Without
 //! AIO in the kernel (ENOSYS, as in a tinyconfig kernel) every read is a plain pread.
 
-use super::block::{AlignedBuf, IoEvent, Iocb};
+use super::block::{aio_destroy, aio_events, aio_setup, AlignedBuf, IoEvent, Iocb};
 use super::fd::Fd;
-use super::{check, check_size, Errno, Result};
+use super::{check_size, Errno, Result};
 
 const IOCB_CMD_PREAD: u16 = 0;
 
@@ -28,11 +28,7 @@ impl ReadAhead {
     /// Two buffers of `block` bytes (a multiple of the logical block size).
     pub fn new(block: usize) -> Result<ReadAhead> {
         let bufs = [AlignedBuf::zeroed(block)?, AlignedBuf::zeroed(block)?];
-        let mut ctx: libc::c_ulong = 0;
-        // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
-        let ret = unsafe { libc::syscall(libc::SYS_io_setup, 1 as libc::c_long, &mut ctx as *mut libc::c_ulong) };
-        let ctx = check(ret as libc::c_int).ok().map(|_| ctx);
-        Ok(ReadAhead { bufs, ctx, in_flight: false, next: 0, offset: 0, current_len: 0, ended: false })
+        Ok(ReadAhead { bufs, ctx: aio_setup(1), in_flight: false, next: 0, offset: 0, current_len: 0, ended: false })
     }
 
     /// The next block of `fd` (the same fd on every call, open with O_DIRECT for reads
@@ -92,25 +88,7 @@ impl ReadAhead {
     fn wait(&mut self) -> Result<usize> {
         let Some(ctx) = self.ctx else { return Err(Errno::EINVAL) };
         let mut event = [IoEvent::default()];
-        loop {
-            // SAFETY: `event` has room for the one event asked for; a null timeout means
-            // wait; the kernel writes only into `event`.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_io_getevents,
-                    ctx,
-                    1 as libc::c_long,
-                    1 as libc::c_long,
-                    event.as_mut_ptr(),
-                    core::ptr::null_mut::<libc::timespec>(),
-                )
-            };
-            match check(ret as libc::c_int) {
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-                Ok(_) => break,
-            }
-        }
+        aio_events(ctx, 1, &mut event)?;
         match event[0].res {
             res if res < 0 => Err(Errno(-res as i32)),
             res => Ok(res as usize),
@@ -133,9 +111,8 @@ fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
 impl Drop for ReadAhead {
     fn drop(&mut self) {
         if let Some(ctx) = self.ctx {
-            // SAFETY: io_destroy cancels or waits for the read in flight, so no kernel
-            // reference to our buffers outlives this call; the buffers are freed after.
-            unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+            // The read in flight is cancelled or waited for; the buffers are freed after.
+            aio_destroy(ctx);
         }
     }
 }

@@ -1,51 +1,11 @@
-//! SHA-256 block compression with the x86 SHA extensions (SHA-NI), found at run time: a
-//! capture hashes every byte of the disk, and the portable code took 38% of a capture's
-//! CPU time. CPUs without them (QEMU's TCG CPU, older machines) use the portable path.
+//! SHA-256 block compression with the x86 SHA extensions (SHA-NI, found at run time by
+//! cpu.rs): a capture hashes every byte of the disk, and the portable code took 38% of a
+//! capture's CPU time. CPUs without them (QEMU's TCG CPU, older machines) use the
+//! portable path.
 
+use super::cpu::has_sha_ni;
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64 as arch;
-use core::sync::atomic::{AtomicU8, Ordering};
-
-const UNKNOWN: u8 = 0;
-const ABSENT: u8 = 1;
-const PRESENT: u8 = 2;
-
-static SHA_NI: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-/// Whether the CPU has the SHA extensions, SSSE3 and SSE4.1 (asked once, then remembered).
-pub fn has_sha_ni() -> bool {
-    match SHA_NI.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            let found = detect();
-            SHA_NI.store(if found { PRESENT } else { ABSENT }, Ordering::Relaxed);
-            found
-        }
-        state => state == PRESENT,
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect() -> bool {
-    // SAFETY: CPUID exists on every x86_64 CPU; leaves 0, 1 and 7 only read feature bits
-    // (leaf 7 is asked only when leaf 0 says it exists).
-    #[allow(unused_unsafe)]
-    let (max, leaf1) = unsafe { (arch::__cpuid(0).eax, arch::__cpuid(1)) };
-    if max < 7 {
-        return false;
-    }
-    // SAFETY: as above; leaf 7 exists (max >= 7).
-    #[allow(unused_unsafe)]
-    let leaf7 = unsafe { arch::__cpuid_count(7, 0) };
-    const SSSE3: u32 = 1 << 9;
-    const SSE4_1: u32 = 1 << 19;
-    const SHA: u32 = 1 << 29;
-    leaf1.ecx & (SSSE3 | SSE4_1) == SSSE3 | SSE4_1 && leaf7.ebx & SHA != 0
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect() -> bool {
-    false
-}
 
 /// Compresses the whole 64-byte blocks of `data` into `state` with round constants `k`;
 /// `false` (nothing done) when the CPU lacks the SHA extensions, so the caller falls back.

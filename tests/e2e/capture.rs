@@ -8,12 +8,12 @@
 //!
 //! Needs root (losetup, namespaces), mkfs.ext4, nginx, QEMU: run through `make test`.
 
+use imprint_e2e::artifact;
 use imprint_e2e::loopdev::{scratch, Loop, MIB};
 use imprint_e2e::netns::temp_dir;
 use imprint_e2e::nginx::Nginx;
 use imprint_e2e::receiver::{Behaviour, Receiver};
 use imprint_e2e::site::Site;
-use imprint_e2e::artifact;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -146,7 +146,11 @@ fn refusals_failures_and_resets_are_one_line_and_leave_the_source_alone() {
         let run = imprint(&["capture", &source.dev, &url, "--raw"]);
         assert_ne!(run.code, 0, "{behaviour:?}: imprint capture succeeded: {}", run.stdout);
         assert_eq!(run.stderr.lines().count(), 1, "{behaviour:?}: one line on stderr: {}", run.stderr);
-        assert!(run.stderr.starts_with("imprint capture: ") && run.stderr.contains(needle), "{behaviour:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("imprint capture: ") && run.stderr.contains(needle),
+            "{behaviour:?}: {}",
+            run.stderr
+        );
     }
     assert_eq!(sha256_hex(&source.dev), sha, "the source is unchanged");
 
@@ -182,9 +186,11 @@ fn a_guest_captures_its_disk_to_the_site() {
     let sha = sha256_hex(disk.to_str().unwrap());
 
     let mut guest = site.boot(MAC, &[&disk], "", false);
-    let at = guest.expect("imprint: plan http://10.213.50.1/plans/52-54-00-13-50-01.bty: readImage", Duration::from_secs(60));
+    let at = guest
+        .expect("imprint: plan http://10.213.50.1/plans/52-54-00-13-50-01.bty: readImage", Duration::from_secs(60));
     let at = guest.expect_from(at, "note: wipeDevice ignored: a capture only reads the disk", Duration::from_secs(5));
-    let at = guest.expect_from(at, &format!("imprint: captured {} bytes of /dev/vda", data.len()), Duration::from_secs(240));
+    let at =
+        guest.expect_from(at, &format!("imprint: captured {} bytes of /dev/vda", data.len()), Duration::from_secs(240));
     guest.expect_from(at, &format!("sha256 {sha}"), Duration::from_secs(5));
     assert!(guest.wait_exit(Duration::from_secs(60)).success());
 

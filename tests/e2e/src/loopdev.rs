@@ -71,4 +71,3 @@ pub fn scratch(name: &str) -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     dir
 }
-
