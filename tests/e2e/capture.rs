@@ -205,3 +205,28 @@ fn a_guest_captures_its_disk_to_the_site() {
     assert!(last.contains("\"phase\":\"done\"") && last.contains(&format!("\"sha256\":\"{sha}\"")), "{last}");
     let _ = std::fs::remove_dir_all(&disks);
 }
+
+#[test]
+#[ignore = "needs root, QEMU, dnsmasq, nginx and the build artifacts: run `make test`"]
+fn a_dry_run_capture_says_what_it_would_send_and_sends_nothing() {
+    let site = Site::new("imncd", "10.213.51");
+    let to = format!("http://10.213.51.1:{}/image", site.status_port);
+    let plan = format!(
+        r#"{{"action":"readImage","compressed":false,"sourceDevice":"/dev/vda","desintationAddress":"{to}","dryRun":true,"statusURL":"{}"}}"#,
+        site.status_url()
+    );
+    std::fs::write(site.www().join("plans/default.bty"), plan).unwrap();
+    let disks = temp_dir("imncd-disks");
+    let disk = disks.join("a.img");
+    std::fs::write(&disk, vec![0x5a; 4 * MIB]).unwrap();
+
+    let mut guest = site.boot("52:54:00:13:51:01", &[&disk], "", false);
+    let line = format!("imprint: dry run: would capture /dev/vda ({} bytes) to {to} as raw (multipart POST)", 4 * MIB);
+    guest.expect(&line, Duration::from_secs(60));
+    assert!(guest.wait_exit(Duration::from_secs(60)).success());
+    let reports = site.reports();
+    assert!(reports.iter().any(|r| r.contains("\"phase\":\"dry-run\"")), "{reports:?}");
+    assert!(!site.dir.join("52:54:00:13:51:01.img").exists(), "nothing was uploaded");
+    assert_eq!(std::fs::read(&disk).unwrap(), vec![0x5a; 4 * MIB], "nothing was written");
+    let _ = std::fs::remove_dir_all(&disks);
+}
