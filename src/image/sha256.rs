@@ -76,8 +76,8 @@ impl Sha256 {
 /// has them, else portably.
 fn compress_blocks(state: &mut [u32; 8], data: &[u8]) {
     if !crate::sys::sha::sha256_blocks(state, &K, data) {
-        for block in data.chunks_exact(64) {
-            compress(state, block.try_into().expect("chunks of 64"));
+        for block in data.as_chunks::<64>().0 {
+            compress(state, block);
         }
     }
 }
