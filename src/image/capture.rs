@@ -1,8 +1,8 @@
 //! Capturing a disk: read it with O_DIRECT in large aligned blocks, hash every byte
 //! (SHA-256 of the raw disk), deflate it into our own gzip framing, and hand the bytes to
 //! an HTTP upload as a pull stream, wrapped in a multipart form for plunder or bare for a
-//! PUT. Nothing is buffered beyond one block and its compressed form; nothing is written
-//! to any disk.
+//! PUT. Nothing is buffered beyond two blocks (the one being deflated, the next being
+//! read) and one step's compressed form; nothing is written to any disk.
 //!
 //! Runs of zero units cost no deflate work: the compressor is fully flushed (its window
 //! dropped, the output byte-aligned) and a deflate encoding of one zero unit, made once at
@@ -42,7 +42,7 @@ const ZERO_UNIT: usize = 64 << 10;
 /// Room kept free in the output buffer before each deflate call.
 const ROOM: usize = 64 << 10;
 /// A gzip member ends before its ISIZE (the length modulo 2^32) would wrap, so every
-/// member's ISIZE is its true length: 4 GiB less one block.
+/// member's ISIZE is its true length: 4 GiB less one step.
 pub const MEMBER_MAX: u64 = (4 << 30) - STEP as u64;
 /// A fast level by default: a capture should be bound by the disk or the network.
 pub const DEFAULT_LEVEL: u8 = 1;
@@ -504,7 +504,7 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
         super::show_progress(p, on_tty);
         Ok(())
     };
-    let mut client = Client::new(Box::new(http::NoDns), http::Options { retries: 0, ..http::Options::default() });
+    let mut client = Client::new(Box::new(http::NoDns), http::Options::default());
     let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
     match result {
         Ok(s) => {
