@@ -28,7 +28,7 @@ INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/lin
 CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
 
-.PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write setup setup-net help clean
+.PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write bench-capture setup setup-net help clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -146,7 +146,7 @@ fuzz: | setup-fuzz ## fuzz each parser for FUZZ_SECONDS (600)
 
 # Benchmarks: not in `make test`; each prints rates and ratios against reference pipelines
 # measured in the same run.
-bench: bench-dhcp bench-http bench-write ## every benchmark (needs root; ~3 GiB in build/bench)
+bench: bench-dhcp bench-http bench-write bench-capture ## every benchmark (needs root; ~3 GiB in build/bench)
 
 bench-dhcp: build/init | setup-net ## DHCP: link-up -> bound time against a local dnsmasq
 	tests/bench-dhcp.sh build/init
@@ -158,6 +158,11 @@ bench-http: build/init | setup-http ## GET 1 GiB from nginx on loopback, imprint
 # gzip|dd pipeline and miniz_oxide's in-memory inflate; prints rates, ratios, peak RSS.
 bench-write: build/init | setup-rust setup-test ## image write: imprint vs gzip|dd vs in-memory inflate
 	CARGO_TARGET_DIR=target/e2e cargo run --release --locked --manifest-path tests/e2e/Cargo.toml --bin imi-bench
+
+# Not in `make test`: the same ~1 GiB raw image on a read-only loop device, captured to
+# nginx on loopback by imprint and by dd|gzip -1|curl; rates, ratio, sizes, peak RSS.
+bench-capture: build/init | setup-rust setup-test setup-http ## capture: imprint vs dd|gzip -1|curl -T -
+	CARGO_TARGET_DIR=target/e2e cargo run --release --locked --manifest-path tests/e2e/Cargo.toml --bin imi-bench -- capture
 
 # Setup on a fresh machine: Debian packages and the musl target, each only if missing.
 setup: setup-rust setup-pack setup-kernel setup-qemu setup-test setup-demo setup-http setup-net setup-fuzz ## install what builds and tests need
@@ -182,7 +187,7 @@ setup-qemu:
 	@$(call need_packages,qemu-system-x86)
 
 setup-test:
-	@$(call need_packages,busybox-static util-linux gzip diffutils coreutils time)
+	@$(call need_packages,busybox-static util-linux gzip diffutils coreutils time e2fsprogs)
 
 setup-demo:
 	@$(call need_packages,busybox-static extlinux syslinux-common fdisk e2fsprogs util-linux)

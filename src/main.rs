@@ -119,7 +119,8 @@ fn act(client: &mut Client, plan: &Plan, network: &mut Network, reporter: &mut p
         }
         Action::ReadImage => {
             rescue::enter(Step::Capturing);
-            Err(Error::Unsupported("capturing a disk (readImage)"))
+            provision::capture_image(client, plan, &disk, network.dhcp.as_mut(), reporter)?;
+            Ok(())
         }
     }
 }

@@ -108,6 +108,9 @@ pub fn show_plan(url: &str, plan: &Plan) {
     if let Some(to) = &plan.destination_address {
         sayln!("  upload    {to}");
     }
+    if plan.wipe_device && plan.action == Action::ReadImage {
+        sayln!("  note: wipeDevice ignored: a capture only reads the disk");
+    }
     for key in &plan.ignored {
         sayln!("  note: unknown plan key {key} ignored");
     }
@@ -116,7 +119,7 @@ pub fn show_plan(url: &str, plan: &Plan) {
         (plan.lvm_root_name.is_some(), "growing the LVM root (lvmRootName)"),
         (plan.address.is_some() || plan.gateway.is_some() || plan.nameserver.is_some(), "writing the network configuration (address, gateway, nameserver)"),
         (plan.hostname.is_some() || !plan.files.is_empty(), "writing files into the deployed system (hostname, files)"),
-        (plan.wipe_device, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
+        (plan.wipe_device && plan.action == Action::WriteImage, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
     ] {
         if asked {
             sayln!("  note: this build does not do {what} yet; the plan's other steps go on");
@@ -179,6 +182,42 @@ impl Reporter {
             self.last = Some(now);
             self.send(report);
         }
+    }
+
+    /// What a dry run would have done, on the console and as the last report.
+    pub fn dry_run(&mut self, what: &str) {
+        sayln!("imprint: {what}");
+        self.phase(Phase::DryRun, what);
+    }
+
+    /// A transfer's progress, from the numbers of its progress line.
+    pub fn transfer(&mut self, phase: Phase, p: &crate::image::progress::Progress) {
+        let report = Report {
+            mac: self.mac,
+            phase,
+            bytes_done: p.written,
+            bytes_total: p.image_size,
+            kilobytes_per_second: p.rate() / 1000,
+            sha256: None,
+            message: "",
+            error: None,
+        };
+        self.progress(&report, p.done);
+    }
+
+    /// The last report of a run that did its work: `bytes` of the disk, their sha256.
+    pub fn done(&mut self, bytes: u64, sha256: Option<[u8; 32]>, message: &str) {
+        let report = Report {
+            mac: self.mac,
+            phase: Phase::Done,
+            bytes_done: bytes,
+            bytes_total: Some(bytes),
+            kilobytes_per_second: 0,
+            sha256,
+            message,
+            error: None,
+        };
+        self.send(&report);
     }
 
     /// The last report of a failed run.
@@ -251,6 +290,7 @@ pub enum RunError {
     /// The image could not be fetched at all.
     Image(http::Error),
     Write(crate::image::write::WriteError<Interrupted>),
+    Capture(crate::image::capture::CaptureError),
 }
 
 impl fmt::Display for RunError {
@@ -260,6 +300,7 @@ impl fmt::Display for RunError {
             RunError::Disk(e) => e.fmt(f),
             RunError::Image(e) => write!(f, "fetching the image: {e}"),
             RunError::Write(e) => e.fmt(f),
+            RunError::Capture(e) => e.fmt(f),
         }
     }
 }
@@ -279,9 +320,7 @@ pub fn write_image(
     let source_size = response.length();
     if plan.dry_run {
         let size = source_size.map_or(String::from("unknown size"), |n| text!("{n} bytes"));
-        let what = text!("dry run: would write {url} ({size}) onto {}", disk.path());
-        sayln!("imprint: {what}");
-        reporter.phase(Phase::DryRun, &what);
+        reporter.dry_run(&text!("dry run: would write {url} ({size}) onto {}", disk.path()));
         return Ok(());
     }
     reporter.phase(Phase::Writing, url);
@@ -289,42 +328,75 @@ pub fn write_image(
     let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
     let mut lease = lease;
     let mut hook = |p: &Progress| -> Result<(), Interrupted> {
-        match (on_tty, p.done) {
-            (true, false) => say!("\r{p}\x1b[K"),
-            (true, true) => say!("\r{p}\x1b[K\n"),
-            (false, _) => sayln!("{p}"),
-        }
-        if let Some(client) = lease.as_deref_mut() {
-            if client.tick(time::monotonic()).map_err(Interrupted::Lease)? == crate::net::LeaseEvent::Renewed {
-                sayln!("\nimprint: lease renewed");
-            }
-        }
-        let report = Report {
-            mac: reporter.mac,
-            phase: Phase::Writing,
-            bytes_done: p.written,
-            bytes_total: p.image_size,
-            kilobytes_per_second: p.rate() / 1000,
-            sha256: None,
-            message: "",
-            error: None,
-        };
-        reporter.progress(&report, p.done);
+        crate::image::show_progress(p, on_tty);
+        keep_lease(lease.as_deref_mut()).map_err(Interrupted::Lease)?;
+        reporter.transfer(Phase::Writing, p);
         Ok(())
     };
     let summary = write::write_image(&mut response, &disk.path(), &options, &mut hook).map_err(RunError::Write)?;
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
-    let report = Report {
-        mac: reporter.mac,
-        phase: Phase::Done,
-        bytes_done: summary.image_len,
-        bytes_total: Some(summary.image_len),
-        kilobytes_per_second: 0,
-        sha256: summary.sha256,
-        message: &done,
-        error: None,
+    reporter.done(summary.image_len, summary.sha256, &done);
+    Ok(())
+}
+
+/// Renews the DHCP lease when it is due (a transfer can outlast it).
+fn keep_lease(lease: Option<&mut crate::net::BoundClient>) -> Result<(), crate::net::DhcpError> {
+    if let Some(client) = lease {
+        if client.tick(time::monotonic())? == crate::net::LeaseEvent::Renewed {
+            sayln!("\nimprint: lease renewed");
+        }
+    }
+    Ok(())
+}
+
+/// Captures `disk` to the plan's `desintationAddress`: gzip unless `compressed` is false,
+/// a plunder multipart form named after this machine's MAC unless `upload` is "put".
+/// Reads only (`wipeDevice` means nothing here). In a dry run, stops before the first
+/// byte is sent and says what would have been done.
+pub fn capture_image(
+    client: &mut Client,
+    plan: &Plan,
+    disk: &Disk,
+    lease: Option<&mut crate::net::BoundClient>,
+    reporter: &mut Reporter,
+) -> Result<(), RunError> {
+    use crate::image::capture::{self, Options};
+    use crate::image::progress::Progress;
+    let url = plan.destination_address.as_deref().unwrap_or_default();
+    let path = disk.path();
+    let name = text!("{}", crate::net::link::Mac(reporter.mac));
+    let form_name = (plan.upload == plan::Upload::Multipart).then_some(name);
+    let options = Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
+    let source = capture::open(&path).map_err(RunError::Capture)?;
+    let what = text!(
+        "{path} ({} bytes) to {url} as {} ({})",
+        source.size,
+        if options.compressed { "gzip" } else { "raw" },
+        if options.form_name.is_some() { "multipart POST" } else { "PUT" }
+    );
+    if plan.dry_run {
+        reporter.dry_run(&text!("dry run: would capture {what}"));
+        return Ok(());
+    }
+    sayln!("imprint: capturing {what}");
+    reporter.phase(Phase::Capturing, url);
+    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
+    let mut lease = lease;
+    let mut hook = |p: &Progress| -> Result<(), String> {
+        crate::image::show_progress(p, on_tty);
+        keep_lease(lease.as_deref_mut()).map_err(|e| text!("keeping the DHCP lease: {e}"))?;
+        reporter.transfer(Phase::Capturing, p);
+        Ok(())
     };
-    reporter.progress(&report, true);
+    let summary = capture::capture(client, source, url, &options, &mut hook).map_err(RunError::Capture)?;
+    let done = text!(
+        "captured {} bytes of {path} to {url} ({} bytes sent); sha256 {}",
+        summary.disk_len,
+        summary.sent_len,
+        crate::image::sha256::Hex(&summary.sha256)
+    );
+    sayln!("imprint: {done}");
+    reporter.done(summary.disk_len, Some(summary.sha256), &done);
     Ok(())
 }

@@ -17,6 +17,13 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
                    block device or regular file: exclusive O_DIRECT, verified, first MiB
                    last; --sha256 checks the raw image, --size is its length in bytes,
                    --no-sparse writes zero blocks instead of zeroing them
+  capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]
+                   read a block device (or file) with O_DIRECT and upload it as
+                   it is read: gzip (deflate --level 0-10, default 1) unless
+                   --raw; a plunder multipart POST (field BootyImage, file
+                   NAME.zmg or NAME.img, NAME the device's base name by
+                   default) unless --put sends the bare body; prints the
+                   disk's sha256. Reads only: never writes a disk
   get <url> [-o FILE]
                    GET url (following redirects, retrying, resuming with Range);
                    the body goes to standard output or FILE
@@ -110,6 +117,7 @@ pub fn main(args: &[&[u8]]) -> i32 {
             0
         }
         Some("write") => crate::image::write_command(&args[2..]),
+        Some("capture") => crate::image::capture::capture_command(&args[2..]),
         Some("dhcp") => crate::net::dhcp_command(&args[2..]),
         None => {
             errln!("imprint: no command given (this is not PID 1); see imprint --help");

@@ -1,6 +1,7 @@
 //! Images: gzip or raw, streamed onto a disk ([`write`]), with our own CRC-32 ([`crc32`])
 //! and SHA-256 ([`sha256`]) to prove every byte, and the `imprint write` command.
 
+pub mod capture;
 pub mod crc32;
 pub mod gzip;
 pub mod progress;
@@ -93,6 +94,15 @@ pub fn open_source(spec: &str) -> Result<(Source, Option<u64>), Errno> {
     Ok((Source::File(file), len))
 }
 
+/// The progress line: redrawn in place on a terminal, one line per call otherwise.
+pub fn show_progress(p: &progress::Progress, on_tty: bool) {
+    match (on_tty, p.done) {
+        (true, false) => say!("\r{p}\x1b[K"),
+        (true, true) => say!("\r{p}\x1b[K\n"),
+        (false, _) => sayln!("{p}"),
+    }
+}
+
 pub const WRITE_USAGE: &str = "imprint write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]";
 
 /// `imprint write`: parses the arguments, writes, prints progress; returns the exit status.
@@ -149,11 +159,7 @@ fn run_write(cmd: &WriteCommand) -> i32 {
     let options = write::Options { source_size, ..cmd.options.clone() };
     let on_tty = tty::is_tty(fd::STDOUT);
     let mut show = |p: &progress::Progress| -> Result<(), SourceError> {
-        match (on_tty, p.done) {
-            (true, false) => say!("\r{p}\x1b[K"),
-            (true, true) => say!("\r{p}\x1b[K\n"),
-            (false, _) => sayln!("{p}"),
-        }
+        show_progress(p, on_tty);
         Ok(())
     };
     let result = write::write_image(&mut source, &cmd.target, &options, &mut show);

@@ -1,4 +1,4 @@
-//! Progress of an image write, and the one line the console shows for it.
+//! Progress of an image write or capture, and the one line the console shows for it.
 
 use core::fmt;
 use core::time::Duration;
@@ -17,6 +17,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Set on the last call, after the image is verified and in place.
     pub done: bool,
+    /// A capture: `written` counts disk bytes read, and the line says "read".
+    pub reading: bool,
 }
 
 impl Progress {
@@ -70,7 +72,7 @@ impl fmt::Display for Bytes {
 /// The console line: `1234.5 MB written  45%  156.2 MB/s  ETA 0:42`.
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} written", Bytes(self.written))?;
+        write!(f, "{} {}", Bytes(self.written), if self.reading { "read" } else { "written" })?;
         if let Some(p) = self.percent() {
             write!(f, "  {p:>3}%")?;
         }
@@ -104,6 +106,7 @@ mod tests {
             image_size: None,
             elapsed: Duration::from_secs(2),
             done: false,
+            reading: false,
         };
         assert_eq!(p.to_string(), "300.0 MB written   25%  150.0 MB/s  ETA 0:06");
         let unknown = Progress { source_size: None, ..p };
@@ -113,5 +116,6 @@ mod tests {
         let by_image = Progress { source_size: None, image_size: Some(600_000_000), ..p };
         assert_eq!(by_image.percent(), Some(50));
         assert_eq!(Progress::default().to_string(), "0 kB written  0.0 MB/s");
+        assert_eq!(Progress { reading: true, ..unknown }.to_string(), "300.0 MB read  150.0 MB/s");
     }
 }

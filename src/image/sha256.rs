@@ -46,14 +46,12 @@ impl Sha256 {
                 return;
             }
             let block = self.block;
-            compress(&mut self.state, &block);
+            compress_blocks(&mut self.state, &block);
             self.filled = 0;
         }
-        let mut blocks = data.chunks_exact(64);
-        for b in &mut blocks {
-            compress(&mut self.state, b.try_into().expect("chunks of 64"));
-        }
-        let rest = blocks.remainder();
+        let whole = data.len() / 64 * 64;
+        compress_blocks(&mut self.state, &data[..whole]);
+        let rest = &data[whole..];
         self.block[..rest.len()].copy_from_slice(rest);
         self.filled = rest.len();
     }
@@ -71,6 +69,16 @@ impl Sha256 {
             o.copy_from_slice(&s.to_be_bytes());
         }
         out
+    }
+}
+
+/// Compresses the whole 64-byte blocks of `data`: with the CPU's SHA extensions when it
+/// has them, else portably.
+fn compress_blocks(state: &mut [u32; 8], data: &[u8]) {
+    if !crate::sys::sha::sha256_blocks(state, &K, data) {
+        for block in data.as_chunks::<64>().0 {
+            compress(state, block);
+        }
     }
 }
 
@@ -195,6 +203,21 @@ mod tests {
         let mut h = Sha256::new();
         data.chunks(1 << 20 | 17).for_each(|c| h.update(c));
         assert_eq!(Hex(&h.finish()).to_string(), theirs[..64]);
+    }
+
+    #[test]
+    fn the_sha_extensions_and_the_portable_rounds_agree() {
+        let data: std::vec::Vec<u8> = (0..64 * 1000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let mut portable = INITIAL;
+        for block in data.chunks_exact(64) {
+            compress(&mut portable, block.try_into().unwrap());
+        }
+        let mut fast = INITIAL;
+        if crate::sys::sha::sha256_blocks(&mut fast, &K, &data) {
+            assert_eq!(fast, portable);
+        } else {
+            std::eprintln!("no SHA extensions on this CPU: only the portable rounds were checked");
+        }
     }
 
     #[test]

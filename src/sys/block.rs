@@ -277,28 +277,28 @@ const AIO_SLOTS: usize = 32;
 
 #[repr(C)]
 #[derive(Default)]
-struct Iocb {
-    aio_data: u64,
-    aio_key: u32,
-    aio_rw_flags: i32,
-    aio_lio_opcode: u16,
-    aio_reqprio: i16,
-    aio_fildes: u32,
-    aio_buf: u64,
-    aio_nbytes: u64,
-    aio_offset: i64,
-    aio_reserved2: u64,
-    aio_flags: u32,
-    aio_resfd: u32,
+pub(super) struct Iocb {
+    pub(super) aio_data: u64,
+    pub(super) aio_key: u32,
+    pub(super) aio_rw_flags: i32,
+    pub(super) aio_lio_opcode: u16,
+    pub(super) aio_reqprio: i16,
+    pub(super) aio_fildes: u32,
+    pub(super) aio_buf: u64,
+    pub(super) aio_nbytes: u64,
+    pub(super) aio_offset: i64,
+    pub(super) aio_reserved2: u64,
+    pub(super) aio_flags: u32,
+    pub(super) aio_resfd: u32,
 }
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-struct IoEvent {
-    data: u64,
-    obj: u64,
-    res: i64,
-    res2: i64,
+pub(super) struct IoEvent {
+    pub(super) data: u64,
+    pub(super) obj: u64,
+    pub(super) res: i64,
+    pub(super) res2: i64,
 }
 
 #[derive(Clone, Copy)]
@@ -326,15 +326,7 @@ pub struct DirectRing {
 impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
         let buf = AlignedBuf::zeroed(len)?;
-        let mut ctx: libc::c_ulong = 0;
-        // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
-        let ret =
-            unsafe { libc::syscall(libc::SYS_io_setup, AIO_SLOTS as libc::c_long, &mut ctx as *mut libc::c_ulong) };
-        let ctx = match check(ret as libc::c_int) {
-            Ok(_) => Some(ctx),
-            // A kernel built without CONFIG_AIO (or with AIO limits reached): synchronous.
-            Err(_) => None,
-        };
+        let ctx = aio_setup(AIO_SLOTS);
         Ok(DirectRing { buf, ctx, slots: [None; AIO_SLOTS], failed_at: 0 })
     }
 
@@ -429,24 +421,7 @@ impl DirectRing {
     fn reap(&mut self, min: usize) -> Result<()> {
         let Some(ctx) = self.ctx else { return Ok(()) };
         let mut events = [IoEvent::default(); AIO_SLOTS];
-        let n = loop {
-            // SAFETY: `events` has room for AIO_SLOTS events, the maximum we ask for; a
-            // null timeout means wait; the kernel writes only into `events`.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_io_getevents,
-                    ctx,
-                    min as libc::c_long,
-                    AIO_SLOTS as libc::c_long,
-                    events.as_mut_ptr(),
-                    core::ptr::null_mut::<libc::timespec>(),
-                )
-            };
-            match check(ret as libc::c_int) {
-                Err(Errno::EINTR) => continue,
-                other => break other? as usize,
-            }
-        };
+        let n = aio_events(ctx, min, &mut events)?;
         let mut result = Ok(());
         for event in &events[..n] {
             let Some(write) = self.slots.get_mut(event.data as usize).and_then(Option::take) else { continue };
@@ -465,11 +440,47 @@ impl Drop for DirectRing {
     fn drop(&mut self) {
         let _ = self.wait_all();
         if let Some(ctx) = self.ctx {
-            // SAFETY: every write has completed (wait_all above), so destroying the
-            // context leaves no kernel reference to our buffer.
-            unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+            aio_destroy(ctx);
         }
     }
+}
+
+/// A Linux AIO context for `slots` operations in flight; `None` on a kernel built without
+/// CONFIG_AIO (or with AIO limits reached): callers then do their I/O synchronously.
+pub(super) fn aio_setup(slots: usize) -> Option<libc::c_ulong> {
+    let mut ctx: libc::c_ulong = 0;
+    // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_io_setup, slots as libc::c_long, &mut ctx as *mut libc::c_ulong) };
+    check(ret as libc::c_int).ok().map(|_| ctx)
+}
+
+/// Waits for at least `min` finished operations; fills `events`, returns how many.
+pub(super) fn aio_events(ctx: libc::c_ulong, min: usize, events: &mut [IoEvent]) -> Result<usize> {
+    loop {
+        // SAFETY: `events` has room for events.len() events, the maximum we ask for; a
+        // null timeout means wait; the kernel writes only into `events`.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_getevents,
+                ctx,
+                min as libc::c_long,
+                events.len() as libc::c_long,
+                events.as_mut_ptr(),
+                core::ptr::null_mut::<libc::timespec>(),
+            )
+        };
+        match check(ret as libc::c_int) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(|n| n as usize),
+        }
+    }
+}
+
+/// Destroys an AIO context; the kernel cancels or waits for what is still in flight, so
+/// no kernel reference to the caller's buffers outlives this call.
+pub(super) fn aio_destroy(ctx: libc::c_ulong) {
+    // SAFETY: io_destroy takes the context id only; see above for the buffers.
+    unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
 }
 
 #[cfg(test)]

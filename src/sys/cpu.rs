@@ -1,5 +1,6 @@
 //! CPU features found at run time, and the code that needs them: CRC-32 folded with
-//! carry-less multiplication (PCLMULQDQ), about ten times faster than table lookups.
+//! carry-less multiplication (PCLMULQDQ), about ten times faster than table lookups
+//! (SHA-256 with the SHA extensions is in sha.rs).
 //! Real fleets (and QEMU's TCG CPU) vary, so every caller keeps a portable path.
 
 #[cfg(target_arch = "x86_64")]
@@ -11,17 +12,50 @@ const ABSENT: u8 = 1;
 const PRESENT: u8 = 2;
 
 static PCLMUL: AtomicU8 = AtomicU8::new(UNKNOWN);
+static SHA_NI: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// Whether the CPU has PCLMULQDQ and SSE4.1 (asked once, then remembered).
 pub fn has_pclmul() -> bool {
-    match PCLMUL.load(Ordering::Relaxed) {
+    cached(&PCLMUL, detect_pclmul)
+}
+
+/// Whether the CPU has the SHA extensions, SSSE3 and SSE4.1 (asked once, then remembered).
+pub fn has_sha_ni() -> bool {
+    cached(&SHA_NI, detect_sha_ni)
+}
+
+fn cached(flag: &AtomicU8, detect: fn() -> bool) -> bool {
+    match flag.load(Ordering::Relaxed) {
         UNKNOWN => {
-            let found = detect_pclmul();
-            PCLMUL.store(if found { PRESENT } else { ABSENT }, Ordering::Relaxed);
+            let found = detect();
+            flag.store(if found { PRESENT } else { ABSENT }, Ordering::Relaxed);
             found
         }
         state => state == PRESENT,
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_sha_ni() -> bool {
+    // SAFETY: CPUID exists on every x86_64 CPU; leaves 0, 1 and 7 only read feature bits
+    // (leaf 7 is asked only when leaf 0 says it exists).
+    #[allow(unused_unsafe)]
+    let (max, leaf1) = unsafe { (arch::__cpuid(0).eax, arch::__cpuid(1)) };
+    if max < 7 {
+        return false;
+    }
+    // SAFETY: as above; leaf 7 exists (max >= 7).
+    #[allow(unused_unsafe)]
+    let leaf7 = unsafe { arch::__cpuid_count(7, 0) };
+    const SSSE3: u32 = 1 << 9;
+    const SSE4_1: u32 = 1 << 19;
+    const SHA: u32 = 1 << 29;
+    leaf1.ecx & (SSSE3 | SSE4_1) == SSSE3 | SSE4_1 && leaf7.ebx & SHA != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_sha_ni() -> bool {
+    false
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -2,6 +2,7 @@
 //! serial console the tests read and type into.
 
 pub mod faults;
+pub mod loopdev;
 pub mod nginx;
 pub mod receiver;
 pub mod site;
