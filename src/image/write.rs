@@ -23,7 +23,6 @@ use crate::sys::block::{self, AlignedBuf, DirectRing, Kind};
 use crate::sys::fd::Fd;
 use crate::sys::{self, fs, time, Errno};
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -781,33 +780,36 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
 // Not inlined into commit (measured: smaller); it runs once per image.
 #[inline(never)]
 fn await_partition_nodes(fd: &Fd) -> u32 {
-    let Ok((major, minor)) = block::device_number(fd) else { return 0 };
-    let sys = text!("/sys/dev/block/{major}:{minor}/");
-    let Some(name) = device_name(&sys) else { return 0 };
+    count_partition_nodes(fd).unwrap_or(0)
+}
+
+fn count_partition_nodes(fd: &Fd) -> Option<u32> {
+    use core::fmt::Write as _;
+    let (major, minor) = block::device_number(fd).ok()?;
+    // One path buffer: the disk's sysfs directory, then each partition's entry in it.
+    let mut path = text!("/sys/dev/block/{major}:{minor}/uevent");
+    // The kernel's name of the disk ("loop0", "nvme0n1"), from its uevent file.
+    let uevent = fs::read_file(&path, 4096).ok()?;
+    let name = uevent.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"DEVNAME="))?;
+    let name = core::str::from_utf8(name).ok()?;
     // Partitions of "sda" are "sda1", of "nvme0n1" and "loop0" they are "nvme0n1p1", "loop0p1".
-    let separator = if name.as_bytes().last().is_some_and(u8::is_ascii_digit) { "p" } else { "" };
+    let separator = if name.as_bytes().last()?.is_ascii_digit() { "p" } else { "" };
+    let dir = path.len() - "uevent".len();
     let deadline = time::monotonic() + NODE_WAIT;
     let mut found = 0;
     for number in 1..=128u32 {
-        // "/sys/dev/block/M:m/" + part, then "/dev/" + part: one string, two views.
-        let path = text!("{sys}{name}{separator}{number}");
+        path.truncate(dir);
+        let _ = write!(path, "{name}{separator}{number}");
         if !fs::exists(&path) {
             continue;
         }
         found += 1;
-        let node = text!("/dev/{}", &path[sys.len()..]);
+        let node = text!("/dev/{}", &path[dir..]);
         while !fs::exists(&node) && time::monotonic() < deadline {
             time::sleep(Duration::from_millis(10));
         }
     }
-    found
-}
-
-/// The kernel's name of a block device ("loop0", "nvme0n1"), from its uevent file.
-fn device_name(sys: &str) -> Option<String> {
-    let uevent = fs::read_file(&text!("{sys}uevent"), 4096).ok()?;
-    let name = uevent.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"DEVNAME="))?;
-    String::from_utf8(name.to_vec()).ok()
+    Some(found)
 }
 
 #[cfg(test)]
