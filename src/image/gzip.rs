@@ -322,7 +322,6 @@ impl Decoder {
         }
     }
 
-
     #[inline(never)] // see step
     fn header(&mut self, input: &[u8], eof: bool) -> Result<Step, GzipError> {
         let at = self.offset;
@@ -345,7 +344,6 @@ impl Decoder {
         }
     }
 
-
     #[inline(never)] // see step
     fn body(&mut self, input: &[u8], eof: bool, ring: &mut [u8], pos: usize) -> Result<Step, GzipError> {
         // Without HAS_MORE_INPUT the inflater would take the end of `input` for the end of
@@ -366,7 +364,6 @@ impl Decoder {
         }
         Ok(Step { consumed, produced })
     }
-
 
     #[inline(never)] // see step
     fn trailer(&mut self, input: &[u8], eof: bool) -> Result<Step, GzipError> {

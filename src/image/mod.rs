@@ -97,7 +97,6 @@ struct WriteCommand<'a> {
     options: write::Options,
 }
 
-
 fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
     let mut args = crate::tool::Args::new(raw)?;
     let sha256 = args.value("--sha256")?;
@@ -122,7 +121,6 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
 fn bad_value(name: &str, value: &str, what: &str) -> String {
     text!("{name} {} is not {what}", crate::console::Quoted(value))
 }
-
 
 // Not inlined into the tool dispatcher (measured: smaller).
 #[inline(never)]

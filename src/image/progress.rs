@@ -35,7 +35,7 @@ impl Progress {
         let (done, total) = self.done_of()?;
         // u64 arithmetic, not u128 (whose division the init would carry): exact up to
         // 184 PB, then saturating, never wrapping.
-        Some(if total == 0 { 100 } else { done.min(total).saturating_mul(100) / total })
+        Some(done.min(total).saturating_mul(100).checked_div(total).unwrap_or(100))
     }
 
     /// Image bytes per second so far.

@@ -52,7 +52,7 @@ fn stat_at(dirfd: libc::c_int, path: *const libc::c_char, flags: libc::c_int) ->
 
 /// `stat_at` of an open file.
 fn stat_fd(fd: &Fd) -> Result<libc::stat> {
-    stat_at(fd.raw(), b"\0".as_ptr().cast(), libc::AT_EMPTY_PATH)
+    stat_at(fd.raw(), c"".as_ptr(), libc::AT_EMPTY_PATH)
 }
 
 fn kind_from_mode(mode: libc::mode_t) -> Kind {
