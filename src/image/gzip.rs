@@ -51,34 +51,36 @@ pub enum GzipError {
     TrailingGarbage { at: u64 },
 }
 
+/// One line: where in the stream (a byte offset or a member), then what is wrong. The
+/// messages share their frame and their "X is A, the trailer says B" form: each
+/// formatting call site costs code in the init.
 impl fmt::Display for GzipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GzipError::Truncated { at } => {
-                write!(f, "gzip stream ends early, after {at} bytes: the image is incomplete")
+        use GzipError::*;
+        let (place, n) = match *self {
+            Truncated { at } | Corrupt { at } | TrailingGarbage { at } => ("stream at byte", at),
+            Method { at, .. } | ReservedFlags { at, .. } | HeaderCrc { at, .. } | HeaderTooLong { at } => {
+                ("member at byte", at)
             }
-            GzipError::Method { at, method } => {
-                write!(f, "gzip member at byte {at} uses compression method {method}, not deflate (8)")
+            CrcMismatch { member, .. } | SizeMismatch { member, .. } => ("member", member as u64),
+        };
+        write!(f, "gzip {place} {n}: ")?;
+        let (what, actual, versus, expected, hex) = match *self {
+            Truncated { .. } => return f.write_str("the stream ends early: the image is incomplete"),
+            Corrupt { .. } => return f.write_str("invalid deflate data: the image is corrupt"),
+            TrailingGarbage { .. } => return f.write_str("trailing garbage (not another gzip member)"),
+            HeaderTooLong { .. } => return f.write_str("header longer than 64 KiB"),
+            Method { method, .. } => ("compression method", method as u32, "deflate is", 8, false),
+            ReservedFlags { flags, .. } => ("reserved header flags", flags as u32, "RFC 1952 wants", 0, true),
+            HeaderCrc { expected, actual, .. } => ("header CRC", actual as u32, "the header says", expected as u32, true),
+            CrcMismatch { expected, actual, .. } => ("CRC-32 of the data", actual, "the trailer says", expected, true),
+            SizeMismatch { expected, actual, .. } => {
+                ("inflated length (mod 2^32)", actual, "the trailer says", expected, false)
             }
-            GzipError::ReservedFlags { at, flags } => {
-                write!(f, "gzip member at byte {at} sets reserved header flags {flags:#04x}")
-            }
-            GzipError::HeaderCrc { at, expected, actual } => {
-                write!(f, "gzip member at byte {at}: header CRC is {actual:#06x}, the header says {expected:#06x}")
-            }
-            GzipError::HeaderTooLong { at } => {
-                write!(f, "gzip member at byte {at} has a header longer than {MAX_HEADER} bytes")
-            }
-            GzipError::Corrupt { at } => write!(f, "gzip data is corrupt (invalid deflate data near byte {at})"),
-            GzipError::CrcMismatch { member, expected, actual } => {
-                write!(f, "gzip member {member}: CRC-32 of the data is {actual:08x}, the trailer says {expected:08x}")
-            }
-            GzipError::SizeMismatch { member, expected, actual } => {
-                write!(f, "gzip member {member}: inflated to {actual} bytes (mod 2^32), the trailer says {expected}")
-            }
-            GzipError::TrailingGarbage { at } => {
-                write!(f, "gzip stream has trailing garbage at byte {at} (not another gzip member)")
-            }
+        };
+        match hex {
+            true => write!(f, "{what}: {actual:#x}, {versus} {expected:#x}"),
+            false => write!(f, "{what}: {actual}, {versus} {expected}"),
         }
     }
 }
@@ -297,6 +299,10 @@ impl Decoder {
     /// says `input` is all there is. A step that consumes and produces nothing needs more
     /// input (or, with `pos == ring.len()`, room in the ring); with `eof` that cannot
     /// happen: the stream is either finished or an error.
+    //
+    // Not inlined (step and the states): LTO inlined them into the write loop, which
+    // grew the init by ~1 KB; each call handles a whole input buffer or ring slice.
+    #[inline(never)]
     pub fn step(&mut self, input: &[u8], eof: bool, ring: &mut [u8], pos: usize) -> Result<Step, GzipError> {
         loop {
             let before = self.state;
@@ -316,6 +322,7 @@ impl Decoder {
         }
     }
 
+    #[inline(never)] // see step
     fn header(&mut self, input: &[u8], eof: bool) -> Result<Step, GzipError> {
         let at = self.offset;
         match HeaderRepr::parse(input) {
@@ -337,6 +344,7 @@ impl Decoder {
         }
     }
 
+    #[inline(never)] // see step
     fn body(&mut self, input: &[u8], eof: bool, ring: &mut [u8], pos: usize) -> Result<Step, GzipError> {
         // Without HAS_MORE_INPUT the inflater would take the end of `input` for the end of
         // the stream; with it, running dry is "needs more input", which we turn into
@@ -357,6 +365,7 @@ impl Decoder {
         Ok(Step { consumed, produced })
     }
 
+    #[inline(never)] // see step
     fn trailer(&mut self, input: &[u8], eof: bool) -> Result<Step, GzipError> {
         let Some(trailer) = TrailerRepr::parse(input) else {
             return match eof {

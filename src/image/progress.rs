@@ -22,73 +22,73 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// (done, total) of what the percent and ETA count: the source when its length is
+    /// known, else the image.
+    fn done_of(&self) -> Option<(u64, u64)> {
+        match (self.source_size, self.image_size) {
+            (Some(total), _) => Some((self.read, total)),
+            (None, Some(total)) => Some((self.written, total)),
+            (None, None) => None,
+        }
+    }
+
     /// Percent done: of the source when its length is known, else of the image.
     pub fn percent(&self) -> Option<u64> {
-        let (done, total) = match (self.source_size, self.image_size) {
-            (Some(total), _) => (self.read, total),
-            (None, Some(total)) => (self.written, total),
-            (None, None) => return None,
-        };
-        Some(if total == 0 { 100 } else { (done.min(total) as u128 * 100 / total as u128) as u64 })
+        let (done, total) = self.done_of()?;
+        // u64 arithmetic, not u128 (whose division the init would carry): exact up to
+        // 184 PB, then saturating, never wrapping.
+        Some(done.min(total).saturating_mul(100).checked_div(total).unwrap_or(100))
     }
 
     /// Image bytes per second so far.
     pub fn rate(&self) -> u64 {
-        let ms = self.elapsed.as_millis().max(1) as u128;
-        (self.written as u128 * 1000 / ms) as u64
+        self.written.saturating_mul(1000) / self.elapsed_ms().max(1)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.elapsed.as_secs().saturating_mul(1000) + self.elapsed.subsec_millis() as u64
     }
 
     /// Time left at the rate so far, when the total is known and something was done.
     pub fn eta(&self) -> Option<Duration> {
-        let (done, total) = match (self.source_size, self.image_size) {
-            (Some(total), _) => (self.read, total),
-            (None, Some(total)) => (self.written, total),
-            (None, None) => return None,
-        };
+        let (done, total) = self.done_of()?;
         if done == 0 || self.done {
             return None;
         }
-        let left = total.saturating_sub(done) as u128;
-        Some(Duration::from_millis((left * self.elapsed.as_millis() / done as u128) as u64))
+        let left = total.saturating_sub(done);
+        Some(Duration::from_millis(left.saturating_mul(self.elapsed_ms()) / done))
     }
 }
 
-/// A byte count in decimal units (MB as in MB/s).
-struct Bytes(u64);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        if b < 1_000_000 {
-            write!(f, "{} kB", b / 1000)
-        } else if b < 10_000_000_000 {
-            write!(f, "{}.{} MB", b / 1_000_000, b / 100_000 % 10)
-        } else {
-            write!(f, "{}.{} GB", b / 1_000_000_000, b / 100_000_000 % 10)
-        }
-    }
+/// `value / unit` with one decimal, then `suffix`: "156.2 MB/s". The one place that
+/// formats the line's decimals (each formatting call site costs code in the init).
+fn decimal(f: &mut fmt::Formatter<'_>, value: u64, unit: u64, suffix: &str) -> fmt::Result {
+    write!(f, "{}.{}{suffix}", value / unit, value / (unit / 10) % 10)
 }
 
 /// The console line: `1234.5 MB written  45%  156.2 MB/s  ETA 0:42`.
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", Bytes(self.written), if self.reading { "read" } else { "written" })?;
+        let verb = if self.reading { " read" } else { " written" };
+        let b = self.written;
+        match b {
+            0..=999_999 => write!(f, "{} kB", b / 1000)?,
+            1_000_000..=9_999_999_999 => decimal(f, b, 1_000_000, " MB")?,
+            _ => decimal(f, b, 1_000_000_000, " GB")?,
+        }
+        f.write_str(verb)?;
         if let Some(p) = self.percent() {
             write!(f, "  {p:>3}%")?;
         }
-        let rate = self.rate();
-        write!(f, "  {}.{} MB/s", rate / 1_000_000, rate / 100_000 % 10)?;
-        match self.eta() {
-            Some(eta) => {
-                let s = eta.as_secs();
-                write!(f, "  ETA {}:{:02}", s / 60, s % 60)
-            }
-            None if self.done => {
-                let s = self.elapsed.as_secs();
-                write!(f, "  done in {}:{:02}", s / 60, s % 60)
-            }
-            None => Ok(()),
-        }
+        f.write_str("  ")?;
+        decimal(f, self.rate(), 1_000_000, " MB/s")?;
+        let (label, left) = match self.eta() {
+            Some(eta) => ("ETA", eta),
+            None if self.done => ("done in", self.elapsed),
+            None => return Ok(()),
+        };
+        let s = left.as_secs();
+        write!(f, "  {label} {}:{:02}", s / 60, s % 60)
     }
 }
 

@@ -23,7 +23,6 @@ use crate::sys::block::{self, AlignedBuf, DirectRing, Kind};
 use crate::sys::fd::Fd;
 use crate::sys::{self, fs, time, Errno};
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -183,6 +182,27 @@ impl<E: fmt::Display> fmt::Display for WriteError<E> {
                     "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"
                 )
             }
+        }
+    }
+}
+
+/// The line `imprint write` prints: `1234 bytes (gzip, 1 member); 0 bytes zeroed, not
+/// written; sha256 ... verified; 2 partitions`.
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes ({}", self.image_len, self.format)?;
+        if self.format == Format::Gzip {
+            let plural = if self.members == 1 { "" } else { "s" };
+            write!(f, ", {} member{plural}", self.members)?;
+        }
+        write!(f, "); {} bytes zeroed, not written", self.sparse_bytes)?;
+        if let Some(d) = &self.sha256 {
+            write!(f, "; sha256 {} verified", Hex(d))?;
+        }
+        match self.partitions {
+            PartitionScan::Rescanned(n) => write!(f, "; {n} partitions"),
+            PartitionScan::Busy => f.write_str("; partition table NOT re-read: a partition is in use"),
+            _ => Ok(()),
         }
     }
 }
@@ -442,11 +462,11 @@ impl Input {
     }
 
     /// Reads once more from the source, moving what is left to the front first.
-    fn refill<R: Read>(&mut self, source: &mut R) -> Result<(), R::Error> {
+    fn refill<E>(&mut self, source: &mut Source<E>) -> Result<(), WriteError<E>> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let n = source.read(&mut self.buf[self.end..])?;
+        let n = source(&mut self.buf[self.end..]).map_err(WriteError::Read)?;
         self.end += n;
         self.total += n as u64;
         self.eof = n == 0;
@@ -481,6 +501,10 @@ impl<E> Ticker<'_, E> {
     }
 }
 
+/// The source as the write path sees it: one reader type for all (an HTTP body, a file,
+/// standard input), so the big body below is compiled once, not once per source type.
+type Source<'s, E> = dyn FnMut(&mut [u8]) -> Result<usize, E> + 's;
+
 /// Writes the image that `source` yields (gzip or raw, told apart by its first bytes)
 /// onto `target`, a block device or a regular file. `hook` runs at least once a second
 /// during the write and once at the end; an error from it stops the write, safely.
@@ -494,6 +518,18 @@ where
     R: Read,
     E: From<R::Error>,
 {
+    write_from(&mut |buf: &mut [u8]| source.read(buf).map_err(E::from), target, options, hook)
+}
+
+// Not inlined into the caller's thin wrapper: inlined, the init grew by ~600 bytes
+// (measured with make size).
+#[inline(never)]
+fn write_from<E>(
+    source: &mut Source<'_, E>,
+    target: &str,
+    options: &Options,
+    hook: &mut dyn FnMut(&Progress) -> Result<(), E>,
+) -> Result<Summary, WriteError<E>> {
     let disk = Disk::open(target)?;
     let started = time::monotonic();
     let mut ticker = Ticker {
@@ -504,7 +540,7 @@ where
     };
     let mut input = Input { buf: alloc::vec![0; INPUT], start: 0, end: 0, eof: false, total: 0 };
     while input.end < 2 && !input.eof {
-        input.refill(source).map_err(|e| WriteError::Read(e.into()))?;
+        input.refill(source)?;
     }
     let format = if input.available().starts_with(&MAGIC) { Format::Gzip } else { Format::Raw };
     let image_size = match format {
@@ -637,20 +673,18 @@ fn ring_from<E>(ring: &mut DirectRing, pos: usize) -> Result<&mut [u8], WriteErr
 
 /// What the streaming loops work with: the source, its input buffer, the ring, the sink
 /// and the hook's ticker.
-struct Stream<'a, 'h, R, E> {
-    source: &'a mut R,
+struct Stream<'a, 'h, 's, E> {
+    source: &'a mut Source<'s, E>,
     input: &'a mut Input,
     ring: &'a mut DirectRing,
     sink: &'a mut Sink,
     ticker: &'a mut Ticker<'h, E>,
 }
 
-impl<R, E> Stream<'_, '_, R, E>
-where
-    R: Read,
-    E: From<R::Error>,
-{
+impl<E> Stream<'_, '_, '_, E> {
     /// Inflates a gzip stream into the ring and out to the sink; returns its members.
+    // Not inlined: one call per image, and inlined it made the init bigger (measured).
+    #[inline(never)]
     fn gzip(&mut self) -> Result<u32, WriteError<E>> {
         let mut decoder = Decoder::new();
         let mut cursor = Cursor { pos: 0, flushed: 0 };
@@ -668,7 +702,7 @@ where
                     // The decoder ends every stream at EOF with a result; this is a guard.
                     return Err(WriteError::Gzip(GzipError::Truncated { at: self.input.total }));
                 }
-                self.input.refill(self.source).map_err(|e| WriteError::Read(e.into()))?;
+                self.input.refill(self.source)?;
             }
             self.ticker.tick(self.sink.written, self.input.total)?;
         }
@@ -684,10 +718,7 @@ where
         let mut cursor = Cursor { pos: first.len(), flushed: 0 };
         let mut eof = self.input.eof;
         while !eof {
-            let n = self
-                .source
-                .read(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..])
-                .map_err(|e| WriteError::Read(e.into()))?;
+            let n = (self.source)(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..]).map_err(WriteError::Read)?;
             eof = n == 0;
             self.input.total += n as u64;
             cursor.advance(n, self.ring, self.sink)?;
@@ -699,6 +730,9 @@ where
 }
 
 /// The checks that must pass before the first MiB goes to the disk.
+// Not inlined: once per image, and inlined (hashing's finish with it) it made the
+// init bigger (measured).
+#[inline(never)]
 fn verify<E>(sink: &mut Sink, image_size: Option<u64>, sha256: Option<[u8; 32]>) -> Result<(), WriteError<E>> {
     if let Some(expected) = image_size {
         if expected != sink.written {
@@ -743,32 +777,39 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
 /// Waits (bounded) until /dev has a node for every partition the kernel now lists in
 /// sysfs for this disk; returns how many there are. Nodes come from devtmpfs, usually
 /// before BLKRRPART returns; the wait covers a udev that renames or recreates them.
+// Not inlined into commit (measured: smaller); it runs once per image.
+#[inline(never)]
 fn await_partition_nodes(fd: &Fd) -> u32 {
-    let Ok((major, minor)) = block::device_number(fd) else { return 0 };
-    let sys = text!("/sys/dev/block/{major}:{minor}");
-    let Some(name) = device_name(&sys) else { return 0 };
-    let separator = if name.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+    count_partition_nodes(fd).unwrap_or(0)
+}
+
+fn count_partition_nodes(fd: &Fd) -> Option<u32> {
+    use core::fmt::Write as _;
+    let (major, minor) = block::device_number(fd).ok()?;
+    // One path buffer: the disk's sysfs directory, then each partition's entry in it.
+    let mut path = text!("/sys/dev/block/{major}:{minor}/uevent");
+    // The kernel's name of the disk ("loop0", "nvme0n1"), from its uevent file.
+    let uevent = fs::read_file(&path, 4096).ok()?;
+    let name = uevent.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"DEVNAME="))?;
+    let name = core::str::from_utf8(name).ok()?;
+    // Partitions of "sda" are "sda1", of "nvme0n1" and "loop0" they are "nvme0n1p1", "loop0p1".
+    let separator = if name.as_bytes().last()?.is_ascii_digit() { "p" } else { "" };
+    let dir = path.len() - "uevent".len();
     let deadline = time::monotonic() + NODE_WAIT;
     let mut found = 0;
     for number in 1..=128u32 {
-        let part = text!("{name}{separator}{number}");
-        if !fs::exists(&text!("{sys}/{part}")) {
+        path.truncate(dir);
+        let _ = write!(path, "{name}{separator}{number}");
+        if !fs::exists(&path) {
             continue;
         }
         found += 1;
-        let node = text!("/dev/{part}");
+        let node = text!("/dev/{}", &path[dir..]);
         while !fs::exists(&node) && time::monotonic() < deadline {
             time::sleep(Duration::from_millis(10));
         }
     }
-    found
-}
-
-/// The kernel's name of a block device ("loop0", "nvme0n1"), from its uevent file.
-fn device_name(sys: &str) -> Option<String> {
-    let uevent = fs::read_file(&text!("{sys}/uevent"), 4096).ok()?;
-    let text = core::str::from_utf8(&uevent).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("DEVNAME=")).map(String::from)
+    Some(found)
 }
 
 #[cfg(test)]

@@ -28,16 +28,31 @@ pub enum Kind {
 
 /// What `path` is; `Ok(None)` when it does not exist.
 pub fn kind_of(path: &str) -> Result<Option<Kind>> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: the path is a valid NUL-terminated string and `st` a valid writable stat
-    // for the whole call.
-    let ret = super::with_cstr(path, |p| unsafe { libc::stat(p, &mut st) })?;
-    match check(ret) {
-        Ok(_) => Ok(Some(kind_from_mode(st.st_mode))),
+    match super::with_cstr(path, |p| stat_at(libc::AT_FDCWD, p, 0))? {
+        Ok(st) => Ok(Some(kind_from_mode(st.st_mode))),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// fstatat(2) as the raw system call: `path` relative to `dirfd`, or with an empty path
+/// and AT_EMPTY_PATH the file behind `dirfd` itself. Not musl's stat/fstat: their
+/// fallbacks for old kernels (/proc/self/fd paths) cost the init ~600 bytes.
+fn stat_at(dirfd: libc::c_int, path: *const libc::c_char, flags: libc::c_int) -> Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: callers pass a NUL-terminated path valid for the call; `st` is a valid
+    // writable stat, and on x86_64 libc's `struct stat` is the kernel's layout that
+    // newfstatat fills.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_newfstatat, dirfd as libc::c_long, path, &mut st as *mut libc::stat, flags as libc::c_long)
+    };
+    check(ret as libc::c_int).map(|_| st)
+}
+
+/// `stat_at` of an open file.
+fn stat_fd(fd: &Fd) -> Result<libc::stat> {
+    stat_at(fd.raw(), c"".as_ptr(), libc::AT_EMPTY_PATH)
 }
 
 fn kind_from_mode(mode: libc::mode_t) -> Kind {
@@ -71,20 +86,12 @@ pub fn open_file(path: &str, direct: bool) -> Result<Fd> {
 
 /// The file's length in bytes (for regular files).
 pub fn file_len(fd: &Fd) -> Result<u64> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `st` is a valid writable stat for the call; fstat writes only into it.
-    check(unsafe { libc::fstat(fd.raw(), &mut st) })?;
-    Ok(st.st_size as u64)
+    stat_fd(fd).map(|st| st.st_size as u64)
 }
 
 /// The device number (major, minor) of the block device behind `fd`.
 pub fn device_number(fd: &Fd) -> Result<(u32, u32)> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `st` is a valid writable stat for the call; fstat writes only into it.
-    check(unsafe { libc::fstat(fd.raw(), &mut st) })?;
-    Ok((libc::major(st.st_rdev), libc::minor(st.st_rdev)))
+    stat_fd(fd).map(|st| (libc::major(st.st_rdev), libc::minor(st.st_rdev)))
 }
 
 /// The device's logical block size: every O_DIRECT offset and length is a multiple of it.
