@@ -10,6 +10,12 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
+/// The BOOTP header's hardware type for Ethernet (also the client identifier's first byte).
+pub const HTYPE_ETHERNET: u8 = 1;
+/// Where the options start in a message: after the BOOTP header and the magic cookie.
+pub const AREA_START: usize = 240;
+pub const MAGIC: u32 = 0x6382_5363;
+
 pub const PAD: u8 = 0;
 pub const SUBNET_MASK: u8 = 1;
 pub const ROUTER: u8 = 3;
@@ -18,13 +24,17 @@ pub const HOSTNAME: u8 = 12;
 pub const DOMAIN_NAME: u8 = 15;
 pub const INTERFACE_MTU: u8 = 26;
 pub const BROADCAST: u8 = 28;
+pub const REQUESTED_IP: u8 = 50;
 pub const LEASE_TIME: u8 = 51;
 pub const OVERLOAD: u8 = 52;
 pub const MESSAGE_TYPE: u8 = 53;
 pub const SERVER_ID: u8 = 54;
+pub const PARAMETER_REQUESTS: u8 = 55;
+pub const MAX_MESSAGE_SIZE: u8 = 57;
 pub const RENEWAL_TIME: u8 = 58;
 pub const REBINDING_TIME: u8 = 59;
 pub const VENDOR_CLASS: u8 = 60;
+pub const CLIENT_ID: u8 = 61;
 pub const CLASSLESS_ROUTES: u8 = 121;
 pub const END: u8 = 255;
 
@@ -118,9 +128,14 @@ pub struct Route {
     pub gateway: Ipv4Addr,
 }
 
-/// The options of a server's reply that imprint uses beyond `DhcpRepr`.
+/// The options of a server's reply that imprint uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplyOptions {
+    /// Option 53: OFFER, ACK, NAK...
+    pub message_type: Option<u8>,
+    pub server_id: Option<Ipv4Addr>,
+    pub subnet_mask: Option<Ipv4Addr>,
+    pub lease_secs: Option<u32>,
     pub routers: Vec<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub hostname: Option<String>,
@@ -138,11 +153,17 @@ fn addresses(code: u8, data: &[u8]) -> Result<Vec<Ipv4Addr>, OptionError> {
     Ok(data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect())
 }
 
+/// Exactly four bytes: one address or a number of seconds.
+fn four(code: u8, data: &[u8]) -> Result<[u8; 4], OptionError> {
+    data.try_into().map_err(|_| OptionError::BadLength { code, len: data.len() })
+}
+
 fn seconds(code: u8, data: &[u8]) -> Result<u32, OptionError> {
-    match data {
-        [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(OptionError::BadLength { code, len: data.len() }),
-    }
+    four(code, data).map(u32::from_be_bytes)
+}
+
+fn address(code: u8, data: &[u8]) -> Result<Ipv4Addr, OptionError> {
+    four(code, data).map(Ipv4Addr::from)
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on
@@ -186,6 +207,13 @@ pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
     for option in options(area) {
         let (code, data) = option?;
         match code {
+            MESSAGE_TYPE => match data {
+                [kind] => out.message_type = Some(*kind),
+                _ => return Err(OptionError::BadLength { code, len: data.len() }),
+            },
+            SERVER_ID => out.server_id = Some(address(code, data)?),
+            SUBNET_MASK => out.subnet_mask = Some(address(code, data)?),
+            LEASE_TIME => out.lease_secs = Some(seconds(code, data)?),
             ROUTER => out.routers = addresses(code, data)?,
             DNS => out.dns = addresses(code, data)?,
             HOSTNAME => out.hostname = Some(name(code, data)?),
@@ -249,7 +277,9 @@ mod tests {
         assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), Err(OptionError::BadLength { code: 3, len: 3 }));
         assert_eq!(parse_reply(&[26, 1, 5, END]), Err(OptionError::BadLength { code: 26, len: 1 }));
         assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), Err(OptionError::BadLength { code: 12, len: 2 }));
-        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
+        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Err(OptionError::BadLength { code: 51, len: 2 }));
+        assert_eq!(parse_reply(&[53, 2, 5, 5, END]), Err(OptionError::BadLength { code: 53, len: 2 }));
+        assert_eq!(parse_reply(&[43, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
     }
 
     #[test]
