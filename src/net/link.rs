@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{self, IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
+use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
 use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,10 +44,22 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// The names of this network namespace's interfaces, in the kernel's order, from
+/// /proc/net/dev (two header lines, then `  name: counters...`): musl's if_nameindex would
+/// add a netlink client to the init, and listing /sys/class/net a sort.
+fn interface_names() -> Result<Vec<IfName>> {
+    let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
+    let names = table.split(|b| *b == b'\n').skip(2).filter_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        IfName::new(core::str::from_utf8(&line[..colon]).ok()?.trim())
+    });
+    Ok(names.collect())
+}
+
 /// Every Ethernet interface, loopback and other link types left out.
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let mut links = Vec::new();
-    for name in netdev::interface_names()? {
+    for name in interface_names()? {
         let link = (|| {
             let (kind, mac) = dev.hardware_address(name.as_str())?;
             let ethernet = kind == ARPHRD_ETHER && dev.flags(name.as_str())? & IFF_LOOPBACK == 0;
@@ -131,7 +143,8 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_not_an_ethernet_link() {
+    fn interfaces_are_listed_and_loopback_is_not_an_ethernet_link() {
+        assert!(interface_names().unwrap().iter().any(|n| n.as_str() == "lo"));
         let dev = NetDev::open().unwrap();
         let links = ethernet_links(&dev).unwrap();
         assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");

@@ -87,7 +87,7 @@ impl fmt::Display for NetError {
             NetError::Sys { doing, iface, errno } => write!(f, "{doing} on {iface}: {errno}"),
             NetError::NoLinks => f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)"),
             NetError::NoSuchLink { wanted, present } => {
-                write!(f, "no Ethernet interface named {wanted:?} (present: {present})")
+                write!(f, "no Ethernet interface named {} (present: {present})", crate::console::Quoted(wanted))
             }
             NetError::NoCarrier { links, waited_secs } => {
                 write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")

@@ -1,12 +1,10 @@
 //! Network devices through the classic interface ioctls (as klibc ipconfig does): index,
-//! MAC, flags, address, netmask, MTU, routes; and the list of interfaces.
+//! MAC, flags, address, netmask, MTU, routes.
 //!
 //! Every ioctl goes through an AF_INET datagram socket, the kernel's handle for them.
 
 use super::fd::Fd;
 use super::{check, Errno, Result};
-use alloc::vec::Vec;
-use core::ffi::CStr;
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
 pub const IFF_UP: u16 = libc::IFF_UP as u16;
@@ -200,39 +198,13 @@ impl NetDev {
     }
 }
 
-/// The names of all network interfaces, in the kernel's index order.
-pub fn interface_names() -> Result<Vec<IfName>> {
-    // SAFETY: if_nameindex returns a heap array terminated by an entry with index 0 and a
-    // null name (or null on failure); we read it and free it exactly once below.
-    let list = unsafe { libc::if_nameindex() };
-    if list.is_null() {
-        return Err(Errno::last());
-    }
-    let mut names = Vec::new();
-    let mut at = list;
-    // SAFETY: `at` walks the array up to and including its terminating entry; each name
-    // is a NUL-terminated string owned by the array until if_freenameindex.
-    unsafe {
-        while (*at).if_index != 0 && !(*at).if_name.is_null() {
-            if let Some(name) = core::str::from_utf8(CStr::from_ptr((*at).if_name).to_bytes()).ok().and_then(IfName::new) {
-                names.push(name);
-            }
-            at = at.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
 
     #[test]
-    fn loopback_is_listed_and_has_loopback_flags() {
-        let names = interface_names().unwrap();
-        assert!(names.iter().any(|n| n.as_str() == "lo"), "{names:?}");
+    fn loopback_has_loopback_flags() {
         assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
