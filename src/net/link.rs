@@ -101,13 +101,18 @@ pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
 /// Names for messages: `eth0, eth1`.
 pub fn names(links: &[Link]) -> String {
     let mut out = String::new();
-    for (i, link) in links.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(link.name.as_str());
+    for link in links {
+        push_name(&mut out, link.name);
     }
     out
+}
+
+/// Adds `name` to a list of names for messages.
+pub fn push_name(list: &mut String, name: IfName) {
+    if !list.is_empty() {
+        list.push_str(", ");
+    }
+    list.push_str(name.as_str());
 }
 
 #[cfg(test)]
