@@ -12,10 +12,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
-use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    DhcpMessageType, DhcpOpCode, DhcpPacket, EthernetAddress, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
-    UdpRepr, DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
+    DhcpMessageType, DhcpOpCode, DhcpPacket, EthernetAddress, IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
 };
 
 /// The vendor class (option 60) imprint announces, so servers can tell it apart.
@@ -462,45 +461,47 @@ impl fmt::Display for FrameError {
     }
 }
 
-fn checksums(udp: Checksum) -> ChecksumCapabilities {
-    let mut caps = ChecksumCapabilities::default();
-    caps.udp = udp;
-    caps
-}
-
-/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket.
+/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket: the headers
+/// written through smoltcp's packet views, checksums filled in.
 pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, message: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr { src_port: DHCP_CLIENT_PORT, dst_port: DHCP_SERVER_PORT };
-    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Udp, payload_len: 8 + message.len(), hop_limit: 64 };
-    let mut buf = alloc::vec![0u8; 20 + ip.payload_len];
-    let caps = checksums(Checksum::Both);
-    let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut packet, &caps);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(&mut datagram, &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), message.len(), |p| p.copy_from_slice(message), &caps);
+    let mut buf = alloc::vec![0u8; 28 + message.len()];
+    buf[28..].copy_from_slice(message);
+    let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+    ip.set_version(4);
+    ip.set_header_len(20);
+    ip.set_total_len(28 + message.len() as u16);
+    ip.set_hop_limit(64);
+    ip.set_next_header(IpProtocol::Udp);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    ip.fill_checksum();
+    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+    udp.set_src_port(DHCP_CLIENT_PORT);
+    udp.set_dst_port(DHCP_SERVER_PORT);
+    udp.set_len(8 + message.len() as u16);
+    udp.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
     buf
 }
 
 /// The DHCP message inside a received IPv4 datagram, after checking the IPv4 header
-/// checksum, the ports and, unless the kernel says it was never filled in (offload), the
-/// UDP checksum.
+/// (lengths, checksum, not a fragment), the ports and, unless the kernel says it was never
+/// filled in (offload), the UDP checksum.
 pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Result<&[u8], FrameError> {
-    let packet = Ipv4Packet::new_checked(datagram).map_err(|_| FrameError::Ipv4)?;
-    let caps = checksums(if checksum_not_ready { Checksum::None } else { Checksum::Both });
-    let ip = Ipv4Repr::parse(&packet, &caps).map_err(|_| FrameError::Ipv4)?;
-    if ip.next_header != IpProtocol::Udp {
+    let ip = Ipv4Packet::new_checked(datagram).map_err(|_| FrameError::Ipv4)?;
+    if ip.version() != 4 || !ip.verify_checksum() || ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(FrameError::Ipv4);
+    }
+    if ip.next_header() != IpProtocol::Udp {
         return Err(FrameError::NotDhcp);
     }
-    let header_len = usize::from(packet.header_len());
-    let payload = &datagram[header_len..header_len + ip.payload_len];
-    let udp_packet = UdpPacket::new_checked(payload).map_err(|_| FrameError::Udp)?;
-    let udp = UdpRepr::parse(&udp_packet, &IpAddress::Ipv4(ip.src_addr), &IpAddress::Ipv4(ip.dst_addr), &caps)
-        .map_err(|_| FrameError::Udp)?;
-    if udp.src_port != DHCP_SERVER_PORT || udp.dst_port != DHCP_CLIENT_PORT {
+    let udp = UdpPacket::new_checked(ip.payload()).map_err(|_| FrameError::Udp)?;
+    if !checksum_not_ready && !udp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr())) {
+        return Err(FrameError::Udp);
+    }
+    if udp.src_port() != DHCP_SERVER_PORT || udp.dst_port() != DHCP_CLIENT_PORT {
         return Err(FrameError::NotDhcp);
     }
-    let len = usize::from(udp_packet.len()).saturating_sub(8);
-    payload.get(8..8 + len).ok_or(FrameError::Udp)
+    Ok(udp.payload())
 }
 
 #[cfg(test)]
