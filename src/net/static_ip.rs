@@ -59,20 +59,13 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
-/// Whether an autoconf word means "ask DHCP"; `None` for off/none; an error otherwise.
-fn autoconf(word: &str) -> Result<Option<bool>, IpParseError> {
+/// Whether an autoconf word means "ask DHCP" (false: off/none); an error otherwise.
+fn autoconf(word: &str) -> Result<bool, IpParseError> {
     match word {
-        "" | "on" | "any" | "dhcp" | "both" | "bootp" => Ok(Some(true)),
-        "off" | "none" => Ok(Some(false)),
+        "" | "on" | "any" | "dhcp" | "both" | "bootp" => Ok(true),
+        "off" | "none" => Ok(false),
         _ => Err(IpParseError::BadField { field: FIELDS[6] }),
     }
-}
-
-fn address(index: usize, text: &str) -> Result<Option<Ipv4Addr>, IpParseError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    parse_ipv4(text).map(Some).ok_or(IpParseError::BadField { field: FIELDS[index] })
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -81,43 +74,33 @@ fn non_empty(text: &str) -> Option<String> {
 
 /// Parses the value of `ip=` (absent means `dhcp`).
 pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
-    let value = value.unwrap_or("dhcp");
-    if !value.contains(':') {
-        // One word: the autoconf method alone.
-        return match autoconf(value)? {
-            Some(true) => Ok(IpSetting::Dhcp { device: None, hostname: None }),
-            _ => Err(IpParseError::Disabled),
-        };
-    }
     let mut fields = [""; FIELDS.len()];
-    for (i, text) in value.split(':').enumerate() {
-        *fields.get_mut(i).ok_or(IpParseError::BadField { field: "field count" })? = text;
+    let mut count = 0;
+    for text in value.unwrap_or("dhcp").split(':') {
+        *fields.get_mut(count).ok_or(IpParseError::BadField { field: "field count" })? = text;
+        count += 1;
     }
-    let field = |i: usize| fields[i];
-    let client = address(0, field(0))?;
-    let server = address(1, field(1))?;
-    let gateway = address(2, field(2))?;
-    let netmask = address(3, field(3))?;
-    let hostname = non_empty(field(4));
-    let device = non_empty(field(5));
-    let dhcp = autoconf(field(6))?;
-    let dns: Vec<Ipv4Addr> = [address(7, field(7))?, address(8, field(8))?].into_iter().flatten().collect();
-    address(9, field(9))?; // NTP: checked, unused
-    let Some(client) = client else {
-        // No address: like the kernel, autoconfigure unless told not to.
-        return match dhcp {
-            Some(true) => Ok(IpSetting::Dhcp { device, hostname }),
-            _ => Err(IpParseError::Disabled),
-        };
-    };
-    if field(6) != "" && dhcp == Some(true) {
-        // An address and a method: the kernel asks the server (the address is a hint).
-        return Ok(IpSetting::Dhcp { device, hostname });
+    // One word is the autoconf method alone; else every field but the names is an address.
+    let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
+    let dhcp = autoconf(method)?;
+    let mut addresses = [None; FIELDS.len()];
+    for (i, text) in fields.iter().enumerate() {
+        if !text.is_empty() && !matches!(i, 4..=6) {
+            addresses[i] = Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
+        }
     }
-    let mask = netmask.unwrap_or_else(|| class_mask(client));
+    let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
+    // Without an address, like the kernel: autoconfigure unless told not to. With an
+    // address and a method, the kernel asks the server too (the address is a hint).
+    if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
+        return if dhcp { Ok(IpSetting::Dhcp { device, hostname }) } else { Err(IpParseError::Disabled) };
+    }
+    let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
-    let config = NetConfig { address: client, prefix_len, gateway, routes: Vec::new(), dns, mtu: None, hostname };
-    Ok(IpSetting::Static { config, device, server })
+    let dns = addresses[7..9].iter().flatten().copied().collect();
+    let config = NetConfig { address: client, prefix_len, gateway: addresses[2], routes: Vec::new(), dns, mtu: None, hostname };
+    Ok(IpSetting::Static { config, device, server: addresses[1] })
 }
 
 #[cfg(test)]
