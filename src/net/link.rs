@@ -49,11 +49,14 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 /// add a netlink client to the init, and listing /sys/class/net a sort.
 fn interface_names() -> Result<Vec<IfName>> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
-    let names = table.split(|b| *b == b'\n').skip(2).filter_map(|line| {
-        let colon = line.iter().position(|b| *b == b':')?;
-        IfName::new(core::str::from_utf8(&line[..colon]).ok()?.trim())
-    });
-    Ok(names.collect())
+    let mut names = Vec::new();
+    for line in table.split(|b| *b == b'\n').skip(2) {
+        let name = line.split(|b| *b == b':').next().unwrap_or_default().trim_ascii();
+        if let Some(name) = core::str::from_utf8(name).ok().filter(|_| line.contains(&b':')).and_then(IfName::new) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// Every Ethernet interface, loopback and other link types left out.
