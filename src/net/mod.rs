@@ -193,7 +193,7 @@ impl Session {
 
 /// A client holding a lease, with its socket kept open so it can renew.
 pub struct BoundClient {
-    session: Session,
+    session: alloc::boxed::Box<Session>,
     /// From carrier to the lease (shown with the lease; `make bench` reads it).
     pub carrier_to_bound: Duration,
 }
@@ -282,7 +282,7 @@ fn acquire(dev: &NetDev, mut waiting: Vec<Link>, hostname: Option<String>, mut f
             i += 1;
         }
         if let Some(i) = winner {
-            let session = *sessions.swap_remove(i);
+            let session = sessions.swap_remove(i);
             for mut loser in sessions {
                 if let Some(send) = loser.client.release() {
                     let _ = loser.transmit(send); // best effort: the lease times out anyway
