@@ -21,8 +21,10 @@ pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        for (i, byte) in self.0.iter().enumerate() {
+            write!(f, "{}{byte:02x}", if i > 0 { ":" } else { "" })?;
+        }
+        Ok(())
     }
 }
 
@@ -64,9 +66,9 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let mut links = Vec::new();
     for name in interface_names()? {
         let link = (|| {
-            let (kind, mac) = dev.hardware_address(name.as_str())?;
-            let ethernet = kind == ARPHRD_ETHER && dev.flags(name.as_str())? & IFF_LOOPBACK == 0;
-            Ok(ethernet.then_some(Link { index: dev.index(name.as_str())?, name, mac }))
+            let (kind, mac) = dev.hardware_address(name)?;
+            let ethernet = kind == ARPHRD_ETHER && dev.flags(name)? & IFF_LOOPBACK == 0;
+            Ok(ethernet.then_some(Link { index: dev.index(name)?, name, mac }))
         })();
         match link {
             Ok(Some(link)) => links.push(link),
@@ -89,16 +91,16 @@ pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
 }
 
 pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
-    let flags = dev.flags(link.name.as_str())?;
+    let flags = dev.flags(link.name)?;
     if flags & IFF_UP == 0 {
-        dev.set_flags(link.name.as_str(), flags | IFF_UP)?;
+        dev.set_flags(link.name, flags | IFF_UP)?;
     }
     Ok(())
 }
 
 /// Whether the link is up with a carrier (operationally up).
 pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
-    Ok(dev.flags(link.name.as_str())? & IFF_RUNNING != 0)
+    Ok(dev.flags(link.name)? & IFF_RUNNING != 0)
 }
 
 /// Names for messages: `eth0, eth1`.

@@ -4,7 +4,9 @@
 //! Every ioctl goes through an AF_INET datagram socket, the kernel's handle for them.
 
 use super::fd::Fd;
-use super::{check, Errno, Result};
+use super::{check, Result};
+#[cfg(test)]
+use super::Errno;
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
 pub const IFF_UP: u16 = libc::IFF_UP as u16;
@@ -55,18 +57,14 @@ pub struct NetDev {
     sock: Fd,
 }
 
-/// An interface name as the kernel stores it: at most 15 bytes and a NUL.
-fn ifreq_for(name: &str) -> Result<libc::ifreq> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(Errno(libc::ENODEV));
-    }
+/// A request for interface `name`: its bytes are already the kernel's NUL-padded form.
+fn ifreq_for(name: IfName) -> libc::ifreq {
     // SAFETY: ifreq is plain old data (a name array and a union of PODs); all-zero is valid.
     let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes) {
+        *dst = src as libc::c_char;
     }
-    Ok(req)
+    req
 }
 
 /// An IPv4 address as the `struct sockaddr` the interface ioctls take.
@@ -115,16 +113,16 @@ impl NetDev {
         check(unsafe { libc::ioctl(self.sock.raw(), request as _, req as *mut libc::ifreq) }).map(|_| ())
     }
 
-    pub fn index(&self, name: &str) -> Result<i32> {
-        let mut req = ifreq_for(name)?;
+    pub fn index(&self, name: IfName) -> Result<i32> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFINDEX as _, &mut req)?;
         // SAFETY: SIOCGIFINDEX filled in the ifindex member of the union.
         Ok(unsafe { req.ifr_ifru.ifru_ifindex })
     }
 
     /// The hardware address and its ARPHRD type (1 = Ethernet).
-    pub fn hardware_address(&self, name: &str) -> Result<(u16, [u8; 6])> {
-        let mut req = ifreq_for(name)?;
+    pub fn hardware_address(&self, name: IfName) -> Result<(u16, [u8; 6])> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFHWADDR as _, &mut req)?;
         // SAFETY: SIOCGIFHWADDR filled in the hwaddr member of the union.
         let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
@@ -135,42 +133,41 @@ impl NetDev {
         Ok((sa.sa_family, mac))
     }
 
-    pub fn flags(&self, name: &str) -> Result<u16> {
-        let mut req = ifreq_for(name)?;
+    pub fn flags(&self, name: IfName) -> Result<u16> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFFLAGS as _, &mut req)?;
         // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
         Ok(unsafe { req.ifr_ifru.ifru_flags } as u16)
     }
 
-    pub fn set_flags(&self, name: &str, flags: u16) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_flags(&self, name: IfName, flags: u16) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_flags = flags as libc::c_short;
         self.ioctl(libc::SIOCSIFFLAGS as _, &mut req)
     }
 
-    pub fn set_address(&self, name: &str, addr: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_address(&self, name: IfName, addr: [u8; 4]) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_addr = sockaddr_in(addr);
         self.ioctl(libc::SIOCSIFADDR as _, &mut req)
     }
 
-    pub fn set_netmask(&self, name: &str, mask: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_netmask(&self, name: IfName, mask: [u8; 4]) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_netmask = sockaddr_in(mask);
         self.ioctl(libc::SIOCSIFNETMASK as _, &mut req)
     }
 
-    pub fn set_mtu(&self, name: &str, mtu: u16) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_mtu(&self, name: IfName, mtu: u16) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
         self.ioctl(libc::SIOCSIFMTU as _, &mut req)
     }
 
     /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
     /// on interface `name`. An existing identical route is fine (EEXIST).
-    pub fn add_route(&self, name: &str, dest: [u8; 4], mask: [u8; 4], gateway: [u8; 4]) -> Result<()> {
-        let ifreq = ifreq_for(name)?; // validates the name and gives us a NUL-terminated copy
-        let mut dev = ifreq.ifr_name;
+    pub fn add_route(&self, name: IfName, dest: [u8; 4], mask: [u8; 4], gateway: [u8; 4]) -> Result<()> {
+        let mut dev = ifreq_for(name).ifr_name; // a NUL-terminated copy of the name
         let on_link = gateway == [0; 4];
         let mut rt = RtEntry {
             rt_pad1: 0,
@@ -208,9 +205,10 @@ mod tests {
         assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
-        assert!(dev.index("lo").unwrap() > 0);
-        assert_ne!(dev.flags("lo").unwrap() & IFF_LOOPBACK, 0);
-        assert_eq!(dev.index("imn-no-such-if"), Err(Errno(libc::ENODEV)));
-        assert_eq!(dev.index("a-name-far-too-long-for-linux"), Err(Errno(libc::ENODEV)));
+        let name = |n| IfName::new(n).unwrap();
+        assert!(dev.index(name("lo")).unwrap() > 0);
+        assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
+        assert_eq!(dev.index(name("imn-no-such-if")), Err(Errno(libc::ENODEV)));
+        assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
 }
