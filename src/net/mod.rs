@@ -369,6 +369,16 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
     Ok(network)
 }
 
+/// An IPv4 address as a dotted quad: core's Display, which handles widths, costs more.
+pub struct Dotted(pub Ipv4Addr);
+
+impl fmt::Display for Dotted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.0.octets();
+        write!(f, "{a}.{b}.{c}.{d}")
+    }
+}
+
 /// The network's settings for the console, one per line.
 pub struct Summary<'a>(pub &'a Network);
 
@@ -378,7 +388,7 @@ impl fmt::Display for Summary<'_> {
         let c = &net.config;
         let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
         let router: &dyn fmt::Display = match &c.gateway {
-            Some(gateway) => gateway,
+            Some(gateway) => &Dotted(*gateway),
             None => &"none",
         };
         // Few, long format strings: every write! call costs the init code bytes.
@@ -387,12 +397,12 @@ impl fmt::Display for Summary<'_> {
             "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
             net.link.name,
             Mac(net.link.mac),
-            c.address,
+            Dotted(c.address),
             c.prefix_len,
-            dhcp::mask_of(c.prefix_len)
+            Dotted(dhcp::mask_of(c.prefix_len))
         )?;
         for server in &c.dns {
-            write!(f, " {server}")?;
+            write!(f, " {}", Dotted(*server))?;
         }
         f.write_str(if c.dns.is_empty() { " none\n" } else { "\n" })?;
         if let Some(mtu) = c.mtu {
@@ -406,7 +416,7 @@ impl fmt::Display for Summary<'_> {
                 l.lease_secs,
                 l.renew_secs,
                 l.rebind_secs,
-                l.server,
+                Dotted(l.server),
                 client.carrier_to_bound.as_millis() as u64,
                 client.carrier_to_bound.subsec_micros() % 1000
             )?;
@@ -472,7 +482,7 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
             break;
         }
         if client.tick(now)? == LeaseEvent::Renewed {
-            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, client.lease().server);
+            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, Dotted(client.lease().server));
         }
         let wake = client.next_wakeup().min(end);
         let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
