@@ -313,7 +313,7 @@ fn acquire(dev: &NetDev, mut waiting: Vec<Link>, hostname: Option<String>, mut f
         if !waiting.is_empty() {
             wake = wake.min(now + CARRIER_CHECK);
         }
-        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", no_iface()))?;
+        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", IfName::NONE))?;
     }
 }
 
@@ -335,11 +335,6 @@ fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
     move |errno| NetError::Sys { doing, iface, errno }
 }
 
-/// For failures that concern no single interface.
-fn no_iface() -> IfName {
-    IfName::new("-").expect("a valid name")
-}
-
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
 pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
@@ -348,8 +343,8 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
         IpSetting::Dhcp { device, hostname } => (device, hostname, None),
         IpSetting::Static { device, config, .. } => (device, None, Some(config)),
     };
-    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", no_iface()))?;
-    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
+    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
+    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {
         return Err(NetError::NoLinks);
     }

@@ -61,9 +61,10 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
 
 /// Whether an autoconf word means "ask DHCP" (false: off/none); an error otherwise.
 fn autoconf(word: &str) -> Result<bool, IpParseError> {
+    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
     match word {
-        "" | "on" | "any" | "dhcp" | "both" | "bootp" => Ok(true),
         "off" | "none" => Ok(false),
+        _ if DHCP.contains(&word) => Ok(true),
         _ => Err(IpParseError::BadField { field: FIELDS[6] }),
     }
 }

@@ -23,6 +23,9 @@ pub struct IfName {
 }
 
 impl IfName {
+    /// "-": for failures that concern no single interface.
+    pub const NONE: IfName = IfName { bytes: *b"-\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", len: 1 };
+
     /// `None` if empty, longer than the kernel allows, or holding a NUL.
     pub fn new(name: &str) -> Option<IfName> {
         let src = name.as_bytes();
