@@ -46,31 +46,23 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-/// The names of this network namespace's interfaces, in the kernel's order, from
-/// /proc/net/dev (two header lines, then `  name: counters...`): musl's if_nameindex would
-/// add a netlink client to the init, and listing /sys/class/net a sort.
-fn interface_names() -> Result<Vec<IfName>> {
-    let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
-    let mut names = Vec::new();
-    for line in table.split(|b| *b == b'\n').skip(2) {
-        let name = line.split(|b| *b == b':').next().unwrap_or_default().trim_ascii();
-        if let Some(name) = core::str::from_utf8(name).ok().filter(|_| line.contains(&b':')).and_then(IfName::new) {
-            names.push(name);
-        }
-    }
-    Ok(names)
+/// The interface names in /proc/net/dev's table: two header lines, then one line per
+/// interface of this network namespace, `  name: counters...`, in the kernel's order.
+fn names_in(table: &[u8]) -> impl Iterator<Item = IfName> + '_ {
+    table.split(|b| *b == b'\n').skip(2).filter_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        IfName::new(core::str::from_utf8(line[..colon].trim_ascii()).ok()?)
+    })
 }
 
-/// Every Ethernet interface, loopback and other link types left out.
+/// Every Ethernet interface, loopback and other link types left out. The names come from
+/// /proc/net/dev: musl's if_nameindex would add a netlink client to the init, and listing
+/// /sys/class/net a sort.
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
+    let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
-    for name in interface_names()? {
-        let link = (|| {
-            let (kind, mac) = dev.hardware_address(name)?;
-            let ethernet = kind == ARPHRD_ETHER && dev.flags(name)? & IFF_LOOPBACK == 0;
-            Ok(ethernet.then_some(Link { index: dev.index(name)?, name, mac }))
-        })();
-        match link {
+    for name in names_in(&table) {
+        match link_of(dev, name) {
             Ok(Some(link)) => links.push(link),
             Ok(None) => {}
             // Gone between the listing and the question (a hot-unplugged NIC, a
@@ -80,6 +72,13 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
         }
     }
     Ok(links)
+}
+
+/// The link named `name`, if it is Ethernet and not loopback.
+fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
+    let (kind, mac) = dev.hardware_address(name)?;
+    let ethernet = kind == ARPHRD_ETHER && dev.flags(name)? & IFF_LOOPBACK == 0;
+    Ok(if ethernet { Some(Link { index: dev.index(name)?, name, mac }) } else { None })
 }
 
 /// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
@@ -154,7 +153,9 @@ mod tests {
 
     #[test]
     fn interfaces_are_listed_and_loopback_is_not_an_ethernet_link() {
-        assert!(interface_names().unwrap().iter().any(|n| n.as_str() == "lo"));
+        let table = b"Inter-|   Receive |  Transmit\n face |bytes packets|bytes\n    lo: 1 2 3\nimn-eth0: 4 5 6\n\n";
+        let names: Vec<IfName> = names_in(table).collect();
+        assert_eq!(names, [IfName::new("lo").unwrap(), IfName::new("imn-eth0").unwrap()]);
         let dev = NetDev::open().unwrap();
         let links = ethernet_links(&dev).unwrap();
         assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");
