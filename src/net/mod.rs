@@ -123,8 +123,6 @@ struct Session {
     client: Client,
     /// For unicast renewals and releases; opened once an address is applied.
     unicast: Option<UdpSocket>,
-    /// Where packets are received (on the heap: kept small, the init's stack and code).
-    buf: Vec<u8>,
     /// When the link had carrier (the client started).
     carrier_at: Duration,
 }
@@ -134,7 +132,7 @@ impl Session {
         let socket = PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Session { link, socket, client, unicast: None, buf: alloc::vec![0u8; 1536], carrier_at: now })
+        Ok(Session { link, socket, client, unicast: None, carrier_at: now })
     }
 
     fn transmit(&mut self, send: Send) -> Result<(), NetError> {
@@ -165,7 +163,8 @@ impl Session {
     /// Returns the last event a packet caused.
     fn step(&mut self, now: Duration) -> Result<Option<Event>, NetError> {
         let mut event = None;
-        let buf = &mut self.buf;
+        // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
+        let buf = &mut [0u8; 1536];
         let iface = self.link.name;
         while let Some(got) = self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))? {
             let Some(datagram) = buf.get(..got.len) else {
