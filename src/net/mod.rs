@@ -337,11 +337,7 @@ fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
 pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
-    let setting = static_ip::parse(ip).map_err(NetError::Config)?;
-    let (device, hostname, fixed) = match setting {
-        IpSetting::Dhcp { device, hostname } => (device, hostname, None),
-        IpSetting::Static { device, config, .. } => (device, None, Some(config)),
-    };
+    let IpSetting { device, hostname, fixed } = static_ip::parse(ip).map_err(NetError::Config)?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {

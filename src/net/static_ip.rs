@@ -10,14 +10,17 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-/// How to configure the network.
+/// How to configure the network. (The boot server's address, field 2, is checked and
+/// not kept: imprint has no use for it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpSetting {
-    /// Ask DHCP, on `device` if given (else on every Ethernet link).
-    Dhcp { device: Option<String>, hostname: Option<String> },
-    /// Use these values as they are, on `device` if given (else the first link with
-    /// carrier); `server` is the boot server's address (kept, unused by imprint).
-    Static { config: NetConfig, device: Option<String>, server: Option<Ipv4Addr> },
+pub struct IpSetting {
+    /// The interface to use (else: DHCP on every Ethernet link, or a static address on
+    /// the first link with carrier).
+    pub device: Option<String>,
+    /// With DHCP: the host name to send (a static one is in `fixed`).
+    pub hostname: Option<String>,
+    /// A static configuration, used as it is; `None`: ask DHCP.
+    pub fixed: Option<NetConfig>,
 }
 
 /// An `ip=` value imprint cannot use; one line naming the field.
@@ -94,14 +97,14 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
     if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
-        return if dhcp { Ok(IpSetting::Dhcp { device, hostname }) } else { Err(IpParseError::Disabled) };
+        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(IpParseError::Disabled) };
     }
     let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
     let dns = addresses[7..9].iter().flatten().copied().collect();
     let config = NetConfig { address: client, prefix_len, gateway: addresses[2], routes: Vec::new(), dns, mtu: None, hostname };
-    Ok(IpSetting::Static { config, device, server: addresses[1] })
+    Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 
 #[cfg(test)]
@@ -109,7 +112,7 @@ mod tests {
     use super::*;
 
     fn dhcp(device: Option<&str>) -> IpSetting {
-        IpSetting::Dhcp { device: device.map(String::from), hostname: None }
+        IpSetting { device: device.map(String::from), hostname: None, fixed: None }
     }
 
     #[test]
@@ -145,7 +148,7 @@ mod tests {
         assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
-            Ok(IpSetting::Dhcp { device: Some("eth0".into()), hostname: Some("node7".into()) })
+            Ok(IpSetting { device: Some("eth0".into()), hostname: Some("node7".into()), fixed: None })
         );
     }
 
@@ -154,8 +157,9 @@ mod tests {
         let got = parse(Some("10.213.1.5:10.213.1.1:10.213.1.254:255.255.255.0:node7:eth0:off:10.213.1.53:9.9.9.9:1.2.3.4"));
         assert_eq!(
             got,
-            Ok(IpSetting::Static {
-                config: NetConfig {
+            Ok(IpSetting {
+                hostname: None,
+                fixed: Some(NetConfig {
                     address: Ipv4Addr::new(10, 213, 1, 5),
                     prefix_len: 24,
                     gateway: Some(Ipv4Addr::new(10, 213, 1, 254)),
@@ -163,20 +167,19 @@ mod tests {
                     dns: alloc::vec![Ipv4Addr::new(10, 213, 1, 53), Ipv4Addr::new(9, 9, 9, 9)],
                     mtu: None,
                     hostname: Some("node7".into()),
-                },
+                }),
                 device: Some("eth0".into()),
-                server: Some(Ipv4Addr::new(10, 213, 1, 1)),
             })
         );
     }
 
     #[test]
     fn static_with_empty_fields_takes_the_class_mask() {
-        let Ok(IpSetting::Static { config: c, device, server }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
-        assert_eq!((c.prefix_len, c.gateway, device, server, c.dns.len()), (8, None, None, None, 0));
-        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("192.168.7.9:")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), device, .. }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
+        assert_eq!((c.prefix_len, c.gateway, device, c.dns.len()), (8, None, None, 0));
+        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("192.168.7.9:")) else { panic!() };
         assert_eq!(c.prefix_len, 24);
-        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
         assert_eq!(c.prefix_len, 25);
     }
 
