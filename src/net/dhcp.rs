@@ -461,25 +461,21 @@ impl fmt::Display for FrameError {
     }
 }
 
-/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket: the headers
-/// written through smoltcp's packet views, checksums filled in.
+/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket: the fixed
+/// headers written at once, the checksums filled in through smoltcp's packet views.
 pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, message: &[u8]) -> Vec<u8> {
-    let mut buf = alloc::vec![0u8; 28 + message.len()];
-    buf[28..].copy_from_slice(message);
+    let [t1, t0] = (28 + message.len() as u16).to_be_bytes();
+    let [u1, u0] = (8 + message.len() as u16).to_be_bytes();
+    let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (src.octets(), dst.octets());
+    #[rustfmt::skip]
+    let mut buf = alloc::vec![
+        0x45, 0, t1, t0, 0, 0, 0, 0, 64, 17, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3, // IPv4: 20 bytes, TTL 64, UDP
+        0, 68, 0, 67, u1, u0, 0, 0, // UDP from the client port to the server port
+    ];
+    buf.extend_from_slice(message);
     let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.set_version(4);
-    ip.set_header_len(20);
-    ip.set_total_len(28 + message.len() as u16);
-    ip.set_hop_limit(64);
-    ip.set_next_header(IpProtocol::Udp);
-    ip.set_src_addr(src);
-    ip.set_dst_addr(dst);
     ip.fill_checksum();
-    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
-    udp.set_src_port(DHCP_CLIENT_PORT);
-    udp.set_dst_port(DHCP_SERVER_PORT);
-    udp.set_len(8 + message.len() as u16);
-    udp.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
+    UdpPacket::new_unchecked(ip.payload_mut()).fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
     buf
 }
 
