@@ -13,7 +13,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 use smoltcp::wire::{
-    DhcpMessageType, DhcpOpCode, DhcpPacket, EthernetAddress, IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
+    DhcpMessageType, DhcpOpCode, DhcpPacket, IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
 };
 
@@ -267,17 +267,16 @@ impl Client {
     /// then the options. Every message but a RELEASE also carries our wishes and identity
     /// (RFC 2131 table 5 forbids them in a RELEASE).
     fn emit(&self, kind: DhcpMessageType, secs: u16, client_ip: Ipv4Addr, server: Option<Ipv4Addr>, requested: Option<Ipv4Addr>) -> Vec<u8> {
-        let mut buf = alloc::vec![0u8; options::AREA_START];
-        // smoltcp's packet view has no public setter for these two (its hardware type is private).
-        buf[1] = options::HTYPE_ETHERNET;
-        buf[2] = 6;
-        let mut packet = DhcpPacket::new_unchecked(&mut buf[..]);
-        packet.set_opcode(DhcpOpCode::Request);
-        packet.set_transaction_id(self.xid);
-        packet.set_secs(secs);
-        packet.set_client_ip(client_ip);
-        packet.set_client_hardware_address(EthernetAddress(self.mac));
-        packet.set_magic_number(options::MAGIC);
+        // The BOOTP header (RFC 2131 figure 1) at its fixed offsets: op BOOTREQUEST,
+        // Ethernet with 6-byte addresses, xid, secs, ciaddr, chaddr, then the magic cookie.
+        let mut header = [0u8; options::AREA_START];
+        header[..3].copy_from_slice(&[1, options::HTYPE_ETHERNET, 6]);
+        header[4..8].copy_from_slice(&self.xid.to_be_bytes());
+        header[8..10].copy_from_slice(&secs.to_be_bytes());
+        header[12..16].copy_from_slice(&client_ip.octets());
+        header[28..34].copy_from_slice(&self.mac);
+        header[236..].copy_from_slice(&options::MAGIC.to_be_bytes());
+        let mut buf = header.to_vec();
         let mut put = |code: u8, data: &[u8]| {
             buf.extend_from_slice(&[code, data.len() as u8]);
             buf.extend_from_slice(data);
