@@ -319,6 +319,8 @@ impl Client {
         self.emit(DhcpMessageType::Request, self.secs_since_start(now), address, None, None)
     }
 
+    /// Out of line: every check of a reply ends here when it fails.
+    #[inline(never)]
     fn ignore(&mut self, why: Ignored) -> Option<Event> {
         self.ignored = self.ignored.saturating_add(1);
         self.last_ignored = Some(why);
