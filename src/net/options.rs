@@ -146,24 +146,8 @@ pub struct ReplyOptions {
     pub routes: Vec<Route>,
 }
 
-fn addresses(code: u8, data: &[u8]) -> Result<Vec<Ipv4Addr>, OptionError> {
-    if data.is_empty() || data.len() % 4 != 0 {
-        return Err(OptionError::BadLength { code, len: data.len() });
-    }
-    Ok(data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect())
-}
-
-/// Exactly four bytes: one address or a number of seconds.
-fn four(code: u8, data: &[u8]) -> Result<[u8; 4], OptionError> {
-    data.try_into().map_err(|_| OptionError::BadLength { code, len: data.len() })
-}
-
-fn seconds(code: u8, data: &[u8]) -> Result<u32, OptionError> {
-    four(code, data).map(u32::from_be_bytes)
-}
-
-fn address(code: u8, data: &[u8]) -> Result<Ipv4Addr, OptionError> {
-    four(code, data).map(Ipv4Addr::from)
+fn addresses(data: &[u8]) -> Vec<Ipv4Addr> {
+    data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect()
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on
@@ -206,24 +190,31 @@ pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
     let mut out = ReplyOptions::default();
     for option in options(area) {
         let (code, data) = option?;
+        let len = data.len();
+        let fits = match code {
+            MESSAGE_TYPE => len == 1,
+            INTERFACE_MTU => len == 2,
+            SERVER_ID | SUBNET_MASK | LEASE_TIME | RENEWAL_TIME | REBINDING_TIME => len == 4,
+            ROUTER | DNS => len > 0 && len % 4 == 0,
+            _ => true,
+        };
+        if !fits {
+            return Err(OptionError::BadLength { code, len });
+        }
+        // The fixed-size options have their size now: one word (or two bytes, or one).
+        let word = u32::from_be_bytes(data.try_into().unwrap_or_default());
         match code {
-            MESSAGE_TYPE => match data {
-                [kind] => out.message_type = Some(*kind),
-                _ => return Err(OptionError::BadLength { code, len: data.len() }),
-            },
-            SERVER_ID => out.server_id = Some(address(code, data)?),
-            SUBNET_MASK => out.subnet_mask = Some(address(code, data)?),
-            LEASE_TIME => out.lease_secs = Some(seconds(code, data)?),
-            ROUTER => out.routers = addresses(code, data)?,
-            DNS => out.dns = addresses(code, data)?,
+            MESSAGE_TYPE => out.message_type = data.first().copied(),
+            SERVER_ID => out.server_id = Some(word.into()),
+            SUBNET_MASK => out.subnet_mask = Some(word.into()),
+            LEASE_TIME => out.lease_secs = Some(word),
+            RENEWAL_TIME => out.renewal_secs = Some(word),
+            REBINDING_TIME => out.rebinding_secs = Some(word),
+            INTERFACE_MTU => out.mtu = Some(u16::from_be_bytes(data.try_into().unwrap_or_default())),
+            ROUTER => out.routers = addresses(data),
+            DNS => out.dns = addresses(data),
             HOSTNAME => out.hostname = Some(name(code, data)?),
             DOMAIN_NAME => out.domain = Some(name(code, data)?),
-            INTERFACE_MTU => match data {
-                [a, b] => out.mtu = Some(u16::from_be_bytes([*a, *b])),
-                _ => return Err(OptionError::BadLength { code, len: data.len() }),
-            },
-            RENEWAL_TIME => out.renewal_secs = Some(seconds(code, data)?),
-            REBINDING_TIME => out.rebinding_secs = Some(seconds(code, data)?),
             CLASSLESS_ROUTES => out.routes = classless_routes(data)?,
             _ => {}
         }
