@@ -102,7 +102,10 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
     let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
-    let dns = addresses[7..9].iter().flatten().copied().collect();
+    let mut dns = Vec::new();
+    for server in addresses[7..9].iter().flatten() {
+        dns.push(*server);
+    }
     let config = NetConfig { address: client, prefix_len, gateway: addresses[2], routes: Vec::new(), dns, mtu: None, hostname };
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
