@@ -235,84 +235,102 @@ impl BoundClient {
     }
 }
 
+/// Waiting for carrier and a lease: the links still without carrier, the DHCP sessions
+/// running. Owned here and borrowed by `run`, so its many exits drop nothing (one drop
+/// for all of them keeps the init's code small).
+struct Acquiring {
+    waiting: Vec<Link>,
+    /// Boxed: sessions are large, and moving pointers keeps the init's code small.
+    sessions: Vec<alloc::boxed::Box<Session>>,
+    hostname: Option<String>,
+    fixed: Option<NetConfig>,
+    /// The names of all the links, for the error when none has carrier.
+    all: String,
+}
+
 /// Waits for carrier on `links`. With a `fixed` (static) configuration, the first link
 /// with carrier is the answer; else a DHCP client runs on each link from the moment it has
 /// carrier, all at once, until one binds (the others are dropped; a bound loser releases).
 /// At most `timeout`.
-fn acquire(dev: &NetDev, mut waiting: Vec<Link>, hostname: Option<String>, mut fixed: Option<NetConfig>, timeout: Duration) -> Result<Network, NetError> {
-    let deadline = monotonic() + timeout;
-    let all = link::names(&waiting);
-    // Boxed: sessions are large, and moving pointers keeps the init's code small.
-    let mut sessions: Vec<alloc::boxed::Box<Session>> = Vec::new();
-    loop {
-        let now = monotonic();
-        let mut i = 0;
-        while i < waiting.len() {
-            let l = waiting[i];
-            match link::has_carrier(dev, &l) {
-                Ok(false) => {
-                    i += 1;
-                    continue;
+fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, fixed: Option<NetConfig>, timeout: Duration) -> Result<Network, NetError> {
+    let all = link::names(&links);
+    Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed, all }.run(dev, timeout)
+}
+
+impl Acquiring {
+    fn run(&mut self, dev: &NetDev, timeout: Duration) -> Result<Network, NetError> {
+        let deadline = monotonic() + timeout;
+        let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);
+        loop {
+            let now = monotonic();
+            let mut i = 0;
+            while i < waiting.len() {
+                let l = waiting[i];
+                match link::has_carrier(dev, &l) {
+                    Ok(false) => {
+                        i += 1;
+                        continue;
+                    }
+                    Ok(true) => match self.fixed.take() {
+                        Some(config) => return Ok(Network { link: l, config, dhcp: None }),
+                        None => sessions.push(alloc::boxed::Box::new(Session::open(l, self.hostname.clone(), now)?)),
+                    },
+                    // The link went away (unplugged, deleted): wait for the others.
+                    Err(Errno(libc::ENODEV)) => {}
+                    Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
                 }
-                Ok(true) => match fixed.take() {
-                    Some(config) => return Ok(Network { link: l, config, dhcp: None }),
-                    None => sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?)),
-                },
-                // The link went away (unplugged, deleted): wait for the others.
-                Err(Errno(libc::ENODEV)) => {}
-                Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
+                waiting.remove(i);
             }
-            waiting.remove(i);
-        }
-        let mut winner = None;
-        let mut i = 0;
-        while i < sessions.len() {
-            match sessions[i].step(now) {
-                Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
-                Ok(_) => {}
-                // One link failing (its NIC went away, say) must not stop the others;
-                // when it was the last one, its error is the answer.
-                Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
-                    sessions.remove(i);
-                    continue;
+            let mut winner = None;
+            let mut i = 0;
+            while i < sessions.len() {
+                match sessions[i].step(now) {
+                    Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
+                    Ok(_) => {}
+                    // One link failing (its NIC went away, say) must not stop the others;
+                    // when it was the last one, its error is the answer.
+                    Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
+                        sessions.remove(i);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
+                i += 1;
             }
-            i += 1;
-        }
-        if let Some(i) = winner {
-            let session = sessions.swap_remove(i);
-            for mut loser in sessions {
-                if let Some(send) = loser.client.release() {
-                    let _ = loser.transmit(send); // best effort: the lease times out anyway
+            if let Some(i) = winner {
+                let session = sessions.swap_remove(i);
+                for loser in sessions.iter_mut() {
+                    if let Some(send) = loser.client.release() {
+                        let _ = loser.transmit(send); // best effort: the lease times out anyway
+                    }
                 }
+                let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
+                let config = NetConfig::from_lease(session.client.lease().expect("a bound client has a lease"));
+                return Ok(Network { link: session.link, config, dhcp: Some(BoundClient { session, carrier_to_bound }) });
             }
-            let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-            let config = NetConfig::from_lease(session.client.lease().expect("a bound client has a lease"));
-            return Ok(Network { link: session.link, config, dhcp: Some(BoundClient { session, carrier_to_bound }) });
-        }
-        if now >= deadline {
-            let waited_secs = timeout.as_secs();
-            if sessions.is_empty() {
-                return Err(NetError::NoCarrier { links: all, waited_secs });
+            if now >= deadline {
+                let waited_secs = timeout.as_secs();
+                if sessions.is_empty() {
+                    return Err(NetError::NoCarrier { links: core::mem::take(&mut self.all), waited_secs });
+                }
+                let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
+                for s in sessions.iter() {
+                    link::push_name(&mut links, s.link.name);
+                    (replies, naks, ignored) = (replies + s.client.replies, naks + s.client.naks, ignored + s.client.ignored);
+                }
+                return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
             }
-            let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
-            for s in &sessions {
-                link::push_name(&mut links, s.link.name);
-                (replies, naks, ignored) = (replies + s.client.replies, naks + s.client.naks, ignored + s.client.ignored);
+            let mut wake = deadline;
+            let mut fds = Vec::new();
+            for s in sessions.iter() {
+                wake = wake.min(s.client.next_wakeup());
+                fds.push(PollFd::new(s.socket.raw(), READABLE));
             }
-            return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
+            if !waiting.is_empty() {
+                wake = wake.min(now + CARRIER_CHECK);
+            }
+            poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", IfName::NONE))?;
         }
-        let mut wake = deadline;
-        let mut fds = Vec::new();
-        for s in &sessions {
-            wake = wake.min(s.client.next_wakeup());
-            fds.push(PollFd::new(s.socket.raw(), READABLE));
-        }
-        if !waiting.is_empty() {
-            wake = wake.min(now + CARRIER_CHECK);
-        }
-        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", IfName::NONE))?;
     }
 }
 
