@@ -461,23 +461,22 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
     let mut release = false;
     let mut timeout = DEFAULT_TIMEOUT;
     let mut hold = Duration::ZERO;
-    let mut rest = args.iter().map(|a| core::str::from_utf8(a).map_err(|_| NetError::Usage("arguments must be UTF-8")));
-    while let Some(arg) = rest.next() {
-        let arg = arg?;
+    let mut rest = args.iter();
+    while let Some(&arg) = rest.next() {
         let (seconds, needs) = match arg {
-            "--release" => {
+            b"--release" => {
                 release = true;
                 continue;
             }
-            "--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
-            "--hold" => (&mut hold, "--hold needs a number of seconds"),
-            name if iface.is_none() && !name.starts_with('-') => {
-                iface = Some(name);
+            b"--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
+            b"--hold" => (&mut hold, "--hold needs a number of seconds"),
+            name if iface.is_none() && !name.starts_with(b"-") => {
+                iface = Some(core::str::from_utf8(name).map_err(|_| NetError::Usage("the interface name is not UTF-8"))?);
                 continue;
             }
             _ => return Err(NetError::Usage("unexpected argument")),
         };
-        let value = rest.next().transpose()?.and_then(|v| v.parse::<u32>().ok());
+        let value = rest.next().and_then(|v| core::str::from_utf8(v).ok()?.parse::<u32>().ok());
         *seconds = Duration::from_secs(value.ok_or(NetError::Usage(needs))?.into());
     }
     let network = bring_up(None, iface, timeout)?;
