@@ -428,10 +428,11 @@ impl fmt::Display for Summary<'_> {
                 client.carrier_to_bound.as_millis() as u64,
                 client.carrier_to_bound.subsec_micros() % 1000
             )?;
-            for (label, value) in [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)] {
-                if let Some(value) = value {
-                    writeln!(f, "  {label}  {value}")?;
-                }
+            if let Some(name) = &l.options.hostname {
+                writeln!(f, "  hostname  {name}")?;
+            }
+            if let Some(name) = &l.options.domain {
+                writeln!(f, "  domain    {name}")?;
             }
         }
         Ok(())
