@@ -244,8 +244,6 @@ struct Acquiring {
     sessions: Vec<alloc::boxed::Box<Session>>,
     hostname: Option<String>,
     fixed: Option<NetConfig>,
-    /// The names of all the links, for the error when none has carrier.
-    all: String,
 }
 
 /// Waits for carrier on `links`. With a `fixed` (static) configuration, the first link
@@ -253,8 +251,7 @@ struct Acquiring {
 /// carrier, all at once, until one binds (the others are dropped; a bound loser releases).
 /// At most `timeout`.
 fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, fixed: Option<NetConfig>, timeout: Duration) -> Result<Network, NetError> {
-    let all = link::names(&links);
-    Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed, all }.run(dev, timeout)
+    Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(dev, timeout)
 }
 
 impl Acquiring {
@@ -311,7 +308,8 @@ impl Acquiring {
             if now >= deadline {
                 let waited_secs = timeout.as_secs();
                 if sessions.is_empty() {
-                    return Err(NetError::NoCarrier { links: core::mem::take(&mut self.all), waited_secs });
+                    // The links still waiting (those that vanished meanwhile are not named).
+                    return Err(NetError::NoCarrier { links: link::names(waiting), waited_secs });
                 }
                 let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
                 for s in sessions.iter() {
