@@ -128,6 +128,8 @@ struct Session {
 }
 
 impl Session {
+    // Out of line: inlined into the acquiring loop, it makes the init bigger.
+    #[inline(never)]
     fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, NetError> {
         let socket = PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
