@@ -328,6 +328,8 @@ impl Client {
     }
 
     /// Feeds one DHCP message (the UDP payload) received at `now`.
+    // Out of line: inlined into the driver, it makes the init bigger.
+    #[inline(never)]
     pub fn receive(&mut self, now: Duration, message: &[u8]) -> Option<Event> {
         // The BOOTP header through smoltcp's view (length checked), the options by our walk.
         let Ok(packet) = DhcpPacket::new_checked(message) else {

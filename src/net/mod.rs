@@ -257,6 +257,8 @@ fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, fixed: Opti
 }
 
 impl Acquiring {
+    // Out of line: inlined into `acquire`, it makes the init bigger.
+    #[inline(never)]
     fn run(&mut self, dev: &NetDev, timeout: Duration) -> Result<Network, NetError> {
         let deadline = monotonic() + timeout;
         let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);

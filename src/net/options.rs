@@ -186,6 +186,8 @@ fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
 }
 
 /// Walks a reply's options area (the bytes after the magic cookie).
+// Out of line: inlined into the client, it makes the init bigger.
+#[inline(never)]
 pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
     let mut out = ReplyOptions::default();
     for option in options(area) {
