@@ -485,6 +485,8 @@ pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, message: &[u8]) -> Vec<u8> {
 /// The DHCP message inside a received IPv4 datagram, after checking the IPv4 header
 /// (lengths, checksum, not a fragment), the ports and, unless the kernel says it was never
 /// filled in (offload), the UDP checksum.
+// Out of line: inlined into the driver, it makes the init bigger.
+#[inline(never)]
 pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Result<&[u8], FrameError> {
     let ip = Ipv4Packet::new_checked(datagram).map_err(|_| FrameError::Ipv4)?;
     if ip.version() != 4 || !ip.verify_checksum() || ip.more_frags() || ip.frag_offset() != 0 {

@@ -58,6 +58,8 @@ fn names_in(table: &[u8]) -> impl Iterator<Item = IfName> + '_ {
 /// Every Ethernet interface, loopback and other link types left out. The names come from
 /// /proc/net/dev: musl's if_nameindex would add a netlink client to the init, and listing
 /// /sys/class/net a sort.
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
@@ -82,6 +84,8 @@ fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
 }
 
 /// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
     if let Some(want) = wanted {
         let mac = parse_mac(want);

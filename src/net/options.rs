@@ -162,6 +162,8 @@ fn name(code: u8, data: &[u8]) -> Result<String, OptionError> {
 }
 
 /// RFC 3442: (width, significant destination octets, gateway) repeated.
+// Out of line: inlined into `parse_reply`, it makes the init bigger.
+#[inline(never)]
 fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
     let bad = OptionError::BadLength { code: CLASSLESS_ROUTES, len: data.len() };
     let mut routes = Vec::new();

@@ -77,6 +77,8 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 /// Parses the value of `ip=` (absent means `dhcp`).
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
     let mut fields = [""; FIELDS.len()];
     let mut count = 0;
