@@ -5,8 +5,6 @@
 
 use super::fd::Fd;
 use super::{check, Result};
-#[cfg(test)]
-use super::Errno;
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
 pub const IFF_UP: u16 = libc::IFF_UP as u16;
@@ -212,7 +210,7 @@ mod tests {
         let name = |n| IfName::new(n).unwrap();
         assert!(dev.index(name("lo")).unwrap() > 0);
         assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
-        assert_eq!(dev.index(name("imn-no-such-if")), Err(Errno(libc::ENODEV)));
+        assert_eq!(dev.index(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
         assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
 }
