@@ -9,7 +9,6 @@
 use super::options::{self, ReplyOptions};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 use smoltcp::wire::{
@@ -159,10 +158,6 @@ impl Client {
 
     pub fn lease(&self) -> Option<&Lease> {
         self.lease.as_ref()
-    }
-
-    pub fn mac(&self) -> [u8; 6] {
-        self.mac
     }
 
     /// xorshift64: enough to make our xid and jitter differ from a neighbour's.
@@ -446,22 +441,15 @@ pub fn class_mask(address: Ipv4Addr) -> Ipv4Addr {
     }
 }
 
-/// Why a received datagram is not a DHCP reply for us.
+/// Why a received datagram is not a DHCP reply for us (counted, never shown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
+    /// A bad IPv4 header (lengths, checksum) or a fragment.
     Ipv4,
+    /// A bad UDP header or checksum.
     Udp,
+    /// Not UDP from port 67 to port 68.
     NotDhcp,
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FrameError::Ipv4 => "bad IPv4 header",
-            FrameError::Udp => "bad UDP header or checksum",
-            FrameError::NotDhcp => "not from port 67 to port 68",
-        })
-    }
 }
 
 /// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket: the fixed

@@ -7,7 +7,6 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 
 /// The BOOTP header's hardware type for Ethernet (also the client identifier's first byte).
@@ -53,7 +52,7 @@ pub const PARAMETER_REQUEST_LIST: [u8; 11] = [
     REBINDING_TIME,
 ];
 
-/// Why an options area cannot be trusted.
+/// Why an options area cannot be trusted (the reply is counted and dropped, never shown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionError {
     /// Option `code` claims more bytes than the packet has.
@@ -62,16 +61,6 @@ pub enum OptionError {
     NoEnd,
     /// Option `code` has a length its meaning does not allow.
     BadLength { code: u8, len: usize },
-}
-
-impl fmt::Display for OptionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OptionError::Overrun { code } => write!(f, "DHCP option {code} runs past the end of the packet"),
-            OptionError::NoEnd => f.write_str("DHCP options end without the end option"),
-            OptionError::BadLength { code, len } => write!(f, "DHCP option {code} has a bad length {len}"),
-        }
-    }
 }
 
 /// Iterates over `(code, data)` of an options area; pads are skipped, the end stops it.
