@@ -9,13 +9,11 @@
 use super::options::{self, ReplyOptions};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
-use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, IpAddress, IpProtocol, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr, DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
+    DhcpMessageType, DhcpOpCode, DhcpPacket, IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
 };
 
 /// The vendor class (option 60) imprint announces, so servers can tell it apart.
@@ -162,10 +160,6 @@ impl Client {
         self.lease.as_ref()
     }
 
-    pub fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-
     /// xorshift64: enough to make our xid and jitter differ from a neighbour's.
     fn random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
@@ -256,80 +250,72 @@ impl Client {
     pub fn release(&mut self) -> Option<Send> {
         let lease = self.lease.take()?;
         self.state = State::Init;
-        let repr = DhcpRepr {
-            client_ip: lease.address,
-            server_identifier: Some(lease.server),
-            ..self.base(DhcpMessageType::Release, 0)
-        };
-        Some(Send::Unicast(lease.server, emit(&repr, &[])))
+        let message = self.emit(DhcpMessageType::Release, 0, lease.address, Some(lease.server), None);
+        Some(Send::Unicast(lease.server, message))
     }
 
     fn secs_since_start(&self, now: Duration) -> u16 {
         now.saturating_sub(self.started).as_secs().min(u64::from(u16::MAX)) as u16
     }
 
-    fn base(&self, message_type: DhcpMessageType, secs: u16) -> DhcpRepr<'static> {
-        DhcpRepr {
-            message_type,
-            transaction_id: self.xid,
-            secs,
-            client_hardware_address: EthernetAddress(self.mac),
-            client_ip: Ipv4Addr::UNSPECIFIED,
-            your_ip: Ipv4Addr::UNSPECIFIED,
-            server_ip: Ipv4Addr::UNSPECIFIED,
-            router: None,
-            subnet_mask: None,
-            relay_agent_ip: Ipv4Addr::UNSPECIFIED,
-            broadcast: false,
-            requested_ip: None,
-            client_identifier: Some(EthernetAddress(self.mac)),
-            server_identifier: None,
-            parameter_request_list: Some(&options::PARAMETER_REQUEST_LIST),
-            dns_servers: None,
-            max_size: Some(1500),
-            lease_duration: None,
-            renew_duration: None,
-            rebind_duration: None,
-            additional_options: &[],
-        }
-    }
-
-    fn emit_with_identity(&self, repr: &DhcpRepr<'_>) -> Vec<u8> {
-        let vendor = DhcpOption { kind: options::VENDOR_CLASS, data: VENDOR_CLASS };
-        match &self.hostname {
-            Some(name) if !name.is_empty() && name.len() <= 255 => {
-                emit(repr, &[vendor, DhcpOption { kind: options::HOSTNAME, data: name.as_bytes() }])
+    /// A message of type `kind` from us: the BOOTP header (our xid, MAC and `client_ip`),
+    /// then the options. Every message but a RELEASE also carries our wishes and identity
+    /// (RFC 2131 table 5 forbids them in a RELEASE).
+    fn emit(&self, kind: DhcpMessageType, secs: u16, client_ip: Ipv4Addr, server: Option<Ipv4Addr>, requested: Option<Ipv4Addr>) -> Vec<u8> {
+        // The BOOTP header (RFC 2131 figure 1) at its fixed offsets: op BOOTREQUEST,
+        // Ethernet with 6-byte addresses, xid, secs, ciaddr, chaddr, then the magic cookie.
+        let mut header = [0u8; options::AREA_START];
+        header[..3].copy_from_slice(&[1, options::HTYPE_ETHERNET, 6]);
+        header[4..8].copy_from_slice(&self.xid.to_be_bytes());
+        header[8..10].copy_from_slice(&secs.to_be_bytes());
+        header[12..16].copy_from_slice(&client_ip.octets());
+        header[28..34].copy_from_slice(&self.mac);
+        header[236..].copy_from_slice(&options::MAGIC.to_be_bytes());
+        let mut buf = header.to_vec();
+        let mut put = |code: u8, data: &[u8]| {
+            buf.extend_from_slice(&[code, data.len() as u8]);
+            buf.extend_from_slice(data);
+        };
+        put(options::MESSAGE_TYPE, &[kind.into()]);
+        let m = self.mac;
+        put(options::CLIENT_ID, &[options::HTYPE_ETHERNET, m[0], m[1], m[2], m[3], m[4], m[5]]);
+        for (code, address) in [(options::SERVER_ID, server), (options::REQUESTED_IP, requested)] {
+            if let Some(address) = address {
+                put(code, &address.octets());
             }
-            _ => emit(repr, &[vendor]),
         }
+        if kind != DhcpMessageType::Release {
+            put(options::PARAMETER_REQUESTS, &options::PARAMETER_REQUEST_LIST);
+            put(options::MAX_MESSAGE_SIZE, &1500u16.to_be_bytes());
+            put(options::VENDOR_CLASS, VENDOR_CLASS);
+            match &self.hostname {
+                Some(name) if !name.is_empty() && name.len() <= 255 => put(options::HOSTNAME, name.as_bytes()),
+                _ => {}
+            }
+        }
+        buf.push(options::END);
+        buf
     }
 
     fn discover(&self, now: Duration) -> Vec<u8> {
-        self.emit_with_identity(&self.base(DhcpMessageType::Discover, self.secs_since_start(now)))
+        self.emit(DhcpMessageType::Discover, self.secs_since_start(now), Ipv4Addr::UNSPECIFIED, None, None)
     }
 
     /// REQUEST in REQUESTING: broadcast, naming the chosen server and address, so the
     /// other servers that offered learn they were not chosen.
     fn select_request(&self, now: Duration) -> Vec<u8> {
         let (server, address) = self.offer.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
-        let repr = DhcpRepr {
-            requested_ip: Some(address),
-            server_identifier: Some(server),
-            ..self.base(DhcpMessageType::Request, self.secs_since_start(now))
-        };
-        self.emit_with_identity(&repr)
+        self.emit(DhcpMessageType::Request, self.secs_since_start(now), Ipv4Addr::UNSPECIFIED, Some(server), Some(address))
     }
 
     /// REQUEST in RENEWING / REBINDING: ciaddr set, no server identifier or requested address.
     fn extend_request(&self, now: Duration) -> Vec<u8> {
         let address = self.lease.as_ref().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address);
-        let repr = DhcpRepr {
-            client_ip: address,
-            ..self.base(DhcpMessageType::Request, self.secs_since_start(now))
-        };
-        self.emit_with_identity(&repr)
+        self.emit(DhcpMessageType::Request, self.secs_since_start(now), address, None, None)
     }
 
+    /// Out of line: every check of a reply ends here when it fails.
+    #[inline(never)]
     fn ignore(&mut self, why: Ignored) -> Option<Event> {
         self.ignored = self.ignored.saturating_add(1);
         self.last_ignored = Some(why);
@@ -337,28 +323,33 @@ impl Client {
     }
 
     /// Feeds one DHCP message (the UDP payload) received at `now`.
+    // Out of line: inlined into the driver, it makes the init bigger.
+    #[inline(never)]
     pub fn receive(&mut self, now: Duration, message: &[u8]) -> Option<Event> {
+        // The BOOTP header through smoltcp's view (length checked), the options by our walk.
         let Ok(packet) = DhcpPacket::new_checked(message) else {
             return self.ignore(Ignored::Malformed);
         };
-        let Ok(repr) = DhcpRepr::parse(&packet) else {
+        if packet.opcode() != DhcpOpCode::Reply || message[1..3] != [options::HTYPE_ETHERNET, 6] || packet.magic_number() != options::MAGIC {
             return self.ignore(Ignored::Malformed);
-        };
-        let extra = match options::parse_reply(&message[240..]) {
+        }
+        let extra = match options::parse_reply(&message[options::AREA_START..]) {
             Ok(extra) => extra,
             Err(e) => return self.ignore(Ignored::BadOptions(e)),
         };
-        if repr.transaction_id != self.xid || repr.client_hardware_address.0 != self.mac {
+        if packet.transaction_id() != self.xid || packet.client_hardware_address().0 != self.mac {
             return self.ignore(Ignored::NotForUs);
         }
+        let Some(kind) = extra.message_type else { return self.ignore(Ignored::Malformed) };
+        let your_ip = packet.your_ip();
         self.replies = self.replies.saturating_add(1);
-        match (self.state, repr.message_type) {
+        match (self.state, DhcpMessageType::from(kind)) {
             (State::Selecting, DhcpMessageType::Offer) => {
-                match repr.server_identifier {
-                    Some(server) if !repr.your_ip.is_unspecified() && !repr.your_ip.is_broadcast() => {
+                match extra.server_id {
+                    Some(server) if !your_ip.is_unspecified() && !your_ip.is_broadcast() => {
                         // The first valid offer wins: waiting for more costs time and any
                         // server's lease does the job.
-                        self.offer = Some((server, repr.your_ip));
+                        self.offer = Some((server, your_ip));
                         self.state = State::Requesting;
                         self.attempt = 0;
                         self.next_send = now;
@@ -369,22 +360,22 @@ impl Client {
             }
             (State::Requesting, DhcpMessageType::Ack) => {
                 let Some((server, address)) = self.offer else { return self.ignore(Ignored::Unexpected) };
-                if repr.server_identifier.is_some_and(|s| s != server) || repr.your_ip != address {
+                if extra.server_id.is_some_and(|s| s != server) || your_ip != address {
                     return self.ignore(Ignored::NotForUs);
                 }
-                self.bind(now, &repr, extra, server, Event::Bound)
+                self.bind(now, your_ip, extra, server, Event::Bound)
             }
             (State::Renewing | State::Rebinding, DhcpMessageType::Ack) => {
                 let Some(old) = &self.lease else { return self.ignore(Ignored::Unexpected) };
-                if repr.your_ip != old.address {
+                if your_ip != old.address {
                     return self.ignore(Ignored::NotForUs);
                 }
-                let server = repr.server_identifier.unwrap_or(old.server);
-                self.bind(now, &repr, extra, server, Event::Renewed)
+                let server = extra.server_id.unwrap_or(old.server);
+                self.bind(now, your_ip, extra, server, Event::Renewed)
             }
             (State::Requesting, DhcpMessageType::Nak) => {
                 let chosen = self.offer.map(|(server, _)| server);
-                if repr.server_identifier.is_some() && repr.server_identifier != chosen {
+                if extra.server_id.is_some() && extra.server_id != chosen {
                     return self.ignore(Ignored::NotForUs);
                 }
                 // Back to DISCOVER: at once the first time (the server may just have
@@ -408,8 +399,8 @@ impl Client {
         }
     }
 
-    fn bind(&mut self, now: Duration, repr: &DhcpRepr<'_>, extra: ReplyOptions, server: Ipv4Addr, event: Event) -> Option<Event> {
-        let lease_secs = match repr.lease_duration {
+    fn bind(&mut self, now: Duration, address: Ipv4Addr, extra: ReplyOptions, server: Ipv4Addr, event: Event) -> Option<Event> {
+        let lease_secs = match extra.lease_secs {
             Some(0) | None => return self.ignore(Ignored::ZeroLease),
             Some(secs) => secs,
         };
@@ -420,10 +411,10 @@ impl Client {
             renew = lease_secs / 2;
             rebind = lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8;
         }
-        let mask = repr.subnet_mask.unwrap_or_else(|| class_mask(repr.your_ip));
+        let mask = extra.subnet_mask.unwrap_or_else(|| class_mask(address));
         let Some(prefix_len) = prefix_len(mask) else { return self.ignore(Ignored::Malformed) };
         self.lease = Some(Lease {
-            address: repr.your_ip,
+            address,
             prefix_len,
             options: extra,
             server,
@@ -450,78 +441,63 @@ pub fn class_mask(address: Ipv4Addr) -> Ipv4Addr {
     }
 }
 
-fn emit(repr: &DhcpRepr<'_>, extra: &[DhcpOption<'_>]) -> Vec<u8> {
-    let repr = DhcpRepr { additional_options: extra, ..repr.clone() };
-    let mut buf = alloc::vec![0u8; repr.buffer_len()];
-    let mut packet = DhcpPacket::new_unchecked(&mut buf[..]);
-    // The buffer is sized by buffer_len(), which counts every option emit writes.
-    let _ = repr.emit(&mut packet);
-    buf
-}
-
-/// Why a received datagram is not a DHCP reply for us.
+/// Why a received datagram is not a DHCP reply for us (counted, never shown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
+    /// A bad IPv4 header (lengths, checksum) or a fragment.
     Ipv4,
+    /// A bad UDP header or checksum.
     Udp,
+    /// Not UDP from port 67 to port 68.
     NotDhcp,
 }
 
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FrameError::Ipv4 => "bad IPv4 header",
-            FrameError::Udp => "bad UDP header or checksum",
-            FrameError::NotDhcp => "not from port 67 to port 68",
-        })
-    }
-}
-
-fn checksums(udp: Checksum) -> ChecksumCapabilities {
-    let mut caps = ChecksumCapabilities::default();
-    caps.udp = udp;
-    caps
-}
-
-/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket.
+/// Wraps a DHCP message in UDP (68 → 67) and IPv4, for the packet socket: the fixed
+/// headers written at once, the checksums filled in through smoltcp's packet views.
 pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, message: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr { src_port: DHCP_CLIENT_PORT, dst_port: DHCP_SERVER_PORT };
-    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Udp, payload_len: 8 + message.len(), hop_limit: 64 };
-    let mut buf = alloc::vec![0u8; 20 + ip.payload_len];
-    let caps = checksums(Checksum::Both);
-    let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut packet, &caps);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(&mut datagram, &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), message.len(), |p| p.copy_from_slice(message), &caps);
+    let [t1, t0] = (28 + message.len() as u16).to_be_bytes();
+    let [u1, u0] = (8 + message.len() as u16).to_be_bytes();
+    let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (src.octets(), dst.octets());
+    #[rustfmt::skip]
+    let mut buf = alloc::vec![
+        0x45, 0, t1, t0, 0, 0, 0, 0, 64, 17, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3, // IPv4: 20 bytes, TTL 64, UDP
+        0, 68, 0, 67, u1, u0, 0, 0, // UDP from the client port to the server port
+    ];
+    buf.extend_from_slice(message);
+    let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+    ip.fill_checksum();
+    UdpPacket::new_unchecked(ip.payload_mut()).fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
     buf
 }
 
 /// The DHCP message inside a received IPv4 datagram, after checking the IPv4 header
-/// checksum, the ports and, unless the kernel says it was never filled in (offload), the
-/// UDP checksum.
+/// (lengths, checksum, not a fragment), the ports and, unless the kernel says it was never
+/// filled in (offload), the UDP checksum.
+// Out of line: inlined into the driver, it makes the init bigger.
+#[inline(never)]
 pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Result<&[u8], FrameError> {
-    let packet = Ipv4Packet::new_checked(datagram).map_err(|_| FrameError::Ipv4)?;
-    let caps = checksums(if checksum_not_ready { Checksum::None } else { Checksum::Both });
-    let ip = Ipv4Repr::parse(&packet, &caps).map_err(|_| FrameError::Ipv4)?;
-    if ip.next_header != IpProtocol::Udp {
+    let ip = Ipv4Packet::new_checked(datagram).map_err(|_| FrameError::Ipv4)?;
+    if ip.version() != 4 || !ip.verify_checksum() || ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(FrameError::Ipv4);
+    }
+    if ip.next_header() != IpProtocol::Udp {
         return Err(FrameError::NotDhcp);
     }
-    let header_len = usize::from(packet.header_len());
-    let payload = &datagram[header_len..header_len + ip.payload_len];
-    let udp_packet = UdpPacket::new_checked(payload).map_err(|_| FrameError::Udp)?;
-    let udp = UdpRepr::parse(&udp_packet, &IpAddress::Ipv4(ip.src_addr), &IpAddress::Ipv4(ip.dst_addr), &caps)
-        .map_err(|_| FrameError::Udp)?;
-    if udp.src_port != DHCP_SERVER_PORT || udp.dst_port != DHCP_CLIENT_PORT {
+    let udp = UdpPacket::new_checked(ip.payload()).map_err(|_| FrameError::Udp)?;
+    if !checksum_not_ready && !udp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr())) {
+        return Err(FrameError::Udp);
+    }
+    if udp.src_port() != DHCP_SERVER_PORT || udp.dst_port() != DHCP_CLIENT_PORT {
         return Err(FrameError::NotDhcp);
     }
-    let len = usize::from(udp_packet.len()).saturating_sub(8);
-    payload.get(8..8 + len).ok_or(FrameError::Udp)
+    Ok(udp.payload())
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::captures::*;
     use super::*;
+    use smoltcp::wire::DhcpRepr;
 
     const DNSMASQ_MAC: [u8; 6] = [0xa2, 0x61, 0xef, 0x0b, 0x8e, 0x96];
     const KEA_MAC: [u8; 6] = [0x66, 0x06, 0x3a, 0x2c, 0x99, 0xe9];
@@ -775,6 +751,7 @@ mod tests {
         let repr = parse(&msg);
         assert_eq!(to, Ipv4Addr::new(10, 213, 1, 1));
         assert_eq!((repr.message_type, repr.client_ip), (DhcpMessageType::Release, Ipv4Addr::new(10, 213, 1, 61)));
+        assert_eq!((repr.server_identifier, repr.parameter_request_list), (Some(Ipv4Addr::new(10, 213, 1, 1)), None));
         assert_eq!(c.release(), None, "nothing left to release");
     }
 

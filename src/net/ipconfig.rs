@@ -18,7 +18,7 @@ pub struct NetConfig {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
-    /// Further routes (from option 121), beside the default route.
+    /// Classless static routes (option 121); a default route among them is `gateway`.
     pub routes: Vec<Route>,
     pub dns: Vec<Ipv4Addr>,
     pub mtu: Option<u16>,
@@ -34,7 +34,7 @@ impl NetConfig {
             address: lease.address,
             prefix_len: lease.prefix_len,
             gateway: lease.gateway(),
-            routes: lease.options.routes.iter().filter(|r| r.prefix_len != 0).copied().collect(),
+            routes: lease.options.routes.clone(),
             dns: lease.options.dns.clone(),
             mtu: lease.options.mtu.filter(|m| *m >= MIN_MTU),
             hostname: lease.options.hostname.clone(),
@@ -64,13 +64,13 @@ pub type Step = &'static str;
 
 /// Applies `config` to `link` (already up). Returns the step and errno of a failure.
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), (Step, Errno)> {
-    let name = link.name.as_str();
+    let name = link.name;
     dev.set_address(name, config.address.octets()).map_err(|e| ("setting the address", e))?;
     dev.set_netmask(name, mask_of(config.prefix_len).octets()).map_err(|e| ("setting the netmask", e))?;
     if let Some(mtu) = config.mtu {
         dev.set_mtu(name, mtu).map_err(|e| ("setting the MTU", e))?;
     }
-    for route in &config.routes {
+    for route in config.routes.iter().filter(|r| r.prefix_len != 0) {
         let mask = mask_of(route.prefix_len).octets();
         dev.add_route(name, route.destination.octets(), mask, route.gateway.octets())
             .map_err(|e| ("adding a classless static route", e))?;

@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{self, IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
+use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
 use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -21,8 +21,10 @@ pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        for (i, byte) in self.0.iter().enumerate() {
+            write!(f, "{}{byte:02x}", if i > 0 { ":" } else { "" })?;
+        }
+        Ok(())
     }
 }
 
@@ -44,16 +46,25 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-/// Every Ethernet interface, loopback and other link types left out.
+/// The interface names in /proc/net/dev's table: two header lines, then one line per
+/// interface of this network namespace, `  name: counters...`, in the kernel's order.
+fn names_in(table: &[u8]) -> impl Iterator<Item = IfName> + '_ {
+    table.split(|b| *b == b'\n').skip(2).filter_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        IfName::new(core::str::from_utf8(line[..colon].trim_ascii()).ok()?)
+    })
+}
+
+/// Every Ethernet interface, loopback and other link types left out. The names come from
+/// /proc/net/dev: musl's if_nameindex would add a netlink client to the init, and listing
+/// /sys/class/net a sort.
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
+    let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
-    for name in netdev::interface_names()? {
-        let link = (|| {
-            let (kind, mac) = dev.hardware_address(name.as_str())?;
-            let ethernet = kind == ARPHRD_ETHER && dev.flags(name.as_str())? & IFF_LOOPBACK == 0;
-            Ok(ethernet.then_some(Link { index: dev.index(name.as_str())?, name, mac }))
-        })();
-        match link {
+    for name in names_in(&table) {
+        match link_of(dev, name) {
             Ok(Some(link)) => links.push(link),
             Ok(None) => {}
             // Gone between the listing and the question (a hot-unplugged NIC, a
@@ -65,37 +76,58 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     Ok(links)
 }
 
+/// The link named `name`, if it is Ethernet and not loopback.
+fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
+    let (kind, mac) = dev.hardware_address(name)?;
+    let ethernet = kind == ARPHRD_ETHER && dev.flags(name)? & IFF_LOOPBACK == 0;
+    Ok(if ethernet { Some(Link { index: dev.index(name)?, name, mac }) } else { None })
+}
+
 /// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
     if let Some(want) = wanted {
         let mac = parse_mac(want);
-        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
+        let mut i = 0;
+        while i < links.len() {
+            if links[i].name.as_str() == want || Some(links[i].mac) == mac {
+                i += 1;
+            } else {
+                links.remove(i);
+            }
+        }
     }
 }
 
 pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
-    let flags = dev.flags(link.name.as_str())?;
+    let flags = dev.flags(link.name)?;
     if flags & IFF_UP == 0 {
-        dev.set_flags(link.name.as_str(), flags | IFF_UP)?;
+        dev.set_flags(link.name, flags | IFF_UP)?;
     }
     Ok(())
 }
 
 /// Whether the link is up with a carrier (operationally up).
 pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
-    Ok(dev.flags(link.name.as_str())? & IFF_RUNNING != 0)
+    Ok(dev.flags(link.name)? & IFF_RUNNING != 0)
 }
 
 /// Names for messages: `eth0, eth1`.
 pub fn names(links: &[Link]) -> String {
     let mut out = String::new();
-    for (i, link) in links.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(link.name.as_str());
+    for link in links {
+        push_name(&mut out, link.name);
     }
     out
+}
+
+/// Adds `name` to a list of names for messages.
+pub fn push_name(list: &mut String, name: IfName) {
+    if !list.is_empty() {
+        list.push_str(", ");
+    }
+    list.push_str(name.as_str());
 }
 
 #[cfg(test)]
@@ -131,7 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_not_an_ethernet_link() {
+    fn interfaces_are_listed_and_loopback_is_not_an_ethernet_link() {
+        let table = b"Inter-|   Receive |  Transmit\n face |bytes packets|bytes\n    lo: 1 2 3\nimn-eth0: 4 5 6\n\n";
+        let names: Vec<IfName> = names_in(table).collect();
+        assert_eq!(names, [IfName::new("lo").unwrap(), IfName::new("imn-eth0").unwrap()]);
         let dev = NetDev::open().unwrap();
         let links = ethernet_links(&dev).unwrap();
         assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");

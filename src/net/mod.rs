@@ -12,8 +12,6 @@ pub mod ipconfig;
 pub mod link;
 pub mod options;
 pub mod static_ip;
-#[cfg(test)]
-mod captures;
 
 use crate::sys::netdev::{IfName, NetDev};
 use crate::sys::packet::PacketSocket;
@@ -36,10 +34,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often links still without carrier are looked at while the loop waits.
 const CARRIER_CHECK: Duration = Duration::from_millis(5);
 
-/// What can go wrong with a DHCP client, while acquiring or keeping a lease.
+/// How DHCP failed on a link, while acquiring or keeping a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DhcpError {
-    Sys { doing: &'static str, iface: IfName, errno: Errno },
     /// No server granted a lease on `links` within the bound; what came back meanwhile.
     NoLease { links: String, waited_secs: u64, replies: u32, naks: u32, ignored: u32 },
     /// The lease on `iface` ran out before any server extended it.
@@ -50,8 +47,7 @@ pub enum DhcpError {
 
 impl fmt::Display for DhcpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DhcpError::Sys { doing, iface, errno } => write!(f, "DHCP on {iface}: {doing}: {errno}"),
+        let (iface, what) = match self {
             DhcpError::NoLease { links, waited_secs, replies, naks, ignored } => {
                 write!(f, "DHCP: no lease on {links} within {waited_secs} s (")?;
                 match (replies, naks) {
@@ -59,17 +55,19 @@ impl fmt::Display for DhcpError {
                     (_, 0) => write!(f, "{replies} replies but no lease")?,
                     _ => write!(f, "the server refused {naks} requests with DHCPNAK")?,
                 }
-                write!(f, "; {ignored} bad or foreign packets ignored)")
+                return write!(f, "; {ignored} bad or foreign packets ignored)");
             }
-            DhcpError::Expired { iface } => write!(f, "DHCP on {iface}: the lease expired and no server renewed it"),
-            DhcpError::Refused { iface } => write!(f, "DHCP on {iface}: the server refused to renew the lease (NAK)"),
-        }
+            DhcpError::Expired { iface } => (iface, "the lease expired and no server renewed it"),
+            DhcpError::Refused { iface } => (iface, "the server refused to renew the lease (NAK)"),
+        };
+        write!(f, "DHCP on {iface}: {what}")
     }
 }
 
-/// Why the network could not be brought up. One line each.
+/// Why the network could not be brought up or kept. One line each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetError {
+    /// A system call failed while `doing` something on `iface` ("-": on no single one).
     Sys { doing: &'static str, iface: IfName, errno: Errno },
     /// The machine has no Ethernet interface at all.
     NoLinks,
@@ -79,6 +77,8 @@ pub enum NetError {
     NoCarrier { links: String, waited_secs: u64 },
     Config(static_ip::IpParseError),
     Dhcp(DhcpError),
+    /// `imprint dhcp` was called wrongly.
+    Usage(&'static str),
 }
 
 impl fmt::Display for NetError {
@@ -87,13 +87,14 @@ impl fmt::Display for NetError {
             NetError::Sys { doing, iface, errno } => write!(f, "{doing} on {iface}: {errno}"),
             NetError::NoLinks => f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)"),
             NetError::NoSuchLink { wanted, present } => {
-                write!(f, "no Ethernet interface named {wanted:?} (present: {present})")
+                write!(f, "no Ethernet interface named {} (present: {present})", crate::console::Quoted(wanted))
             }
             NetError::NoCarrier { links, waited_secs } => {
                 write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")
             }
             NetError::Config(e) => e.fmt(f),
             NetError::Dhcp(e) => e.fmt(f),
+            NetError::Usage(what) => write!(f, "{what}; see imprint --help"),
         }
     }
 }
@@ -120,59 +121,52 @@ struct Session {
     client: Client,
     /// For unicast renewals and releases; opened once an address is applied.
     unicast: Option<UdpSocket>,
-    /// Where packets are received (on the heap: kept small, the init's stack and code).
-    buf: Vec<u8>,
     /// When the link had carrier (the client started).
     carrier_at: Duration,
 }
 
 impl Session {
-    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, DhcpError> {
-        let socket = PacketSocket::open(link.index)
-            .map_err(|errno| DhcpError::Sys { doing: "opening a packet socket", iface: link.name, errno })?;
+    // Out of line: inlined into the acquiring loop, it makes the init bigger.
+    #[inline(never)]
+    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, NetError> {
+        let socket = PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Session { link, socket, client, unicast: None, buf: alloc::vec![0u8; 1536], carrier_at: now })
+        Ok(Session { link, socket, client, unicast: None, carrier_at: now })
     }
 
-    fn error(&self, doing: &'static str) -> impl FnOnce(Errno) -> DhcpError {
+    fn transmit(&mut self, send: Send) -> Result<(), NetError> {
         let iface = self.link.name;
-        move |errno| DhcpError::Sys { doing, iface, errno }
-    }
-
-    fn transmit(&mut self, send: Send) -> Result<(), DhcpError> {
+        let address = self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address);
         match send {
             Send::Broadcast(message) => {
-                let src = match self.client.state() {
-                    dhcp::State::Rebinding => self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address),
-                    _ => Ipv4Addr::UNSPECIFIED,
-                };
+                // From our address only while rebinding (RFC 2131 4.4.5); else 0.0.0.0.
+                let src = if self.client.state() == dhcp::State::Rebinding { address } else { Ipv4Addr::UNSPECIFIED };
                 let datagram = dhcp::frame(src, Ipv4Addr::BROADCAST, &message);
-                self.socket.send_broadcast(&datagram).map_err(self.error("sending a DHCP broadcast"))
+                self.socket.send_broadcast(&datagram).map_err(sys("sending a DHCP broadcast", iface))
             }
             Send::Unicast(server, message) => {
                 if self.unicast.is_none() {
-                    let address = self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address);
                     let socket = UdpSocket::bind(address.octets(), smoltcp::wire::DHCP_CLIENT_PORT)
-                        .map_err(self.error("binding the DHCP client port"))?;
+                        .map_err(sys("binding the DHCP client port", iface))?;
                     self.unicast = Some(socket);
                 }
                 let socket = self.unicast.as_ref().expect("opened above");
                 socket
                     .send_to(&message, server.octets(), smoltcp::wire::DHCP_SERVER_PORT)
-                    .map_err(self.error("sending a DHCP message to the server"))
+                    .map_err(sys("sending a DHCP message to the server", iface))
             }
         }
     }
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
     /// Returns the last event a packet caused.
-    fn step(&mut self, now: Duration) -> Result<Option<Event>, DhcpError> {
+    fn step(&mut self, now: Duration) -> Result<Option<Event>, NetError> {
         let mut event = None;
-        let buf = &mut self.buf;
+        // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
+        let buf = &mut [0u8; 1536];
         let iface = self.link.name;
-        let error = move |doing| move |errno| DhcpError::Sys { doing, iface, errno };
-        while let Some(got) = self.socket.receive(buf).map_err(error("receiving a DHCP reply"))? {
+        while let Some(got) = self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))? {
             let Some(datagram) = buf.get(..got.len) else {
                 self.client.ignored += 1; // longer than any DHCP reply we accept
                 continue;
@@ -185,12 +179,12 @@ impl Session {
         // Our UDP socket also gets a copy of unicast replies; the packet socket has
         // already read them, so drop these.
         if let Some(socket) = &self.unicast {
-            while socket.receive_from(buf).map_err(error("draining the DHCP client port"))?.is_some() {}
+            while socket.receive_from(buf).map_err(sys("draining the DHCP client port", iface))?.is_some() {}
         }
         match self.client.poll(now) {
             Ok(Some(send)) => self.transmit(send)?,
             Ok(None) => {}
-            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface: self.link.name }),
+            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface }.into()),
         }
         Ok(event)
     }
@@ -198,7 +192,7 @@ impl Session {
 
 /// A client holding a lease, with its socket kept open so it can renew.
 pub struct BoundClient {
-    session: Session,
+    session: alloc::boxed::Box<Session>,
     /// From carrier to the lease (shown with the lease; `make bench` reads it).
     pub carrier_to_bound: Duration,
 }
@@ -214,10 +208,10 @@ impl BoundClient {
 
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
-    pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, DhcpError> {
+    pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, NetError> {
         match self.session.step(now)? {
             Some(Event::Renewed) => Ok(LeaseEvent::Renewed),
-            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name }),
+            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name }.into()),
             _ => Ok(LeaseEvent::Quiet),
         }
     }
@@ -233,7 +227,7 @@ impl BoundClient {
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
-    pub fn release(mut self) -> Result<(), DhcpError> {
+    pub fn release(mut self) -> Result<(), NetError> {
         match self.session.client.release() {
             Some(send) => self.session.transmit(send),
             None => Ok(()),
@@ -241,72 +235,102 @@ impl BoundClient {
     }
 }
 
-/// Runs DHCP on every link in `links` at once, each from the moment it has carrier, until
-/// one binds or `timeout` passes. The others are dropped (a bound loser releases).
-pub fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, timeout: Duration) -> Result<BoundClient, NetError> {
-    let start = monotonic();
-    let deadline = start + timeout;
-    let all = link::names(&links);
-    let mut waiting: Vec<Link> = links;
-    // Boxed: sessions are large, and moving pointers keeps the init's code small.
-    let mut sessions: Vec<alloc::boxed::Box<Session>> = Vec::new();
-    loop {
-        let now = monotonic();
-        let mut still = Vec::new();
-        for l in waiting {
-            match link::has_carrier(dev, &l) {
-                Ok(true) => sessions.push(alloc::boxed::Box::new(Session::open(l, hostname.clone(), now)?)),
-                Ok(false) => still.push(l),
-                // The link went away (unplugged, deleted): wait for the others.
-                Err(Errno(libc::ENODEV)) => {}
-                Err(errno) => return Err(NetError::Sys { doing: "reading the link state", iface: l.name, errno }),
-            }
-        }
-        waiting = still;
-        let mut winner = None;
-        let mut i = 0;
-        while i < sessions.len() {
-            match sessions[i].step(now) {
-                Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
-                Ok(_) => {}
-                // One link failing (its NIC went away, say) must not stop the others;
-                // when it was the last one, its error is the answer.
-                Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
-                    sessions.remove(i);
-                    continue;
+/// Waiting for carrier and a lease: the links still without carrier, the DHCP sessions
+/// running. Owned here and borrowed by `run`, so its many exits drop nothing (one drop
+/// for all of them keeps the init's code small).
+struct Acquiring {
+    waiting: Vec<Link>,
+    /// Boxed: sessions are large, and moving pointers keeps the init's code small.
+    sessions: Vec<alloc::boxed::Box<Session>>,
+    hostname: Option<String>,
+    fixed: Option<NetConfig>,
+}
+
+/// Waits for carrier on `links`. With a `fixed` (static) configuration, the first link
+/// with carrier is the answer; else a DHCP client runs on each link from the moment it has
+/// carrier, all at once, until one binds (the others are dropped; a bound loser releases).
+/// At most `timeout`.
+fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, fixed: Option<NetConfig>, timeout: Duration) -> Result<Network, NetError> {
+    Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(dev, timeout)
+}
+
+impl Acquiring {
+    // Out of line: inlined into `acquire`, it makes the init bigger.
+    #[inline(never)]
+    fn run(&mut self, dev: &NetDev, timeout: Duration) -> Result<Network, NetError> {
+        let deadline = monotonic() + timeout;
+        let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);
+        loop {
+            let now = monotonic();
+            let mut i = 0;
+            while i < waiting.len() {
+                let l = waiting[i];
+                match link::has_carrier(dev, &l) {
+                    Ok(false) => {
+                        i += 1;
+                        continue;
+                    }
+                    Ok(true) => match self.fixed.take() {
+                        Some(config) => return Ok(Network { link: l, config, dhcp: None }),
+                        None => sessions.push(alloc::boxed::Box::new(Session::open(l, self.hostname.clone(), now)?)),
+                    },
+                    // The link went away (unplugged, deleted): wait for the others.
+                    Err(Errno(libc::ENODEV)) => {}
+                    Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
                 }
-                Err(e) => return Err(e.into()),
+                waiting.remove(i);
             }
-            i += 1;
-        }
-        if let Some(i) = winner {
-            let session = *sessions.swap_remove(i);
-            for mut loser in sessions {
-                if let Some(send) = loser.client.release() {
-                    let _ = loser.transmit(send); // best effort: the lease times out anyway
+            let mut winner = None;
+            let mut i = 0;
+            while i < sessions.len() {
+                match sessions[i].step(now) {
+                    Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
+                    Ok(_) => {}
+                    // One link failing (its NIC went away, say) must not stop the others;
+                    // when it was the last one, its error is the answer.
+                    Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
+                        sessions.remove(i);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
+                i += 1;
             }
-            let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-            return Ok(BoundClient { session, carrier_to_bound });
-        }
-        if now >= deadline {
-            let waited_secs = timeout.as_secs();
-            if sessions.is_empty() {
-                return Err(NetError::NoCarrier { links: all, waited_secs });
+            if let Some(i) = winner {
+                let session = sessions.swap_remove(i);
+                for loser in sessions.iter_mut() {
+                    if let Some(send) = loser.client.release() {
+                        let _ = loser.transmit(send); // best effort: the lease times out anyway
+                    }
+                }
+                let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
+                let config = NetConfig::from_lease(session.client.lease().expect("a bound client has a lease"));
+                return Ok(Network { link: session.link, config, dhcp: Some(BoundClient { session, carrier_to_bound }) });
             }
-            let ignored = sessions.iter().map(|s| s.client.ignored).sum();
-            let replies = sessions.iter().map(|s| s.client.replies).sum();
-            let naks = sessions.iter().map(|s| s.client.naks).sum();
-            let links = link::names(&sessions.iter().map(|s| s.link).collect::<Vec<_>>());
-            return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
+            if now >= deadline {
+                let waited_secs = timeout.as_secs();
+                if sessions.is_empty() {
+                    // The links still waiting (those that vanished meanwhile are not named).
+                    return Err(NetError::NoCarrier { links: link::names(waiting), waited_secs });
+                }
+                let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
+                for s in sessions.iter() {
+                    link::push_name(&mut links, s.link.name);
+                    (replies, naks, ignored) = (replies + s.client.replies, naks + s.client.naks, ignored + s.client.ignored);
+                }
+                return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
+            }
+            let mut wake = deadline;
+            let mut fds = Vec::new();
+            for s in sessions.iter() {
+                wake = wake.min(s.client.next_wakeup());
+                fds.push(PollFd::new(s.socket.raw(), READABLE));
+            }
+            if !waiting.is_empty() {
+                wake = wake.min(now + CARRIER_CHECK);
+            }
+            poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", IfName::NONE))?;
         }
-        let mut wake = sessions.iter().map(|s| s.client.next_wakeup()).min().unwrap_or(deadline).min(deadline);
-        if !waiting.is_empty() {
-            wake = wake.min(now + CARRIER_CHECK);
-        }
-        let mut fds: Vec<PollFd> = sessions.iter().map(|s| PollFd::new(s.socket.raw(), READABLE)).collect();
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-            .map_err(sys("waiting for DHCP replies", no_iface()))?;
     }
 }
 
@@ -328,21 +352,12 @@ fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
     move |errno| NetError::Sys { doing, iface, errno }
 }
 
-/// For failures that concern no single interface.
-fn no_iface() -> IfName {
-    IfName::new("-").expect("a valid name")
-}
-
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
 pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
-    let setting = static_ip::parse(ip).map_err(NetError::Config)?;
-    let (device, hostname, fixed) = match setting {
-        IpSetting::Dhcp { device, hostname } => (device, hostname, None),
-        IpSetting::Static { device, config, .. } => (device, None, Some(config)),
-    };
-    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", no_iface()))?;
-    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", no_iface()))?;
+    let IpSetting { device, hostname, fixed } = static_ip::parse(ip).map_err(NetError::Config)?;
+    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
+    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {
         return Err(NetError::NoLinks);
     }
@@ -356,30 +371,19 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
-    let (link, config, dhcp) = match fixed {
-        None => {
-            let client = acquire(&dev, links, hostname, timeout)?;
-            (*client.link(), NetConfig::from_lease(client.lease()), Some(client))
-        }
-        Some(config) => (first_with_carrier(&dev, links, timeout)?, config, None),
-    };
-    ipconfig::apply(&dev, &link, &config).map_err(|(doing, errno)| NetError::Sys { doing, iface: link.name, errno })?;
-    Ok(Network { link, config, dhcp })
+    let network = acquire(&dev, links, hostname, fixed, timeout)?;
+    let name = network.link.name;
+    ipconfig::apply(&dev, &network.link, &network.config).map_err(|(doing, errno)| sys(doing, name)(errno))?;
+    Ok(network)
 }
 
-/// For a static address: the first of `links` to have carrier.
-fn first_with_carrier(dev: &NetDev, links: Vec<Link>, timeout: Duration) -> Result<Link, NetError> {
-    let deadline = monotonic() + timeout;
-    loop {
-        for l in &links {
-            if link::has_carrier(dev, l).map_err(sys("reading the link state", l.name))? {
-                return Ok(*l);
-            }
-        }
-        if monotonic() >= deadline {
-            return Err(NetError::NoCarrier { links: link::names(&links), waited_secs: timeout.as_secs() });
-        }
-        poll::poll(&mut [], CARRIER_CHECK).map_err(sys("waiting for carrier", no_iface()))?;
+/// An IPv4 address as a dotted quad: core's Display, which handles widths, costs more.
+pub struct Dotted(pub Ipv4Addr);
+
+impl fmt::Display for Dotted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.0.octets();
+        write!(f, "{a}.{b}.{c}.{d}")
     }
 }
 
@@ -392,7 +396,7 @@ impl fmt::Display for Summary<'_> {
         let c = &net.config;
         let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
         let router: &dyn fmt::Display = match &c.gateway {
-            Some(gateway) => gateway,
+            Some(gateway) => &Dotted(*gateway),
             None => &"none",
         };
         // Few, long format strings: every write! call costs the init code bytes.
@@ -401,12 +405,12 @@ impl fmt::Display for Summary<'_> {
             "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
             net.link.name,
             Mac(net.link.mac),
-            c.address,
+            Dotted(c.address),
             c.prefix_len,
-            dhcp::mask_of(c.prefix_len)
+            Dotted(dhcp::mask_of(c.prefix_len))
         )?;
         for server in &c.dns {
-            write!(f, " {server}")?;
+            write!(f, " {}", Dotted(*server))?;
         }
         f.write_str(if c.dns.is_empty() { " none\n" } else { "\n" })?;
         if let Some(mtu) = c.mtu {
@@ -420,14 +424,15 @@ impl fmt::Display for Summary<'_> {
                 l.lease_secs,
                 l.renew_secs,
                 l.rebind_secs,
-                l.server,
+                Dotted(l.server),
                 client.carrier_to_bound.as_millis() as u64,
                 client.carrier_to_bound.subsec_micros() % 1000
             )?;
-            for (label, value) in [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)] {
-                if let Some(value) = value {
-                    writeln!(f, "  {label}  {value}")?;
-                }
+            if let Some(name) = &l.options.hostname {
+                writeln!(f, "  hostname  {name}")?;
+            }
+            if let Some(name) = &l.options.domain {
+                writeln!(f, "  domain    {name}")?;
             }
         }
         Ok(())
@@ -435,14 +440,15 @@ impl fmt::Display for Summary<'_> {
 }
 
 /// `imprint dhcp [<iface>] [--release] [--timeout S] [--hold S]`: gets a lease on one link
-/// (without <iface>: on every Ethernet link at once, as PID 1 does), applies it, prints it; with `--hold`, keeps it (renewing) for S seconds; with
-/// `--release`, gives it back at the end. Returns the exit status.
+/// (without <iface>: on every Ethernet link at once, as PID 1 does), applies it, prints it;
+/// with `--hold`, keeps it (renewing) for S seconds; with `--release`, gives it back at the
+/// end. Returns the exit status.
 pub fn dhcp_command(args: &[&[u8]]) -> i32 {
     match dhcp_command_inner(args) {
         Ok(()) => 0,
         Err(e) => {
             errln!("imprint: dhcp: {e}");
-            if matches!(e, ToolError::Usage(_)) {
+            if matches!(e, NetError::Usage(_)) {
                 crate::tool::EXIT_USAGE
             } else {
                 1
@@ -451,61 +457,28 @@ pub fn dhcp_command(args: &[&[u8]]) -> i32 {
     }
 }
 
-/// What `imprint dhcp` can fail with.
-enum ToolError {
-    Usage(&'static str),
-    Net(NetError),
-    Dhcp(DhcpError),
-    Wait(Errno),
-}
-
-impl fmt::Display for ToolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ToolError::Usage(what) => write!(f, "{what}; see imprint --help"),
-            ToolError::Net(e) => e.fmt(f),
-            ToolError::Dhcp(e) => e.fmt(f),
-            ToolError::Wait(errno) => write!(f, "waiting for DHCP replies: {errno}"),
-        }
-    }
-}
-
-impl From<NetError> for ToolError {
-    fn from(e: NetError) -> ToolError {
-        ToolError::Net(e)
-    }
-}
-
-impl From<DhcpError> for ToolError {
-    fn from(e: DhcpError) -> ToolError {
-        ToolError::Dhcp(e)
-    }
-}
-
-fn seconds_arg(value: Option<&&[u8]>, what: &'static str) -> Result<Duration, ToolError> {
-    value
-        .and_then(|v| core::str::from_utf8(v).ok())
-        .and_then(|v| v.parse::<u32>().ok())
-        .map(|s| Duration::from_secs(u64::from(s)))
-        .ok_or(ToolError::Usage(what))
-}
-
-fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), ToolError> {
+fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
     let mut iface = None;
     let mut release = false;
     let mut timeout = DEFAULT_TIMEOUT;
     let mut hold = Duration::ZERO;
     let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match *arg {
-            b"--release" => release = true,
-            b"--timeout" => timeout = seconds_arg(rest.next(), "--timeout needs a number of seconds")?,
-            b"--hold" => hold = seconds_arg(rest.next(), "--hold needs a number of seconds")?,
-            name if iface.is_none() && !name.starts_with(b"-") => {
-                iface = Some(core::str::from_utf8(name).map_err(|_| ToolError::Usage("the interface name is not UTF-8"))?)
+    while let Some(&arg) = rest.next() {
+        let (seconds, needs) = match arg {
+            b"--release" => {
+                release = true;
+                continue;
             }
-            _ => return Err(ToolError::Usage("unexpected argument")),
-        }
+            b"--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
+            b"--hold" => (&mut hold, "--hold needs a number of seconds"),
+            name if iface.is_none() && !name.starts_with(b"-") => {
+                iface = Some(core::str::from_utf8(name).map_err(|_| NetError::Usage("the interface name is not UTF-8"))?);
+                continue;
+            }
+            _ => return Err(NetError::Usage("unexpected argument")),
+        };
+        let value = rest.next().and_then(|v| core::str::from_utf8(v).ok()?.parse::<u32>().ok());
+        *seconds = Duration::from_secs(value.ok_or(NetError::Usage(needs))?.into());
     }
     let network = bring_up(None, iface, timeout)?;
     say!("imprint: network up\n{}", Summary(&network));
@@ -517,11 +490,11 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), ToolError> {
             break;
         }
         if client.tick(now)? == LeaseEvent::Renewed {
-            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, client.lease().server);
+            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, Dotted(client.lease().server));
         }
         let wake = client.next_wakeup().min(end);
         let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(ToolError::Wait)?;
+        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", client.link().name))?;
     }
     if release {
         client.release()?;
@@ -529,3 +502,7 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), ToolError> {
     }
     Ok(())
 }
+
+// Last in the file: test data, not code (tests/audit.py counts each file up to here).
+#[cfg(test)]
+mod captures;

@@ -7,8 +7,13 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
+
+/// The BOOTP header's hardware type for Ethernet (also the client identifier's first byte).
+pub const HTYPE_ETHERNET: u8 = 1;
+/// Where the options start in a message: after the BOOTP header and the magic cookie.
+pub const AREA_START: usize = 240;
+pub const MAGIC: u32 = 0x6382_5363;
 
 pub const PAD: u8 = 0;
 pub const SUBNET_MASK: u8 = 1;
@@ -18,13 +23,17 @@ pub const HOSTNAME: u8 = 12;
 pub const DOMAIN_NAME: u8 = 15;
 pub const INTERFACE_MTU: u8 = 26;
 pub const BROADCAST: u8 = 28;
+pub const REQUESTED_IP: u8 = 50;
 pub const LEASE_TIME: u8 = 51;
 pub const OVERLOAD: u8 = 52;
 pub const MESSAGE_TYPE: u8 = 53;
 pub const SERVER_ID: u8 = 54;
+pub const PARAMETER_REQUESTS: u8 = 55;
+pub const MAX_MESSAGE_SIZE: u8 = 57;
 pub const RENEWAL_TIME: u8 = 58;
 pub const REBINDING_TIME: u8 = 59;
 pub const VENDOR_CLASS: u8 = 60;
+pub const CLIENT_ID: u8 = 61;
 pub const CLASSLESS_ROUTES: u8 = 121;
 pub const END: u8 = 255;
 
@@ -43,7 +52,7 @@ pub const PARAMETER_REQUEST_LIST: [u8; 11] = [
     REBINDING_TIME,
 ];
 
-/// Why an options area cannot be trusted.
+/// Why an options area cannot be trusted (the reply is counted and dropped, never shown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionError {
     /// Option `code` claims more bytes than the packet has.
@@ -52,16 +61,6 @@ pub enum OptionError {
     NoEnd,
     /// Option `code` has a length its meaning does not allow.
     BadLength { code: u8, len: usize },
-}
-
-impl fmt::Display for OptionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OptionError::Overrun { code } => write!(f, "DHCP option {code} runs past the end of the packet"),
-            OptionError::NoEnd => f.write_str("DHCP options end without the end option"),
-            OptionError::BadLength { code, len } => write!(f, "DHCP option {code} has a bad length {len}"),
-        }
-    }
 }
 
 /// Iterates over `(code, data)` of an options area; pads are skipped, the end stops it.
@@ -118,9 +117,14 @@ pub struct Route {
     pub gateway: Ipv4Addr,
 }
 
-/// The options of a server's reply that imprint uses beyond `DhcpRepr`.
+/// The options of a server's reply that imprint uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplyOptions {
+    /// Option 53: OFFER, ACK, NAK...
+    pub message_type: Option<u8>,
+    pub server_id: Option<Ipv4Addr>,
+    pub subnet_mask: Option<Ipv4Addr>,
+    pub lease_secs: Option<u32>,
     pub routers: Vec<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub hostname: Option<String>,
@@ -131,18 +135,8 @@ pub struct ReplyOptions {
     pub routes: Vec<Route>,
 }
 
-fn addresses(code: u8, data: &[u8]) -> Result<Vec<Ipv4Addr>, OptionError> {
-    if data.is_empty() || data.len() % 4 != 0 {
-        return Err(OptionError::BadLength { code, len: data.len() });
-    }
-    Ok(data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect())
-}
-
-fn seconds(code: u8, data: &[u8]) -> Result<u32, OptionError> {
-    match data {
-        [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(OptionError::BadLength { code, len: data.len() }),
-    }
+fn addresses(data: &[u8]) -> Vec<Ipv4Addr> {
+    data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect()
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on
@@ -157,6 +151,8 @@ fn name(code: u8, data: &[u8]) -> Result<String, OptionError> {
 }
 
 /// RFC 3442: (width, significant destination octets, gateway) repeated.
+// Out of line: inlined into `parse_reply`, it makes the init bigger.
+#[inline(never)]
 fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
     let bad = OptionError::BadLength { code: CLASSLESS_ROUTES, len: data.len() };
     let mut routes = Vec::new();
@@ -181,21 +177,37 @@ fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
 }
 
 /// Walks a reply's options area (the bytes after the magic cookie).
+// Out of line: inlined into the client, it makes the init bigger.
+#[inline(never)]
 pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
     let mut out = ReplyOptions::default();
     for option in options(area) {
         let (code, data) = option?;
+        let len = data.len();
+        let fits = match code {
+            MESSAGE_TYPE => len == 1,
+            INTERFACE_MTU => len == 2,
+            SERVER_ID | SUBNET_MASK | LEASE_TIME | RENEWAL_TIME | REBINDING_TIME => len == 4,
+            ROUTER | DNS => len > 0 && len % 4 == 0,
+            _ => true,
+        };
+        if !fits {
+            return Err(OptionError::BadLength { code, len });
+        }
+        // The fixed-size options have their size now: one word (or two bytes, or one).
+        let word = u32::from_be_bytes(data.try_into().unwrap_or_default());
         match code {
-            ROUTER => out.routers = addresses(code, data)?,
-            DNS => out.dns = addresses(code, data)?,
+            MESSAGE_TYPE => out.message_type = data.first().copied(),
+            SERVER_ID => out.server_id = Some(word.into()),
+            SUBNET_MASK => out.subnet_mask = Some(word.into()),
+            LEASE_TIME => out.lease_secs = Some(word),
+            RENEWAL_TIME => out.renewal_secs = Some(word),
+            REBINDING_TIME => out.rebinding_secs = Some(word),
+            INTERFACE_MTU => out.mtu = Some(u16::from_be_bytes(data.try_into().unwrap_or_default())),
+            ROUTER => out.routers = addresses(data),
+            DNS => out.dns = addresses(data),
             HOSTNAME => out.hostname = Some(name(code, data)?),
             DOMAIN_NAME => out.domain = Some(name(code, data)?),
-            INTERFACE_MTU => match data {
-                [a, b] => out.mtu = Some(u16::from_be_bytes([*a, *b])),
-                _ => return Err(OptionError::BadLength { code, len: data.len() }),
-            },
-            RENEWAL_TIME => out.renewal_secs = Some(seconds(code, data)?),
-            REBINDING_TIME => out.rebinding_secs = Some(seconds(code, data)?),
             CLASSLESS_ROUTES => out.routes = classless_routes(data)?,
             _ => {}
         }
@@ -249,7 +261,9 @@ mod tests {
         assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), Err(OptionError::BadLength { code: 3, len: 3 }));
         assert_eq!(parse_reply(&[26, 1, 5, END]), Err(OptionError::BadLength { code: 26, len: 1 }));
         assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), Err(OptionError::BadLength { code: 12, len: 2 }));
-        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
+        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Err(OptionError::BadLength { code: 51, len: 2 }));
+        assert_eq!(parse_reply(&[53, 2, 5, 5, END]), Err(OptionError::BadLength { code: 53, len: 2 }));
+        assert_eq!(parse_reply(&[43, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
     }
 
     #[test]

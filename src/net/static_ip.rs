@@ -10,14 +10,17 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-/// How to configure the network.
+/// How to configure the network. (The boot server's address, field 2, is checked and
+/// not kept: imprint has no use for it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpSetting {
-    /// Ask DHCP, on `device` if given (else on every Ethernet link).
-    Dhcp { device: Option<String>, hostname: Option<String> },
-    /// Use these values as they are, on `device` if given (else the first link with
-    /// carrier); `server` is the boot server's address (kept, unused by imprint).
-    Static { config: NetConfig, device: Option<String>, server: Option<Ipv4Addr> },
+pub struct IpSetting {
+    /// The interface to use (else: DHCP on every Ethernet link, or a static address on
+    /// the first link with carrier).
+    pub device: Option<String>,
+    /// With DHCP: the host name to send (a static one is in `fixed`).
+    pub hostname: Option<String>,
+    /// A static configuration, used as it is; `None`: ask DHCP.
+    pub fixed: Option<NetConfig>,
 }
 
 /// An `ip=` value imprint cannot use; one line naming the field.
@@ -59,20 +62,14 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
-/// Whether an autoconf word means "ask DHCP"; `None` for off/none; an error otherwise.
-fn autoconf(word: &str) -> Result<Option<bool>, IpParseError> {
+/// Whether an autoconf word means "ask DHCP" (false: off/none); an error otherwise.
+fn autoconf(word: &str) -> Result<bool, IpParseError> {
+    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
     match word {
-        "" | "on" | "any" | "dhcp" | "both" | "bootp" => Ok(Some(true)),
-        "off" | "none" => Ok(Some(false)),
+        "off" | "none" => Ok(false),
+        _ if DHCP.contains(&word) => Ok(true),
         _ => Err(IpParseError::BadField { field: FIELDS[6] }),
     }
-}
-
-fn address(index: usize, text: &str) -> Result<Option<Ipv4Addr>, IpParseError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    parse_ipv4(text).map(Some).ok_or(IpParseError::BadField { field: FIELDS[index] })
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -80,44 +77,39 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 /// Parses the value of `ip=` (absent means `dhcp`).
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
 pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
-    let value = value.unwrap_or("dhcp");
-    if !value.contains(':') {
-        // One word: the autoconf method alone.
-        return match autoconf(value)? {
-            Some(true) => Ok(IpSetting::Dhcp { device: None, hostname: None }),
-            _ => Err(IpParseError::Disabled),
-        };
-    }
     let mut fields = [""; FIELDS.len()];
-    for (i, text) in value.split(':').enumerate() {
-        *fields.get_mut(i).ok_or(IpParseError::BadField { field: "field count" })? = text;
+    let mut count = 0;
+    for text in value.unwrap_or("dhcp").split(':') {
+        *fields.get_mut(count).ok_or(IpParseError::BadField { field: "field count" })? = text;
+        count += 1;
     }
-    let field = |i: usize| fields[i];
-    let client = address(0, field(0))?;
-    let server = address(1, field(1))?;
-    let gateway = address(2, field(2))?;
-    let netmask = address(3, field(3))?;
-    let hostname = non_empty(field(4));
-    let device = non_empty(field(5));
-    let dhcp = autoconf(field(6))?;
-    let dns: Vec<Ipv4Addr> = [address(7, field(7))?, address(8, field(8))?].into_iter().flatten().collect();
-    address(9, field(9))?; // NTP: checked, unused
-    let Some(client) = client else {
-        // No address: like the kernel, autoconfigure unless told not to.
-        return match dhcp {
-            Some(true) => Ok(IpSetting::Dhcp { device, hostname }),
-            _ => Err(IpParseError::Disabled),
-        };
-    };
-    if field(6) != "" && dhcp == Some(true) {
-        // An address and a method: the kernel asks the server (the address is a hint).
-        return Ok(IpSetting::Dhcp { device, hostname });
+    // One word is the autoconf method alone; else every field but the names is an address.
+    let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
+    let dhcp = autoconf(method)?;
+    let mut addresses = [None; FIELDS.len()];
+    for (i, text) in fields.iter().enumerate() {
+        if !text.is_empty() && !matches!(i, 4..=6) {
+            addresses[i] = Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
+        }
     }
-    let mask = netmask.unwrap_or_else(|| class_mask(client));
+    let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
+    // Without an address, like the kernel: autoconfigure unless told not to. With an
+    // address and a method, the kernel asks the server too (the address is a hint).
+    if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
+        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(IpParseError::Disabled) };
+    }
+    let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
-    let config = NetConfig { address: client, prefix_len, gateway, routes: Vec::new(), dns, mtu: None, hostname };
-    Ok(IpSetting::Static { config, device, server })
+    let mut dns = Vec::new();
+    for server in addresses[7..9].iter().flatten() {
+        dns.push(*server);
+    }
+    let config = NetConfig { address: client, prefix_len, gateway: addresses[2], routes: Vec::new(), dns, mtu: None, hostname };
+    Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 
 #[cfg(test)]
@@ -125,7 +117,7 @@ mod tests {
     use super::*;
 
     fn dhcp(device: Option<&str>) -> IpSetting {
-        IpSetting::Dhcp { device: device.map(String::from), hostname: None }
+        IpSetting { device: device.map(String::from), hostname: None, fixed: None }
     }
 
     #[test]
@@ -161,7 +153,7 @@ mod tests {
         assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
-            Ok(IpSetting::Dhcp { device: Some("eth0".into()), hostname: Some("node7".into()) })
+            Ok(IpSetting { device: Some("eth0".into()), hostname: Some("node7".into()), fixed: None })
         );
     }
 
@@ -170,8 +162,9 @@ mod tests {
         let got = parse(Some("10.213.1.5:10.213.1.1:10.213.1.254:255.255.255.0:node7:eth0:off:10.213.1.53:9.9.9.9:1.2.3.4"));
         assert_eq!(
             got,
-            Ok(IpSetting::Static {
-                config: NetConfig {
+            Ok(IpSetting {
+                hostname: None,
+                fixed: Some(NetConfig {
                     address: Ipv4Addr::new(10, 213, 1, 5),
                     prefix_len: 24,
                     gateway: Some(Ipv4Addr::new(10, 213, 1, 254)),
@@ -179,20 +172,19 @@ mod tests {
                     dns: alloc::vec![Ipv4Addr::new(10, 213, 1, 53), Ipv4Addr::new(9, 9, 9, 9)],
                     mtu: None,
                     hostname: Some("node7".into()),
-                },
+                }),
                 device: Some("eth0".into()),
-                server: Some(Ipv4Addr::new(10, 213, 1, 1)),
             })
         );
     }
 
     #[test]
     fn static_with_empty_fields_takes_the_class_mask() {
-        let Ok(IpSetting::Static { config: c, device, server }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
-        assert_eq!((c.prefix_len, c.gateway, device, server, c.dns.len()), (8, None, None, None, 0));
-        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("192.168.7.9:")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), device, .. }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
+        assert_eq!((c.prefix_len, c.gateway, device, c.dns.len()), (8, None, None, 0));
+        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("192.168.7.9:")) else { panic!() };
         assert_eq!(c.prefix_len, 24);
-        let Ok(IpSetting::Static { config: c, .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
         assert_eq!(c.prefix_len, 25);
     }
 

@@ -1,12 +1,10 @@
 //! Network devices through the classic interface ioctls (as klibc ipconfig does): index,
-//! MAC, flags, address, netmask, MTU, routes; and the list of interfaces.
+//! MAC, flags, address, netmask, MTU, routes.
 //!
 //! Every ioctl goes through an AF_INET datagram socket, the kernel's handle for them.
 
 use super::fd::Fd;
-use super::{check, Errno, Result};
-use alloc::vec::Vec;
-use core::ffi::CStr;
+use super::{check, Result};
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
 pub const IFF_UP: u16 = libc::IFF_UP as u16;
@@ -23,6 +21,9 @@ pub struct IfName {
 }
 
 impl IfName {
+    /// "-": for failures that concern no single interface.
+    pub const NONE: IfName = IfName { bytes: *b"-\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", len: 1 };
+
     /// `None` if empty, longer than the kernel allows, or holding a NUL.
     pub fn new(name: &str) -> Option<IfName> {
         let src = name.as_bytes();
@@ -35,8 +36,9 @@ impl IfName {
     }
 
     pub fn as_str(&self) -> &str {
-        // Built from a &str, cut nowhere: always UTF-8.
-        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")
+        // SAFETY: `new` copied all of a &str into bytes[..len] and nothing changes it since:
+        // valid UTF-8 (checking again would only cost the init code).
+        unsafe { core::str::from_utf8_unchecked(&self.bytes[..usize::from(self.len)]) }
     }
 }
 
@@ -57,18 +59,14 @@ pub struct NetDev {
     sock: Fd,
 }
 
-/// An interface name as the kernel stores it: at most 15 bytes and a NUL.
-fn ifreq_for(name: &str) -> Result<libc::ifreq> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(Errno(libc::ENODEV));
-    }
+/// A request for interface `name`: its bytes are already the kernel's NUL-padded form.
+fn ifreq_for(name: IfName) -> libc::ifreq {
     // SAFETY: ifreq is plain old data (a name array and a union of PODs); all-zero is valid.
     let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes) {
+        *dst = src as libc::c_char;
     }
-    Ok(req)
+    req
 }
 
 /// An IPv4 address as the `struct sockaddr` the interface ioctls take.
@@ -117,16 +115,16 @@ impl NetDev {
         check(unsafe { libc::ioctl(self.sock.raw(), request as _, req as *mut libc::ifreq) }).map(|_| ())
     }
 
-    pub fn index(&self, name: &str) -> Result<i32> {
-        let mut req = ifreq_for(name)?;
+    pub fn index(&self, name: IfName) -> Result<i32> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFINDEX as _, &mut req)?;
         // SAFETY: SIOCGIFINDEX filled in the ifindex member of the union.
         Ok(unsafe { req.ifr_ifru.ifru_ifindex })
     }
 
     /// The hardware address and its ARPHRD type (1 = Ethernet).
-    pub fn hardware_address(&self, name: &str) -> Result<(u16, [u8; 6])> {
-        let mut req = ifreq_for(name)?;
+    pub fn hardware_address(&self, name: IfName) -> Result<(u16, [u8; 6])> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFHWADDR as _, &mut req)?;
         // SAFETY: SIOCGIFHWADDR filled in the hwaddr member of the union.
         let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
@@ -137,42 +135,41 @@ impl NetDev {
         Ok((sa.sa_family, mac))
     }
 
-    pub fn flags(&self, name: &str) -> Result<u16> {
-        let mut req = ifreq_for(name)?;
+    pub fn flags(&self, name: IfName) -> Result<u16> {
+        let mut req = ifreq_for(name);
         self.ioctl(libc::SIOCGIFFLAGS as _, &mut req)?;
         // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
         Ok(unsafe { req.ifr_ifru.ifru_flags } as u16)
     }
 
-    pub fn set_flags(&self, name: &str, flags: u16) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_flags(&self, name: IfName, flags: u16) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_flags = flags as libc::c_short;
         self.ioctl(libc::SIOCSIFFLAGS as _, &mut req)
     }
 
-    pub fn set_address(&self, name: &str, addr: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_address(&self, name: IfName, addr: [u8; 4]) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_addr = sockaddr_in(addr);
         self.ioctl(libc::SIOCSIFADDR as _, &mut req)
     }
 
-    pub fn set_netmask(&self, name: &str, mask: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_netmask(&self, name: IfName, mask: [u8; 4]) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_netmask = sockaddr_in(mask);
         self.ioctl(libc::SIOCSIFNETMASK as _, &mut req)
     }
 
-    pub fn set_mtu(&self, name: &str, mtu: u16) -> Result<()> {
-        let mut req = ifreq_for(name)?;
+    pub fn set_mtu(&self, name: IfName, mtu: u16) -> Result<()> {
+        let mut req = ifreq_for(name);
         req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
         self.ioctl(libc::SIOCSIFMTU as _, &mut req)
     }
 
     /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
     /// on interface `name`. An existing identical route is fine (EEXIST).
-    pub fn add_route(&self, name: &str, dest: [u8; 4], mask: [u8; 4], gateway: [u8; 4]) -> Result<()> {
-        let ifreq = ifreq_for(name)?; // validates the name and gives us a NUL-terminated copy
-        let mut dev = ifreq.ifr_name;
+    pub fn add_route(&self, name: IfName, dest: [u8; 4], mask: [u8; 4], gateway: [u8; 4]) -> Result<()> {
+        let mut dev = ifreq_for(name).ifr_name; // a NUL-terminated copy of the name
         let on_link = gateway == [0; 4];
         let mut rt = RtEntry {
             rt_pad1: 0,
@@ -200,45 +197,20 @@ impl NetDev {
     }
 }
 
-/// The names of all network interfaces, in the kernel's index order.
-pub fn interface_names() -> Result<Vec<IfName>> {
-    // SAFETY: if_nameindex returns a heap array terminated by an entry with index 0 and a
-    // null name (or null on failure); we read it and free it exactly once below.
-    let list = unsafe { libc::if_nameindex() };
-    if list.is_null() {
-        return Err(Errno::last());
-    }
-    let mut names = Vec::new();
-    let mut at = list;
-    // SAFETY: `at` walks the array up to and including its terminating entry; each name
-    // is a NUL-terminated string owned by the array until if_freenameindex.
-    unsafe {
-        while (*at).if_index != 0 && !(*at).if_name.is_null() {
-            if let Some(name) = core::str::from_utf8(CStr::from_ptr((*at).if_name).to_bytes()).ok().and_then(IfName::new) {
-                names.push(name);
-            }
-            at = at.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
 
     #[test]
-    fn loopback_is_listed_and_has_loopback_flags() {
-        let names = interface_names().unwrap();
-        assert!(names.iter().any(|n| n.as_str() == "lo"), "{names:?}");
+    fn loopback_has_loopback_flags() {
         assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
-        assert!(dev.index("lo").unwrap() > 0);
-        assert_ne!(dev.flags("lo").unwrap() & IFF_LOOPBACK, 0);
-        assert_eq!(dev.index("imn-no-such-if"), Err(Errno(libc::ENODEV)));
-        assert_eq!(dev.index("a-name-far-too-long-for-linux"), Err(Errno(libc::ENODEV)));
+        let name = |n| IfName::new(n).unwrap();
+        assert!(dev.index(name("lo")).unwrap() > 0);
+        assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
+        assert_eq!(dev.index(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
+        assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
 }

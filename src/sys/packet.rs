@@ -40,22 +40,24 @@ pub struct Received {
     pub checksum_not_ready: bool,
 }
 
-/// Classic BPF, run on the IPv4 header (SOCK_DGRAM): accept UDP to port 68 that is not a
-/// fragment, drop the rest, so the client never wakes for other traffic.
-fn dhcp_client_filter() -> [libc::sock_filter; 9] {
-    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
-    [
-        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 9), // A = ip protocol
-        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 6, libc::IPPROTO_UDP as u32),
-        op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 0, 0, 6), // A = flags + fragment offset
-        op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 4, 0, 0x1fff), // a fragment: drop
-        op(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0, 0, 0), // X = ip header length
-        op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2), // A = udp destination port
-        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, CLIENT_PORT),
-        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0xffff), // accept
-        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0), // drop
-    ]
+const fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: code as u16, jt, jf, k }
 }
+
+/// Classic BPF, run on the IPv4 header (SOCK_DGRAM): accept UDP to port 68 that is not a
+/// fragment, drop the rest, so the client never wakes for other traffic. A static, so
+/// nothing builds it at run time.
+static DHCP_CLIENT_FILTER: [libc::sock_filter; 9] = [
+    op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 9), // A = ip protocol
+    op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 6, libc::IPPROTO_UDP as u32),
+    op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 0, 0, 6), // A = flags + fragment offset
+    op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 4, 0, 0x1fff), // a fragment: drop
+    op(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0, 0, 0), // X = ip header length
+    op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2), // A = udp destination port
+    op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, CLIENT_PORT),
+    op(libc::BPF_RET | libc::BPF_K, 0, 0, 0xffff), // accept
+    op(libc::BPF_RET | libc::BPF_K, 0, 0, 0), // drop
+];
 
 pub struct PacketSocket {
     fd: Fd,
@@ -80,8 +82,8 @@ impl PacketSocket {
         // Protocol 0: the socket receives nothing until bound, so nothing unfiltered can
         // queue up before the filter is attached.
         let fd = open_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
-        let mut program = dhcp_client_filter();
-        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+        // The kernel copies the program and never writes through this pointer.
+        let fprog = libc::sock_fprog { len: DHCP_CLIENT_FILTER.len() as u16, filter: DHCP_CLIENT_FILTER.as_ptr().cast_mut() };
         set_option(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
         set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
         bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
