@@ -264,7 +264,7 @@ mod tests {
 pub enum Interrupted {
     Source(http::Error),
     /// The DHCP lease could not be kept (the address would go away mid-write).
-    Lease(crate::net::DhcpError),
+    Lease(crate::net::NetError),
 }
 
 impl From<http::Error> for Interrupted {
@@ -341,7 +341,7 @@ pub fn write_image(
 }
 
 /// Renews the DHCP lease when it is due (a transfer can outlast it).
-fn keep_lease(lease: Option<&mut crate::net::BoundClient>) -> Result<(), crate::net::DhcpError> {
+fn keep_lease(lease: Option<&mut crate::net::BoundClient>) -> Result<(), crate::net::NetError> {
     if let Some(client) = lease {
         if client.tick(time::monotonic())? == crate::net::LeaseEvent::Renewed {
             sayln!("\nimprint: lease renewed");
