@@ -804,7 +804,7 @@ fn count_partition_nodes(fd: &Fd) -> Option<u32> {
             continue;
         }
         found += 1;
-        let node = text!("/dev/{}", &path[dir..]);
+        let node = text!("/dev/{}", path.get(dir..).unwrap_or_default());
         while !fs::exists(&node) && time::monotonic() < deadline {
             time::sleep(Duration::from_millis(10));
         }

@@ -112,8 +112,20 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
     }
     // SAFETY: dir came from opendir and is closed exactly once.
     unsafe { libc::closedir(dir) };
-    names.sort();
+    sort_names(&mut names);
     Ok(names)
+}
+
+/// Insertion sort: directories here hold a handful of names, and core's sort costs about
+/// 4 KB of code in the init.
+fn sort_names(names: &mut [alloc::string::String]) {
+    for i in 1..names.len() {
+        let mut j = i;
+        while j > 0 && names[j - 1] > names[j] {
+            names.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 /// The target of a symbolic link.
