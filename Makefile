@@ -135,7 +135,7 @@ test-e2e: $(TEST_ARTIFACTS) | setup-qemu setup-http setup-net ## tool-mode, HTTP
 # Fuzzing the parsers with cargo-fuzz (libFuzzer). Only a stable toolchain is installed:
 # RUSTC_BOOTSTRAP=1 lets it accept the -Z flags cargo-fuzz passes (sanitizer, coverage).
 FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
-FUZZ_TARGETS := response_head chunked_body
+FUZZ_TARGETS := response_head chunked_body dhcp_reply dns_answer plan
 FUZZ_SECONDS ?= 600
 
 test-fuzz: | setup-fuzz ## fuzz each parser briefly (10 s each)

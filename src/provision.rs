@@ -3,6 +3,7 @@
 
 use crate::disk::select::{self, Disk, SelectError};
 use crate::http::{self, Client, Resolve, ResolveError};
+use crate::image::Interrupted;
 use crate::io::Read;
 use crate::net::dns::{self, DnsError};
 use core::net::Ipv4Addr;
@@ -256,29 +257,6 @@ mod tests {
         assert_eq!(join("http://s/p", "a.bty"), "http://s/p/a.bty");
         assert_eq!(join("http://s/p/", "a.bty"), "http://s/p/a.bty");
         assert_eq!(join("http://s:3000", "default.bty"), "http://s:3000/default.bty");
-    }
-}
-
-/// Why a write stopped before the image was in place.
-#[derive(Debug)]
-pub enum Interrupted {
-    Source(http::Error),
-    /// The DHCP lease could not be kept (the address would go away mid-write).
-    Lease(crate::net::NetError),
-}
-
-impl From<http::Error> for Interrupted {
-    fn from(e: http::Error) -> Interrupted {
-        Interrupted::Source(e)
-    }
-}
-
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Interrupted::Source(e) => e.fmt(f),
-            Interrupted::Lease(e) => write!(f, "keeping the DHCP lease: {e}"),
-        }
     }
 }
 

@@ -13,9 +13,9 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
   --help, -h       this text
   --version, -V    the version
   write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]
-                   write a gzip or raw image (a file, or - for standard input) onto a
-                   block device or regular file: exclusive O_DIRECT, verified, first MiB
-                   last; --sha256 checks the raw image, --size is its length in bytes,
+                   write a gzip or raw image (an http:// URL, a file, or - for standard
+                   input) onto a block device or regular file: exclusive O_DIRECT,
+                   verified, first MiB last; --sha256 checks the raw image, --size is its length in bytes,
                    --no-sparse writes zero blocks instead of zeroing them
   capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]
                    read a block device (or file) with O_DIRECT and upload it as

@@ -47,8 +47,8 @@ pub fn is_zero(data: &[u8]) -> bool {
     lines.remainder().iter().all(|&b| b == 0)
 }
 
-/// An image source in tool mode: a local file or standard input. URLs join when the HTTP
-/// client lands: [`open_source`] is the one place that knows the kinds.
+/// A local image source in tool mode: a file or standard input ([`open_source`]); URLs go
+/// through the HTTP client's response instead.
 pub enum Source {
     File(Fd),
     Stdin,
@@ -132,23 +132,72 @@ fn bad_value(name: &str, value: &str, what: &str) -> String {
     text!("{name} {} is not {what}", crate::console::Quoted(value))
 }
 
+/// Why the stream feeding a write stopped: the one error type of every write's source and
+/// progress hook (one error type: the write path is compiled once).
+#[derive(Debug)]
+pub enum Interrupted {
+    /// An HTTP source failed (after its retries and Range resumes).
+    Source(crate::http::Error),
+    /// A local source (a file, standard input) failed.
+    Local(Errno),
+    /// The DHCP lease could not be kept (the address would go away mid-write).
+    Lease(crate::net::NetError),
+}
+
+impl From<crate::http::Error> for Interrupted {
+    fn from(e: crate::http::Error) -> Interrupted {
+        Interrupted::Source(e)
+    }
+}
+
+impl From<Errno> for Interrupted {
+    fn from(e: Errno) -> Interrupted {
+        Interrupted::Local(e)
+    }
+}
+
+impl core::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Interrupted::Source(e) => e.fmt(f),
+            Interrupted::Local(e) => write!(f, "reading the image: {e}"),
+            Interrupted::Lease(e) => write!(f, "keeping the DHCP lease: {e}"),
+        }
+    }
+}
+
 // Not inlined into the tool dispatcher (measured: smaller).
 #[inline(never)]
 fn run_write(cmd: &WriteCommand) -> i32 {
-    let (mut source, source_size) = match open_source(cmd.source) {
-        Ok(s) => s,
-        Err(e) => {
-            errln!("imprint write: opening {}: {e}", cmd.source);
-            return 1;
-        }
-    };
-    let options = write::Options { source_size, ..cmd.options.clone() };
     let on_tty = tty::is_tty(fd::STDOUT);
-    let mut show = |p: &progress::Progress| -> Result<(), Errno> {
+    let mut show = |p: &progress::Progress| -> Result<(), Interrupted> {
         show_progress(p, on_tty);
         Ok(())
     };
-    match write::write_image(&mut source, cmd.target, &options, &mut show) {
+    let result = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
+        // Tool mode has no lease, so no DNS servers: IPv4 addresses in URLs, as for get.
+        let mut client = crate::http::Client::new(alloc::boxed::Box::new(crate::http::NoDns), Default::default());
+        let mut response = match client.get(cmd.source) {
+            Ok(r) => r,
+            Err(e) => {
+                errln!("imprint write: {e}");
+                return 1;
+            }
+        };
+        let options = write::Options { source_size: response.length(), ..cmd.options.clone() };
+        write::write_image(&mut response, cmd.target, &options, &mut show)
+    } else {
+        let (mut source, source_size) = match open_source(cmd.source) {
+            Ok(s) => s,
+            Err(e) => {
+                errln!("imprint write: opening {}: {e}", cmd.source);
+                return 1;
+            }
+        };
+        let options = write::Options { source_size, ..cmd.options.clone() };
+        write::write_image(&mut source, cmd.target, &options, &mut show)
+    };
+    match result {
         Ok(summary) => {
             sayln!("{}: wrote {summary}", cmd.target);
             0

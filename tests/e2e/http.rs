@@ -1,10 +1,9 @@
 //! The HTTP client end to end: build/init's `get` and `put` against a real nginx and
 //! against the fault-injecting server in src/faults.rs, all on 127.0.0.1.
 
-use imprint_e2e::faults::{read_request, send, FaultServer};
+use imprint_e2e::faults::{dropping_proxy, read_request, send, FaultServer};
 use imprint_e2e::nginx::{pattern, Nginx};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -128,29 +127,6 @@ fn nginx_404_and_403_are_fatal_at_once_and_redirects_are_followed() {
     assert_eq!(log.lines().count(), 2, "4xx must not be retried:\n{log}");
     let data = nginx.put_file("file.bin", 1000);
     assert!(get(&nginx.url("/moved"), &[]).ok().stdout == data, "301 to /file.bin followed");
-}
-
-/// Forwards a request to nginx and the answer back, cutting the first answer after
-/// `cut` bytes (a connection that drops mid-body); later answers pass whole.
-fn dropping_proxy(nginx_port: u16, cut: usize) -> FaultServer {
-    FaultServer::start(move |n, client, log| {
-        let request = read_request(client, log);
-        let mut upstream = TcpStream::connect(("127.0.0.1", nginx_port)).unwrap();
-        upstream.write_all(request.head.as_bytes()).unwrap();
-        let limit = if n == 0 { cut } else { usize::MAX };
-        let mut passed = 0;
-        let mut buf = [0u8; 16384];
-        while passed < limit {
-            let got = match upstream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(got) => got.min(limit - passed),
-            };
-            if client.write_all(&buf[..got]).is_err() {
-                break;
-            }
-            passed += got;
-        }
-    })
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //!
 //! Needs root (losetup): run through `make test`.
 
+use imprint_e2e::faults::{dropping_proxy, read_request, send, FaultServer};
 use imprint_e2e::loopdev::{scratch, Loop, JUNK, MIB};
+use imprint_e2e::nginx::Nginx;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -280,4 +282,48 @@ fn usage_errors_are_one_line_and_exit_64() {
 fn a_missing_image_is_one_clear_line() {
     let run = imprint_write(&["/nonexistent/imi.img", "/nonexistent/out"], None);
     assert_fails(&run, "opening /nonexistent/imi.img");
+}
+
+#[test]
+#[ignore = "needs root, loop devices and nginx: run make test"]
+fn a_gzip_image_from_nginx_round_trips_and_a_dropped_connection_resumes() {
+    let dev = Loop::attach("http", 7 * MIB + 4096, 512, false);
+    let image = os_like(5 * MIB + 777, 11);
+    let raw = write_file(&dev.dir, "image.raw", &image);
+    let nginx = Nginx::start("imi-write");
+    fs::write(nginx.www().join("image.raw.gz"), gzip(&image)).unwrap();
+
+    // Straight from nginx.
+    assert_ok(&imprint_write(&[&nginx.url("/image.raw.gz"), &dev.dev], None));
+    dev.assert_holds(&raw);
+
+    // Through a proxy that cuts the first answer a third of the way in: the client resumes
+    // with Range and If-Range, the inflater and hashes carry on, the disk is the image.
+    fs::write(dev.dir.join("disk"), vec![JUNK; 7 * MIB + 4096]).unwrap();
+    let cut = gzip(&image).len() / 3;
+    let proxy = dropping_proxy(nginx.port, cut);
+    assert_ok(&imprint_write(&[&proxy.url("/image.raw.gz"), &dev.dev], None));
+    dev.assert_holds(&raw);
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 2, "one resume");
+    assert!(requests[1].header("range").is_some_and(|r| r.starts_with("bytes=")), "{:?}", requests[1].head);
+}
+
+#[test]
+#[ignore = "needs root and loop devices: run make test"]
+fn an_image_that_changes_mid_stream_fails_with_the_ends_zeroed() {
+    let (dev, _, gz) = fault_setup("changed", 4 * MIB + 100);
+    let half = gz.len() / 2;
+    // The first answer drops halfway; the resume gets a 200 (a different resource) instead
+    // of the 206 it asked for with If-Range: resuming cannot continue the same stream.
+    let server = FaultServer::start(move |n, stream, log| {
+        read_request(stream, log);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v{n}\"\r\n\r\n", gz.len());
+        send(stream, head.as_bytes());
+        send(stream, if n == 0 { &gz[..half] } else { &gz[..] });
+    });
+    fs::write(dev.dir.join("disk"), vec![JUNK; 6 * MIB + 8192]).unwrap();
+    let run = imprint_write(&[&server.url("/image.gz"), &dev.dev], None);
+    assert_fails(&run, "changed");
+    dev.assert_ends_zeroed("a resource that changed mid-stream");
 }

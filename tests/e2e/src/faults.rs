@@ -154,3 +154,26 @@ pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
     let _ = stream.write_all(bytes);
     let _ = stream.flush();
 }
+
+/// Forwards a request to nginx and the answer back, cutting the first answer after
+/// `cut` bytes (a connection that drops mid-body); later answers pass whole.
+pub fn dropping_proxy(nginx_port: u16, cut: usize) -> FaultServer {
+    FaultServer::start(move |n, client, log| {
+        let request = read_request(client, log);
+        let mut upstream = TcpStream::connect(("127.0.0.1", nginx_port)).unwrap();
+        upstream.write_all(request.head.as_bytes()).unwrap();
+        let limit = if n == 0 { cut } else { usize::MAX };
+        let mut passed = 0;
+        let mut buf = [0u8; 16384];
+        while passed < limit {
+            let got = match upstream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(got) => got.min(limit - passed),
+            };
+            if client.write_all(&buf[..got]).is_err() {
+                break;
+            }
+            passed += got;
+        }
+    })
+}

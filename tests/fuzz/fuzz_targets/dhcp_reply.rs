@@ -1,0 +1,20 @@
+//! The DHCP client's receive path on arbitrary datagrams: unframing (IPv4 + UDP, checksums),
+//! the option walk, and the state machine taking the result as an offer or ack. Never a
+//! panic; a hostile packet can at most be counted and ignored.
+#![no_main]
+
+use core::time::Duration;
+use imprint::net::{dhcp, options};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let checksum_not_ready = data.first().is_some_and(|b| b & 1 == 1);
+    let _ = options::parse_reply(data);
+    if let Ok(message) = dhcp::unframe(data, checksum_not_ready) {
+        let _ = options::parse_reply(message);
+        let mut client = dhcp::Client::new([0x52, 0x54, 0, 0x12, 0x34, 0x56], None, 7, Duration::ZERO);
+        let _ = client.poll(Duration::ZERO);
+        let _ = client.receive(Duration::from_millis(1), message);
+        let _ = client.receive(Duration::from_millis(2), message);
+    }
+});
