@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod console;
 pub mod disk;
 pub mod cmdline;
+pub mod deploy;
 pub mod error;
 pub mod http;
 pub mod image;

@@ -119,7 +119,6 @@ pub fn show_plan(url: &str, plan: &Plan) {
         (plan.grow_disk || plan.grow_partition.is_some(), "growing the partition (growDisk, growPartition)"),
         (plan.lvm_root_name.is_some(), "growing the LVM root (lvmRootName)"),
         (plan.address.is_some() || plan.gateway.is_some() || plan.nameserver.is_some(), "writing the network configuration (address, gateway, nameserver)"),
-        (plan.hostname.is_some() || !plan.files.is_empty(), "writing files into the deployed system (hostname, files)"),
         (plan.wipe_device && plan.action == Action::WriteImage, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
     ] {
         if asked {
@@ -269,6 +268,8 @@ pub enum RunError {
     Image(http::Error),
     Write(crate::image::write::WriteError<Interrupted>),
     Capture(crate::image::capture::CaptureError),
+    /// The deployed system's files could not be written.
+    Deploy(crate::deploy::DeployError),
 }
 
 impl fmt::Display for RunError {
@@ -278,6 +279,7 @@ impl fmt::Display for RunError {
             RunError::Disk(e) => e.fmt(f),
             RunError::Image(e) => write!(f, "fetching the image: {e}"),
             RunError::Write(e) => e.fmt(f),
+            RunError::Deploy(e) => e.fmt(f),
             RunError::Capture(e) => e.fmt(f),
         }
     }
@@ -314,6 +316,15 @@ pub fn write_image(
     let summary = write::write_image(&mut response, &disk.path(), &options, &mut hook).map_err(RunError::Write)?;
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
+    drop(response);
+    if let Err(error) = crate::deploy::write_files(disk, plan) {
+        // The image is whole, the system it makes is not what the plan asked for: it must
+        // not boot as if it were.
+        if let Err(e) = write::unmake_bootable(&disk.path()) {
+            sayln!("imprint: and zeroing the disk's ends again failed: {e}");
+        }
+        return Err(RunError::Deploy(error));
+    }
     reporter.done(summary.image_len, summary.sha256, &done);
     Ok(())
 }

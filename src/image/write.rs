@@ -616,6 +616,14 @@ fn write_from<E>(
     }
 }
 
+/// Zeroes `target`'s first and last MiB again, for a failure after a verified write (the
+/// deployed system could not be finished): a half-provisioned disk must not boot either.
+pub fn unmake_bootable(target: &str) -> Result<(), WriteError<Errno>> {
+    let mut disk = Disk::open(target)?;
+    wipe_ends(&mut disk).map_err(|errno| WriteError::Device { doing: "zeroing the disk's ends", errno })?;
+    block::fsync(&disk.fd).map_err(|errno| WriteError::Device { doing: "flushing the disk", errno })
+}
+
 /// Zeroes the first and last MiB of the target (of a growing file: of what it holds).
 fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
     let end = disk.end()?;

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 pub const MS_NOSUID: u64 = libc::MS_NOSUID;
 pub const MS_NODEV: u64 = libc::MS_NODEV;
 pub const MS_NOEXEC: u64 = libc::MS_NOEXEC;
+pub const MS_RDONLY: u64 = libc::MS_RDONLY;
 
 pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
     // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
@@ -49,6 +50,12 @@ pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
         libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev)
     })?;
     check(ret).map(|_| ())
+}
+
+/// Sets a file's permission bits exactly (open's mode is filtered by the umask).
+pub fn set_mode(path: &str, mode: u32) -> Result<()> {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    check(with_cstr(path, |p| unsafe { libc::chmod(p, mode as libc::mode_t) })?).map(|_| ())
 }
 
 /// Whether `path` exists (any type), following symlinks.

@@ -37,6 +37,7 @@ mount -t sysfs sysfs /sys
 [ -f /etc/hostname ] && hostname "$(cat /etc/hostname)"
 echo "imprint-demo: booted from the provisioned disk: host $(hostname), kernel $(uname -r), root $(cat /proc/cmdline | sed 's/.*root=\([^ ]*\).*/\1/')"
 [ -f /etc/motd ] && cat /etc/motd
+for key in /root/.ssh/*; do [ -e "$key" ] && ls -ln "$key"; done
 poweroff -f
 EOF
 chmod 755 "$root/sbin/init"

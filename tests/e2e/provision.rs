@@ -53,7 +53,7 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let (image, sha) = serve_image(&site);
     let mac = "52:54:00:13:30:01";
     let plan = format!(
-        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":0,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}"}}"#,
+        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":0,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}","hostname":"node-42","files":[{{"path":"/etc/motd","content":"provisioned by imprint\\n"}},{{"path":"/root/.ssh/authorized_keys","base64":"c3NoLWVkMjU1MTkgQUFBQSB0ZXN0Cg==","mode":"0600"}}]}}"#,
         site.url("os.img.gz"),
         site.status_url()
     );
@@ -69,12 +69,16 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let at = guest.expect_from(at, "imprint: disk vdb ", BOOT);
     let at = guest.expect_from(at, "serial \"IMPRINT-B\"", BOOT);
     let at = guest.expect_from(at, &format!("imprint: wrote {} bytes of {}", image.len(), site.url("os.img.gz")), WRITE);
+    let at = guest.expect_from(at, "imprint: writing files into the deployed system on /dev/vdb2", BOOT);
+    let at = guest.expect_from(at, "/root/.ssh/authorized_keys (22 bytes, mode 600)", BOOT);
     guest.expect_from(at, "imprint: rebooting", BOOT);
     assert!(guest.wait_exit(BOOT).success());
     assert!(!guest.transcript().contains("FAILED"), "{}", guest.transcript());
 
+    // Disk B holds the image byte for byte, but for the root filesystem the plan's files
+    // went into (partition 2, from 17 MiB): compare everything before it.
     let after_b = std::fs::read(&b).unwrap();
-    assert!(after_b[..image.len()] == image[..], "disk B holds the image, byte for byte");
+    assert!(after_b[..17 * MIB] == image[..17 * MIB], "disk B holds the image's table and /boot, byte for byte");
     assert_eq!(std::fs::read(&a).unwrap(), before_a, "disk A, which the hints did not pick, is untouched");
 
     let reports = site.reports();
@@ -87,7 +91,10 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
 
     // The provisioned disk boots on its own (BIOS, extlinux, our kernel, its ext4 root).
     let mut booted = Guest::boot_disk(&b);
-    booted.expect("imprint-demo: booted from the provisioned disk: host imprint-demo", BOOT);
+    let at = booted.expect("imprint-demo: booted from the provisioned disk: host node-42", BOOT);
+    let at = booted.expect_from(at, "provisioned by imprint", BOOT);
+    let at = booted.expect_from(at, "-rw-------", BOOT);
+    booted.expect_from(at, "/root/.ssh/authorized_keys", BOOT);
     assert!(booted.wait_exit(BOOT).success());
     let _ = std::fs::remove_dir_all(&disks);
 }
