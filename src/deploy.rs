@@ -1,9 +1,12 @@
-//! After the image is written and verified: the plan's host name and files go into the
-//! deployed system. Its root filesystem is found among the disk's partitions (the first
-//! ext4 or xfs one with an /etc), mounted under /run/imprint/root, written, synced and
-//! unmounted.
+//! After the image is written and verified: the partition table is fitted to the disk
+//! (the backup GPT moved to its end, `growPartition` extended over the free space), then
+//! the deployed system is finished: its root filesystem (the first ext4 or xfs partition
+//! with an /etc) is mounted under /run/imprint/root, grown when its partition grew, given
+//! the plan's host name and files, synced and unmounted.
 
+use crate::disk::gpt::{self, GptError};
 use crate::disk::select::Disk;
+use crate::image::write;
 use crate::plan::{FileSpec, Plan};
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{block, fs, Errno};
@@ -15,6 +18,9 @@ const MOUNT_POINT: &str = "/run/imprint/root";
 
 #[derive(Debug)]
 pub enum DeployError {
+    Table(GptError),
+    /// Re-reading the partition table after editing it failed.
+    Rescan(String),
     /// No partition of the disk holds a root filesystem imprint can mount.
     NoRoot { disk: String },
     Sys { doing: &'static str, path: String, errno: Errno },
@@ -23,6 +29,8 @@ pub enum DeployError {
 impl fmt::Display for DeployError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DeployError::Table(e) => write!(f, "fitting the partition table to the disk: {e}"),
+            DeployError::Rescan(e) => e.fmt(f),
             DeployError::NoRoot { disk } => {
                 write!(f, "writing the plan's files: no partition of {disk} holds an ext4 or xfs filesystem with /etc")
             }
@@ -31,19 +39,14 @@ impl fmt::Display for DeployError {
     }
 }
 
-/// Writes the plan's `hostname` (as /etc/hostname) and `files` into the deployed system.
-pub fn write_files(disk: &Disk, plan: &Plan) -> Result<(), DeployError> {
-    if plan.hostname.is_none() && plan.files.is_empty() {
+/// Everything after the write: the partition table, then the deployed system's files.
+pub fn finish(disk: &Disk, plan: &Plan) -> Result<(), DeployError> {
+    fit_table(disk, plan.grow_partition)?;
+    if plan.hostname.is_none() && plan.files.is_empty() && plan.grow_partition.is_none() {
         return Ok(());
     }
-    let partition = mount_root(disk)?;
-    sayln!("imprint: writing files into the deployed system on /dev/{partition}");
-    let hostname = plan.hostname.as_ref().map(|name| FileSpec {
-        path: String::from("/etc/hostname"),
-        content: text!("{name}\n").into_bytes(),
-        mode: 0o644,
-    });
-    let result = hostname.iter().chain(&plan.files).try_for_each(write_file);
+    let (partition, fstype) = mount_root(disk)?;
+    let result = finish_root(&partition, fstype, plan);
     // Unmount even after a failure: a mounted filesystem would make the reboot unclean.
     fs::sync();
     let unmounted = fs::umount(MOUNT_POINT, false);
@@ -51,12 +54,66 @@ pub fn write_files(disk: &Disk, plan: &Plan) -> Result<(), DeployError> {
     unmounted.map_err(sys("unmounting", MOUNT_POINT))
 }
 
+/// Moves the backup GPT to the disk's end and grows partition `grow`; the kernel then
+/// re-reads the table. A disk without GPT (MBR images) is left as it is.
+fn fit_table(disk: &Disk, grow: Option<u32>) -> Result<(), DeployError> {
+    let path = disk.path();
+    let fd = crate::sys::block::open_device(&path, false).map_err(sys("opening", &path))?;
+    if gpt::relocate_and_grow(&fd, grow).map_err(DeployError::Table)? {
+        match grow {
+            Some(n) => sayln!("imprint: partition {n} grown to the end of {path}; backup GPT at the end"),
+            None => sayln!("imprint: backup GPT moved to the end of {path}"),
+        }
+        write::rescan::<Errno>(&fd).map_err(|e| DeployError::Rescan(text!("{e}")))?;
+    } else if let Some(n) = grow {
+        sayln!("imprint: note: {path} has no GPT; partition {n} is not grown (MBR is not supported yet)");
+    }
+    Ok(())
+}
+
+/// On the mounted root: grow its filesystem if its partition grew, then write the files.
+fn finish_root(partition: &str, fstype: &str, plan: &Plan) -> Result<(), DeployError> {
+    // "vda2" and "nvme0n1p2" are partition 2.
+    let number: Option<u32> = partition.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok());
+    if let Some(n) = plan.grow_partition {
+        if number == Some(n) && fstype == "ext4" {
+            grow_ext4(partition)?;
+        } else {
+            sayln!("imprint: note: partition {n} is not an ext4 root; its contents are not grown (LVM and xfs are not supported yet)");
+        }
+    }
+    let hostname = plan.hostname.as_ref().map(|name| FileSpec {
+        path: String::from("/etc/hostname"),
+        content: text!("{name}\n").into_bytes(),
+        mode: 0o644,
+    });
+    if hostname.is_some() || !plan.files.is_empty() {
+        sayln!("imprint: writing files into the deployed system on /dev/{partition}");
+    }
+    hostname.iter().chain(&plan.files).try_for_each(write_file)
+}
+
+/// Grows the mounted ext4 root to fill its partition: the size in the filesystem's own
+/// blocks, from the partition's size and the superblock's block size.
+fn grow_ext4(partition: &str) -> Result<(), DeployError> {
+    let device = text!("/dev/{partition}");
+    let fd = Fd::open(&device, OpenFlags::READ, 0).map_err(sys("opening", &device))?;
+    let mut superblock = [0u8; 1024];
+    block::pread_exact(&fd, &mut superblock, 1024).map_err(sys("reading the superblock of", &device))?;
+    let log = u32::from_le_bytes([superblock[24], superblock[25], superblock[26], superblock[27]]);
+    let block_size = 1024u64 << log.min(6);
+    let bytes = block::device_size(&fd).map_err(sys("reading the size of", &device))?;
+    fs::grow_ext4(MOUNT_POINT, bytes / block_size).map_err(sys("growing the ext4 filesystem on", &device))?;
+    sayln!("imprint: ext4 on {device} grown to {} blocks of {block_size} bytes", bytes / block_size);
+    Ok(())
+}
+
 fn sys<'a>(doing: &'static str, path: &'a str) -> impl FnOnce(Errno) -> DeployError + 'a {
     move |errno| DeployError::Sys { doing, path: String::from(path), errno }
 }
 
-/// Mounts the first partition with an ext4 or xfs filesystem holding /etc; its name.
-fn mount_root(disk: &Disk) -> Result<String, DeployError> {
+/// Mounts the first partition with an ext4 or xfs filesystem holding /etc; its name and type.
+fn mount_root(disk: &Disk) -> Result<(String, &'static str), DeployError> {
     fs::make_dir("/run/imprint", 0o755).map_err(sys("creating", "/run/imprint"))?;
     fs::make_dir(MOUNT_POINT, 0o755).map_err(sys("creating", MOUNT_POINT))?;
     for partition in partitions(&disk.name) {
@@ -71,7 +128,7 @@ fn mount_root(disk: &Disk) -> Result<String, DeployError> {
             let _ = fs::umount(MOUNT_POINT, false);
             if is_root {
                 fs::mount(&device, MOUNT_POINT, fstype, 0, "").map_err(sys("mounting", &device))?;
-                return Ok(partition);
+                return Ok((partition, fstype));
             }
         }
     }

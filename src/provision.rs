@@ -116,8 +116,7 @@ pub fn show_plan(url: &str, plan: &Plan) {
         sayln!("  note: unknown plan key {key} ignored");
     }
     for (asked, what) in [
-        (plan.grow_disk || plan.grow_partition.is_some(), "growing the partition (growDisk, growPartition)"),
-        (plan.lvm_root_name.is_some(), "growing the LVM root (lvmRootName)"),
+        (plan.lvm_root_name.is_some() || plan.grow_disk, "growing LVM (growDisk, lvmRootName)"),
         (plan.address.is_some() || plan.gateway.is_some() || plan.nameserver.is_some(), "writing the network configuration (address, gateway, nameserver)"),
         (plan.wipe_device && plan.action == Action::WriteImage, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
     ] {
@@ -317,7 +316,7 @@ pub fn write_image(
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
     drop(response);
-    if let Err(error) = crate::deploy::write_files(disk, plan) {
+    if let Err(error) = crate::deploy::finish(disk, plan) {
         // The image is whole, the system it makes is not what the plan asked for: it must
         // not boot as if it were.
         if let Err(e) = write::unmake_bootable(&disk.path()) {

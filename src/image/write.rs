@@ -772,10 +772,15 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
     if disk.kind != Kind::BlockDevice {
         return Ok(PartitionScan::NotApplicable);
     }
-    block::flush_buffers(&disk.fd)
-        .map_err(|errno| WriteError::Device { doing: "dropping the device's buffer cache", errno })?;
-    match block::reread_partitions(&disk.fd) {
-        Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(&disk.fd))),
+    rescan(&disk.fd)
+}
+
+/// Drops the device's cached blocks and has the kernel re-read its partition table, then
+/// waits (bounded) for the partitions' /dev nodes.
+pub fn rescan<E>(fd: &Fd) -> Result<PartitionScan, WriteError<E>> {
+    block::flush_buffers(fd).map_err(|errno| WriteError::Device { doing: "dropping the device's buffer cache", errno })?;
+    match block::reread_partitions(fd) {
+        Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
         Err(Errno::EINVAL) => Ok(PartitionScan::Unsupported),
         Err(errno) => Err(WriteError::Device { doing: "re-reading the partition table", errno }),

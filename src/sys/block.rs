@@ -199,6 +199,31 @@ pub fn pwrite(fd: &Fd, buf: &[u8], offset: u64) -> Result<usize> {
     }
 }
 
+/// One positioned read; retries on EINTR.
+pub fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
+        let ret = unsafe { libc::pread(fd.raw(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+        match check_size(ret) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Fills `buf` from `offset`; the device ending first is EIO.
+pub fn pread_exact(fd: &Fd, mut buf: &mut [u8], mut offset: u64) -> Result<()> {
+    while !buf.is_empty() {
+        let n = pread(fd, buf, offset)?;
+        if n == 0 {
+            return Err(Errno(libc::EIO));
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 /// Writes all of `buf` at `offset`; a write that takes nothing is EIO (the device ended).
 pub fn pwrite_all(fd: &Fd, mut buf: &[u8], mut offset: u64) -> Result<()> {
     while !buf.is_empty() {

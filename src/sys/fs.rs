@@ -58,6 +58,17 @@ pub fn set_mode(path: &str, mode: u32) -> Result<()> {
     check(with_cstr(path, |p| unsafe { libc::chmod(p, mode as libc::mode_t) })?).map(|_| ())
 }
 
+/// EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64).
+const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+
+/// Grows the ext4 filesystem mounted at `mount_point` to `blocks` of its own block size,
+/// online (what resize2fs does for a mounted filesystem).
+pub fn grow_ext4(mount_point: &str, blocks: u64) -> Result<()> {
+    let dir = Fd::open(mount_point, OpenFlags::READ, 0)?;
+    // SAFETY: the ioctl reads one u64 through the pointer, which is valid for the call.
+    check(unsafe { libc::ioctl(dir.raw(), EXT4_IOC_RESIZE_FS as _, &blocks as *const u64) }).map(|_| ())
+}
+
 /// Whether `path` exists (any type), following symlinks.
 pub fn exists(path: &str) -> bool {
     // SAFETY: path is a valid NUL-terminated string for the duration of the call.

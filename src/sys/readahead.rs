@@ -5,7 +5,7 @@
 
 use super::block::{aio_destroy, aio_events, aio_setup, AlignedBuf, IoEvent, Iocb};
 use super::fd::Fd;
-use super::{check_size, Errno, Result};
+use super::{Errno, Result};
 
 const IOCB_CMD_PREAD: u16 = 0;
 
@@ -44,7 +44,7 @@ impl ReadAhead {
             self.in_flight = false;
             n
         } else {
-            pread(fd, &mut self.bufs[index], self.offset)?
+            super::block::pread(fd, &mut self.bufs[index], self.offset)?
         };
         self.offset += n as u64;
         self.next = 1 - index;
@@ -96,17 +96,6 @@ impl ReadAhead {
     }
 }
 
-/// One positioned read; retries on EINTR.
-fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
-        let ret = unsafe { libc::pread(fd.raw(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
-        match check_size(ret) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
-}
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {

@@ -53,7 +53,7 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let (image, sha) = serve_image(&site);
     let mac = "52:54:00:13:30:01";
     let plan = format!(
-        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":0,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}","hostname":"node-42","files":[{{"path":"/etc/motd","content":"provisioned by imprint\\n"}},{{"path":"/root/.ssh/authorized_keys","base64":"c3NoLWVkMjU1MTkgQUFBQSB0ZXN0Cg==","mode":"0600"}}]}}"#,
+        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":2,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}","hostname":"node-42","files":[{{"path":"/etc/motd","content":"provisioned by imprint\\n"}},{{"path":"/root/.ssh/authorized_keys","base64":"c3NoLWVkMjU1MTkgQUFBQSB0ZXN0Cg==","mode":"0600"}}]}}"#,
         site.url("os.img.gz"),
         site.status_url()
     );
@@ -69,16 +69,24 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let at = guest.expect_from(at, "imprint: disk vdb ", BOOT);
     let at = guest.expect_from(at, "serial \"IMPRINT-B\"", BOOT);
     let at = guest.expect_from(at, &format!("imprint: wrote {} bytes of {}", image.len(), site.url("os.img.gz")), WRITE);
+    let at = guest.expect_from(at, "imprint: partition 2 grown to the end of /dev/vdb; backup GPT at the end", BOOT);
+    let at = guest.expect_from(at, "imprint: ext4 on /dev/vdb2 grown to ", BOOT);
     let at = guest.expect_from(at, "imprint: writing files into the deployed system on /dev/vdb2", BOOT);
     let at = guest.expect_from(at, "/root/.ssh/authorized_keys (22 bytes, mode 600)", BOOT);
     guest.expect_from(at, "imprint: rebooting", BOOT);
     assert!(guest.wait_exit(BOOT).success());
     assert!(!guest.transcript().contains("FAILED"), "{}", guest.transcript());
 
-    // Disk B holds the image byte for byte, but for the root filesystem the plan's files
-    // went into (partition 2, from 17 MiB): compare everything before it.
+    // Disk B holds the image byte for byte but for the partition table (fitted to the disk)
+    // and the root filesystem (grown, and given the plan's files): /boot, from 1 MiB to
+    // 17 MiB, is compared as it is; the table is checked by sfdisk.
     let after_b = std::fs::read(&b).unwrap();
-    assert!(after_b[..17 * MIB] == image[..17 * MIB], "disk B holds the image's table and /boot, byte for byte");
+    assert!(after_b[MIB..17 * MIB] == image[MIB..17 * MIB], "disk B holds the image's /boot, byte for byte");
+    let verify = Command::new("sfdisk").arg("--verify").arg(&b).output().unwrap();
+    assert!(verify.status.success(), "sfdisk --verify: {}", String::from_utf8_lossy(&verify.stdout));
+    let table = String::from_utf8_lossy(&Command::new("sfdisk").arg("-d").arg(&b).output().unwrap().stdout).into_owned();
+    let last_lba = (DISK_BYTES / 512 - 34) as u64;
+    assert!(table.contains(&format!("start=       34816, size={:>12}", last_lba - 34816 + 1)), "partition 2 fills the disk:\n{table}");
     assert_eq!(std::fs::read(&a).unwrap(), before_a, "disk A, which the hints did not pick, is untouched");
 
     let reports = site.reports();
@@ -94,7 +102,12 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let at = booted.expect("imprint-demo: booted from the provisioned disk: host node-42", BOOT);
     let at = booted.expect_from(at, "provisioned by imprint", BOOT);
     let at = booted.expect_from(at, "-rw-------", BOOT);
-    booted.expect_from(at, "/root/.ssh/authorized_keys", BOOT);
+    let at = booted.expect_from(at, "/root/.ssh/authorized_keys", BOOT);
+    // The root grew from 47 MiB (the image's) to fill its 63 MiB partition.
+    let start = booted.expect_from(at, "imprint-demo: root filesystem ", BOOT);
+    booted.expect_from(start, " KiB", BOOT);
+    let kib: u64 = booted.transcript()[start..].split(' ').next().unwrap().parse().unwrap();
+    assert!(kib > 55_000, "the root filesystem did not grow: {kib} KiB");
     assert!(booted.wait_exit(BOOT).success());
     let _ = std::fs::remove_dir_all(&disks);
 }

@@ -32,7 +32,7 @@ fn main() {
     let gz = Command::new("gzip").args(["-c", "-6"]).arg(&image).output().expect("gzip");
     std::fs::write(site.www().join("os.img.gz"), &gz.stdout).unwrap();
     let plan = format!(
-        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"/dev/vda","statusURL":"{}"}}"#,
+        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"/dev/vda","growPartition":2,"statusURL":"{}","hostname":"demo-node","files":[{{"path":"/etc/motd","content":"provisioned by imprint\n"}}]}}"#,
         site.url("os.img.gz"),
         site.status_url()
     );
