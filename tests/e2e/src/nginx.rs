@@ -26,40 +26,47 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes `<dir>/nginx.conf` (nginx in the foreground, one process, every file of its own
+/// in `dir`, serving `<dir>/www` on `listen` with `locations`) and starts `nginx`, which
+/// may be prefixed (`ip netns exec NS nginx`).
+pub fn spawn(mut nginx: Command, dir: &Path, listen: &str, locations: &str) -> Child {
+    for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(dir.join(temp)).unwrap();
+    }
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n  client_max_body_size 0;\n  sendfile on;\n\
+         server {{\n    listen {listen};\n    root {d}/www;\n{locations}  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), config).unwrap();
+    nginx
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx (make setup-http installs nginx-light)")
+}
+
 impl Nginx {
     /// Starts nginx serving `<dir>/www` (files are put there by the test).
     pub fn start(name: &str) -> Nginx {
         let dir = temp_dir(name);
         let www = dir.join("www");
         std::fs::create_dir_all(www.join("dav")).unwrap();
-        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.join(temp)).unwrap();
-        }
         let port = free_port();
-        let d = dir.display();
-        let config = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
-             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
-             scgi_temp_path {d}/scgi;\n  client_max_body_size 0;\n  sendfile on;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
-             location /dav/ {{ dav_methods PUT; create_full_put_path on; }}\n\
-             location /small/ {{ dav_methods PUT; client_max_body_size 1k; }}\n\
-             location = /moved {{ return 301 /file.bin; }}\n\
-             location /forbidden/ {{ deny all; }}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), config).unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx (make setup installs nginx-light)");
+        let locations = "location /dav/ { dav_methods PUT; create_full_put_path on; }\n\
+                         location /small/ { dav_methods PUT; client_max_body_size 1k; }\n\
+                         location = /moved { return 301 /file.bin; }\n\
+                         location /forbidden/ { deny all; }\n";
+        let child = spawn(Command::new("nginx"), &dir, &format!("127.0.0.1:{port}"), locations);
         let nginx = Nginx { child, dir, port };
         nginx.wait_listening();
         nginx

@@ -34,32 +34,7 @@ impl Site {
         );
         let dir = temp_dir(&format!("{name}-site"));
         std::fs::create_dir_all(dir.join("www/plans")).unwrap();
-        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.join(temp)).unwrap();
-        }
-        let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
-                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
-                 scgi_temp_path {d}/scgi;\n  server {{\n    listen {subnet}.1:80;\n    root {d}/www;\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let nginx = ns
-            .command("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx (make setup-http installs it)");
+        let nginx = crate::nginx::spawn(ns.command("nginx"), &dir, &format!("{subnet}.1:80"), "");
         let mut receiver = ns
             .command(receiver_binary())
             .arg(format!("{subnet}.1:0"))
