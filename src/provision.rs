@@ -117,7 +117,6 @@ pub fn show_plan(url: &str, plan: &Plan) {
     }
     for (asked, what) in [
         (plan.lvm_root_name.is_some() || plan.grow_disk, "growing LVM (growDisk, lvmRootName)"),
-        (plan.address.is_some() || plan.gateway.is_some() || plan.nameserver.is_some(), "writing the network configuration (address, gateway, nameserver)"),
         (plan.wipe_device && plan.action == Action::WriteImage, "wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway)"),
     ] {
         if asked {
@@ -294,6 +293,8 @@ pub fn write_image(
     reporter: &mut Reporter,
 ) -> Result<(), RunError> {
     use crate::image::{progress::Progress, write};
+    // A plan whose network keys are wrong fails before anything is written, not after.
+    crate::deploy::StaticNetwork::from_plan(plan).map_err(RunError::Deploy)?;
     let url = plan.source_image.as_deref().unwrap_or_default();
     let mut response = client.get(url).map_err(RunError::Image)?;
     let source_size = response.length();
@@ -316,7 +317,7 @@ pub fn write_image(
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
     drop(response);
-    if let Err(error) = crate::deploy::finish(disk, plan) {
+    if let Err(error) = crate::deploy::finish(disk, plan, reporter.mac) {
         // The image is whole, the system it makes is not what the plan asked for: it must
         // not boot as if it were.
         if let Err(e) = write::unmake_bootable(&disk.path()) {

@@ -24,7 +24,7 @@ trap cleanup EXIT
 
 # The root filesystem's contents.
 root=$work/root
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,etc,boot,root,tmp} "$work/boot/extlinux"
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,etc/systemd/network,boot,root,tmp} "$work/boot/extlinux"
 cp "$busybox" "$root/bin/busybox"
 for applet in sh mount umount cat echo hostname poweroff sleep ls uname df; do
 	ln -s busybox "$root/bin/$applet"
@@ -38,6 +38,7 @@ mount -t sysfs sysfs /sys
 echo "imprint-demo: booted from the provisioned disk: host $(hostname), kernel $(uname -r), root $(cat /proc/cmdline | sed 's/.*root=\([^ ]*\).*/\1/')"
 [ -f /etc/motd ] && cat /etc/motd
 for key in /root/.ssh/*; do [ -e "$key" ] && ls -ln "$key"; done
+for unit in /etc/systemd/network/*; do [ -e "$unit" ] && cat "$unit"; done
 echo "imprint-demo: root filesystem $(df -k / | { read -r header; read -r fs size rest; echo "$size"; }) KiB"
 poweroff -f
 EOF

@@ -53,7 +53,7 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let (image, sha) = serve_image(&site);
     let mac = "52:54:00:13:30:01";
     let plan = format!(
-        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":2,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}","hostname":"node-42","files":[{{"path":"/etc/motd","content":"provisioned by imprint\\n"}},{{"path":"/root/.ssh/authorized_keys","base64":"c3NoLWVkMjU1MTkgQUFBQSB0ZXN0Cg==","mode":"0600"}}]}}"#,
+        r#"{{"action":"writeImage","compressed":true,"sourceImage":"{}","destinationDevice":"","growDisk":false,"growPartition":2,"lvmRootName":"","dryRun":false,"dropToShell":false,"wipeDevice":false,"sha256":"{sha}","disk":{{"serial":"IMPRINT-B"}},"statusURL":"{}","address":"10.213.30.42/24","gateway":"10.213.30.1","nameserver":"10.213.30.53","hostname":"node-42","files":[{{"path":"/etc/motd","content":"provisioned by imprint\\n"}},{{"path":"/root/.ssh/authorized_keys","base64":"c3NoLWVkMjU1MTkgQUFBQSB0ZXN0Cg==","mode":"0600"}}]}}"#,
         site.url("os.img.gz"),
         site.status_url()
     );
@@ -103,6 +103,11 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
     let at = booted.expect_from(at, "provisioned by imprint", BOOT);
     let at = booted.expect_from(at, "-rw-------", BOOT);
     let at = booted.expect_from(at, "/root/.ssh/authorized_keys", BOOT);
+    // The plan's static network, for the interface with this machine's MAC.
+    let at = booted.expect_from(at, "MACAddress=52:54:00:13:30:01", BOOT);
+    let at = booted.expect_from(at, "Address=10.213.30.42/24", BOOT);
+    let at = booted.expect_from(at, "Gateway=10.213.30.1", BOOT);
+    let at = booted.expect_from(at, "DNS=10.213.30.53", BOOT);
     // The root grew from 47 MiB (the image's) to fill its 63 MiB partition.
     let start = booted.expect_from(at, "imprint-demo: root filesystem ", BOOT);
     booted.expect_from(start, " KiB", BOOT);
