@@ -120,7 +120,9 @@ fn write_image_onto_the_disk_the_hints_pick_then_boot_it() {
 #[test]
 #[ignore = "needs root, QEMU, dnsmasq, nginx and the build artifacts: run `make test`"]
 fn default_plan_with_a_wrong_sha256_fails_safely_and_reports_it() {
-    let site = Site::new("imnpf", "10.213.31");
+    // The server is named, not numbered: every URL (plan, image, status) goes through the
+    // lease's DNS server (dnsmasq) and imprint's resolver.
+    let site = Site::with_dns("imnpf", "10.213.31", "provision.test");
     serve_image(&site);
     // No plan of its own for this MAC: the server's default.bty applies.
     let plan = format!(
@@ -136,7 +138,8 @@ fn default_plan_with_a_wrong_sha256_fails_safely_and_reports_it() {
     let before_b = patterned_disk(&b);
 
     let mut guest = site.boot("52:54:00:13:31:01", &[&a, &b], "", false);
-    let at = guest.expect("imprint: plan http://10.213.31.1/plans/default.bty: writeImage", BOOT);
+    let at = guest.expect("dns       10.213.31.1", BOOT);
+    let at = guest.expect_from(at, "imprint: plan http://provision.test/plans/default.bty: writeImage", BOOT);
     let at = guest.expect_from(at, "!! imprint FAILED while writing the image", WRITE);
     let at = guest.expect_from(at, "sha256", BOOT);
     guest.expect_from(at, "imprint: powering off", BOOT);

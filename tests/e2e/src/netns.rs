@@ -104,14 +104,16 @@ impl Drop for Daemon {
     }
 }
 
-/// dnsmasq serving DHCP on `iface` only (in `ns`), DNS off, no ping check before offers
+/// dnsmasq serving DHCP on `iface` only (in `ns`), DNS off (unless `args` has a --port), no ping check before offers
 /// (it would add up to 3 s per new lease), lease and log files in a temp dir.
 pub fn dnsmasq(ns: &Netns, iface: &str, tag: &str, args: &[&str]) -> Daemon {
     let dir = temp_dir(tag);
     let log = dir.join("dnsmasq.log");
     let child = ns
         .command("dnsmasq")
-        .args(["--no-daemon", "--conf-file=/dev/null", "--bind-interfaces", "--except-interface=lo", "--port=0"])
+        .args(["--no-daemon", "--conf-file=/dev/null", "--bind-interfaces", "--except-interface=lo"])
+        // DNS off unless the test asks for a port (dnsmasq refuses a repeated --port).
+        .args((!args.iter().any(|a| a.starts_with("--port="))).then_some("--port=0"))
         .arg(format!("--interface={iface}"))
         .args(["--no-ping", "--log-dhcp"])
         .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))

@@ -14,6 +14,8 @@ pub struct Site {
     pub ns: Netns,
     pub dir: PathBuf,
     pub subnet: String,
+    /// How URLs name the server: its address, or a name dnsmasq resolves (`with_dns`).
+    pub host: String,
     pub status_port: u16,
     _dhcp: Daemon,
     servers: Vec<Child>,
@@ -22,16 +24,32 @@ pub struct Site {
 impl Site {
     /// `name` starts with "imn"; `subnet` is "10.213.N": the host side is .1.
     pub fn new(name: &str, subnet: &str) -> Site {
+        Self::start(name, subnet, None)
+    }
+
+    /// As `new`, and dnsmasq also answers DNS for the lease, resolving `host` to the
+    /// server: URLs then name it instead of giving its address.
+    pub fn with_dns(name: &str, subnet: &str, host: &str) -> Site {
+        Self::start(name, subnet, Some(host))
+    }
+
+    fn start(name: &str, subnet: &str, dns_name: Option<&str>) -> Site {
         let ns = Netns::new(name);
         let tap = format!("{name}-tap");
         crate::netns::ip(&["-n", name, "tuntap", "add", "dev", &tap, "mode", "tap"]);
         ns.address(&tap, &format!("{subnet}.1/24"));
-        let dhcp = dnsmasq(
-            &ns,
-            &tap,
-            name,
-            &[&format!("--dhcp-range={subnet}.50,{subnet}.99,255.255.255.0,2m"), &format!("--dhcp-option=option:router,{subnet}.1")],
-        );
+        let mut args = vec![format!("--dhcp-range={subnet}.50,{subnet}.99,255.255.255.0,2m"), format!("--dhcp-option=option:router,{subnet}.1")];
+        if let Some(host) = dns_name {
+            // DNS on, answering for this one name only (nothing is forwarded).
+            args.extend([
+                "--port=53".to_string(),
+                "--no-resolv".to_string(),
+                format!("--address=/{host}/{subnet}.1"),
+                format!("--dhcp-option=option:dns-server,{subnet}.1"),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dhcp = dnsmasq(&ns, &tap, name, &args);
         let dir = temp_dir(&format!("{name}-site"));
         std::fs::create_dir_all(dir.join("www/plans")).unwrap();
         let nginx = crate::nginx::spawn(ns.command("nginx"), &dir, &format!("{subnet}.1:80"), "");
@@ -45,7 +63,8 @@ impl Site {
         let mut line = String::new();
         BufReader::new(receiver.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let status_port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("receiver port");
-        Site { ns, dir, subnet: subnet.to_string(), status_port, _dhcp: dhcp, servers: vec![nginx, receiver] }
+        let host = dns_name.map_or(format!("{subnet}.1"), String::from);
+        Site { ns, dir, subnet: subnet.to_string(), host, status_port, _dhcp: dhcp, servers: vec![nginx, receiver] }
     }
 
     pub fn www(&self) -> PathBuf {
@@ -53,11 +72,11 @@ impl Site {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}.1/{path}", self.subnet)
+        format!("http://{}/{path}", self.host)
     }
 
     pub fn status_url(&self) -> String {
-        format!("http://{}.1:{}/status", self.subnet, self.status_port)
+        format!("http://{}:{}/status", self.host, self.status_port)
     }
 
     /// The status reports received, in order.
