@@ -30,6 +30,11 @@ impl Resolve for Dns {
     }
 }
 
+/// The resolver of tool mode: the name servers of /etc/resolv.conf.
+pub fn tool_dns() -> Box<dyn Resolve> {
+    Box::new(Dns(dns::system_servers()))
+}
+
 /// The HTTP client of a run.
 pub fn client(dns_servers: &[Ipv4Addr]) -> Client {
     Client::new(Box::new(Dns(dns_servers.to_vec())), http::Options::default())

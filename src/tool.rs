@@ -33,8 +33,8 @@ fetches this machine's plan and writes (or captures) its disk. Run as a program 
                    --chunked is read into memory first)
     get and put take --connect-timeout SECONDS (default 10), --idle-timeout
     SECONDS (30: no byte moved for that long), --retries N (5); SECONDS may
-    have a fraction (0.5). Host names need DNS, which this build lacks: use
-    IPv4 addresses.
+    have a fraction (0.5). Host names in URLs resolve through the name servers
+    of /etc/resolv.conf (IPv4 ones).
   dhcp [<iface>] [--release] [--timeout S] [--hold S]
                    get a DHCP lease on <iface> (a name or MAC; default: every
                    Ethernet link at once, the first lease wins), apply it (address,

@@ -2,13 +2,13 @@
 //! end-to-end tests and the benchmark.
 
 use super::response::parse_length;
-use super::{parse_seconds, Client, NoDns, Options};
+use super::{parse_seconds, Client, Options};
 use crate::io::Read;
 use crate::sys::fd::{read_raw, write_all_raw, Fd, OpenFlags, STDIN, STDOUT};
 use crate::sys::fs::file_size;
 use crate::sys::Errno;
 use crate::tool::{Args, EXIT_USAGE};
-use alloc::boxed::Box;
+
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -36,7 +36,7 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
             return Err(text!("{name} takes {wanted}, not {value}"));
         }
     }
-    Ok(Client::new(Box::new(NoDns), options))
+    Ok(Client::new(crate::provision::tool_dns(), options))
 }
 
 /// `imprint get <url> [-o FILE]`.

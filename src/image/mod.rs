@@ -175,8 +175,8 @@ fn run_write(cmd: &WriteCommand) -> i32 {
         Ok(())
     };
     let result = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
-        // Tool mode has no lease, so no DNS servers: IPv4 addresses in URLs, as for get.
-        let mut client = crate::http::Client::new(alloc::boxed::Box::new(crate::http::NoDns), Default::default());
+        // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
+        let mut client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
         let mut response = match client.get(cmd.source) {
             Ok(r) => r,
             Err(e) => {

@@ -232,3 +232,46 @@ fn qemu_guest_applies_a_static_ip_from_the_kernel_command_line() {
     guest.expect_from(at, "dns       10.213.18.53", STEP);
     assert_pings(&ns, "10.213.18.7");
 }
+
+#[test]
+#[ignore = "needs root, dnsmasq, nginx and build/init: run make test"]
+fn tool_mode_resolves_names_through_resolv_conf() {
+    // A namespace with DNS and HTTP on its loopback; `ip netns exec` shows the process
+    // /etc/netns/<name>/resolv.conf as its /etc/resolv.conf.
+    let ns = Netns::new("imnres");
+    let dir = imprint_e2e::netns::temp_dir("imnres");
+    let log = dir.join("dnsmasq.log");
+    let mut dns = ns
+        .command("dnsmasq")
+        .args(["--no-daemon", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1", "--port=53"])
+        .args(["--no-resolv", "--address=/images.test/127.0.0.1", "--log-queries"])
+        .arg(format!("--log-facility={}", log.display()))
+        .spawn()
+        .expect("start dnsmasq");
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/hello.txt"), b"resolved by name\n").unwrap();
+    let mut nginx = imprint_e2e::nginx::spawn(ns.command("nginx"), &dir, "127.0.0.1:8080", "");
+    let etc = std::path::Path::new("/etc/netns/imnres");
+    std::fs::create_dir_all(etc).unwrap();
+    std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+
+    let mut out = None;
+    for _ in 0..100 {
+        // Until dnsmasq and nginx listen (a bounded wait: the first tries may be refused).
+        let mut get = ns.command(artifact("build/init"));
+        get.args(["get", "http://images.test:8080/hello.txt", "--retries", "0"]);
+        let run = run_bounded(get, STEP);
+        if run.status.success() {
+            out = Some(run);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = (dns.kill(), nginx.kill(), dns.wait(), nginx.wait());
+    let _ = std::fs::remove_dir_all(etc);
+    let out = out.expect("imprint get by name never succeeded");
+    assert_eq!(text(&out.stdout), "resolved by name\n");
+    let queries = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(queries.contains("query[A] images.test from 127.0.0.1"), "the name was not asked of dnsmasq:\n{queries}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
