@@ -384,12 +384,21 @@ fn chunked_uploads_arrive_byte_for_byte() {
 }
 
 #[test]
-#[ignore = "needs build/init: run make test"]
+#[ignore = "needs root (a namespace) and build/init: run make test"]
 fn urls_it_cannot_fetch_say_why() {
     let out = get("https://10.0.0.1/image", &[]);
     assert!(out.error().contains("TLS is not supported; use http:// and pin a sha256 instead"), "{}", out.stderr);
-    let out = get("http://boot.example/image", &[]);
-    assert_eq!(out.error(), "imprint: resolving boot.example: no DNS server configured");
+    // A name with no name server to ask: in a namespace of its own whose resolv.conf lists
+    // none (`ip netns exec` shows /etc/netns/<name>/resolv.conf), so no query ever leaves
+    // this machine's test namespaces.
+    let ns = imprint_e2e::netns::Netns::new("imnnodns");
+    let etc = std::path::Path::new("/etc/netns/imnnodns");
+    std::fs::create_dir_all(etc).unwrap();
+    std::fs::write(etc.join("resolv.conf"), "# no name servers\n").unwrap();
+    let out = ns.command(imprint_e2e::artifact("build/init")).args(["get", "http://boot.example/image"]).output().unwrap();
+    let _ = std::fs::remove_dir_all(etc);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), "imprint: resolving boot.example: no DNS server configured");
+    assert_ne!(out.status.code(), Some(0));
     let out = imprint(&["get"], b"");
     assert_eq!(out.code, 64);
     assert_eq!(out.error(), "imprint: expected one URL; see imprint --help");
