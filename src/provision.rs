@@ -322,6 +322,8 @@ pub fn write_image(
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
     drop(response);
+    // A failure from here on is about the deployed system, not the image: say so.
+    crate::rescue::enter(crate::rescue::Step::Finishing);
     if let Err(error) = crate::deploy::finish(disk, plan, reporter.mac) {
         // The image is whole, the system it makes is not what the plan asked for: it must
         // not boot as if it were.

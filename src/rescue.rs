@@ -110,7 +110,7 @@ impl Step {
             Step::SelectingDisk => "selecting the disk",
             Step::Writing => "writing the image",
             Step::Capturing => "capturing the disk",
-            Step::Finishing => "finishing",
+            Step::Finishing => "finishing the deployed system",
         }
     }
 }

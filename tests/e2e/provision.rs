@@ -157,3 +157,36 @@ fn default_plan_with_a_wrong_sha256_fails_safely_and_reports_it() {
     assert!(find(guest.transcript().as_bytes(), b"Kernel panic").is_none());
     let _ = std::fs::remove_dir_all(&disks);
 }
+
+#[test]
+#[ignore = "needs root, QEMU, dnsmasq, nginx and the build artifacts: run `make test`"]
+fn a_deployed_system_that_cannot_be_finished_is_left_unbootable() {
+    // The image writes and verifies, but growPartition names partition 1, which is not the
+    // last: the system would not be what the plan asked for, so the disk must not boot.
+    let site = Site::new("imnpg", "10.213.32");
+    let (_, sha) = serve_image(&site);
+    let plan = format!(
+        r#"{{"action":"writeImage","sourceImage":"{}","sha256":"{sha}","growPartition":1,"statusURL":"{}"}}"#,
+        site.url("os.img.gz"),
+        site.status_url()
+    );
+    std::fs::write(site.www().join("plans/default.bty"), plan).unwrap();
+    let disks = temp_dir("imnpg-disks");
+    let a = disks.join("a.img");
+    patterned_disk(&a);
+
+    let mut guest = site.boot("52:54:00:13:32:01", &[&a], "", false);
+    let at = guest.expect("imprint: wrote ", WRITE);
+    let at = guest.expect_from(at, "!! imprint FAILED while finishing the deployed system", BOOT);
+    let at = guest.expect_from(at, "growing partition 1: another partition lies after it", BOOT);
+    guest.expect_from(at, "imprint: powering off", BOOT);
+    assert!(guest.wait_exit(BOOT).success());
+
+    let after = std::fs::read(&a).unwrap();
+    assert!(after[..MIB].iter().all(|&x| x == 0), "first MiB not zeroed again");
+    assert!(after[DISK_BYTES - MIB..].iter().all(|&x| x == 0), "last MiB not zeroed again");
+    let reports = site.reports();
+    let last = reports.last().expect("reports");
+    assert!(last.contains("\"phase\":\"failed\"") && last.contains("growing partition 1"), "{reports:?}");
+    let _ = std::fs::remove_dir_all(&disks);
+}
