@@ -172,6 +172,7 @@ setup-pack:
 
 setup-rust:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 define need_packages

@@ -119,7 +119,13 @@ pub struct CmdlineError {
 
 impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kernel command line: {}={}: expected {}", self.key, Quoted(&self.value), self.expected)
+        write!(
+            f,
+            "kernel command line: {}={}: expected {}",
+            self.key,
+            Quoted(&self.value),
+            self.expected
+        )
     }
 }
 
@@ -135,7 +141,11 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<CmdlineError>) {
         let key_text = String::from_utf8_lossy(key);
         let value_text = value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
         let mut bad = |expected: &'static str| {
-            errors.push(CmdlineError { key: key_text.to_string(), value: value_text.clone(), expected })
+            errors.push(CmdlineError {
+                key: key_text.to_string(),
+                value: value_text.clone(),
+                expected,
+            })
         };
         // A value we keep must be text; a key given without `=` is treated as empty.
         let text = match value.map(core::str::from_utf8) {
@@ -206,7 +216,11 @@ mod tests {
     fn splits_like_the_kernel() {
         assert_eq!(
             kv("  console=ttyS0,115200  quiet imprint.url=http://10.0.0.1/x\n"),
-            vec![some("console", "ttyS0,115200"), ("quiet".to_string(), None), some("imprint.url", "http://10.0.0.1/x")]
+            vec![
+                some("console", "ttyS0,115200"),
+                ("quiet".to_string(), None),
+                some("imprint.url", "http://10.0.0.1/x")
+            ]
         );
     }
 
@@ -264,13 +278,18 @@ mod tests {
 
     #[test]
     fn garbage_values_are_errors_naming_the_key() {
-        let (s, errors) = parse(b"imprint.on_error=maybe imprint.on_error_delay=-1 imprint.url= ip");
+        let (s, errors) =
+            parse(b"imprint.on_error=maybe imprint.on_error_delay=-1 imprint.url= ip");
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, vec!["imprint.on_error", "imprint.on_error_delay", "imprint.url", "ip"]);
         // The defaults stay in force, so the rescue path still knows what to do.
         assert_eq!(s.on_error, OnError::default());
         let line = errors[0].to_string();
-        assert!(line.contains("imprint.on_error=\"maybe\"") && line.contains("reboot, shell or poweroff"), "{line}");
+        assert!(
+            line.contains("imprint.on_error=\"maybe\"")
+                && line.contains("reboot, shell or poweroff"),
+            "{line}"
+        );
         let (_, errors) = parse(b"imprint.on_error_delay=86401");
         assert_eq!(errors.len(), 1);
         let (s, errors) = parse(b"imprint.on_error_delay=0");

@@ -24,8 +24,14 @@ pub enum DeployError {
     /// Re-reading the partition table after editing it failed.
     Rescan(String),
     /// No partition of the disk holds a root filesystem imprint can mount.
-    NoRoot { disk: String },
-    Sys { doing: &'static str, path: String, errno: Errno },
+    NoRoot {
+        disk: String,
+    },
+    Sys {
+        doing: &'static str,
+        path: String,
+        errno: Errno,
+    },
 }
 
 impl fmt::Display for DeployError {
@@ -47,7 +53,11 @@ impl fmt::Display for DeployError {
 pub fn finish(disk: &Disk, plan: &Plan, mac: [u8; 6]) -> Result<(), DeployError> {
     fit_table(disk, plan.grow_partition)?;
     let network = StaticNetwork::from_plan(plan)?;
-    if plan.hostname.is_none() && plan.files.is_empty() && plan.grow_partition.is_none() && network.is_none() {
+    if plan.hostname.is_none()
+        && plan.files.is_empty()
+        && plan.grow_partition.is_none()
+        && network.is_none()
+    {
         return Ok(());
     }
     let (partition, fstype) = mount_root(disk)?;
@@ -66,7 +76,9 @@ fn fit_table(disk: &Disk, grow: Option<u32>) -> Result<(), DeployError> {
     let fd = crate::sys::block::open_device(&path, false).map_err(sys("opening", &path))?;
     if gpt::relocate_and_grow(&fd, grow).map_err(DeployError::Table)? {
         match grow {
-            Some(n) => sayln!("imprint: partition {n} grown to the end of {path}; backup GPT at the end"),
+            Some(n) => {
+                sayln!("imprint: partition {n} grown to the end of {path}; backup GPT at the end")
+            }
             None => sayln!("imprint: backup GPT moved to the end of {path}"),
         }
         write::rescan::<Errno>(&fd).map_err(|e| DeployError::Rescan(text!("{e}")))?;
@@ -84,7 +96,8 @@ fn finish_root(
     network: Option<(&StaticNetwork, [u8; 6])>,
 ) -> Result<(), DeployError> {
     // "vda2" and "nvme0n1p2" are partition 2.
-    let number: Option<u32> = partition.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok());
+    let number: Option<u32> =
+        partition.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok());
     if let Some(n) = plan.grow_partition {
         if number == Some(n) && fstype == "ext4" {
             grow_ext4(partition)?;
@@ -128,12 +141,19 @@ impl StaticNetwork {
         if !valid_cidr {
             return Err(DeployError::Plan("address is not an IPv4 CIDR such as 10.0.0.42/24"));
         }
-        for (value, why) in [(&plan.gateway, "gateway is not an IPv4 address"), (&plan.nameserver, "nameserver is not an IPv4 address")] {
+        for (value, why) in [
+            (&plan.gateway, "gateway is not an IPv4 address"),
+            (&plan.nameserver, "nameserver is not an IPv4 address"),
+        ] {
             if value.as_deref().is_some_and(|v| !is_ipv4(v)) {
                 return Err(DeployError::Plan(why));
             }
         }
-        Ok(Some(StaticNetwork { address: address.clone(), gateway: plan.gateway.clone(), nameserver: plan.nameserver.clone() }))
+        Ok(Some(StaticNetwork {
+            address: address.clone(),
+            gateway: plan.gateway.clone(),
+            nameserver: plan.nameserver.clone(),
+        }))
     }
 
     /// The deployed system's network configuration for the interface with `mac`: netplan
@@ -190,12 +210,17 @@ fn grow_ext4(partition: &str) -> Result<(), DeployError> {
     let device = text!("/dev/{partition}");
     let fd = Fd::open(&device, OpenFlags::READ, 0).map_err(sys("opening", &device))?;
     let mut superblock = [0u8; 1024];
-    block::pread_exact(&fd, &mut superblock, 1024).map_err(sys("reading the superblock of", &device))?;
+    block::pread_exact(&fd, &mut superblock, 1024)
+        .map_err(sys("reading the superblock of", &device))?;
     let log = u32::from_le_bytes([superblock[24], superblock[25], superblock[26], superblock[27]]);
     let block_size = 1024u64 << log.min(6);
     let bytes = block::device_size(&fd).map_err(sys("reading the size of", &device))?;
-    fs::grow_ext4(MOUNT_POINT, bytes / block_size).map_err(sys("growing the ext4 filesystem on", &device))?;
-    sayln!("imprint: ext4 on {device} grown to {} blocks of {block_size} bytes", bytes / block_size);
+    fs::grow_ext4(MOUNT_POINT, bytes / block_size)
+        .map_err(sys("growing the ext4 filesystem on", &device))?;
+    sayln!(
+        "imprint: ext4 on {device} grown to {} blocks of {block_size} bytes",
+        bytes / block_size
+    );
     Ok(())
 }
 
@@ -254,8 +279,9 @@ fn write_file(spec: &FileSpec) -> Result<(), DeployError> {
             fs::make_dir(parent, 0o755).map_err(sys("creating", parent))?;
         }
     }
-    let file = Fd::open(&path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, spec.mode)
-        .map_err(sys("creating", &spec.path))?;
+    let file =
+        Fd::open(&path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, spec.mode)
+            .map_err(sys("creating", &spec.path))?;
     file.write_all(&spec.content).map_err(sys("writing", &spec.path))?;
     block::fsync(&file).map_err(sys("flushing", &spec.path))?;
     fs::set_mode(&path, spec.mode).map_err(sys("setting the mode of", &spec.path))?;
@@ -282,7 +308,12 @@ mod tests {
             "# Written by imprint from the provisioning plan.\n[Match]\nMACAddress=52:54:00:12:34:56\n\n[Network]\nAddress=10.0.0.42/24\nGateway=10.0.0.1\nDNS=10.0.0.53\n"
         );
         let yaml = n.netplan(mac);
-        assert!(yaml.contains("        macaddress: \"52:54:00:12:34:56\"\n      addresses: [10.0.0.42/24]\n"), "{yaml}");
+        assert!(
+            yaml.contains(
+                "        macaddress: \"52:54:00:12:34:56\"\n      addresses: [10.0.0.42/24]\n"
+            ),
+            "{yaml}"
+        );
         assert!(yaml.contains("        - to: default\n          via: 10.0.0.1\n"), "{yaml}");
         assert!(yaml.contains("        addresses: [10.0.0.53]\n"), "{yaml}");
     }

@@ -24,7 +24,8 @@ const EARLY_MOUNTS: [(&str, &str, u64, &str); 5] = [
 /// other failure is printed and the boot goes on: later steps say what they miss.
 pub fn mount_early_filesystems() {
     for (fstype, target, flags, options) in EARLY_MOUNTS {
-        let result = fs::make_dir(target, 0o755).and_then(|_| fs::mount(fstype, target, fstype, flags, options));
+        let result = fs::make_dir(target, 0o755)
+            .and_then(|_| fs::mount(fstype, target, fstype, flags, options));
         match result {
             Ok(()) | Err(Errno::EBUSY) => {}
             Err(e) => sayln!("imprint: warning: cannot mount {fstype} on {target}: {e}"),
@@ -35,7 +36,8 @@ pub fn mount_early_filesystems() {
 /// Makes sure fds 0-2 are the console. The kernel opens /dev/console for init only if the
 /// initramfs holds that node; otherwise they are closed and every message would be lost.
 pub fn attach_console() {
-    let missing: Vec<i32> = [fd::STDIN, fd::STDOUT, fd::STDERR].into_iter().filter(|&n| !fd::is_open(n)).collect();
+    let missing: Vec<i32> =
+        [fd::STDIN, fd::STDOUT, fd::STDERR].into_iter().filter(|&n| !fd::is_open(n)).collect();
     if missing.is_empty() {
         return;
     }
@@ -55,7 +57,12 @@ pub fn attach_console() {
 pub fn read_settings() -> (Settings, Vec<Error>) {
     let line = match fs::read_file("/proc/cmdline", 64 * 1024) {
         Ok(line) => line,
-        Err(errno) => return (Settings::default(), alloc::vec![Error::Sys { doing: "reading /proc/cmdline", errno }]),
+        Err(errno) => {
+            return (
+                Settings::default(),
+                alloc::vec![Error::Sys { doing: "reading /proc/cmdline", errno }],
+            )
+        }
     };
     let (settings, errors) = cmdline::parse(&line);
     (settings, errors.into_iter().map(Error::from).collect())
@@ -124,7 +131,10 @@ pub fn mount_point<'a>(line: &[u8], out: &'a mut [u8; 256]) -> Option<&'a str> {
     let mut n = 0;
     let mut i = 0;
     while i < field.len() {
-        let b = if field[i] == b'\\' && i + 3 < field.len() && field[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d)) {
+        let b = if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d))
+        {
             let v = field[i + 1..i + 4].iter().fold(0u32, |acc, d| acc * 8 + (d - b'0') as u32);
             i += 4;
             v as u8
@@ -150,6 +160,10 @@ mod tests {
         assert_eq!(mount_point(b"", &mut buf), None);
         assert_eq!(mount_point(b"x", &mut buf), None);
         let long = [b"d /".as_slice(), &[b'a'; 300], b" t o 0 0"].concat();
-        assert_eq!(mount_point(&long, &mut buf), None, "too long for the buffer is skipped, not truncated");
+        assert_eq!(
+            mount_point(&long, &mut buf),
+            None,
+            "too long for the buffer is skipped, not truncated"
+        );
     }
 }

@@ -9,15 +9,15 @@ extern crate alloc;
 
 #[macro_use]
 pub mod console;
-pub mod disk;
 pub mod cmdline;
 pub mod deploy;
+pub mod disk;
 pub mod error;
 pub mod http;
 pub mod image;
 pub mod init;
-pub mod net;
 pub mod io;
+pub mod net;
 pub mod plan;
 pub mod provision;
 pub mod rescue;

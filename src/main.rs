@@ -75,19 +75,22 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
     // 3. The network: a lease (or static ip=) on the first link that gets one. Its MAC
     //    is this machine's identity for the server.
     rescue::enter(Step::Network);
-    let mut network = net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
+    let mut network =
+        net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
     imprint::sayln!("imprint: network up\n{}", Summary(&network));
 
     // 4. The plan for this machine: its own, or the server's default. From here on, the
     //    plan may change what an error does, and its statusURL hears about every phase.
     rescue::enter(Step::Plan);
     let mut client = provision::client(&network.config.dns);
-    let (plan_url, plan) = provision::fetch_plan(&mut client, server, network.mac()).map_err(RunError::Plan)?;
+    let (plan_url, plan) =
+        provision::fetch_plan(&mut client, server, network.mac()).map_err(RunError::Plan)?;
     provision::show_plan(&plan_url, &plan);
     if let Some(policy) = plan.on_error {
         rescue::configure(OnError { policy, ..rescue::configured() });
     }
-    let mut reporter = provision::Reporter::new(plan.status_url.as_deref(), network.mac(), &network.config.dns);
+    let mut reporter =
+        provision::Reporter::new(plan.status_url.as_deref(), network.mac(), &network.config.dns);
     reporter.phase(Phase::Starting, &plan_url);
     let result = act(&mut client, &plan, &mut network, &mut reporter);
     if let Err(error) = &result {
@@ -108,7 +111,12 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
 }
 
 /// 5. The disk, and what the plan does with it.
-fn act(client: &mut Client, plan: &Plan, network: &mut Network, reporter: &mut provision::Reporter) -> Result<(), Error> {
+fn act(
+    client: &mut Client,
+    plan: &Plan,
+    network: &mut Network,
+    reporter: &mut provision::Reporter,
+) -> Result<(), Error> {
     rescue::enter(Step::SelectingDisk);
     let disk = provision::choose_disk(plan).map_err(RunError::Disk)?;
     match plan.action {

@@ -6,7 +6,6 @@ use crate::http::{self, Client, Resolve, ResolveError};
 use crate::image::Interrupted;
 use crate::io::Read;
 use crate::net::dns::{self, DnsError};
-use core::net::Ipv4Addr;
 use crate::plan::status::{Phase, Report};
 use crate::plan::{self, Action, Plan, PlanError};
 use crate::sys::time;
@@ -14,6 +13,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::Ipv4Addr;
 use core::time::Duration;
 
 /// Host names in URLs resolve through the lease's DNS servers.
@@ -44,9 +44,15 @@ pub fn client(dns_servers: &[Ipv4Addr]) -> Client {
 #[derive(Debug)]
 pub enum FetchError {
     /// Neither this machine's plan nor default.bty exists.
-    NoPlan { own: String, fallback: String },
+    NoPlan {
+        own: String,
+        fallback: String,
+    },
     Http(http::Error),
-    Invalid { url: String, error: PlanError },
+    Invalid {
+        url: String,
+        error: PlanError,
+    },
 }
 
 impl fmt::Display for FetchError {
@@ -67,12 +73,18 @@ pub fn join(base: &str, name: &str) -> String {
 }
 
 /// GETs `{server}/{aa-bb-cc-dd-ee-ff}.bty`, or `{server}/default.bty` when that is 404.
-pub fn fetch_plan(client: &mut Client, server: &str, mac: [u8; 6]) -> Result<(String, Plan), FetchError> {
+pub fn fetch_plan(
+    client: &mut Client,
+    server: &str,
+    mac: [u8; 6],
+) -> Result<(String, Plan), FetchError> {
     let own = join(server, &plan::file_name(mac));
     let fallback = join(server, plan::DEFAULT_FILE);
     let url = match get_small(client, &own) {
         Err(http::Error::Status { status: 404, .. }) => match get_small(client, &fallback) {
-            Err(http::Error::Status { status: 404, .. }) => return Err(FetchError::NoPlan { own, fallback }),
+            Err(http::Error::Status { status: 404, .. }) => {
+                return Err(FetchError::NoPlan { own, fallback })
+            }
             other => (fallback, other),
         },
         other => (own, other),
@@ -95,7 +107,10 @@ fn get_small(client: &mut Client, url: &str) -> Result<Vec<u8>, http::Error> {
             return Ok(body);
         }
         if body.len() + n > plan::json::MAX_INPUT {
-            return Err(http::Error::Source { url: String::from(url), why: String::from("the plan is larger than 1 MiB") });
+            return Err(http::Error::Source {
+                url: String::from(url),
+                why: String::from("the plan is larger than 1 MiB"),
+            });
         }
         body.extend_from_slice(&chunk[..n]);
     }
@@ -158,7 +173,11 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 impl Reporter {
     pub fn new(url: Option<&str>, mac: [u8; 6], dns_servers: &[Ipv4Addr]) -> Reporter {
         // Reports are small and must not hold the work up: short timeouts, one retry.
-        let options = http::Options { connect_timeout: Duration::from_secs(3), idle_timeout: Duration::from_secs(5), retries: 1 };
+        let options = http::Options {
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(5),
+            retries: 1,
+        };
         let client = Client::new(Box::new(Dns(dns_servers.to_vec())), options);
         Reporter { client, url: url.map(String::from), mac, last: None }
     }
@@ -244,7 +263,9 @@ impl Reporter {
         let body = report.to_json();
         let mut source: &[u8] = body.as_bytes();
         let headers = [("Content-Type", "application/json")];
-        if let Err(e) = self.client.upload("POST", url, &headers, &mut source, Some(body.len() as u64)) {
+        if let Err(e) =
+            self.client.upload("POST", url, &headers, &mut source, Some(body.len() as u64))
+        {
             sayln!("imprint: status report not sent (the work goes on): {e}");
         }
     }
@@ -309,7 +330,12 @@ pub fn write_image(
         return Ok(());
     }
     reporter.phase(Phase::Writing, url);
-    let options = write::Options { image_size: plan.image_size, source_size, sha256: plan.sha256, sparse: true };
+    let options = write::Options {
+        image_size: plan.image_size,
+        source_size,
+        sha256: plan.sha256,
+        sparse: true,
+    };
     let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
     let mut lease = lease;
     let mut hook = |p: &Progress| -> Result<(), Interrupted> {
@@ -318,7 +344,8 @@ pub fn write_image(
         reporter.transfer(Phase::Writing, p);
         Ok(())
     };
-    let summary = write::write_image(&mut response, &disk.path(), &options, &mut hook).map_err(RunError::Write)?;
+    let summary = write::write_image(&mut response, &disk.path(), &options, &mut hook)
+        .map_err(RunError::Write)?;
     let done = text!("wrote {} bytes of {url} onto {}", summary.image_len, disk.path());
     sayln!("imprint: {done}");
     drop(response);
@@ -385,7 +412,8 @@ pub fn capture_image(
         reporter.transfer(Phase::Capturing, p);
         Ok(())
     };
-    let summary = capture::capture(client, source, url, &options, &mut hook).map_err(RunError::Capture)?;
+    let summary =
+        capture::capture(client, source, url, &options, &mut hook).map_err(RunError::Capture)?;
     let done = text!(
         "captured {} bytes of {path} to {url} ({} bytes sent); sha256 {}",
         summary.disk_len,

@@ -131,7 +131,10 @@ pub fn configure(on_error: OnError) {
 
 /// The policy in force.
 pub fn configured() -> OnError {
-    OnError { policy: Policy::from_u8(POLICY.load(Ordering::Relaxed)), delay_secs: DELAY.load(Ordering::Relaxed) }
+    OnError {
+        policy: Policy::from_u8(POLICY.load(Ordering::Relaxed)),
+        delay_secs: DELAY.load(Ordering::Relaxed),
+    }
 }
 
 /// Records the step the boot is in.
@@ -205,7 +208,8 @@ fn act() -> ! {
         Policy::Reboot => RebootCmd::Restart,
         Policy::Poweroff => RebootCmd::PowerOff,
     };
-    if policy.policy != Policy::Shell && countdown(cmd, policy.delay_secs) == Interrupted::ForShell {
+    if policy.policy != Policy::Shell && countdown(cmd, policy.delay_secs) == Interrupted::ForShell
+    {
         run_shell();
     }
     init::shutdown(cmd)
@@ -309,7 +313,8 @@ fn active_console(out: &mut FixedBuf<64>) {
 pub fn last_word(text: &[u8]) -> Option<&str> {
     let word = text.split(|b| b.is_ascii_whitespace()).rfind(|w| !w.is_empty())?;
     let word = core::str::from_utf8(word).ok()?;
-    let plausible = word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    let plausible =
+        word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     plausible.then_some(word)
 }
 

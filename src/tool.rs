@@ -124,7 +124,10 @@ pub fn main(args: &[&[u8]]) -> i32 {
             EXIT_USAGE
         }
         Some(other) => {
-            errln!("imprint: unknown command {}; see imprint --help", crate::console::Quoted(other));
+            errln!(
+                "imprint: unknown command {}; see imprint --help",
+                crate::console::Quoted(other)
+            );
             EXIT_USAGE
         }
     }
@@ -153,7 +156,10 @@ mod tests {
     #[test]
     fn usage_errors_are_one_line() {
         assert_eq!(args(&["--size"]).value("--size"), Err("--size needs a value".into()));
-        assert_eq!(args(&["a", "--bogus"]).positional(1, "<url>"), Err("unknown option \"--bogus\"".into()));
+        assert_eq!(
+            args(&["a", "--bogus"]).positional(1, "<url>"),
+            Err("unknown option \"--bogus\"".into())
+        );
         assert_eq!(args(&["a", "b"]).positional(1, "one <url>"), Err("expected one <url>".into()));
         // A lone "-" is standard input, not an option.
         assert_eq!(args(&["-", "x"]).positional(2, "two"), Ok(vec!["-", "x"]));

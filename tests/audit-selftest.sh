@@ -53,3 +53,8 @@ expect_failure "an unsafe block without SAFETY" "unsafe block without a // SAFET
 fresh_copy
 printf '\n// SAFETY: test\npub fn uid() -> u32 { unsafe { libc::getuid() } }\n' >>"$scratch/tree/src/sys/time.rs"
 expect_failure "an undocumented libc call" "libc::getuid is called in src/sys/time.rs but not listed for sys::time"
+
+# Lines are counted as rustfmt lays them out: code packed onto fewer lines fails.
+fresh_copy
+printf '\npub fn packed(a: u8) -> u8 { let b = a + 1; let c = b * 2; c - a }\n' >>"$scratch/tree/src/tool.rs"
+expect_failure "code packed onto fewer lines" "not formatted as rustfmt.toml says"

@@ -26,8 +26,14 @@ pub enum GptError {
     /// The header or the entries fail their CRC, or fields are out of range.
     Damaged(&'static str),
     /// `growPartition` names a partition that is empty or not the last on the disk.
-    CannotGrow { number: u32, why: &'static str },
-    Io { doing: &'static str, errno: Errno },
+    CannotGrow {
+        number: u32,
+        why: &'static str,
+    },
+    Io {
+        doing: &'static str,
+        errno: Errno,
+    },
 }
 
 impl fmt::Display for GptError {
@@ -124,7 +130,12 @@ pub fn plan(
 
 /// Extends partition `number` (1-based) to `last_usable`, if it is in use and no other
 /// partition lies after it.
-fn grow_entry(entries: &mut [u8], size: usize, number: u32, last_usable: u64) -> Result<(), GptError> {
+fn grow_entry(
+    entries: &mut [u8],
+    size: usize,
+    number: u32,
+    last_usable: u64,
+) -> Result<(), GptError> {
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
     let Some(index) = index else {
         return Err(GptError::CannotGrow { number, why: "the table has no such partition" });
@@ -135,7 +146,9 @@ fn grow_entry(entries: &mut [u8], size: usize, number: u32, last_usable: u64) ->
     }
     let first = u64_at(entries, entry + 32);
     let later = (0..entries.len() / size).any(|i| {
-        i != index && entries[i * size..i * size + 16].iter().any(|&b| b != 0) && u64_at(entries, i * size + 32) > first
+        i != index
+            && entries[i * size..i * size + 16].iter().any(|&b| b != 0)
+            && u64_at(entries, i * size + 32) > first
     });
     if later {
         return Err(GptError::CannotGrow { number, why: "another partition lies after it" });
@@ -161,18 +174,26 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool, GptError> {
     };
     let array_len = (u64::from(count) * u64::from(size)).div_ceil(block) * block;
     let mut entries = vec![0u8; array_len as usize];
-    block::pread_exact(fd, &mut entries, entries_lba * block).map_err(io("reading the GPT entries"))?;
+    block::pread_exact(fd, &mut entries, entries_lba * block)
+        .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
     // Backup first, primary last: until the primary is rewritten the old table stands.
-    block::pwrite_all(fd, &entries, backup_entries * block).map_err(io("writing the backup GPT entries"))?;
-    write_header(fd, &backup, (disk_lbas - 1) * block, block).map_err(io("writing the backup GPT header"))?;
+    block::pwrite_all(fd, &entries, backup_entries * block)
+        .map_err(io("writing the backup GPT entries"))?;
+    write_header(fd, &backup, (disk_lbas - 1) * block, block)
+        .map_err(io("writing the backup GPT header"))?;
     block::pwrite_all(fd, &entries, entries_lba * block).map_err(io("writing the GPT entries"))?;
     write_header(fd, &primary, block, block).map_err(io("writing the GPT header"))?;
     block::fsync(fd).map_err(io("flushing the GPT"))?;
     Ok(true)
 }
 
-fn write_header(fd: &Fd, header: &[u8; HEADER_SIZE], offset: u64, block: u64) -> crate::sys::Result<()> {
+fn write_header(
+    fd: &Fd,
+    header: &[u8; HEADER_SIZE],
+    offset: u64,
+    block: u64,
+) -> crate::sys::Result<()> {
     let mut sector = vec![0u8; block as usize];
     sector[..HEADER_SIZE].copy_from_slice(header);
     block::pwrite_all(fd, &sector, offset)
@@ -208,13 +229,17 @@ mod tests {
     fn relocates_the_backup_and_grows_the_last_partition() {
         let (header, mut entries) = sfdisk_table();
         let disk = 262_144; // 128 MiB of 512-byte blocks
-        let (primary, backup, backup_entries) = plan(&header, &mut entries, disk, 512, Some(2)).unwrap();
+        let (primary, backup, backup_entries) =
+            plan(&header, &mut entries, disk, 512, Some(2)).unwrap();
         assert_eq!(backup_entries, disk - 1 - 32);
         assert_eq!(u64_at(&primary, 32), disk - 1, "the primary points at the new backup");
         assert_eq!(u64_at(&primary, 48), disk - 34, "the rest of the disk is usable");
         assert_eq!(u64_at(&entries, 128 + 40), disk - 34, "partition 2 reaches the end");
         assert_eq!(u64_at(&entries, 40), 34_815, "partition 1 is unchanged");
-        assert_eq!((u64_at(&backup, 24), u64_at(&backup, 32), u64_at(&backup, 72)), (disk - 1, 1, disk - 33));
+        assert_eq!(
+            (u64_at(&backup, 24), u64_at(&backup, 32), u64_at(&backup, 72)),
+            (disk - 1, 1, disk - 33)
+        );
         // Both headers check out again, against the updated entries.
         for h in [&primary[..], &backup[..]] {
             assert_eq!(header_crc(h), u32_at(h, 16));
@@ -231,7 +256,10 @@ mod tests {
         let err = plan(&header, &mut entries.clone(), 262_144, 512, Some(3)).unwrap_err();
         assert_eq!(err, GptError::CannotGrow { number: 3, why: "the partition is empty" });
         let err = plan(&header, &mut entries.clone(), 262_144, 512, Some(200)).unwrap_err();
-        assert_eq!(err, GptError::CannotGrow { number: 200, why: "the table has no such partition" });
+        assert_eq!(
+            err,
+            GptError::CannotGrow { number: 200, why: "the table has no such partition" }
+        );
         // Without growing, the same disk size leaves the entries as they were.
         let before = entries.clone();
         plan(&header, &mut entries, 131_072, 512, None).unwrap();
@@ -243,10 +271,16 @@ mod tests {
         let (mut header, mut entries) = sfdisk_table();
         assert_eq!(entries_of(&[0u8; 512]), Err(GptError::NotGpt));
         entries[200] ^= 1;
-        assert_eq!(plan(&header, &mut entries, 262_144, 512, None).unwrap_err(), GptError::Damaged("the partition entries' CRC does not match"));
+        assert_eq!(
+            plan(&header, &mut entries, 262_144, 512, None).unwrap_err(),
+            GptError::Damaged("the partition entries' CRC does not match")
+        );
         header[40] ^= 1;
         assert_eq!(entries_of(&header), Err(GptError::Damaged("the header's CRC does not match")));
         let (header, mut entries) = sfdisk_table();
-        assert_eq!(plan(&header, &mut entries, 100_000, 512, None).unwrap_err(), GptError::Damaged("the disk is smaller than the image's table says"));
+        assert_eq!(
+            plan(&header, &mut entries, 100_000, 512, None).unwrap_err(),
+            GptError::Damaged("the disk is smaller than the image's table says")
+        );
     }
 }

@@ -5,9 +5,9 @@
 //! is an error that lists every candidate, so the operator can write a hint. Never "the
 //! first disk": enumeration order changes between boots and kernels.
 
+use crate::console::Quoted;
 use crate::plan::DiskHints;
 use crate::sys::fs;
-use crate::console::Quoted;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -56,7 +56,8 @@ pub struct Size(pub u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [("TB", 1_000_000_000_000u64), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)];
+        let units =
+            [("TB", 1_000_000_000_000u64), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)];
         for (unit, scale) in units {
             if self.0 >= scale {
                 let tenths = self.0 * 10 / scale;
@@ -114,7 +115,8 @@ fn is_ignored(name: &str) -> bool {
 /// Reads every disk under `sysfs` (normally "/sys").
 pub fn scan(sysfs: &str) -> Result<Vec<Disk>, SelectError> {
     let block = text!("{sysfs}/block");
-    let names = fs::list_dir(&block).map_err(|errno| SelectError::Sysfs { path: block.clone(), errno })?;
+    let names =
+        fs::list_dir(&block).map_err(|errno| SelectError::Sysfs { path: block.clone(), errno })?;
     Ok(names.into_iter().filter(|n| !is_ignored(n)).map(|name| read_disk(&block, name)).collect())
 }
 
@@ -128,7 +130,8 @@ fn read_disk(block: &str, name: String) -> Disk {
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or_else(|| vpd_serial(&text!("{dir}/device/vpd_pg80")));
-    let wwid = [attr("wwid"), attr("device/wwid")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
+    let wwid =
+        [attr("wwid"), attr("device/wwid")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
     Disk {
         transport: transport(&name, &fs::read_link(&dir).unwrap_or_default()),
         size: number("size").unwrap_or(0) * 512, // always in 512-byte sectors
@@ -188,14 +191,24 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         let name = path.strip_prefix("/dev/").unwrap_or(path);
         return match disks.iter().find(|d| d.name == name) {
             Some(d) if matches(d, hints) => Ok(d.clone()),
-            Some(_) => Err(SelectError::NoMatch { wanted: text!("{path} with {}", describe(hints)), candidates: disks.to_vec() }),
-            None => Err(SelectError::NoMatch { wanted: path.to_string(), candidates: disks.to_vec() }),
+            Some(_) => Err(SelectError::NoMatch {
+                wanted: text!("{path} with {}", describe(hints)),
+                candidates: disks.to_vec(),
+            }),
+            None => {
+                Err(SelectError::NoMatch { wanted: path.to_string(), candidates: disks.to_vec() })
+            }
         };
     }
-    let wanted = if hints.is_empty() { "(no hint: the only non-removable disk)".to_string() } else { describe(hints) };
+    let wanted = if hints.is_empty() {
+        "(no hint: the only non-removable disk)".to_string()
+    } else {
+        describe(hints)
+    };
     // Removable media (USB sticks, SD cards) are only candidates when the hints ask for them.
     let eligible = |d: &&Disk| hints.removable == Some(true) || !d.removable;
-    let found: Vec<Disk> = disks.iter().filter(eligible).filter(|d| matches(d, hints)).cloned().collect();
+    let found: Vec<Disk> =
+        disks.iter().filter(eligible).filter(|d| matches(d, hints)).cloned().collect();
     match found.len() {
         1 => Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
         0 => Err(SelectError::NoMatch { wanted, candidates: disks.to_vec() }),
@@ -204,7 +217,9 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
-    let same = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have));
+    let same = |want: &Option<String>, have: &str| {
+        want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have))
+    };
     same(&h.serial, &d.serial)
         && h.wwn.as_ref().is_none_or(|w| wwn_matches(w, &d.wwid))
         && same(&h.model, &d.model)
@@ -221,7 +236,10 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
 fn wwn_matches(want: &str, wwid: &str) -> bool {
     let strip = |s: &str| -> String {
         let s = s.trim().to_ascii_lowercase();
-        ["naa.", "eui.", "t10.", "0x"].iter().find_map(|p| s.strip_prefix(p).map(String::from)).unwrap_or(s)
+        ["naa.", "eui.", "t10.", "0x"]
+            .iter()
+            .find_map(|p| s.strip_prefix(p).map(String::from))
+            .unwrap_or(s)
     };
     !wwid.is_empty() && strip(want) == strip(wwid)
 }
@@ -271,7 +289,8 @@ mod tests {
             // Tests run in parallel in one process: each tree gets its own directory.
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let root = std::env::temp_dir().join(format!("imprint-sys-{tag}-{}-{n}", std::process::id()));
+            let root =
+                std::env::temp_dir().join(format!("imprint-sys-{tag}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
             std::fs::create_dir_all(root.join("block")).unwrap();
             std::fs::create_dir_all(root.join("devices")).unwrap();
@@ -305,34 +324,50 @@ mod tests {
 
     fn server() -> FakeSys {
         let sys = FakeSys::new("server");
-        sys.disk("sda", "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0", &[
-            ("size", b"1953525168\n"),
-            ("removable", b"0\n"),
-            ("queue/rotational", b"1\n"),
-            ("queue/logical_block_size", b"512\n"),
-            ("device/model", b"ST1000NM0033-9ZM\n"),
-            ("device/vendor", b"ATA     \n"),
-            ("device/wwid", b"naa.5000c500a1b2c3d4\n"),
-            // A real unit serial number VPD page: header, then the space-padded serial.
-            ("device/vpd_pg80", b"\x00\x80\x00\x0c    Z1W0ABCD"),
-        ])
-        .disk("nvme0n1", "pci0000:00/0000:00:1d.0/0000:3b:00.0/nvme/nvme0", &[
-            ("size", b"976773168\n"),
-            ("removable", b"0\n"),
-            ("queue/rotational", b"0\n"),
-            ("queue/logical_block_size", b"4096\n"),
-            ("device/model", b"Samsung SSD 980 PRO 500GB               \n"),
-            ("device/serial", b"S5GYNX0R123456A     \n"),
-            ("wwid", b"eui.002538b111b22c33\n"),
-        ])
-        .disk("sdb", "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0", &[
-            ("size", b"60437492\n"),
-            ("removable", b"1\n"),
-            ("device/model", b"Cruzer Blade    \n"),
-            ("device/vendor", b"SanDisk \n"),
-        ])
+        sys.disk(
+            "sda",
+            "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0",
+            &[
+                ("size", b"1953525168\n"),
+                ("removable", b"0\n"),
+                ("queue/rotational", b"1\n"),
+                ("queue/logical_block_size", b"512\n"),
+                ("device/model", b"ST1000NM0033-9ZM\n"),
+                ("device/vendor", b"ATA     \n"),
+                ("device/wwid", b"naa.5000c500a1b2c3d4\n"),
+                // A real unit serial number VPD page: header, then the space-padded serial.
+                ("device/vpd_pg80", b"\x00\x80\x00\x0c    Z1W0ABCD"),
+            ],
+        )
+        .disk(
+            "nvme0n1",
+            "pci0000:00/0000:00:1d.0/0000:3b:00.0/nvme/nvme0",
+            &[
+                ("size", b"976773168\n"),
+                ("removable", b"0\n"),
+                ("queue/rotational", b"0\n"),
+                ("queue/logical_block_size", b"4096\n"),
+                ("device/model", b"Samsung SSD 980 PRO 500GB               \n"),
+                ("device/serial", b"S5GYNX0R123456A     \n"),
+                ("wwid", b"eui.002538b111b22c33\n"),
+            ],
+        )
+        .disk(
+            "sdb",
+            "pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0",
+            &[
+                ("size", b"60437492\n"),
+                ("removable", b"1\n"),
+                ("device/model", b"Cruzer Blade    \n"),
+                ("device/vendor", b"SanDisk \n"),
+            ],
+        )
         .disk("loop0", "virtual", &[("size", b"2048\n")])
-        .disk("sr0", "pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0", &[("size", b"2097151\n")])
+        .disk(
+            "sr0",
+            "pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0",
+            &[("size", b"2097151\n")],
+        )
         .disk("dm-0", "virtual", &[("size", b"2048\n")]);
         sys
     }
@@ -371,8 +406,14 @@ mod tests {
         };
         assert_eq!(pick(None, h(|h| h.serial = Some("Z1W0ABCD".into()))), Ok("sda".into()));
         assert_eq!(pick(None, h(|h| h.wwn = Some("0x5000C500A1B2C3D4".into()))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.wwn = Some("002538b111b22c33".into()))), Ok("nvme0n1".into()));
-        assert_eq!(pick(None, h(|h| h.model = Some("samsung ssd 980 pro 500gb".into()))), Ok("nvme0n1".into()));
+        assert_eq!(
+            pick(None, h(|h| h.wwn = Some("002538b111b22c33".into()))),
+            Ok("nvme0n1".into())
+        );
+        assert_eq!(
+            pick(None, h(|h| h.model = Some("samsung ssd 980 pro 500gb".into()))),
+            Ok("nvme0n1".into())
+        );
         assert_eq!(pick(None, h(|h| h.rotational = Some(false))), Ok("nvme0n1".into()));
         assert_eq!(pick(None, h(|h| h.transport = Some("sata".into()))), Ok("sda".into()));
         assert_eq!(pick(None, h(|h| h.min_size = Some(600_000_000_000))), Ok("sda".into()));
@@ -400,22 +441,40 @@ mod tests {
 
         let text = select(&disks, Some("/dev/sdz"), &DiskHints::default()).unwrap_err().to_string();
         assert!(text.starts_with("no disk matches /dev/sdz; disks: "), "{text}");
-        let text = select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err().to_string();
-        assert!(text.starts_with("no disk matches /dev/loop0"), "loop devices are not disks: {text}");
+        let text =
+            select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err().to_string();
+        assert!(
+            text.starts_with("no disk matches /dev/loop0"),
+            "loop devices are not disks: {text}"
+        );
     }
 
     #[test]
     fn the_only_fixed_disk_is_chosen_without_hints() {
         let sys = FakeSys::new("vm");
-        sys.disk("vda", "pci0000:00/0000:00:04.0/virtio1", &[("size", b"41943040\n"), ("removable", b"0\n"), ("serial", b"imprint-a\n")])
-            .disk("sdb", "pci0000:00/0000:00:14.0/usb2/2-1/host6/target6:0:0/6:0:0:0", &[("size", b"1000\n"), ("removable", b"1\n")]);
+        sys.disk(
+            "vda",
+            "pci0000:00/0000:00:04.0/virtio1",
+            &[("size", b"41943040\n"), ("removable", b"0\n"), ("serial", b"imprint-a\n")],
+        )
+        .disk(
+            "sdb",
+            "pci0000:00/0000:00:14.0/usb2/2-1/host6/target6:0:0/6:0:0:0",
+            &[("size", b"1000\n"), ("removable", b"1\n")],
+        );
         let disks = sys.scan();
         let d = select(&disks, None, &DiskHints::default()).unwrap();
-        assert_eq!((d.name.as_str(), d.transport, d.serial.as_str()), ("vda", "virtio", "imprint-a"));
+        assert_eq!(
+            (d.name.as_str(), d.transport, d.serial.as_str()),
+            ("vda", "virtio", "imprint-a")
+        );
         assert_eq!(d.path(), "/dev/vda");
         let empty = FakeSys::new("empty");
         let err = select(&empty.scan(), None, &DiskHints::default()).unwrap_err();
-        assert_eq!(err.to_string(), "no disk matches (no hint: the only non-removable disk); disks: none");
+        assert_eq!(
+            err.to_string(),
+            "no disk matches (no hint: the only non-removable disk); disks: none"
+        );
     }
 
     #[test]

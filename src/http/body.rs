@@ -35,13 +35,22 @@ impl fmt::Display for ChunkError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a size line.
-    Size { size: u64, digits: usize },
+    Size {
+        size: u64,
+        digits: usize,
+    },
     /// After the digits: whitespace and `;ext=...` until CR.
-    Extension { size: u64 },
+    Extension {
+        size: u64,
+    },
     /// CR seen on a size line; LF must follow.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// `remaining` data bytes of the current chunk to go.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// After a chunk's data: CR, then LF.
     DataCr,
     DataLf,
@@ -115,7 +124,10 @@ impl ChunkedDecoder {
                 self.count_line(MAX_CHUNK_LINE, ChunkError::LineTooLong)?;
                 match (b, hex_value(b)) {
                     (_, Some(v)) => {
-                        let size = size.checked_mul(16).and_then(|s| s.checked_add(v)).ok_or(ChunkError::BadSize)?;
+                        let size = size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(v))
+                            .ok_or(ChunkError::BadSize)?;
                         State::Size { size, digits: digits + 1 }
                     }
                     _ if digits == 0 => return Err(ChunkError::BadSize),
@@ -206,7 +218,10 @@ fn hex_value(b: u8) -> Option<u64> {
 
 /// Decodes a whole chunked body held in memory (tests and fuzzing): the data, and how
 /// many input bytes the framing used up. `Ok(None)` if the input ends before the body.
-pub fn decode_all(mut input: &[u8], out: &mut alloc::vec::Vec<u8>) -> Result<Option<usize>, ChunkError> {
+pub fn decode_all(
+    mut input: &[u8],
+    out: &mut alloc::vec::Vec<u8>,
+) -> Result<Option<usize>, ChunkError> {
     let total = input.len();
     let mut decoder = ChunkedDecoder::new();
     loop {
@@ -240,9 +255,14 @@ Connection: close\r\nETag: W/\"6b099fba-2bc\"\r\nContent-Encoding: gzip\r\n\r\n"
 
     #[test]
     fn decodes_a_chunked_body_captured_from_nginx() {
-        let (head, _) = crate::http::response::Head::parse(NGINX_GZIP_HEAD, false).unwrap().unwrap();
+        let (head, _) =
+            crate::http::response::Head::parse(NGINX_GZIP_HEAD, false).unwrap().unwrap();
         assert_eq!(head.framing, crate::http::response::Framing::Chunked);
-        assert_eq!(head.validator.as_deref(), Some("Fri, 27 Nov 2026 15:20:26 GMT"), "weak ETag skipped");
+        assert_eq!(
+            head.validator.as_deref(),
+            Some("Fri, 27 Nov 2026 15:20:26 GMT"),
+            "weak ETag skipped"
+        );
         let (gzip, used) = decode(NGINX_GZIP_BODY).unwrap().unwrap();
         assert_eq!(used, NGINX_GZIP_BODY.len());
         assert_eq!(gzip.len(), 0x2a);

@@ -29,7 +29,9 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
         let set = match i {
             0 => parse_seconds(value).map(|d| options.connect_timeout = d),
             1 => parse_seconds(value).map(|d| options.idle_timeout = d),
-            _ => parse_length(value.as_bytes()).and_then(|n| u32::try_from(n).ok()).map(|n| options.retries = n),
+            _ => parse_length(value.as_bytes())
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|n| options.retries = n),
         };
         if set.is_none() {
             let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };

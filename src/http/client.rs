@@ -37,7 +37,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { connect_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(30), retries: 5 }
+        Options {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            retries: 5,
+        }
     }
 }
 
@@ -167,7 +171,9 @@ impl Client {
             let problem = match &head.location {
                 None => RedirectProblem::NoLocation,
                 Some(location) => {
-                    url = url.join(location).map_err(|error| Error::Url { url: location.clone(), error })?;
+                    url = url
+                        .join(location)
+                        .map_err(|error| Error::Url { url: location.clone(), error })?;
                     let next = url.text();
                     if seen.contains(&next) {
                         RedirectProblem::Loop
@@ -265,7 +271,9 @@ impl Client {
                 .send_head(method, url, headers, BodyFraming::None)
                 .and_then(|mut conn| Ok((conn.read_head(url, method == "HEAD")?, conn)));
             let (error, retry_after) = match exchange {
-                Ok((head, _)) if retryable_status(head.status) => (status_error(method, url, &head), head.retry_after),
+                Ok((head, _)) if retryable_status(head.status) => {
+                    (status_error(method, url, &head), head.retry_after)
+                }
                 Ok(done) => return Ok(done),
                 Err(e) if e.is_transient() => (e, None),
                 Err(e) => return Err(e),
@@ -305,7 +313,12 @@ where
 
 /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
 #[inline(never)]
-fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Option<u64>) -> Result<(), Error> {
+fn send_body(
+    conn: &Connection,
+    url: &Url,
+    source: &mut dyn Source,
+    length: Option<u64>,
+) -> Result<(), Error> {
     let source_error = |why: String| Error::Source { url: url.text(), why };
     let mut buf = vec![0u8; CHUNK_PREFIX + UPLOAD_CHUNK + 2];
     let mut sent = 0;
@@ -320,7 +333,9 @@ fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Opti
             // Short (nothing more while some is left) or long (more after all of it).
             Some(length) if (n == 0) == (left > 0) => {
                 let how = if n == 0 { "ended after" } else { "has more than" };
-                return Err(source_error(text!("the source {how} {sent} bytes, not the declared {length}")));
+                return Err(source_error(text!(
+                    "the source {how} {sent} bytes, not the declared {length}"
+                )));
             }
             Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
         };
@@ -335,7 +350,9 @@ fn send_body(conn: &Connection, url: &Url, source: &mut dyn Source, length: Opti
 /// Where the body stands in its framing.
 enum BodyState {
     /// `remaining` bytes to go (none for a bodiless response).
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked(ChunkedDecoder),
     Close,
 }
@@ -434,7 +451,9 @@ impl<'c> Response<'c> {
                     break data;
                 }
                 // Framing bytes are next: decode what is buffered, or read more first.
-                if self.conn.buffered().is_empty() && self.conn.fill().map_err(|e| receive_error(url, e, idle))? == 0 {
+                if self.conn.buffered().is_empty()
+                    && self.conn.fill().map_err(|e| receive_error(url, e, idle))? == 0
+                {
                     break 0;
                 }
                 let used = decoder
@@ -473,11 +492,16 @@ impl<'c> Response<'c> {
         // The first retry after progress goes at once: the connection was working.
         let range = text!("bytes={}-", self.delivered);
         let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
-        let (head, conn) = self.client.exchange_retrying("GET", &self.url, &headers, &mut self.failures)?;
+        let (head, conn) =
+            self.client.exchange_retrying("GET", &self.url, &headers, &mut self.failures)?;
         // Head::parse already rejects a 206 without Content-Range.
         let why = match (head.status, head.content_range) {
-            (206, Some(range)) if range.first != self.delivered => "the server resumed at another offset",
-            (206, Some(range)) if self.total.is_some() && range.complete != self.total => "the complete length differs",
+            (206, Some(range)) if range.first != self.delivered => {
+                "the server resumed at another offset"
+            }
+            (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
+                "the complete length differs"
+            }
             (206, Some(_)) => {
                 self.body = BodyState::of(head.framing);
                 self.conn = conn;
@@ -549,7 +573,8 @@ mod tests {
         for (length, why, sent) in cases {
             let (url, server) = sink();
             let mut client = Client::new(Box::new(NoDns), Options::default());
-            let error = client.upload("PUT", &url, &[], &mut &b"abc"[..], Some(length)).err().unwrap();
+            let error =
+                client.upload("PUT", &url, &[], &mut &b"abc"[..], Some(length)).err().unwrap();
             assert_eq!(error.to_string(), std::format!("uploading to {url}: {why}"));
             // The connection closed with the error: the server saw the declared length
             // and no byte past it.

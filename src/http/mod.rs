@@ -81,27 +81,76 @@ pub enum RedirectProblem {
 /// Every HTTP failure, each displayed as one line naming the URL and what was being done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error {
-    Url { url: String, error: UrlError },
-    Resolve { host: String, error: ResolveError },
-    Connect { url: String, addr: SocketAddrV4, errno: Errno },
-    Send { url: String, errno: Errno },
-    Receive { url: String, errno: Errno },
+    Url {
+        url: String,
+        error: UrlError,
+    },
+    Resolve {
+        host: String,
+        error: ResolveError,
+    },
+    Connect {
+        url: String,
+        addr: SocketAddrV4,
+        errno: Errno,
+    },
+    Send {
+        url: String,
+        errno: Errno,
+    },
+    Receive {
+        url: String,
+        errno: Errno,
+    },
     /// No byte moved for `after` while sending or receiving.
-    Idle { url: String, after: Duration },
+    Idle {
+        url: String,
+        after: Duration,
+    },
     /// The connection closed before a complete response head.
-    NoResponse { url: String },
-    Head { url: String, error: HeadError },
+    NoResponse {
+        url: String,
+    },
+    Head {
+        url: String,
+        error: HeadError,
+    },
     /// The connection ended before the body's framing said it was complete.
-    Truncated { url: String, received: u64, expected: Option<u64> },
-    Chunk { url: String, error: ChunkError },
-    Status { method: &'static str, url: String, status: u16, reason: String },
-    Redirect { url: String, problem: RedirectProblem },
+    Truncated {
+        url: String,
+        received: u64,
+        expected: Option<u64>,
+    },
+    Chunk {
+        url: String,
+        error: ChunkError,
+    },
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    Redirect {
+        url: String,
+        problem: RedirectProblem,
+    },
     /// Resuming found a different resource (200 instead of 206, or another range).
-    Changed { url: String, offset: u64, why: &'static str },
+    Changed {
+        url: String,
+        offset: u64,
+        why: &'static str,
+    },
     /// Retries ran out; `last` is what the last attempt ran into.
-    GaveUp { attempts: u32, last: Box<Error> },
+    GaveUp {
+        attempts: u32,
+        last: Box<Error>,
+    },
     /// The upload's source failed, or gave another length than declared.
-    Source { url: String, why: String },
+    Source {
+        url: String,
+        why: String,
+    },
 }
 
 impl Error {
@@ -134,9 +183,13 @@ impl fmt::Display for Error {
         // Most messages are "<what was being done><URL or host>: <what went wrong>"; they
         // share one formatting call.
         let (lead, subject, detail): (&str, &str, &dyn fmt::Display) = match self {
-            Error::Url { url, error } => return write!(f, "bad URL {}: {error}", crate::console::Quoted(url)),
+            Error::Url { url, error } => {
+                return write!(f, "bad URL {}: {error}", crate::console::Quoted(url))
+            }
             Error::Resolve { host, error } => ("resolving ", host, error),
-            Error::Connect { url, addr, errno } => return write!(f, "connecting to {addr} for {url}: {errno}"),
+            Error::Connect { url, addr, errno } => {
+                return write!(f, "connecting to {addr} for {url}: {errno}")
+            }
             Error::Send { url, errno } => ("sending the request to ", url, errno),
             Error::Receive { url, errno } => ("receiving from ", url, errno),
             Error::Idle { url, after } => {
@@ -147,7 +200,10 @@ impl fmt::Display for Error {
                 return write!(f, "{url}: body cut short after {received} of {total} bytes");
             }
             Error::Truncated { url, received, expected: None } => {
-                return write!(f, "{url}: body cut short after {received} bytes (chunked framing incomplete)");
+                return write!(
+                    f,
+                    "{url}: body cut short after {received} bytes (chunked framing incomplete)"
+                );
             }
             Error::Chunk { url, error } => ("", url, error),
             // As u32: u16 would bring its own copy of the integer formatting.
@@ -157,13 +213,19 @@ impl fmt::Display for Error {
             Error::Changed { url, offset, why } => {
                 return write!(f, "{url} changed while resuming at byte {offset}: {why}");
             }
-            Error::GaveUp { attempts, last } => return write!(f, "giving up after {attempts} attempts: {last}"),
+            Error::GaveUp { attempts, last } => {
+                return write!(f, "giving up after {attempts} attempts: {last}")
+            }
             Error::Source { url, why } => ("uploading to ", url, why),
-            Error::NoResponse { url } => ("", url, &"connection closed before a complete response head"),
+            Error::NoResponse { url } => {
+                ("", url, &"connection closed before a complete response head")
+            }
             Error::Redirect { url, problem: RedirectProblem::NoLocation } => {
                 ("", url, &"redirect without a Location header")
             }
-            Error::Redirect { url, problem: RedirectProblem::Loop } => return write!(f, "redirect loop at {url}"),
+            Error::Redirect { url, problem: RedirectProblem::Loop } => {
+                return write!(f, "redirect loop at {url}")
+            }
             Error::Redirect { url, problem: RedirectProblem::TooMany } => {
                 return write!(f, "too many redirects (more than 5) ending at {url}");
             }
@@ -196,7 +258,8 @@ pub fn parse_seconds(text: &str) -> Option<Duration> {
         return None;
     }
     // Each part is digits or nothing; the fraction counts in thousandths.
-    let number = |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
+    let number =
+        |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
     let ms = number(frac)? * [1000, 100, 10, 1][frac.len()];
     number(whole)?.checked_mul(1000)?.checked_add(ms).map(Duration::from_millis)
 }
@@ -214,7 +277,12 @@ mod tests {
             Error::Resolve { host: "boot".into(), error: ResolveError::NoServer },
             Error::Idle { url: url.clone(), after: Duration::from_millis(300) },
             Error::Truncated { url: url.clone(), received: 5, expected: Some(10) },
-            Error::Status { method: "GET", url: url.clone(), status: 404, reason: "Not Found".into() },
+            Error::Status {
+                method: "GET",
+                url: url.clone(),
+                status: 404,
+                reason: "Not Found".into(),
+            },
             Error::Redirect { url: url.clone(), problem: RedirectProblem::Loop },
             Error::GaveUp { attempts: 3, last: Box::new(Error::NoResponse { url: url.clone() }) },
         ];
@@ -223,15 +291,25 @@ mod tests {
             assert!(!text.contains('\n'), "{text}");
         }
         assert_eq!(all[1].to_string(), "resolving boot: no DNS server configured");
-        assert_eq!(all[2].to_string(), "http://10.0.0.1/x: no data moved for 300 ms (idle timeout)");
+        assert_eq!(
+            all[2].to_string(),
+            "http://10.0.0.1/x: no data moved for 300 ms (idle timeout)"
+        );
         assert_eq!(all[4].to_string(), "GET http://10.0.0.1/x: 404 Not Found");
         assert!(all[0].to_string().contains("TLS is not supported"));
-        assert!(all[6].to_string().starts_with("giving up after 3 attempts: http://10.0.0.1/x: connection closed"));
+        assert!(all[6]
+            .to_string()
+            .starts_with("giving up after 3 attempts: http://10.0.0.1/x: connection closed"));
     }
 
     #[test]
     fn transient_errors_are_network_trouble_and_some_statuses() {
-        let status = |s| Error::Status { method: "GET", url: String::new(), status: s, reason: String::new() };
+        let status = |s| Error::Status {
+            method: "GET",
+            url: String::new(),
+            status: s,
+            reason: String::new(),
+        };
         for s in [408, 429, 500, 503, 599] {
             assert!(status(s).is_transient(), "{s}");
         }
@@ -239,7 +317,9 @@ mod tests {
             assert!(!status(s).is_transient(), "{s}");
         }
         assert!(Error::NoResponse { url: String::new() }.is_transient());
-        assert!(!Error::Resolve { host: String::new(), error: ResolveError::NoServer }.is_transient());
+        assert!(
+            !Error::Resolve { host: String::new(), error: ResolveError::NoServer }.is_transient()
+        );
         assert_eq!(NoDns.resolve("boot"), Err(ResolveError::NoServer));
     }
 

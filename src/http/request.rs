@@ -19,11 +19,21 @@ pub const CHUNK_PREFIX: usize = 10;
 /// Writes the request head. `headers` are extra `(name, value)` pairs (Range, If-Range,
 /// Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
-pub fn write_head(out: &mut Vec<u8>, method: &str, url: &Url, headers: &[(&str, &str)], body: BodyFraming) {
+pub fn write_head(
+    out: &mut Vec<u8>,
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body: BodyFraming,
+) {
     let mut w = VecWriter(out);
     let _ = write!(
         w,
-        concat!("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/", env!("CARGO_PKG_VERSION"), "\r\nConnection: close\r\n"),
+        concat!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\nConnection: close\r\n"
+        ),
         method,
         url.target,
         url.host_header()
@@ -86,7 +96,13 @@ mod tests {
     fn head_has_line_host_agent_framing_and_extras() {
         let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
         let mut out = Vec::new();
-        write_head(&mut out, "GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")], BodyFraming::None);
+        write_head(
+            &mut out,
+            "GET",
+            &url,
+            &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")],
+            BodyFraming::None,
+        );
         let text = core::str::from_utf8(&out).unwrap();
         let expected = std::format!(
             "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",

@@ -74,7 +74,9 @@ impl fmt::Display for HeadError {
             HeadError::LengthAndChunked => {
                 "response has both Content-Length and Transfer-Encoding (ambiguous framing)"
             }
-            HeadError::UnsupportedCoding => "unsupported Transfer-Encoding (only chunked is supported)",
+            HeadError::UnsupportedCoding => {
+                "unsupported Transfer-Encoding (only chunked is supported)"
+            }
             HeadError::BadContentRange => "206 response without a valid Content-Range",
         })
     }
@@ -92,7 +94,9 @@ impl Head {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             Ok(httparse::Status::Complete(_)) => return Err(HeadError::TooLarge),
             // httparse caps nothing itself: a head that keeps growing is cut off here.
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                return Err(HeadError::TooLarge)
+            }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
             Err(e) => return Err(HeadError::Malformed(parse_error_text(e))),
@@ -112,7 +116,9 @@ impl Head {
         let mut codings = 0;
         let mut chunked = 0;
         for h in response.headers.iter() {
-            let Some(which) = WANTED.iter().position(|w| equals_ignoring_case(h.name.as_bytes(), w.as_bytes())) else {
+            let Some(which) =
+                WANTED.iter().position(|w| equals_ignoring_case(h.name.as_bytes(), w.as_bytes()))
+            else {
                 continue;
             };
             let value = trim(h.value);
@@ -142,21 +148,22 @@ impl Head {
             }
         }
         head.validator = etag.or(last_modified).and_then(text);
-        head.framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-            Framing::Empty
-        } else if codings > 0 {
-            if length.is_some() {
-                return Err(HeadError::LengthAndChunked);
-            }
-            // Only plain "chunked": any other coding (gzip on the wire) would hand the
-            // caller bytes that are not the resource.
-            if codings != 1 || chunked != 1 {
-                return Err(HeadError::UnsupportedCoding);
-            }
-            Framing::Chunked
-        } else {
-            length.map_or(Framing::Close, Framing::Length)
-        };
+        head.framing =
+            if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+                Framing::Empty
+            } else if codings > 0 {
+                if length.is_some() {
+                    return Err(HeadError::LengthAndChunked);
+                }
+                // Only plain "chunked": any other coding (gzip on the wire) would hand the
+                // caller bytes that are not the resource.
+                if codings != 1 || chunked != 1 {
+                    return Err(HeadError::UnsupportedCoding);
+                }
+                Framing::Chunked
+            } else {
+                length.map_or(Framing::Close, Framing::Length)
+            };
         if status == 206 && head.content_range.is_none() {
             return Err(HeadError::BadContentRange);
         }
@@ -165,8 +172,15 @@ impl Head {
 }
 
 /// The header fields imprint acts on, in the order `Head::parse` matches them.
-const WANTED: [&str; 7] =
-    ["content-length", "transfer-encoding", "location", "etag", "last-modified", "retry-after", "content-range"];
+const WANTED: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "location",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "content-range",
+];
 
 /// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
 /// is several times larger in the init.)
@@ -259,9 +273,16 @@ Content-Type: text/html\r\nContent-Length: 153\r\nConnection: close\r\n\r\n";
         assert_eq!(&NGINX_200[len..], b"BODY");
         assert_eq!((head.status, head.reason.as_str()), (200, "OK"));
         assert_eq!(head.framing, Framing::Length(1_048_576));
-        assert_eq!(head.validator.as_deref(), Some("\"6b099fae-100000\""), "the ETag before Last-Modified");
+        assert_eq!(
+            head.validator.as_deref(),
+            Some("\"6b099fae-100000\""),
+            "the ETag before Last-Modified"
+        );
         let (head, _) = parse(NGINX_206).unwrap().unwrap();
-        assert_eq!(head.content_range, Some(ContentRange { first: 1000, last: 1_048_575, complete: Some(1_048_576) }));
+        assert_eq!(
+            head.content_range,
+            Some(ContentRange { first: 1000, last: 1_048_575, complete: Some(1_048_576) })
+        );
         assert_eq!(head.framing, Framing::Length(1_047_576));
         let (head, len) = parse(NGINX_404).unwrap().unwrap();
         assert_eq!((head.status, head.reason.as_str(), len), (404, "Not Found", NGINX_404.len()));
@@ -291,20 +312,43 @@ Content-Type: text/html\r\nContent-Length: 153\r\nConnection: close\r\n\r\n";
             parse(text.as_bytes()).map(|h| h.unwrap().0.framing)
         };
         assert_eq!(framing("Transfer-Encoding: chunked\r\n"), Ok(Framing::Chunked));
-        assert_eq!(framing("Transfer-Encoding: gzip, chunked\r\n"), Err(HeadError::UnsupportedCoding));
-        assert_eq!(framing("Transfer-Encoding: chunked, gzip\r\n"), Err(HeadError::UnsupportedCoding));
-        assert_eq!(framing("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), Err(HeadError::LengthAndChunked));
+        assert_eq!(
+            framing("Transfer-Encoding: gzip, chunked\r\n"),
+            Err(HeadError::UnsupportedCoding)
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: chunked, gzip\r\n"),
+            Err(HeadError::UnsupportedCoding)
+        );
+        assert_eq!(
+            framing("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+            Err(HeadError::LengthAndChunked)
+        );
         assert_eq!(framing("Content-Length: 5\r\nContent-Length: 5\r\n"), Ok(Framing::Length(5)));
         assert_eq!(framing("Content-Length: 5, 5\r\n"), Ok(Framing::Length(5)));
-        assert_eq!(framing("Content-Length: 5\r\nContent-Length: 6\r\n"), Err(HeadError::BadLength));
+        assert_eq!(
+            framing("Content-Length: 5\r\nContent-Length: 6\r\n"),
+            Err(HeadError::BadLength)
+        );
         assert_eq!(framing("Content-Length: -1\r\n"), Err(HeadError::BadLength));
         assert_eq!(framing("Content-Length: +1\r\n"), Err(HeadError::BadLength));
         assert_eq!(framing("Content-Length: 18446744073709551616\r\n"), Err(HeadError::BadLength));
-        assert_eq!(framing("Content-Length: 18446744073709551615\r\n"), Ok(Framing::Length(u64::MAX)));
+        assert_eq!(
+            framing("Content-Length: 18446744073709551615\r\n"),
+            Ok(Framing::Length(u64::MAX))
+        );
         assert_eq!(framing(""), Ok(Framing::Close));
-        let no_body = parse(b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n").unwrap().unwrap().0;
+        let no_body =
+            parse(b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n").unwrap().unwrap().0;
         assert_eq!(no_body.framing, Framing::Empty);
-        assert_eq!(Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).unwrap().unwrap().0.framing, Framing::Empty);
+        assert_eq!(
+            Head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+                .unwrap()
+                .unwrap()
+                .0
+                .framing,
+            Framing::Empty
+        );
     }
 
     #[test]
@@ -327,7 +371,10 @@ Content-Type: text/html\r\nContent-Length: 153\r\nConnection: close\r\n\r\n";
         assert_eq!(head.retry_after, Some(7));
         assert_eq!(head.location.as_deref(), Some("/x"));
         assert_eq!(head.validator.as_deref(), Some("then"), "weak ETags are not used for If-Range");
-        assert_eq!(parse_content_range(b"bytes 0-9/*"), Some(ContentRange { first: 0, last: 9, complete: None }));
+        assert_eq!(
+            parse_content_range(b"bytes 0-9/*"),
+            Some(ContentRange { first: 0, last: 9, complete: None })
+        );
         assert_eq!(parse_content_range(b"bytes 0-10/10"), None);
         assert_eq!(parse_content_range(b"items 0-1/2"), None);
     }

@@ -47,7 +47,9 @@ impl fmt::Display for UrlError {
             UrlError::Host => "the host is missing or not a valid name",
             UrlError::Ipv4 => "the host is not a valid IPv4 address",
             UrlError::Port => "the port is not a number from 1 to 65535",
-            UrlError::Unencoded => "the URL has a space, control or non-ASCII character; percent-encode it",
+            UrlError::Unencoded => {
+                "the URL has a space, control or non-ASCII character; percent-encode it"
+            }
         })
     }
 }
@@ -143,7 +145,10 @@ fn concat(a: &str, b: &str) -> String {
 /// A scheme (`letter *( letter / digit / "+" / "-" / "." )`) followed by ':'.
 fn has_scheme(s: &str) -> bool {
     let b = s.as_bytes();
-    let len = b.iter().position(|&c| !(c.is_ascii_alphanumeric() || b"+-.".contains(&c))).unwrap_or(b.len());
+    let len = b
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || b"+-.".contains(&c)))
+        .unwrap_or(b.len());
     b.first().is_some_and(u8::is_ascii_alphabetic) && b.get(len) == Some(&b':')
 }
 
@@ -167,7 +172,9 @@ fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
         None => Ok((authority, 80)),
         Some(colon) => {
             let (host, port) = cut(authority, colon);
-            let port = parse_number(&port.as_bytes()[1..], 65535).filter(|&p| p > 0).ok_or(UrlError::Port)?;
+            let port = parse_number(&port.as_bytes()[1..], 65535)
+                .filter(|&p| p > 0)
+                .ok_or(UrlError::Port)?;
             Ok((host, port as u16))
         }
     }

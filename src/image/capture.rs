@@ -105,10 +105,16 @@ impl fmt::Display for CaptureError {
             CaptureError::Busy { path } => {
                 write!(f, "{path} is in use (mounted, or held open by another program): refusing to capture it")
             }
-            CaptureError::NotASource { path } => write!(f, "{path} is neither a block device nor a regular file"),
+            CaptureError::NotASource { path } => {
+                write!(f, "{path} is neither a block device nor a regular file")
+            }
             CaptureError::Device { doing, errno } => write!(f, "{doing}: {errno}"),
-            CaptureError::Read { offset, errno } => write!(f, "reading the disk at byte {offset}: {errno}"),
-            CaptureError::Deflate => f.write_str("compressing the disk: the deflater refused its input"),
+            CaptureError::Read { offset, errno } => {
+                write!(f, "reading the disk at byte {offset}: {errno}")
+            }
+            CaptureError::Deflate => {
+                f.write_str("compressing the disk: the deflater refused its input")
+            }
             CaptureError::Stopped(why) => write!(f, "capture stopped: {why}"),
             CaptureError::Upload(e) => e.fmt(f),
         }
@@ -142,13 +148,14 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
     let device = |doing| move |errno| CaptureError::Device { doing, errno };
     match block::kind_of(path).map_err(open_error)? {
         Some(Kind::BlockDevice) => {
-            let fd = Fd::open(path, OpenFlags::READ | OpenFlags::EXCLUSIVE | OpenFlags::DIRECT, 0).map_err(|e| {
-                if e == Errno::EBUSY {
-                    CaptureError::Busy { path: String::from(path) }
-                } else {
-                    open_error(e)
-                }
-            })?;
+            let fd = Fd::open(path, OpenFlags::READ | OpenFlags::EXCLUSIVE | OpenFlags::DIRECT, 0)
+                .map_err(|e| {
+                    if e == Errno::EBUSY {
+                        CaptureError::Busy { path: String::from(path) }
+                    } else {
+                        open_error(e)
+                    }
+                })?;
             let size = block::device_size(&fd).map_err(device("reading the device size"))?;
             Ok(Disk { fd, size })
         }
@@ -231,8 +238,8 @@ impl<'h> Capture<'h> {
         epilogue: &[u8],
         hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     ) -> Result<Capture<'h>, CaptureError> {
-        let reader =
-            ReadAhead::new(BLOCK).map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
+        let reader = ReadAhead::new(BLOCK)
+            .map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
         let mut out = vec![0u8; STEP + 2 * ROOM];
         out[..preamble.len()].copy_from_slice(preamble);
         let now = time::monotonic();
@@ -269,7 +276,13 @@ impl<'h> Capture<'h> {
             };
             // One zero unit, deflated from a fresh compressor up to a full flush.
             capture.end = 0;
-            deflate(&mut gzip.compressor, &vec![0; ZERO_UNIT], TDEFLFlush::Full, &mut capture.out, &mut capture.end)?;
+            deflate(
+                &mut gzip.compressor,
+                &vec![0; ZERO_UNIT],
+                TDEFLFlush::Full,
+                &mut capture.out,
+                &mut capture.end,
+            )?;
             gzip.zero_unit = capture.out[..capture.end].to_vec();
             gzip.compressor.reset();
             capture.out[..preamble.len()].copy_from_slice(preamble);
@@ -310,8 +323,10 @@ impl<'h> Capture<'h> {
     fn produce(&mut self) -> Result<(), CaptureError> {
         (self.start, self.end, self.from_block) = (0, 0, false);
         if self.block_pos == self.block_len {
-            let block =
-                self.reader.next(&self.disk.fd).map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
+            let block = self
+                .reader
+                .next(&self.disk.fd)
+                .map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
             let n = block.len();
             self.sha.update(block);
             self.read += n as u64;
@@ -409,7 +424,12 @@ fn deflate(
 
 /// Encodes one block (empty at the disk's end) into the gzip stream, starting a new
 /// member when this one would pass `member_max`; returns the bytes sent as zero units.
-fn encode(gzip: &mut Gzip, data: &[u8], out: &mut Vec<u8>, end: &mut usize) -> Result<u64, CaptureError> {
+fn encode(
+    gzip: &mut Gzip,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    end: &mut usize,
+) -> Result<u64, CaptureError> {
     if gzip.member_len > 0 && gzip.member_len + data.len() as u64 > gzip.member_max {
         end_member(gzip, out, end)?;
         gzip.compressor.reset();
@@ -487,7 +507,8 @@ pub fn capture(
     Ok(body.finish())
 }
 
-pub const CAPTURE_USAGE: &str = "imprint capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]";
+pub const CAPTURE_USAGE: &str =
+    "imprint capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]";
 
 /// `imprint capture`: reads the device, uploads it, prints progress and the SHA-256;
 /// returns the exit status.
@@ -531,7 +552,11 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = crate::tool::Args::new(args)?;
     let level = match args.value("--level")? {
-        Some(n) => n.parse().ok().filter(|&l| l <= 10).ok_or_else(|| text!("--level takes 0 to 10, not {n}"))?,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|&l| l <= 10)
+            .ok_or_else(|| text!("--level takes 0 to 10, not {n}"))?,
         None => DEFAULT_LEVEL,
     };
     let name = args.value("--name")?;
@@ -540,7 +565,8 @@ fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Option
     let positional = args.positional(2, "a device and an upload URL")?;
     let (path, url) = (positional[0], positional[1]);
     // plunder names captures by MAC; a tool run names it after the device by default.
-    let form_name = (!put).then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
+    let form_name = (!put)
+        .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
     Ok((path, url, Options { compressed, level, form_name }))
 }
 
@@ -584,8 +610,14 @@ mod tests {
         (out, decoder.members())
     }
 
-    fn capture_file(name: &str, data: &[u8], options: &Options, member_max: u64) -> (Vec<u8>, Summary, u32) {
-        let dir = std::env::temp_dir().join(format!("imprint-capture-{name}-{}", std::process::id()));
+    fn capture_file(
+        name: &str,
+        data: &[u8],
+        options: &Options,
+        member_max: u64,
+    ) -> (Vec<u8>, Summary, u32) {
+        let dir =
+            std::env::temp_dir().join(format!("imprint-capture-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk");
         std::fs::write(&path, data).unwrap();
@@ -623,7 +655,11 @@ mod tests {
         assert_eq!((members, decoded_members), (4, 4));
         assert_eq!(summary.disk_len, data.len() as u64);
         assert_eq!(summary.sent_len, sent.len() as u64);
-        assert!(summary.zero_bytes >= 1 << 20, "zero runs went the cheap way: {}", summary.zero_bytes);
+        assert!(
+            summary.zero_bytes >= 1 << 20,
+            "zero runs went the cheap way: {}",
+            summary.zero_bytes
+        );
         assert!(stream.len() < data.len() / 2, "compressed: {} of {}", stream.len(), data.len());
         let mut sha = Sha256::new();
         sha.update(&data);
@@ -642,20 +678,30 @@ mod tests {
         let data = disk_like(3 << 20);
         let raw = Options { compressed: false, ..options };
         let (sent, summary, _) = capture_file("raw", &data, &raw, MEMBER_MAX);
-        assert!(sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"), "the form's framing around the disk");
+        assert!(
+            sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"),
+            "the form's framing around the disk"
+        );
         assert!(sent[5..sent.len() - 6] == data[..]);
         assert_eq!(summary.members, 0);
     }
 
     #[test]
     fn the_form_names_the_file_as_plunder_expects() {
-        let options = Options { compressed: true, level: 1, form_name: Some("aa:bb:cc:dd:ee:ff".to_string()) };
+        let options = Options {
+            compressed: true,
+            level: 1,
+            form_name: Some("aa:bb:cc:dd:ee:ff".to_string()),
+        };
         assert_eq!(options.file_name("aa:bb:cc:dd:ee:ff"), "aa:bb:cc:dd:ee:ff.zmg");
         assert_eq!(Options { compressed: false, ..options }.file_name("x"), "x.img");
         let (content_type, preamble, epilogue) = multipart("m.zmg");
         let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
         assert!(preamble.starts_with(&format!("--{boundary}\r\n")));
-        assert!(preamble.contains("name=\"BootyImage\"; filename=\"m.zmg\"") && preamble.ends_with("\r\n\r\n"));
+        assert!(
+            preamble.contains("name=\"BootyImage\"; filename=\"m.zmg\"")
+                && preamble.ends_with("\r\n\r\n")
+        );
         assert_eq!(epilogue, format!("\r\n--{boundary}--\r\n"));
     }
 
@@ -663,13 +709,18 @@ mod tests {
     fn capture_arguments_parse_and_bad_ones_are_refused() {
         let (path, url, options) = parse_capture_args(&[b"/dev/vda", b"http://s/image"]).unwrap();
         assert_eq!((path, url), ("/dev/vda", "http://s/image"));
-        assert_eq!(options, Options { compressed: true, level: DEFAULT_LEVEL, form_name: Some("vda".to_string()) });
+        assert_eq!(
+            options,
+            Options { compressed: true, level: DEFAULT_LEVEL, form_name: Some("vda".to_string()) }
+        );
         let args: [&[u8]; 7] = [b"d", b"--raw", b"u", b"--put", b"--level", b"9", b"--name=x"];
         let (_, _, options) = parse_capture_args(&args).unwrap();
         assert_eq!(options, Options { compressed: false, level: 9, form_name: None });
         let (_, _, named) = parse_capture_args(&[b"d", b"u", b"--name", b"aa:bb"]).unwrap();
         assert_eq!(named.form_name.as_deref(), Some("aa:bb"));
-        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"]).unwrap_err().contains("0 to 10"));
+        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"])
+            .unwrap_err()
+            .contains("0 to 10"));
         assert!(parse_capture_args(&[b"d"]).unwrap_err().contains("a device and an upload URL"));
         assert!(parse_capture_args(&[b"d", b"u", b"--fast"]).unwrap_err().contains("--fast"));
     }
@@ -679,6 +730,9 @@ mod tests {
         let e = CaptureError::Read { offset: 4096, errno: Errno(libc::EIO) };
         assert!(e.to_string().starts_with("reading the disk at byte 4096: "));
         assert!(!CaptureError::Busy { path: "/dev/sda".into() }.to_string().contains('\n'));
-        assert!(matches!(open("/nonexistent/disk"), Err(CaptureError::Open { errno: Errno::ENOENT, .. })));
+        assert!(matches!(
+            open("/nonexistent/disk"),
+            Err(CaptureError::Open { errno: Errno::ENOENT, .. })
+        ));
     }
 }

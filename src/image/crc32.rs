@@ -231,7 +231,8 @@ mod tests {
         if !cpu::has_pclmul() {
             return; // nothing to compare on this CPU; the tables are tested above
         }
-        let data: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: std::vec::Vec<u8> =
+            (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for len in [64, 80, 128, 192, 1024, 4096, 9984] {
             for start in [!0u32, 0, 0x1234_5678] {
                 assert_eq!(

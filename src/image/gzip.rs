@@ -59,21 +59,32 @@ impl fmt::Display for GzipError {
         use GzipError::*;
         let (place, n) = match *self {
             Truncated { at } | Corrupt { at } | TrailingGarbage { at } => ("stream at byte", at),
-            Method { at, .. } | ReservedFlags { at, .. } | HeaderCrc { at, .. } | HeaderTooLong { at } => {
-                ("member at byte", at)
-            }
+            Method { at, .. }
+            | ReservedFlags { at, .. }
+            | HeaderCrc { at, .. }
+            | HeaderTooLong { at } => ("member at byte", at),
             CrcMismatch { member, .. } | SizeMismatch { member, .. } => ("member", member as u64),
         };
         write!(f, "gzip {place} {n}: ")?;
         let (what, actual, versus, expected, hex) = match *self {
-            Truncated { .. } => return f.write_str("the stream ends early: the image is incomplete"),
+            Truncated { .. } => {
+                return f.write_str("the stream ends early: the image is incomplete")
+            }
             Corrupt { .. } => return f.write_str("invalid deflate data: the image is corrupt"),
-            TrailingGarbage { .. } => return f.write_str("trailing garbage (not another gzip member)"),
+            TrailingGarbage { .. } => {
+                return f.write_str("trailing garbage (not another gzip member)")
+            }
             HeaderTooLong { .. } => return f.write_str("header longer than 64 KiB"),
             Method { method, .. } => ("compression method", method as u32, "deflate is", 8, false),
-            ReservedFlags { flags, .. } => ("reserved header flags", flags as u32, "RFC 1952 wants", 0, true),
-            HeaderCrc { expected, actual, .. } => ("header CRC", actual as u32, "the header says", expected as u32, true),
-            CrcMismatch { expected, actual, .. } => ("CRC-32 of the data", actual, "the trailer says", expected, true),
+            ReservedFlags { flags, .. } => {
+                ("reserved header flags", flags as u32, "RFC 1952 wants", 0, true)
+            }
+            HeaderCrc { expected, actual, .. } => {
+                ("header CRC", actual as u32, "the header says", expected as u32, true)
+            }
+            CrcMismatch { expected, actual, .. } => {
+                ("CRC-32 of the data", actual, "the trailer says", expected, true)
+            }
             SizeMismatch { expected, actual, .. } => {
                 ("inflated length (mod 2^32)", actual, "the trailer says", expected, false)
             }
@@ -303,7 +314,13 @@ impl Decoder {
     // Not inlined (step and the states): LTO inlined them into the write loop, which
     // grew the init by ~1 KB; each call handles a whole input buffer or ring slice.
     #[inline(never)]
-    pub fn step(&mut self, input: &[u8], eof: bool, ring: &mut [u8], pos: usize) -> Result<Step, GzipError> {
+    pub fn step(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        ring: &mut [u8],
+        pos: usize,
+    ) -> Result<Step, GzipError> {
         loop {
             let before = self.state;
             let step = match self.state {
@@ -316,7 +333,11 @@ impl Decoder {
             self.offset += step.consumed as u64;
             // A bare change of state (a member's end seen, another's magic) is no progress
             // for the caller: carry on, so that "nothing done" always means "need input".
-            if step.consumed != 0 || step.produced != 0 || self.state == before || self.is_finished() {
+            if step.consumed != 0
+                || step.produced != 0
+                || self.state == before
+                || self.is_finished()
+            {
                 return Ok(step);
             }
         }
@@ -333,19 +354,31 @@ impl Decoder {
                 self.state = State::Body;
                 Ok(Step { consumed: len, produced: 0 })
             }
-            Err(HeaderError::Truncated) if eof => Err(GzipError::Truncated { at: at + input.len() as u64 }),
-            Err(HeaderError::Truncated) if input.len() >= MAX_HEADER => Err(GzipError::HeaderTooLong { at }),
+            Err(HeaderError::Truncated) if eof => {
+                Err(GzipError::Truncated { at: at + input.len() as u64 })
+            }
+            Err(HeaderError::Truncated) if input.len() >= MAX_HEADER => {
+                Err(GzipError::HeaderTooLong { at })
+            }
             Err(HeaderError::Truncated) => Ok(Step { consumed: 0, produced: 0 }),
             // Only reachable for the first member: `between` checked the magic of later ones.
             Err(HeaderError::NotGzip) => Err(GzipError::TrailingGarbage { at }),
             Err(HeaderError::Method(method)) => Err(GzipError::Method { at, method }),
             Err(HeaderError::ReservedFlags(flags)) => Err(GzipError::ReservedFlags { at, flags }),
-            Err(HeaderError::HeaderCrc { expected, actual }) => Err(GzipError::HeaderCrc { at, expected, actual }),
+            Err(HeaderError::HeaderCrc { expected, actual }) => {
+                Err(GzipError::HeaderCrc { at, expected, actual })
+            }
         }
     }
 
     #[inline(never)] // see step
-    fn body(&mut self, input: &[u8], eof: bool, ring: &mut [u8], pos: usize) -> Result<Step, GzipError> {
+    fn body(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        ring: &mut [u8],
+        pos: usize,
+    ) -> Result<Step, GzipError> {
         // Without HAS_MORE_INPUT the inflater would take the end of `input` for the end of
         // the stream; with it, running dry is "needs more input", which we turn into
         // "truncated" ourselves once the source has ended.
@@ -376,10 +409,18 @@ impl Decoder {
         self.members += 1;
         let member = self.members;
         if trailer.crc != self.crc.value() {
-            return Err(GzipError::CrcMismatch { member, expected: trailer.crc, actual: self.crc.value() });
+            return Err(GzipError::CrcMismatch {
+                member,
+                expected: trailer.crc,
+                actual: self.crc.value(),
+            });
         }
         if trailer.size != self.member_len as u32 {
-            return Err(GzipError::SizeMismatch { member, expected: trailer.size, actual: self.member_len as u32 });
+            return Err(GzipError::SizeMismatch {
+                member,
+                expected: trailer.size,
+                actual: self.member_len as u32,
+            });
         }
         self.state = State::Between;
         Ok(Step { consumed: TrailerRepr::LEN, produced: 0 })
@@ -457,7 +498,11 @@ mod tests {
         h.emit(&mut bytes);
         assert_eq!(HeaderRepr::parse(&bytes), Ok((h, bytes.len())));
         for cut in 0..bytes.len() {
-            assert_eq!(HeaderRepr::parse(&bytes[..cut]).unwrap_err(), HeaderError::Truncated, "cut {cut}");
+            assert_eq!(
+                HeaderRepr::parse(&bytes[..cut]).unwrap_err(),
+                HeaderError::Truncated,
+                "cut {cut}"
+            );
         }
         let input = data(100_000);
         for chunk in [1, 7, 4096] {
@@ -479,7 +524,10 @@ mod tests {
         method[2] = 7;
         assert_eq!(HeaderRepr::parse(&method), Err(HeaderError::Method(7)));
         assert_eq!(HeaderRepr::parse(b"PK\x03\x04......"), Err(HeaderError::NotGzip));
-        assert!(matches!(inflate(&reserved, 64), Err(GzipError::ReservedFlags { at: 0, flags: 0x20 })));
+        assert!(matches!(
+            inflate(&reserved, 64),
+            Err(GzipError::ReservedFlags { at: 0, flags: 0x20 })
+        ));
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn is_zero(data: &[u8]) -> bool {
     for line in &mut lines {
         let mut acc = 0u64;
         for word in line.chunks_exact(8) {
-            acc |= u64::from_ne_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+            acc |= u64::from_ne_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
         }
         if acc != 0 {
             return false;
@@ -87,7 +89,8 @@ pub fn show_progress(p: &progress::Progress, on_tty: bool) {
     }
 }
 
-pub const WRITE_USAGE: &str = "imprint write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]";
+pub const WRITE_USAGE: &str =
+    "imprint write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]";
 
 /// `imprint write`: parses the arguments, writes, prints progress; returns the exit status.
 pub fn write_command(args: &[&[u8]]) -> i32 {
@@ -114,7 +117,10 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
     let options = write::Options {
         sparse: !args.flag("--no-sparse"),
         sha256: match sha256 {
-            Some(hex) => Some(sha256::parse_hex(hex).ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))?),
+            Some(hex) => Some(
+                sha256::parse_hex(hex)
+                    .ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))?,
+            ),
             None => None,
         },
         image_size: match size {
@@ -124,7 +130,8 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
         source_size: None,
     };
     // positional() returns exactly two arguments or an error.
-    let [source, target] = <[&str; 2]>::try_from(args.positional(2, "an image and a device")?).unwrap_or_default();
+    let [source, target] =
+        <[&str; 2]>::try_from(args.positional(2, "an image and a device")?).unwrap_or_default();
     Ok(WriteCommand { source, target, options })
 }
 
@@ -230,8 +237,15 @@ mod tests {
     #[test]
     fn write_arguments_parse_and_bad_ones_are_refused() {
         let hex = "ab".repeat(32);
-        let args: [&[u8]; 7] =
-            [b"img.gz", b"--sha256", hex.as_bytes(), b"/dev/sda", b"--no-sparse", b"--size", b"1048577"];
+        let args: [&[u8]; 7] = [
+            b"img.gz",
+            b"--sha256",
+            hex.as_bytes(),
+            b"/dev/sda",
+            b"--no-sparse",
+            b"--size",
+            b"1048577",
+        ];
         let cmd = parse_write_args(&args).unwrap();
         assert_eq!((cmd.source, cmd.target), ("img.gz", "/dev/sda"));
         assert_eq!(cmd.options.sha256, Some([0xab; 32]));
@@ -239,8 +253,12 @@ mod tests {
         assert!(!cmd.options.sparse);
         assert!(parse_write_args(&[b"a", b"b"]).unwrap().options.sparse, "sparse by default");
         assert!(parse_write_args(&[b"a"]).unwrap_err().contains("expected an image and a device"));
-        assert!(parse_write_args(&[b"a", b"b", b"--sha256", b"xyz"]).unwrap_err().contains("64 hex"));
-        assert!(parse_write_args(&[b"a", b"b", b"--size", b"-1"]).unwrap_err().contains("byte count"));
+        assert!(parse_write_args(&[b"a", b"b", b"--sha256", b"xyz"])
+            .unwrap_err()
+            .contains("64 hex"));
+        assert!(parse_write_args(&[b"a", b"b", b"--size", b"-1"])
+            .unwrap_err()
+            .contains("byte count"));
         assert!(parse_write_args(&[b"a", b"b", b"--fast"]).unwrap_err().contains("--fast"));
     }
 }

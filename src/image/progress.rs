@@ -111,7 +111,8 @@ mod tests {
         assert_eq!(p.to_string(), "300.0 MB written   25%  150.0 MB/s  ETA 0:06");
         let unknown = Progress { source_size: None, ..p };
         assert_eq!(unknown.to_string(), "300.0 MB written  150.0 MB/s");
-        let done = Progress { done: true, read: 400_000_000, elapsed: Duration::from_secs(75), ..p };
+        let done =
+            Progress { done: true, read: 400_000_000, elapsed: Duration::from_secs(75), ..p };
         assert_eq!(done.to_string(), "300.0 MB written  100%  4.0 MB/s  done in 1:15");
         let by_image = Progress { source_size: None, image_size: Some(600_000_000), ..p };
         assert_eq!(by_image.percent(), Some(50));

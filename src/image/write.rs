@@ -201,7 +201,9 @@ impl fmt::Display for Summary {
         }
         match self.partitions {
             PartitionScan::Rescanned(n) => write!(f, "; {n} partitions"),
-            PartitionScan::Busy => f.write_str("; partition table NOT re-read: a partition is in use"),
+            PartitionScan::Busy => {
+                f.write_str("; partition table NOT re-read: a partition is in use")
+            }
             _ => Ok(()),
         }
     }
@@ -234,12 +236,21 @@ impl Disk {
                     errno => WriteError::Open { errno },
                 })?;
                 let device = |doing| move |errno| WriteError::Device { doing, errno };
-                let block_size = block::logical_block_size(&fd).map_err(device("reading the logical block size"))?;
+                let block_size = block::logical_block_size(&fd)
+                    .map_err(device("reading the logical block size"))?;
                 if block_size as usize > UNIT || UNIT % block_size as usize != 0 {
-                    return Err(WriteError::Device { doing: "checking the logical block size", errno: Errno::EINVAL });
+                    return Err(WriteError::Device {
+                        doing: "checking the logical block size",
+                        errno: Errno::EINVAL,
+                    });
                 }
                 let size = block::device_size(&fd).map_err(device("reading the device size"))?;
-                Ok(Disk { fd, kind: Kind::BlockDevice, limit: Some(size), zeroing: Zeroing::Fallocate })
+                Ok(Disk {
+                    fd,
+                    kind: Kind::BlockDevice,
+                    limit: Some(size),
+                    zeroing: Zeroing::Fallocate,
+                })
             }
             Some(Kind::RegularFile) | None => {
                 // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
@@ -248,8 +259,10 @@ impl Disk {
                     other => other,
                 }
                 .map_err(|errno| WriteError::Open { errno })?;
-                let len = block::file_len(&fd)
-                    .map_err(|errno| WriteError::Device { doing: "reading the file size", errno })?;
+                let len = block::file_len(&fd).map_err(|errno| WriteError::Device {
+                    doing: "reading the file size",
+                    errno,
+                })?;
                 // A file that has a length stands for a disk of that size; an empty one grows.
                 let limit = (len > 0).then_some(len);
                 Ok(Disk { fd, kind: Kind::RegularFile, limit, zeroing: Zeroing::Fallocate })
@@ -305,8 +318,11 @@ impl Disk {
     /// (only ever at the image's end) after clearing O_DIRECT, since direct I/O takes
     /// whole logical blocks only.
     fn write_at(&mut self, data: &[u8], offset: u64) -> sys::Result<()> {
-        let aligned =
-            if offset % UNIT as u64 == 0 && data.as_ptr() as usize % UNIT == 0 { data.len() / UNIT * UNIT } else { 0 };
+        let aligned = if offset % UNIT as u64 == 0 && data.as_ptr() as usize % UNIT == 0 {
+            data.len() / UNIT * UNIT
+        } else {
+            0
+        };
         block::pwrite_all(&self.fd, &data[..aligned], offset)?;
         if aligned < data.len() {
             block::set_direct(&self.fd, false)?;
@@ -347,7 +363,12 @@ struct Sink {
 impl Sink {
     /// Takes the next image bytes, `ring[start..end]` (whole page-aligned units except at
     /// the image's end): the first MiB into memory, the rest onto the disk.
-    fn accept<E>(&mut self, ring: &mut DirectRing, start: usize, end: usize) -> Result<(), WriteError<E>> {
+    fn accept<E>(
+        &mut self,
+        ring: &mut DirectRing,
+        start: usize,
+        end: usize,
+    ) -> Result<(), WriteError<E>> {
         let data = &ring.data()[start..end];
         let offset = self.written;
         let image_end = offset + data.len() as u64;
@@ -364,16 +385,20 @@ impl Sink {
         if held > 0 {
             self.head[offset as usize..offset as usize + held].copy_from_slice(&data[..held]);
         }
-        self.put(ring, start + held, end, offset + held as u64).map_err(|(offset, errno)| WriteError::Write {
-            doing: "writing the image",
-            offset,
-            errno,
+        self.put(ring, start + held, end, offset + held as u64).map_err(|(offset, errno)| {
+            WriteError::Write { doing: "writing the image", offset, errno }
         })
     }
 
     /// Writes `ring[start..end]` at `offset` (past the first MiB): whole units in the
     /// background, runs of zero units left to be zeroed, a partial last block at once.
-    fn put(&mut self, ring: &mut DirectRing, start: usize, end: usize, offset: u64) -> Result<(), (u64, Errno)> {
+    fn put(
+        &mut self,
+        ring: &mut DirectRing,
+        start: usize,
+        end: usize,
+        offset: u64,
+    ) -> Result<(), (u64, Errno)> {
         let whole = (end - start) / UNIT * UNIT;
         let mut at = 0;
         while at < whole {
@@ -389,7 +414,9 @@ impl Sink {
             if zeros {
                 self.add_zeros(at_offset, len as u64).map_err(|e| (at_offset, e))?;
             } else {
-                if let Err(errno) = ring.submit(&self.disk.fd, start + at, start + at + len, at_offset) {
+                if let Err(errno) =
+                    ring.submit(&self.disk.fd, start + at, start + at + len, at_offset)
+                {
                     return Err((ring.failed_at(), errno));
                 }
             }
@@ -400,7 +427,9 @@ impl Sink {
                 return Err((ring.failed_at(), errno));
             }
             let tail_offset = offset + whole as u64;
-            self.disk.write_at(&ring.data()[start + whole..end], tail_offset).map_err(|e| (tail_offset, e))?;
+            self.disk
+                .write_at(&ring.data()[start + whole..end], tail_offset)
+                .map_err(|e| (tail_offset, e))?;
         }
         Ok(())
     }
@@ -536,7 +565,11 @@ fn write_from<E>(
         hook,
         started,
         last: started,
-        progress: Progress { source_size: options.source_size, image_size: options.image_size, ..Progress::default() },
+        progress: Progress {
+            source_size: options.source_size,
+            image_size: options.image_size,
+            ..Progress::default()
+        },
     };
     let mut input = Input { buf: alloc::vec![0; INPUT], start: 0, end: 0, eof: false, total: 0 };
     while input.end < 2 && !input.eof {
@@ -574,18 +607,32 @@ fn write_from<E>(
         errno,
     })?;
     let streamed = match format {
-        Format::Gzip => {
-            Stream { source, input: &mut input, ring: &mut ring, sink: &mut sink, ticker: &mut ticker }.gzip()
+        Format::Gzip => Stream {
+            source,
+            input: &mut input,
+            ring: &mut ring,
+            sink: &mut sink,
+            ticker: &mut ticker,
         }
-        Format::Raw => {
-            Stream { source, input: &mut input, ring: &mut ring, sink: &mut sink, ticker: &mut ticker }.raw()
+        .gzip(),
+        Format::Raw => Stream {
+            source,
+            input: &mut input,
+            ring: &mut ring,
+            sink: &mut sink,
+            ticker: &mut ticker,
         }
+        .raw(),
     };
     // Every background write done (or failed) before the verdict, and before any
     // zeroing on failure, which a late write must not undo.
     let streamed = streamed.and_then(|members| {
         let failed_at = ring.failed_at();
-        ring.wait_all().map_err(|errno| WriteError::Write { doing: "writing the image", offset: failed_at, errno })?;
+        ring.wait_all().map_err(|errno| WriteError::Write {
+            doing: "writing the image",
+            offset: failed_at,
+            errno,
+        })?;
         Ok(members)
     });
     drop(ring);
@@ -609,10 +656,12 @@ fn write_from<E>(
             let _ = ticker.call(summary.image_len, summary.source_len, true);
             Ok(summary)
         }
-        Err(cause) => Err(match wipe_ends(&mut sink.disk).and_then(|_| block::fsync(&sink.disk.fd)) {
-            Ok(()) => cause,
-            Err(errno) => WriteError::NotWiped { cause: Box::new(cause), errno },
-        }),
+        Err(cause) => {
+            Err(match wipe_ends(&mut sink.disk).and_then(|_| block::fsync(&sink.disk.fd)) {
+                Ok(()) => cause,
+                Err(errno) => WriteError::NotWiped { cause: Box::new(cause), errno },
+            })
+        }
     }
 }
 
@@ -620,7 +669,8 @@ fn write_from<E>(
 /// deployed system could not be finished): a half-provisioned disk must not boot either.
 pub fn unmake_bootable(target: &str) -> Result<(), WriteError<Errno>> {
     let mut disk = Disk::open(target)?;
-    wipe_ends(&mut disk).map_err(|errno| WriteError::Device { doing: "zeroing the disk's ends", errno })?;
+    wipe_ends(&mut disk)
+        .map_err(|errno| WriteError::Device { doing: "zeroing the disk's ends", errno })?;
     block::fsync(&disk.fd).map_err(|errno| WriteError::Device { doing: "flushing the disk", errno })
 }
 
@@ -640,7 +690,12 @@ struct Cursor {
 
 impl Cursor {
     /// Counts `n` new bytes at `pos`; writes out what is ready, wraps at the ring's end.
-    fn advance<E>(&mut self, n: usize, ring: &mut DirectRing, sink: &mut Sink) -> Result<(), WriteError<E>> {
+    fn advance<E>(
+        &mut self,
+        n: usize,
+        ring: &mut DirectRing,
+        sink: &mut Sink,
+    ) -> Result<(), WriteError<E>> {
         self.pos += n;
         if self.pos == ring.len() || self.pos - self.flushed >= FLUSH {
             self.flushed = flush(ring, self.flushed, self.pos, false, sink)?;
@@ -676,7 +731,11 @@ fn flush<E>(
 /// The ring for inflating or reading into at `pos`, once the writes of those bytes are done.
 fn ring_from<E>(ring: &mut DirectRing, pos: usize) -> Result<&mut [u8], WriteError<E>> {
     let failed_at = ring.failed_at();
-    ring.writable_from(pos).map_err(|errno| WriteError::Write { doing: "writing the image", offset: failed_at, errno })
+    ring.writable_from(pos).map_err(|errno| WriteError::Write {
+        doing: "writing the image",
+        offset: failed_at,
+        errno,
+    })
 }
 
 /// What the streaming loops work with: the source, its input buffer, the ring, the sink
@@ -698,8 +757,9 @@ impl<E> Stream<'_, '_, '_, E> {
         let mut cursor = Cursor { pos: 0, flushed: 0 };
         loop {
             let out = ring_from(self.ring, cursor.pos)?;
-            let step =
-                decoder.step(self.input.available(), self.input.eof, out, cursor.pos).map_err(WriteError::Gzip)?;
+            let step = decoder
+                .step(self.input.available(), self.input.eof, out, cursor.pos)
+                .map_err(WriteError::Gzip)?;
             self.input.start += step.consumed;
             cursor.advance(step.produced, self.ring, self.sink)?;
             if decoder.is_finished() {
@@ -726,7 +786,8 @@ impl<E> Stream<'_, '_, '_, E> {
         let mut cursor = Cursor { pos: first.len(), flushed: 0 };
         let mut eof = self.input.eof;
         while !eof {
-            let n = (self.source)(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..]).map_err(WriteError::Read)?;
+            let n = (self.source)(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..])
+                .map_err(WriteError::Read)?;
             eof = n == 0;
             self.input.total += n as u64;
             cursor.advance(n, self.ring, self.sink)?;
@@ -741,7 +802,11 @@ impl<E> Stream<'_, '_, '_, E> {
 // Not inlined: once per image, and inlined (hashing's finish with it) it made the
 // init bigger (measured).
 #[inline(never)]
-fn verify<E>(sink: &mut Sink, image_size: Option<u64>, sha256: Option<[u8; 32]>) -> Result<(), WriteError<E>> {
+fn verify<E>(
+    sink: &mut Sink,
+    image_size: Option<u64>,
+    sha256: Option<[u8; 32]>,
+) -> Result<(), WriteError<E>> {
     if let Some(expected) = image_size {
         if expected != sink.written {
             return Err(WriteError::SizeMismatch { expected, actual: sink.written });
@@ -766,7 +831,8 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
     let head = HEAD.min(sink.written) as usize;
     disk.write_at(&sink.head[..head], 0).map_err(write("writing the image's first MiB", 0))?;
     if disk.limit.is_none() {
-        block::set_len(&disk.fd, sink.written).map_err(write("setting the file's length", sink.written))?;
+        block::set_len(&disk.fd, sink.written)
+            .map_err(write("setting the file's length", sink.written))?;
     }
     block::fsync(&disk.fd).map_err(write("flushing the image's first MiB to the disk", 0))?;
     if disk.kind != Kind::BlockDevice {
@@ -778,7 +844,10 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
 /// Drops the device's cached blocks and has the kernel re-read its partition table, then
 /// waits (bounded) for the partitions' /dev nodes.
 pub fn rescan<E>(fd: &Fd) -> Result<PartitionScan, WriteError<E>> {
-    block::flush_buffers(fd).map_err(|errno| WriteError::Device { doing: "dropping the device's buffer cache", errno })?;
+    block::flush_buffers(fd).map_err(|errno| WriteError::Device {
+        doing: "dropping the device's buffer cache",
+        errno,
+    })?;
     match block::reread_partitions(fd) {
         Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
@@ -877,7 +946,8 @@ mod tests {
             Err("the lease is gone")
         };
         let mut source = SlowSource { data: &image, reads: 0 };
-        let err = write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap_err();
+        let err =
+            write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap_err();
         assert!(matches!(err, WriteError::Aborted("the lease is gone")), "{err:?}");
         assert_eq!(std::format!("{err}"), "image write stopped: the lease is gone");
         assert_eq!(calls.len(), 1);
@@ -895,7 +965,8 @@ mod tests {
             Ok(())
         };
         let mut source = SlowSource { data: &image, reads: 0 };
-        let summary = write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap();
+        let summary =
+            write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap();
         assert_eq!(summary.image_len, image.len() as u64);
         assert!(calls >= 2 && done, "{calls} calls");
         assert_eq!(std::fs::read(&path).unwrap()[..image.len()], image[..]);
@@ -932,7 +1003,10 @@ mod tests {
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk[..HEAD as usize].iter().all(|&b| b == 0), "the head waits in memory");
         assert!(on_disk[HEAD as usize..][..UNIT].iter().all(|&b| b == 0x22));
-        assert!(on_disk[HEAD as usize + UNIT..].iter().all(|&b| b == 0), "zero run zeroed, last MiB wiped");
+        assert!(
+            on_disk[HEAD as usize + UNIT..].iter().all(|&b| b == 0),
+            "zero run zeroed, last MiB wiped"
+        );
         assert!(sink.head.iter().all(|&b| b == 0x11));
         let past = sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap_err();
         assert!(matches!(past, WriteError::PastEnd { device } if device == 3 << 20), "{past:?}");

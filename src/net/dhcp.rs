@@ -129,7 +129,8 @@ pub struct Client {
 impl Client {
     /// A client for the link with address `mac`; `seed` feeds the xid and the jitter.
     pub fn new(mac: [u8; 6], hostname: Option<String>, seed: u64, now: Duration) -> Client {
-        let mut rng = seed ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
+        let mut rng =
+            seed ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
         if rng == 0 {
             rng = 0x9e37_79b9_7f4a_7c15;
         }
@@ -176,7 +177,8 @@ impl Client {
     }
 
     fn expiry(&self) -> Duration {
-        self.bound_at + Duration::from_secs(self.lease.as_ref().map_or(0, |l| u64::from(l.lease_secs)))
+        self.bound_at
+            + Duration::from_secs(self.lease.as_ref().map_or(0, |l| u64::from(l.lease_secs)))
     }
 
     fn at(&self, secs: fn(&Lease) -> u32) -> Duration {
@@ -214,7 +216,11 @@ impl Client {
                 let delay = self.backoff(self.attempt);
                 self.attempt += 1;
                 self.next_send = now + delay;
-                let message = if self.state == State::Selecting { self.discover(now) } else { self.select_request(now) };
+                let message = if self.state == State::Selecting {
+                    self.discover(now)
+                } else {
+                    self.select_request(now)
+                };
                 Ok(Some(Send::Broadcast(message)))
             }
             State::Bound if now >= self.at(|l| l.renew_secs) => {
@@ -234,7 +240,11 @@ impl Client {
                 Err(LeaseExpired)
             }
             State::Renewing | State::Rebinding if now >= self.next_send => {
-                let until = if self.state == State::Renewing { self.at(|l| l.rebind_secs) } else { self.expiry() };
+                let until = if self.state == State::Renewing {
+                    self.at(|l| l.rebind_secs)
+                } else {
+                    self.expiry()
+                };
                 self.next_send = now + ((until.saturating_sub(now)) / 2).max(MIN_RENEW_RETRY);
                 let message = self.extend_request(now);
                 Ok(Some(match (self.state, &self.lease) {
@@ -250,7 +260,8 @@ impl Client {
     pub fn release(&mut self) -> Option<Send> {
         let lease = self.lease.take()?;
         self.state = State::Init;
-        let message = self.emit(DhcpMessageType::Release, 0, lease.address, Some(lease.server), None);
+        let message =
+            self.emit(DhcpMessageType::Release, 0, lease.address, Some(lease.server), None);
         Some(Send::Unicast(lease.server, message))
     }
 
@@ -261,7 +272,14 @@ impl Client {
     /// A message of type `kind` from us: the BOOTP header (our xid, MAC and `client_ip`),
     /// then the options. Every message but a RELEASE also carries our wishes and identity
     /// (RFC 2131 table 5 forbids them in a RELEASE).
-    fn emit(&self, kind: DhcpMessageType, secs: u16, client_ip: Ipv4Addr, server: Option<Ipv4Addr>, requested: Option<Ipv4Addr>) -> Vec<u8> {
+    fn emit(
+        &self,
+        kind: DhcpMessageType,
+        secs: u16,
+        client_ip: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+        requested: Option<Ipv4Addr>,
+    ) -> Vec<u8> {
         // The BOOTP header (RFC 2131 figure 1) at its fixed offsets: op BOOTREQUEST,
         // Ethernet with 6-byte addresses, xid, secs, ciaddr, chaddr, then the magic cookie.
         let mut header = [0u8; options::AREA_START];
@@ -289,7 +307,9 @@ impl Client {
             put(options::MAX_MESSAGE_SIZE, &1500u16.to_be_bytes());
             put(options::VENDOR_CLASS, VENDOR_CLASS);
             match &self.hostname {
-                Some(name) if !name.is_empty() && name.len() <= 255 => put(options::HOSTNAME, name.as_bytes()),
+                Some(name) if !name.is_empty() && name.len() <= 255 => {
+                    put(options::HOSTNAME, name.as_bytes())
+                }
                 _ => {}
             }
         }
@@ -298,14 +318,27 @@ impl Client {
     }
 
     fn discover(&self, now: Duration) -> Vec<u8> {
-        self.emit(DhcpMessageType::Discover, self.secs_since_start(now), Ipv4Addr::UNSPECIFIED, None, None)
+        self.emit(
+            DhcpMessageType::Discover,
+            self.secs_since_start(now),
+            Ipv4Addr::UNSPECIFIED,
+            None,
+            None,
+        )
     }
 
     /// REQUEST in REQUESTING: broadcast, naming the chosen server and address, so the
     /// other servers that offered learn they were not chosen.
     fn select_request(&self, now: Duration) -> Vec<u8> {
-        let (server, address) = self.offer.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
-        self.emit(DhcpMessageType::Request, self.secs_since_start(now), Ipv4Addr::UNSPECIFIED, Some(server), Some(address))
+        let (server, address) =
+            self.offer.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+        self.emit(
+            DhcpMessageType::Request,
+            self.secs_since_start(now),
+            Ipv4Addr::UNSPECIFIED,
+            Some(server),
+            Some(address),
+        )
     }
 
     /// REQUEST in RENEWING / REBINDING: ciaddr set, no server identifier or requested address.
@@ -330,7 +363,10 @@ impl Client {
         let Ok(packet) = DhcpPacket::new_checked(message) else {
             return self.ignore(Ignored::Malformed);
         };
-        if packet.opcode() != DhcpOpCode::Reply || message[1..3] != [options::HTYPE_ETHERNET, 6] || packet.magic_number() != options::MAGIC {
+        if packet.opcode() != DhcpOpCode::Reply
+            || message[1..3] != [options::HTYPE_ETHERNET, 6]
+            || packet.magic_number() != options::MAGIC
+        {
             return self.ignore(Ignored::Malformed);
         }
         let extra = match options::parse_reply(&message[options::AREA_START..]) {
@@ -359,7 +395,9 @@ impl Client {
                 }
             }
             (State::Requesting, DhcpMessageType::Ack) => {
-                let Some((server, address)) = self.offer else { return self.ignore(Ignored::Unexpected) };
+                let Some((server, address)) = self.offer else {
+                    return self.ignore(Ignored::Unexpected);
+                };
                 if extra.server_id.is_some_and(|s| s != server) || your_ip != address {
                     return self.ignore(Ignored::NotForUs);
                 }
@@ -399,14 +437,22 @@ impl Client {
         }
     }
 
-    fn bind(&mut self, now: Duration, address: Ipv4Addr, extra: ReplyOptions, server: Ipv4Addr, event: Event) -> Option<Event> {
+    fn bind(
+        &mut self,
+        now: Duration,
+        address: Ipv4Addr,
+        extra: ReplyOptions,
+        server: Ipv4Addr,
+        event: Event,
+    ) -> Option<Event> {
         let lease_secs = match extra.lease_secs {
             Some(0) | None => return self.ignore(Ignored::ZeroLease),
             Some(secs) => secs,
         };
         // T1 and T2 as sent if they are in order, else RFC 2131's defaults (1/2 and 7/8).
         let mut renew = extra.renewal_secs.unwrap_or(lease_secs / 2);
-        let mut rebind = extra.rebinding_secs.unwrap_or(lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
+        let mut rebind =
+            extra.rebinding_secs.unwrap_or(lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
         if !(renew <= rebind && rebind <= lease_secs) {
             renew = lease_secs / 2;
             rebind = lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8;
@@ -466,7 +512,8 @@ pub fn frame(src: Ipv4Addr, dst: Ipv4Addr, message: &[u8]) -> Vec<u8> {
     buf.extend_from_slice(message);
     let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
     ip.fill_checksum();
-    UdpPacket::new_unchecked(ip.payload_mut()).fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
+    UdpPacket::new_unchecked(ip.payload_mut())
+        .fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
     buf
 }
 
@@ -484,7 +531,9 @@ pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Result<&[u8], Frame
         return Err(FrameError::NotDhcp);
     }
     let udp = UdpPacket::new_checked(ip.payload()).map_err(|_| FrameError::Udp)?;
-    if !checksum_not_ready && !udp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr())) {
+    if !checksum_not_ready
+        && !udp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr()))
+    {
         return Err(FrameError::Udp);
     }
     if udp.src_port() != DHCP_SERVER_PORT || udp.dst_port() != DHCP_CLIENT_PORT {
@@ -515,7 +564,8 @@ mod tests {
     /// DhcpRepr borrows from a packet view; tests leak both to keep the helper simple.
     fn parse(bytes: &[u8]) -> DhcpRepr<'static> {
         let bytes: &'static [u8] = std::boxed::Box::leak(bytes.to_vec().into_boxed_slice());
-        let packet: &'static DhcpPacket<&[u8]> = std::boxed::Box::leak(std::boxed::Box::new(DhcpPacket::new_checked(bytes).unwrap()));
+        let packet: &'static DhcpPacket<&[u8]> =
+            std::boxed::Box::leak(std::boxed::Box::new(DhcpPacket::new_checked(bytes).unwrap()));
         DhcpRepr::parse(packet).unwrap()
     }
 
@@ -641,10 +691,15 @@ mod tests {
         assert_eq!(c.poll(ms(1500)), Ok(None));
         assert_eq!(c.next_wakeup(), ms(2) + 2 * S);
         // T1: a unicast REQUEST to the server, ciaddr set, no server id.
-        let Ok(Some(Send::Unicast(to, renew))) = c.poll(ms(2002)) else { panic!("no renewal at T1") };
+        let Ok(Some(Send::Unicast(to, renew))) = c.poll(ms(2002)) else {
+            panic!("no renewal at T1")
+        };
         assert_eq!(to, Ipv4Addr::new(10, 213, 2, 1));
         let repr = parse(&renew);
-        assert_eq!((repr.message_type, repr.client_ip, repr.server_identifier), (DhcpMessageType::Request, lease.address, None));
+        assert_eq!(
+            (repr.message_type, repr.client_ip, repr.server_identifier),
+            (DhcpMessageType::Request, lease.address, None)
+        );
         assert_eq!(c.state(), State::Renewing);
         c.xid = 0x5da826d7;
         assert_eq!(c.receive(ms(2003), &message(&KEA_RENEW_ACK)), Some(Event::Renewed));
@@ -668,7 +723,10 @@ mod tests {
         sent(c.poll(now).unwrap());
         for base in [4u64, 8, 16, 32, 64, 64, 64] {
             let gap = c.next_wakeup() - now;
-            assert!(gap >= S * (base as u32 - 1) && gap <= S * (base as u32 + 1), "gap {gap:?} for {base} s");
+            assert!(
+                gap >= S * (base as u32 - 1) && gap <= S * (base as u32 + 1),
+                "gap {gap:?} for {base} s"
+            );
             assert_eq!(c.poll(now + gap - ms(1)), Ok(None), "no send before the gap ends");
             now += gap;
             let msg = sent(c.poll(now).unwrap());
@@ -721,7 +779,9 @@ mod tests {
         };
         let end = ack.iter().rposition(|b| *b == options::END).unwrap();
         for cut in [0, 10, 239, 240, 250, end] {
-            check(&mut c, &ack[..cut], |w| matches!(w, Ignored::Malformed | Ignored::BadOptions(_)));
+            check(&mut c, &ack[..cut], |w| {
+                matches!(w, Ignored::Malformed | Ignored::BadOptions(_))
+            });
         }
         let mut magic = ack.clone();
         magic[236] ^= 1;
@@ -729,7 +789,9 @@ mod tests {
         let mut overrun = ack.clone();
         let at = option_at(&overrun, options::DNS);
         overrun[at] = 250;
-        check(&mut c, &overrun, |w| matches!(w, Ignored::BadOptions(options::OptionError::Overrun { .. })));
+        check(&mut c, &overrun, |w| {
+            matches!(w, Ignored::BadOptions(options::OptionError::Overrun { .. }))
+        });
         let mut xid = ack.clone();
         xid[4] ^= 1;
         check(&mut c, &xid, |w| w == Ignored::NotForUs);
@@ -750,8 +812,14 @@ mod tests {
         let Some(Send::Unicast(to, msg)) = c.release() else { panic!("no release") };
         let repr = parse(&msg);
         assert_eq!(to, Ipv4Addr::new(10, 213, 1, 1));
-        assert_eq!((repr.message_type, repr.client_ip), (DhcpMessageType::Release, Ipv4Addr::new(10, 213, 1, 61)));
-        assert_eq!((repr.server_identifier, repr.parameter_request_list), (Some(Ipv4Addr::new(10, 213, 1, 1)), None));
+        assert_eq!(
+            (repr.message_type, repr.client_ip),
+            (DhcpMessageType::Release, Ipv4Addr::new(10, 213, 1, 61))
+        );
+        assert_eq!(
+            (repr.server_identifier, repr.parameter_request_list),
+            (Some(Ipv4Addr::new(10, 213, 1, 1)), None)
+        );
         assert_eq!(c.release(), None, "nothing left to release");
     }
 
@@ -851,13 +919,27 @@ mod mutation_tests {
                 Some(Event::Bound | Event::Renewed) => {
                     accepted += 1;
                     let l = client.lease().unwrap();
-                    assert!(l.lease_secs > 0 && l.renew_secs <= l.rebind_secs && l.rebind_secs <= l.lease_secs, "{l:?}");
+                    assert!(
+                        l.lease_secs > 0
+                            && l.renew_secs <= l.rebind_secs
+                            && l.rebind_secs <= l.lease_secs,
+                        "{l:?}"
+                    );
                     assert!(!l.address.is_unspecified() && l.prefix_len <= 32, "{l:?}");
-                    assert!(l.options.hostname.as_deref().unwrap_or("x").bytes().all(|b| b.is_ascii_graphic()));
+                    assert!(l
+                        .options
+                        .hostname
+                        .as_deref()
+                        .unwrap_or("x")
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic()));
                 }
                 Some(_) => accepted += 1,
                 None => {
-                    assert!(client.ignored == before + 1 || state == State::Selecting, "a dropped reply is counted");
+                    assert!(
+                        client.ignored == before + 1 || state == State::Selecting,
+                        "a dropped reply is counted"
+                    );
                     rejected += 1;
                 }
             }

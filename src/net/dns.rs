@@ -39,20 +39,33 @@ pub enum DnsError {
     /// The answer has no A record for the name.
     NoAddress,
     /// No server answered in time.
-    Timeout { servers: usize },
-    Sys { doing: &'static str, errno: Errno },
+    Timeout {
+        servers: usize,
+    },
+    Sys {
+        doing: &'static str,
+        errno: Errno,
+    },
 }
 
 impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DnsError::BadName => f.write_str("resolving a host name: not a valid host name"),
-            DnsError::NoServers => f.write_str("resolving a host name: no DNS server is configured"),
+            DnsError::NoServers => {
+                f.write_str("resolving a host name: no DNS server is configured")
+            }
             DnsError::BadAnswer(what) => write!(f, "resolving a host name: bad DNS answer: {what}"),
-            DnsError::Truncated => f.write_str("resolving a host name: the DNS answer was truncated (TCP is not supported)"),
+            DnsError::Truncated => f.write_str(
+                "resolving a host name: the DNS answer was truncated (TCP is not supported)",
+            ),
             DnsError::Rcode(3) => f.write_str("resolving a host name: no such name (NXDOMAIN)"),
-            DnsError::Rcode(code) => write!(f, "resolving a host name: the DNS server answered with error {code}"),
-            DnsError::NoAddress => f.write_str("resolving a host name: the answer has no IPv4 address"),
+            DnsError::Rcode(code) => {
+                write!(f, "resolving a host name: the DNS server answered with error {code}")
+            }
+            DnsError::NoAddress => {
+                f.write_str("resolving a host name: the answer has no IPv4 address")
+            }
             DnsError::Timeout { servers } => {
                 write!(f, "resolving a host name: no answer from {servers} DNS server(s) after {ROUNDS} tries")
             }
@@ -91,7 +104,9 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
 }
 
 fn be16(msg: &[u8], at: usize) -> Result<u16, DnsError> {
-    msg.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(DnsError::BadAnswer("cut short"))
+    msg.get(at..at + 2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .ok_or(DnsError::BadAnswer("cut short"))
 }
 
 /// The labels of a name in a message, following compression pointers (at most
@@ -111,7 +126,8 @@ impl<'a> Labels<'a> {
     /// The next label; `None` at the end of the name.
     fn next(&mut self) -> Result<Option<&'a [u8]>, DnsError> {
         loop {
-            let len = *self.msg.get(self.at).ok_or(DnsError::BadAnswer("name runs past the end"))?;
+            let len =
+                *self.msg.get(self.at).ok_or(DnsError::BadAnswer("name runs past the end"))?;
             match len {
                 0 => return Ok(None),
                 0xc0..=0xff => {
@@ -196,7 +212,10 @@ pub fn decode_answer(msg: &[u8], id: u16, name: &str) -> Result<Ipv4Addr, DnsErr
     // The name we look for, as an offset in the message: the question's, then a CNAME's.
     let mut wanted = HEADER_LEN;
     let mut at = skip_name(msg, HEADER_LEN)?;
-    if !name_is(msg, HEADER_LEN, without_root(name))? || be16(msg, at)? != TYPE_A || be16(msg, at + 2)? != CLASS_IN {
+    if !name_is(msg, HEADER_LEN, without_root(name))?
+        || be16(msg, at)? != TYPE_A
+        || be16(msg, at + 2)? != CLASS_IN
+    {
         return Err(DnsError::BadAnswer("question does not echo the query"));
     }
     at += 4;
@@ -207,7 +226,9 @@ pub fn decode_answer(msg: &[u8], id: u16, name: &str) -> Result<Ipv4Addr, DnsErr
         let class = be16(msg, next + 2)?;
         let len = usize::from(be16(msg, next + 8)?);
         let data_at = next + 10;
-        let data = msg.get(data_at..data_at + len).ok_or(DnsError::BadAnswer("record runs past the end"))?;
+        let data = msg
+            .get(data_at..data_at + len)
+            .ok_or(DnsError::BadAnswer("record runs past the end"))?;
         if class == CLASS_IN && same_name(msg, owner, wanted)? {
             match (kind, data) {
                 (TYPE_A, [a, b, c, d]) => return Ok(Ipv4Addr::new(*a, *b, *c, *d)),
@@ -267,7 +288,8 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], DnsError> 
                 }
                 let mut fds = [PollFd::new(socket.raw(), READABLE)];
                 poll::poll(&mut fds, deadline - now).map_err(sys("waiting for a DNS answer"))?;
-                let Some((len, from, port)) = socket.receive_from(&mut buf).map_err(sys("receiving a DNS answer"))?
+                let Some((len, from, port)) =
+                    socket.receive_from(&mut buf).map_err(sys("receiving a DNS answer"))?
                 else {
                     continue;
                 };
@@ -277,7 +299,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], DnsError> 
                 match decode_answer(&buf[..len.min(buf.len())], id, name) {
                     Ok(addr) => return Ok(addr.octets()),
                     // A definite answer from the server: asking again will not change it.
-                    Err(e @ (DnsError::Rcode(3) | DnsError::NoAddress | DnsError::Truncated)) => return Err(e),
+                    Err(e @ (DnsError::Rcode(3) | DnsError::NoAddress | DnsError::Truncated)) => {
+                        return Err(e)
+                    }
                     Err(e) => last = e,
                 }
             }
@@ -303,8 +327,8 @@ mod tests {
         assert_eq!(
             q,
             [
-                0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b'b', b'o', b'o', b't', 7, b'e', b'x', b'a', b'm', b'p',
-                b'l', b'e', 0, 0, 1, 0, 1
+                0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b'b', b'o', b'o', b't', 7, b'e', b'x',
+                b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1
             ]
         );
         assert!(encode_query(1, "").is_err());
@@ -320,8 +344,10 @@ mod tests {
         m[2] = 0x81;
         m[3] = 0x80;
         m[7] = 2; // two answers
-        // boot.example CNAME srv.example: owner is a pointer to the question (offset 12)
-        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b's', b'r', b'v', 0xc0, 17]);
+                  // boot.example CNAME srv.example: owner is a pointer to the question (offset 12)
+        m.extend_from_slice(&[
+            0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b's', b'r', b'v', 0xc0, 17,
+        ]);
         // srv.example A 10.213.0.7: owner is a pointer to the CNAME's data (offset 42)
         m.extend_from_slice(&[0xc0, 42, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
         m
@@ -329,7 +355,10 @@ mod tests {
 
     #[test]
     fn follows_cname_and_compression() {
-        assert_eq!(decode_answer(&answer(), 0x1234, "BOOT.example"), Ok(Ipv4Addr::new(10, 213, 0, 7)));
+        assert_eq!(
+            decode_answer(&answer(), 0x1234, "BOOT.example"),
+            Ok(Ipv4Addr::new(10, 213, 0, 7))
+        );
     }
 
     #[test]
@@ -337,16 +366,28 @@ mod tests {
         use super::super::captures::{DNSMASQ_A, DNSMASQ_CNAME, DNSMASQ_NXDOMAIN};
         let query = encode_query(0x1234, "boot.imn.test").unwrap();
         assert_eq!(&DNSMASQ_A[12..query.len()], &query[12..], "the answer echoes our question");
-        assert_eq!(decode_answer(&DNSMASQ_A, 0x1234, "boot.imn.test"), Ok(Ipv4Addr::new(10, 213, 1, 7)));
-        assert_eq!(decode_answer(&DNSMASQ_CNAME, 0x1235, "alias.imn.test."), Ok(Ipv4Addr::new(10, 213, 1, 7)));
-        assert_eq!(decode_answer(&DNSMASQ_NXDOMAIN, 0x1236, "nothing.imn.test"), Err(DnsError::Rcode(3)));
+        assert_eq!(
+            decode_answer(&DNSMASQ_A, 0x1234, "boot.imn.test"),
+            Ok(Ipv4Addr::new(10, 213, 1, 7))
+        );
+        assert_eq!(
+            decode_answer(&DNSMASQ_CNAME, 0x1235, "alias.imn.test."),
+            Ok(Ipv4Addr::new(10, 213, 1, 7))
+        );
+        assert_eq!(
+            decode_answer(&DNSMASQ_NXDOMAIN, 0x1236, "nothing.imn.test"),
+            Err(DnsError::Rcode(3))
+        );
         assert!(decode_answer(&DNSMASQ_A, 0x1234, "boot.imn.tes").is_err());
     }
 
     #[test]
     fn checks_id_truncation_rcode_question() {
         let m = answer();
-        assert_eq!(decode_answer(&m, 0x1235, "boot.example"), Err(DnsError::BadAnswer("id does not match the query")));
+        assert_eq!(
+            decode_answer(&m, 0x1235, "boot.example"),
+            Err(DnsError::BadAnswer("id does not match the query"))
+        );
         assert!(matches!(decode_answer(&m, 0x1234, "other.example"), Err(DnsError::BadAnswer(_))));
         let mut t = m.clone();
         t[2] |= 0x02;
@@ -356,7 +397,10 @@ mod tests {
         assert_eq!(decode_answer(&nx, 0x1234, "boot.example"), Err(DnsError::Rcode(3)));
         let mut q = m.clone();
         q[2] &= 0x7f;
-        assert_eq!(decode_answer(&q, 0x1234, "boot.example"), Err(DnsError::BadAnswer("not a response")));
+        assert_eq!(
+            decode_answer(&q, 0x1234, "boot.example"),
+            Err(DnsError::BadAnswer("not a response"))
+        );
         let mut none = m.clone();
         none[7] = 0;
         assert_eq!(decode_answer(&none, 0x1234, "boot.example"), Err(DnsError::NoAddress));
@@ -372,11 +416,17 @@ mod tests {
         let mut lp = m.clone();
         let at = lp.len() - 16;
         lp[at + 1] = at as u8;
-        assert_eq!(decode_answer(&lp, 0x1234, "boot.example"), Err(DnsError::BadAnswer("compression pointer loop")));
+        assert_eq!(
+            decode_answer(&lp, 0x1234, "boot.example"),
+            Err(DnsError::BadAnswer("compression pointer loop"))
+        );
         // A reserved label type.
         let mut bad = m.clone();
         bad[12] = 0x40;
-        assert_eq!(decode_answer(&bad, 0x1234, "boot.example"), Err(DnsError::BadAnswer("unknown label type")));
+        assert_eq!(
+            decode_answer(&bad, 0x1234, "boot.example"),
+            Err(DnsError::BadAnswer("unknown label type"))
+        );
     }
 
     #[test]
@@ -384,7 +434,6 @@ mod tests {
         assert_eq!(resolve_a(&[], "10.213.0.1"), Ok([10, 213, 0, 1]));
         assert_eq!(resolve_a(&[], "boot.example"), Err(DnsError::NoServers));
     }
-
 }
 
 /// Deterministic mutation testing of the answer decoder: no panic, no hang, and any
@@ -399,7 +448,9 @@ mod mutation_tests {
         m[2] = 0x81;
         m[3] = 0x80;
         m[7] = 2;
-        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b's', b'r', b'v', 0xc0, 17]);
+        m.extend_from_slice(&[
+            0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b's', b'r', b'v', 0xc0, 17,
+        ]);
         m.extend_from_slice(&[0xc0, 42, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
         let real = super::super::captures::DNSMASQ_CNAME;
         let mut state = 0x9e37_79b9_7f4a_7c15u64;

@@ -43,10 +43,16 @@ impl NetConfig {
 
     /// From the plan's `address` (CIDR, `10.0.0.5/24`), `gateway` and `nameserver`;
     /// `None` if the address is not a CIDR or a field not an address.
-    pub fn from_plan(address: &str, gateway: Option<&str>, nameserver: Option<&str>) -> Option<NetConfig> {
+    pub fn from_plan(
+        address: &str,
+        gateway: Option<&str>,
+        nameserver: Option<&str>,
+    ) -> Option<NetConfig> {
         let (addr, len) = address.split_once('/')?;
         let prefix_len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
-        let parse = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(|t| parse_ipv4(t).ok_or(())).transpose();
+        let parse = |t: Option<&str>| {
+            t.filter(|t| !t.is_empty()).map(|t| parse_ipv4(t).ok_or(())).transpose()
+        };
         Some(NetConfig {
             address: parse_ipv4(addr)?,
             prefix_len,
@@ -66,7 +72,8 @@ pub type Step = &'static str;
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), (Step, Errno)> {
     let name = link.name;
     dev.set_address(name, config.address.octets()).map_err(|e| ("setting the address", e))?;
-    dev.set_netmask(name, mask_of(config.prefix_len).octets()).map_err(|e| ("setting the netmask", e))?;
+    dev.set_netmask(name, mask_of(config.prefix_len).octets())
+        .map_err(|e| ("setting the netmask", e))?;
     if let Some(mtu) = config.mtu {
         dev.set_mtu(name, mtu).map_err(|e| ("setting the MTU", e))?;
     }
@@ -76,7 +83,8 @@ pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), (Step,
             .map_err(|e| ("adding a classless static route", e))?;
     }
     if let Some(gateway) = config.gateway {
-        dev.add_route(name, [0; 4], [0; 4], gateway.octets()).map_err(|e| ("adding the default route", e))?;
+        dev.add_route(name, [0; 4], [0; 4], gateway.octets())
+            .map_err(|e| ("adding the default route", e))?;
     }
     Ok(())
 }
@@ -87,7 +95,8 @@ mod tests {
 
     #[test]
     fn plan_fields() {
-        let c = NetConfig::from_plan("10.213.0.9/16", Some("10.213.0.1"), Some("10.213.0.53")).unwrap();
+        let c =
+            NetConfig::from_plan("10.213.0.9/16", Some("10.213.0.1"), Some("10.213.0.53")).unwrap();
         assert_eq!((c.address, c.prefix_len), (Ipv4Addr::new(10, 213, 0, 9), 16));
         assert_eq!(c.gateway, Some(Ipv4Addr::new(10, 213, 0, 1)));
         assert_eq!(c.dns, [Ipv4Addr::new(10, 213, 0, 53)]);

@@ -141,14 +141,20 @@ mod tests {
         assert_eq!(parse_mac("52:54:00:AB:cd:ef"), Some(mac));
         assert_eq!(parse_mac("52-54-00-ab-cd-ef"), Some(mac));
         assert_eq!(Mac(mac).to_string(), "52:54:00:ab:cd:ef");
-        for bad in ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef0", "zz:54:00:ab:cd:ef", ""] {
+        for bad in
+            ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef0", "zz:54:00:ab:cd:ef", ""]
+        {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn select_by_name_or_mac() {
-        let link = |name: &str, last| Link { name: IfName::new(name).unwrap(), index: 2, mac: [2, 0, 0, 0, 0, last] };
+        let link = |name: &str, last| Link {
+            name: IfName::new(name).unwrap(),
+            index: 2,
+            mac: [2, 0, 0, 0, 0, last],
+        };
         let all = alloc::vec![link("eth0", 1), link("eth1", 2)];
         let selected = |wanted| {
             let mut links = all.clone();

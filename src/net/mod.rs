@@ -68,13 +68,23 @@ impl fmt::Display for DhcpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetError {
     /// A system call failed while `doing` something on `iface` ("-": on no single one).
-    Sys { doing: &'static str, iface: IfName, errno: Errno },
+    Sys {
+        doing: &'static str,
+        iface: IfName,
+        errno: Errno,
+    },
     /// The machine has no Ethernet interface at all.
     NoLinks,
     /// `imprint.iface=` or the device of `ip=` names no Ethernet interface.
-    NoSuchLink { wanted: String, present: String },
+    NoSuchLink {
+        wanted: String,
+        present: String,
+    },
     /// None of `links` had carrier within the bound.
-    NoCarrier { links: String, waited_secs: u64 },
+    NoCarrier {
+        links: String,
+        waited_secs: u64,
+    },
     Config(static_ip::IpParseError),
     Dhcp(DhcpError),
     /// `imprint dhcp` was called wrongly.
@@ -85,9 +95,15 @@ impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NetError::Sys { doing, iface, errno } => write!(f, "{doing} on {iface}: {errno}"),
-            NetError::NoLinks => f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)"),
+            NetError::NoLinks => {
+                f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)")
+            }
             NetError::NoSuchLink { wanted, present } => {
-                write!(f, "no Ethernet interface named {} (present: {present})", crate::console::Quoted(wanted))
+                write!(
+                    f,
+                    "no Ethernet interface named {} (present: {present})",
+                    crate::console::Quoted(wanted)
+                )
             }
             NetError::NoCarrier { links, waited_secs } => {
                 write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")
@@ -129,7 +145,8 @@ impl Session {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
     fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, NetError> {
-        let socket = PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
+        let socket =
+            PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
         Ok(Session { link, socket, client, unicast: None, carrier_at: now })
@@ -141,9 +158,15 @@ impl Session {
         match send {
             Send::Broadcast(message) => {
                 // From our address only while rebinding (RFC 2131 4.4.5); else 0.0.0.0.
-                let src = if self.client.state() == dhcp::State::Rebinding { address } else { Ipv4Addr::UNSPECIFIED };
+                let src = if self.client.state() == dhcp::State::Rebinding {
+                    address
+                } else {
+                    Ipv4Addr::UNSPECIFIED
+                };
                 let datagram = dhcp::frame(src, Ipv4Addr::BROADCAST, &message);
-                self.socket.send_broadcast(&datagram).map_err(sys("sending a DHCP broadcast", iface))
+                self.socket
+                    .send_broadcast(&datagram)
+                    .map_err(sys("sending a DHCP broadcast", iface))
             }
             Send::Unicast(server, message) => {
                 if self.unicast.is_none() {
@@ -166,7 +189,9 @@ impl Session {
         // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
         let buf = &mut [0u8; 1536];
         let iface = self.link.name;
-        while let Some(got) = self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))? {
+        while let Some(got) =
+            self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
+        {
             let Some(datagram) = buf.get(..got.len) else {
                 self.client.ignored += 1; // longer than any DHCP reply we accept
                 continue;
@@ -179,7 +204,11 @@ impl Session {
         // Our UDP socket also gets a copy of unicast replies; the packet socket has
         // already read them, so drop these.
         if let Some(socket) = &self.unicast {
-            while socket.receive_from(buf).map_err(sys("draining the DHCP client port", iface))?.is_some() {}
+            while socket
+                .receive_from(buf)
+                .map_err(sys("draining the DHCP client port", iface))?
+                .is_some()
+            {}
         }
         match self.client.poll(now) {
             Ok(Some(send)) => self.transmit(send)?,
@@ -250,7 +279,13 @@ struct Acquiring {
 /// with carrier is the answer; else a DHCP client runs on each link from the moment it has
 /// carrier, all at once, until one binds (the others are dropped; a bound loser releases).
 /// At most `timeout`.
-fn acquire(dev: &NetDev, links: Vec<Link>, hostname: Option<String>, fixed: Option<NetConfig>, timeout: Duration) -> Result<Network, NetError> {
+fn acquire(
+    dev: &NetDev,
+    links: Vec<Link>,
+    hostname: Option<String>,
+    fixed: Option<NetConfig>,
+    timeout: Duration,
+) -> Result<Network, NetError> {
     Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(dev, timeout)
 }
 
@@ -272,7 +307,11 @@ impl Acquiring {
                     }
                     Ok(true) => match self.fixed.take() {
                         Some(config) => return Ok(Network { link: l, config, dhcp: None }),
-                        None => sessions.push(alloc::boxed::Box::new(Session::open(l, self.hostname.clone(), now)?)),
+                        None => sessions.push(alloc::boxed::Box::new(Session::open(
+                            l,
+                            self.hostname.clone(),
+                            now,
+                        )?)),
                     },
                     // The link went away (unplugged, deleted): wait for the others.
                     Err(Errno(libc::ENODEV)) => {}
@@ -304,8 +343,14 @@ impl Acquiring {
                     }
                 }
                 let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-                let config = NetConfig::from_lease(session.client.lease().expect("a bound client has a lease"));
-                return Ok(Network { link: session.link, config, dhcp: Some(BoundClient { session, carrier_to_bound }) });
+                let config = NetConfig::from_lease(
+                    session.client.lease().expect("a bound client has a lease"),
+                );
+                return Ok(Network {
+                    link: session.link,
+                    config,
+                    dhcp: Some(BoundClient { session, carrier_to_bound }),
+                });
             }
             if now >= deadline {
                 let waited_secs = timeout.as_secs();
@@ -316,9 +361,15 @@ impl Acquiring {
                 let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
                 for s in sessions.iter() {
                     link::push_name(&mut links, s.link.name);
-                    (replies, naks, ignored) = (replies + s.client.replies, naks + s.client.naks, ignored + s.client.ignored);
+                    (replies, naks, ignored) = (
+                        replies + s.client.replies,
+                        naks + s.client.naks,
+                        ignored + s.client.ignored,
+                    );
                 }
-                return Err(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into());
+                return Err(
+                    DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into()
+                );
             }
             let mut wake = deadline;
             let mut fds = Vec::new();
@@ -329,7 +380,8 @@ impl Acquiring {
             if !waiting.is_empty() {
                 wake = wake.min(now + CARRIER_CHECK);
             }
-            poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", IfName::NONE))?;
+            poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+                .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
         }
     }
 }
@@ -354,7 +406,11 @@ fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
-pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Result<Network, NetError> {
+pub fn bring_up(
+    ip: Option<&str>,
+    iface: Option<&str>,
+    timeout: Duration,
+) -> Result<Network, NetError> {
     let IpSetting { device, hostname, fixed } = static_ip::parse(ip).map_err(NetError::Config)?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
@@ -366,14 +422,18 @@ pub fn bring_up(ip: Option<&str>, iface: Option<&str>, timeout: Duration) -> Res
     let wanted = iface.or(device.as_deref());
     link::select(&mut links, wanted);
     if links.is_empty() {
-        return Err(NetError::NoSuchLink { wanted: String::from(wanted.unwrap_or_default()), present });
+        return Err(NetError::NoSuchLink {
+            wanted: String::from(wanted.unwrap_or_default()),
+            present,
+        });
     }
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
     let network = acquire(&dev, links, hostname, fixed, timeout)?;
     let name = network.link.name;
-    ipconfig::apply(&dev, &network.link, &network.config).map_err(|(doing, errno)| sys(doing, name)(errno))?;
+    ipconfig::apply(&dev, &network.link, &network.config)
+        .map_err(|(doing, errno)| sys(doing, name)(errno))?;
     Ok(network)
 }
 
@@ -472,7 +532,10 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
             b"--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
             b"--hold" => (&mut hold, "--hold needs a number of seconds"),
             name if iface.is_none() && !name.starts_with(b"-") => {
-                iface = Some(core::str::from_utf8(name).map_err(|_| NetError::Usage("the interface name is not UTF-8"))?);
+                iface = Some(
+                    core::str::from_utf8(name)
+                        .map_err(|_| NetError::Usage("the interface name is not UTF-8"))?,
+                );
                 continue;
             }
             _ => return Err(NetError::Usage("unexpected argument")),
@@ -490,11 +553,16 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
             break;
         }
         if client.tick(now)? == LeaseEvent::Renewed {
-            sayln!("imprint: lease renewed: {} s from {}", client.lease().lease_secs, Dotted(client.lease().server));
+            sayln!(
+                "imprint: lease renewed: {} s from {}",
+                client.lease().lease_secs,
+                Dotted(client.lease().server)
+            );
         }
         let wake = client.next_wakeup().min(end);
         let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic())).map_err(sys("waiting for DHCP replies", client.link().name))?;
+        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+            .map_err(sys("waiting for DHCP replies", client.link().name))?;
     }
     if release {
         client.release()?;

@@ -203,7 +203,9 @@ pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
             LEASE_TIME => out.lease_secs = Some(word),
             RENEWAL_TIME => out.renewal_secs = Some(word),
             REBINDING_TIME => out.rebinding_secs = Some(word),
-            INTERFACE_MTU => out.mtu = Some(u16::from_be_bytes(data.try_into().unwrap_or_default())),
+            INTERFACE_MTU => {
+                out.mtu = Some(u16::from_be_bytes(data.try_into().unwrap_or_default()))
+            }
             ROUTER => out.routers = addresses(data),
             DNS => out.dns = addresses(data),
             HOSTNAME => out.hostname = Some(name(code, data)?),
@@ -240,7 +242,8 @@ mod tests {
             3, 8, 10, 0, 0, 1, 10, 0, 0, 2, // two routers
             6, 4, 1, 1, 1, 1, // dns
             12, 4, b'n', b'o', b'd', b'e', // hostname
-            15, 8, b'e', b'x', b'.', b'o', b'r', b'g', 0, 0, // domain: NULs are stripped? one only
+            15, 8, b'e', b'x', b'.', b'o', b'r', b'g', 0,
+            0, // domain: NULs are stripped? one only
             26, 2, 0x05, 0xdc, // mtu 1500
             58, 4, 0, 0, 0, 30, 59, 4, 0, 0, 0, 50, END,
         ];
@@ -253,17 +256,36 @@ mod tests {
         assert_eq!(got.dns, [Ipv4Addr::new(1, 1, 1, 1)]);
         assert_eq!(got.hostname.as_deref(), Some("node"));
         assert_eq!(got.domain.as_deref(), Some("ex.orgx"));
-        assert_eq!((got.mtu, got.renewal_secs, got.rebinding_secs), (Some(1500), Some(30), Some(50)));
+        assert_eq!(
+            (got.mtu, got.renewal_secs, got.rebinding_secs),
+            (Some(1500), Some(30), Some(50))
+        );
     }
 
     #[test]
     fn bad_lengths_and_hostile_names_are_refused() {
-        assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), Err(OptionError::BadLength { code: 3, len: 3 }));
+        assert_eq!(
+            parse_reply(&[3, 3, 1, 2, 3, END]),
+            Err(OptionError::BadLength { code: 3, len: 3 })
+        );
         assert_eq!(parse_reply(&[26, 1, 5, END]), Err(OptionError::BadLength { code: 26, len: 1 }));
-        assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), Err(OptionError::BadLength { code: 12, len: 2 }));
-        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), Err(OptionError::BadLength { code: 51, len: 2 }));
-        assert_eq!(parse_reply(&[53, 2, 5, 5, END]), Err(OptionError::BadLength { code: 53, len: 2 }));
-        assert_eq!(parse_reply(&[43, 2, 0, 1, END]), Ok(ReplyOptions::default()), "unused options pass");
+        assert_eq!(
+            parse_reply(&[12, 2, b'a', 0x1b, END]),
+            Err(OptionError::BadLength { code: 12, len: 2 })
+        );
+        assert_eq!(
+            parse_reply(&[51, 2, 0, 1, END]),
+            Err(OptionError::BadLength { code: 51, len: 2 })
+        );
+        assert_eq!(
+            parse_reply(&[53, 2, 5, 5, END]),
+            Err(OptionError::BadLength { code: 53, len: 2 })
+        );
+        assert_eq!(
+            parse_reply(&[43, 2, 0, 1, END]),
+            Ok(ReplyOptions::default()),
+            "unused options pass"
+        );
     }
 
     #[test]
@@ -275,9 +297,19 @@ mod tests {
         area.push(END);
         let routes = parse_reply(&area).unwrap().routes;
         assert_eq!(routes.len(), 3);
-        assert_eq!(routes[0], Route { destination: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: Ipv4Addr::new(10, 0, 0, 1) });
+        assert_eq!(
+            routes[0],
+            Route {
+                destination: Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gateway: Ipv4Addr::new(10, 0, 0, 1)
+            }
+        );
         assert_eq!(routes[1].destination, Ipv4Addr::new(10, 213, 0, 0));
-        assert_eq!((routes[2].destination, routes[2].prefix_len), (Ipv4Addr::new(192, 168, 1, 128), 25));
+        assert_eq!(
+            (routes[2].destination, routes[2].prefix_len),
+            (Ipv4Addr::new(192, 168, 1, 128), 25)
+        );
         assert!(classless_routes(&[33, 0, 0, 0, 0, 1, 2, 3, 4]).is_err(), "width over 32");
         assert!(classless_routes(&[24, 10, 0]).is_err(), "truncated destination");
         assert!(classless_routes(&[8, 10, 1, 2, 3]).is_err(), "truncated gateway");

@@ -43,8 +43,18 @@ impl fmt::Display for IpParseError {
     }
 }
 
-const FIELDS: [&str; 10] =
-    ["client address", "server address", "gateway", "netmask", "hostname", "device", "autoconf", "dns0", "dns1", "ntp0"];
+const FIELDS: [&str; 10] = [
+    "client address",
+    "server address",
+    "gateway",
+    "netmask",
+    "hostname",
+    "device",
+    "autoconf",
+    "dns0",
+    "dns1",
+    "ntp0",
+];
 
 /// A dotted quad (`10.0.0.1`): exactly four decimal numbers up to 255, no leading `+`.
 /// Ours rather than core's `FromStr`, which costs several times the bytes in the init.
@@ -92,14 +102,19 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
     let mut addresses = [None; FIELDS.len()];
     for (i, text) in fields.iter().enumerate() {
         if !text.is_empty() && !matches!(i, 4..=6) {
-            addresses[i] = Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
+            addresses[i] =
+                Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
         }
     }
     let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
     if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
-        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(IpParseError::Disabled) };
+        return if dhcp {
+            Ok(IpSetting { device, hostname, fixed: None })
+        } else {
+            Err(IpParseError::Disabled)
+        };
     }
     let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
@@ -108,7 +123,15 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
     for server in addresses[7..9].iter().flatten() {
         dns.push(*server);
     }
-    let config = NetConfig { address: client, prefix_len, gateway: addresses[2], routes: Vec::new(), dns, mtu: None, hostname };
+    let config = NetConfig {
+        address: client,
+        prefix_len,
+        gateway: addresses[2],
+        routes: Vec::new(),
+        dns,
+        mtu: None,
+        hostname,
+    };
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 
@@ -124,7 +147,17 @@ mod tests {
     fn dotted_quads() {
         assert_eq!(parse_ipv4("10.213.0.255"), Some(Ipv4Addr::new(10, 213, 0, 255)));
         assert_eq!(parse_ipv4("0.0.0.0"), Some(Ipv4Addr::UNSPECIFIED));
-        for bad in ["", "10.0.0", "10.0.0.1.", "10.0.0.256", "10.0.0.+1", "10..0.1", "1000.0.0.1", "a.b.c.d", "10.0.0.1 "] {
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.1.",
+            "10.0.0.256",
+            "10.0.0.+1",
+            "10..0.1",
+            "1000.0.0.1",
+            "a.b.c.d",
+            "10.0.0.1 ",
+        ] {
             assert_eq!(parse_ipv4(bad), None, "{bad}");
         }
     }
@@ -153,7 +186,11 @@ mod tests {
         assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
-            Ok(IpSetting { device: Some("eth0".into()), hostname: Some("node7".into()), fixed: None })
+            Ok(IpSetting {
+                device: Some("eth0".into()),
+                hostname: Some("node7".into()),
+                fixed: None
+            })
         );
     }
 
@@ -180,11 +217,16 @@ mod tests {
 
     #[test]
     fn static_with_empty_fields_takes_the_class_mask() {
-        let Ok(IpSetting { fixed: Some(c), device, .. }) = parse(Some("10.213.1.5::::::::")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), device, .. }) = parse(Some("10.213.1.5::::::::")) else {
+            panic!()
+        };
         assert_eq!((c.prefix_len, c.gateway, device, c.dns.len()), (8, None, None, 0));
         let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("192.168.7.9:")) else { panic!() };
         assert_eq!(c.prefix_len, 24);
-        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("172.16.0.9:::255.255.255.128::::")) else { panic!() };
+        let Ok(IpSetting { fixed: Some(c), .. }) = parse(Some("172.16.0.9:::255.255.255.128::::"))
+        else {
+            panic!()
+        };
         assert_eq!(c.prefix_len, 25);
     }
 

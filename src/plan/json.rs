@@ -251,7 +251,10 @@ impl<'a> Parser<'a> {
         loop {
             // Copy the run of plain characters at once (the input is valid UTF-8, and the
             // run ends at an ASCII byte, so the slice is on character boundaries).
-            let run = self.s[self.pos..].iter().take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20).count();
+            let run = self.s[self.pos..]
+                .iter()
+                .take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20)
+                .count();
             out.push_str(self.text.get(self.pos..self.pos + run).unwrap_or_default());
             self.pos += run;
             match self.peek() {
@@ -314,7 +317,8 @@ impl<'a> Parser<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let digits = self.s.get(self.pos..self.pos + 4).ok_or(self.error("truncated \\u escape"))?;
+        let digits =
+            self.s.get(self.pos..self.pos + 4).ok_or(self.error("truncated \\u escape"))?;
         let mut v = 0;
         for &d in digits {
             let n = (d as char).to_digit(16).ok_or(self.error("bad hex digit in \\u escape"))?;
@@ -353,9 +357,15 @@ mod tests {
         let image = v.get("Image").unwrap();
         assert_eq!(image.get("Width").unwrap().as_u64(), Some(800));
         assert_eq!(image.get("Animated"), Some(&Value::Bool(false)));
-        assert_eq!(image.get("IDs"), Some(&Value::Array(vec![
-            Value::Number("116".into()), Value::Number("943".into()),
-            Value::Number("234".into()), Value::Number("38793".into())])));
+        assert_eq!(
+            image.get("IDs"),
+            Some(&Value::Array(vec![
+                Value::Number("116".into()),
+                Value::Number("943".into()),
+                Value::Number("234".into()),
+                Value::Number("38793".into())
+            ]))
+        );
         // Second example: an array of objects with fractional numbers.
         let v = ok(r#"[{"Latitude": 37.7668, "Longitude": -122.3959, "Zip": "94107"}]"#);
         let Value::Array(items) = v else { panic!() };
@@ -369,7 +379,10 @@ mod tests {
 
     #[test]
     fn escapes_and_surrogates() {
-        assert_eq!(ok(r#""a\"b\\c\/d\b\f\n\r\t""#), Value::String("a\"b\\c/d\u{8}\u{c}\n\r\t".into()));
+        assert_eq!(
+            ok(r#""a\"b\\c\/d\b\f\n\r\t""#),
+            Value::String("a\"b\\c/d\u{8}\u{c}\n\r\t".into())
+        );
         assert_eq!(ok(r#""\u00e9\u20AC""#), Value::String("é€".into()));
         assert_eq!(ok(r#""\ud83d\ude00""#), Value::String("😀".into()));
         assert_eq!(ok("\"raw é 😀\""), Value::String("raw é 😀".into()));
@@ -386,7 +399,9 @@ mod tests {
 
     #[test]
     fn numbers_follow_the_grammar() {
-        for good in ["0", "-0", "1.5", "-12.25e+3", "1E5", "0.0e-0", "123456789012345678901234567890"] {
+        for good in
+            ["0", "-0", "1.5", "-12.25e+3", "1E5", "0.0e-0", "123456789012345678901234567890"]
+        {
             assert_eq!(ok(good), Value::Number(good.into()));
         }
         for bad in ["01", "-", "1.", ".5", "1e", "+1", "0x10", "1.e3", "-a"] {

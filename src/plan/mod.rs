@@ -121,18 +121,43 @@ impl fmt::Display for PlanError {
             PlanError::WrongType { key, expected, found } => {
                 write!(f, "plan: key \"{key}\": expected {expected}, found {found}")
             }
-            PlanError::BadValue { key, expected } => write!(f, "plan: key \"{key}\": expected {expected}"),
-            PlanError::Missing { key, because } => write!(f, "plan: key \"{key}\" is required {because}"),
+            PlanError::BadValue { key, expected } => {
+                write!(f, "plan: key \"{key}\": expected {expected}")
+            }
+            PlanError::Missing { key, because } => {
+                write!(f, "plan: key \"{key}\" is required {because}")
+            }
         }
     }
 }
 
 /// Every key imprint reads at the top level.
 const KNOWN: &[&str] = &[
-    "action", "compressed", "sourceImage", "destinationDevice", "sourceDevice", "desintationAddress",
-    "destinationAddress", "growDisk", "growPartition", "lvmRootName", "address", "gateway", "nameserver",
-    "dryRun", "dropToShell", "wipeDevice", "sha256", "imageSize", "disk", "onError", "statusURL", "hostname",
-    "files", "finally", "upload",
+    "action",
+    "compressed",
+    "sourceImage",
+    "destinationDevice",
+    "sourceDevice",
+    "desintationAddress",
+    "destinationAddress",
+    "growDisk",
+    "growPartition",
+    "lvmRootName",
+    "address",
+    "gateway",
+    "nameserver",
+    "dryRun",
+    "dropToShell",
+    "wipeDevice",
+    "sha256",
+    "imageSize",
+    "disk",
+    "onError",
+    "statusURL",
+    "hostname",
+    "files",
+    "finally",
+    "upload",
 ];
 
 /// Parses and checks a plan document.
@@ -145,14 +170,22 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         Some("writeImage") => Action::WriteImage,
         Some("readImage") => Action::ReadImage,
         Some(_) => return Err(bad("action", "\"writeImage\" or \"readImage\"")),
-        None => return Err(PlanError::Missing { key: "action", because: "(\"writeImage\" or \"readImage\")" }),
+        None => {
+            return Err(PlanError::Missing {
+                key: "action",
+                because: "(\"writeImage\" or \"readImage\")",
+            })
+        }
     };
     let destination_address = match doc.string("desintationAddress")? {
         Some(a) => Some(a),
         None => doc.string("destinationAddress")?,
     };
     let on_error = match doc.string("onError")? {
-        Some(p) => Some(Policy::parse(p).ok_or_else(|| bad("onError", "\"reboot\", \"shell\" or \"poweroff\""))?),
+        Some(p) => Some(
+            Policy::parse(p)
+                .ok_or_else(|| bad("onError", "\"reboot\", \"shell\" or \"poweroff\""))?,
+        ),
         None if doc.flag("dropToShell")? => Some(Policy::Shell),
         None => None,
     };
@@ -178,7 +211,9 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     let hostname = match doc.string("hostname")? {
         None => None,
         Some(h) if is_hostname(h) => Some(h.to_string()),
-        Some(_) => return Err(bad("hostname", "a host name (letters, digits, '-' and '.', at most 253)")),
+        Some(_) => {
+            return Err(bad("hostname", "a host name (letters, digits, '-' and '.', at most 253)"))
+        }
     };
 
     let plan = Plan {
@@ -205,7 +240,12 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         files: parse_files(&doc)?,
         finally,
         upload,
-        ignored: members.iter().map(|(k, _)| k).filter(|k| !KNOWN.contains(&k.as_str())).cloned().collect(),
+        ignored: members
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !KNOWN.contains(&k.as_str()))
+            .cloned()
+            .collect(),
     };
     match plan.action {
         Action::WriteImage if plan.source_image.is_none() => {
@@ -275,7 +315,10 @@ impl<'a> Doc<'a> {
             Some(v @ Value::Number(_)) => match v.as_u64() {
                 Some(0) => Ok(None),
                 Some(n) => Ok(Some(n)),
-                None => Err(PlanError::BadValue { key: self.key_name(key), expected: "a whole number from 0 to 2^64-1" }),
+                None => Err(PlanError::BadValue {
+                    key: self.key_name(key),
+                    expected: "a whole number from 0 to 2^64-1",
+                }),
             },
             Some(other) => Err(self.wrong(key, "a number", other)),
         }
@@ -312,20 +355,33 @@ fn parse_files(doc: &Doc<'_>) -> Result<Vec<FileSpec>, PlanError> {
         }
         let f = Doc { root: item, prefix: "files[]." };
         let path = match f.string("path")? {
-            Some(p) if p.starts_with('/') && !p.split('/').any(|part| part == "..") => p.to_string(),
+            Some(p) if p.starts_with('/') && !p.split('/').any(|part| part == "..") => {
+                p.to_string()
+            }
             Some(_) => return Err(bad("files[].path", "an absolute path without \"..\"")),
-            None => return Err(PlanError::Missing { key: "files[].path", because: "for every file" }),
+            None => {
+                return Err(PlanError::Missing { key: "files[].path", because: "for every file" })
+            }
         };
         let content = match (f.string("content")?, f.string("base64")?) {
-            (Some(_), Some(_)) => return Err(bad("files[]", "either \"content\" or \"base64\", not both")),
+            (Some(_), Some(_)) => {
+                return Err(bad("files[]", "either \"content\" or \"base64\", not both"))
+            }
             (Some(text), None) => text.as_bytes().to_vec(),
-            (None, Some(b64)) => base64::decode(b64).ok_or_else(|| bad("files[].base64", "base64 (RFC 4648)"))?,
+            (None, Some(b64)) => {
+                base64::decode(b64).ok_or_else(|| bad("files[].base64", "base64 (RFC 4648)"))?
+            }
             (None, None) => Vec::new(),
         };
         let mode = match f.get("mode") {
             None => 0o644,
-            Some(Value::String(s)) => u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| bad("files[].mode", "an octal mode such as \"0644\""))?,
-            Some(other) => return Err(f.wrong("mode", "an octal mode string such as \"0644\"", other)),
+            Some(Value::String(s)) => u32::from_str_radix(s, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| bad("files[].mode", "an octal mode such as \"0644\""))?,
+            Some(other) => {
+                return Err(f.wrong("mode", "an octal mode string such as \"0644\"", other))
+            }
         };
         out.push(FileSpec { path, content, mode });
     }
@@ -389,7 +445,10 @@ mod tests {
         let p = parse(PLUNDER_WRITE.as_bytes()).unwrap();
         assert_eq!(p.action, Action::WriteImage);
         assert!(p.compressed);
-        assert_eq!(p.source_image.as_deref(), Some("http://192.168.0.95:3000/images/ubuntu.img.gz"));
+        assert_eq!(
+            p.source_image.as_deref(),
+            Some("http://192.168.0.95:3000/images/ubuntu.img.gz")
+        );
         assert_eq!(p.destination_device.as_deref(), Some("/dev/sda"));
         assert_eq!(p.grow_partition, Some(1));
         assert_eq!(p.lvm_root_name.as_deref(), Some("/dev/ubuntu-vg/root"));
@@ -436,7 +495,10 @@ mod tests {
         assert_eq!(p.on_error, Some(Policy::Poweroff), "onError wins over dropToShell");
         assert_eq!(p.status_url.as_deref(), Some("http://s/status"));
         assert_eq!(p.hostname.as_deref(), Some("node-7.lab"));
-        assert_eq!(p.files[0], FileSpec { path: "/etc/motd".into(), content: b"hi\n".to_vec(), mode: 0o644 });
+        assert_eq!(
+            p.files[0],
+            FileSpec { path: "/etc/motd".into(), content: b"hi\n".to_vec(), mode: 0o644 }
+        );
         assert_eq!(p.files[1].content, b"ssh-ed25519 AAAA".to_vec());
         assert_eq!(p.files[1].mode, 0o600);
         assert_eq!(p.finally, Finally::Poweroff);
@@ -450,28 +512,57 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert_eq!(error(r#"{"sourceImage":"x"}"#), "plan: key \"action\" is required (\"writeImage\" or \"readImage\")");
-        assert_eq!(error(r#"{"action":"formatDisk"}"#), "plan: key \"action\": expected \"writeImage\" or \"readImage\"");
-        assert_eq!(error(r#"{"action":"writeImage"}"#), "plan: key \"sourceImage\" is required for writeImage");
-        assert_eq!(error(r#"{"action":"readImage"}"#), "plan: key \"desintationAddress\" is required for readImage");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","growPartition":"1"}"#),
-            "plan: key \"growPartition\": expected a number, found a string");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","dryRun":"yes"}"#),
-            "plan: key \"dryRun\": expected true or false, found a string");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","disk":{"serial":7}}"#),
-            "plan: key \"disk.serial\": expected a string, found a number");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","imageSize":-1}"#),
-            "plan: key \"imageSize\": expected a whole number from 0 to 2^64-1");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","sha256":"abc"}"#),
-            "plan: key \"sha256\": expected 64 hexadecimal digits");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","files":[{"path":"etc/x"}]}"#),
-            "plan: key \"files[].path\": expected an absolute path without \"..\"");
-        assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","files":[{"path":"/../x"}]}"#),
-            "plan: key \"files[].path\": expected an absolute path without \"..\"");
+        assert_eq!(
+            error(r#"{"sourceImage":"x"}"#),
+            "plan: key \"action\" is required (\"writeImage\" or \"readImage\")"
+        );
+        assert_eq!(
+            error(r#"{"action":"formatDisk"}"#),
+            "plan: key \"action\": expected \"writeImage\" or \"readImage\""
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage"}"#),
+            "plan: key \"sourceImage\" is required for writeImage"
+        );
+        assert_eq!(
+            error(r#"{"action":"readImage"}"#),
+            "plan: key \"desintationAddress\" is required for readImage"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","growPartition":"1"}"#),
+            "plan: key \"growPartition\": expected a number, found a string"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","dryRun":"yes"}"#),
+            "plan: key \"dryRun\": expected true or false, found a string"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","disk":{"serial":7}}"#),
+            "plan: key \"disk.serial\": expected a string, found a number"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","imageSize":-1}"#),
+            "plan: key \"imageSize\": expected a whole number from 0 to 2^64-1"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","sha256":"abc"}"#),
+            "plan: key \"sha256\": expected 64 hexadecimal digits"
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","files":[{"path":"etc/x"}]}"#),
+            "plan: key \"files[].path\": expected an absolute path without \"..\""
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","files":[{"path":"/../x"}]}"#),
+            "plan: key \"files[].path\": expected an absolute path without \"..\""
+        );
         assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","hostname":"bad_name"}"#),
             "plan: key \"hostname\": expected a host name (letters, digits, '-' and '.', at most 253)");
         assert_eq!(error(r#"["action"]"#), "plan: the document is not a JSON object");
-        assert_eq!(error(r#"{"action":"#), "plan: invalid JSON at byte 10: unexpected end of document");
+        assert_eq!(
+            error(r#"{"action":"#),
+            "plan: invalid JSON at byte 10: unexpected end of document"
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Report<'_> {
             None => out.push_str("null"),
         }
         let kbps = self.kilobytes_per_second;
-        let _ = write!(out, ",\"mbPerSecond\":\"{}.{}\",\"sha256\":", kbps / 1000, kbps % 1000 / 100);
+        let _ =
+            write!(out, ",\"mbPerSecond\":\"{}.{}\",\"sha256\":", kbps / 1000, kbps % 1000 / 100);
         match self.sha256 {
             Some(hash) => {
                 out.push('"');

@@ -94,7 +94,11 @@ impl Allocator {
                 if arena.is_null() {
                     return ptr::null_mut();
                 }
-                arena.cast::<Header>().write(Header { magic: MAGIC, class: class as u32, mapped: ARENA });
+                arena.cast::<Header>().write(Header {
+                    magic: MAGIC,
+                    class: class as u32,
+                    mapped: ARENA,
+                });
                 // Block 0 holds the header.
                 s.bump[class] = arena.add(1 << (class as u32 + MIN_SHIFT));
                 s.end[class] = arena.add(ARENA);
@@ -335,7 +339,12 @@ mod tests {
     fn blocks_are_aligned_disjoint_reused_and_keep_data() {
         let a = Allocator::new();
         let mut blocks = std::vec::Vec::new();
-        for (i, size) in [1usize, 8, 16, 24, 100, 1000, 5000, 16384, 20000, 4 << 20].iter().cycle().take(400).enumerate() {
+        for (i, size) in [1usize, 8, 16, 24, 100, 1000, 5000, 16384, 20000, 4 << 20]
+            .iter()
+            .cycle()
+            .take(400)
+            .enumerate()
+        {
             let align = if i % 3 == 0 { 64 } else { 8 };
             let p = a.allocate(*size, align);
             assert!(!p.is_null());

@@ -38,14 +38,24 @@ pub fn kind_of(path: &str) -> Result<Option<Kind>> {
 /// fstatat(2) as the raw system call: `path` relative to `dirfd`, or with an empty path
 /// and AT_EMPTY_PATH the file behind `dirfd` itself. Not musl's stat/fstat: their
 /// fallbacks for old kernels (/proc/self/fd paths) cost the init ~600 bytes.
-fn stat_at(dirfd: libc::c_int, path: *const libc::c_char, flags: libc::c_int) -> Result<libc::stat> {
+fn stat_at(
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+) -> Result<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: callers pass a NUL-terminated path valid for the call; `st` is a valid
     // writable stat, and on x86_64 libc's `struct stat` is the kernel's layout that
     // newfstatat fills.
     let ret = unsafe {
-        libc::syscall(libc::SYS_newfstatat, dirfd as libc::c_long, path, &mut st as *mut libc::stat, flags as libc::c_long)
+        libc::syscall(
+            libc::SYS_newfstatat,
+            dirfd as libc::c_long,
+            path,
+            &mut st as *mut libc::stat,
+            flags as libc::c_long,
+        )
     };
     check(ret as libc::c_int).map(|_| st)
 }
@@ -149,8 +159,12 @@ fn blkpg(fd: &Fd, op: libc::c_int, number: u32, start: u64, length: u64) -> Resu
         devname: [0; 64],
         volname: [0; 64],
     };
-    let mut arg =
-        BlkpgIoctlArg { op, flags: 0, datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int, data: &mut part };
+    let mut arg = BlkpgIoctlArg {
+        op,
+        flags: 0,
+        datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: &mut part,
+    };
     // SAFETY: `arg` and the partition it points to are valid, correctly laid out
     // (#[repr(C)] as in <linux/blkpg.h>) and live through the call; the kernel copies them.
     check(unsafe { libc::ioctl(fd.raw(), BLKPG, &mut arg as *mut BlkpgIoctlArg) }).map(|_| ())
@@ -171,8 +185,14 @@ pub fn delete_partition(fd: &Fd, number: u32) -> Result<()> {
 pub fn zero_range(fd: &Fd, offset: u64, len: u64) -> Result<()> {
     loop {
         // SAFETY: fallocate takes only integers.
-        let ret =
-            unsafe { libc::fallocate(fd.raw(), libc::FALLOC_FL_ZERO_RANGE, offset as libc::off_t, len as libc::off_t) };
+        let ret = unsafe {
+            libc::fallocate(
+                fd.raw(),
+                libc::FALLOC_FL_ZERO_RANGE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
         match check(ret) {
             Err(Errno::EINTR) => continue,
             other => return other.map(|_| ()),
@@ -191,7 +211,9 @@ pub fn zero_out(fd: &Fd, offset: u64, len: u64) -> Result<()> {
 pub fn pwrite(fd: &Fd, buf: &[u8], offset: u64) -> Result<usize> {
     loop {
         // SAFETY: buf is a valid readable region of buf.len() bytes for the whole call.
-        let ret = unsafe { libc::pwrite(fd.raw(), buf.as_ptr().cast(), buf.len(), offset as libc::off_t) };
+        let ret = unsafe {
+            libc::pwrite(fd.raw(), buf.as_ptr().cast(), buf.len(), offset as libc::off_t)
+        };
         match check_size(ret) {
             Err(Errno::EINTR) => continue,
             other => return other,
@@ -203,7 +225,9 @@ pub fn pwrite(fd: &Fd, buf: &[u8], offset: u64) -> Result<usize> {
 pub fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
     loop {
         // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
-        let ret = unsafe { libc::pread(fd.raw(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+        let ret = unsafe {
+            libc::pread(fd.raw(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t)
+        };
         match check_size(ret) {
             Err(Errno::EINTR) => continue,
             other => return other,
@@ -271,7 +295,8 @@ pub struct AlignedBuf {
 impl AlignedBuf {
     /// Allocates `len` zeroed bytes (`len` > 0); ENOMEM when the heap has no room.
     pub fn zeroed(len: usize) -> Result<AlignedBuf> {
-        let layout = core::alloc::Layout::from_size_align(len.max(1), PAGE).map_err(|_| Errno(libc::ENOMEM))?;
+        let layout = core::alloc::Layout::from_size_align(len.max(1), PAGE)
+            .map_err(|_| Errno(libc::ENOMEM))?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { ::alloc::alloc::alloc_zeroed(layout) };
         core::ptr::NonNull::new(ptr).map(|ptr| AlignedBuf { ptr, len }).ok_or(Errno(libc::ENOMEM))
@@ -295,7 +320,8 @@ impl DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = core::alloc::Layout::from_size_align(self.len.max(1), PAGE).expect("checked at allocation");
+        let layout = core::alloc::Layout::from_size_align(self.len.max(1), PAGE)
+            .expect("checked at allocation");
         // SAFETY: ptr was allocated in `zeroed` with exactly this layout and is freed once.
         unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
     }
@@ -422,12 +448,16 @@ impl DirectRing {
             // call. The data it names lies inside `self.buf`, which stays allocated until
             // the write completes (Drop waits for every write) and is not written to
             // meanwhile (writable_from waits for writes at or past its start).
-            let ret = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr()) };
+            let ret = unsafe {
+                libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr())
+            };
             match check(ret as libc::c_int) {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
                 // The kernel's queue is full: let some writes finish, then try again.
-                Err(e) if e.0 == libc::EAGAIN && self.slots.iter().any(Option::is_some) => self.reap(1)?,
+                Err(e) if e.0 == libc::EAGAIN && self.slots.iter().any(Option::is_some) => {
+                    self.reap(1)?
+                }
                 Err(e) => {
                     self.failed_at = offset;
                     return Err(e);
@@ -456,12 +486,15 @@ impl DirectRing {
         let n = aio_events(ctx, min, &mut events)?;
         let mut result = Ok(());
         for event in &events[..n] {
-            let Some(write) = self.slots.get_mut(event.data as usize).and_then(Option::take) else { continue };
+            let Some(write) = self.slots.get_mut(event.data as usize).and_then(Option::take) else {
+                continue;
+            };
             let wanted = (write.end - write.start) as i64;
             if event.res != wanted && result.is_ok() {
                 self.failed_at = write.offset;
                 // A short write means the device ended early.
-                result = Err(if event.res < 0 { Errno(-event.res as i32) } else { Errno(libc::EIO) });
+                result =
+                    Err(if event.res < 0 { Errno(-event.res as i32) } else { Errno(libc::EIO) });
             }
         }
         result
@@ -482,7 +515,9 @@ impl Drop for DirectRing {
 pub(super) fn aio_setup(slots: usize) -> Option<libc::c_ulong> {
     let mut ctx: libc::c_ulong = 0;
     // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
-    let ret = unsafe { libc::syscall(libc::SYS_io_setup, slots as libc::c_long, &mut ctx as *mut libc::c_ulong) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_io_setup, slots as libc::c_long, &mut ctx as *mut libc::c_ulong)
+    };
     check(ret as libc::c_int).ok().map(|_| ctx)
 }
 
@@ -524,7 +559,9 @@ mod tests {
         let dir = std::env::temp_dir().join(std::format!("imprint-ring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk");
-        let fd = open_file(path.to_str().unwrap(), true).or_else(|_| open_file(path.to_str().unwrap(), false)).unwrap();
+        let fd = open_file(path.to_str().unwrap(), true)
+            .or_else(|_| open_file(path.to_str().unwrap(), false))
+            .unwrap();
         let mut ring = DirectRing::new(64 * PAGE).unwrap();
         for round in 0..3u8 {
             let buf = ring.writable_from(0).unwrap();

@@ -155,7 +155,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f");
         let p = path.to_str().unwrap();
-        let fd = Fd::open(p, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o600).unwrap();
+        let fd =
+            Fd::open(p, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o600).unwrap();
         fd.write_all(b"hello imprint").unwrap();
         drop(fd);
         let fd = Fd::open(p, OpenFlags::READ, 0).unwrap();

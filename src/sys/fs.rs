@@ -16,9 +16,7 @@ pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -
     let ret = with_cstr(source, |src| {
         with_cstr(target, |tgt| {
             with_cstr(fstype, |fs| {
-                with_cstr(data, |d| unsafe {
-                    libc::mount(src, tgt, fs, flags, d.cast())
-                })
+                with_cstr(data, |d| unsafe { libc::mount(src, tgt, fs, flags, d.cast()) })
             })
         })
     })????; // one `?` per nested with_cstr
@@ -46,9 +44,8 @@ pub fn make_dir(path: &str, mode: u32) -> Result<()> {
 pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
     let dev = libc::makedev(major, minor);
     // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    let ret = with_cstr(path, |p| unsafe {
-        libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev)
-    })?;
+    let ret =
+        with_cstr(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev) })?;
     check(ret).map(|_| ())
 }
 
@@ -66,7 +63,8 @@ const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
 pub fn grow_ext4(mount_point: &str, blocks: u64) -> Result<()> {
     let dir = Fd::open(mount_point, OpenFlags::READ, 0)?;
     // SAFETY: the ioctl reads one u64 through the pointer, which is valid for the call.
-    check(unsafe { libc::ioctl(dir.raw(), EXT4_IOC_RESIZE_FS as _, &blocks as *const u64) }).map(|_| ())
+    check(unsafe { libc::ioctl(dir.raw(), EXT4_IOC_RESIZE_FS as _, &blocks as *const u64) })
+        .map(|_| ())
 }
 
 /// Whether `path` exists (any type), following symlinks.

@@ -143,10 +143,16 @@ mod tests {
             for offset in [0, 1, 7, 15] {
                 let mut dst = std::vec![0xEEu8; len + 40];
                 // SAFETY: both ranges are in bounds and do not overlap.
-                let ret = unsafe { imprint_memcpy(dst.as_mut_ptr().add(offset), src.as_ptr().add(3), len) };
+                let ret = unsafe {
+                    imprint_memcpy(dst.as_mut_ptr().add(offset), src.as_ptr().add(3), len)
+                };
                 assert_eq!(ret, dst[offset..].as_mut_ptr());
                 assert!(dst[..offset].iter().all(|&b| b == 0xEE), "wrote before, len {len}");
-                assert_eq!(&dst[offset..offset + len], &src[3..3 + len], "len {len} offset {offset}");
+                assert_eq!(
+                    &dst[offset..offset + len],
+                    &src[3..3 + len],
+                    "len {len} offset {offset}"
+                );
                 assert!(dst[offset + len..].iter().all(|&b| b == 0xEE), "wrote past, len {len}");
             }
         }

@@ -112,7 +112,8 @@ impl NetDev {
     fn ioctl(&self, request: libc::c_ulong, req: &mut libc::ifreq) -> Result<()> {
         // SAFETY: req is a valid, writable ifreq for the whole call; every request issued
         // through here reads and writes only within struct ifreq.
-        check(unsafe { libc::ioctl(self.sock.raw(), request as _, req as *mut libc::ifreq) }).map(|_| ())
+        check(unsafe { libc::ioctl(self.sock.raw(), request as _, req as *mut libc::ifreq) })
+            .map(|_| ())
     }
 
     pub fn index(&self, name: IfName) -> Result<i32> {
@@ -168,7 +169,13 @@ impl NetDev {
 
     /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
     /// on interface `name`. An existing identical route is fine (EEXIST).
-    pub fn add_route(&self, name: IfName, dest: [u8; 4], mask: [u8; 4], gateway: [u8; 4]) -> Result<()> {
+    pub fn add_route(
+        &self,
+        name: IfName,
+        dest: [u8; 4],
+        mask: [u8; 4],
+        gateway: [u8; 4],
+    ) -> Result<()> {
         let mut dev = ifreq_for(name).ifr_name; // a NUL-terminated copy of the name
         let on_link = gateway == [0; 4];
         let mut rt = RtEntry {
@@ -188,7 +195,8 @@ impl NetDev {
         };
         // SAFETY: rt is a valid struct rtentry whose rt_dev points at `dev`, a NUL-terminated
         // name that lives until after the call; the kernel only reads both.
-        let ret = unsafe { libc::ioctl(self.sock.raw(), libc::SIOCADDRT as _, &mut rt as *mut RtEntry) };
+        let ret =
+            unsafe { libc::ioctl(self.sock.raw(), libc::SIOCADDRT as _, &mut rt as *mut RtEntry) };
         match check(ret) {
             Ok(_) => Ok(()),
             Err(e) if e.0 == libc::EEXIST => Ok(()),

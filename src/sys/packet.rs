@@ -56,7 +56,7 @@ static DHCP_CLIENT_FILTER: [libc::sock_filter; 9] = [
     op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2), // A = udp destination port
     op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, CLIENT_PORT),
     op(libc::BPF_RET | libc::BPF_K, 0, 0, 0xffff), // accept
-    op(libc::BPF_RET | libc::BPF_K, 0, 0, 0), // drop
+    op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),      // drop
 ];
 
 pub struct PacketSocket {
@@ -83,7 +83,10 @@ impl PacketSocket {
         // queue up before the filter is attached.
         let fd = open_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
         // The kernel copies the program and never writes through this pointer.
-        let fprog = libc::sock_fprog { len: DHCP_CLIENT_FILTER.len() as u16, filter: DHCP_CLIENT_FILTER.as_ptr().cast_mut() };
+        let fprog = libc::sock_fprog {
+            len: DHCP_CLIENT_FILTER.len() as u16,
+            filter: DHCP_CLIENT_FILTER.as_ptr().cast_mut(),
+        };
         set_option(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
         set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
         bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
@@ -130,7 +133,8 @@ impl PacketSocket {
                     && (*cmsg).cmsg_type == PACKET_AUXDATA
                     && (*cmsg).cmsg_len as usize >= wanted
                 {
-                    let aux = core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const TpacketAuxdata);
+                    let aux =
+                        core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const TpacketAuxdata);
                     checksum_not_ready = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);

@@ -28,7 +28,15 @@ impl ReadAhead {
     /// Two buffers of `block` bytes (a multiple of the logical block size).
     pub fn new(block: usize) -> Result<ReadAhead> {
         let bufs = [AlignedBuf::zeroed(block)?, AlignedBuf::zeroed(block)?];
-        Ok(ReadAhead { bufs, ctx: aio_setup(1), in_flight: false, next: 0, offset: 0, current_len: 0, ended: false })
+        Ok(ReadAhead {
+            bufs,
+            ctx: aio_setup(1),
+            in_flight: false,
+            next: 0,
+            offset: 0,
+            current_len: 0,
+            ended: false,
+        })
     }
 
     /// The next block of `fd` (the same fd on every call, open with O_DIRECT for reads
@@ -80,7 +88,9 @@ impl ReadAhead {
         // The buffer it names stays allocated until the read completes (Drop destroys the
         // context, which waits for it, before the buffers are freed) and is not touched
         // meanwhile: `next` hands out the other buffer and waits before using this one.
-        let ret = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr()) };
+        let ret = unsafe {
+            libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr())
+        };
         self.in_flight = ret == 1;
     }
 
@@ -95,7 +105,6 @@ impl ReadAhead {
         }
     }
 }
-
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
@@ -112,13 +121,17 @@ mod tests {
 
     #[test]
     fn blocks_come_in_order_then_a_short_one_then_nothing() {
-        let dir = std::env::temp_dir().join(std::format!("imprint-readahead-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(std::format!("imprint-readahead-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk");
-        let data: std::vec::Vec<u8> = (0..(5 * 16 * 4096 + 4096u32)).map(|i| (i / 4096 * 7 + i % 251) as u8).collect();
+        let data: std::vec::Vec<u8> =
+            (0..(5 * 16 * 4096 + 4096u32)).map(|i| (i / 4096 * 7 + i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let p = path.to_str().unwrap();
-        let fd = super::super::block::open_file(p, true).or_else(|_| super::super::block::open_file(p, false)).unwrap();
+        let fd = super::super::block::open_file(p, true)
+            .or_else(|_| super::super::block::open_file(p, false))
+            .unwrap();
         let mut reader = ReadAhead::new(16 * 4096).unwrap();
         let mut got = std::vec::Vec::new();
         let mut sizes = std::vec::Vec::new();

@@ -49,15 +49,20 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
     let mut cdgh = arch::_mm_blend_epi16(efgh, cdab, 0xf0);
     for block in data.chunks_exact(64) {
         let (abef_saved, cdgh_saved) = (abef, cdgh);
-        let mut w = [0, 16, 32, 48].map(|at| arch::_mm_shuffle_epi8(load_bytes(&block[at..]), mask));
+        let mut w =
+            [0, 16, 32, 48].map(|at| arch::_mm_shuffle_epi8(load_bytes(&block[at..]), mask));
         for group in 0..16 {
             let words = if group < 4 {
                 w[group]
             } else {
                 // The message schedule, four words at a time, in a ring of four.
-                let [w0, w1, w2, w3] = [w[group % 4], w[(group + 1) % 4], w[(group + 2) % 4], w[(group + 3) % 4]];
+                let [w0, w1, w2, w3] =
+                    [w[group % 4], w[(group + 1) % 4], w[(group + 2) % 4], w[(group + 3) % 4]];
                 let next = arch::_mm_sha256msg2_epu32(
-                    arch::_mm_add_epi32(arch::_mm_sha256msg1_epu32(w0, w1), arch::_mm_alignr_epi8(w3, w2, 4)),
+                    arch::_mm_add_epi32(
+                        arch::_mm_sha256msg1_epu32(w0, w1),
+                        arch::_mm_alignr_epi8(w3, w2, 4),
+                    ),
                     w3,
                 );
                 w[group % 4] = next;

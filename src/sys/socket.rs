@@ -40,7 +40,11 @@ impl TcpStream {
     pub fn connect(addr: SocketAddrV4, timeout: Duration) -> Result<TcpStream> {
         // SAFETY: socket takes only integers; the result is checked before use.
         let fd = check(unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
         })?;
         // Owned from here on, so every error path below closes it.
         let stream = TcpStream { fd };
@@ -96,7 +100,8 @@ impl TcpStream {
             // MSG_NOSIGNAL: a peer that closed gives EPIPE here instead of a SIGPIPE that
             // would kill the process.
             // SAFETY: buf is a valid readable region of buf.len() bytes for the call.
-            let ret = unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+            let ret =
+                unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
             match check_size(ret) {
                 Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => self.wait(WRITABLE, idle)?,
                 other => return other,
@@ -137,7 +142,12 @@ impl TcpStream {
         }
     }
 
-    fn set_int_option(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> Result<()> {
+    fn set_int_option(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> Result<()> {
         // SAFETY: value is a valid c_int and we pass its exact size; the kernel copies it.
         check(unsafe {
             libc::setsockopt(
@@ -155,7 +165,15 @@ impl TcpStream {
         let mut value: libc::c_int = 0;
         let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: value and len are valid writable locations; len says value's exact size.
-        check(unsafe { libc::getsockopt(self.fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) })?;
+        check(unsafe {
+            libc::getsockopt(
+                self.fd,
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
         Ok(value)
     }
 }

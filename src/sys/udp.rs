@@ -5,17 +5,34 @@ use super::fd::Fd;
 use super::{check, check_size, Errno, Result};
 
 /// A non-blocking, close-on-exec socket.
-pub(super) fn open_socket(domain: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> Result<Fd> {
+pub(super) fn open_socket(
+    domain: libc::c_int,
+    kind: libc::c_int,
+    protocol: libc::c_int,
+) -> Result<Fd> {
     // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
-    let raw = check(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol) })?;
+    let raw = check(unsafe {
+        libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol)
+    })?;
     Ok(Fd::adopt(raw))
 }
 
-pub(super) fn set_option<T>(fd: &Fd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {
+pub(super) fn set_option<T>(
+    fd: &Fd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> Result<()> {
     // SAFETY: value points at a valid T of size_of::<T>() bytes for the whole call; the
     // kernel copies at most that many bytes.
     let ret = unsafe {
-        libc::setsockopt(fd.raw(), level, name, (value as *const T).cast(), core::mem::size_of::<T>() as u32)
+        libc::setsockopt(
+            fd.raw(),
+            level,
+            name,
+            (value as *const T).cast(),
+            core::mem::size_of::<T>() as u32,
+        )
     };
     check(ret).map(|_| ())
 }
@@ -24,7 +41,10 @@ pub(super) fn set_option<T>(fd: &Fd, level: libc::c_int, name: libc::c_int, valu
 pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
     // SAFETY: addr points at a valid A of size_of::<A>() bytes for the whole call; the
     // kernel reads at most that many bytes and checks the address family itself.
-    check(unsafe { libc::bind(fd.raw(), (addr as *const A).cast(), core::mem::size_of::<A>() as u32) }).map(|_| ())
+    check(unsafe {
+        libc::bind(fd.raw(), (addr as *const A).cast(), core::mem::size_of::<A>() as u32)
+    })
+    .map(|_| ())
 }
 
 /// sendto(2) of `data` to `addr`, a `sockaddr_*` struct.
@@ -57,7 +77,8 @@ fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
     }
 }
 
-const SOCKADDR_IN_LEN: libc::socklen_t = core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+const SOCKADDR_IN_LEN: libc::socklen_t =
+    core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
 
 impl UdpSocket {
     /// A non-blocking UDP socket bound to `addr:port` (port 0: any). SO_REUSEADDR lets a
