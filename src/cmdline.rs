@@ -8,10 +8,9 @@
 //! noted, since they are most likely typos. A bad value for a key we know is an error.
 
 use crate::console::Quoted;
-use crate::rescue::{OnError, Policy};
-use alloc::string::{String, ToString};
+use crate::rescue::Policy;
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
 /// One `key[=value]` word of the command line, quotes removed.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -21,75 +20,49 @@ pub struct Param<'a> {
 }
 
 /// Splits a command line into parameters the way the kernel does.
-pub fn params(line: &[u8]) -> Vec<Param<'_>> {
-    let mut out = Vec::new();
+pub fn params(line: &[u8]) -> impl Iterator<Item = Param<'_>> {
     let mut rest = line;
-    loop {
-        rest = trim_start(rest);
-        if rest.is_empty() {
-            return out;
-        }
-        let (param, tail) = next_param(rest);
-        out.push(param);
+    core::iter::from_fn(move || {
+        let skip = rest.iter().take_while(|b| b.is_ascii_whitespace() || **b == 0).count();
+        let (param, tail) = next_param(rest.get(skip..).filter(|r| !r.is_empty())?);
         rest = tail;
-    }
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let skip = s.iter().take_while(|b| b.is_ascii_whitespace() || **b == 0).count();
-    &s[skip..]
+        Some(param)
+    })
 }
 
 /// The kernel's next_arg(): one word, honouring quotes; returns it and the rest.
 fn next_param(s: &[u8]) -> (Param<'_>, &[u8]) {
-    let (quoted, s) = match s.first() {
-        Some(b'"') => (true, &s[1..]),
-        _ => (false, s),
+    let (quoted, s) = match s {
+        [b'"', s @ ..] => (true, s),
+        s => (false, s),
     };
     let mut in_quote = quoted;
-    let mut equals = None;
-    let mut end = 0;
-    while end < s.len() {
-        let b = s[end];
-        if b.is_ascii_whitespace() && !in_quote {
-            break;
-        }
-        if equals.is_none() && b == b'=' {
-            equals = Some(end);
-        }
-        if b == b'"' {
-            in_quote = !in_quote;
-        }
-        end += 1;
-    }
-    let word = &s[..end];
-    let rest = &s[end..];
+    let end = s.iter().position(|&b| {
+        in_quote ^= b == b'"';
+        b.is_ascii_whitespace() && !in_quote
+    });
+    let (word, rest) = s.split_at(end.unwrap_or(s.len()));
     // A closing quote at the end of the word is dropped (from the value, or from a
     // wholly quoted parameter).
-    let strip_last_quote = |w: &'_ [u8]| -> usize {
-        if w.last() == Some(&b'"') {
-            w.len() - 1
-        } else {
-            w.len()
-        }
-    };
-    let param = match equals {
-        None => {
-            let len = if quoted { strip_last_quote(word) } else { word.len() };
-            Param { key: &word[..len], value: None }
-        }
+    let param = match word.iter().position(|&b| b == b'=') {
+        None if quoted => Param { key: unquote(word), value: None },
+        None => Param { key: word, value: None },
         Some(eq) => {
-            let mut value = &word[eq + 1..];
-            if value.first() == Some(&b'"') {
-                value = &value[1..];
-                value = &value[..strip_last_quote(value)];
-            } else if quoted {
-                value = &value[..strip_last_quote(value)];
-            }
-            Param { key: &word[..eq], value: Some(value) }
+            let (key, value) = (&word[..eq], &word[eq + 1..]);
+            let value = match value.strip_prefix(b"\"") {
+                Some(v) => unquote(v),
+                None if quoted => unquote(value),
+                None => value,
+            };
+            Param { key, value: Some(value) }
         }
     };
     (param, rest)
+}
+
+/// `w` without one closing quote at its end.
+fn unquote(w: &[u8]) -> &[u8] {
+    w.strip_suffix(b"\"").unwrap_or(w)
 }
 
 /// What the command line asks of imprint.
@@ -101,95 +74,64 @@ pub struct Settings {
     pub ip: Option<String>,
     /// `imprint.iface=`: interface name or MAC.
     pub iface: Option<String>,
-    /// `imprint.on_error=` and `imprint.on_error_delay=`.
-    pub on_error: OnError,
+    /// `imprint.on_error=`.
+    pub on_error: Policy,
+    /// `imprint.on_error_delay=` (else [`crate::rescue::DEFAULT_DELAY`]).
+    pub on_error_delay: Option<u32>,
     /// `imprint.fault=` (only with the `fault-injection` feature, for tests).
     pub fault: Option<String>,
     /// `imprint.*` keys we do not know: shown in the banner as likely typos.
     pub unknown: Vec<String>,
 }
 
-/// A parameter imprint knows, with a value it cannot use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CmdlineError {
-    pub key: String,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-impl fmt::Display for CmdlineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "kernel command line: {}={}: expected {}",
-            self.key,
-            Quoted(&self.value),
-            self.expected
-        )
-    }
-}
-
-/// Longest delay imprint accepts before acting on an error: one day.
-pub const MAX_ERROR_DELAY: u32 = 86_400;
-
-/// Parses the whole command line. Every bad value is reported; the settings hold the
-/// defaults in its place, so the rescue path still has a policy to follow.
-pub fn parse(line: &[u8]) -> (Settings, Vec<CmdlineError>) {
-    let mut settings = Settings::default();
+/// Parses the whole command line. Every bad value is reported, one line each; the
+/// settings hold the defaults in its place, so the rescue path still has a policy to follow.
+pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
+    let mut s = Settings::default();
     let mut errors = Vec::new();
     for Param { key, value } in params(line) {
-        let key_text = String::from_utf8_lossy(key);
-        let value_text = value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
-        let mut bad = |expected: &'static str| {
-            errors.push(CmdlineError {
-                key: key_text.to_string(),
-                value: value_text.clone(),
-                expected,
-            })
+        if !(key.starts_with(b"imprint.") || key == b"BOOTYURL" || key == b"ip") {
+            continue;
+        }
+        let lossy = String::from_utf8_lossy;
+        let mut bad = |expected: &str| {
+            let shown = lossy(value.unwrap_or_default());
+            let error = text!(
+                "kernel command line: {}={}: expected {expected}",
+                lossy(key),
+                Quoted(&shown)
+            );
+            errors.push(error);
         };
         // A value we keep must be text; a key given without `=` is treated as empty.
-        let text = match value.map(core::str::from_utf8) {
-            Some(Ok(v)) => v,
-            Some(Err(_)) => {
-                if is_ours(key) {
-                    bad("UTF-8 text");
-                }
-                continue;
-            }
-            None => "",
+        let Ok(text) = core::str::from_utf8(value.unwrap_or_default()) else {
+            bad("UTF-8 text");
+            continue;
         };
+        let value = (!text.is_empty()).then(|| String::from(text));
         match key {
-            b"imprint.url" | b"BOOTYURL" => match text {
-                "" => bad("a URL such as http://10.0.0.1/imprint"),
-                url => settings.url = Some(url.to_string()),
-            },
-            b"ip" => match text {
-                "" => bad("dhcp or <client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>"),
-                ip => settings.ip = Some(ip.to_string()),
-            },
-            b"imprint.iface" => match text {
-                "" => bad("an interface name or MAC address"),
-                iface => settings.iface = Some(iface.to_string()),
-            },
+            b"imprint.url" | b"BOOTYURL" if value.is_some() => s.url = value,
+            b"imprint.url" | b"BOOTYURL" => bad("a URL such as http://10.0.0.1/imprint"),
+            b"ip" if value.is_some() => s.ip = value,
+            b"ip" => bad(
+                "dhcp or <client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>",
+            ),
+            b"imprint.iface" if value.is_some() => s.iface = value,
+            b"imprint.iface" => bad("an interface name or MAC address"),
             b"imprint.on_error" => match Policy::parse(text) {
-                Some(p) => settings.on_error.policy = p,
+                Some(p) => s.on_error = p,
                 None => bad("reboot, shell or poweroff"),
             },
             b"imprint.on_error_delay" => match text.parse::<u32>() {
-                Ok(secs) if secs <= MAX_ERROR_DELAY => settings.on_error.delay_secs = secs,
+                Ok(secs) if secs <= 86_400 => s.on_error_delay = Some(secs),
                 _ => bad("a number of seconds from 0 to 86400"),
             },
             #[cfg(feature = "fault-injection")]
-            b"imprint.fault" => settings.fault = Some(text.to_string()),
-            _ if key.starts_with(b"imprint.") => settings.unknown.push(key_text.into_owned()),
-            _ => {}
+            b"imprint.fault" => s.fault = value,
+            _ => s.unknown.push(lossy(key).into_owned()),
         }
     }
-    (settings, errors)
-}
-
-fn is_ours(key: &[u8]) -> bool {
-    key.starts_with(b"imprint.") || key == b"BOOTYURL" || key == b"ip"
+    (s, errors)
 }
 
 #[cfg(test)]
@@ -198,7 +140,6 @@ mod tests {
 
     fn kv(line: &str) -> Vec<(String, Option<String>)> {
         params(line.as_bytes())
-            .into_iter()
             .map(|p| {
                 (
                     String::from_utf8(p.key.to_vec()).unwrap(),
@@ -241,8 +182,7 @@ mod tests {
         let (s, errors) = parse(b"console=ttyS0 quiet");
         assert!(errors.is_empty());
         assert_eq!(s, Settings::default());
-        assert_eq!(s.on_error.policy, Policy::Reboot);
-        assert_eq!(s.on_error.delay_secs, 30);
+        assert_eq!((s.on_error, s.on_error_delay), (Policy::Reboot, None));
     }
 
     #[test]
@@ -255,7 +195,7 @@ mod tests {
         assert_eq!(s.url.as_deref(), Some("http://h:8080/p"));
         assert_eq!(s.ip.as_deref(), Some("dhcp"));
         assert_eq!(s.iface.as_deref(), Some("52:54:00:12:34:56"));
-        assert_eq!(s.on_error, OnError { policy: Policy::Shell, delay_secs: 5 });
+        assert_eq!((s.on_error, s.on_error_delay), (Policy::Shell, Some(5)));
     }
 
     #[test]
@@ -265,7 +205,7 @@ mod tests {
         let (s, _) = parse(b"imprint.url=http://b/ BOOTYURL=http://a/");
         assert_eq!(s.url.as_deref(), Some("http://a/"));
         let (s, _) = parse(b"imprint.on_error=shell imprint.on_error=poweroff");
-        assert_eq!(s.on_error.policy, Policy::Poweroff);
+        assert_eq!(s.on_error, Policy::Poweroff);
     }
 
     #[test]
@@ -280,11 +220,13 @@ mod tests {
     fn garbage_values_are_errors_naming_the_key() {
         let (s, errors) =
             parse(b"imprint.on_error=maybe imprint.on_error_delay=-1 imprint.url= ip");
-        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<&str> = errors.iter().map(|e| e.split('=').next().unwrap()).collect();
+        let keys: Vec<&str> =
+            keys.iter().map(|k| k.trim_start_matches("kernel command line: ")).collect();
         assert_eq!(keys, vec!["imprint.on_error", "imprint.on_error_delay", "imprint.url", "ip"]);
         // The defaults stay in force, so the rescue path still knows what to do.
-        assert_eq!(s.on_error, OnError::default());
-        let line = errors[0].to_string();
+        assert_eq!((s.on_error, s.on_error_delay), (Policy::Reboot, None));
+        let line = &errors[0];
         assert!(
             line.contains("imprint.on_error=\"maybe\"")
                 && line.contains("reboot, shell or poweroff"),
@@ -294,7 +236,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         let (s, errors) = parse(b"imprint.on_error_delay=0");
         assert!(errors.is_empty());
-        assert_eq!(s.on_error.delay_secs, 0);
+        assert_eq!(s.on_error_delay, Some(0));
     }
 
     #[test]
@@ -302,7 +244,10 @@ mod tests {
         let (s, errors) = parse(b"imprint.url=\xff\xfe \x00\x01\x02 \"\"\" ===");
         assert_eq!(s.url, None);
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].expected, "UTF-8 text");
+        assert_eq!(
+            errors[0],
+            "kernel command line: imprint.url=\"\u{fffd}\u{fffd}\": expected UTF-8 text"
+        );
         // Every byte sequence splits without panicking.
         for len in 0..64usize {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();

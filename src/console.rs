@@ -1,65 +1,93 @@
 //! Printing to the console (standard output and error) without std.
 //!
-//! In PID 1 mode both are `/dev/console`; in tool mode they are the caller's.
+//! In PID 1 mode both are `/dev/console`; in tool mode they are the caller's. The macros
+//! expand to one call of a function here with the `format_args!`, so each of their many
+//! call sites costs little code.
 
-use crate::sys::fd::{write_all_raw, STDERR, STDOUT};
+use crate::sys::fd::write_all_raw;
+use alloc::string::String;
 use core::fmt::{self, Write as _};
 
-/// A `fmt::Write` over a descriptor. Write errors are dropped: there is nowhere else to
-/// report them, and the console must never stop the boot.
-pub struct Out(pub i32);
+/// A `fmt::Write` over a descriptor, buffered so a line goes out in one write (kernel
+/// messages on the console interleave less). Write errors are dropped: there is nowhere
+/// else to report them, and the console must never stop the boot.
+struct Out {
+    fd: i32,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Out {
+    fn flush(&mut self) {
+        let _ = write_all_raw(self.fd, self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+}
 
 impl fmt::Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let _ = write_all_raw(self.0, s.as_bytes());
+        if self.len + s.len() > self.buf.len() {
+            self.flush();
+        }
+        match self.buf.get_mut(self.len..self.len + s.len()) {
+            Some(room) => {
+                room.copy_from_slice(s.as_bytes());
+                self.len += s.len();
+            }
+            None => {
+                let _ = write_all_raw(self.fd, s.as_bytes());
+            }
+        }
         Ok(())
     }
 }
 
-pub fn stdout() -> Out {
-    Out(STDOUT)
-}
-
-pub fn stderr() -> Out {
-    Out(STDERR)
+/// Writes `args` to descriptor `fd`, then a newline if `newline`: what the macros call.
+pub fn print(fd: i32, newline: bool, args: fmt::Arguments<'_>) {
+    let mut out = Out { fd, buf: [0; 256], len: 0 };
+    let _ = out.write_fmt(args);
+    let _ = out.write_str(if newline { "\n" } else { "" });
+    out.flush();
 }
 
 /// Prints to standard output (the console in PID 1 mode).
 #[macro_export]
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = write!($crate::console::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::print(1, false, format_args!($($arg)*))
+    };
 }
 
 /// Prints a line to standard output (the console in PID 1 mode).
 #[macro_export]
 macro_rules! sayln {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = writeln!($crate::console::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::print(1, true, format_args!($($arg)*))
+    };
 }
 
 /// Prints a line to standard error.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use core::fmt::Write as _;
-        let _ = writeln!($crate::console::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::print(2, true, format_args!($($arg)*))
+    };
+}
+
+/// The formatted text as a `String`: what [`text!`] calls.
+pub fn text(args: fmt::Arguments<'_>) -> String {
+    let mut s = String::new();
+    let _ = s.write_fmt(args);
+    s
 }
 
 /// `format!` without `alloc::fmt::format`: that function comes precompiled with unwinding
 /// landing pads, which a panic=abort no_std binary cannot link. Same syntax, a `String`.
 #[macro_export]
 macro_rules! text {
-    ($($arg:tt)*) => {{
-        let mut s = alloc::string::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($arg)*));
-        s
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::text(format_args!($($arg)*))
+    };
 }
 
 /// A string shown in double quotes, with `"`, `\` and control characters escaped: what
@@ -69,73 +97,25 @@ pub struct Quoted<'a>(pub &'a str);
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
+        f.write_char('"')?;
         for c in self.0.chars() {
             match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
+                '"' | '\\' => write!(f, "\\{c}")?,
                 c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
                 c => f.write_char(c)?,
             }
         }
-        f.write_str("\"")
-    }
-}
-
-/// Formats into a fixed buffer, truncating what does not fit: for the panic path, which
-/// must not allocate (the panic may be an allocation failure).
-pub struct FixedBuf<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> FixedBuf<N> {
-    pub fn new() -> Self {
-        FixedBuf { buf: [0; N], len: 0 }
-    }
-    pub fn as_str(&self) -> &str {
-        // Truncation happens only at char boundaries (see write_str), so this holds.
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl<const N: usize> Default for FixedBuf<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> fmt::Write for FixedBuf<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = N - self.len;
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
+        f.write_char('"')
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::fmt::Write;
 
     #[test]
     fn quoted_escapes_what_would_confuse_a_reader() {
         assert_eq!(text!("{}", Quoted("plain é")), "\"plain é\"");
         assert_eq!(text!("{}", Quoted("a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\x0ad\\x7f\"");
-    }
-
-    #[test]
-    fn fixed_buf_truncates_at_char_boundaries() {
-        let mut b = FixedBuf::<5>::new();
-        write!(b, "ab€cd").unwrap(); // € is 3 bytes: "ab€" is exactly 5
-        assert_eq!(b.as_str(), "ab€");
-        let mut b = FixedBuf::<4>::new();
-        write!(b, "ab€").unwrap();
-        assert_eq!(b.as_str(), "ab");
     }
 }

@@ -2,11 +2,11 @@
 //! the orderly end (sync, unmount, reboot or power off).
 
 use crate::cmdline::{self, Settings};
-use crate::error::Error;
+use crate::rescue::Policy;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::fs::{self, MS_NODEV, MS_NOEXEC, MS_NOSUID};
-use crate::sys::process::{self, RebootCmd};
-use crate::sys::{time, Errno};
+use crate::sys::{process, time, Errno};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -36,47 +36,42 @@ pub fn mount_early_filesystems() {
 /// Makes sure fds 0-2 are the console. The kernel opens /dev/console for init only if the
 /// initramfs holds that node; otherwise they are closed and every message would be lost.
 pub fn attach_console() {
-    let missing: Vec<i32> =
-        [fd::STDIN, fd::STDOUT, fd::STDERR].into_iter().filter(|&n| !fd::is_open(n)).collect();
-    if missing.is_empty() {
+    if (0..3).all(fd::is_open) {
         return;
     }
-    if !fs::exists("/dev/console") {
-        // No devtmpfs either: make the node ourselves (character device 5:1).
-        let _ = fs::mknod_char("/dev/console", 0o600, 5, 1);
-    }
+    // No devtmpfs either: make the node ourselves (character device 5:1; EEXIST is fine).
+    let _ = fs::mknod_char("/dev/console", 0o600, 5, 1);
     if let Ok(console) = Fd::open("/dev/console", OpenFlags::READ_WRITE | OpenFlags::NO_CTTY, 0) {
-        for n in missing {
+        // It may itself be one of 0-2 (the lowest free number): it stays open for good.
+        for n in (0..3).filter(|&n| !fd::is_open(n)) {
             let _ = console.duplicate_to(n);
         }
+        core::mem::forget(console);
     }
 }
 
 /// Reads and parses /proc/cmdline. Problems come back beside the settings (which then hold
 /// defaults where values were bad), so the banner can show both.
-pub fn read_settings() -> (Settings, Vec<Error>) {
-    let line = match fs::read_file("/proc/cmdline", 64 * 1024) {
-        Ok(line) => line,
-        Err(errno) => {
-            return (
-                Settings::default(),
-                alloc::vec![Error::Sys { doing: "reading /proc/cmdline", errno }],
-            )
-        }
-    };
-    let (settings, errors) = cmdline::parse(&line);
-    (settings, errors.into_iter().map(Error::from).collect())
+pub fn read_settings() -> (Settings, Vec<String>) {
+    match fs::read_file("/proc/cmdline", 64 * 1024) {
+        Ok(line) => cmdline::parse(&line),
+        Err(errno) => (Settings::default(), alloc::vec![text!("reading /proc/cmdline: {errno}")]),
+    }
 }
 
 /// The banner: who we are and every setting in force.
-pub fn print_banner(settings: &Settings, problems: &[Error]) {
-    sayln!();
-    sayln!("imprint {} (PID 1): provisioning this machine", crate::VERSION);
-    sayln!("  server    {}", settings.url.as_deref().unwrap_or("(none: imprint.url= not given)"));
-    sayln!("  ip        {}", settings.ip.as_deref().unwrap_or("dhcp"));
-    sayln!("  iface     {}", settings.iface.as_deref().unwrap_or("(first link to get a lease)"));
-    sayln!("  on error  {}", settings.on_error);
-    for key in &settings.unknown {
+pub fn print_banner(s: &Settings, problems: &[String]) {
+    let delay = s.on_error_delay.unwrap_or(crate::rescue::DEFAULT_DELAY);
+    sayln!("\nimprint {} (PID 1): provisioning this machine", crate::VERSION);
+    sayln!("  server    {}", s.url.as_deref().unwrap_or("(none: imprint.url= not given)"));
+    sayln!("  ip        {}", s.ip.as_deref().unwrap_or("dhcp"));
+    sayln!("  iface     {}", s.iface.as_deref().unwrap_or("(first link to get a lease)"));
+    match s.on_error {
+        Policy::Shell => sayln!("  on error  shell on the console, then reboot"),
+        Policy::Reboot => sayln!("  on error  reboot after {delay} s"),
+        Policy::Poweroff => sayln!("  on error  power off after {delay} s"),
+    }
+    for key in &s.unknown {
         sayln!("  note: unknown parameter {key} ignored");
     }
     for problem in problems {
@@ -86,18 +81,12 @@ pub fn print_banner(settings: &Settings, problems: &[Error]) {
 
 /// The last thing PID 1 does: flush, unmount, then reboot or power off. If the kernel
 /// refuses, wait forever: returning would panic the kernel.
-pub fn shutdown(cmd: RebootCmd) -> ! {
-    sayln!(
-        "imprint: {}",
-        match cmd {
-            RebootCmd::Restart => "rebooting",
-            RebootCmd::PowerOff => "powering off",
-        }
-    );
+pub fn shutdown(power_off: bool) -> ! {
+    sayln!("imprint: {}", if power_off { "powering off" } else { "rebooting" });
     fs::sync();
     unmount_all();
     fs::sync();
-    let errno = process::reboot(cmd);
+    let errno = process::reboot(power_off);
     sayln!("imprint: the kernel refused to reboot: {errno}; halting here");
     loop {
         time::sleep(Duration::from_secs(3600));
@@ -108,18 +97,16 @@ pub fn shutdown(cmd: RebootCmd) -> ! {
 /// on the panic path too). A busy mount (our console keeps /dev open) is detached lazily.
 fn unmount_all() {
     let mut table = [0u8; 8192];
-    let len = match fs::read_into("/proc/self/mounts", &mut table) {
-        Ok(n) => n,
-        Err(_) => return,
-    };
+    let Ok(len) = fs::read_into("/proc/self/mounts", &mut table) else { return };
     for line in table[..len].split(|&b| b == b'\n').rev() {
         let mut name = [0u8; 256];
-        let Some(target) = mount_point(line, &mut name) else { continue };
-        if target == "/" {
-            continue;
-        }
-        if fs::umount(target, false).is_err() {
-            let _ = fs::umount(target, true);
+        match mount_point(line, &mut name) {
+            None | Some("/") => {}
+            Some(target) => {
+                if fs::umount(target, false).is_err() {
+                    let _ = fs::umount(target, true);
+                }
+            }
         }
     }
 }
@@ -127,22 +114,16 @@ fn unmount_all() {
 /// The mount point (second field) of a /proc/mounts line, with the kernel's octal escapes
 /// (`\040` for a space) decoded into `out`.
 pub fn mount_point<'a>(line: &[u8], out: &'a mut [u8; 256]) -> Option<&'a str> {
-    let field = line.split(|&b| b == b' ').nth(1)?;
+    let mut rest = line.split(|&b| b == b' ').nth(1)?;
     let mut n = 0;
-    let mut i = 0;
-    while i < field.len() {
-        let b = if field[i] == b'\\'
-            && i + 3 < field.len()
-            && field[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d))
-        {
-            let v = field[i + 1..i + 4].iter().fold(0u32, |acc, d| acc * 8 + (d - b'0') as u32);
-            i += 4;
-            v as u8
-        } else {
-            i += 1;
-            field[i - 1]
+    while let Some((&b, tail)) = rest.split_first() {
+        let octal = |d: &u8| (b'0'..=b'7').contains(d);
+        (*out.get_mut(n)?, rest) = match tail {
+            [x, y, z, tail @ ..] if b == b'\\' && [x, y, z].into_iter().all(octal) => {
+                ((x - b'0') << 6 | (y - b'0') << 3 | (z - b'0'), tail)
+            }
+            _ => (b, tail),
         };
-        *out.get_mut(n)? = b;
         n += 1;
     }
     core::str::from_utf8(&out[..n]).ok().filter(|s| !s.is_empty())

@@ -16,13 +16,9 @@ use imprint::http::Client;
 use imprint::net::{self, Network, Summary};
 use imprint::plan::status::Phase;
 use imprint::plan::{Action, Finally, Plan};
-use imprint::provision::{self, RunError};
-use imprint::rescue::{self, OnError, Step};
-use imprint::sys::process::{self, RebootCmd};
+use imprint::provision::{self, Reporter};
+use imprint::rescue::{self, Step};
 use imprint::{cmdline::Settings, init, tool};
-
-#[global_allocator]
-static ALLOCATOR: imprint::sys::alloc::Global = imprint::sys::alloc::Global;
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
@@ -31,7 +27,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 
 /// Called by the C entry point with the program's arguments.
 fn start(args: &[&[u8]]) -> i32 {
-    if process::pid() == 1 {
+    if imprint::sys::process::pid() == 1 {
         boot()
     } else {
         tool::main(args)
@@ -48,7 +44,7 @@ fn boot() -> ! {
     // 2. The settings, and from now on the user's policy for errors.
     rescue::enter(Step::ReadingSettings);
     let (settings, problems) = init::read_settings();
-    rescue::configure(settings.on_error);
+    rescue::configure(settings.on_error, settings.on_error_delay);
     init::print_banner(&settings, &problems);
     if let Some(problem) = problems.first() {
         rescue::fail(problem);
@@ -58,19 +54,19 @@ fn boot() -> ! {
     match provision(&settings) {
         // The point of no failure: the work is done and verified; all that is left is to
         // flush, unmount and restart, which cannot fail in a way that matters.
-        Ok(end) => init::shutdown(end),
-        Err(error) => rescue::fail(&error),
+        Ok(power_off) => init::shutdown(power_off),
+        Err(error) => rescue::fail(&error.0),
     }
 }
 
-/// Everything between the banner and the end: returns how the machine should end.
-fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
+/// Everything between the banner and the end: returns whether to power off (else reboot).
+fn provision(settings: &Settings) -> Result<bool, Error> {
     #[cfg(feature = "fault-injection")]
     if settings.fault.as_deref() == Some("panic") {
         panic!("fault injected by imprint.fault=panic");
     }
     let Some(server) = &settings.url else {
-        return Err(Error::NoServer);
+        return Err(Error("no server configured: add imprint.url=http://<server>/<path> (or BOOTYURL=) to the kernel command line".into()));
     };
     // 3. The network: a lease (or static ip=) on the first link that gets one. Its MAC
     //    is this machine's identity for the server.
@@ -82,32 +78,26 @@ fn provision(settings: &Settings) -> Result<RebootCmd, Error> {
     // 4. The plan for this machine: its own, or the server's default. From here on, the
     //    plan may change what an error does, and its statusURL hears about every phase.
     rescue::enter(Step::Plan);
-    let mut client = provision::client(&network.config.dns);
-    let (plan_url, plan) =
-        provision::fetch_plan(&mut client, server, network.mac()).map_err(RunError::Plan)?;
+    let dns = &network.config.dns;
+    let mut client = provision::client(dns, Default::default());
+    let (plan_url, plan) = provision::fetch_plan(&mut client, server, network.mac())?;
     provision::show_plan(&plan_url, &plan);
     if let Some(policy) = plan.on_error {
-        rescue::configure(OnError { policy, ..rescue::configured() });
+        rescue::configure(policy, None);
     }
-    let mut reporter =
-        provision::Reporter::new(plan.status_url.as_deref(), network.mac(), &network.config.dns);
+    let mut reporter = Reporter::new(plan.status_url.as_deref(), network.mac(), dns);
     reporter.phase(Phase::Starting, &plan_url);
-    let result = act(&mut client, &plan, &mut network, &mut reporter);
-    if let Err(error) = &result {
+    if let Err(error) = act(&mut client, &plan, &mut network, &mut reporter) {
         // The last report says why, before the rescue path takes over.
-        reporter.failure(error);
+        reporter.failure(&error.0);
+        return Err(error);
     }
-    result?;
 
     // 6. What the plan wants at the end.
-    Ok(match plan.finally {
-        Finally::Reboot => RebootCmd::Restart,
-        Finally::Poweroff => RebootCmd::PowerOff,
-        Finally::Shell => {
-            rescue::run_shell();
-            RebootCmd::Restart
-        }
-    })
+    if plan.finally == Finally::Shell {
+        rescue::run_shell();
+    }
+    Ok(plan.finally == Finally::Poweroff)
 }
 
 /// 5. The disk, and what the plan does with it.
@@ -115,20 +105,16 @@ fn act(
     client: &mut Client,
     plan: &Plan,
     network: &mut Network,
-    reporter: &mut provision::Reporter,
+    reporter: &mut Reporter,
 ) -> Result<(), Error> {
     rescue::enter(Step::SelectingDisk);
-    let disk = provision::choose_disk(plan).map_err(RunError::Disk)?;
-    match plan.action {
-        Action::WriteImage => {
-            rescue::enter(Step::Writing);
-            provision::write_image(client, plan, &disk, network.dhcp.as_mut(), reporter)?;
-            Ok(())
-        }
-        Action::ReadImage => {
-            rescue::enter(Step::Capturing);
-            provision::capture_image(client, plan, &disk, network.dhcp.as_mut(), reporter)?;
-            Ok(())
-        }
+    let disk = provision::choose_disk(plan)?;
+    let lease = network.dhcp.as_mut();
+    if plan.action == Action::WriteImage {
+        rescue::enter(Step::Writing);
+        provision::write_image(client, plan, &disk, lease, reporter)
+    } else {
+        rescue::enter(Step::Capturing);
+        provision::capture_image(client, plan, &disk, lease, reporter)
     }
 }

@@ -6,19 +6,19 @@
 //! the console at once and reboot when it exits. It never returns: PID 1 exiting is a
 //! kernel panic.
 
-use crate::console::FixedBuf;
 use crate::init;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::poll::{self, PollFd};
-use crate::sys::process::{self, ExitStatus, Forked, RebootCmd};
+use crate::sys::process::{self, ExitStatus, Forked};
 use crate::sys::{fs, time, tty};
-use core::fmt::{self, Display, Write as _};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::fmt::Display;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
 use core::time::Duration;
 
 /// What to do after an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
+    #[default]
     Reboot,
     Shell,
     Poweroff,
@@ -33,51 +33,11 @@ impl Policy {
             _ => None,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Reboot => "reboot",
-            Policy::Shell => "shell",
-            Policy::Poweroff => "poweroff",
-        }
-    }
-
-    fn from_u8(v: u8) -> Policy {
-        match v {
-            1 => Policy::Shell,
-            2 => Policy::Poweroff,
-            _ => Policy::Reboot,
-        }
-    }
-}
-
-/// `imprint.on_error` and `imprint.on_error_delay`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OnError {
-    pub policy: Policy,
-    pub delay_secs: u32,
-}
-
-impl Default for OnError {
-    fn default() -> Self {
-        OnError { policy: Policy::Reboot, delay_secs: 30 }
-    }
-}
-
-impl Display for OnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.policy {
-            Policy::Shell => f.write_str("shell on the console, then reboot"),
-            Policy::Reboot => write!(f, "reboot after {} s", self.delay_secs),
-            Policy::Poweroff => write!(f, "power off after {} s", self.delay_secs),
-        }
-    }
 }
 
 /// The steps of a boot, so a failure (or a panic, which carries no context) can say what
 /// imprint was doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Step {
     Starting,
     ReadingSettings,
@@ -89,144 +49,99 @@ pub enum Step {
     Finishing,
 }
 
-impl Step {
-    const ALL: [Step; 8] = [
-        Step::Starting,
-        Step::ReadingSettings,
-        Step::Network,
-        Step::Plan,
-        Step::SelectingDisk,
-        Step::Writing,
-        Step::Capturing,
-        Step::Finishing,
-    ];
-
-    pub fn doing(self) -> &'static str {
-        match self {
-            Step::Starting => "starting up",
-            Step::ReadingSettings => "reading the settings",
-            Step::Network => "bringing up the network",
-            Step::Plan => "fetching the plan",
-            Step::SelectingDisk => "selecting the disk",
-            Step::Writing => "writing the image",
-            Step::Capturing => "capturing the disk",
-            Step::Finishing => "finishing the deployed system",
-        }
-    }
-}
+/// What each step is doing, in the order of [`Step`].
+const DOING: [&str; 8] = [
+    "starting up",
+    "reading the settings",
+    "bringing up the network",
+    "fetching the plan",
+    "selecting the disk",
+    "writing the image",
+    "capturing the disk",
+    "finishing the deployed system",
+];
 
 // The rescue path's state lives in statics because a panic arrives with nothing else: the
 // panic handler cannot be handed the settings. imprint is single-threaded; atomics are
 // just the safe way to have mutable statics.
-static POLICY: AtomicU8 = AtomicU8::new(0);
-static DELAY: AtomicU32 = AtomicU32::new(30);
+static POLICY: AtomicU8 = AtomicU8::new(Policy::Reboot as u8);
+static DELAY: AtomicU32 = AtomicU32::new(DEFAULT_DELAY);
+
+/// Seconds of the countdown unless `imprint.on_error_delay=` says otherwise.
+pub const DEFAULT_DELAY: u32 = 30;
 static STEP: AtomicU8 = AtomicU8::new(0);
 static RESCUING: AtomicBool = AtomicBool::new(false);
 
-/// Sets the policy the rescue path follows (from the command line, later the plan).
-pub fn configure(on_error: OnError) {
-    POLICY.store(on_error.policy as u8, Ordering::Relaxed);
-    DELAY.store(on_error.delay_secs, Ordering::Relaxed);
+/// Sets the policy the rescue path follows (from the command line, later the plan), and
+/// the countdown's seconds when given.
+pub fn configure(policy: Policy, delay_secs: Option<u32>) {
+    POLICY.store(policy as u8, Relaxed);
+    if let Some(secs) = delay_secs {
+        DELAY.store(secs, Relaxed);
+    }
 }
 
-/// The policy in force.
-pub fn configured() -> OnError {
-    OnError {
-        policy: Policy::from_u8(POLICY.load(Ordering::Relaxed)),
-        delay_secs: DELAY.load(Ordering::Relaxed),
+fn policy() -> Policy {
+    match POLICY.load(Relaxed) {
+        1 => Policy::Shell,
+        2 => Policy::Poweroff,
+        _ => Policy::Reboot,
     }
 }
 
 /// Records the step the boot is in.
 pub fn enter(step: Step) {
-    STEP.store(step as u8, Ordering::Relaxed);
-}
-
-pub fn current_step() -> Step {
-    Step::ALL[STEP.load(Ordering::Relaxed) as usize % Step::ALL.len()]
+    STEP.store(step as u8, Relaxed);
 }
 
 /// PID 1's answer to an error: show it, then follow the policy. Never returns.
 pub fn fail(error: &dyn Display) -> ! {
-    show_failure(current_step(), error);
-    act()
+    RESCUING.store(true, Relaxed);
+    let doing = DOING.get(STEP.load(Relaxed) as usize).unwrap_or(&"starting up");
+    say!("{}", Frame(doing, error));
+    let policy = policy();
+    let power_off = policy == Policy::Poweroff;
+    if policy == Policy::Shell || countdown(power_off, DELAY.load(Relaxed)) {
+        run_shell();
+    }
+    init::shutdown(power_off)
 }
 
 /// The `#[panic_handler]` of the binary. Allocates nothing: the panic may be an
 /// allocation failure.
 pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     if process::pid() != 1 {
         // Tool mode: a normal program's internal error, never the host's reboot.
-        let mut msg = FixedBuf::<512>::new();
-        let _ = write!(msg, "{}", info.message());
-        errln!("imprint: internal error: {} ({})", msg.as_str(), Location(info));
+        errln!("imprint: internal error: {} ({file}:{line})", info.message());
         process::exit(70);
     }
-    if RESCUING.swap(true, Ordering::Relaxed) {
+    if RESCUING.swap(true, Relaxed) {
         // A panic inside the rescue path itself: do the least that can still work.
         errln!("imprint: panic in the rescue path: {}", info.message());
-        init::shutdown(RebootCmd::Restart);
+        init::shutdown(false);
     }
-    let mut msg = FixedBuf::<512>::new();
-    let _ = write!(msg, "panic: {} at {}", info.message(), Location(info));
-    show_failure(current_step(), &msg.as_str());
-    act()
-}
-
-struct Location<'a, 'b>(&'a core::panic::PanicInfo<'b>);
-
-impl Display for Location<'_, '_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.location() {
-            Some(l) => write!(f, "{}:{}", l.file(), l.line()),
-            None => f.write_str("unknown location"),
-        }
-    }
+    fail(&format_args!("panic: {} at {file}:{line}", info.message()))
 }
 
 const RULE: &str = "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";
 
-/// The failure, framed so it stands out among kernel messages on a serial console.
-pub fn frame(out: &mut dyn fmt::Write, step: Step, error: &dyn Display) -> fmt::Result {
-    write!(out, "\n{RULE}\n!! imprint FAILED while {}\n!! {}\n{RULE}\n", step.doing(), error)
-}
+/// The failure (what imprint was doing, the error), framed so it stands out among kernel
+/// messages on a serial console.
+pub struct Frame<'a>(pub &'a str, pub &'a dyn Display);
 
-fn show_failure(step: Step, error: &dyn Display) {
-    RESCUING.store(true, Ordering::Relaxed);
-    let _ = frame(&mut crate::console::stdout(), step, error);
+impl Display for Frame<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "\n{RULE}\n!! imprint FAILED while {}\n!! {}\n{RULE}\n", self.0, self.1)
+    }
 }
 
 const SHELL: &str = "/bin/sh";
 
-fn act() -> ! {
-    let policy = configured();
-    let cmd = match policy.policy {
-        Policy::Shell => {
-            run_shell();
-            RebootCmd::Restart
-        }
-        Policy::Reboot => RebootCmd::Restart,
-        Policy::Poweroff => RebootCmd::PowerOff,
-    };
-    if policy.policy != Policy::Shell && countdown(cmd, policy.delay_secs) == Interrupted::ForShell
-    {
-        run_shell();
-    }
-    init::shutdown(cmd)
-}
-
-#[derive(PartialEq, Eq)]
-enum Interrupted {
-    No,
-    ForShell,
-}
-
-/// Counts down on the console; Enter stops it and asks for a shell (when there is one).
-fn countdown(cmd: RebootCmd, secs: u32) -> Interrupted {
-    let verb = match cmd {
-        RebootCmd::Restart => "rebooting",
-        RebootCmd::PowerOff => "powering off",
-    };
+/// Counts down on the console; whether Enter stopped it to ask for a shell (when there
+/// is one).
+fn countdown(power_off: bool, secs: u32) -> bool {
+    let verb = if power_off { "powering off" } else { "rebooting" };
     let has_shell = fs::is_executable(SHELL);
     let hint = if has_shell { " (press Enter for a shell)" } else { "" };
     let on_tty = tty::is_tty(fd::STDOUT);
@@ -248,34 +163,26 @@ fn countdown(cmd: RebootCmd, secs: u32) -> Interrupted {
                 break;
             }
             let mut fds = [PollFd::new(fd::STDIN, poll::READABLE)];
-            match poll::poll(&mut fds, deadline - now) {
-                Ok(n) if n > 0 => match enter_pressed() {
-                    Some(true) => {
-                        sayln!();
-                        return Interrupted::ForShell;
-                    }
-                    Some(false) => {}
-                    // End of input or an error: stop listening, keep counting.
-                    None => listen = false,
-                },
-                Ok(_) => {}
-                Err(_) => listen = false,
+            let mut buf = [0u8; 64];
+            let n = match poll::poll(&mut fds, deadline - now) {
+                Ok(0) => continue,
+                Ok(_) => fd::read_raw(fd::STDIN, &mut buf).unwrap_or(0),
+                Err(_) => 0,
+            };
+            let line = buf.get(..n).unwrap_or_default();
+            if n == 0 {
+                // End of input or an error: stop listening, keep counting.
+                listen = false;
+            } else if line.contains(&b'\n') || line.contains(&b'\r') {
+                sayln!("");
+                return true;
             }
         }
     }
     if on_tty {
-        sayln!();
+        sayln!("");
     }
-    Interrupted::No
-}
-
-/// Reads what is waiting on standard input: Some(true) if it holds a newline.
-fn enter_pressed() -> Option<bool> {
-    let mut buf = [0u8; 64];
-    match fd::read_raw(fd::STDIN, &mut buf) {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(buf[..n].iter().any(|&b| b == b'\n' || b == b'\r')),
-    }
+    false
 }
 
 /// Runs /bin/sh on the active console and waits for it to exit.
@@ -284,38 +191,27 @@ pub fn run_shell() {
         sayln!("imprint: no {SHELL} in this initramfs (build it with SHELL_BINARY=...); cannot start a shell");
         return;
     }
-    let mut console = FixedBuf::<64>::new();
-    active_console(&mut console);
-    sayln!("imprint: starting a shell on {}; exit it to reboot", console.as_str());
+    // The console the kernel writes to: the last entry of /sys/class/tty/console/active
+    // (e.g. "tty0 ttyS0"). /dev/console itself cannot be a controlling terminal, so
+    // without this the shell has no job control.
+    let mut buf = [0u8; 128];
+    let n = fs::read_into("/sys/class/tty/console/active", &mut buf).unwrap_or(0);
+    let console =
+        text!("/dev/{}", last_word(buf.get(..n).unwrap_or_default()).unwrap_or("console"));
+    sayln!("imprint: starting a shell on {console}; exit it to reboot");
     match process::fork() {
-        Ok(Forked::Child) => exec_shell(console.as_str()),
+        Ok(Forked::Child) => exec_shell(&console),
         Ok(Forked::Parent { child }) => wait_for(child),
         Err(e) => sayln!("imprint: cannot start a shell: fork: {e}"),
     }
 }
 
-/// The device of the console the kernel writes to: the last entry of
-/// /sys/class/tty/console/active (e.g. "tty0 ttyS0" → /dev/ttyS0). /dev/console itself
-/// cannot be a controlling terminal, so without this the shell has no job control.
-fn active_console(out: &mut FixedBuf<64>) {
-    let mut buf = [0u8; 128];
-    let name = match fs::read_into("/sys/class/tty/console/active", &mut buf) {
-        Ok(n) => last_word(&buf[..n]),
-        Err(_) => None,
-    };
-    let _ = match name {
-        Some(name) => write!(out, "/dev/{name}"),
-        None => write!(out, "/dev/console"),
-    };
-}
-
 /// The last white-space separated word of `text`, if it is a plausible device name.
 pub fn last_word(text: &[u8]) -> Option<&str> {
     let word = text.split(|b| b.is_ascii_whitespace()).rfind(|w| !w.is_empty())?;
-    let word = core::str::from_utf8(word).ok()?;
     let plausible =
-        word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    plausible.then_some(word)
+        word.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    core::str::from_utf8(word).ok().filter(|_| plausible)
 }
 
 /// In the child: a new session, the console as controlling terminal and fds 0-2, exec.
@@ -336,17 +232,13 @@ fn exec_shell(console: &str) -> ! {
 /// Waits for the shell, reaping any other child that ends meanwhile (PID 1 inherits
 /// every orphan).
 fn wait_for(shell: i32) {
-    loop {
-        match process::wait(-1) {
-            Ok((pid, how)) if pid == shell => {
-                match how {
-                    ExitStatus::Exited(code) => sayln!("imprint: shell exited with status {code}"),
-                    ExitStatus::Signaled(sig) => sayln!("imprint: shell killed by signal {sig}"),
-                }
-                return;
+    while let Ok((pid, how)) = process::wait(-1) {
+        if pid == shell {
+            match how {
+                ExitStatus::Exited(code) => sayln!("imprint: shell exited with status {code}"),
+                ExitStatus::Signaled(sig) => sayln!("imprint: shell killed by signal {sig}"),
             }
-            Ok(_) => continue,
-            Err(_) => return,
+            return;
         }
     }
 }
@@ -354,12 +246,10 @@ fn wait_for(shell: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::String;
 
     #[test]
     fn frame_names_the_step_and_error() {
-        let mut out = String::new();
-        frame(&mut out, Step::Network, &"no carrier on eth0").unwrap();
+        let out = text!("{}", Frame(DOING[Step::Network as usize], &"no carrier on eth0"));
         let lines: std::vec::Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], RULE);
         assert_eq!(lines[2], "!! imprint FAILED while bringing up the network");
@@ -369,14 +259,17 @@ mod tests {
 
     #[test]
     fn policy_round_trips_through_the_statics() {
-        for policy in [Policy::Shell, Policy::Poweroff, Policy::Reboot] {
-            configure(OnError { policy, delay_secs: 7 });
-            assert_eq!(configured(), OnError { policy, delay_secs: 7 });
-            assert_eq!(Policy::parse(policy.name()), Some(policy));
+        for (name, policy) in
+            [("shell", Policy::Shell), ("poweroff", Policy::Poweroff), ("reboot", Policy::Reboot)]
+        {
+            assert_eq!(Policy::parse(name), Some(policy));
+            configure(policy, Some(7));
+            assert_eq!((self::policy(), DELAY.load(Relaxed)), (policy, 7));
         }
-        enter(Step::Writing);
-        assert_eq!(current_step(), Step::Writing);
-        enter(Step::Starting);
+        configure(Policy::Shell, None);
+        assert_eq!((policy(), DELAY.load(Relaxed)), (Policy::Shell, 7));
+        assert_eq!(Policy::parse("halt"), None);
+        configure(Policy::Reboot, Some(30));
     }
 
     #[test]

@@ -1,50 +1,26 @@
 //! GPT edits after an image is written: an image made for a small disk has its backup
 //! header where its own disk ended, not where this one ends (the kernel warns, and tools
-//! call the table damaged). [`grow`] moves the backup header and entries to the end of the
-//! disk, makes the rest of the disk usable and, when asked, lets one partition extend
-//! over it (BOOTy's `growPartition`). Both copies get fresh CRCs.
+//! call the table damaged). [`relocate_and_grow`] moves the backup header and entries to
+//! the end of the disk, makes the rest of the disk usable and, when asked, lets one
+//! partition extend over it (BOOTy's `growPartition`). Both copies get fresh CRCs.
 //!
 //! Layout (UEFI 2.10, section 5.3): the header at LBA 1 (92 bytes used), its entries from
 //! `entries_lba`; the backup entries end just before the backup header at the last LBA.
 
 use crate::image::crc32;
+use crate::sys::block;
 use crate::sys::fd::Fd;
-use crate::sys::{block, Errno};
+use alloc::string::String;
 use alloc::vec;
-#[cfg(test)]
-use alloc::vec::Vec;
-
-use core::fmt;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GptError {
-    /// LBA 1 holds no GPT header (an MBR-only or unpartitioned image): nothing to do.
-    NotGpt,
-    /// The header or the entries fail their CRC, or fields are out of range.
-    Damaged(&'static str),
-    /// `growPartition` names a partition that is empty or not the last on the disk.
-    CannotGrow {
-        number: u32,
-        why: &'static str,
-    },
-    Io {
-        doing: &'static str,
-        errno: Errno,
-    },
-}
+/// Errors are their message: "the image's GPT is damaged: ...", "growing partition 2: ...".
+type Result<T> = core::result::Result<T, String>;
 
-impl fmt::Display for GptError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GptError::NotGpt => f.write_str("the disk has no GPT"),
-            GptError::Damaged(why) => write!(f, "the image's GPT is damaged: {why}"),
-            GptError::CannotGrow { number, why } => write!(f, "growing partition {number}: {why}"),
-            GptError::Io { doing, errno } => write!(f, "{doing}: {errno}"),
-        }
-    }
+fn damaged(why: &str) -> String {
+    text!("the image's GPT is damaged: {why}")
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -55,35 +31,32 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from(u32_at(b, at)) | u64::from(u32_at(b, at + 4)) << 32
 }
 
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
 }
 
 /// The header's CRC: over its 92 bytes with the CRC field zeroed.
 fn header_crc(header: &[u8]) -> u32 {
     let mut copy = [0u8; HEADER_SIZE];
     copy.copy_from_slice(&header[..HEADER_SIZE]);
-    put_u32(&mut copy, 16, 0);
+    put(&mut copy, 16, &[0; 4]);
     crc32::checksum(&copy)
 }
 
-/// What the primary header says about the entries: (first LBA, count, entry size).
-pub fn entries_of(header: &[u8]) -> Result<(u64, u32, u32), GptError> {
+/// What the primary header says about the entries: (first LBA, count, entry size); `None`
+/// when LBA 1 holds no GPT header (an MBR-only or unpartitioned image).
+pub fn entries_of(header: &[u8]) -> Result<Option<(u64, u32, u32)>> {
     if header.len() < HEADER_SIZE || &header[..8] != SIGNATURE {
-        return Err(GptError::NotGpt);
+        return Ok(None);
     }
     if u32_at(header, 12) as usize != HEADER_SIZE || header_crc(header) != u32_at(header, 16) {
-        return Err(GptError::Damaged("the header's CRC does not match"));
+        return Err(damaged("the header's CRC does not match"));
     }
     let (lba, count, size) = (u64_at(header, 72), u32_at(header, 80), u32_at(header, 84));
     if size < 128 || size % 8 != 0 || count == 0 || count > 1024 || lba < 2 {
-        return Err(GptError::Damaged("the partition entry array is out of range"));
+        return Err(damaged("the partition entry array is out of range"));
     }
-    Ok((lba, count, size))
+    Ok(Some((lba, count, size)))
 }
 
 /// The new primary and backup headers for a disk of `disk_lbas` blocks of `block` bytes,
@@ -95,36 +68,36 @@ pub fn plan(
     disk_lbas: u64,
     block: u64,
     grow: Option<u32>,
-) -> Result<([u8; HEADER_SIZE], [u8; HEADER_SIZE], u64), GptError> {
-    let (entries_lba, count, size) = entries_of(header)?;
+) -> Result<([u8; HEADER_SIZE], [u8; HEADER_SIZE], u64)> {
+    let (_, count, size) = entries_of(header)?.ok_or("the disk has no GPT")?;
     let array = count as usize * size as usize;
     if entries.len() < array || crc32::checksum(&entries[..array]) != u32_at(header, 88) {
-        return Err(GptError::Damaged("the partition entries' CRC does not match"));
+        return Err(damaged("the partition entries' CRC does not match"));
     }
     let array_lbas = (array as u64).div_ceil(block);
-    let last = disk_lbas.checked_sub(1).ok_or(GptError::Damaged("empty disk"))?;
-    let backup_entries = last.checked_sub(array_lbas).ok_or(GptError::Damaged("disk too small"))?;
+    let last = disk_lbas.checked_sub(1).ok_or_else(|| damaged("empty disk"))?;
+    let backup_entries = last.checked_sub(array_lbas).ok_or_else(|| damaged("disk too small"))?;
     let last_usable = backup_entries - 1;
     if last_usable < u64_at(header, 48) {
-        return Err(GptError::Damaged("the disk is smaller than the image's table says"));
+        return Err(damaged("the disk is smaller than the image's table says"));
     }
     if let Some(number) = grow {
-        grow_entry(&mut entries[..array], size as usize, number, last_usable)?;
+        grow_entry(&mut entries[..array], size as usize, number, last_usable)
+            .map_err(|why| text!("growing partition {number}: {why}"))?;
     }
     let mut primary = [0u8; HEADER_SIZE];
     primary.copy_from_slice(&header[..HEADER_SIZE]);
-    put_u64(&mut primary, 32, last); // where the backup header is
-    put_u64(&mut primary, 48, last_usable);
-    put_u32(&mut primary, 88, crc32::checksum(&entries[..array]));
+    put(&mut primary, 32, &last.to_le_bytes()); // where the backup header is
+    put(&mut primary, 48, &last_usable.to_le_bytes());
+    put(&mut primary, 88, &crc32::checksum(&entries[..array]).to_le_bytes());
     let mut backup = primary;
-    put_u64(&mut backup, 24, last); // the backup's own LBA ...
-    put_u64(&mut backup, 32, 1); // ... and the primary's
-    put_u64(&mut backup, 72, backup_entries);
+    put(&mut backup, 24, &last.to_le_bytes()); // the backup's own LBA ...
+    put(&mut backup, 32, &1u64.to_le_bytes()); // ... and the primary's
+    put(&mut backup, 72, &backup_entries.to_le_bytes());
     for h in [&mut primary, &mut backup] {
         let crc = header_crc(h);
-        put_u32(h, 16, crc);
+        put(h, 16, &crc.to_le_bytes());
     }
-    debug_assert!(entries_lba >= 2);
     Ok((primary, backup, backup_entries))
 }
 
@@ -135,73 +108,57 @@ fn grow_entry(
     size: usize,
     number: u32,
     last_usable: u64,
-) -> Result<(), GptError> {
+) -> core::result::Result<(), &'static str> {
+    let used = |e: &[u8]| e[..16].iter().any(|&b| b != 0);
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
-    let Some(index) = index else {
-        return Err(GptError::CannotGrow { number, why: "the table has no such partition" });
-    };
-    let entry = index * size;
-    if entries[entry..entry + 16].iter().all(|&b| b == 0) {
-        return Err(GptError::CannotGrow { number, why: "the partition is empty" });
+    let entry = index.ok_or("the table has no such partition")? * size;
+    if !used(&entries[entry..]) {
+        return Err("the partition is empty");
     }
     let first = u64_at(entries, entry + 32);
-    let later = (0..entries.len() / size).any(|i| {
-        i != index
-            && entries[i * size..i * size + 16].iter().any(|&b| b != 0)
-            && u64_at(entries, i * size + 32) > first
-    });
+    let later = entries.chunks_exact(size).any(|e| used(e) && u64_at(e, 32) > first);
     if later {
-        return Err(GptError::CannotGrow { number, why: "another partition lies after it" });
+        return Err("another partition lies after it");
     }
     if last_usable < u64_at(entries, entry + 40) {
-        return Err(GptError::CannotGrow { number, why: "it would shrink" });
+        return Err("it would shrink");
     }
-    put_u64(entries, entry + 40, last_usable);
+    put(entries, entry + 40, &last_usable.to_le_bytes());
     Ok(())
 }
 
 /// Moves the backup GPT of the disk open as `fd` to its end and grows partition `grow`
 /// if asked. `Ok(false)`: the disk has no GPT (nothing done).
-pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool, GptError> {
-    let io = |doing| move |errno| GptError::Io { doing, errno };
+pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
+    let io = |doing| move |errno| text!("{doing}: {errno}");
     let block = u64::from(block::logical_block_size(fd).map_err(io("reading the block size"))?);
     let disk_lbas = block::device_size(fd).map_err(io("reading the disk size"))? / block;
     let mut header = vec![0u8; block as usize];
     block::pread_exact(fd, &mut header, block).map_err(io("reading the GPT header"))?;
-    let (entries_lba, count, size) = match entries_of(&header) {
-        Err(GptError::NotGpt) => return Ok(false),
-        other => other?,
-    };
+    let Some((entries_lba, count, size)) = entries_of(&header)? else { return Ok(false) };
     let array_len = (u64::from(count) * u64::from(size)).div_ceil(block) * block;
     let mut entries = vec![0u8; array_len as usize];
     block::pread_exact(fd, &mut entries, entries_lba * block)
         .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
     // Backup first, primary last: until the primary is rewritten the old table stands.
+    let mut sector = vec![0u8; block as usize];
+    sector[..HEADER_SIZE].copy_from_slice(&backup);
     block::pwrite_all(fd, &entries, backup_entries * block)
         .map_err(io("writing the backup GPT entries"))?;
-    write_header(fd, &backup, (disk_lbas - 1) * block, block)
+    block::pwrite_all(fd, &sector, (disk_lbas - 1) * block)
         .map_err(io("writing the backup GPT header"))?;
+    sector[..HEADER_SIZE].copy_from_slice(&primary);
     block::pwrite_all(fd, &entries, entries_lba * block).map_err(io("writing the GPT entries"))?;
-    write_header(fd, &primary, block, block).map_err(io("writing the GPT header"))?;
+    block::pwrite_all(fd, &sector, block).map_err(io("writing the GPT header"))?;
     block::fsync(fd).map_err(io("flushing the GPT"))?;
     Ok(true)
-}
-
-fn write_header(
-    fd: &Fd,
-    header: &[u8; HEADER_SIZE],
-    offset: u64,
-    block: u64,
-) -> crate::sys::Result<()> {
-    let mut sector = vec![0u8; block as usize];
-    sector[..HEADER_SIZE].copy_from_slice(header);
-    block::pwrite_all(fd, &sector, offset)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -221,7 +178,7 @@ mod tests {
     #[test]
     fn reads_a_real_sfdisk_table() {
         let (header, entries) = sfdisk_table();
-        assert_eq!(entries_of(&header), Ok((2, 128, 128)));
+        assert_eq!(entries_of(&header), Ok(Some((2, 128, 128))));
         assert_eq!(crc32::checksum(&entries), u32_at(&header, 88));
     }
 
@@ -245,21 +202,18 @@ mod tests {
             assert_eq!(header_crc(h), u32_at(h, 16));
             assert_eq!(crc32::checksum(&entries), u32_at(h, 88));
         }
-        assert_eq!(entries_of(&primary), Ok((2, 128, 128)));
+        assert_eq!(entries_of(&primary), Ok(Some((2, 128, 128))));
     }
 
     #[test]
     fn only_the_last_partition_in_use_can_grow() {
         let (header, mut entries) = sfdisk_table();
         let err = plan(&header, &mut entries.clone(), 262_144, 512, Some(1)).unwrap_err();
-        assert_eq!(err, GptError::CannotGrow { number: 1, why: "another partition lies after it" });
+        assert_eq!(err, "growing partition 1: another partition lies after it");
         let err = plan(&header, &mut entries.clone(), 262_144, 512, Some(3)).unwrap_err();
-        assert_eq!(err, GptError::CannotGrow { number: 3, why: "the partition is empty" });
+        assert_eq!(err, "growing partition 3: the partition is empty");
         let err = plan(&header, &mut entries.clone(), 262_144, 512, Some(200)).unwrap_err();
-        assert_eq!(
-            err,
-            GptError::CannotGrow { number: 200, why: "the table has no such partition" }
-        );
+        assert_eq!(err, "growing partition 200: the table has no such partition");
         // Without growing, the same disk size leaves the entries as they were.
         let before = entries.clone();
         plan(&header, &mut entries, 131_072, 512, None).unwrap();
@@ -269,18 +223,21 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let (mut header, mut entries) = sfdisk_table();
-        assert_eq!(entries_of(&[0u8; 512]), Err(GptError::NotGpt));
+        assert_eq!(entries_of(&[0u8; 512]), Ok(None));
         entries[200] ^= 1;
         assert_eq!(
             plan(&header, &mut entries, 262_144, 512, None).unwrap_err(),
-            GptError::Damaged("the partition entries' CRC does not match")
+            "the image's GPT is damaged: the partition entries' CRC does not match"
         );
         header[40] ^= 1;
-        assert_eq!(entries_of(&header), Err(GptError::Damaged("the header's CRC does not match")));
+        assert_eq!(
+            entries_of(&header),
+            Err("the image's GPT is damaged: the header's CRC does not match".into())
+        );
         let (header, mut entries) = sfdisk_table();
         assert_eq!(
             plan(&header, &mut entries, 100_000, 512, None).unwrap_err(),
-            GptError::Damaged("the disk is smaller than the image's table says")
+            "the image's GPT is damaged: the disk is smaller than the image's table says"
         );
     }
 }

@@ -8,9 +8,9 @@
 use crate::console::Quoted;
 use crate::plan::DiskHints;
 use crate::sys::fs;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// What sysfs tells about one whole disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +38,12 @@ impl Disk {
 impl fmt::Display for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.name, Size(self.size), self.transport)?;
-        if !self.model.is_empty() {
-            write!(f, " model {}", Quoted(&self.model))?;
+        for (label, value) in [(" model ", &self.model), (" serial ", &self.serial)] {
+            if !value.is_empty() {
+                write!(f, "{label}{}", Quoted(value))?;
+            }
         }
-        if !self.serial.is_empty() {
-            write!(f, " serial {}", Quoted(&self.serial))?;
-        }
-        if self.removable {
-            f.write_str(" removable")?;
-        }
-        Ok(())
+        f.write_str(if self.removable { " removable" } else { "" })
     }
 }
 
@@ -56,9 +52,9 @@ pub struct Size(pub u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units =
-            [("TB", 1_000_000_000_000u64), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)];
-        for (unit, scale) in units {
+        for (unit, scale) in
+            [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)]
+        {
             if self.0 >= scale {
                 let tenths = self.0 * 10 / scale;
                 return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
@@ -68,40 +64,9 @@ impl fmt::Display for Size {
     }
 }
 
-/// Why no single disk could be chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SelectError {
-    /// sysfs could not be read at all.
-    Sysfs { path: String, errno: crate::sys::Errno },
-    /// Nothing matched what was asked (`wanted` says what).
-    NoMatch { wanted: String, candidates: Vec<Disk> },
-    /// More than one disk matched.
-    Ambiguous { wanted: String, matches: Vec<Disk> },
-}
-
-impl fmt::Display for SelectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |f: &mut fmt::Formatter<'_>, disks: &[Disk]| -> fmt::Result {
-            if disks.is_empty() {
-                return f.write_str("none");
-            }
-            for (i, d) in disks.iter().enumerate() {
-                write!(f, "{}{d}", if i > 0 { "; " } else { "" })?;
-            }
-            Ok(())
-        };
-        match self {
-            SelectError::Sysfs { path, errno } => write!(f, "listing disks: {path}: {errno}"),
-            SelectError::NoMatch { wanted, candidates } => {
-                write!(f, "no disk matches {wanted}; disks: ")?;
-                list(f, candidates)
-            }
-            SelectError::Ambiguous { wanted, matches } => {
-                write!(f, "{} disks match {wanted}, give a hint that picks one: ", matches.len())?;
-                list(f, matches)
-            }
-        }
-    }
+/// Whether `text` holds `part` (core's substring search costs kilobytes in the init).
+fn has(text: &str, part: &str) -> bool {
+    text.as_bytes().windows(part.len()).any(|w| w == part.as_bytes())
 }
 
 /// Kernel names of block devices that are never provisioning targets: RAM disks, loop
@@ -109,31 +74,41 @@ impl fmt::Display for SelectError {
 /// kernel's own stacked devices (md, device-mapper) whose members are the real disks.
 fn is_ignored(name: &str) -> bool {
     ["ram", "loop", "zram", "sr", "fd", "nbd", "md", "dm-"].iter().any(|p| name.starts_with(p))
-        || (name.starts_with("mmcblk") && (name.contains("boot") || name.contains("rpmb")))
+        || (name.starts_with("mmcblk") && (has(name, "boot") || has(name, "rpmb")))
 }
 
 /// Reads every disk under `sysfs` (normally "/sys").
-pub fn scan(sysfs: &str) -> Result<Vec<Disk>, SelectError> {
+pub fn scan(sysfs: &str) -> Result<Vec<Disk>, String> {
     let block = text!("{sysfs}/block");
-    let names =
-        fs::list_dir(&block).map_err(|errno| SelectError::Sysfs { path: block.clone(), errno })?;
+    let names = fs::list_dir(&block).map_err(|errno| text!("listing disks: {block}: {errno}"))?;
     Ok(names.into_iter().filter(|n| !is_ignored(n)).map(|name| read_disk(&block, name)).collect())
 }
 
 fn read_disk(block: &str, name: String) -> Disk {
     let dir = text!("{block}/{name}");
-    let attr = |rel: &str| read_attr(&text!("{dir}/{rel}"));
+    let attr = |rel: &str| read_attr(&text!("{dir}/{rel}"), 0);
     let number = |rel: &str| attr(rel).parse::<u64>().ok();
+    let first = |a: String, b: String| if a.is_empty() { b } else { a };
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
-    let serial = [attr("serial"), attr("device/serial")]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| vpd_serial(&text!("{dir}/device/vpd_pg80")));
-    let wwid =
-        [attr("wwid"), attr("device/wwid")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
+    let serial = first(
+        attr("serial"),
+        first(attr("device/serial"), read_attr(&text!("{dir}/device/vpd_pg80"), 0x80)),
+    );
+    let device_path = fs::read_link(&dir).unwrap_or_default();
+    let transport = match () {
+        _ if name.starts_with("nvme") => "nvme",
+        _ if name.starts_with("vd") => "virtio",
+        _ if name.starts_with("mmcblk") => "mmc",
+        // Where the device sits in the device tree, e.g.
+        // "../devices/pci0000:00/0000:00:1f.2/ata1/host0/...".
+        _ if has(&device_path, "/usb") => "usb",
+        _ if has(&device_path, "/ata") => "sata",
+        _ if name.starts_with("sd") => "sas",
+        _ => "unknown",
+    };
     Disk {
-        transport: transport(&name, &fs::read_link(&dir).unwrap_or_default()),
+        transport,
         size: number("size").unwrap_or(0) * 512, // always in 512-byte sectors
         logical_block_size: number("queue/logical_block_size").unwrap_or(512) as u32,
         removable: attr("removable") == "1",
@@ -141,79 +116,60 @@ fn read_disk(block: &str, name: String) -> Disk {
         model: attr("device/model"),
         vendor: attr("device/vendor"),
         serial,
-        wwid,
+        wwid: first(attr("wwid"), attr("device/wwid")),
         name,
     }
 }
 
-/// A sysfs attribute, trimmed (they end in a newline, SCSI ones are space padded).
-fn read_attr(path: &str) -> String {
-    match fs::read_file(path, 4096) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
-        Err(_) => String::new(),
-    }
-}
-
-/// The serial number in a unit serial number VPD page: 4-byte header, length at byte 3.
-fn vpd_serial(path: &str) -> String {
-    let Ok(page) = fs::read_file(path, 4096) else { return String::new() };
-    if page.len() < 4 || page[1] != 0x80 {
-        return String::new();
-    }
-    let end = (4 + page[3] as usize).min(page.len());
-    String::from_utf8_lossy(&page[4..end]).trim().to_string()
-}
-
-/// The transport, from the kernel name and where the device sits in the device tree (the
-/// /sys/block/<name> link, e.g. "../devices/pci0000:00/0000:00:1f.2/ata1/host0/...").
-fn transport(name: &str, device_path: &str) -> &'static str {
-    if name.starts_with("nvme") {
-        "nvme"
-    } else if name.starts_with("vd") {
-        "virtio"
-    } else if name.starts_with("mmcblk") {
-        "mmc"
-    } else if device_path.contains("/usb") {
-        "usb"
-    } else if device_path.contains("/ata") {
-        "sata"
-    } else if name.starts_with("sd") {
-        "sas"
-    } else {
-        "unknown"
-    }
+/// A sysfs attribute as trimmed text (they end in a newline, SCSI ones are space padded),
+/// or "" when absent. With `vpd_page`, the text of that SCSI VPD page (4-byte header,
+/// the page number at byte 1, the length at byte 3).
+fn read_attr(path: &str, vpd_page: u8) -> String {
+    let bytes = fs::read_file(path, 4096).unwrap_or_default();
+    let text = match (vpd_page, bytes.as_slice()) {
+        (0, all) => all,
+        (page, [_, p, _, len, rest @ ..]) if *p == page => {
+            rest.get(..*len as usize).unwrap_or(rest)
+        }
+        _ => &[],
+    };
+    String::from(core::str::from_utf8(text).unwrap_or_default().trim())
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
-/// non-removable disk.
-pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, SelectError> {
-    if let Some(path) = path {
-        let name = path.strip_prefix("/dev/").unwrap_or(path);
-        return match disks.iter().find(|d| d.name == name) {
-            Some(d) if matches(d, hints) => Ok(d.clone()),
-            Some(_) => Err(SelectError::NoMatch {
-                wanted: text!("{path} with {}", describe(hints)),
-                candidates: disks.to_vec(),
-            }),
-            None => {
-                Err(SelectError::NoMatch { wanted: path.to_string(), candidates: disks.to_vec() })
-            }
-        };
-    }
-    let wanted = if hints.is_empty() {
-        "(no hint: the only non-removable disk)".to_string()
-    } else {
-        describe(hints)
+/// non-removable disk. The error lists every disk.
+pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
+    let wanted = match path {
+        Some(path) if hints.is_empty() => String::from(path),
+        Some(path) => text!("{path} with {}", describe(hints)),
+        None if hints.is_empty() => String::from("(no hint: the only non-removable disk)"),
+        None => describe(hints),
     };
-    // Removable media (USB sticks, SD cards) are only candidates when the hints ask for them.
-    let eligible = |d: &&Disk| hints.removable == Some(true) || !d.removable;
-    let found: Vec<Disk> =
-        disks.iter().filter(eligible).filter(|d| matches(d, hints)).cloned().collect();
-    match found.len() {
-        1 => Ok(found.into_iter().next().unwrap_or_else(|| unreachable!())),
-        0 => Err(SelectError::NoMatch { wanted, candidates: disks.to_vec() }),
-        _ => Err(SelectError::Ambiguous { wanted, matches: found }),
+    let found: Vec<&Disk> = match path {
+        // A path may name removable media: the operator asked for it.
+        Some(path) => {
+            let name = path.strip_prefix("/dev/").unwrap_or(path);
+            disks.iter().filter(|d| d.name == name).collect()
+        }
+        // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
+        None => disks.iter().filter(|d| hints.removable == Some(true) || !d.removable).collect(),
+    };
+    let found: Vec<&Disk> = found.into_iter().filter(|d| matches(d, hints)).collect();
+    let (list, mut out) = match found.as_slice() {
+        [disk] => return Ok((*disk).clone()),
+        [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
+        _ => (
+            found.clone(),
+            text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
+        ),
+    };
+    for (i, d) in list.iter().enumerate() {
+        let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
     }
+    if list.is_empty() {
+        out.push_str("none");
+    }
+    Err(out)
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
@@ -221,7 +177,7 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
         want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have))
     };
     same(&h.serial, &d.serial)
-        && h.wwn.as_ref().is_none_or(|w| wwn_matches(w, &d.wwid))
+        && h.wwn.as_ref().is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
         && same(&h.model, &d.model)
         && same(&h.vendor, &d.vendor)
         && same(&h.transport, d.transport)
@@ -231,48 +187,39 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
         && h.removable.is_none_or(|r| d.removable == r)
 }
 
-/// A WWN hint matches the kernel's wwid with or without its type prefix ("naa.", "eui.",
-/// "0x"), in any case.
-fn wwn_matches(want: &str, wwid: &str) -> bool {
-    let strip = |s: &str| -> String {
-        let s = s.trim().to_ascii_lowercase();
-        ["naa.", "eui.", "t10.", "0x"]
-            .iter()
-            .find_map(|p| s.strip_prefix(p).map(String::from))
-            .unwrap_or(s)
-    };
-    !wwid.is_empty() && strip(want) == strip(wwid)
+/// A WWN as compared: without its type prefix ("naa.", "eui.", "0x"), in lower case.
+fn wwn(s: &str) -> String {
+    let s = s.trim().to_ascii_lowercase();
+    let bare = ["naa.", "eui.", "t10.", "0x"].iter().find_map(|p| s.strip_prefix(p));
+    String::from(bare.unwrap_or(&s))
 }
 
-/// The hints, as text for errors ("serial=SN1 minSize=100.0 GB").
+/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB").
 fn describe(h: &DiskHints) -> String {
-    let mut out = Vec::new();
-    let mut text = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            out.push(text!("{k}={}", Quoted(v)));
+    let mut out = String::new();
+    let texts = [
+        ("serial", &h.serial),
+        ("wwn", &h.wwn),
+        ("model", &h.model),
+        ("vendor", &h.vendor),
+        ("transport", &h.transport),
+    ];
+    for (key, value) in texts {
+        if let Some(v) = value {
+            let _ = write!(out, " {key}={}", Quoted(v));
         }
-    };
-    text("serial", &h.serial);
-    text("wwn", &h.wwn);
-    text("model", &h.model);
-    text("vendor", &h.vendor);
-    text("transport", &h.transport);
-    if let Some(n) = h.min_size {
-        out.push(text!("minSize={}", Size(n)));
     }
-    if let Some(n) = h.max_size {
-        out.push(text!("maxSize={}", Size(n)));
+    for (key, value) in [("minSize", h.min_size), ("maxSize", h.max_size)] {
+        if let Some(n) = value {
+            let _ = write!(out, " {key}={}", Size(n));
+        }
     }
-    if let Some(r) = h.rotational {
-        out.push(text!("rotational={r}"));
+    for (key, value) in [("rotational", h.rotational), ("removable", h.removable)] {
+        if let Some(b) = value {
+            let _ = write!(out, " {key}={b}");
+        }
     }
-    if let Some(r) = h.removable {
-        out.push(text!("removable={r}"));
-    }
-    if out.is_empty() {
-        return "no hints".to_string();
-    }
-    out.join(" ")
+    String::from(out.trim_start())
 }
 
 #[cfg(test)]
@@ -426,23 +373,20 @@ mod tests {
     #[test]
     fn none_or_several_is_an_error_listing_every_candidate() {
         let disks = server().scan();
-        let err = select(&disks, None, &DiskHints::default()).unwrap_err();
-        let text = err.to_string();
-        assert!(matches!(err, SelectError::Ambiguous { .. }));
+        let text = select(&disks, None, &DiskHints::default()).unwrap_err();
         assert!(text.starts_with("2 disks match (no hint: the only non-removable disk), give a hint that picks one: "), "{text}");
         assert!(text.contains("nvme0n1 500.1 GB nvme model \"Samsung SSD 980 PRO 500GB\" serial \"S5GYNX0R123456A\""), "{text}");
         assert!(text.contains("sda 1.0 TB sata"), "{text}");
         assert!(!text.contains('\n'));
 
         let hints = DiskHints { serial: Some("NOPE".into()), ..Default::default() };
-        let text = select(&disks, None, &hints).unwrap_err().to_string();
+        let text = select(&disks, None, &hints).unwrap_err();
         assert!(text.starts_with("no disk matches serial=\"NOPE\"; disks: nvme0n1 "), "{text}");
         assert!(text.contains("sdb 30.9 GB usb model \"Cruzer Blade\" removable"), "{text}");
 
-        let text = select(&disks, Some("/dev/sdz"), &DiskHints::default()).unwrap_err().to_string();
+        let text = select(&disks, Some("/dev/sdz"), &DiskHints::default()).unwrap_err();
         assert!(text.starts_with("no disk matches /dev/sdz; disks: "), "{text}");
-        let text =
-            select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err().to_string();
+        let text = select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err();
         assert!(
             text.starts_with("no disk matches /dev/loop0"),
             "loop devices are not disks: {text}"
@@ -471,10 +415,7 @@ mod tests {
         assert_eq!(d.path(), "/dev/vda");
         let empty = FakeSys::new("empty");
         let err = select(&empty.scan(), None, &DiskHints::default()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no disk matches (no hint: the only non-removable disk); disks: none"
-        );
+        assert_eq!(err, "no disk matches (no hint: the only non-removable disk); disks: none");
     }
 
     #[test]

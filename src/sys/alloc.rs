@@ -247,27 +247,10 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// The one allocator of the init, also behind the C library's malloc family.
+/// The one allocator of the init (its `#[global_allocator]`), also behind the C library's
+/// malloc family. Host test builds keep the host's allocator.
+#[cfg_attr(all(not(test), target_env = "musl"), global_allocator)]
 pub static ALLOCATOR: Allocator = Allocator::new();
-
-/// What main.rs names as `#[global_allocator]`: forwards to [`ALLOCATOR`].
-pub struct Global;
-
-// SAFETY: forwards every call unchanged to ALLOCATOR, whose GlobalAlloc impl is sound.
-unsafe impl GlobalAlloc for Global {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATOR.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATOR.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        ALLOCATOR.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATOR.realloc(ptr, layout, new_size)
-    }
-}
 
 // The C library's allocation functions, for musl's own callers (opendir, if_nameindex),
 // defined here so the linker does not pull musl's malloc in. Host test builds link glibc,

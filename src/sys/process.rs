@@ -96,19 +96,9 @@ pub fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// What to do with the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RebootCmd {
-    Restart,
-    PowerOff,
-}
-
-/// reboot(2). Returns only on failure (not PID 1 / no CAP_SYS_BOOT).
-pub fn reboot(cmd: RebootCmd) -> Errno {
-    let how = match cmd {
-        RebootCmd::Restart => libc::RB_AUTOBOOT,
-        RebootCmd::PowerOff => libc::RB_POWER_OFF,
-    };
+/// reboot(2): restart, or power off. Returns only on failure (not PID 1 / no CAP_SYS_BOOT).
+pub fn reboot(power_off: bool) -> Errno {
+    let how = if power_off { libc::RB_POWER_OFF } else { libc::RB_AUTOBOOT };
     // SAFETY: reboot takes an integer command; the caller synced and unmounted first.
     unsafe { libc::reboot(how) };
     Errno::last()
