@@ -14,9 +14,8 @@
 //! few kilobytes against a budget of megabytes. Blocks are naturally aligned to their
 //! class size (arenas are aligned to their size); large blocks to a page.
 //!
-//! The C library allocates too (opendir, if_nameindex): `malloc`, `free`, `calloc`,
-//! `realloc`, `aligned_alloc` and `posix_memalign` are exported, so the linker takes these
-//! instead of musl's and only one allocator exists in the binary.
+//! Nothing of the C library imprint calls allocates (directories are read with
+//! getdents64, not opendir), so musl's malloc is not linked at all: keep it so.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -160,12 +159,6 @@ impl Allocator {
     }
 }
 
-impl Default for Allocator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn class_of(need: usize) -> usize {
     let shift = usize::BITS - (need - 1).leading_zeros();
     (shift.max(MIN_SHIFT) - MIN_SHIFT) as usize
@@ -247,63 +240,10 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// The one allocator of the init (its `#[global_allocator]`), also behind the C library's
-/// malloc family. Host test builds keep the host's allocator.
+/// The one allocator of the init (its `#[global_allocator]`). Host test builds keep the
+/// host's allocator.
 #[cfg_attr(all(not(test), target_env = "musl"), global_allocator)]
 pub static ALLOCATOR: Allocator = Allocator::new();
-
-// The C library's allocation functions, for musl's own callers (opendir, if_nameindex),
-// defined here so the linker does not pull musl's malloc in. Host test builds link glibc,
-// whose malloc must stay.
-#[cfg(all(not(test), target_env = "musl"))]
-mod c_exports {
-    use super::ALLOCATOR;
-    use core::ffi::c_void;
-
-    const C_ALIGN: usize = 16;
-
-    #[no_mangle]
-    extern "C" fn malloc(size: usize) -> *mut c_void {
-        ALLOCATOR.allocate(size, C_ALIGN).cast()
-    }
-
-    #[no_mangle]
-    extern "C" fn free(p: *mut c_void) {
-        ALLOCATOR.release(p.cast())
-    }
-
-    #[no_mangle]
-    extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-        let Some(total) = n.checked_mul(size) else { return core::ptr::null_mut() };
-        let p = ALLOCATOR.allocate(total, C_ALIGN);
-        if !p.is_null() {
-            // SAFETY: p is a fresh block of at least `total` bytes.
-            unsafe { core::ptr::write_bytes(p, 0, total) };
-        }
-        p.cast()
-    }
-
-    #[no_mangle]
-    extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-        ALLOCATOR.reallocate(p.cast(), size, C_ALIGN).cast()
-    }
-
-    #[no_mangle]
-    extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-        ALLOCATOR.allocate(size, align.max(C_ALIGN)).cast()
-    }
-
-    #[no_mangle]
-    extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-        let p = ALLOCATOR.allocate(size, align.max(C_ALIGN));
-        if p.is_null() {
-            return libc::ENOMEM;
-        }
-        // SAFETY: the caller passes a valid place for the result, as posix_memalign requires.
-        unsafe { *out = p.cast() };
-        0
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -102,32 +102,34 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// The names in a directory (without "." and ".."), sorted so callers never depend on the
-/// order the filesystem happens to return.
+/// order the filesystem happens to return. Read with getdents64: opendir would allocate
+/// through the C library's malloc.
 pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    let dir = with_cstr(path, |p| unsafe { libc::opendir(p) })?;
-    if dir.is_null() {
-        return Err(Errno::last());
-    }
+    let dir = Fd::open(path, OpenFlags(libc::O_RDONLY | libc::O_DIRECTORY), 0)?;
     let mut names = Vec::new();
+    let mut buf = [0u8; 4096];
     loop {
-        // SAFETY: dir is a valid DIR* from opendir, not yet closed; readdir returns null at
-        // the end (or on error) and otherwise a dirent valid until the next readdir call,
-        // from which we copy the NUL-terminated name at once.
-        let entry = unsafe { libc::readdir(dir) };
-        if entry.is_null() {
+        // SAFETY: buf is writable for buf.len() bytes; the kernel fills it with whole
+        // dirent64 records and returns their total length.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_getdents64, dir.raw(), buf.as_mut_ptr(), buf.len()) };
+        let n = super::check_size(ret as libc::ssize_t)?;
+        if n == 0 {
             break;
         }
-        // SAFETY: entry is non-null and points to a dirent whose d_name is NUL-terminated.
-        let name = unsafe { core::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
-        match name.to_str() {
-            Ok("." | "..") => {}
-            Ok(n) => names.push(alloc::string::String::from(n)),
-            Err(_) => {} // not UTF-8: no device or sysfs name we look for is like that
+        // Each record: inode (8 bytes), offset (8), its length (2), type (1), the name
+        // NUL-terminated.
+        let mut records = &buf[..n];
+        while let Some(len @ 20..) = records.get(16..18).map(|l| u16::from_ne_bytes([l[0], l[1]])) {
+            let (record, rest) = records.split_at(records.len().min(len as usize));
+            let name = record.get(19..).unwrap_or_default().split(|&b| b == 0).next();
+            match core::str::from_utf8(name.unwrap_or_default()) {
+                Ok("." | "..") | Err(_) => {} // not UTF-8: no name we look for is like that
+                Ok(n) => names.push(alloc::string::String::from(n)),
+            }
+            records = rest;
         }
     }
-    // SAFETY: dir came from opendir and is closed exactly once.
-    unsafe { libc::closedir(dir) };
     sort_names(&mut names);
     Ok(names)
 }
