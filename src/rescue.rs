@@ -223,8 +223,8 @@ fn exec_shell(console: &str) -> ! {
             let _ = tty.duplicate_to(target);
         }
     }
-    let env = ["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/", "TERM=linux"];
-    let err = process::exec(SHELL, &["sh"], &env);
+    let env = [c"PATH=/bin:/sbin:/usr/bin:/usr/sbin", c"HOME=/", c"TERM=linux"];
+    let err = process::exec(c"/bin/sh", &[c"sh"], &env);
     errln!("imprint: cannot start {SHELL}: {err}");
     process::exit(127)
 }

@@ -56,26 +56,28 @@ pub struct Args<'a> {
 impl<'a> Args<'a> {
     /// The arguments after the command name; they must be UTF-8.
     pub fn new(raw: &[&'a [u8]]) -> Result<Args<'a>, String> {
-        let rest = raw.iter().map(|a| core::str::from_utf8(a)).collect::<Result<Vec<_>, _>>();
-        rest.map(|rest| Args { rest }).map_err(|_| String::from("arguments must be UTF-8"))
+        let mut rest = Vec::new();
+        for arg in raw {
+            rest.push(core::str::from_utf8(arg).map_err(|_| "arguments must be UTF-8")?);
+        }
+        Ok(Args { rest })
     }
 
     /// Takes `name VALUE` or `name=VALUE` out; the last one given wins.
     pub fn value(&mut self, name: &str) -> Result<Option<&'a str>, String> {
         let mut found = None;
         let mut i = 0;
-        while i < self.rest.len() {
-            let arg = self.rest[i];
-            if arg == name {
-                let value = *self.rest.get(i + 1).ok_or_else(|| text!("{name} needs a value"))?;
-                found = Some(value);
-                self.rest.drain(i..i + 2);
-            } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-                found = Some(value);
-                self.rest.remove(i);
-            } else {
-                i += 1;
-            }
+        while let Some(arg) = self.rest.get(i) {
+            found = Some(match arg.strip_prefix(name).map(|v| (v, v.strip_prefix('='))) {
+                Some(("", _)) if i + 1 < self.rest.len() => self.rest.remove(i + 1),
+                Some(("", _)) => return Err(text!("{name} needs a value")),
+                Some((_, Some(value))) => value,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            });
+            self.rest.remove(i);
         }
         Ok(found)
     }
@@ -104,33 +106,29 @@ pub const EXIT_USAGE: i32 = 64;
 
 /// Runs one tool-mode command; returns the exit status.
 pub fn main(args: &[&[u8]]) -> i32 {
-    let command = args.get(1).map(|a| String::from_utf8_lossy(a));
-    match command.as_deref() {
-        Some("--help" | "-h" | "help") => {
-            say!("{USAGE}");
-            0
-        }
-        Some("get") => crate::http::cli::get(&args[2..]),
-        Some("put") => crate::http::cli::put(&args[2..]),
-        Some("--version" | "-V") => {
-            sayln!("imprint {}", crate::VERSION);
-            0
-        }
-        Some("write") => crate::image::write_command(&args[2..]),
-        Some("capture") => crate::image::capture::capture_command(&args[2..]),
-        Some("dhcp") => crate::net::dhcp_command(&args[2..]),
+    let rest = args.get(2..).unwrap_or_default();
+    match args.get(1).copied() {
+        Some(b"--help" | b"-h" | b"help") => say!("{USAGE}"),
+        Some(b"--version" | b"-V") => sayln!("imprint {}", crate::VERSION),
+        Some(b"get") => return crate::http::cli::get(rest),
+        Some(b"put") => return crate::http::cli::put(rest),
+        Some(b"write") => return crate::image::write_command(rest),
+        Some(b"capture") => return crate::image::capture::capture_command(rest),
+        Some(b"dhcp") => return crate::net::dhcp_command(rest),
         None => {
             errln!("imprint: no command given (this is not PID 1); see imprint --help");
-            EXIT_USAGE
+            return EXIT_USAGE;
         }
         Some(other) => {
+            let other = alloc::string::String::from_utf8_lossy(other);
             errln!(
                 "imprint: unknown command {}; see imprint --help",
-                crate::console::Quoted(other)
+                crate::console::Quoted(&other)
             );
-            EXIT_USAGE
+            return EXIT_USAGE;
         }
     }
+    0
 }
 
 #[cfg(test)]

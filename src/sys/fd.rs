@@ -64,26 +64,8 @@ impl Fd {
         read_raw(self.0, buf)
     }
 
-    /// One write; returns how much was taken. Retries on EINTR.
-    pub fn write(&self, buf: &[u8]) -> Result<usize> {
-        write_raw(self.0, buf)
-    }
-
     pub fn write_all(&self, buf: &[u8]) -> Result<()> {
         write_all_raw(self.0, buf)
-    }
-
-    /// Reads until end of file or until `buf` is full; returns the bytes read.
-    pub fn read_full(&self, buf: &mut [u8]) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = self.read(&mut buf[done..])?;
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
-        Ok(done)
     }
 
     /// Makes `target` (e.g. 0, 1, 2) refer to this file too.
@@ -93,6 +75,14 @@ impl Fd {
         }
         // SAFETY: dup2 takes two integers; at worst it fails with EBADF.
         check(unsafe { libc::dup2(self.0, target) }).map(|_| ())
+    }
+}
+
+/// A file is a pull reader too (its `read_full` fills a buffer up to end of file).
+impl crate::io::Read for Fd {
+    type Error = Errno;
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        read_raw(self.0, buf)
     }
 }
 
@@ -110,7 +100,7 @@ pub fn is_open(fd: libc::c_int) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-/// A read on a descriptor we do not own (standard input).
+/// A read on a descriptor we do not own (standard input). Retries on EINTR.
 pub fn read_raw(fd: libc::c_int, buf: &mut [u8]) -> Result<usize> {
     loop {
         // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
@@ -122,25 +112,16 @@ pub fn read_raw(fd: libc::c_int, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
-/// A write on a descriptor we do not own (standard output and error).
-pub fn write_raw(fd: libc::c_int, buf: &[u8]) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a valid readable region of buf.len() bytes for the whole call.
-        let ret = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        match check_size(ret) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
-}
-
+/// Writes all of `buf` to a descriptor we may not own (standard output and error).
 pub fn write_all_raw(fd: libc::c_int, mut buf: &[u8]) -> Result<()> {
     while !buf.is_empty() {
-        let n = write_raw(fd, buf)?;
-        if n == 0 {
-            return Err(Errno(libc::EIO));
+        // SAFETY: buf is a valid readable region of buf.len() bytes for the whole call.
+        match check_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
         }
-        buf = &buf[n..];
     }
     Ok(())
 }
@@ -161,7 +142,8 @@ mod tests {
         drop(fd);
         let fd = Fd::open(p, OpenFlags::READ, 0).unwrap();
         let mut buf = [0u8; 64];
-        let n = fd.read_full(&mut buf).unwrap();
+        let n = crate::io::Read::read_full(&mut { fd }, &mut buf).unwrap();
+        let fd = Fd::open(p, OpenFlags::READ, 0).unwrap();
         assert_eq!(&buf[..n], b"hello imprint");
         assert!(is_open(fd.raw()));
         let raw = fd.raw();

@@ -98,7 +98,7 @@ pub fn read_file(path: &str, limit: usize) -> Result<Vec<u8>> {
 
 /// Reads a file into `buf` without allocating (for the panic path); returns its length.
 pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
-    Fd::open(path, OpenFlags::READ, 0)?.read_full(buf)
+    crate::io::Read::read_full(&mut Fd::open(path, OpenFlags::READ, 0)?, buf)
 }
 
 /// The names in a directory (without "." and ".."), sorted so callers never depend on the

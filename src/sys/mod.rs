@@ -36,7 +36,6 @@ impl Errno {
     pub const EINTR: Errno = Errno(libc::EINTR);
     pub const EINVAL: Errno = Errno(libc::EINVAL);
     pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
-    pub const ECHILD: Errno = Errno(libc::ECHILD);
 
     /// The calling thread's errno, read right after a call reported failure.
     pub fn last() -> Errno {
@@ -52,10 +51,7 @@ impl fmt::Display for Errno {
         // value (musl: "No error information" for unknown ones); we only read it, and
         // imprint is single-threaded, so no other call can overwrite it meanwhile.
         let text = unsafe { CStr::from_ptr(libc::strerror(self.0)) };
-        match text.to_str() {
-            Ok(s) => write!(f, "{} (errno {})", s, self.0),
-            Err(_) => write!(f, "errno {}", self.0),
-        }
+        write!(f, "{} (errno {})", text.to_str().unwrap_or("error"), self.0)
     }
 }
 
@@ -76,30 +72,19 @@ fn check_size(ret: libc::ssize_t) -> Result<usize> {
     }
 }
 
-/// Longest path we pass to the kernel without allocating (covers every path imprint uses;
-/// longer ones go through the heap).
-const STACK_PATH: usize = 256;
-
-/// Calls `f` with `s` as a NUL-terminated C string. Fails with EINVAL if `s` holds a NUL
-/// (it would silently name a different file) and ENAMETOOLONG past PATH_MAX.
+/// Calls `f` with `s` as a NUL-terminated C string (copied on the stack). Fails with
+/// EINVAL if `s` holds a NUL (it would silently name a different file) and ENAMETOOLONG
+/// past PATH_MAX.
 fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
-    let bytes = s.as_bytes();
-    if bytes.contains(&0) {
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    if s.as_bytes().contains(&0) {
         return Err(Errno::EINVAL);
     }
-    if bytes.len() >= libc::PATH_MAX as usize {
-        return Err(Errno::ENAMETOOLONG);
+    match buf.get_mut(..s.len() + 1) {
+        Some(room) => room[..s.len()].copy_from_slice(s.as_bytes()),
+        None => return Err(Errno::ENAMETOOLONG),
     }
-    if bytes.len() < STACK_PATH {
-        let mut buf = [0u8; STACK_PATH];
-        buf[..bytes.len()].copy_from_slice(bytes);
-        Ok(f(buf.as_ptr().cast()))
-    } else {
-        let mut buf = ::alloc::vec::Vec::with_capacity(bytes.len() + 1);
-        buf.extend_from_slice(bytes);
-        buf.push(0);
-        Ok(f(buf.as_ptr().cast()))
-    }
+    Ok(f(buf.as_ptr().cast()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Processes: our pid, fork, exec, wait, sessions, exit, reboot.
 
-use super::{check, with_cstr, Errno, Result};
+use super::{check, Errno, Result};
 use alloc::vec::Vec;
+use core::ffi::CStr;
 
 pub fn pid() -> i32 {
     // SAFETY: getpid cannot fail and takes no pointers.
@@ -25,35 +26,15 @@ pub fn fork() -> Result<Forked> {
 }
 
 /// Replaces this process with `path`; returns only on failure.
-pub fn exec(path: &str, argv: &[&str], envp: &[&str]) -> Errno {
-    // Build NUL-terminated copies and the two NULL-terminated pointer arrays.
-    let own = |items: &[&str]| -> Option<Vec<Vec<u8>>> {
-        items
-            .iter()
-            .map(|s| {
-                if s.as_bytes().contains(&0) {
-                    return None;
-                }
-                let mut v = Vec::with_capacity(s.len() + 1);
-                v.extend_from_slice(s.as_bytes());
-                v.push(0);
-                Some(v)
-            })
-            .collect()
+pub fn exec(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
+    let pointers = |items: &[&CStr]| -> Vec<*const libc::c_char> {
+        items.iter().map(|s| s.as_ptr()).chain([core::ptr::null()]).collect()
     };
-    let (Some(args), Some(envs)) = (own(argv), own(envp)) else {
-        return Errno::EINVAL;
-    };
-    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr().cast()).collect();
-    arg_ptrs.push(core::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr().cast()).collect();
-    env_ptrs.push(core::ptr::null());
-    // SAFETY: path, every argv/envp string and both pointer arrays are NUL-terminated and
-    // NULL-terminated respectively, and stay alive (owned above) until execve returns.
-    match with_cstr(path, |p| unsafe { libc::execve(p, arg_ptrs.as_ptr(), env_ptrs.as_ptr()) }) {
-        Ok(_) => Errno::last(),
-        Err(e) => e,
-    }
+    let (args, envs) = (pointers(argv), pointers(envp));
+    // SAFETY: path and every argv/envp string are NUL-terminated CStrs, and both pointer
+    // arrays NULL-terminated; all stay alive until execve returns.
+    unsafe { libc::execve(path.as_ptr(), args.as_ptr(), envs.as_ptr()) };
+    Errno::last()
 }
 
 /// How a child ended.
