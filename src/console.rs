@@ -8,46 +8,21 @@ use crate::sys::fd::write_all_raw;
 use alloc::string::String;
 use core::fmt::{self, Write as _};
 
-/// A `fmt::Write` over a descriptor, buffered so a line goes out in one write (kernel
-/// messages on the console interleave less). Write errors are dropped: there is nowhere
-/// else to report them, and the console must never stop the boot.
-struct Out {
-    fd: i32,
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Out {
-    fn flush(&mut self) {
-        let _ = write_all_raw(self.fd, self.buf.get(..self.len).unwrap_or_default());
-        self.len = 0;
-    }
-}
+/// A `fmt::Write` over a descriptor. Write errors are dropped: there is nowhere else to
+/// report them, and the console must never stop the boot.
+struct Out(i32);
 
 impl fmt::Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.len + s.len() > self.buf.len() {
-            self.flush();
-        }
-        match self.buf.get_mut(self.len..self.len + s.len()) {
-            Some(room) => {
-                room.copy_from_slice(s.as_bytes());
-                self.len += s.len();
-            }
-            None => {
-                let _ = write_all_raw(self.fd, s.as_bytes());
-            }
-        }
+        let _ = write_all_raw(self.0, s.as_bytes());
         Ok(())
     }
 }
 
 /// Writes `args` to descriptor `fd`, then a newline if `newline`: what the macros call.
 pub fn print(fd: i32, newline: bool, args: fmt::Arguments<'_>) {
-    let mut out = Out { fd, buf: [0; 256], len: 0 };
-    let _ = out.write_fmt(args);
-    let _ = out.write_str(if newline { "\n" } else { "" });
-    out.flush();
+    let _ = Out(fd).write_fmt(args);
+    let _ = Out(fd).write_str(if newline { "\n" } else { "" });
 }
 
 /// Prints to standard output (the console in PID 1 mode).

@@ -116,6 +116,8 @@ pub struct Reporter {
     url: Option<String>,
     pub mac: [u8; 6],
     last: Option<Duration>,
+    /// Whether the progress line can be redrawn in place.
+    on_tty: bool,
 }
 
 impl Reporter {
@@ -131,6 +133,7 @@ impl Reporter {
             url: url.map(String::from),
             mac,
             last: None,
+            on_tty: crate::sys::tty::is_tty(crate::sys::fd::STDOUT),
         }
     }
 
@@ -159,10 +162,21 @@ impl Reporter {
         self.phase(Phase::DryRun, &what);
     }
 
-    /// A transfer's progress, from the numbers of its progress line, at most every few
-    /// seconds until the last.
-    pub fn transfer(&mut self, phase: Phase, p: &Progress) {
+    /// A transfer's progress hook: the progress line, the DHCP lease renewed when due (a
+    /// transfer can outlast it), a report at most every few seconds until the last.
+    pub fn progress(
+        &mut self,
+        phase: Phase,
+        p: &Progress,
+        lease: &mut Option<&mut BoundClient>,
+    ) -> Result<(), crate::net::NetError> {
+        crate::image::show_progress(p, self.on_tty);
         let now = time::monotonic();
+        if let Some(client) = lease {
+            if client.tick(now)? == crate::net::LeaseEvent::Renewed {
+                sayln!("\nimprint: lease renewed");
+            }
+        }
         if p.done || self.last.is_none_or(|last| now >= last + Duration::from_secs(5)) {
             self.last = Some(now);
             let report = Report {
@@ -173,6 +187,7 @@ impl Reporter {
             };
             self.send(&report);
         }
+        Ok(())
     }
 
     /// The last report of a run that did its work: `bytes` of the disk, their sha256.
@@ -209,7 +224,7 @@ pub fn write_image(
     client: &mut Client,
     plan: &Plan,
     disk: &Disk,
-    mut lease: Option<&mut BoundClient>,
+    lease: Option<&mut BoundClient>,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
     // A plan whose network keys are wrong fails before anything is written, not after.
@@ -230,13 +245,9 @@ pub fn write_image(
         sha256: plan.sha256,
         sparse: true,
     };
-    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
-    let mut hook = |p: &Progress| -> Result<(), Interrupted> {
-        crate::image::show_progress(p, on_tty);
-        keep_lease(lease.as_deref_mut()).map_err(Interrupted::Lease)?;
-        reporter.transfer(Phase::Writing, p);
-        Ok(())
-    };
+    let mut lease = lease;
+    let mut hook =
+        |p: &Progress| reporter.progress(Phase::Writing, p, &mut lease).map_err(Interrupted::Lease);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
     // A failure from here on is about the deployed system, not the image: say so.
@@ -255,16 +266,6 @@ pub fn write_image(
     Ok(())
 }
 
-/// Renews the DHCP lease when it is due (a transfer can outlast it).
-fn keep_lease(lease: Option<&mut BoundClient>) -> Result<(), crate::net::NetError> {
-    if let Some(client) = lease {
-        if client.tick(time::monotonic())? == crate::net::LeaseEvent::Renewed {
-            sayln!("\nimprint: lease renewed");
-        }
-    }
-    Ok(())
-}
-
 /// Captures `disk` to the plan's `desintationAddress`: gzip unless `compressed` is false,
 /// a plunder multipart form named after this machine's MAC unless `upload` is "put".
 /// Reads only (`wipeDevice` means nothing here). In a dry run, stops before the first
@@ -273,7 +274,7 @@ pub fn capture_image(
     client: &mut Client,
     plan: &Plan,
     disk: &Disk,
-    mut lease: Option<&mut BoundClient>,
+    lease: Option<&mut BoundClient>,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
     let url = plan.destination_address.as_deref().unwrap_or_default();
@@ -295,12 +296,10 @@ pub fn capture_image(
     }
     sayln!("imprint: capturing {what}");
     reporter.phase(Phase::Capturing, url);
-    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
-    let mut hook = |p: &Progress| -> Result<(), String> {
-        crate::image::show_progress(p, on_tty);
-        keep_lease(lease.as_deref_mut()).map_err(|e| text!("keeping the DHCP lease: {e}"))?;
-        reporter.transfer(Phase::Capturing, p);
-        Ok(())
+    let mut lease = lease;
+    let mut hook = |p: &Progress| {
+        let kept = reporter.progress(Phase::Capturing, p, &mut lease);
+        kept.map_err(|e| text!("keeping the DHCP lease: {e}"))
     };
     let summary = capture::capture(client, source, url, &options, &mut hook)?;
     let done = text!(

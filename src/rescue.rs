@@ -81,14 +81,6 @@ pub fn configure(policy: Policy, delay_secs: Option<u32>) {
     }
 }
 
-fn policy() -> Policy {
-    match POLICY.load(Relaxed) {
-        1 => Policy::Shell,
-        2 => Policy::Poweroff,
-        _ => Policy::Reboot,
-    }
-}
-
 /// Records the step the boot is in.
 pub fn enter(step: Step) {
     STEP.store(step as u8, Relaxed);
@@ -99,9 +91,9 @@ pub fn fail(error: &dyn Display) -> ! {
     RESCUING.store(true, Relaxed);
     let doing = DOING.get(STEP.load(Relaxed) as usize).unwrap_or(&"starting up");
     say!("{}", Frame(doing, error));
-    let policy = policy();
-    let power_off = policy == Policy::Poweroff;
-    if policy == Policy::Shell || countdown(power_off, DELAY.load(Relaxed)) {
+    let policy = POLICY.load(Relaxed);
+    let power_off = policy == Policy::Poweroff as u8;
+    if policy == Policy::Shell as u8 || countdown(power_off, DELAY.load(Relaxed)) {
         run_shell();
     }
     init::shutdown(power_off)
@@ -153,18 +145,11 @@ fn countdown(power_off: bool, secs: u32) -> bool {
             sayln!("imprint: {verb} in {left} s{hint}");
         }
         let deadline = time::monotonic() + Duration::from_secs(1);
-        loop {
-            let now = time::monotonic();
-            if now >= deadline {
-                break;
-            }
-            if !listen {
-                time::sleep(deadline - now);
-                break;
-            }
+        while let Some(wait) = deadline.checked_sub(time::monotonic()) {
+            // Not listening, it polls nothing: a sleep.
             let mut fds = [PollFd::new(fd::STDIN, poll::READABLE)];
             let mut buf = [0u8; 64];
-            let n = match poll::poll(&mut fds, deadline - now) {
+            let n = match poll::poll(&mut fds[..listen as usize], wait) {
                 Ok(0) => continue,
                 Ok(_) => fd::read_raw(fd::STDIN, &mut buf).unwrap_or(0),
                 Err(_) => 0,
@@ -264,10 +249,10 @@ mod tests {
         {
             assert_eq!(Policy::parse(name), Some(policy));
             configure(policy, Some(7));
-            assert_eq!((self::policy(), DELAY.load(Relaxed)), (policy, 7));
+            assert_eq!((POLICY.load(Relaxed), DELAY.load(Relaxed)), (policy as u8, 7));
         }
         configure(Policy::Shell, None);
-        assert_eq!((policy(), DELAY.load(Relaxed)), (Policy::Shell, 7));
+        assert_eq!((POLICY.load(Relaxed), DELAY.load(Relaxed)), (Policy::Shell as u8, 7));
         assert_eq!(Policy::parse("halt"), None);
         configure(Policy::Reboot, Some(30));
     }

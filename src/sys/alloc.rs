@@ -43,12 +43,9 @@ struct Header {
     mapped: usize,
 }
 
+/// Per class: the most recently freed block (each free block starts with the next).
 struct State {
-    /// Per class: the most recently freed block (each free block starts with the next).
     free: [*mut u8; CLASSES],
-    /// Per class: the next never-used block of the current arena, and that arena's end.
-    bump: [*mut u8; CLASSES],
-    end: [*mut u8; CLASSES],
 }
 
 /// `#[global_allocator]` of the init.
@@ -63,13 +60,7 @@ unsafe impl Sync for Allocator {}
 
 impl Allocator {
     pub const fn new() -> Allocator {
-        Allocator {
-            state: UnsafeCell::new(State {
-                free: [ptr::null_mut(); CLASSES],
-                bump: [ptr::null_mut(); CLASSES],
-                end: [ptr::null_mut(); CLASSES],
-            }),
-        }
+        Allocator { state: UnsafeCell::new(State { free: [ptr::null_mut(); CLASSES] }) }
     }
 
     /// A block of at least `size` bytes aligned to `align` (a power of two), or null.
@@ -79,16 +70,14 @@ impl Allocator {
             return if align <= PAGE { allocate_large(size) } else { ptr::null_mut() };
         }
         let class = class_of(need);
-        // SAFETY: single-threaded (see `Sync`); the state's pointers only ever point into
+        let block_size = 1 << (class as u32 + MIN_SHIFT);
+        // SAFETY: single-threaded (see `Sync`); the free lists only ever hold blocks of
         // arenas this allocator mapped, at block boundaries of the class's size.
         unsafe {
             let s = &mut *self.state.get();
-            let block = s.free[class];
-            if !block.is_null() {
-                s.free[class] = *(block as *mut *mut u8);
-                return block;
-            }
-            if s.bump[class] == s.end[class] {
+            if s.free[class].is_null() {
+                // A new arena for the class: its first block holds the header, the others
+                // go on the free list, the lowest first.
                 let arena = map_aligned(ARENA);
                 if arena.is_null() {
                     return ptr::null_mut();
@@ -98,12 +87,13 @@ impl Allocator {
                     class: class as u32,
                     mapped: ARENA,
                 });
-                // Block 0 holds the header.
-                s.bump[class] = arena.add(1 << (class as u32 + MIN_SHIFT));
-                s.end[class] = arena.add(ARENA);
+                for offset in (block_size..ARENA).step_by(block_size).rev() {
+                    *(arena.add(offset) as *mut *mut u8) = s.free[class];
+                    s.free[class] = arena.add(offset);
+                }
             }
-            let block = s.bump[class];
-            s.bump[class] = block.add(1 << (class as u32 + MIN_SHIFT));
+            let block = s.free[class];
+            s.free[class] = *(block as *mut *mut u8);
             block
         }
     }
