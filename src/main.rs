@@ -13,7 +13,7 @@ mod entry;
 
 use imprint::error::Error;
 use imprint::http::Client;
-use imprint::net::{self, Network, Summary};
+use imprint::net::{self, Summary};
 use imprint::plan::status::Phase;
 use imprint::plan::{Action, Finally, Plan};
 use imprint::provision::{self, Reporter};
@@ -78,16 +78,17 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
     // 4. The plan for this machine: its own, or the server's default. From here on, the
     //    plan may change what an error does, and its statusURL hears about every phase.
     rescue::enter(Step::Plan);
-    let dns = &network.config.dns;
+    let (dns, mac) = (&network.config.dns, network.mac());
     let mut client = provision::client(dns, Default::default());
-    let (plan_url, plan) = provision::fetch_plan(&mut client, server, network.mac())?;
+    let (plan_url, plan) = provision::fetch_plan(&mut client, server, mac)?;
     provision::show_plan(&plan_url, &plan);
     if let Some(policy) = plan.on_error {
         rescue::configure(policy, None);
     }
-    let mut reporter = Reporter::new(plan.status_url.as_deref(), network.mac(), dns);
+    let status_url = plan.status_url.as_deref();
+    let mut reporter = Reporter::new(status_url, mac, dns, network.dhcp.as_mut());
     reporter.phase(Phase::Starting, &plan_url);
-    if let Err(error) = act(&mut client, &plan, &mut network, &mut reporter) {
+    if let Err(error) = act(&mut client, &plan, &mut reporter) {
         // The last report says why, before the rescue path takes over.
         reporter.failure(&error.0);
         return Err(error);
@@ -101,20 +102,14 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
 }
 
 /// 5. The disk, and what the plan does with it.
-fn act(
-    client: &mut Client,
-    plan: &Plan,
-    network: &mut Network,
-    reporter: &mut Reporter,
-) -> Result<(), Error> {
+fn act(client: &mut Client, plan: &Plan, reporter: &mut Reporter) -> Result<(), Error> {
     rescue::enter(Step::SelectingDisk);
     let disk = provision::choose_disk(plan)?;
-    let lease = network.dhcp.as_mut();
     if plan.action == Action::WriteImage {
         rescue::enter(Step::Writing);
-        provision::write_image(client, plan, &disk, lease, reporter)
+        provision::write_image(client, plan, &disk, reporter)
     } else {
         rescue::enter(Step::Capturing);
-        provision::capture_image(client, plan, &disk, lease, reporter)
+        provision::capture_image(client, plan, &disk, reporter)
     }
 }

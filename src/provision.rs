@@ -110,9 +110,11 @@ pub fn choose_disk(plan: &Plan) -> Result<Disk, Error> {
 
 /// Status reports to the plan's `statusURL`: at each phase change and every few seconds
 /// during transfers. A report that fails is logged and never stops the work.
-pub struct Reporter {
+pub struct Reporter<'a> {
     /// Its own client: while an image streams, its response borrows the run's client.
     client: Client,
+    /// The DHCP lease, renewed during transfers (they can outlast it).
+    lease: Option<&'a mut BoundClient>,
     url: Option<String>,
     pub mac: [u8; 6],
     last: Option<Duration>,
@@ -120,8 +122,13 @@ pub struct Reporter {
     on_tty: bool,
 }
 
-impl Reporter {
-    pub fn new(url: Option<&str>, mac: [u8; 6], dns_servers: &[Ipv4Addr]) -> Reporter {
+impl<'a> Reporter<'a> {
+    pub fn new(
+        url: Option<&str>,
+        mac: [u8; 6],
+        dns_servers: &[Ipv4Addr],
+        lease: Option<&'a mut BoundClient>,
+    ) -> Reporter<'a> {
         // Reports are small and must not hold the work up: short timeouts, one retry.
         let options = http::Options {
             connect_timeout: Duration::from_secs(3),
@@ -130,6 +137,7 @@ impl Reporter {
         };
         Reporter {
             client: client(dns_servers, options),
+            lease,
             url: url.map(String::from),
             mac,
             last: None,
@@ -138,7 +146,7 @@ impl Reporter {
     }
 
     /// A report for `phase` with nothing more to say than `message`.
-    fn report<'a>(&self, phase: Phase, message: &'a str) -> Report<'a> {
+    fn report<'m>(&self, phase: Phase, message: &'m str) -> Report<'m> {
         Report {
             mac: self.mac,
             phase,
@@ -162,17 +170,12 @@ impl Reporter {
         self.phase(Phase::DryRun, &what);
     }
 
-    /// A transfer's progress hook: the progress line, the DHCP lease renewed when due (a
-    /// transfer can outlast it), a report at most every few seconds until the last.
-    pub fn progress(
-        &mut self,
-        phase: Phase,
-        p: &Progress,
-        lease: &mut Option<&mut BoundClient>,
-    ) -> Result<(), crate::net::NetError> {
+    /// A transfer's progress hook: the progress line, the DHCP lease renewed when due, a
+    /// report at most every few seconds until the last.
+    pub fn progress(&mut self, phase: Phase, p: &Progress) -> Result<(), crate::net::NetError> {
         crate::image::show_progress(p, self.on_tty);
         let now = time::monotonic();
-        if let Some(client) = lease {
+        if let Some(client) = &mut self.lease {
             if client.tick(now)? == crate::net::LeaseEvent::Renewed {
                 sayln!("\nimprint: lease renewed");
             }
@@ -224,7 +227,6 @@ pub fn write_image(
     client: &mut Client,
     plan: &Plan,
     disk: &Disk,
-    lease: Option<&mut BoundClient>,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
     // A plan whose network keys are wrong fails before anything is written, not after.
@@ -245,9 +247,7 @@ pub fn write_image(
         sha256: plan.sha256,
         sparse: true,
     };
-    let mut lease = lease;
-    let mut hook =
-        |p: &Progress| reporter.progress(Phase::Writing, p, &mut lease).map_err(Interrupted::Lease);
+    let mut hook = |p: &Progress| reporter.progress(Phase::Writing, p).map_err(Interrupted::Lease);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
     // A failure from here on is about the deployed system, not the image: say so.
@@ -274,7 +274,6 @@ pub fn capture_image(
     client: &mut Client,
     plan: &Plan,
     disk: &Disk,
-    lease: Option<&mut BoundClient>,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
     let url = plan.destination_address.as_deref().unwrap_or_default();
@@ -296,10 +295,8 @@ pub fn capture_image(
     }
     sayln!("imprint: capturing {what}");
     reporter.phase(Phase::Capturing, url);
-    let mut lease = lease;
     let mut hook = |p: &Progress| {
-        let kept = reporter.progress(Phase::Capturing, p, &mut lease);
-        kept.map_err(|e| text!("keeping the DHCP lease: {e}"))
+        reporter.progress(Phase::Capturing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
     };
     let summary = capture::capture(client, source, url, &options, &mut hook)?;
     let done = text!(

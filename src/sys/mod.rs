@@ -77,6 +77,11 @@ fn check_size(ret: libc::ssize_t) -> Result<usize> {
 /// past PATH_MAX.
 fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
     let mut buf = [0u8; libc::PATH_MAX as usize];
+    Ok(f(copy_cstr(s, &mut buf)?))
+}
+
+/// The work of `with_cstr`, compiled once rather than for each of its callers.
+fn copy_cstr(s: &str, buf: &mut [u8; libc::PATH_MAX as usize]) -> Result<*const c_char> {
     if s.as_bytes().contains(&0) {
         return Err(Errno::EINVAL);
     }
@@ -84,7 +89,7 @@ fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
         Some(room) => room[..s.len()].copy_from_slice(s.as_bytes()),
         None => return Err(Errno::ENAMETOOLONG),
     }
-    Ok(f(buf.as_ptr().cast()))
+    Ok(buf.as_ptr().cast())
 }
 
 #[cfg(test)]
