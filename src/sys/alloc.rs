@@ -206,19 +206,11 @@ fn map_aligned(len: usize) -> *mut u8 {
 
 // SAFETY: allocate returns null or a block of at least layout.size() bytes aligned to
 // layout.align() that stays valid until released; release takes exactly such blocks;
-// reallocate keeps the first min(old, new) bytes and the alignment. Zeroed allocations
-// are zeroed explicitly (reused blocks hold old data).
+// reallocate keeps the first min(old, new) bytes and the alignment. (The default
+// alloc_zeroed zeroes explicitly: reused blocks hold old data.)
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.allocate(layout.size(), layout.align())
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = self.allocate(layout.size(), layout.align());
-        if !p.is_null() {
-            ptr::write_bytes(p, 0, layout.size());
-        }
-        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
