@@ -119,34 +119,6 @@ impl Allocator {
             }
         }
     }
-
-    /// How many bytes `block` can hold.
-    fn usable(block: *mut u8) -> usize {
-        // SAFETY: as in `release`: the header of any block we returned is readable.
-        let header = unsafe { &*header_of(block) };
-        if header.class == LARGE {
-            header.mapped - PAGE
-        } else {
-            1 << (header.class + MIN_SHIFT)
-        }
-    }
-
-    fn reallocate(&self, block: *mut u8, new_size: usize, align: usize) -> *mut u8 {
-        if block.is_null() {
-            return self.allocate(new_size, align);
-        }
-        let old = Self::usable(block);
-        if new_size <= old && (old <= 1 << MAX_SHIFT || new_size > old / 2) {
-            return block;
-        }
-        let new = self.allocate(new_size, align);
-        if !new.is_null() {
-            // SAFETY: both blocks are ours, distinct, and at least min(old, new_size) long.
-            unsafe { ptr::copy_nonoverlapping(block, new, old.min(new_size)) };
-            self.release(block);
-        }
-        new
-    }
 }
 
 fn class_of(need: usize) -> usize {
@@ -205,9 +177,9 @@ fn map_aligned(len: usize) -> *mut u8 {
 }
 
 // SAFETY: allocate returns null or a block of at least layout.size() bytes aligned to
-// layout.align() that stays valid until released; release takes exactly such blocks;
-// reallocate keeps the first min(old, new) bytes and the alignment. (The default
-// alloc_zeroed zeroes explicitly: reused blocks hold old data.)
+// layout.align() that stays valid until released; release takes exactly such blocks. (The
+// default alloc_zeroed zeroes explicitly, as reused blocks hold old data; the default
+// realloc allocates, copies and releases.)
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.allocate(layout.size(), layout.align())
@@ -215,10 +187,6 @@ unsafe impl GlobalAlloc for Allocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         self.release(ptr)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        self.reallocate(ptr, new_size, layout.align())
     }
 }
 
@@ -277,19 +245,18 @@ mod tests {
     }
 
     #[test]
-    fn realloc_grows_in_place_or_moves_with_the_data() {
+    fn realloc_moves_with_the_data() {
         let a = Allocator::new();
-        let p = a.allocate(10, 8);
-        // SAFETY: (test) p holds 10 bytes, then 16 (its class).
-        unsafe { ptr::copy_nonoverlapping(b"0123456789".as_ptr(), p, 10) };
-        assert_eq!(a.reallocate(p, 16, 8), p, "fits the class: same block");
-        let q = a.reallocate(p, 100_000, 8);
-        assert_ne!(q, p);
-        // SAFETY: (test) q holds at least 100_000 bytes, the first 10 copied.
-        assert_eq!(unsafe { core::slice::from_raw_parts(q, 10) }, b"0123456789");
-        let r = a.reallocate(q, 60_000, 8);
-        assert_eq!(r, q, "shrinking a large block by less than half keeps it");
-        a.release(r);
+        let layout = Layout::from_size_align(10, 8).unwrap();
+        // SAFETY: (test) a layout of non-zero size; p holds 10 bytes, q at least 100_000
+        // with the first 10 copied, as GlobalAlloc::realloc promises.
+        unsafe {
+            let p = a.alloc(layout);
+            ptr::copy_nonoverlapping(b"0123456789".as_ptr(), p, 10);
+            let q = a.realloc(p, layout, 100_000);
+            assert_eq!(core::slice::from_raw_parts(q, 10), b"0123456789");
+            a.dealloc(q, Layout::from_size_align(100_000, 8).unwrap());
+        }
         assert!(a.allocate(1 << 20, 8192).is_null(), "alignment beyond a page is refused");
     }
 }
