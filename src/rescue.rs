@@ -9,7 +9,7 @@
 use crate::init;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::poll::{self, PollFd};
-use crate::sys::process::{self, ExitStatus, Forked};
+use crate::sys::process;
 use crate::sys::{fs, time, tty};
 use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
@@ -185,8 +185,8 @@ pub fn run_shell() {
         text!("/dev/{}", last_word(buf.get(..n).unwrap_or_default()).unwrap_or("console"));
     sayln!("imprint: starting a shell on {console}; exit it to reboot");
     match process::fork() {
-        Ok(Forked::Child) => exec_shell(&console),
-        Ok(Forked::Parent { child }) => wait_for(child),
+        Ok(0) => exec_shell(&console),
+        Ok(child) => wait_for(child),
         Err(e) => sayln!("imprint: cannot start a shell: fork: {e}"),
     }
 }
@@ -217,11 +217,11 @@ fn exec_shell(console: &str) -> ! {
 /// Waits for the shell, reaping any other child that ends meanwhile (PID 1 inherits
 /// every orphan).
 fn wait_for(shell: i32) {
-    while let Ok((pid, how)) = process::wait(-1) {
+    while let Ok((pid, how)) = process::wait_any() {
         if pid == shell {
             match how {
-                ExitStatus::Exited(code) => sayln!("imprint: shell exited with status {code}"),
-                ExitStatus::Signaled(sig) => sayln!("imprint: shell killed by signal {sig}"),
+                Ok(code) => sayln!("imprint: shell exited with status {code}"),
+                Err(signal) => sayln!("imprint: shell killed by signal {signal}"),
             }
             return;
         }

@@ -79,21 +79,16 @@ pub fn is_executable(path: &str) -> bool {
     matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::X_OK) }), Ok(0))
 }
 
-/// Reads a whole (small) file such as /proc/cmdline or a sysfs attribute.
+/// Reads a whole (small) file such as /proc/cmdline or a sysfs attribute; EFBIG past
+/// `limit` bytes.
 pub fn read_file(path: &str, limit: usize) -> Result<Vec<u8>> {
-    let fd = Fd::open(path, OpenFlags::READ, 0)?;
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 512];
-    loop {
-        let n = fd.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        if out.len() + n > limit {
-            return Err(Errno(libc::EFBIG));
-        }
-        out.extend_from_slice(&chunk[..n]);
+    let mut out = alloc::vec![0; limit + 1];
+    let n = read_into(path, &mut out)?;
+    if n > limit {
+        return Err(Errno(libc::EFBIG));
     }
+    out.truncate(n);
+    Ok(out)
 }
 
 /// Reads a file into `buf` without allocating (for the panic path); returns its length.

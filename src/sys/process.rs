@@ -9,20 +9,12 @@ pub fn pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// Which side of a fork we are on.
-pub enum Forked {
-    Child,
-    Parent { child: i32 },
-}
-
-/// fork(2). imprint is single-threaded, so the child may do anything the parent could.
-pub fn fork() -> Result<Forked> {
+/// fork(2): 0 in the child, the child's pid in the parent. imprint is single-threaded, so
+/// the child may do anything the parent could.
+pub fn fork() -> Result<i32> {
     // SAFETY: no other threads exist, so no lock can be held by a thread that vanishes in
     // the child; the child only calls async-signal-safe wrappers before exec.
-    match check(unsafe { libc::fork() })? {
-        0 => Ok(Forked::Child),
-        child => Ok(Forked::Parent { child }),
-    }
+    check(unsafe { libc::fork() })
 }
 
 /// Replaces this process with `path`; returns only on failure.
@@ -37,29 +29,16 @@ pub fn exec(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
     Errno::last()
 }
 
-/// How a child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
-/// Waits for `pid` (or any child with -1); returns which one ended and how.
-pub fn wait(pid: i32) -> Result<(i32, ExitStatus)> {
+/// Waits for any child; returns which one ended and how: `Ok(exit status)` or
+/// `Err(signal)`.
+pub fn wait_any() -> Result<(i32, core::result::Result<i32, i32>)> {
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: status is a valid writable c_int for the duration of the call.
-        match check(unsafe { libc::waitpid(pid, &mut status, 0) }) {
-            Ok(who) => {
-                let how = if libc::WIFEXITED(status) {
-                    ExitStatus::Exited(libc::WEXITSTATUS(status))
-                } else {
-                    ExitStatus::Signaled(libc::WTERMSIG(status))
-                };
-                return Ok((who, how));
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
+        match check(unsafe { libc::waitpid(-1, &mut status, 0) }) {
+            Err(Errno::EINTR) => {}
+            Ok(pid) if libc::WIFEXITED(status) => return Ok((pid, Ok(libc::WEXITSTATUS(status)))),
+            other => return other.map(|pid| (pid, Err(libc::WTERMSIG(status)))),
         }
     }
 }
