@@ -13,11 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// One `key[=value]` word of the command line, quotes removed.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub struct Param<'a> {
-    pub key: &'a [u8],
-    pub value: Option<&'a [u8]>,
-}
+pub type Param<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Splits a command line into parameters the way the kernel does.
 pub fn params(line: &[u8]) -> impl Iterator<Item = Param<'_>> {
@@ -45,8 +41,8 @@ fn next_param(s: &[u8]) -> (Param<'_>, &[u8]) {
     // A closing quote at the end of the word is dropped (from the value, or from a
     // wholly quoted parameter).
     let param = match word.iter().position(|&b| b == b'=') {
-        None if quoted => Param { key: unquote(word), value: None },
-        None => Param { key: word, value: None },
+        None if quoted => (unquote(word), None),
+        None => (word, None),
         Some(eq) => {
             let (key, value) = (&word[..eq], &word[eq + 1..]);
             let value = match value.strip_prefix(b"\"") {
@@ -54,7 +50,7 @@ fn next_param(s: &[u8]) -> (Param<'_>, &[u8]) {
                 None if quoted => unquote(value),
                 None => value,
             };
-            Param { key, value: Some(value) }
+            (key, Some(value))
         }
     };
     (param, rest)
@@ -89,7 +85,7 @@ pub struct Settings {
 pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
     let mut s = Settings::default();
     let mut errors = Vec::new();
-    for Param { key, value } in params(line) {
+    for (key, value) in params(line) {
         if !(key.starts_with(b"imprint.") || key == b"BOOTYURL" || key == b"ip") {
             continue;
         }
@@ -142,8 +138,8 @@ mod tests {
         params(line.as_bytes())
             .map(|p| {
                 (
-                    String::from_utf8(p.key.to_vec()).unwrap(),
-                    p.value.map(|v| String::from_utf8(v.to_vec()).unwrap()),
+                    String::from_utf8(p.0.to_vec()).unwrap(),
+                    p.1.map(|v| String::from_utf8(v.to_vec()).unwrap()),
                 )
             })
             .collect()

@@ -12,6 +12,7 @@ use crate::sys::{block, fs, Errno};
 use alloc::string::String;
 use core::fmt::Write as _;
 
+/// Where the deployed root is mounted (spelled out in the paths below: no formatting).
 const MOUNT_POINT: &str = "/run/imprint/root";
 
 fn sys<'a>(doing: &'a str, path: &'a str) -> impl FnOnce(Errno) -> Error + 'a {
@@ -84,9 +85,9 @@ fn finish_root(
     // netplan wants its files private; networkd reads its own as an unprivileged user.
     let network = if plan.address.is_none() {
         None
-    } else if fs::exists(&text!("{MOUNT_POINT}/etc/netplan")) {
+    } else if fs::exists("/run/imprint/root/etc/netplan") {
         Some(file("/etc/netplan/60-imprint.yaml", network_config(plan, mac, true), 0o600))
-    } else if fs::exists(&text!("{MOUNT_POINT}/etc/systemd/network")) {
+    } else if fs::exists("/run/imprint/root/etc/systemd/network") {
         Some(file(
             "/etc/systemd/network/60-imprint.network",
             network_config(plan, mac, false),
@@ -178,7 +179,7 @@ fn mount_root(disk: &Disk) -> Result<(String, u32, &'static str), Error> {
             if fs::mount(&device, MOUNT_POINT, fstype, fs::MS_RDONLY, "").is_err() {
                 continue;
             }
-            let is_root = fs::exists(&text!("{MOUNT_POINT}/etc"));
+            let is_root = fs::exists("/run/imprint/root/etc");
             let _ = fs::umount(MOUNT_POINT, false);
             if is_root {
                 fs::mount(&device, MOUNT_POINT, fstype, 0, "").map_err(sys("mounting", &device))?;

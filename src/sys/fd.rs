@@ -19,7 +19,6 @@ impl OpenFlags {
     pub const EXCLUSIVE: OpenFlags = OpenFlags(libc::O_EXCL);
     pub const DIRECT: OpenFlags = OpenFlags(libc::O_DIRECT);
     pub const NO_CTTY: OpenFlags = OpenFlags(libc::O_NOCTTY);
-    pub const NONBLOCK: OpenFlags = OpenFlags(libc::O_NONBLOCK);
 }
 
 impl core::ops::BitOr for OpenFlags {
