@@ -47,6 +47,8 @@ pub fn join(base: &str, name: &str) -> String {
 }
 
 /// GETs `{server}/{aa-bb-cc-dd-ee-ff}.bty`, or `{server}/default.bty` when that is 404.
+/// (Out of line: measured 240 bytes smaller than inlined into the boot.)
+#[inline(never)]
 pub fn fetch_plan(
     client: &mut Client,
     server: &str,

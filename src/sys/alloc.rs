@@ -3,54 +3,34 @@
 //! musl's mallocng is about 9 KB of code; this one is a fraction of that and fits how
 //! imprint allocates (few, long-lived objects, plus a few large I/O buffers):
 //! - Small blocks (up to 16 KiB) come in power-of-two size classes, carved from 64 KiB
-//!   arenas that hold one class each. An arena's first block holds its header (the class),
-//!   so `free(ptr)` finds the class by rounding the pointer down to the arena. Freed blocks
-//!   go on their class's free list, which later allocations reuse first.
-//! - Large blocks get their own mapping, 64 KiB aligned, with the header in its first page
-//!   and the block from the second page on; freeing unmaps them, so a 4 MiB write buffer
-//!   is returned to the kernel at once.
+//!   mappings that hold one class each. Freed blocks go on their class's free list, which
+//!   later allocations reuse first. A block needs no header: `dealloc` is handed the same
+//!   layout as `alloc`, and the layout names the class.
+//! - Large blocks get their own mapping; freeing unmaps it, so a 4 MiB write buffer is
+//!   returned to the kernel at once.
 //!
 //! Power-of-two classes waste up to half a block; for imprint's small objects that is a
 //! few kilobytes against a budget of megabytes. Blocks are naturally aligned to their
-//! class size (arenas are aligned to their size); large blocks to a page.
-//!
-//! Nothing of the C library imprint calls allocates (directories are read with
+//! class size up to a page (mappings are page aligned); no alignment beyond a page is
+//! offered. Nothing of the C library imprint calls allocates (directories are read with
 //! getdents64, not opendir), so musl's malloc is not linked at all: keep it so.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
-use core::ffi::c_void;
 use core::ptr;
 
 const ARENA: usize = 64 * 1024;
 const PAGE: usize = 4096;
 /// Smallest class: 16 bytes (two pointers; malloc's alignment guarantee on x86_64).
 const MIN_SHIFT: u32 = 4;
-/// Largest small class: 16 KiB (four blocks per arena, one of them the header).
+/// Largest small class: 16 KiB (four blocks per arena).
 const MAX_SHIFT: u32 = 14;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
-/// Marks an arena or large mapping as ours (a stray pointer to free is caught).
-const MAGIC: u32 = 0x1b9_71a7;
-/// Header `class` value of a large mapping.
-const LARGE: u32 = u32::MAX;
 
-/// At the start of every arena and large mapping.
-#[repr(C)]
-struct Header {
-    magic: u32,
-    class: u32,
-    /// Large mappings: the length mapped.
-    mapped: usize,
-}
-
-/// Per class: the most recently freed block (each free block starts with the next).
-struct State {
-    free: [*mut u8; CLASSES],
-}
-
-/// `#[global_allocator]` of the init.
+/// `#[global_allocator]` of the init. Per class: the most recently freed block (each free
+/// block starts with the next).
 pub struct Allocator {
-    state: UnsafeCell<State>,
+    free: UnsafeCell<[*mut u8; CLASSES]>,
 }
 
 // SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so the state is
@@ -60,133 +40,82 @@ unsafe impl Sync for Allocator {}
 
 impl Allocator {
     pub const fn new() -> Allocator {
-        Allocator { state: UnsafeCell::new(State { free: [ptr::null_mut(); CLASSES] }) }
-    }
-
-    /// A block of at least `size` bytes aligned to `align` (a power of two), or null.
-    fn allocate(&self, size: usize, align: usize) -> *mut u8 {
-        let need = size.max(align).max(1);
-        if need > 1 << MAX_SHIFT {
-            return if align <= PAGE { allocate_large(size) } else { ptr::null_mut() };
-        }
-        let class = class_of(need);
-        let block_size = 1 << (class as u32 + MIN_SHIFT);
-        // SAFETY: single-threaded (see `Sync`); the free lists only ever hold blocks of
-        // arenas this allocator mapped, at block boundaries of the class's size.
-        unsafe {
-            let s = &mut *self.state.get();
-            if s.free[class].is_null() {
-                // A new arena for the class: its first block holds the header, the others
-                // go on the free list, the lowest first.
-                let arena = map_aligned(ARENA);
-                if arena.is_null() {
-                    return ptr::null_mut();
-                }
-                arena.cast::<Header>().write(Header {
-                    magic: MAGIC,
-                    class: class as u32,
-                    mapped: ARENA,
-                });
-                for offset in (block_size..ARENA).step_by(block_size).rev() {
-                    *(arena.add(offset) as *mut *mut u8) = s.free[class];
-                    s.free[class] = arena.add(offset);
-                }
-            }
-            let block = s.free[class];
-            s.free[class] = *(block as *mut *mut u8);
-            block
-        }
-    }
-
-    /// Returns a block to the allocator. `block` must come from `allocate` (or be null).
-    fn release(&self, block: *mut u8) {
-        if block.is_null() {
-            return;
-        }
-        // SAFETY: every block comes from an arena or large mapping whose header sits at the
-        // block's address rounded down to ARENA (blocks never start at offset 0); the
-        // header was written when the arena was mapped. Single-threaded (see `Sync`).
-        unsafe {
-            let header = &*header_of(block);
-            assert!(header.magic == MAGIC, "free of a pointer the allocator never returned");
-            if header.class == LARGE {
-                libc::munmap(header_of(block).cast(), header.mapped);
-            } else {
-                let s = &mut *self.state.get();
-                let class = header.class as usize;
-                *(block as *mut *mut u8) = s.free[class];
-                s.free[class] = block;
-            }
-        }
+        Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
     }
 }
 
-fn class_of(need: usize) -> usize {
+/// The class of a layout, `None` for a large block.
+fn class_of(layout: Layout) -> Option<usize> {
+    let need = layout.size().max(layout.align()).max(1);
     let shift = usize::BITS - (need - 1).leading_zeros();
-    (shift.max(MIN_SHIFT) - MIN_SHIFT) as usize
+    (need <= 1 << MAX_SHIFT).then(|| (shift.max(MIN_SHIFT) - MIN_SHIFT) as usize)
 }
 
-fn header_of(block: *mut u8) -> *mut Header {
-    (block as usize & !(ARENA - 1)) as *mut Header
-}
-
-fn allocate_large(size: usize) -> *mut u8 {
-    let mapped = match size.checked_add(PAGE + PAGE - 1) {
-        Some(n) => n & !(PAGE - 1),
-        None => return ptr::null_mut(),
-    };
-    let base = map_aligned(mapped);
-    if base.is_null() {
-        return base;
-    }
-    // SAFETY: base is a fresh mapping of `mapped` >= 2 pages, writable.
-    unsafe {
-        base.cast::<Header>().write(Header { magic: MAGIC, class: LARGE, mapped });
-        base.add(PAGE)
+/// A fresh anonymous mapping of `len` bytes (page aligned), or null.
+fn map(len: usize) -> *mut u8 {
+    let (prot, flags) =
+        (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    // SAFETY: an anonymous private mapping of fresh memory, at an address the kernel picks.
+    let raw = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, -1, 0) };
+    if raw == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        raw.cast()
     }
 }
 
-/// Maps `len` bytes (a multiple of the page size) at an ARENA-aligned address, or null.
-fn map_aligned(len: usize) -> *mut u8 {
-    let span = len + ARENA;
-    // SAFETY: an anonymous private mapping of fresh memory; we unmap only its unaligned
-    // head and the tail beyond `len`, both inside the mapping just made.
-    unsafe {
-        let raw = libc::mmap(
-            ptr::null_mut(),
-            span,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if raw == libc::MAP_FAILED {
-            return ptr::null_mut();
-        }
-        let start = raw as usize;
-        let aligned = (start + ARENA - 1) & !(ARENA - 1);
-        if aligned > start {
-            libc::munmap(raw, aligned - start);
-        }
-        let tail = start + span - (aligned + len);
-        if tail > 0 {
-            libc::munmap((aligned + len) as *mut c_void, tail);
-        }
-        aligned as *mut u8
-    }
-}
-
-// SAFETY: allocate returns null or a block of at least layout.size() bytes aligned to
-// layout.align() that stays valid until released; release takes exactly such blocks. (The
-// default alloc_zeroed zeroes explicitly, as reused blocks hold old data; the default
-// realloc allocates, copies and releases.)
+// SAFETY: alloc returns null or a block of at least layout.size() bytes aligned to
+// layout.align() (refusing alignments beyond a page) that stays valid until dealloc, which
+// is handed the same layout and so finds the same class or mapping length. Blocks are
+// only ever on one free list at a time; single-threaded (see `Sync`). (The default
+// alloc_zeroed zeroes explicitly, as reused blocks hold old data; the default realloc
+// allocates, copies and deallocates.)
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.allocate(layout.size(), layout.align())
+        if layout.align() > PAGE {
+            return ptr::null_mut();
+        }
+        let Some(class) = class_of(layout) else { return map(layout.size()) };
+        let size = 1 << (class as u32 + MIN_SHIFT);
+        let free = &mut (*self.free.get())[class];
+        if free.is_null() {
+            // A new arena for the class: all its blocks go on the free list, lowest first.
+            let arena = map(ARENA);
+            if arena.is_null() {
+                return arena;
+            }
+            for offset in (0..ARENA).step_by(size).rev() {
+                *(arena.add(offset) as *mut *mut u8) = *free;
+                *free = arena.add(offset);
+            }
+        }
+        let block = *free;
+        *free = *(block as *mut *mut u8);
+        block
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        self.release(ptr)
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        self.release(block, layout)
+    }
+}
+
+impl Allocator {
+    /// `dealloc`, kept out of line: inlined, it would be repeated at every drop.
+    #[inline(never)]
+    fn release(&self, block: *mut u8, layout: Layout) {
+        // SAFETY: as for `dealloc` above: `block` came from `alloc` with `layout`.
+        unsafe {
+            match class_of(layout) {
+                Some(class) => {
+                    let free = &mut (*self.free.get())[class];
+                    *(block as *mut *mut u8) = *free;
+                    *free = block;
+                }
+                None => {
+                    libc::munmap(block.cast(), layout.size());
+                }
+            }
+        }
     }
 }
 
@@ -199,13 +128,19 @@ pub static ALLOCATOR: Allocator = Allocator::new();
 mod tests {
     use super::*;
 
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
     #[test]
     fn classes_are_powers_of_two() {
-        assert_eq!(class_of(1), 0);
-        assert_eq!(class_of(16), 0);
-        assert_eq!(class_of(17), 1);
-        assert_eq!(class_of(4096), 8);
-        assert_eq!(class_of(16384), CLASSES - 1);
+        assert_eq!(class_of(layout(1, 1)), Some(0));
+        assert_eq!(class_of(layout(16, 8)), Some(0));
+        assert_eq!(class_of(layout(17, 8)), Some(1));
+        assert_eq!(class_of(layout(8, 64)), Some(2), "the alignment counts as size");
+        assert_eq!(class_of(layout(4096, 8)), Some(8));
+        assert_eq!(class_of(layout(16384, 8)), Some(CLASSES - 1));
+        assert_eq!(class_of(layout(16385, 8)), None);
     }
 
     #[test]
@@ -219,7 +154,8 @@ mod tests {
             .enumerate()
         {
             let align = if i % 3 == 0 { 64 } else { 8 };
-            let p = a.allocate(*size, align);
+            // SAFETY: (test) layouts of non-zero size.
+            let p = unsafe { a.alloc(layout(*size, align)) };
             assert!(!p.is_null());
             assert_eq!(p as usize % align, 0);
             if *size > 16384 {
@@ -227,27 +163,31 @@ mod tests {
             }
             // SAFETY: (test) p holds at least `size` bytes.
             unsafe { ptr::write_bytes(p, (i % 251) as u8, *size) };
-            blocks.push((p, *size, (i % 251) as u8));
+            blocks.push((p, *size, align, (i % 251) as u8));
         }
         // Every block still holds what was written: no two overlap.
-        for &(p, size, fill) in &blocks {
+        for &(p, size, _, fill) in &blocks {
             // SAFETY: (test) as above.
             let bytes = unsafe { core::slice::from_raw_parts(p, size) };
             assert!(bytes.iter().all(|&b| b == fill));
         }
-        let (first, _, _) = blocks[1];
-        for &(p, _, _) in &blocks {
-            a.release(p);
+        for &(p, size, align, _) in &blocks {
+            // SAFETY: (test) each block with the layout it was allocated with.
+            unsafe { a.dealloc(p, layout(size, align)) };
         }
         // The most recently freed block of a class is reused first.
-        let again = a.allocate(8, 8);
-        assert!(blocks.iter().any(|&(p, s, _)| p == again && s <= 16), "{again:?} {first:?}");
+        // SAFETY: (test) a layout of non-zero size.
+        let again = unsafe { a.alloc(layout(8, 8)) };
+        let last_16 = blocks.iter().rev().find(|b| b.1 <= 16 && b.2 == 8).unwrap().0;
+        assert_eq!(again, last_16);
+        // SAFETY: (test) a layout beyond a page of alignment.
+        assert!(unsafe { a.alloc(layout(1 << 20, 8192)) }.is_null(), "refused");
     }
 
     #[test]
     fn realloc_moves_with_the_data() {
         let a = Allocator::new();
-        let layout = Layout::from_size_align(10, 8).unwrap();
+        let layout = layout(10, 8);
         // SAFETY: (test) a layout of non-zero size; p holds 10 bytes, q at least 100_000
         // with the first 10 copied, as GlobalAlloc::realloc promises.
         unsafe {
@@ -257,6 +197,5 @@ mod tests {
             assert_eq!(core::slice::from_raw_parts(q, 10), b"0123456789");
             a.dealloc(q, Layout::from_size_align(100_000, 8).unwrap());
         }
-        assert!(a.allocate(1 << 20, 8192).is_null(), "alignment beyond a page is refused");
     }
 }
