@@ -139,12 +139,12 @@ pub fn network_config(plan: &Plan, mac: [u8; 6], netplan: bool) -> String {
         (true, Some(gw)) => {
             write!(out, "      routes:\n        - to: default\n          via: {gw}\n")
         }
-        (false, Some(gw)) => write!(out, "Gateway={gw}\n"),
+        (false, Some(gw)) => writeln!(out, "Gateway={gw}"),
         _ => Ok(()),
     };
     let _ = match (netplan, nameserver) {
         (true, Some(dns)) => write!(out, "      nameservers:\n        addresses: [{dns}]\n"),
-        (false, Some(dns)) => write!(out, "DNS={dns}\n"),
+        (false, Some(dns)) => writeln!(out, "DNS={dns}"),
         _ => Ok(()),
     };
     out

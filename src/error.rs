@@ -7,7 +7,6 @@ use core::fmt::Display;
 
 /// An error's one-line message. It is not `Display` itself: that would clash with the
 /// blanket conversion below.
-#[derive(Debug)]
 pub struct Error(pub String);
 
 impl<E: Display> From<E> for Error {

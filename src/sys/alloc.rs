@@ -39,7 +39,7 @@ pub struct Allocator {
 unsafe impl Sync for Allocator {}
 
 impl Allocator {
-    pub const fn new() -> Allocator {
+    const fn new() -> Allocator {
         Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
     }
 }
