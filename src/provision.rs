@@ -2,42 +2,27 @@
 //! machine's plan, choose the disk, act on it, and report to the plan's `statusURL`.
 
 use crate::disk::select::{self, Disk, SelectError};
-use crate::http::{self, Client, Resolve, ResolveError};
+use crate::http::{self, Client};
 use crate::image::Interrupted;
 use crate::io::Read;
-use crate::net::dns::{self, DnsError};
+use crate::net::dns;
 use crate::plan::status::{Phase, Report};
 use crate::plan::{self, Action, Plan, PlanError};
 use crate::sys::time;
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-/// Host names in URLs resolve through the lease's DNS servers.
-pub struct Dns(pub Vec<Ipv4Addr>);
-
-impl Resolve for Dns {
-    fn resolve(&mut self, host: &str) -> Result<[u8; 4], ResolveError> {
-        dns::resolve_a(&self.0, host).map_err(|e| match e {
-            DnsError::NoServers => ResolveError::NoServer,
-            DnsError::Rcode(3) | DnsError::NoAddress => ResolveError::NotFound,
-            DnsError::Timeout { .. } => ResolveError::TimedOut,
-            other => ResolveError::Failed(text!("{other}")),
-        })
-    }
-}
-
-/// The resolver of tool mode: the name servers of /etc/resolv.conf.
-pub fn tool_dns() -> Box<dyn Resolve> {
-    Box::new(Dns(dns::system_servers()))
+/// The DNS servers of tool mode: the name servers of /etc/resolv.conf.
+pub fn tool_dns() -> Vec<Ipv4Addr> {
+    dns::system_servers()
 }
 
 /// The HTTP client of a run.
 pub fn client(dns_servers: &[Ipv4Addr]) -> Client {
-    Client::new(Box::new(Dns(dns_servers.to_vec())), http::Options::default())
+    Client::new(dns_servers.to_vec(), http::Options::default())
 }
 
 /// Why there is no usable plan.
@@ -81,10 +66,8 @@ pub fn fetch_plan(
     let own = join(server, &plan::file_name(mac));
     let fallback = join(server, plan::DEFAULT_FILE);
     let url = match get_small(client, &own) {
-        Err(http::Error::Status { status: 404, .. }) => match get_small(client, &fallback) {
-            Err(http::Error::Status { status: 404, .. }) => {
-                return Err(FetchError::NoPlan { own, fallback })
-            }
+        Err(e) if e.status == 404 => match get_small(client, &fallback) {
+            Err(e) if e.status == 404 => return Err(FetchError::NoPlan { own, fallback }),
             other => (fallback, other),
         },
         other => (own, other),
@@ -107,10 +90,7 @@ fn get_small(client: &mut Client, url: &str) -> Result<Vec<u8>, http::Error> {
             return Ok(body);
         }
         if body.len() + n > plan::json::MAX_INPUT {
-            return Err(http::Error::Source {
-                url: String::from(url),
-                why: String::from("the plan is larger than 1 MiB"),
-            });
+            return Err(http::Error::new("", &url, &"the plan is larger than 1 MiB", false));
         }
         body.extend_from_slice(&chunk[..n]);
     }
@@ -178,7 +158,7 @@ impl Reporter {
             idle_timeout: Duration::from_secs(5),
             retries: 1,
         };
-        let client = Client::new(Box::new(Dns(dns_servers.to_vec())), options);
+        let client = Client::new(dns_servers.to_vec(), options);
         Reporter { client, url: url.map(String::from), mac, last: None }
     }
 
