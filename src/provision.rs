@@ -3,42 +3,27 @@
 
 use crate::disk::select::{self, Disk};
 use crate::error::Error;
-use crate::http::{self, Client, Resolve, ResolveError};
+use crate::http::{self, Client};
 use crate::image::{capture, progress::Progress, write, Interrupted};
 use crate::io::Read;
-use crate::net::dns::{self, DnsError};
+use crate::net::dns;
 use crate::net::BoundClient;
 use crate::plan::status::{Phase, Report};
 use crate::plan::{self, Action, Plan};
 use crate::sys::time;
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-/// Host names in URLs resolve through the lease's DNS servers.
-pub struct Dns(pub Vec<Ipv4Addr>);
-
-impl Resolve for Dns {
-    fn resolve(&mut self, host: &str) -> Result<[u8; 4], ResolveError> {
-        dns::resolve_a(&self.0, host).map_err(|e| match e {
-            DnsError::NoServers => ResolveError::NoServer,
-            DnsError::Rcode(3) | DnsError::NoAddress => ResolveError::NotFound,
-            DnsError::Timeout { .. } => ResolveError::TimedOut,
-            other => ResolveError::Failed(text!("{other}")),
-        })
-    }
-}
-
-/// The resolver of tool mode: the name servers of /etc/resolv.conf.
-pub fn tool_dns() -> Box<dyn Resolve> {
-    Box::new(Dns(dns::system_servers()))
+/// The DNS servers of tool mode: the name servers of /etc/resolv.conf.
+pub fn tool_dns() -> Vec<Ipv4Addr> {
+    dns::system_servers()
 }
 
 /// An HTTP client resolving through `dns_servers`.
 pub fn client(dns_servers: &[Ipv4Addr], options: http::Options) -> Client {
-    Client::new(Box::new(Dns(dns_servers.to_vec())), options)
+    Client::new(dns_servers.to_vec(), options)
 }
 
 /// `{base}/{name}`, with exactly one slash between them.
@@ -58,7 +43,7 @@ pub fn fetch_plan(
     let fallback = join(server, plan::DEFAULT_FILE);
     for url in [&own, &fallback] {
         let mut response = match client.get(url) {
-            Err(http::Error::Status { status: 404, .. }) => continue,
+            Err(e) if e.status == 404 => continue,
             other => other?,
         };
         // Read whole, up to one byte more than a plan may be.

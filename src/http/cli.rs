@@ -4,8 +4,7 @@
 use super::response::parse_length;
 use super::{parse_seconds, Client, Options};
 use crate::io::Read;
-use crate::sys::fd::{read_raw, write_all_raw, Fd, OpenFlags, STDIN, STDOUT};
-use crate::sys::fs::file_size;
+use crate::sys::fd::{write_all_raw, Fd, OpenFlags, STDOUT};
 use crate::sys::Errno;
 use crate::tool::{Args, EXIT_USAGE};
 
@@ -90,28 +89,36 @@ pub fn put(raw: &[&[u8]]) -> i32 {
         Ok(parsed) => parsed,
         Err(why) => return usage(&why),
     };
-    let mut source = Source { fd: None, memory: Vec::new(), at: 0 };
-    let mut length = None;
-    if path != "-" {
-        let fd = match Fd::open(path, OpenFlags::READ, 0) {
-            Ok(fd) => fd,
-            Err(e) => return io_failed("opening", path, e),
-        };
-        if !chunked {
-            match file_size(&fd) {
-                Ok(n) => length = Some(n),
-                Err(e) => return io_failed("reading the size of", path, e),
+    let (mut source, mut length) = match crate::image::open_source(path) {
+        Ok(opened) => opened,
+        Err(e) => return io_failed("opening", path, e),
+    };
+    let mut memory = Vec::new();
+    if chunked {
+        length = None;
+    } else if length.is_none() {
+        // Content-Length needs the length first: standard input is read into memory.
+        let mut chunk = [0u8; 4096];
+        loop {
+            match source.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => memory.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    return io_failed(
+                        "reading",
+                        if path == "-" { "standard input" } else { path },
+                        e,
+                    )
+                }
             }
         }
-        source.fd = Some(fd);
-    } else if !chunked {
-        // Content-Length needs the length first: standard input is read into memory.
-        if let Err(e) = source.read_to_end() {
-            return io_failed("reading", "standard input", e);
-        }
-        length = Some(source.memory.len() as u64);
+        length = Some(memory.len() as u64);
     }
-    match client.upload("PUT", url, &[], &mut source, length) {
+    let response = match memory.is_empty() {
+        true => client.upload("PUT", url, &[], &mut source, length),
+        false => client.upload("PUT", url, &[], &mut memory.as_slice(), length),
+    };
+    match response {
         Ok(response) => {
             // As u32: u16 would bring its own copy of the integer formatting.
             sayln!("{}", u32::from(response.status()));
@@ -134,38 +141,4 @@ fn failed(error: &super::Error) -> i32 {
 fn io_failed(doing: &str, what: &str, errno: Errno) -> i32 {
     errln!("imprint: {doing} {what}: {errno}");
     EXIT_IO
-}
-
-/// What `put` sends: a file, standard input, or standard input already read into
-/// `memory[at..]`. One type, so the upload code is compiled once.
-struct Source {
-    fd: Option<Fd>,
-    memory: Vec<u8>,
-    at: usize,
-}
-
-impl Source {
-    fn read_to_end(&mut self) -> Result<(), Errno> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match self.read(&mut chunk)? {
-                0 => return Ok(()),
-                n => self.memory.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-}
-
-impl Read for Source {
-    type Error = Errno;
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let left = self.memory.get(self.at..).unwrap_or(&[]);
-        if !left.is_empty() {
-            let n = left.len().min(buf.len());
-            buf[..n].copy_from_slice(&left[..n]);
-            self.at += n;
-            return Ok(n);
-        }
-        read_raw(self.fd.as_ref().map_or(STDIN, Fd::raw), buf)
-    }
 }

@@ -2,29 +2,32 @@
 //! retries with backoff, and a body reader that resumes a dropped GET with Range.
 
 use super::body::ChunkedDecoder;
-use super::request::{frame_chunk, write_head, BodyFraming, CHUNK_PREFIX};
+use super::request::{frame_chunk, CHUNK_PREFIX};
 use super::response::{Framing, Head};
 use super::url::Url;
-use super::{retryable_status, Error, RedirectProblem, Resolve};
+use super::{retryable_status, Error};
 use crate::io::Read;
+use crate::net::dns::{self, DnsError};
 use crate::sys::socket::{SocketAddrV4, TcpStream};
 use crate::sys::time::sleep;
 use crate::sys::Errno;
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
+use core::net::Ipv4Addr;
 use core::time::Duration;
 
 /// Redirects followed before giving up (as the issue and most clients have it).
 pub const MAX_REDIRECTS: usize = 5;
+// The redirect message spells the limit out (a literal costs less than formatting it).
+const _: () = assert!(MAX_REDIRECTS == 5);
 /// Longest wait between attempts, whatever the backoff or Retry-After says.
-const MAX_WAIT: Duration = Duration::from_secs(60);
-/// Receive buffer: holds a whole head (MAX_HEAD) and the start of the body.
+const MAX_WAIT: u64 = 60;
+/// Receive buffer: holds a whole head (MAX_HEAD) and the start of the body; also the
+/// upload chunk size.
 const BUFFER: usize = 64 * 1024;
-/// Upload chunk size.
-const UPLOAD_CHUNK: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -46,13 +49,16 @@ impl Default for Options {
 }
 
 pub struct Client {
-    resolver: Box<dyn Resolve>,
+    /// The DNS servers host names resolve through (none: only IPv4 literals work).
+    dns: Vec<Ipv4Addr>,
     pub options: Options,
 }
 
 /// A connection with its receive buffer (`buf[start..end]` not yet consumed).
 struct Connection {
     stream: TcpStream,
+    /// The URL as text, for errors.
+    url: String,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -61,98 +67,94 @@ struct Connection {
 
 impl Connection {
     fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
-    fn consume(&mut self, n: usize) {
-        self.start += n;
+    /// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
+    #[inline(never)]
+    fn failed(&self, lead: &str, errno: Errno) -> Error {
+        if errno != Errno::ETIMEDOUT {
+            return Error::new(lead, &self.url, &errno, true);
+        }
+        // Not as_millis(): its u128 would pull 128-bit division and formatting in.
+        let ms = self.idle.as_secs() * 1000 + u64::from(self.idle.subsec_millis());
+        let (n, unit) = if ms % 1000 == 0 { (ms / 1000, "s") } else { (ms, "ms") };
+        let what = format_args!("no data moved for {n} {unit} (idle timeout)");
+        Error::new("", &self.url, &what, true)
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.stream
+            .write_all(bytes, self.idle)
+            .map_err(|e| self.failed("sending the request to ", e))
     }
 
     /// Reads more into the buffer; 0 at end of stream.
-    fn fill(&mut self) -> Result<usize, Errno> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let n = self.stream.read(&mut self.buf[self.end..], self.idle)?;
+    fn fill(&mut self) -> Result<usize, Error> {
+        self.buf.copy_within(self.start..self.end, 0);
+        (self.end, self.start) = (self.end - self.start, 0);
+        let free = self.buf.get_mut(self.end..).unwrap_or_default();
+        let n = self.stream.read(free, self.idle).map_err(|e| self.failed("receiving from ", e))?;
         self.end += n;
         Ok(n)
     }
 
     /// Bytes for the caller: from the buffer if it holds any, else straight from the
     /// socket into `out` (no copy through our buffer on the bulk path).
-    fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Errno> {
-        let buffered = self.buffered();
-        if buffered.is_empty() {
-            return self.stream.read(out, self.idle);
+    fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let n = self.buffered().len().min(out.len());
+        if n == 0 {
+            return self.stream.read(out, self.idle).map_err(|e| self.failed("receiving from ", e));
         }
-        let n = buffered.len().min(out.len());
-        out[..n].copy_from_slice(&buffered[..n]);
-        self.consume(n);
+        out[..n].copy_from_slice(&self.buffered()[..n]);
+        self.start += n;
         Ok(n)
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self, url: &Url, head_request: bool) -> Result<Box<Head>, Error> {
+    fn read_head(&mut self) -> Result<Box<Head>, Error> {
         loop {
-            match Head::parse(self.buffered(), head_request) {
+            match Head::parse(self.buffered()) {
                 Ok(Some((head, len))) => {
-                    self.consume(len);
-                    if (100..200).contains(&head.status) && head.status != 101 {
-                        continue;
+                    self.start += len;
+                    if !(100..200).contains(&head.status) || head.status == 101 {
+                        return Ok(Box::new(head));
                     }
-                    return Ok(Box::new(head));
+                }
+                // Head::parse fails at MAX_HEAD buffered bytes, so BUFFER has room here.
+                Ok(None) if self.fill()? == 0 => {
+                    let what = "connection closed before a complete response head";
+                    return Err(Error::new("", &self.url, &what, true));
                 }
                 Ok(None) => {}
-                Err(error) => return Err(Error::Head { url: url.text(), error }),
-            }
-            // Head::parse fails at MAX_HEAD buffered bytes, so BUFFER always has room here.
-            match self.fill() {
-                Ok(0) => return Err(Error::NoResponse { url: url.text() }),
-                Ok(_) => {}
-                Err(errno) => return Err(receive_error(url, errno, self.idle)),
+                Err(why) => return Err(Error::new("", &self.url, &why, false)),
             }
         }
     }
 }
 
-fn receive_error(url: &Url, errno: Errno, idle: Duration) -> Error {
-    transfer_error(url, errno, idle, false)
-}
-
-fn send_error(url: &Url, errno: Errno, idle: Duration) -> Error {
-    transfer_error(url, errno, idle, true)
-}
-
-/// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
 #[inline(never)]
-fn transfer_error(url: &Url, errno: Errno, idle: Duration, sending: bool) -> Error {
-    let url = url.text();
-    match (errno == Errno::ETIMEDOUT, sending) {
-        (true, _) => Error::Idle { url, after: idle },
-        (false, true) => Error::Send { url, errno },
-        (false, false) => Error::Receive { url, errno },
+fn status_error(method: &str, url: &Url, head: &Head) -> Error {
+    let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
+    Error { message, status: head.status, transient: retryable_status(head.status) }
+}
+
+#[inline(never)]
+fn parse_url(url: &str) -> Result<Url, Error> {
+    Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
+}
+
+/// `last`, the failure of attempt number `attempts`, as the final word.
+fn give_up(attempts: u32, last: Error) -> Error {
+    match attempts {
+        1 => last,
+        _ => Error::text(text!("giving up after {attempts} attempts: {last}"), false),
     }
 }
 
-/// Exponential backoff after `failures` failed attempts: 1 s, 2 s, 4 s, ... up to MAX_WAIT.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(MAX_WAIT)
-}
-
-#[inline(never)]
-fn status_error(method: &'static str, url: &Url, head: &Head) -> Error {
-    Error::Status { method, url: url.text(), status: head.status, reason: head.reason.clone() }
-}
-
-fn parse_url(url: &str) -> Result<Url, Error> {
-    Url::parse(url).map_err(|error| Error::Url { url: url.into(), error })
-}
-
 impl Client {
-    pub fn new(resolver: Box<dyn Resolve>, options: Options) -> Client {
-        Client { resolver, options }
+    pub fn new(dns: Vec<Ipv4Addr>, options: Options) -> Client {
+        Client { dns, options }
     }
 
     /// GETs `url`, following redirects and retrying transient failures; the body is read
@@ -163,28 +165,25 @@ impl Client {
         let mut url = parse_url(url)?;
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let (head, conn) = self.exchange_retrying("GET", &url, &[], &mut 0)?;
+            let (head, conn) = self.exchange_retrying(&url, &[], &mut 0)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
                 return Response::new(self, "GET", url, head, conn);
             }
-            seen.push(url.text());
-            let problem = match &head.location {
-                None => RedirectProblem::NoLocation,
-                Some(location) => {
-                    url = url
-                        .join(location)
-                        .map_err(|error| Error::Url { url: location.clone(), error })?;
-                    let next = url.text();
-                    if seen.contains(&next) {
-                        RedirectProblem::Loop
-                    } else if seen.len() > MAX_REDIRECTS {
-                        RedirectProblem::TooMany
-                    } else {
-                        continue;
-                    }
-                }
+            seen.push(conn.url);
+            let Some(location) = &head.location else {
+                let what = "redirect without a Location header";
+                return Err(Error::new("", &url, &what, false));
             };
-            return Err(Error::Redirect { url: url.text(), problem });
+            url =
+                url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
+            let next = url.text();
+            if seen.contains(&next) {
+                return Err(Error::text(text!("redirect loop at {next}"), false));
+            }
+            if seen.len() > MAX_REDIRECTS {
+                let message = text!("too many redirects (more than 5) ending at {next}");
+                return Err(Error::text(message, false));
+            }
         }
     }
 
@@ -204,27 +203,62 @@ impl Client {
     {
         // Only this adapter is generic: the upload itself is compiled once, whatever
         // the sources (every copy would cost the init kilobytes).
-        self.upload_from(method, url, headers, &mut DisplayErrors(source), length)
+        let mut pull = |buf: &mut [u8]| source.read(buf).map_err(|e| text!("{e}"));
+        self.upload_from(method, url, headers, &mut pull, length)
     }
 
+    /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
     #[inline(never)]
     fn upload_from(
         &mut self,
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-        source: &mut dyn Source,
+        source: &mut dyn FnMut(&mut [u8]) -> Result<usize, String>,
         length: Option<u64>,
     ) -> Result<Response<'_>, Error> {
         let url = parse_url(url)?;
-        let framing = length.map_or(BodyFraming::Chunked, BodyFraming::Length);
-        let mut conn = self.send_head(method, &url, headers, framing)?;
-        let head = match send_body(&conn, &url, source, length) {
-            Ok(()) => conn.read_head(&url, false)?,
-            // A server that answers early (e.g. 413) and closes makes the send fail: its
-            // answer, if it sent one, says more than the broken pipe does.
-            Err(e @ Error::Send { .. }) => conn.read_head(&url, false).map_err(|_| e)?,
-            Err(e) => return Err(e),
+        let declared = length.map(|n| text!("{n}"));
+        let mut all = vec![match &declared {
+            Some(n) => ("Content-Length", n.as_str()),
+            None => ("Transfer-Encoding", "chunked"),
+        }];
+        all.extend_from_slice(headers);
+        let mut conn = self.send_head(method, &url, &all)?;
+        let source_error = |why: &dyn Display| Error::new("uploading to ", &url, why, false);
+        let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
+        let mut sent = 0;
+        let result = loop {
+            // Past the declared length one more byte is asked for: a source longer than
+            // declared would be cut silently, so it is an error instead.
+            let left = length.map_or(BUFFER as u64, |length| length - sent);
+            let want = left.clamp(1, BUFFER as u64) as usize;
+            let n = source(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + want])
+                .map_err(|why| source_error(&why))?;
+            let range = match length {
+                None => frame_chunk(&mut buf, n),
+                // Short (nothing more while some is left) or long (more after all of it).
+                Some(length) if (n == 0) == (left > 0) => {
+                    let how = if n == 0 { "ended after" } else { "has more than" };
+                    let why =
+                        format_args!("the source {how} {sent} bytes, not the declared {length}");
+                    return Err(source_error(&why));
+                }
+                Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
+            };
+            if let Err(e) = conn.write_all(&buf[range]) {
+                break Err(e);
+            }
+            if n == 0 {
+                break Ok(());
+            }
+            sent += n as u64;
+        };
+        // A server that answers early (e.g. 413) and closes makes the send fail: its
+        // answer, if it sent one, says more than the broken pipe does.
+        let head = match result {
+            Ok(()) => conn.read_head()?,
+            Err(e) => conn.read_head().map_err(|_| e)?,
         };
         Response::new(self, method, url, head, conn)
     }
@@ -236,136 +270,60 @@ impl Client {
         method: &str,
         url: &Url,
         headers: &[(&str, &str)],
-        framing: BodyFraming,
     ) -> Result<Box<Connection>, Error> {
-        let ip = match url.ipv4() {
-            Some(ip) => ip,
-            None => self
-                .resolver
-                .resolve(&url.host)
-                .map_err(|error| Error::Resolve { host: url.host.clone(), error })?,
-        };
+        let ip = dns::resolve_a(&self.dns, &url.host).map_err(|e| resolve_error(&url.host, e))?;
         let addr = SocketAddrV4 { ip, port: url.port };
+        let head = super::request::head(method, url, headers);
+        let url = url.text();
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
-            .map_err(|errno| Error::Connect { url: url.text(), addr, errno })?;
+            .map_err(|errno| Error::text(text!("connecting to {addr} for {url}: {errno}"), true))?;
         let idle = self.options.idle_timeout;
-        let mut head = Vec::new();
-        write_head(&mut head, method, url, headers, framing);
-        stream.write_all(&head, idle).map_err(|errno| send_error(url, errno, idle))?;
-        Ok(Box::new(Connection { stream, buf: vec![0; BUFFER], start: 0, end: 0, idle }))
+        let conn = Connection { stream, url, buf: vec![0; BUFFER], start: 0, end: 0, idle };
+        conn.write_all(head.as_bytes())?;
+        Ok(Box::new(conn))
     }
 
-    /// A bodiless request and its final response head, retried on transient errors and
-    /// 408/429/5xx after an exponential backoff (or the server's Retry-After) while
-    /// `failures`, the failed attempts so far, stays within the retries.
+    /// A GET and its final response head, retried on transient errors and 408/429/5xx
+    /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After,
+    /// while `failures`, the failed attempts so far, stays within the retries.
     #[inline(never)]
     fn exchange_retrying(
         &mut self,
-        method: &'static str,
         url: &Url,
         headers: &[(&str, &str)],
         failures: &mut u32,
     ) -> Result<(Box<Head>, Box<Connection>), Error> {
         loop {
-            let exchange = self
-                .send_head(method, url, headers, BodyFraming::None)
-                .and_then(|mut conn| Ok((conn.read_head(url, method == "HEAD")?, conn)));
-            let (error, retry_after) = match exchange {
+            let exchange =
+                self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
+            let (error, wait) = match exchange {
                 Ok((head, _)) if retryable_status(head.status) => {
-                    (status_error(method, url, &head), head.retry_after)
+                    (status_error("GET", url, &head), head.retry_after)
                 }
                 Ok(done) => return Ok(done),
-                Err(e) if e.is_transient() => (e, None),
+                Err(e) if e.transient => (e, None),
                 Err(e) => return Err(e),
             };
             *failures += 1;
             if *failures > self.options.retries {
                 return Err(give_up(*failures, error));
             }
-            sleep(retry_after.map_or(backoff(*failures), Duration::from_secs).min(MAX_WAIT));
+            let backoff = 1 << failures.saturating_sub(1).min(6);
+            sleep(Duration::from_secs(wait.unwrap_or(backoff).min(MAX_WAIT)));
         }
     }
 }
 
-fn give_up(attempts: u32, last: Error) -> Error {
-    if attempts == 1 {
-        last
-    } else {
-        Error::GaveUp { attempts, last: Box::new(last) }
-    }
-}
-
-/// An upload's source with its errors as text: the object-safe face of any `Read`.
-trait Source {
-    fn pull(&mut self, buf: &mut [u8]) -> Result<usize, String>;
-}
-
-struct DisplayErrors<'a, R>(&'a mut R);
-
-impl<R: Read> Source for DisplayErrors<'_, R>
-where
-    R::Error: Display,
-{
-    fn pull(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        self.0.read(buf).map_err(|e| e.to_string())
-    }
-}
-
-/// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
+/// Why a host name did not resolve; only a timeout is worth another attempt.
 #[inline(never)]
-fn send_body(
-    conn: &Connection,
-    url: &Url,
-    source: &mut dyn Source,
-    length: Option<u64>,
-) -> Result<(), Error> {
-    let source_error = |why: String| Error::Source { url: url.text(), why };
-    let mut buf = vec![0u8; CHUNK_PREFIX + UPLOAD_CHUNK + 2];
-    let mut sent = 0;
-    loop {
-        // Past the declared length one more byte is asked for: a source longer than
-        // declared would be cut silently, so it is an error instead.
-        let left = length.map_or(UPLOAD_CHUNK as u64, |length| length - sent);
-        let want = left.clamp(1, UPLOAD_CHUNK as u64) as usize;
-        let n = source.pull(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + want]).map_err(source_error)?;
-        let range = match length {
-            None => frame_chunk(&mut buf, n),
-            // Short (nothing more while some is left) or long (more after all of it).
-            Some(length) if (n == 0) == (left > 0) => {
-                let how = if n == 0 { "ended after" } else { "has more than" };
-                return Err(source_error(text!(
-                    "the source {how} {sent} bytes, not the declared {length}"
-                )));
-            }
-            Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
-        };
-        conn.stream.write_all(&buf[range], conn.idle).map_err(|e| send_error(url, e, conn.idle))?;
-        if n == 0 {
-            return Ok(());
-        }
-        sent += n as u64;
-    }
-}
-
-/// Where the body stands in its framing.
-enum BodyState {
-    /// `remaining` bytes to go (none for a bodiless response).
-    Length {
-        remaining: u64,
-    },
-    Chunked(ChunkedDecoder),
-    Close,
-}
-
-impl BodyState {
-    fn of(framing: Framing) -> BodyState {
-        match framing {
-            Framing::Empty => BodyState::Length { remaining: 0 },
-            Framing::Length(n) => BodyState::Length { remaining: n },
-            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
-            Framing::Close => BodyState::Close,
-        }
-    }
+fn resolve_error(host: &str, error: DnsError) -> Error {
+    let what: &dyn Display = match &error {
+        DnsError::NoServers => &"no DNS server configured",
+        DnsError::Rcode(3) | DnsError::NoAddress => &"no such host (no A record)",
+        DnsError::Timeout { .. } => &"no DNS server answered",
+        other => other,
+    };
+    Error::new("resolving ", &host, what, matches!(error, DnsError::Timeout { .. }))
 }
 
 /// A response whose body is read through [`Read`]: `Ok(0)` only once the body is
@@ -374,9 +332,11 @@ impl BodyState {
 pub struct Response<'c> {
     client: &'c mut Client,
     url: Url,
-    head: Box<Head>,
+    status: u16,
     conn: Box<Connection>,
-    body: BodyState,
+    /// Where the body stands: Length counts the bytes still to come.
+    framing: Framing,
+    chunks: ChunkedDecoder,
     /// Body bytes handed to the caller so far (across resumes).
     delivered: u64,
     /// The whole body's length, when known.
@@ -392,7 +352,7 @@ impl<'c> Response<'c> {
     #[inline(never)]
     fn new(
         client: &'c mut Client,
-        method: &'static str,
+        method: &str,
         url: Url,
         head: Box<Head>,
         conn: Box<Connection>,
@@ -405,22 +365,23 @@ impl<'c> Response<'c> {
             _ => None,
         };
         // Only a full 200 to a GET can be resumed: its bytes are the resource's, from 0.
-        let validator = head.validator.clone().filter(|_| method == "GET" && head.status == 200);
-        let body = BodyState::of(head.framing);
-        Ok(Response { client, url, head, conn, body, delivered: 0, total, validator, failures: 0 })
+        let validator = head.validator.filter(|_| method == "GET" && head.status == 200);
+        Ok(Response {
+            client,
+            url,
+            status: head.status,
+            conn,
+            framing: head.framing,
+            chunks: ChunkedDecoder::new(),
+            delivered: 0,
+            total,
+            validator,
+            failures: 0,
+        })
     }
 
     pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    pub fn head(&self) -> &Head {
-        &self.head
-    }
-
-    /// The URL this response came from, after redirects.
-    pub fn url(&self) -> &Url {
-        &self.url
+        self.status
     }
 
     /// The body's length, when the server said it.
@@ -430,50 +391,46 @@ impl<'c> Response<'c> {
 
     #[inline(never)]
     fn truncated(&self) -> Error {
-        Error::Truncated { url: self.url.text(), received: self.delivered, expected: self.total }
+        let (url, received) = (&self.conn.url, self.delivered);
+        let message = match self.total {
+            Some(total) => text!("{url}: body cut short after {received} of {total} bytes"),
+            None => {
+                text!("{url}: body cut short after {received} bytes (chunked framing incomplete)")
+            }
+        };
+        Error::text(message, true)
     }
 
     /// Reads from the current connection as the framing allows.
     #[inline(never)]
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
-        let url = &self.url;
-        let idle = self.conn.idle;
         // Data bytes the framing allows next.
-        let allowed = match &mut self.body {
-            BodyState::Length { remaining } => *remaining,
-            BodyState::Close => u64::MAX,
-            BodyState::Chunked(decoder) => loop {
-                if decoder.is_done() {
+        let allowed = match self.framing {
+            Framing::Length(0) => return Ok(0),
+            Framing::Length(remaining) => remaining,
+            Framing::Close => u64::MAX,
+            Framing::Chunked => loop {
+                if self.chunks.is_done() {
                     return Ok(0);
                 }
-                let data = decoder.data_remaining();
-                if data > 0 {
-                    break data;
+                if self.chunks.data_remaining() > 0 {
+                    break self.chunks.data_remaining();
                 }
                 // Framing bytes are next: decode what is buffered, or read more first.
-                if self.conn.buffered().is_empty()
-                    && self.conn.fill().map_err(|e| receive_error(url, e, idle))? == 0
-                {
+                if self.conn.buffered().is_empty() && self.conn.fill()? == 0 {
                     break 0;
                 }
-                let used = decoder
-                    .step(self.conn.buffered())
-                    .map_err(|error| Error::Chunk { url: url.text(), error })?;
-                self.conn.consume(used);
+                let used = self.chunks.step(self.conn.buffered());
+                self.conn.start += used.map_err(|why| Error::new("", &self.url, &why, false))?;
             },
         };
         let want = allowed.min(out.len() as u64) as usize;
-        let n = match want {
-            // A finished Content-Length body (the chunked one ended above).
-            0 if matches!(self.body, BodyState::Length { remaining: 0 }) => return Ok(0),
-            0 => 0,
-            _ => self.conn.read_into(&mut out[..want]).map_err(|e| receive_error(url, e, idle))?,
-        };
-        match &mut self.body {
-            BodyState::Close => {}
+        let n = if want == 0 { 0 } else { self.conn.read_into(&mut out[..want])? };
+        match &mut self.framing {
+            Framing::Close => {}
             _ if n == 0 => return Err(self.truncated()),
-            BodyState::Length { remaining } => *remaining -= n as u64,
-            BodyState::Chunked(decoder) => decoder.consume_data(n),
+            Framing::Length(remaining) => *remaining -= n as u64,
+            Framing::Chunked => self.chunks.consume_data(n),
         }
         Ok(n)
     }
@@ -493,7 +450,7 @@ impl<'c> Response<'c> {
         let range = text!("bytes={}-", self.delivered);
         let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
         let (head, conn) =
-            self.client.exchange_retrying("GET", &self.url, &headers, &mut self.failures)?;
+            self.client.exchange_retrying(&self.url, &headers, &mut self.failures)?;
         // Head::parse already rejects a 206 without Content-Range.
         let why = match (head.status, head.content_range) {
             (206, Some(range)) if range.first != self.delivered => {
@@ -502,15 +459,17 @@ impl<'c> Response<'c> {
             (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
                 "the complete length differs"
             }
-            (206, Some(_)) => {
-                self.body = BodyState::of(head.framing);
-                self.conn = conn;
+            (206, _) => {
+                (self.framing, self.conn) = (head.framing, conn);
+                self.chunks = ChunkedDecoder::new();
                 return Ok(());
             }
             (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
             _ => return Err(status_error("GET", &self.url, &head)),
         };
-        Err(Error::Changed { url: self.url.text(), offset: self.delivered, why })
+        let what =
+            format_args!("{} changed while resuming at byte {}: {why}", self.url, self.delivered);
+        Err(Error::text(text!("{what}"), false))
     }
 }
 
@@ -536,7 +495,7 @@ impl Read for Response<'_> {
                     }
                     return Ok(n);
                 }
-                Err(e) if e.is_transient() => self.resume(e)?,
+                Err(e) if e.transient => self.resume(e)?,
                 Err(e) => return Err(e),
             }
         }
@@ -546,7 +505,6 @@ impl Read for Response<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::NoDns;
     use std::io::Read as _;
     use std::net::TcpListener;
 
@@ -572,7 +530,7 @@ mod tests {
         ];
         for (length, why, sent) in cases {
             let (url, server) = sink();
-            let mut client = Client::new(Box::new(NoDns), Options::default());
+            let mut client = Client::new(Vec::new(), Options::default());
             let error =
                 client.upload("PUT", &url, &[], &mut &b"abc"[..], Some(length)).err().unwrap();
             assert_eq!(error.to_string(), std::format!("uploading to {url}: {why}"));

@@ -1,34 +1,17 @@
-//! The request writer: request line, Host, User-Agent, framing and extra headers, and the
-//! chunked coding for upload bodies of unknown length.
+//! The request writer: request line, Host, User-Agent and extra headers, and the chunked
+//! coding for upload bodies of unknown length.
 
 use super::url::Url;
-use alloc::vec::Vec;
-use core::fmt::Write as _;
-
-/// How a request body is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-}
+use alloc::string::String;
 
 /// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
 pub const CHUNK_PREFIX: usize = 10;
 
-/// Writes the request head. `headers` are extra `(name, value)` pairs (Range, If-Range,
+/// The request head. `headers` are extra `(name, value)` pairs (framing, Range, If-Range,
 /// Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
-pub fn write_head(
-    out: &mut Vec<u8>,
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &str)],
-    body: BodyFraming,
-) {
-    let mut w = VecWriter(out);
-    let _ = write!(
-        w,
+pub fn head(method: &str, url: &Url, headers: &[(&str, &str)]) -> String {
+    let mut head = text!(
         concat!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/",
             env!("CARGO_PKG_VERSION"),
@@ -38,26 +21,23 @@ pub fn write_head(
         url.target,
         url.host_header()
     );
-    match body {
-        BodyFraming::None => {}
-        BodyFraming::Length(n) => {
-            let _ = write!(w, "Content-Length: {n}\r\n");
-        }
-        BodyFraming::Chunked => w.0.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-    }
     for (name, value) in headers {
         // Values come from our code or from a server's validator; a CR or LF in one
         // would inject header lines, so such a header is left out rather than sent.
         if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            let _ = write!(w, "{name}: {value}\r\n");
+            for part in [name, ": ", value, "\r\n"] {
+                head.push_str(part);
+            }
         }
     }
-    w.0.extend_from_slice(b"\r\n");
+    head.push_str("\r\n");
+    head
 }
 
 /// Frames `buf[CHUNK_PREFIX..CHUNK_PREFIX + len]` as one chunk in place: writes the size
 /// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
-/// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len` gives the last chunk.
+/// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
+/// gives the last chunk.
 pub fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     // The size line's hex digits, written backwards from its CRLF.
     let mut start = CHUNK_PREFIX - 2;
@@ -78,43 +58,21 @@ pub fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     start..end + 2
 }
 
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl core::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::body::decode_all;
+    use alloc::vec::Vec;
 
     #[test]
-    fn head_has_line_host_agent_framing_and_extras() {
+    fn head_has_line_host_agent_and_extras() {
         let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
-        let mut out = Vec::new();
-        write_head(
-            &mut out,
-            "GET",
-            &url,
-            &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")],
-            BodyFraming::None,
-        );
-        let text = core::str::from_utf8(&out).unwrap();
+        let text = head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")]);
         let expected = std::format!(
             "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
             crate::VERSION
         );
         assert_eq!(text, expected);
-        out.clear();
-        write_head(&mut out, "PUT", &url, &[], BodyFraming::Chunked);
-        assert!(core::str::from_utf8(&out).unwrap().contains("\r\nTransfer-Encoding: chunked\r\n"));
-        out.clear();
-        write_head(&mut out, "PUT", &url, &[], BodyFraming::Length(42));
-        assert!(core::str::from_utf8(&out).unwrap().contains("\r\nContent-Length: 42\r\n"));
     }
 
     #[test]

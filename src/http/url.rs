@@ -4,7 +4,8 @@
 //! Percent-encoding is kept exactly as given (servers disagree on what decoding and
 //! re-encoding would mean); bytes that cannot appear in a request line are rejected.
 
-use super::response::{equals_ignoring_case, parse_length, pieces};
+use super::response::{equals_ignoring_case, parse_length};
+use crate::net::static_ip::parse_ipv4;
 use alloc::string::String;
 use core::fmt;
 
@@ -17,42 +18,8 @@ pub struct Url {
     pub target: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UrlError {
-    /// `https://`: imprint has no TLS; images are verified by their sha256 instead.
-    Tls,
-    /// A scheme other than http (or none).
-    Scheme,
-    /// `user:password@` in the authority.
-    Credentials,
-    /// `[...]` hosts.
-    Ipv6,
-    /// No host, or a host with characters a name cannot have.
-    Host,
-    /// Four dotted numbers that are not an IPv4 address (an octet over 255).
-    Ipv4,
-    /// A port that is not a number from 1 to 65535.
-    Port,
-    /// A space, control or non-ASCII byte: it would break the request line.
-    Unencoded,
-}
-
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            UrlError::Tls => "TLS is not supported; use http:// and pin a sha256 instead",
-            UrlError::Scheme => "only http:// URLs are supported",
-            UrlError::Credentials => "user names and passwords in URLs are not supported",
-            UrlError::Ipv6 => "IPv6 hosts are not supported",
-            UrlError::Host => "the host is missing or not a valid name",
-            UrlError::Ipv4 => "the host is not a valid IPv4 address",
-            UrlError::Port => "the port is not a number from 1 to 65535",
-            UrlError::Unencoded => {
-                "the URL has a space, control or non-ASCII character; percent-encode it"
-            }
-        })
-    }
-}
+/// Why a URL cannot be fetched, said in one line.
+pub type UrlError = &'static str;
 
 impl Url {
     pub fn parse(text: &str) -> Result<Url, UrlError> {
@@ -61,11 +28,6 @@ impl Url {
         let (host, port) = split_authority(authority)?;
         check_host(host)?;
         Ok(Url { host: host.into(), port, target: target_of(target)? })
-    }
-
-    /// The host as an IPv4 address when it is a literal (which needs no DNS).
-    pub fn ipv4(&self) -> Option<[u8; 4]> {
-        parse_ipv4(&self.host)
     }
 
     /// The URL as text, for errors and loop detection (one out-of-line copy of the
@@ -156,26 +118,29 @@ fn strip_scheme(text: &str) -> Result<&str, UrlError> {
     let (scheme, rest) = cut(text, find(text, b":"));
     match rest.strip_prefix("://") {
         Some(rest) if equals_ignoring_case(scheme.as_bytes(), b"http") => Ok(rest),
-        Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => Err(UrlError::Tls),
-        _ => Err(UrlError::Scheme),
+        Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => {
+            Err("TLS is not supported; use http:// and pin a sha256 instead")
+        }
+        _ => Err("only http:// URLs are supported"),
     }
 }
 
 fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
     if authority.contains('@') {
-        return Err(UrlError::Credentials);
+        return Err("user names and passwords in URLs are not supported");
     }
     if authority.starts_with('[') {
-        return Err(UrlError::Ipv6);
+        return Err("IPv6 hosts are not supported");
     }
     match authority.bytes().rposition(|b| b == b':') {
         None => Ok((authority, 80)),
         Some(colon) => {
             let (host, port) = cut(authority, colon);
-            let port = parse_number(&port.as_bytes()[1..], 65535)
+            let port = parse_length(port.as_bytes().get(1..).unwrap_or_default())
+                .and_then(|p| u16::try_from(p).ok())
                 .filter(|&p| p > 0)
-                .ok_or(UrlError::Port)?;
-            Ok((host, port as u16))
+                .ok_or("the port is not a number from 1 to 65535")?;
+            Ok((host, port))
         }
     }
 }
@@ -183,11 +148,11 @@ fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
 fn check_host(host: &str) -> Result<(), UrlError> {
     let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
     if host.is_empty() || !host.bytes().all(valid) {
-        return Err(UrlError::Host);
+        return Err("the host is missing or not a valid name");
     }
     // Anything that looks like dotted numbers must be a real address, not a name lookup.
     if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && parse_ipv4(host).is_none() {
-        return Err(UrlError::Ipv4);
+        return Err("the host is not a valid IPv4 address");
     }
     Ok(())
 }
@@ -196,7 +161,7 @@ fn check_host(host: &str) -> Result<(), UrlError> {
 fn target_of(rest: &str) -> Result<String, UrlError> {
     let rest = cut(rest, find(rest, b"#")).0;
     if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-        return Err(UrlError::Unencoded);
+        return Err("the URL has a space, control or non-ASCII character; percent-encode it");
     }
     Ok(if rest.starts_with('/') { String::from(rest) } else { concat("/", rest) })
 }
@@ -233,21 +198,6 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
-/// A plain decimal number up to `max` (ports, octets).
-fn parse_number(digits: &[u8], max: u64) -> Option<u64> {
-    parse_length(digits).filter(|&n| n <= max)
-}
-
-/// Four decimal octets, as `inet_aton` accepts them in their common form.
-pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
-    let mut out = [0u8; 4];
-    let mut parts = pieces(s.as_bytes(), b'.');
-    for octet in out.iter_mut() {
-        *octet = parse_number(parts.next()?, 255)? as u8;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,36 +212,47 @@ mod tests {
         assert_eq!(u.host, "10.0.0.1");
         assert_eq!(u.port, 8080);
         assert_eq!(u.target, "/images/a%20b.img?x=1", "percent-encoding kept, fragment dropped");
-        assert_eq!(u.ipv4(), Some([10, 0, 0, 1]));
         assert_eq!(u.host_header(), "10.0.0.1:8080");
         assert_eq!(u.to_string(), "http://10.0.0.1:8080/images/a%20b.img?x=1");
         let u = url("HTTP://boot.example");
         assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("boot.example", 80, "/"));
-        assert_eq!(u.ipv4(), None);
         assert_eq!(u.host_header(), "boot.example");
         assert_eq!(url("http://h?q=1").target, "/?q=1");
     }
 
     #[test]
     fn rejects_what_it_cannot_fetch_with_the_reason() {
-        assert_eq!(Url::parse("https://h/x"), Err(UrlError::Tls));
-        assert!(UrlError::Tls.to_string().contains("TLS is not supported"));
-        assert!(UrlError::Tls.to_string().contains("sha256"));
-        assert_eq!(Url::parse("ftp://h/x"), Err(UrlError::Scheme));
-        assert_eq!(Url::parse("h/x"), Err(UrlError::Scheme));
-        assert_eq!(Url::parse("http:///x"), Err(UrlError::Host));
-        assert_eq!(Url::parse("http://a b/x"), Err(UrlError::Host));
-        assert_eq!(Url::parse("http://u:p@h/x"), Err(UrlError::Credentials));
-        assert_eq!(Url::parse("http://[::1]/x"), Err(UrlError::Ipv6));
-        assert_eq!(Url::parse("http://h:0/"), Err(UrlError::Port));
-        assert_eq!(Url::parse("http://h:65536/"), Err(UrlError::Port));
-        assert_eq!(Url::parse("http://h:/"), Err(UrlError::Port));
-        assert_eq!(Url::parse("http://h:8x/"), Err(UrlError::Port));
-        assert_eq!(Url::parse("http://300.1.1.1/"), Err(UrlError::Ipv4));
-        assert_eq!(Url::parse("http://1.2.3/"), Err(UrlError::Ipv4));
-        assert_eq!(Url::parse("http://h/a b"), Err(UrlError::Unencoded));
-        assert_eq!(Url::parse("http://h/a\r\nX: y"), Err(UrlError::Unencoded));
-        assert_eq!(Url::parse("http://h/é"), Err(UrlError::Unencoded));
+        assert_eq!(
+            Url::parse("https://h/x"),
+            Err("TLS is not supported; use http:// and pin a sha256 instead")
+        );
+        assert_eq!(Url::parse("ftp://h/x"), Err("only http:// URLs are supported"));
+        assert_eq!(Url::parse("h/x"), Err("only http:// URLs are supported"));
+        assert_eq!(Url::parse("http:///x"), Err("the host is missing or not a valid name"));
+        assert_eq!(Url::parse("http://a b/x"), Err("the host is missing or not a valid name"));
+        assert_eq!(
+            Url::parse("http://u:p@h/x"),
+            Err("user names and passwords in URLs are not supported")
+        );
+        assert_eq!(Url::parse("http://[::1]/x"), Err("IPv6 hosts are not supported"));
+        assert_eq!(Url::parse("http://h:0/"), Err("the port is not a number from 1 to 65535"));
+        assert_eq!(Url::parse("http://h:65536/"), Err("the port is not a number from 1 to 65535"));
+        assert_eq!(Url::parse("http://h:/"), Err("the port is not a number from 1 to 65535"));
+        assert_eq!(Url::parse("http://h:8x/"), Err("the port is not a number from 1 to 65535"));
+        assert_eq!(Url::parse("http://300.1.1.1/"), Err("the host is not a valid IPv4 address"));
+        assert_eq!(Url::parse("http://1.2.3/"), Err("the host is not a valid IPv4 address"));
+        assert_eq!(
+            Url::parse("http://h/a b"),
+            Err("the URL has a space, control or non-ASCII character; percent-encode it")
+        );
+        assert_eq!(
+            Url::parse("http://h/a\r\nX: y"),
+            Err("the URL has a space, control or non-ASCII character; percent-encode it")
+        );
+        assert_eq!(
+            Url::parse("http://h/é"),
+            Err("the URL has a space, control or non-ASCII character; percent-encode it")
+        );
     }
 
     #[test]
@@ -307,15 +268,13 @@ mod tests {
         assert_eq!(join("./x/./y/.."), "http://10.0.0.1:8080/a/b/x/");
         assert_eq!(join("?new=2"), "http://10.0.0.1:8080/a/b/c.img?new=2");
         assert_eq!(join(""), "http://10.0.0.1:8080/a/b/c.img?old=1");
-        assert_eq!(base.join("https://x/"), Err(UrlError::Tls));
-        assert_eq!(base.join("a b"), Err(UrlError::Unencoded));
-    }
-
-    #[test]
-    fn ipv4_literals() {
-        assert_eq!(parse_ipv4("192.168.1.254"), Some([192, 168, 1, 254]));
-        for bad in ["1.2.3.256", "1.2.3", "1.2.3.4.5", "1..2.3", "a.b.c.d", ""] {
-            assert_eq!(parse_ipv4(bad), None, "{bad}");
-        }
+        assert_eq!(
+            base.join("https://x/"),
+            Err("TLS is not supported; use http:// and pin a sha256 instead")
+        );
+        assert_eq!(
+            base.join("a b"),
+            Err("the URL has a space, control or non-ASCII character; percent-encode it")
+        );
     }
 }

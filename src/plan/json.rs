@@ -40,7 +40,7 @@ impl Value {
     /// A non-negative integer without fraction or exponent that fits in u64.
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Value::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
+            Value::Number(text) => crate::http::response::parse_length(text.as_bytes()),
             _ => None,
         }
     }
@@ -79,7 +79,6 @@ pub fn parse(input: &[u8]) -> Result<Value, JsonError> {
     let text = core::str::from_utf8(input)
         .map_err(|e| JsonError { at: e.valid_up_to(), what: "not UTF-8" })?;
     let mut p = Parser { s: text.as_bytes(), text, pos: 0 };
-    p.skip_ws();
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos != p.s.len() {
@@ -94,7 +93,7 @@ struct Parser<'a> {
     pos: usize,
 }
 
-impl<'a> Parser<'a> {
+impl Parser<'_> {
     fn error(&self, what: &'static str) -> JsonError {
         JsonError { at: self.pos, what }
     }
@@ -103,145 +102,108 @@ impl<'a> Parser<'a> {
         self.s.get(self.pos).copied()
     }
 
+    /// Steps over `byte` if it is next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let next = self.peek() == Some(byte);
+        self.pos += usize::from(next);
+        next
+    }
+
     fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
-    fn expect_word(&mut self, word: &[u8], value: Value) -> Result<Value, JsonError> {
-        if self.s[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(value)
-        } else {
-            Err(self.error("unknown literal (expected true, false or null)"))
+    fn word(&mut self, word: &[u8], value: Value) -> Result<Value, JsonError> {
+        if !self.s[self.pos..].starts_with(word) {
+            return Err(self.error("unknown literal (expected true, false or null)"));
         }
+        self.pos += word.len();
+        Ok(value)
     }
 
+    /// A value after optional white space.
     fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.skip_ws();
         match self.peek() {
             None => Err(self.error("unexpected end of document")),
-            Some(b'{') => self.object(depth + 1),
-            Some(b'[') => self.array(depth + 1),
+            Some(b'{') => self.collection(true, depth + 1),
+            Some(b'[') => self.collection(false, depth + 1),
             Some(b'"') => self.string().map(Value::String),
-            Some(b't') => self.expect_word(b"true", Value::Bool(true)),
-            Some(b'f') => self.expect_word(b"false", Value::Bool(false)),
-            Some(b'n') => self.expect_word(b"null", Value::Null),
+            Some(b't') => self.word(b"true", Value::Bool(true)),
+            Some(b'f') => self.word(b"false", Value::Bool(false)),
+            Some(b'n') => self.word(b"null", Value::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.error("unexpected character")),
         }
     }
 
-    fn enter(&mut self, depth: usize) -> Result<(), JsonError> {
+    /// An object (members with unique keys) or an array, from its opening bracket.
+    fn collection(&mut self, object: bool, depth: usize) -> Result<Value, JsonError> {
         if depth > MAX_DEPTH {
             return Err(self.error("nested deeper than 32 levels"));
         }
-        self.pos += 1; // the opening bracket
+        self.pos += 1;
+        let (close, expected) =
+            if object { (b'}', "expected ',' or '}'") } else { (b']', "expected ',' or ']'") };
+        let (mut members, mut items) = (Vec::new(), Vec::new());
         self.skip_ws();
-        Ok(())
-    }
-
-    fn object(&mut self, depth: usize) -> Result<Value, JsonError> {
-        self.enter(depth)?;
-        let mut members: Vec<(String, Value)> = Vec::new();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(Value::Object(members));
-        }
-        loop {
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a string key"));
-            }
-            let key_at = self.pos;
-            let key = self.string()?;
-            if members.iter().any(|(k, _)| *k == key) {
-                return Err(JsonError { at: key_at, what: "duplicate key" });
+        let mut more = !self.eat(close);
+        while more {
+            if object {
+                self.skip_ws();
+                let key_at = self.pos;
+                if self.peek() != Some(b'"') {
+                    return Err(self.error("expected a string key"));
+                }
+                let key = self.string()?;
+                if members.iter().any(|(k, _)| *k == key) {
+                    return Err(JsonError { at: key_at, what: "duplicate key" });
+                }
+                self.skip_ws();
+                if !self.eat(b':') {
+                    return Err(self.error("expected ':' after the key"));
+                }
+                members.push((key, self.value(depth)?));
+            } else {
+                items.push(self.value(depth)?);
             }
             self.skip_ws();
-            if self.peek() != Some(b':') {
-                return Err(self.error("expected ':' after the key"));
-            }
-            self.pos += 1;
-            self.skip_ws();
-            let value = self.value(depth)?;
-            members.push((key, value));
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
+            more = !self.eat(close);
+            if more && !self.eat(b',') {
+                return Err(self.error(expected));
             }
         }
-    }
-
-    fn array(&mut self, depth: usize) -> Result<Value, JsonError> {
-        self.enter(depth)?;
-        let mut items = Vec::new();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(Value::Array(items));
-        }
-        loop {
-            items.push(self.value(depth)?);
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
-            }
-        }
+        Ok(if object { Value::Object(members) } else { Value::Array(items) })
     }
 
     /// number = [ minus ] int [ frac ] [ exp ], int = zero / ( digit1-9 *DIGIT )
     fn number(&mut self) -> Result<Value, JsonError> {
         let start = self.pos;
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
+        self.eat(b'-');
+        if !self.eat(b'0') {
+            self.digits()?;
         }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(self.error("expected a digit")),
+        if self.eat(b'.') {
+            self.digits()?;
         }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            self.at_least_one_digit()?;
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            self.at_least_one_digit()?;
+        if self.eat(b'e') || self.eat(b'E') {
+            let _ = self.eat(b'+') || self.eat(b'-');
+            self.digits()?;
         }
         // `get`, not indexing: str indexing links core's slicing panic (kilobytes). The
         // range is all ASCII digits and signs, so it is always on character boundaries.
         Ok(Value::Number(String::from(self.text.get(start..self.pos).unwrap_or_default())))
     }
 
-    fn digits(&mut self) {
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
-    }
-
-    fn at_least_one_digit(&mut self) -> Result<(), JsonError> {
-        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+    /// One or more digits.
+    fn digits(&mut self) -> Result<(), JsonError> {
+        let n = self.s[self.pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 {
             return Err(self.error("expected a digit"));
         }
-        self.digits();
+        self.pos += n;
         Ok(())
     }
 
@@ -265,34 +227,30 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    self.escape(&mut out)?;
+                    out.push(self.escape()?);
                 }
                 Some(_) => return Err(self.error("control character in a string")),
             }
         }
     }
 
-    fn escape(&mut self, out: &mut String) -> Result<(), JsonError> {
+    /// After a backslash: the escaped character.
+    fn escape(&mut self) -> Result<char, JsonError> {
         let c = match self.peek() {
-            Some(b'"') => '"',
-            Some(b'\\') => '\\',
-            Some(b'/') => '/',
+            Some(b'u') => {
+                self.pos += 1;
+                return self.unicode_escape();
+            }
+            Some(c @ (b'"' | b'\\' | b'/')) => c as char,
             Some(b'b') => '\u{8}',
             Some(b'f') => '\u{c}',
             Some(b'n') => '\n',
             Some(b'r') => '\r',
             Some(b't') => '\t',
-            Some(b'u') => {
-                self.pos += 1;
-                let c = self.unicode_escape()?;
-                out.push(c);
-                return Ok(());
-            }
             _ => return Err(self.error("invalid escape")),
         };
         self.pos += 1;
-        out.push(c);
-        Ok(())
+        Ok(c)
     }
 
     /// After `\u`: four hex digits, and for a high surrogate the `\uXXXX` low one.

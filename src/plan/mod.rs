@@ -12,31 +12,34 @@ pub mod json;
 pub mod status;
 
 use crate::rescue::Policy;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     /// Stream `sourceImage` onto the disk.
+    #[default]
     WriteImage,
     /// Capture the disk and upload it to `desintationAddress`.
     ReadImage,
 }
 
 /// How a capture is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Upload {
     /// plunder's endpoint: multipart/form-data, field `BootyImage`.
+    #[default]
     Multipart,
     /// The body as is, PUT to the URL (WebDAV-style servers).
     Put,
 }
 
 /// What to do once the work is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Finally {
+    #[default]
     Reboot,
     Poweroff,
     Shell,
@@ -71,7 +74,7 @@ pub struct FileSpec {
     pub mode: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub action: Action,
     /// BOOTy's hint only: the format is detected from the image's first bytes.
@@ -108,298 +111,267 @@ pub struct Plan {
 pub enum PlanError {
     Json(json::JsonError),
     NotAnObject,
-    WrongType { key: String, expected: &'static str, found: &'static str },
-    BadValue { key: String, expected: &'static str },
-    Missing { key: &'static str, because: &'static str },
+    /// A key (with its parent, as in "disk.serial"), what it should hold and, for a value
+    /// of the wrong type, what kind it holds.
+    Bad {
+        key: String,
+        expected: &'static str,
+        found: Option<&'static str>,
+    },
+    Missing {
+        key: &'static str,
+        because: &'static str,
+    },
 }
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("plan: ")?;
         match self {
-            PlanError::Json(e) => write!(f, "plan: {e}"),
-            PlanError::NotAnObject => f.write_str("plan: the document is not a JSON object"),
-            PlanError::WrongType { key, expected, found } => {
-                write!(f, "plan: key \"{key}\": expected {expected}, found {found}")
+            PlanError::Json(e) => e.fmt(f),
+            PlanError::NotAnObject => f.write_str("the document is not a JSON object"),
+            PlanError::Bad { key, expected, found } => {
+                write!(f, "key \"{key}\": expected {expected}")?;
+                found.map_or(Ok(()), |found| write!(f, ", found {found}"))
             }
-            PlanError::BadValue { key, expected } => {
-                write!(f, "plan: key \"{key}\": expected {expected}")
-            }
-            PlanError::Missing { key, because } => {
-                write!(f, "plan: key \"{key}\" is required {because}")
-            }
+            PlanError::Missing { key, because } => write!(f, "key \"{key}\" is required {because}"),
         }
     }
 }
-
-/// Every key imprint reads at the top level.
-const KNOWN: &[&str] = &[
-    "action",
-    "compressed",
-    "sourceImage",
-    "destinationDevice",
-    "sourceDevice",
-    "desintationAddress",
-    "destinationAddress",
-    "growDisk",
-    "growPartition",
-    "lvmRootName",
-    "address",
-    "gateway",
-    "nameserver",
-    "dryRun",
-    "dropToShell",
-    "wipeDevice",
-    "sha256",
-    "imageSize",
-    "disk",
-    "onError",
-    "statusURL",
-    "hostname",
-    "files",
-    "finally",
-    "upload",
-];
 
 /// Parses and checks a plan document.
 pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
-    let root = json::parse(document).map_err(PlanError::Json)?;
-    let Value::Object(members) = &root else { return Err(PlanError::NotAnObject) };
-    let doc = Doc { root: &root, prefix: "" };
-
-    let action = match doc.string("action")? {
-        Some("writeImage") => Action::WriteImage,
-        Some("readImage") => Action::ReadImage,
-        Some(_) => return Err(bad("action", "\"writeImage\" or \"readImage\"")),
-        None => {
-            return Err(PlanError::Missing {
-                key: "action",
-                because: "(\"writeImage\" or \"readImage\")",
-            })
-        }
+    let Value::Object(members) = json::parse(document).map_err(PlanError::Json)? else {
+        return Err(PlanError::NotAnObject);
     };
-    let destination_address = match doc.string("desintationAddress")? {
-        Some(a) => Some(a),
-        None => doc.string("destinationAddress")?,
-    };
-    let on_error = match doc.string("onError")? {
-        Some(p) => Some(
-            Policy::parse(p)
-                .ok_or_else(|| bad("onError", "\"reboot\", \"shell\" or \"poweroff\""))?,
-        ),
-        None if doc.flag("dropToShell")? => Some(Policy::Shell),
-        None => None,
-    };
-    let finally = match doc.string("finally")? {
-        None | Some("reboot") => Finally::Reboot,
-        Some("poweroff") => Finally::Poweroff,
-        Some("shell") => Finally::Shell,
-        Some(_) => return Err(bad("finally", "\"reboot\", \"poweroff\" or \"shell\"")),
-    };
-    let upload = match doc.string("upload")? {
-        None | Some("multipart") => Upload::Multipart,
-        Some("put") => Upload::Put,
-        Some(_) => return Err(bad("upload", "\"multipart\" or \"put\"")),
-    };
-    let grow_partition = match doc.number("growPartition")? {
-        None => None,
-        Some(n) => Some(u32::try_from(n).map_err(|_| bad("growPartition", "a partition number"))?),
-    };
-    let sha256 = match doc.string("sha256")? {
-        None => None,
-        Some(hex) => Some(parse_sha256(hex).ok_or_else(|| bad("sha256", "64 hexadecimal digits"))?),
-    };
-    let hostname = match doc.string("hostname")? {
-        None => None,
-        Some(h) if is_hostname(h) => Some(h.to_string()),
-        Some(_) => {
-            return Err(bad("hostname", "a host name (letters, digits, '-' and '.', at most 253)"))
-        }
-    };
-
-    let plan = Plan {
-        action,
-        compressed: doc.flag("compressed")?,
-        source_image: doc.string("sourceImage")?.map(String::from),
-        destination_device: doc.string("destinationDevice")?.map(String::from),
-        source_device: doc.string("sourceDevice")?.map(String::from),
-        destination_address: destination_address.map(String::from),
-        grow_disk: doc.flag("growDisk")?,
-        grow_partition,
-        lvm_root_name: doc.string("lvmRootName")?.map(String::from),
-        address: doc.string("address")?.map(String::from),
-        gateway: doc.string("gateway")?.map(String::from),
-        nameserver: doc.string("nameserver")?.map(String::from),
-        dry_run: doc.flag("dryRun")?,
-        wipe_device: doc.flag("wipeDevice")?,
-        sha256,
-        image_size: doc.number("imageSize")?,
-        disk: parse_disk(&doc)?,
-        on_error,
-        status_url: doc.string("statusURL")?.map(String::from),
-        hostname,
-        files: parse_files(&doc)?,
-        finally,
-        upload,
-        ignored: members
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| !KNOWN.contains(&k.as_str()))
-            .cloned()
-            .collect(),
-    };
-    match plan.action {
-        Action::WriteImage if plan.source_image.is_none() => {
-            Err(PlanError::Missing { key: "sourceImage", because: "for writeImage" })
-        }
-        Action::ReadImage if plan.destination_address.is_none() => {
-            Err(PlanError::Missing { key: "desintationAddress", because: "for readImage" })
-        }
-        _ => Ok(plan),
+    let mut p = Plan::default();
+    let (mut action, mut on_error, mut finally, mut upload) = (None, None, None, None);
+    let (mut sha256, mut hostname, mut spelled_right) = (None, None, None);
+    let (mut grow_partition, mut drop_to_shell) = (None, false);
+    let (mut disk, mut files) = (&Value::Null, &Value::Null);
+    p.ignored = read_members(
+        "",
+        &members,
+        &mut [
+            ("action", Slot::Str(&mut action)),
+            ("compressed", Slot::Flag(&mut p.compressed)),
+            ("sourceImage", Slot::Str(&mut p.source_image)),
+            ("destinationDevice", Slot::Str(&mut p.destination_device)),
+            ("sourceDevice", Slot::Str(&mut p.source_device)),
+            ("desintationAddress", Slot::Str(&mut p.destination_address)),
+            ("destinationAddress", Slot::Str(&mut spelled_right)),
+            ("growDisk", Slot::Flag(&mut p.grow_disk)),
+            ("growPartition", Slot::Number(&mut grow_partition)),
+            ("lvmRootName", Slot::Str(&mut p.lvm_root_name)),
+            ("address", Slot::Str(&mut p.address)),
+            ("gateway", Slot::Str(&mut p.gateway)),
+            ("nameserver", Slot::Str(&mut p.nameserver)),
+            ("dryRun", Slot::Flag(&mut p.dry_run)),
+            ("dropToShell", Slot::Flag(&mut drop_to_shell)),
+            ("wipeDevice", Slot::Flag(&mut p.wipe_device)),
+            ("sha256", Slot::Str(&mut sha256)),
+            ("imageSize", Slot::Number(&mut p.image_size)),
+            ("disk", Slot::Value(&mut disk)),
+            ("onError", Slot::Str(&mut on_error)),
+            ("statusURL", Slot::Str(&mut p.status_url)),
+            ("hostname", Slot::Str(&mut hostname)),
+            ("files", Slot::Value(&mut files)),
+            ("finally", Slot::Str(&mut finally)),
+            ("upload", Slot::Str(&mut upload)),
+        ],
+    )?;
+    let action = choice("action", action, "\"writeImage\" or \"readImage\"")?;
+    let on_error = choice("onError", on_error, "\"reboot\", \"shell\" or \"poweroff\"")?;
+    p.on_error = on_error.map(|i| [Policy::Reboot, Policy::Shell, Policy::Poweroff][i]);
+    // onError wins over dropToShell; plunder's spelling over the right one.
+    p.on_error = p.on_error.or(drop_to_shell.then_some(Policy::Shell));
+    p.destination_address = p.destination_address.or(spelled_right);
+    let finally = choice("finally", finally, "\"reboot\", \"poweroff\" or \"shell\"")?;
+    p.finally = [Finally::Reboot, Finally::Poweroff, Finally::Shell][finally.unwrap_or(0)];
+    let upload = choice("upload", upload, "\"multipart\" or \"put\"")?;
+    p.upload = [Upload::Multipart, Upload::Put][upload.unwrap_or(0)];
+    let grow = grow_partition.map(u32::try_from).transpose();
+    p.grow_partition = grow.map_err(|_| bad("growPartition", "a partition number"))?;
+    let sha = sha256.map(|hex| crate::image::sha256::parse_hex(&hex).ok_or(()));
+    p.sha256 = sha.transpose().map_err(|_| bad("sha256", "64 hexadecimal digits"))?;
+    if hostname.as_deref().is_some_and(|h| !is_hostname(h)) {
+        let expected = "a host name (letters, digits, '-' and '.', at most 253)";
+        return Err(bad("hostname", expected));
     }
+    p.hostname = hostname;
+    p.disk = parse_disk(disk)?;
+    p.files = parse_files(files)?;
+    let (key, because) = match action {
+        None => ("action", "(\"writeImage\" or \"readImage\")"),
+        Some(0) if p.source_image.is_none() => ("sourceImage", "for writeImage"),
+        Some(1) if p.destination_address.is_none() => ("desintationAddress", "for readImage"),
+        Some(i) => return Ok(Plan { action: [Action::WriteImage, Action::ReadImage][i], ..p }),
+    };
+    Err(PlanError::Missing { key, because })
 }
 
 fn bad(key: &str, expected: &'static str) -> PlanError {
-    PlanError::BadValue { key: key.to_string(), expected }
+    PlanError::Bad { key: key.into(), expected, found: None }
 }
 
-/// Typed access to one object's members, with plunder's "zero means absent" rule and
-/// errors that name the key (with its parent, as in "disk.serial").
-struct Doc<'a> {
-    root: &'a Value,
-    prefix: &'a str,
+/// Which of the quoted words of `expected` `value` is, if given; another value is an
+/// error naming `key`.
+fn choice(
+    key: &str,
+    value: Option<String>,
+    expected: &'static str,
+) -> Result<Option<usize>, PlanError> {
+    let Some(value) = value else { return Ok(None) };
+    let mut options = expected.split('"').skip(1).step_by(2);
+    options.position(|o| o == value).map(Some).ok_or_else(|| bad(key, expected))
 }
 
-impl<'a> Doc<'a> {
-    fn key_name(&self, key: &str) -> String {
-        let mut name = String::from(self.prefix);
-        name.push_str(key);
-        name
-    }
+/// Where a member's value goes, by its type. plunder writes every field, so null, "", 0
+/// and false all mean "not given".
+enum Slot<'a, 'v> {
+    Str(&'a mut Option<String>),
+    /// BOOTy's booleans: absent is false.
+    Flag(&'a mut bool),
+    /// imprint's booleans, where false is meaningful.
+    Bool(&'a mut Option<bool>),
+    Number(&'a mut Option<u64>),
+    /// An object or array, read on its own.
+    Value(&'a mut &'v Value),
+}
 
-    fn wrong(&self, key: &str, expected: &'static str, found: &Value) -> PlanError {
-        PlanError::WrongType { key: self.key_name(key), expected, found: found.kind() }
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        match self.root.get(key) {
-            None | Some(Value::Null) => None,
-            some => some,
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&'a str>, PlanError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(self.wrong(key, "a string", other)),
-        }
-    }
-
-    fn flag(&self, key: &str) -> Result<bool, PlanError> {
-        Ok(self.bool(key)?.unwrap_or(false))
-    }
-
-    /// A boolean where false is meaningful (imprint's own keys).
-    fn bool(&self, key: &str) -> Result<Option<bool>, PlanError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.wrong(key, "true or false", other)),
-        }
-    }
-
-    fn number(&self, key: &str) -> Result<Option<u64>, PlanError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v @ Value::Number(_)) => match v.as_u64() {
-                Some(0) => Ok(None),
-                Some(n) => Ok(Some(n)),
-                None => Err(PlanError::BadValue {
-                    key: self.key_name(key),
-                    expected: "a whole number from 0 to 2^64-1",
-                }),
+/// Reads each member of an object into the slot its key names; returns the keys no slot
+/// names. Errors name the key with `prefix` (its parent, as in "disk.serial").
+fn read_members<'v>(
+    prefix: &str,
+    members: &'v [(String, Value)],
+    slots: &mut [(&str, Slot<'_, 'v>)],
+) -> Result<Vec<String>, PlanError> {
+    let mut unknown = Vec::new();
+    for (key, value) in members {
+        let wrong = |expected| {
+            let key = text!("{prefix}{key}");
+            let found = Some(value.kind());
+            PlanError::Bad { key, expected, found }
+        };
+        let Some((_, slot)) = slots.iter_mut().find(|(k, _)| k == key) else {
+            unknown.push(key.clone());
+            continue;
+        };
+        match (slot, value) {
+            (Slot::Value(v), _) => **v = value,
+            (_, Value::Null) => {}
+            (Slot::Str(s), Value::String(text)) => {
+                **s = Some(text.clone()).filter(|t| !t.is_empty())
+            }
+            (Slot::Flag(b), Value::Bool(v)) => **b = *v,
+            (Slot::Bool(b), Value::Bool(v)) => **b = Some(*v),
+            (Slot::Number(n), Value::Number(_)) => match value.as_u64() {
+                Some(v) => **n = Some(v).filter(|&v| v > 0),
+                None => {
+                    return Err(bad(&text!("{prefix}{key}"), "a whole number from 0 to 2^64-1"))
+                }
             },
-            Some(other) => Err(self.wrong(key, "a number", other)),
+            (Slot::Str(_), _) => return Err(wrong("a string")),
+            (Slot::Flag(_) | Slot::Bool(_), _) => return Err(wrong("true or false")),
+            (Slot::Number(_), _) => return Err(wrong("a number")),
         }
     }
+    Ok(unknown)
 }
 
-fn parse_disk(doc: &Doc<'_>) -> Result<DiskHints, PlanError> {
-    let Some(disk) = doc.get("disk") else { return Ok(DiskHints::default()) };
-    if !matches!(disk, Value::Object(_)) {
-        return Err(doc.wrong("disk", "an object", disk));
+/// The members of an object value (none for null), or the error that it is something else.
+fn object<'v>(
+    value: &'v Value,
+    key: &str,
+    expected: &'static str,
+) -> Result<&'v [(String, Value)], PlanError> {
+    match value {
+        Value::Null => Ok(&[]),
+        Value::Object(members) => Ok(members),
+        _ => Err(PlanError::Bad { key: key.into(), expected, found: Some(value.kind()) }),
     }
-    let d = Doc { root: disk, prefix: "disk." };
-    let owned = |s: Option<&str>| s.map(String::from);
-    Ok(DiskHints {
-        serial: owned(d.string("serial")?),
-        wwn: owned(d.string("wwn")?),
-        model: owned(d.string("model")?),
-        vendor: owned(d.string("vendor")?),
-        min_size: d.number("minSize")?,
-        max_size: d.number("maxSize")?,
-        transport: owned(d.string("transport")?),
-        rotational: d.bool("rotational")?,
-        removable: d.bool("removable")?,
-    })
 }
 
-fn parse_files(doc: &Doc<'_>) -> Result<Vec<FileSpec>, PlanError> {
-    let Some(files) = doc.get("files") else { return Ok(Vec::new()) };
-    let Value::Array(items) = files else { return Err(doc.wrong("files", "an array", files)) };
+fn parse_disk(disk: &Value) -> Result<DiskHints, PlanError> {
+    let mut d = DiskHints::default();
+    read_members(
+        "disk.",
+        object(disk, "disk", "an object")?,
+        &mut [
+            ("serial", Slot::Str(&mut d.serial)),
+            ("wwn", Slot::Str(&mut d.wwn)),
+            ("model", Slot::Str(&mut d.model)),
+            ("vendor", Slot::Str(&mut d.vendor)),
+            ("minSize", Slot::Number(&mut d.min_size)),
+            ("maxSize", Slot::Number(&mut d.max_size)),
+            ("transport", Slot::Str(&mut d.transport)),
+            ("rotational", Slot::Bool(&mut d.rotational)),
+            ("removable", Slot::Bool(&mut d.removable)),
+        ],
+    )?;
+    Ok(d)
+}
+
+fn parse_files(files: &Value) -> Result<Vec<FileSpec>, PlanError> {
+    let items = match files {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items.as_slice(),
+        _ => {
+            return Err(PlanError::Bad {
+                key: "files".into(),
+                expected: "an array",
+                found: Some(files.kind()),
+            })
+        }
+    };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        if !matches!(item, Value::Object(_)) {
-            return Err(doc.wrong("files", "an array of objects", item));
-        }
-        let f = Doc { root: item, prefix: "files[]." };
-        let path = match f.string("path")? {
-            Some(p) if p.starts_with('/') && !p.split('/').any(|part| part == "..") => {
-                p.to_string()
+        let members = match item {
+            Value::Object(members) => members,
+            _ => {
+                return Err(PlanError::Bad {
+                    key: "files".into(),
+                    expected: "an array of objects",
+                    found: Some(item.kind()),
+                })
             }
+        };
+        let (mut path, mut content, mut base64, mut mode) = (None, None, None, None);
+        read_members(
+            "files[].",
+            members,
+            &mut [
+                ("path", Slot::Str(&mut path)),
+                ("content", Slot::Str(&mut content)),
+                ("base64", Slot::Str(&mut base64)),
+                ("mode", Slot::Str(&mut mode)),
+            ],
+        )?;
+        let path = match path {
+            Some(p) if p.starts_with('/') && !p.split('/').any(|part| part == "..") => p,
             Some(_) => return Err(bad("files[].path", "an absolute path without \"..\"")),
             None => {
                 return Err(PlanError::Missing { key: "files[].path", because: "for every file" })
             }
         };
-        let content = match (f.string("content")?, f.string("base64")?) {
+        let content = match (content, base64) {
             (Some(_), Some(_)) => {
                 return Err(bad("files[]", "either \"content\" or \"base64\", not both"))
             }
-            (Some(text), None) => text.as_bytes().to_vec(),
+            (Some(text), None) => text.into_bytes(),
             (None, Some(b64)) => {
-                base64::decode(b64).ok_or_else(|| bad("files[].base64", "base64 (RFC 4648)"))?
+                base64::decode(&b64).ok_or_else(|| bad("files[].base64", "base64 (RFC 4648)"))?
             }
             (None, None) => Vec::new(),
         };
-        let mode = match f.get("mode") {
-            None => 0o644,
-            Some(Value::String(s)) => u32::from_str_radix(s, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| bad("files[].mode", "an octal mode such as \"0644\""))?,
-            Some(other) => {
-                return Err(f.wrong("mode", "an octal mode string such as \"0644\"", other))
-            }
+        let mode = match mode {
+            None => Some(0o644),
+            Some(m) => u32::from_str_radix(&m, 8).ok().filter(|m| *m <= 0o7777),
         };
+        let mode = mode.ok_or_else(|| bad("files[].mode", "an octal mode such as \"0644\""))?;
         out.push(FileSpec { path, content, mode });
     }
     Ok(out)
-}
-
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
@@ -416,15 +388,8 @@ fn is_hostname(name: &str) -> bool {
 
 /// The plan's file name for a MAC: `aa-bb-cc-dd-ee-ff.bty`, lower-case, dashed.
 pub fn file_name(mac: [u8; 6]) -> String {
-    let mut name = String::with_capacity(21);
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            name.push('-');
-        }
-        let _ = fmt::Write::write_fmt(&mut name, format_args!("{b:02x}"));
-    }
-    name.push_str(".bty");
-    name
+    let name = text!("{}.bty", crate::net::link::Mac(mac));
+    name.chars().map(|c| if c == ':' { '-' } else { c }).collect()
 }
 
 /// The fallback plan for machines without one of their own.
@@ -558,6 +523,24 @@ mod tests {
         );
         assert_eq!(error(r#"{"action":"writeImage","sourceImage":"x","hostname":"bad_name"}"#),
             "plan: key \"hostname\": expected a host name (letters, digits, '-' and '.', at most 253)");
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","onError":"panic"}"#),
+            "plan: key \"onError\": expected \"reboot\", \"shell\" or \"poweroff\""
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","finally":"halt"}"#),
+            "plan: key \"finally\": expected \"reboot\", \"poweroff\" or \"shell\""
+        );
+        assert_eq!(
+            error(
+                r#"{"action":"writeImage","sourceImage":"x","files":[{"path":"/x","mode":"999"}]}"#
+            ),
+            "plan: key \"files[].mode\": expected an octal mode such as \"0644\""
+        );
+        assert_eq!(
+            error(r#"{"action":"writeImage","sourceImage":"x","disk":[]}"#),
+            "plan: key \"disk\": expected an object, found an array"
+        );
         assert_eq!(error(r#"["action"]"#), "plan: the document is not a JSON object");
         assert_eq!(
             error(r#"{"action":"#),

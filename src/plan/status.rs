@@ -11,13 +11,16 @@
 //! no floating point); `sha256` is set once the image or capture is verified; `error` on
 //! the final report of a failed run.
 
+use crate::image::sha256::Hex;
+use crate::net::link::Mac;
 use alloc::string::String;
 use core::fmt::Write;
 
 /// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
     /// The plan was read; the work starts.
+    #[default]
     Starting,
     Writing,
     Capturing,
@@ -44,7 +47,7 @@ impl Phase {
 }
 
 /// One report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report<'a> {
     pub mac: [u8; 6],
     pub phase: Phase,
@@ -60,51 +63,45 @@ pub struct Report<'a> {
 impl Report<'_> {
     /// The JSON document.
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(256);
-        let m = self.mac;
-        let _ = write!(
-            out,
-            "{{\"mac\":\"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":",
-            m[0], m[1], m[2], m[3], m[4], m[5], self.phase.name(), self.bytes_done
+        let kbps = self.kilobytes_per_second;
+        let mut out = text!(
+            "{{\"mac\":\"{}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":",
+            Mac(self.mac),
+            self.phase.name(),
+            self.bytes_done
         );
         match self.bytes_total {
-            Some(n) => {
-                let _ = write!(out, "{n}");
-            }
-            None => out.push_str("null"),
+            Some(n) => write!(out, "{n}"),
+            None => out.write_str("null"),
         }
-        let kbps = self.kilobytes_per_second;
+        .ok();
         let _ =
             write!(out, ",\"mbPerSecond\":\"{}.{}\",\"sha256\":", kbps / 1000, kbps % 1000 / 100);
-        match self.sha256 {
-            Some(hash) => {
-                out.push('"');
-                for b in hash {
-                    let _ = write!(out, "{b:02x}");
-                }
-                out.push('"');
-            }
-            None => out.push_str("null"),
+        match &self.sha256 {
+            Some(hash) => write!(out, "\"{}\"", Hex(hash)),
+            None => out.write_str("null"),
         }
+        .ok();
         out.push_str(",\"message\":");
-        push_json_string(&mut out, self.message);
+        push_json_string(&mut out, Some(self.message));
         out.push_str(",\"error\":");
-        match self.error {
-            Some(e) => push_json_string(&mut out, e),
-            None => out.push_str("null"),
-        }
+        push_json_string(&mut out, self.error);
         out.push('}');
         out
     }
 }
 
-/// Appends `s` as a JSON string: quotes, backslashes and control characters escaped.
-pub fn push_json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string (quotes, backslashes and control characters escaped), or
+/// null.
+pub fn push_json_string(out: &mut String, s: Option<&str>) {
+    let Some(s) = s else { return out.push_str("null") };
     out.push('"');
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
