@@ -5,7 +5,7 @@ use crate::disk::select::{self, Disk, SelectError};
 use crate::http::{self, Client, Resolve, ResolveError};
 use crate::image::Interrupted;
 use crate::io::Read;
-use crate::net::dns::{self, DnsError};
+use crate::net::dns;
 use crate::plan::status::{Phase, Report};
 use crate::plan::{self, Action, Plan, PlanError};
 use crate::sys::time;
@@ -21,12 +21,7 @@ pub struct Dns(pub Vec<Ipv4Addr>);
 
 impl Resolve for Dns {
     fn resolve(&mut self, host: &str) -> Result<[u8; 4], ResolveError> {
-        dns::resolve_a(&self.0, host).map_err(|e| match e {
-            DnsError::NoServers => ResolveError::NoServer,
-            DnsError::Rcode(3) | DnsError::NoAddress => ResolveError::NotFound,
-            DnsError::Timeout { .. } => ResolveError::TimedOut,
-            other => ResolveError::Failed(text!("{other}")),
-        })
+        dns::resolve_a(&self.0, host)
     }
 }
 
