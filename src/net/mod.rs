@@ -170,13 +170,13 @@ impl Session {
             }
             Send::Unicast(server, message) => {
                 if self.unicast.is_none() {
-                    let socket = UdpSocket::bind(address.octets(), smoltcp::wire::DHCP_CLIENT_PORT)
+                    let socket = UdpSocket::bind(address.octets(), 68)
                         .map_err(sys("binding the DHCP client port", iface))?;
                     self.unicast = Some(socket);
                 }
                 let socket = self.unicast.as_ref().expect("opened above");
                 socket
-                    .send_to(&message, server.octets(), smoltcp::wire::DHCP_SERVER_PORT)
+                    .send_to(&message, server.octets(), 67)
                     .map_err(sys("sending a DHCP message to the server", iface))
             }
         }
@@ -197,8 +197,8 @@ impl Session {
                 continue;
             };
             match dhcp::unframe(datagram, got.checksum_not_ready) {
-                Ok(message) => event = self.client.receive(now, message).or(event),
-                Err(_) => self.client.ignored += 1,
+                Some(message) => event = self.client.receive(now, message).or(event),
+                None => self.client.ignored += 1,
             }
         }
         // Our UDP socket also gets a copy of unicast replies; the packet socket has
