@@ -5,9 +5,9 @@
 
 use super::dhcp::{class_mask, prefix_len};
 use super::ipconfig::NetConfig;
+use super::NetError;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 
 /// How to configure the network. (The boot server's address, field 2, is checked and
@@ -21,26 +21,6 @@ pub struct IpSetting {
     pub hostname: Option<String>,
     /// A static configuration, used as it is; `None`: ask DHCP.
     pub fixed: Option<NetConfig>,
-}
-
-/// An `ip=` value imprint cannot use; one line naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpParseError {
-    /// `field` does not hold what it should (the banner shows the whole value).
-    BadField { field: &'static str },
-    /// `ip=off` (or `none`) without an address: imprint needs the network.
-    Disabled,
-}
-
-impl fmt::Display for IpParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IpParseError::BadField { field } => write!(f, "ip=: the {field} field is not valid"),
-            IpParseError::Disabled => {
-                f.write_str("ip=: autoconfiguration is off and no client address is given; imprint needs the network")
-            }
-        }
-    }
 }
 
 const FIELDS: [&str; 10] = [
@@ -62,24 +42,13 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut parts = text.as_bytes().split(|b| *b == b'.');
     for octet in octets.iter_mut() {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || !part.iter().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value = part.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-        *octet = u8::try_from(value).ok()?;
+        let part = parts.next().filter(|p| (1..=3).contains(&p.len()))?;
+        let value = part
+            .iter()
+            .try_fold(0u16, |n, d| Some(n * 10 + u16::from(d.is_ascii_digit().then(|| d - b'0')?)));
+        *octet = u8::try_from(value?).ok()?;
     }
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
-}
-
-/// Whether an autoconf word means "ask DHCP" (false: off/none); an error otherwise.
-fn autoconf(word: &str) -> Result<bool, IpParseError> {
-    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
-    match word {
-        "off" | "none" => Ok(false),
-        _ if DHCP.contains(&word) => Ok(true),
-        _ => Err(IpParseError::BadField { field: FIELDS[6] }),
-    }
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -89,46 +58,44 @@ fn non_empty(text: &str) -> Option<String> {
 /// Parses the value of `ip=` (absent means `dhcp`).
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
-pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
+pub fn parse(value: Option<&str>) -> Result<IpSetting, NetError> {
     let mut fields = [""; FIELDS.len()];
     let mut count = 0;
     for text in value.unwrap_or("dhcp").split(':') {
-        *fields.get_mut(count).ok_or(IpParseError::BadField { field: "field count" })? = text;
+        *fields.get_mut(count).ok_or(NetError::BadIp { field: "field count" })? = text;
         count += 1;
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    let dhcp = autoconf(method)?;
+    let dhcp = match method {
+        "off" | "none" => false,
+        "" | "on" | "any" | "dhcp" | "both" | "bootp" => true,
+        _ => return Err(NetError::BadIp { field: FIELDS[6] }),
+    };
     let mut addresses = [None; FIELDS.len()];
-    for (i, text) in fields.iter().enumerate() {
+    for (i, (text, field)) in fields.iter().zip(FIELDS).enumerate() {
         if !text.is_empty() && !matches!(i, 4..=6) {
-            addresses[i] =
-                Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
+            addresses[i] = Some(parse_ipv4(text).ok_or(NetError::BadIp { field })?);
         }
     }
     let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
-    if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
+    let Some(client) = addresses[0].filter(|_| fields[6].is_empty() || !dhcp) else {
         return if dhcp {
             Ok(IpSetting { device, hostname, fixed: None })
         } else {
-            Err(IpParseError::Disabled)
+            Err(NetError::IpOff)
         };
-    }
-    let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
+    };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
-    let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
-    let mut dns = Vec::new();
-    for server in addresses[7..9].iter().flatten() {
-        dns.push(*server);
-    }
+    let prefix_len = prefix_len(mask).ok_or(NetError::BadIp { field: FIELDS[3] })?;
     let config = NetConfig {
         address: client,
         prefix_len,
         gateway: addresses[2],
         routes: Vec::new(),
-        dns,
+        dns: addresses[7..9].iter().flatten().copied().collect(),
         mtu: None,
         hostname,
     };
@@ -168,9 +135,9 @@ mod tests {
         for word in ["dhcp", "on", "any", "both", "bootp"] {
             assert_eq!(parse(Some(word)), Ok(dhcp(None)), "{word}");
         }
-        assert_eq!(parse(Some("off")), Err(IpParseError::Disabled));
-        assert_eq!(parse(Some("none")), Err(IpParseError::Disabled));
-        assert_eq!(parse(Some("rarp")), Err(IpParseError::BadField { field: "autoconf" }));
+        assert_eq!(parse(Some("off")), Err(NetError::IpOff));
+        assert_eq!(parse(Some("none")), Err(NetError::IpOff));
+        assert_eq!(parse(Some("rarp")), Err(NetError::BadIp { field: "autoconf" }));
     }
 
     #[test]
@@ -183,7 +150,7 @@ mod tests {
     #[test]
     fn device_and_method_only() {
         assert_eq!(parse(Some(":::::eth1:dhcp")), Ok(dhcp(Some("eth1"))));
-        assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
+        assert_eq!(parse(Some(":::::eth1:off")), Err(NetError::IpOff));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
             Ok(IpSetting {
