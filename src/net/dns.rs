@@ -6,8 +6,8 @@
 
 use crate::http::ResolveError;
 use crate::sys::poll::{self, PollFd, READABLE};
+use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
-use crate::sys::udp::UdpSocket;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;

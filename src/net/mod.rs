@@ -16,8 +16,8 @@ pub mod static_ip;
 use crate::sys::netdev::{IfName, NetDev};
 use crate::sys::packet::PacketSocket;
 use crate::sys::poll::{self, PollFd, READABLE};
+use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
-use crate::sys::udp::UdpSocket;
 use crate::sys::Errno;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -364,7 +364,8 @@ pub fn bring_up(
     iface: Option<&str>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let setting = static_ip::parse(ip)?;
+    let setting = static_ip::parse(ip)
+        .map_err(|f| f.map_or(NetError::IpOff, |field| NetError::BadIp { field }))?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {

@@ -5,7 +5,6 @@
 
 use super::dhcp::{class_mask, prefix_len};
 use super::ipconfig::NetConfig;
-use super::NetError;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -55,50 +54,50 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-/// Parses the value of `ip=` (absent means `dhcp`).
+/// Parses the value of `ip=` (absent means `dhcp`). `Err(Some(field))`: that field is not
+/// valid; `Err(None)`: autoconfiguration is off (`off`, `none`) and no address is given.
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
-pub fn parse(value: Option<&str>) -> Result<IpSetting, NetError> {
+pub fn parse(value: Option<&str>) -> Result<IpSetting, Option<&'static str>> {
     let mut fields = [""; FIELDS.len()];
     let mut count = 0;
     for text in value.unwrap_or("dhcp").split(':') {
-        *fields.get_mut(count).ok_or(NetError::BadIp { field: "field count" })? = text;
+        *fields.get_mut(count).ok_or(Some("field count"))? = text;
         count += 1;
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    let dhcp = match method {
-        "off" | "none" => false,
-        "" | "on" | "any" | "dhcp" | "both" | "bootp" => true,
-        _ => return Err(NetError::BadIp { field: FIELDS[6] }),
-    };
+    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
+    let dhcp = DHCP.contains(&method);
+    if !dhcp && method != "off" && method != "none" {
+        return Err(Some(FIELDS[6]));
+    }
     let mut addresses = [None; FIELDS.len()];
-    for (i, (text, field)) in fields.iter().zip(FIELDS).enumerate() {
+    for (i, text) in fields.iter().enumerate() {
         if !text.is_empty() && !matches!(i, 4..=6) {
-            addresses[i] = Some(parse_ipv4(text).ok_or(NetError::BadIp { field })?);
+            addresses[i] = Some(parse_ipv4(text).ok_or(Some(FIELDS[i]))?);
         }
     }
     let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
     let Some(client) = addresses[0].filter(|_| fields[6].is_empty() || !dhcp) else {
-        return if dhcp {
-            Ok(IpSetting { device, hostname, fixed: None })
-        } else {
-            Err(NetError::IpOff)
-        };
+        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(None) };
     };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
-    let prefix_len = prefix_len(mask).ok_or(NetError::BadIp { field: FIELDS[3] })?;
-    let config = NetConfig {
+    let prefix_len = prefix_len(mask).ok_or(Some(FIELDS[3]))?;
+    let mut config = NetConfig {
         address: client,
         prefix_len,
         gateway: addresses[2],
         routes: Vec::new(),
-        dns: addresses[7..9].iter().flatten().copied().collect(),
+        dns: Vec::new(),
         mtu: None,
         hostname,
     };
+    for server in addresses[7..9].iter().flatten() {
+        config.dns.push(*server);
+    }
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 
@@ -135,9 +134,9 @@ mod tests {
         for word in ["dhcp", "on", "any", "both", "bootp"] {
             assert_eq!(parse(Some(word)), Ok(dhcp(None)), "{word}");
         }
-        assert_eq!(parse(Some("off")), Err(NetError::IpOff));
-        assert_eq!(parse(Some("none")), Err(NetError::IpOff));
-        assert_eq!(parse(Some("rarp")), Err(NetError::BadIp { field: "autoconf" }));
+        assert_eq!(parse(Some("off")), Err(None));
+        assert_eq!(parse(Some("none")), Err(None));
+        assert_eq!(parse(Some("rarp")), Err(Some("autoconf")));
     }
 
     #[test]
@@ -150,7 +149,7 @@ mod tests {
     #[test]
     fn device_and_method_only() {
         assert_eq!(parse(Some(":::::eth1:dhcp")), Ok(dhcp(Some("eth1"))));
-        assert_eq!(parse(Some(":::::eth1:off")), Err(NetError::IpOff));
+        assert_eq!(parse(Some(":::::eth1:off")), Err(None));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
             Ok(IpSetting {
@@ -199,12 +198,14 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let bad = |v: &str| parse(Some(v)).unwrap_err().to_string();
-        assert_eq!(bad("10.0.0.300::::"), "ip=: the client address field is not valid");
-        assert!(bad("10.0.0.3::x:").contains("gateway"));
-        assert!(bad("10.0.0.3:::255.0.255.0").contains("netmask"));
-        assert!(bad("10.0.0.3::::::off:dns").contains("dns0"));
-        assert!(bad("::::::maybe").contains("autoconf"));
-        assert!(bad("1:2:3:4:5:6:7:8:9:10:11").contains("field count"));
+        let bad = |v: &str| parse(Some(v)).unwrap_err().unwrap();
+        assert_eq!(bad("10.0.0.300::::"), "client address");
+        assert_eq!(bad("10.0.0.3::x:"), "gateway");
+        assert_eq!(bad("10.0.0.3:::255.0.255.0"), "netmask");
+        assert_eq!(bad("10.0.0.3::::::off:dns"), "dns0");
+        assert_eq!(bad("::::::maybe"), "autoconf");
+        assert_eq!(bad("1:2:3:4:5:6:7:8:9:10:11"), "field count");
+        let shown = |e| crate::net::NetError::BadIp { field: e }.to_string();
+        assert_eq!(shown("client address"), "ip=: the client address field is not valid");
     }
 }

@@ -6,8 +6,8 @@
 //! socket to, and the server may answer to the broadcast or to the offered address.
 
 use super::fd::Fd;
-use super::udp::{bind_to, open_socket, send_to, set_option};
-use super::{check_size, Errno, Result};
+use super::socket::{bind_to, open_socket, send_to, set_option, unless_again};
+use super::Result;
 
 /// linux/if_packet.h: ask for a `tpacket_auxdata` control message with every packet.
 const PACKET_AUXDATA: libc::c_int = 8;
@@ -116,11 +116,7 @@ impl PacketSocket {
         // SAFETY: msg points at iov (buf, valid for buf.len() bytes) and at `control`, both
         // alive and writable for the whole call.
         let ret = unsafe { libc::recvmsg(self.fd.raw(), &mut msg, libc::MSG_TRUNC) };
-        let len = match check_size(ret) {
-            Ok(len) => len,
-            Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let Some(len) = unless_again(ret)? else { return Ok(None) };
         let mut checksum_not_ready = false;
         // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in, bounded
         // by msg_controllen; we read an auxdata only from a header of that type whose
