@@ -361,7 +361,7 @@ pub fn write_image(
 /// Renews the DHCP lease when it is due (a transfer can outlast it).
 fn keep_lease(lease: Option<&mut crate::net::BoundClient>) -> Result<(), crate::net::NetError> {
     if let Some(client) = lease {
-        if client.tick(time::monotonic())? == crate::net::LeaseEvent::Renewed {
+        if client.tick(time::monotonic())? {
             sayln!("\nimprint: lease renewed");
         }
     }

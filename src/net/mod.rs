@@ -13,7 +13,7 @@ pub mod link;
 pub mod options;
 pub mod static_ip;
 
-use crate::sys::netdev::{IfName, NetDev};
+use crate::sys::netdev::{IfName, NetDev, IFF_RUNNING, IFF_UP};
 use crate::sys::packet::PacketSocket;
 use crate::sys::poll::{self, PollFd, READABLE};
 use crate::sys::socket::UdpSocket;
@@ -104,15 +104,6 @@ impl fmt::Display for NetError {
             NetError::Usage(what) => write!(f, "{what}; see imprint --help"),
         }
     }
-}
-
-/// What `BoundClient::tick` saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseEvent {
-    /// Nothing changed (the usual case).
-    Quiet,
-    /// A server extended the lease.
-    Renewed,
 }
 
 fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
@@ -214,15 +205,16 @@ impl BoundClient {
 
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
-    pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, NetError> {
+    /// `true`: a server extended the lease.
+    pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
         match self.session.step(now)? {
-            Some(Event::Renewed) => Ok(LeaseEvent::Renewed),
+            Some(Event::Renewed) => Ok(true),
             Some(Event::Lost) => {
                 let (iface, what) =
                     (self.session.link.name, "the server refused to renew the lease (NAK)");
                 Err(NetError::Dhcp(DhcpError::Lost { iface, what }))
             }
-            _ => Ok(LeaseEvent::Quiet),
+            _ => Ok(false),
         }
     }
 
@@ -269,7 +261,7 @@ impl Acquiring {
             let now = monotonic();
             let mut i = 0;
             while let Some(&l) = waiting.get(i) {
-                match link::has_carrier(dev, &l) {
+                match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
                     Ok(false) => {
                         i += 1;
                         continue;
@@ -380,7 +372,11 @@ pub fn bring_up(
         return Err(NetError::NoSuchLink { wanted, present });
     }
     for l in &links {
-        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
+        let up = dev.flags(l.name).and_then(|f| match f & IFF_UP {
+            0 => dev.set_flags(l.name, f | IFF_UP),
+            _ => Ok(()),
+        });
+        up.map_err(sys("bringing the link up", l.name))?;
     }
     let (hostname, fixed) = (setting.hostname, setting.fixed);
     let network =
@@ -495,7 +491,7 @@ fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
     let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
     let end = monotonic() + Duration::from_secs(hold.into());
     while monotonic() < end {
-        if client.tick(monotonic())? == LeaseEvent::Renewed {
+        if client.tick(monotonic())? {
             let l = client.lease();
             sayln!("imprint: lease renewed: {} s from {}", l.lease_secs, Dotted(l.server));
         }

@@ -22,7 +22,6 @@ pub const DNS: u8 = 6;
 pub const HOSTNAME: u8 = 12;
 pub const DOMAIN_NAME: u8 = 15;
 pub const INTERFACE_MTU: u8 = 26;
-pub const BROADCAST: u8 = 28;
 pub const REQUESTED_IP: u8 = 50;
 pub const LEASE_TIME: u8 = 51;
 pub const MESSAGE_TYPE: u8 = 53;
@@ -36,20 +35,10 @@ pub const CLIENT_ID: u8 = 61;
 pub const CLASSLESS_ROUTES: u8 = 121;
 pub const END: u8 = 255;
 
-/// What a client asks the server for (option 55), in the order of importance to us.
-pub const PARAMETER_REQUEST_LIST: [u8; 11] = [
-    SUBNET_MASK,
-    CLASSLESS_ROUTES,
-    ROUTER,
-    DNS,
-    HOSTNAME,
-    DOMAIN_NAME,
-    INTERFACE_MTU,
-    BROADCAST,
-    LEASE_TIME,
-    RENEWAL_TIME,
-    REBINDING_TIME,
-];
+/// What a client asks the server for (option 55), in the order of importance to us: mask,
+/// classless routes, router, DNS, host name, domain name, MTU, broadcast address, lease
+/// time, T1, T2.
+pub const PARAMETER_REQUEST_LIST: [u8; 11] = [1, 121, 3, 6, 12, 15, 26, 28, 51, 58, 59];
 
 /// A route from option 121.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
