@@ -9,6 +9,7 @@ use super::{check, check_size, Errno, Result};
 use core::fmt;
 use core::mem::size_of;
 use core::time::Duration;
+use libc::c_int;
 
 /// An IPv4 address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +32,7 @@ impl Errno {
 }
 
 /// A non-blocking, close-on-exec socket.
-pub(super) fn open_socket(
-    domain: libc::c_int,
-    kind: libc::c_int,
-    protocol: libc::c_int,
-) -> Result<Fd> {
+pub(super) fn open_socket(domain: c_int, kind: c_int, protocol: c_int) -> Result<Fd> {
     // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
     let raw = check(unsafe {
         libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol)
@@ -43,12 +40,7 @@ pub(super) fn open_socket(
     Ok(Fd::adopt(raw))
 }
 
-pub(super) fn set_option<T>(
-    fd: &Fd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> Result<()> {
+pub(super) fn set_option<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> Result<()> {
     // SAFETY: value points at a valid T of size_of::<T>() bytes for the whole call; the
     // kernel copies at most that many bytes.
     let ret = unsafe {
@@ -105,10 +97,10 @@ impl TcpStream {
     pub fn connect(addr: SocketAddrV4, timeout: Duration) -> Result<TcpStream> {
         let fd = open_socket(libc::AF_INET, libc::SOCK_STREAM, 0)?;
         // Small request heads go out at once instead of waiting for an ACK (Nagle).
-        set_option(&fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &1 as &libc::c_int)?;
+        set_option(&fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &1 as &c_int)?;
         // A peer that vanishes without a FIN is noticed by keepalive probes, not only by
         // our idle timeout (which only runs while we wait).
-        set_option(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &libc::c_int)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &c_int)?;
         let sin = sockaddr(addr.ip, addr.port);
         // SAFETY: sin is a valid sockaddr_in and we pass its exact size; the kernel copies it.
         let ret = unsafe {
@@ -126,10 +118,10 @@ impl TcpStream {
         }
         // Non-blocking connect: writable means done; SO_ERROR says how it went.
         stream.wait(WRITABLE, timeout)?;
-        let (mut error, mut len): (libc::c_int, u32) = (0, 4);
+        let (mut error, mut len): (c_int, u32) = (0, 4);
         // SAFETY: error and len are valid writable locations; len says error's exact size.
         check(unsafe {
-            let at = (&mut error as *mut libc::c_int).cast();
+            let at = (&mut error as *mut c_int).cast();
             libc::getsockopt(stream.fd.raw(), libc::SOL_SOCKET, libc::SO_ERROR, at, &mut len)
         })?;
         match error {
@@ -212,12 +204,12 @@ impl UdpSocket {
     /// renewal bind port 68 beside another DHCP client's socket on a host.
     pub fn bind(addr: [u8; 4], port: u16) -> Result<UdpSocket> {
         let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &libc::c_int)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &c_int)?;
         bind_to(&fd, &sockaddr(addr, port))?;
         Ok(UdpSocket { fd })
     }
 
-    pub fn raw(&self) -> libc::c_int {
+    pub fn raw(&self) -> c_int {
         self.fd.raw()
     }
 
