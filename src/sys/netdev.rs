@@ -14,7 +14,7 @@ pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
 
 /// An interface name as the kernel keeps it (at most 15 bytes): a small copyable value,
 /// so links and errors carry names without allocating.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IfName {
     bytes: [u8; libc::IFNAMSIZ],
     len: u8,
@@ -45,12 +45,6 @@ impl IfName {
 impl core::fmt::Display for IfName {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl core::fmt::Debug for IfName {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
