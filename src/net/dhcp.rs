@@ -31,9 +31,8 @@ pub const ACK: u8 = 5;
 pub const NAK: u8 = 6;
 pub const RELEASE: u8 = 7;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    #[default]
     Init,
     Selecting,
     Requesting,
@@ -114,7 +113,6 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseExpired;
 
-#[derive(Default)]
 pub struct Client {
     mac: [u8; 6],
     hostname: Option<String>,
@@ -143,11 +141,18 @@ impl Client {
         Client {
             mac,
             hostname,
+            state: State::Init,
+            xid: 0,
             rng: if rng == 0 { 0x9e37_79b9_7f4a_7c15 } else { rng },
+            attempt: 0,
             next_send: now,
             started: now,
+            offer: None,
+            lease: None,
             bound_at: now,
-            ..Client::default()
+            ignored: 0,
+            replies: 0,
+            naks: 0,
         }
     }
 
