@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK};
+use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_UP};
 use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -98,6 +98,14 @@ pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
             }
         }
     }
+}
+
+pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
+    let flags = dev.flags(link.name)?;
+    if flags & IFF_UP == 0 {
+        dev.set_flags(link.name, flags | IFF_UP)?;
+    }
+    Ok(())
 }
 
 /// Names for messages: `eth0, eth1`.

@@ -13,7 +13,7 @@ pub mod link;
 pub mod options;
 pub mod static_ip;
 
-use crate::sys::netdev::{IfName, NetDev, IFF_RUNNING, IFF_UP};
+use crate::sys::netdev::{IfName, NetDev, IFF_RUNNING};
 use crate::sys::packet::PacketSocket;
 use crate::sys::poll::{self, PollFd, READABLE};
 use crate::sys::socket::UdpSocket;
@@ -372,11 +372,7 @@ pub fn bring_up(
         return Err(NetError::NoSuchLink { wanted, present });
     }
     for l in &links {
-        let up = dev.flags(l.name).and_then(|f| match f & IFF_UP {
-            0 => dev.set_flags(l.name, f | IFF_UP),
-            _ => Ok(()),
-        });
-        up.map_err(sys("bringing the link up", l.name))?;
+        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
     let (hostname, fixed) = (setting.hostname, setting.fixed);
     let network =
