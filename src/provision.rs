@@ -163,7 +163,7 @@ impl<'a> Reporter<'a> {
         crate::image::show_progress(p, self.on_tty);
         let now = time::monotonic();
         if let Some(client) = &mut self.lease {
-            if client.tick(now)? == crate::net::LeaseEvent::Renewed {
+            if client.tick(now)? {
                 sayln!("\nimprint: lease renewed");
             }
         }

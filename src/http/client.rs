@@ -7,7 +7,7 @@ use super::response::{Framing, Head};
 use super::url::Url;
 use super::{retryable_status, Error};
 use crate::io::Read;
-use crate::net::dns::{self, DnsError};
+use crate::net::dns::{self, ResolveError};
 use crate::sys::socket::{SocketAddrV4, TcpStream};
 use crate::sys::time::sleep;
 use crate::sys::Errno;
@@ -316,14 +316,9 @@ impl Client {
 
 /// Why a host name did not resolve; only a timeout is worth another attempt.
 #[inline(never)]
-fn resolve_error(host: &str, error: DnsError) -> Error {
-    let what: &dyn Display = match &error {
-        DnsError::NoServers => &"no DNS server configured",
-        DnsError::Rcode(3) | DnsError::NoAddress => &"no such host (no A record)",
-        DnsError::Timeout { .. } => &"no DNS server answered",
-        other => other,
-    };
-    Error::new("resolving ", &host, what, matches!(error, DnsError::Timeout { .. }))
+fn resolve_error(host: &str, error: ResolveError) -> Error {
+    let transient = error == ResolveError::TimedOut;
+    Error::new("resolving ", &host, &error, transient)
 }
 
 /// A response whose body is read through [`Read`]: `Ok(0)` only once the body is

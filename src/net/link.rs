@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_RUNNING, IFF_UP};
+use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_UP};
 use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -106,11 +106,6 @@ pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
         dev.set_flags(link.name, flags | IFF_UP)?;
     }
     Ok(())
-}
-
-/// Whether the link is up with a carrier (operationally up).
-pub fn has_carrier(dev: &NetDev, link: &Link) -> Result<bool> {
-    Ok(dev.flags(link.name)? & IFF_RUNNING != 0)
 }
 
 /// Names for messages: `eth0, eth1`.

@@ -13,12 +13,13 @@ pub mod link;
 pub mod options;
 pub mod static_ip;
 
-use crate::sys::netdev::{IfName, NetDev};
+use crate::sys::netdev::{IfName, NetDev, IFF_RUNNING};
 use crate::sys::packet::PacketSocket;
 use crate::sys::poll::{self, PollFd, READABLE};
+use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
-use crate::sys::udp::UdpSocket;
 use crate::sys::Errno;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -27,7 +28,6 @@ use core::time::Duration;
 use dhcp::{Client, Event, Lease, Send};
 use ipconfig::NetConfig;
 use link::{Link, Mac};
-use static_ip::IpSetting;
 
 /// How long PID 1 waits for carrier and a lease before the rescue path.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,29 +39,8 @@ const CARRIER_CHECK: Duration = Duration::from_millis(5);
 pub enum DhcpError {
     /// No server granted a lease on `links` within the bound; what came back meanwhile.
     NoLease { links: String, waited_secs: u64, replies: u32, naks: u32, ignored: u32 },
-    /// The lease on `iface` ran out before any server extended it.
-    Expired { iface: IfName },
-    /// The server refused to extend the lease on `iface` (DHCPNAK).
-    Refused { iface: IfName },
-}
-
-impl fmt::Display for DhcpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (iface, what) = match self {
-            DhcpError::NoLease { links, waited_secs, replies, naks, ignored } => {
-                write!(f, "DHCP: no lease on {links} within {waited_secs} s (")?;
-                match (replies, naks) {
-                    (0, _) => f.write_str("no server answered")?,
-                    (_, 0) => write!(f, "{replies} replies but no lease")?,
-                    _ => write!(f, "the server refused {naks} requests with DHCPNAK")?,
-                }
-                return write!(f, "; {ignored} bad or foreign packets ignored)");
-            }
-            DhcpError::Expired { iface } => (iface, "the lease expired and no server renewed it"),
-            DhcpError::Refused { iface } => (iface, "the server refused to renew the lease (NAK)"),
-        };
-        write!(f, "DHCP on {iface}: {what}")
-    }
+    /// The lease on `iface` is gone: `what` happened.
+    Lost { iface: IfName, what: &'static str },
 }
 
 /// Why the network could not be brought up or kept. One line each.
@@ -85,7 +64,12 @@ pub enum NetError {
         links: String,
         waited_secs: u64,
     },
-    Config(static_ip::IpParseError),
+    /// The `field` of `ip=` does not hold what it should (the banner shows the whole value).
+    BadIp {
+        field: &'static str,
+    },
+    /// `ip=off` (or `none`) without an address: imprint needs the network.
+    IpOff,
     Dhcp(DhcpError),
     /// `imprint dhcp` was called wrongly.
     Usage(&'static str),
@@ -99,35 +83,31 @@ impl fmt::Display for NetError {
                 f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)")
             }
             NetError::NoSuchLink { wanted, present } => {
-                write!(
-                    f,
-                    "no Ethernet interface named {} (present: {present})",
-                    crate::console::Quoted(wanted)
-                )
+                let wanted = crate::console::Quoted(wanted);
+                write!(f, "no Ethernet interface named {wanted} (present: {present})")
             }
             NetError::NoCarrier { links, waited_secs } => {
                 write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")
             }
-            NetError::Config(e) => e.fmt(f),
-            NetError::Dhcp(e) => e.fmt(f),
+            NetError::BadIp { field } => write!(f, "ip=: the {field} field is not valid"),
+            NetError::IpOff => f.write_str("ip=: autoconfiguration is off and no client address is given; imprint needs the network"),
+            NetError::Dhcp(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }) => {
+                write!(f, "DHCP: no lease on {links} within {waited_secs} s (")?;
+                match (replies, naks) {
+                    (0, _) => f.write_str("no server answered")?,
+                    (_, 0) => write!(f, "{replies} replies but no lease")?,
+                    _ => write!(f, "the server refused {naks} requests with DHCPNAK")?,
+                }
+                write!(f, "; {ignored} bad or foreign packets ignored)")
+            }
+            NetError::Dhcp(DhcpError::Lost { iface, what }) => write!(f, "DHCP on {iface}: {what}"),
             NetError::Usage(what) => write!(f, "{what}; see imprint --help"),
         }
     }
 }
 
-impl From<DhcpError> for NetError {
-    fn from(e: DhcpError) -> NetError {
-        NetError::Dhcp(e)
-    }
-}
-
-/// What `BoundClient::tick` saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseEvent {
-    /// Nothing changed (the usual case).
-    Quiet,
-    /// A server extended the lease.
-    Renewed,
+fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
+    move |errno| NetError::Sys { doing, iface, errno }
 }
 
 /// One link's DHCP client with its sockets.
@@ -144,12 +124,12 @@ struct Session {
 impl Session {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
-    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Session, NetError> {
+    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Session>, NetError> {
         let socket =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Session { link, socket, client, unicast: None, carrier_at: now })
+        Ok(Box::new(Session { link, socket, client, unicast: None, carrier_at: now }))
     }
 
     fn transmit(&mut self, send: Send) -> Result<(), NetError> {
@@ -158,26 +138,22 @@ impl Session {
         match send {
             Send::Broadcast(message) => {
                 // From our address only while rebinding (RFC 2131 4.4.5); else 0.0.0.0.
-                let src = if self.client.state() == dhcp::State::Rebinding {
-                    address
-                } else {
-                    Ipv4Addr::UNSPECIFIED
-                };
+                let rebinding = self.client.state() == dhcp::State::Rebinding;
+                let src = if rebinding { address } else { Ipv4Addr::UNSPECIFIED };
                 let datagram = dhcp::frame(src, Ipv4Addr::BROADCAST, &message);
-                self.socket
-                    .send_broadcast(&datagram)
-                    .map_err(sys("sending a DHCP broadcast", iface))
+                let sent = self.socket.send_broadcast(&datagram);
+                sent.map_err(sys("sending a DHCP broadcast", iface))
             }
             Send::Unicast(server, message) => {
-                if self.unicast.is_none() {
-                    let socket = UdpSocket::bind(address.octets(), smoltcp::wire::DHCP_CLIENT_PORT)
-                        .map_err(sys("binding the DHCP client port", iface))?;
-                    self.unicast = Some(socket);
-                }
-                let socket = self.unicast.as_ref().expect("opened above");
-                socket
-                    .send_to(&message, server.octets(), smoltcp::wire::DHCP_SERVER_PORT)
-                    .map_err(sys("sending a DHCP message to the server", iface))
+                let socket = match &self.unicast {
+                    Some(socket) => socket,
+                    None => self.unicast.insert(
+                        UdpSocket::bind(address.octets(), 68)
+                            .map_err(sys("binding the DHCP client port", iface))?,
+                    ),
+                };
+                let sent = socket.send_to(&message, server.octets(), 67);
+                sent.map_err(sys("sending a DHCP message to the server", iface))
             }
         }
     }
@@ -192,28 +168,24 @@ impl Session {
         while let Some(got) =
             self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
         {
-            let Some(datagram) = buf.get(..got.len) else {
-                self.client.ignored += 1; // longer than any DHCP reply we accept
-                continue;
-            };
-            match dhcp::unframe(datagram, got.checksum_not_ready) {
-                Ok(message) => event = self.client.receive(now, message).or(event),
-                Err(_) => self.client.ignored += 1,
+            match buf.get(..got.len).and_then(|d| dhcp::unframe(d, got.checksum_not_ready)) {
+                Some(message) => event = self.client.receive(now, message).or(event),
+                None => self.client.ignored += 1,
             }
         }
         // Our UDP socket also gets a copy of unicast replies; the packet socket has
         // already read them, so drop these.
         if let Some(socket) = &self.unicast {
-            while socket
-                .receive_from(buf)
-                .map_err(sys("draining the DHCP client port", iface))?
-                .is_some()
-            {}
+            let drain = "draining the DHCP client port";
+            while socket.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
         }
         match self.client.poll(now) {
             Ok(Some(send)) => self.transmit(send)?,
             Ok(None) => {}
-            Err(dhcp::LeaseExpired) => return Err(DhcpError::Expired { iface }.into()),
+            Err(dhcp::LeaseExpired) => {
+                let what = "the lease expired and no server renewed it";
+                return Err(NetError::Dhcp(DhcpError::Lost { iface, what }));
+            }
         }
         Ok(event)
     }
@@ -221,7 +193,7 @@ impl Session {
 
 /// A client holding a lease, with its socket kept open so it can renew.
 pub struct BoundClient {
-    session: alloc::boxed::Box<Session>,
+    session: Box<Session>,
     /// From carrier to the lease (shown with the lease; `make bench` reads it).
     pub carrier_to_bound: Duration,
 }
@@ -231,28 +203,28 @@ impl BoundClient {
         self.session.client.lease().expect("a bound client has a lease")
     }
 
-    pub fn link(&self) -> &Link {
-        &self.session.link
-    }
-
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
-    pub fn tick(&mut self, now: Duration) -> Result<LeaseEvent, NetError> {
+    /// `true`: a server extended the lease.
+    pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
         match self.session.step(now)? {
-            Some(Event::Renewed) => Ok(LeaseEvent::Renewed),
-            Some(Event::Lost) => Err(DhcpError::Refused { iface: self.session.link.name }.into()),
-            _ => Ok(LeaseEvent::Quiet),
+            Some(Event::Renewed) => Ok(true),
+            Some(Event::Lost) => {
+                let (iface, what) =
+                    (self.session.link.name, "the server refused to renew the lease (NAK)");
+                Err(NetError::Dhcp(DhcpError::Lost { iface, what }))
+            }
+            _ => Ok(false),
         }
     }
 
-    /// When `tick` next has work to do (for callers that wait in poll themselves).
-    pub fn next_wakeup(&self) -> Duration {
-        self.session.client.next_wakeup()
-    }
-
-    /// The descriptor replies arrive on (for callers that wait in poll themselves).
-    pub fn socket_fd(&self) -> i32 {
-        self.session.socket.raw()
+    /// Waits in poll until `tick` has work to do, a reply comes, or `end`.
+    fn wait(&self, end: Duration) -> Result<(), NetError> {
+        let wake = self.session.client.next_wakeup().min(end);
+        let mut fds = [PollFd::new(self.session.socket.raw(), READABLE)];
+        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+            .map_err(sys("waiting for DHCP replies", self.session.link.name))
+            .map(|_| ())
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
@@ -270,27 +242,17 @@ impl BoundClient {
 struct Acquiring {
     waiting: Vec<Link>,
     /// Boxed: sessions are large, and moving pointers keeps the init's code small.
-    sessions: Vec<alloc::boxed::Box<Session>>,
+    sessions: Vec<Box<Session>>,
     hostname: Option<String>,
     fixed: Option<NetConfig>,
-}
-
-/// Waits for carrier on `links`. With a `fixed` (static) configuration, the first link
-/// with carrier is the answer; else a DHCP client runs on each link from the moment it has
-/// carrier, all at once, until one binds (the others are dropped; a bound loser releases).
-/// At most `timeout`.
-fn acquire(
-    dev: &NetDev,
-    links: Vec<Link>,
-    hostname: Option<String>,
-    fixed: Option<NetConfig>,
-    timeout: Duration,
-) -> Result<Network, NetError> {
-    Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(dev, timeout)
 }
 
 impl Acquiring {
-    // Out of line: inlined into `acquire`, it makes the init bigger.
+    /// Waits for carrier on the links. With a `fixed` (static) configuration, the first
+    /// link with carrier is the answer; else a DHCP client runs on each link from the
+    /// moment it has carrier, all at once, until one binds (the others are dropped; a bound
+    /// loser releases). At most `timeout`.
+    // Out of line: inlined into `bring_up`, it makes the init bigger.
     #[inline(never)]
     fn run(&mut self, dev: &NetDev, timeout: Duration) -> Result<Network, NetError> {
         let deadline = monotonic() + timeout;
@@ -298,20 +260,15 @@ impl Acquiring {
         loop {
             let now = monotonic();
             let mut i = 0;
-            while i < waiting.len() {
-                let l = waiting[i];
-                match link::has_carrier(dev, &l) {
+            while let Some(&l) = waiting.get(i) {
+                match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
                     Ok(false) => {
                         i += 1;
                         continue;
                     }
                     Ok(true) => match self.fixed.take() {
                         Some(config) => return Ok(Network { link: l, config, dhcp: None }),
-                        None => sessions.push(alloc::boxed::Box::new(Session::open(
-                            l,
-                            self.hostname.clone(),
-                            now,
-                        )?)),
+                        None => sessions.push(Session::open(l, self.hostname.clone(), now)?),
                     },
                     // The link went away (unplugged, deleted): wait for the others.
                     Err(Errno(libc::ENODEV)) => {}
@@ -321,8 +278,8 @@ impl Acquiring {
             }
             let mut winner = None;
             let mut i = 0;
-            while i < sessions.len() {
-                match sessions[i].step(now) {
+            while let Some(s) = sessions.get_mut(i) {
+                match s.step(now) {
                     Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
                     Ok(_) => {}
                     // One link failing (its NIC went away, say) must not stop the others;
@@ -343,14 +300,9 @@ impl Acquiring {
                     }
                 }
                 let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-                let config = NetConfig::from_lease(
-                    session.client.lease().expect("a bound client has a lease"),
-                );
-                return Ok(Network {
-                    link: session.link,
-                    config,
-                    dhcp: Some(BoundClient { session, carrier_to_bound }),
-                });
+                let config = NetConfig::from_lease(session.client.lease().expect("bound"));
+                let (link, dhcp) = (session.link, Some(BoundClient { session, carrier_to_bound }));
+                return Ok(Network { link, config, dhcp });
             }
             if now >= deadline {
                 let waited_secs = timeout.as_secs();
@@ -361,15 +313,12 @@ impl Acquiring {
                 let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
                 for s in sessions.iter() {
                     link::push_name(&mut links, s.link.name);
-                    (replies, naks, ignored) = (
-                        replies + s.client.replies,
-                        naks + s.client.naks,
-                        ignored + s.client.ignored,
-                    );
+                    replies += s.client.replies;
+                    naks += s.client.naks;
+                    ignored += s.client.ignored;
                 }
-                return Err(
-                    DhcpError::NoLease { links, waited_secs, replies, naks, ignored }.into()
-                );
+                let e = DhcpError::NoLease { links, waited_secs, replies, naks, ignored };
+                return Err(NetError::Dhcp(e));
             }
             let mut wake = deadline;
             let mut fds = Vec::new();
@@ -400,10 +349,6 @@ impl Network {
     }
 }
 
-fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
-    move |errno| NetError::Sys { doing, iface, errno }
-}
-
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
 /// takes the static values) and applies it. Waits at most `timeout` for carrier and lease.
 pub fn bring_up(
@@ -411,7 +356,8 @@ pub fn bring_up(
     iface: Option<&str>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let IpSetting { device, hostname, fixed } = static_ip::parse(ip).map_err(NetError::Config)?;
+    let setting = static_ip::parse(ip)
+        .map_err(|f| f.map_or(NetError::IpOff, |field| NetError::BadIp { field }))?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {
@@ -419,21 +365,19 @@ pub fn bring_up(
     }
     let present = link::names(&links);
     // imprint.iface= wins over the device field of ip=.
-    let wanted = iface.or(device.as_deref());
+    let wanted = iface.or(setting.device.as_deref());
     link::select(&mut links, wanted);
     if links.is_empty() {
-        return Err(NetError::NoSuchLink {
-            wanted: String::from(wanted.unwrap_or_default()),
-            present,
-        });
+        let wanted = String::from(wanted.unwrap_or_default());
+        return Err(NetError::NoSuchLink { wanted, present });
     }
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
-    let network = acquire(&dev, links, hostname, fixed, timeout)?;
-    let name = network.link.name;
-    ipconfig::apply(&dev, &network.link, &network.config)
-        .map_err(|(doing, errno)| sys(doing, name)(errno))?;
+    let (hostname, fixed) = (setting.hostname, setting.fixed);
+    let network =
+        Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(&dev, timeout)?;
+    ipconfig::apply(&dev, &network.link, &network.config)?;
     Ok(network)
 }
 
@@ -488,11 +432,12 @@ impl fmt::Display for Summary<'_> {
                 client.carrier_to_bound.as_millis() as u64,
                 client.carrier_to_bound.subsec_micros() % 1000
             )?;
-            if let Some(name) = &l.options.hostname {
-                writeln!(f, "  hostname  {name}")?;
-            }
-            if let Some(name) = &l.options.domain {
-                writeln!(f, "  domain    {name}")?;
+            for (label, name) in
+                [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)]
+            {
+                if let Some(name) = name {
+                    writeln!(f, "  {label}  {name}")?;
+                }
             }
         }
         Ok(())
@@ -518,51 +463,35 @@ pub fn dhcp_command(args: &[&[u8]]) -> i32 {
 }
 
 fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
-    let mut iface = None;
-    let mut release = false;
-    let mut timeout = DEFAULT_TIMEOUT;
-    let mut hold = Duration::ZERO;
-    let mut rest = args.iter();
-    while let Some(&arg) = rest.next() {
+    let (mut iface, mut release) = (None, false);
+    let (mut timeout, mut hold) = (DEFAULT_TIMEOUT.as_secs() as u32, 0);
+    let mut rest = args.iter().map(|a| core::str::from_utf8(a).unwrap_or("\0"));
+    while let Some(arg) = rest.next() {
         let (seconds, needs) = match arg {
-            b"--release" => {
+            "--release" => {
                 release = true;
                 continue;
             }
-            b"--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
-            b"--hold" => (&mut hold, "--hold needs a number of seconds"),
-            name if iface.is_none() && !name.starts_with(b"-") => {
-                iface = Some(
-                    core::str::from_utf8(name)
-                        .map_err(|_| NetError::Usage("the interface name is not UTF-8"))?,
-                );
+            "--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
+            "--hold" => (&mut hold, "--hold needs a number of seconds"),
+            name if iface.is_none() && !name.starts_with('-') && name != "\0" => {
+                iface = Some(name);
                 continue;
             }
             _ => return Err(NetError::Usage("unexpected argument")),
         };
-        let value = rest.next().and_then(|v| core::str::from_utf8(v).ok()?.parse::<u32>().ok());
-        *seconds = Duration::from_secs(value.ok_or(NetError::Usage(needs))?.into());
+        *seconds = rest.next().and_then(|v| v.parse().ok()).ok_or(NetError::Usage(needs))?;
     }
-    let network = bring_up(None, iface, timeout)?;
+    let network = bring_up(None, iface, Duration::from_secs(timeout.into()))?;
     say!("imprint: network up\n{}", Summary(&network));
     let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
-    let end = monotonic() + hold;
-    loop {
-        let now = monotonic();
-        if now >= end {
-            break;
+    let end = monotonic() + Duration::from_secs(hold.into());
+    while monotonic() < end {
+        if client.tick(monotonic())? {
+            let l = client.lease();
+            sayln!("imprint: lease renewed: {} s from {}", l.lease_secs, Dotted(l.server));
         }
-        if client.tick(now)? == LeaseEvent::Renewed {
-            sayln!(
-                "imprint: lease renewed: {} s from {}",
-                client.lease().lease_secs,
-                Dotted(client.lease().server)
-            );
-        }
-        let wake = client.next_wakeup().min(end);
-        let mut fds = [PollFd::new(client.socket_fd(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-            .map_err(sys("waiting for DHCP replies", client.link().name))?;
+        client.wait(end)?;
     }
     if release {
         client.release()?;

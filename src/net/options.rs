@@ -1,9 +1,9 @@
-//! Our walk over DHCP options (RFC 2132), for what smoltcp's `DhcpRepr` skips: the router
-//! list, DNS list, host and domain names, MTU, T1/T2, classless static routes (RFC 3442).
+//! Our walk over DHCP options (RFC 2132): the message type, server, mask, lease times,
+//! router list, DNS list, host and domain names, MTU, classless static routes (RFC 3442).
 //!
-//! Unlike `DhcpPacket::options()`, which stops quietly, an option that runs past the end
-//! of the packet or a missing end marker is an error: such a packet is counted and dropped
-//! by the client, never half-trusted.
+//! An option that runs past the end of the packet, a missing end marker or a length its
+//! meaning does not allow makes the whole reply untrustworthy: `parse_reply` says `None`,
+//! and the client counts and drops it, never half-trusts it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -22,10 +22,8 @@ pub const DNS: u8 = 6;
 pub const HOSTNAME: u8 = 12;
 pub const DOMAIN_NAME: u8 = 15;
 pub const INTERFACE_MTU: u8 = 26;
-pub const BROADCAST: u8 = 28;
 pub const REQUESTED_IP: u8 = 50;
 pub const LEASE_TIME: u8 = 51;
-pub const OVERLOAD: u8 = 52;
 pub const MESSAGE_TYPE: u8 = 53;
 pub const SERVER_ID: u8 = 54;
 pub const PARAMETER_REQUESTS: u8 = 55;
@@ -37,77 +35,10 @@ pub const CLIENT_ID: u8 = 61;
 pub const CLASSLESS_ROUTES: u8 = 121;
 pub const END: u8 = 255;
 
-/// What a client asks the server for (option 55), in the order of importance to us.
-pub const PARAMETER_REQUEST_LIST: [u8; 11] = [
-    SUBNET_MASK,
-    CLASSLESS_ROUTES,
-    ROUTER,
-    DNS,
-    HOSTNAME,
-    DOMAIN_NAME,
-    INTERFACE_MTU,
-    BROADCAST,
-    LEASE_TIME,
-    RENEWAL_TIME,
-    REBINDING_TIME,
-];
-
-/// Why an options area cannot be trusted (the reply is counted and dropped, never shown).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptionError {
-    /// Option `code` claims more bytes than the packet has.
-    Overrun { code: u8 },
-    /// The area ends without the end option (255).
-    NoEnd,
-    /// Option `code` has a length its meaning does not allow.
-    BadLength { code: u8, len: usize },
-}
-
-/// Iterates over `(code, data)` of an options area; pads are skipped, the end stops it.
-pub struct Options<'a> {
-    rest: &'a [u8],
-    done: bool,
-}
-
-pub fn options(area: &[u8]) -> Options<'_> {
-    Options { rest: area, done: false }
-}
-
-impl<'a> Iterator for Options<'a> {
-    type Item = Result<(u8, &'a [u8]), OptionError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        loop {
-            match self.rest.first().copied() {
-                None => {
-                    self.done = true;
-                    return Some(Err(OptionError::NoEnd));
-                }
-                Some(END) => {
-                    self.done = true;
-                    return None;
-                }
-                Some(PAD) => self.rest = &self.rest[1..],
-                Some(code) => {
-                    let Some(&len) = self.rest.get(1) else {
-                        self.done = true;
-                        return Some(Err(OptionError::Overrun { code }));
-                    };
-                    let len = usize::from(len);
-                    let Some(data) = self.rest.get(2..2 + len) else {
-                        self.done = true;
-                        return Some(Err(OptionError::Overrun { code }));
-                    };
-                    self.rest = &self.rest[2 + len..];
-                    return Some(Ok((code, data)));
-                }
-            }
-        }
-    }
-}
+/// What a client asks the server for (option 55), in the order of importance to us: mask,
+/// classless routes, router, DNS, host name, domain name, MTU, broadcast address, lease
+/// time, T1, T2.
+pub const PARAMETER_REQUEST_LIST: [u8; 11] = [1, 121, 3, 6, 12, 15, 26, 28, 51, 58, 59];
 
 /// A route from option 121.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,86 +66,83 @@ pub struct ReplyOptions {
     pub routes: Vec<Route>,
 }
 
-fn addresses(data: &[u8]) -> Vec<Ipv4Addr> {
-    data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect()
+/// A list of addresses (routers, DNS servers): at least one, whole.
+fn addresses(data: &[u8]) -> Option<Vec<Ipv4Addr>> {
+    let list = data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect();
+    (!data.is_empty() && data.len() % 4 == 0).then_some(list)
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on
 /// the console.
-fn name(code: u8, data: &[u8]) -> Result<String, OptionError> {
+fn name(data: &[u8]) -> Option<String> {
     // Some servers count a trailing NUL in the length.
     let data = data.strip_suffix(&[0]).unwrap_or(data);
-    if data.is_empty() || !data.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(OptionError::BadLength { code, len: data.len() });
-    }
-    Ok(String::from_utf8_lossy(data).into_owned())
+    let printable = !data.is_empty() && data.iter().all(|b| b.is_ascii_graphic());
+    printable.then(|| String::from_utf8_lossy(data).into_owned())
 }
 
 /// RFC 3442: (width, significant destination octets, gateway) repeated.
 // Out of line: inlined into `parse_reply`, it makes the init bigger.
 #[inline(never)]
-fn classless_routes(data: &[u8]) -> Result<Vec<Route>, OptionError> {
-    let bad = OptionError::BadLength { code: CLASSLESS_ROUTES, len: data.len() };
+fn classless_routes(mut rest: &[u8]) -> Option<Vec<Route>> {
     let mut routes = Vec::new();
-    let mut rest = data;
     while let Some((&width, tail)) = rest.split_first() {
-        if width > 32 {
-            return Err(bad);
-        }
         let octets = usize::from(width).div_ceil(8);
-        let (dest, tail) = tail.split_at_checked(octets).ok_or(bad)?;
-        let (gw, tail) = tail.split_at_checked(4).ok_or(bad)?;
+        let (dest, tail) = tail.split_at_checked(octets).filter(|_| width <= 32)?;
+        let (gateway, tail) = tail.split_first_chunk()?;
         let mut d = [0u8; 4];
-        d[..octets].copy_from_slice(dest);
+        d.get_mut(..octets)?.copy_from_slice(dest);
         routes.push(Route {
-            destination: Ipv4Addr::from(d),
+            destination: d.into(),
             prefix_len: width,
-            gateway: Ipv4Addr::new(gw[0], gw[1], gw[2], gw[3]),
+            gateway: Ipv4Addr::from(*gateway),
         });
         rest = tail;
     }
-    Ok(routes)
+    Some(routes)
 }
 
-/// Walks a reply's options area (the bytes after the magic cookie).
+/// Walks a reply's options area (the bytes after the magic cookie): pads are skipped, the
+/// end option stops it.
 // Out of line: inlined into the client, it makes the init bigger.
 #[inline(never)]
-pub fn parse_reply(area: &[u8]) -> Result<ReplyOptions, OptionError> {
+pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
     let mut out = ReplyOptions::default();
-    for option in options(area) {
-        let (code, data) = option?;
-        let len = data.len();
-        let fits = match code {
-            MESSAGE_TYPE => len == 1,
-            INTERFACE_MTU => len == 2,
-            SERVER_ID | SUBNET_MASK | LEASE_TIME | RENEWAL_TIME | REBINDING_TIME => len == 4,
-            ROUTER | DNS => len > 0 && len % 4 == 0,
-            _ => true,
-        };
-        if !fits {
-            return Err(OptionError::BadLength { code, len });
-        }
-        // The fixed-size options have their size now: one word (or two bytes, or one).
-        let word = u32::from_be_bytes(data.try_into().unwrap_or_default());
-        match code {
-            MESSAGE_TYPE => out.message_type = data.first().copied(),
-            SERVER_ID => out.server_id = Some(word.into()),
-            SUBNET_MASK => out.subnet_mask = Some(word.into()),
-            LEASE_TIME => out.lease_secs = Some(word),
-            RENEWAL_TIME => out.renewal_secs = Some(word),
-            REBINDING_TIME => out.rebinding_secs = Some(word),
-            INTERFACE_MTU => {
-                out.mtu = Some(u16::from_be_bytes(data.try_into().unwrap_or_default()))
+    loop {
+        let (code, data) = match rest {
+            [END, ..] => return Some(out),
+            [PAD, tail @ ..] => {
+                rest = tail;
+                continue;
             }
-            ROUTER => out.routers = addresses(data),
-            DNS => out.dns = addresses(data),
-            HOSTNAME => out.hostname = Some(name(code, data)?),
-            DOMAIN_NAME => out.domain = Some(name(code, data)?),
+            [code, len, tail @ ..] => {
+                let (data, tail) = tail.split_at_checked(usize::from(*len))?;
+                rest = tail;
+                (*code, data)
+            }
+            _ => return None,
+        };
+        // The fixed-size options must have their size: one word, or two bytes, or one.
+        let word = data.first_chunk::<4>().filter(|_| data.len() == 4);
+        let word = || word.map(|w| u32::from_be_bytes(*w));
+        match code {
+            MESSAGE_TYPE => out.message_type = Some(*data.first().filter(|_| data.len() == 1)?),
+            SERVER_ID => out.server_id = Some(word()?.into()),
+            SUBNET_MASK => out.subnet_mask = Some(word()?.into()),
+            LEASE_TIME => out.lease_secs = Some(word()?),
+            RENEWAL_TIME => out.renewal_secs = Some(word()?),
+            REBINDING_TIME => out.rebinding_secs = Some(word()?),
+            INTERFACE_MTU => {
+                out.mtu = Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
+            }
+            ROUTER => out.routers = addresses(data)?,
+            DNS => out.dns = addresses(data)?,
+            HOSTNAME => out.hostname = Some(name(data)?),
+            DOMAIN_NAME => out.domain = Some(name(data)?),
             CLASSLESS_ROUTES => out.routes = classless_routes(data)?,
             _ => {}
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -224,16 +152,16 @@ mod tests {
     #[test]
     fn walks_pads_and_stops_at_end() {
         let area = [PAD, PAD, 53, 1, 2, PAD, 3, 4, 10, 0, 0, 1, END, 99, 99];
-        let all: Vec<_> = options(&area).collect::<Result<_, _>>().unwrap();
-        assert_eq!(all, [(53, &[2u8][..]), (3, &[10, 0, 0, 1][..])]);
+        let got = parse_reply(&area).unwrap();
+        assert_eq!((got.message_type, got.routers), (Some(2), [Ipv4Addr::new(10, 0, 0, 1)].into()));
     }
 
     #[test]
     fn overrun_and_missing_end_are_errors() {
-        assert_eq!(parse_reply(&[3, 8, 10, 0, 0, 1, END]), Err(OptionError::Overrun { code: 3 }));
-        assert_eq!(parse_reply(&[3]), Err(OptionError::Overrun { code: 3 }));
-        assert_eq!(parse_reply(&[53, 1, 2]), Err(OptionError::NoEnd));
-        assert_eq!(parse_reply(&[]), Err(OptionError::NoEnd));
+        assert_eq!(parse_reply(&[3, 8, 10, 0, 0, 1, END]), None);
+        assert_eq!(parse_reply(&[3]), None);
+        assert_eq!(parse_reply(&[53, 1, 2]), None);
+        assert_eq!(parse_reply(&[]), None);
     }
 
     #[test]
@@ -248,7 +176,7 @@ mod tests {
             58, 4, 0, 0, 0, 30, 59, 4, 0, 0, 0, 50, END,
         ];
         // Two NULs: only one trailing NUL is tolerated, so this domain is refused.
-        assert_eq!(parse_reply(&area), Err(OptionError::BadLength { code: 15, len: 7 }));
+        assert_eq!(parse_reply(&area), None);
         let mut fixed = area.to_vec();
         fixed[30] = b'x'; // the first of the two NULs
         let got = parse_reply(&fixed).unwrap();
@@ -264,26 +192,14 @@ mod tests {
 
     #[test]
     fn bad_lengths_and_hostile_names_are_refused() {
-        assert_eq!(
-            parse_reply(&[3, 3, 1, 2, 3, END]),
-            Err(OptionError::BadLength { code: 3, len: 3 })
-        );
-        assert_eq!(parse_reply(&[26, 1, 5, END]), Err(OptionError::BadLength { code: 26, len: 1 }));
-        assert_eq!(
-            parse_reply(&[12, 2, b'a', 0x1b, END]),
-            Err(OptionError::BadLength { code: 12, len: 2 })
-        );
-        assert_eq!(
-            parse_reply(&[51, 2, 0, 1, END]),
-            Err(OptionError::BadLength { code: 51, len: 2 })
-        );
-        assert_eq!(
-            parse_reply(&[53, 2, 5, 5, END]),
-            Err(OptionError::BadLength { code: 53, len: 2 })
-        );
+        assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), None);
+        assert_eq!(parse_reply(&[26, 1, 5, END]), None);
+        assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), None);
+        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), None);
+        assert_eq!(parse_reply(&[53, 2, 5, 5, END]), None);
         assert_eq!(
             parse_reply(&[43, 2, 0, 1, END]),
-            Ok(ReplyOptions::default()),
+            Some(ReplyOptions::default()),
             "unused options pass"
         );
     }
@@ -310,8 +226,8 @@ mod tests {
             (routes[2].destination, routes[2].prefix_len),
             (Ipv4Addr::new(192, 168, 1, 128), 25)
         );
-        assert!(classless_routes(&[33, 0, 0, 0, 0, 1, 2, 3, 4]).is_err(), "width over 32");
-        assert!(classless_routes(&[24, 10, 0]).is_err(), "truncated destination");
-        assert!(classless_routes(&[8, 10, 1, 2, 3]).is_err(), "truncated gateway");
+        assert!(classless_routes(&[33, 0, 0, 0, 0, 1, 2, 3, 4]).is_none(), "width over 32");
+        assert!(classless_routes(&[24, 10, 0]).is_none(), "truncated destination");
+        assert!(classless_routes(&[8, 10, 1, 2, 3]).is_none(), "truncated gateway");
     }
 }

@@ -7,7 +7,6 @@ use super::dhcp::{class_mask, prefix_len};
 use super::ipconfig::NetConfig;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 
 /// How to configure the network. (The boot server's address, field 2, is checked and
@@ -21,26 +20,6 @@ pub struct IpSetting {
     pub hostname: Option<String>,
     /// A static configuration, used as it is; `None`: ask DHCP.
     pub fixed: Option<NetConfig>,
-}
-
-/// An `ip=` value imprint cannot use; one line naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpParseError {
-    /// `field` does not hold what it should (the banner shows the whole value).
-    BadField { field: &'static str },
-    /// `ip=off` (or `none`) without an address: imprint needs the network.
-    Disabled,
-}
-
-impl fmt::Display for IpParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IpParseError::BadField { field } => write!(f, "ip=: the {field} field is not valid"),
-            IpParseError::Disabled => {
-                f.write_str("ip=: autoconfiguration is off and no client address is given; imprint needs the network")
-            }
-        }
-    }
 }
 
 const FIELDS: [&str; 10] = [
@@ -62,76 +41,63 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut parts = text.as_bytes().split(|b| *b == b'.');
     for octet in octets.iter_mut() {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || !part.iter().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value = part.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-        *octet = u8::try_from(value).ok()?;
+        let part = parts.next().filter(|p| (1..=3).contains(&p.len()))?;
+        let value = part
+            .iter()
+            .try_fold(0u16, |n, d| Some(n * 10 + u16::from(d.is_ascii_digit().then(|| d - b'0')?)));
+        *octet = u8::try_from(value?).ok()?;
     }
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
-}
-
-/// Whether an autoconf word means "ask DHCP" (false: off/none); an error otherwise.
-fn autoconf(word: &str) -> Result<bool, IpParseError> {
-    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
-    match word {
-        "off" | "none" => Ok(false),
-        _ if DHCP.contains(&word) => Ok(true),
-        _ => Err(IpParseError::BadField { field: FIELDS[6] }),
-    }
 }
 
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-/// Parses the value of `ip=` (absent means `dhcp`).
+/// Parses the value of `ip=` (absent means `dhcp`). `Err(Some(field))`: that field is not
+/// valid; `Err(None)`: autoconfiguration is off (`off`, `none`) and no address is given.
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
-pub fn parse(value: Option<&str>) -> Result<IpSetting, IpParseError> {
+pub fn parse(value: Option<&str>) -> Result<IpSetting, Option<&'static str>> {
     let mut fields = [""; FIELDS.len()];
     let mut count = 0;
     for text in value.unwrap_or("dhcp").split(':') {
-        *fields.get_mut(count).ok_or(IpParseError::BadField { field: "field count" })? = text;
+        *fields.get_mut(count).ok_or(Some("field count"))? = text;
         count += 1;
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    let dhcp = autoconf(method)?;
+    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
+    let dhcp = DHCP.contains(&method);
+    if !dhcp && method != "off" && method != "none" {
+        return Err(Some(FIELDS[6]));
+    }
     let mut addresses = [None; FIELDS.len()];
     for (i, text) in fields.iter().enumerate() {
         if !text.is_empty() && !matches!(i, 4..=6) {
-            addresses[i] =
-                Some(parse_ipv4(text).ok_or(IpParseError::BadField { field: FIELDS[i] })?);
+            addresses[i] = Some(parse_ipv4(text).ok_or(Some(FIELDS[i]))?);
         }
     }
     let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
-    if addresses[0].is_none() || (!fields[6].is_empty() && dhcp) {
-        return if dhcp {
-            Ok(IpSetting { device, hostname, fixed: None })
-        } else {
-            Err(IpParseError::Disabled)
-        };
-    }
-    let client = addresses[0].unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let Some(client) = addresses[0].filter(|_| fields[6].is_empty() || !dhcp) else {
+        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(None) };
+    };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
-    let prefix_len = prefix_len(mask).ok_or(IpParseError::BadField { field: FIELDS[3] })?;
-    let mut dns = Vec::new();
-    for server in addresses[7..9].iter().flatten() {
-        dns.push(*server);
-    }
-    let config = NetConfig {
+    let prefix_len = prefix_len(mask).ok_or(Some(FIELDS[3]))?;
+    let mut config = NetConfig {
         address: client,
         prefix_len,
         gateway: addresses[2],
         routes: Vec::new(),
-        dns,
+        dns: Vec::new(),
         mtu: None,
         hostname,
     };
+    for server in addresses[7..9].iter().flatten() {
+        config.dns.push(*server);
+    }
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 
@@ -168,9 +134,9 @@ mod tests {
         for word in ["dhcp", "on", "any", "both", "bootp"] {
             assert_eq!(parse(Some(word)), Ok(dhcp(None)), "{word}");
         }
-        assert_eq!(parse(Some("off")), Err(IpParseError::Disabled));
-        assert_eq!(parse(Some("none")), Err(IpParseError::Disabled));
-        assert_eq!(parse(Some("rarp")), Err(IpParseError::BadField { field: "autoconf" }));
+        assert_eq!(parse(Some("off")), Err(None));
+        assert_eq!(parse(Some("none")), Err(None));
+        assert_eq!(parse(Some("rarp")), Err(Some("autoconf")));
     }
 
     #[test]
@@ -183,7 +149,7 @@ mod tests {
     #[test]
     fn device_and_method_only() {
         assert_eq!(parse(Some(":::::eth1:dhcp")), Ok(dhcp(Some("eth1"))));
-        assert_eq!(parse(Some(":::::eth1:off")), Err(IpParseError::Disabled));
+        assert_eq!(parse(Some(":::::eth1:off")), Err(None));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
             Ok(IpSetting {
@@ -232,12 +198,14 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let bad = |v: &str| parse(Some(v)).unwrap_err().to_string();
-        assert_eq!(bad("10.0.0.300::::"), "ip=: the client address field is not valid");
-        assert!(bad("10.0.0.3::x:").contains("gateway"));
-        assert!(bad("10.0.0.3:::255.0.255.0").contains("netmask"));
-        assert!(bad("10.0.0.3::::::off:dns").contains("dns0"));
-        assert!(bad("::::::maybe").contains("autoconf"));
-        assert!(bad("1:2:3:4:5:6:7:8:9:10:11").contains("field count"));
+        let bad = |v: &str| parse(Some(v)).unwrap_err().unwrap();
+        assert_eq!(bad("10.0.0.300::::"), "client address");
+        assert_eq!(bad("10.0.0.3::x:"), "gateway");
+        assert_eq!(bad("10.0.0.3:::255.0.255.0"), "netmask");
+        assert_eq!(bad("10.0.0.3::::::off:dns"), "dns0");
+        assert_eq!(bad("::::::maybe"), "autoconf");
+        assert_eq!(bad("1:2:3:4:5:6:7:8:9:10:11"), "field count");
+        let shown = |e| crate::net::NetError::BadIp { field: e }.to_string();
+        assert_eq!(shown("client address"), "ip=: the client address field is not valid");
     }
 }

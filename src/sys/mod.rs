@@ -19,7 +19,6 @@ pub mod sha;
 pub mod socket;
 pub mod time;
 pub mod tty;
-pub mod udp;
 
 use core::ffi::{c_char, CStr};
 use core::fmt;

@@ -14,7 +14,7 @@ pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
 
 /// An interface name as the kernel keeps it (at most 15 bytes): a small copyable value,
 /// so links and errors carry names without allocating.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IfName {
     bytes: [u8; libc::IFNAMSIZ],
     len: u8,
@@ -48,26 +48,13 @@ impl core::fmt::Display for IfName {
     }
 }
 
-impl core::fmt::Debug for IfName {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
 /// A socket to issue interface ioctls on.
 pub struct NetDev {
     sock: Fd,
 }
 
-/// A request for interface `name`: its bytes are already the kernel's NUL-padded form.
-fn ifreq_for(name: IfName) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data (a name array and a union of PODs); all-zero is valid.
-    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes) {
-        *dst = src as libc::c_char;
-    }
-    req
-}
+/// The union of `struct ifreq`: what a request sets or reads.
+type Ifru = libc::__c_anonymous_ifr_ifru;
 
 /// An IPv4 address as the `struct sockaddr` the interface ioctls take.
 fn sockaddr_in(addr: [u8; 4]) -> libc::sockaddr {
@@ -82,89 +69,66 @@ fn sockaddr_in(addr: [u8; 4]) -> libc::sockaddr {
     unsafe { core::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
 }
 
-/// The kernel's `struct rtentry` (linux/route.h), defined here because only some C
-/// libraries' bindings carry it.
-#[repr(C)]
-struct RtEntry {
-    rt_pad1: libc::c_ulong,
-    rt_dst: libc::sockaddr,
-    rt_gateway: libc::sockaddr,
-    rt_genmask: libc::sockaddr,
-    rt_flags: libc::c_ushort,
-    rt_pad2: libc::c_short,
-    rt_pad3: libc::c_ulong,
-    rt_pad4: *mut libc::c_void,
-    rt_metric: libc::c_short,
-    rt_dev: *mut libc::c_char,
-    rt_mtu: libc::c_ulong,
-    rt_window: libc::c_ulong,
-    rt_irtt: libc::c_ushort,
-}
-
-const RTF_UP: libc::c_ushort = 0x0001;
-const RTF_GATEWAY: libc::c_ushort = 0x0002;
-
 impl NetDev {
     pub fn open() -> Result<NetDev> {
-        Ok(NetDev { sock: super::udp::open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
+        Ok(NetDev { sock: super::socket::open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
     }
 
-    fn ioctl(&self, request: libc::c_ulong, req: &mut libc::ifreq) -> Result<()> {
+    /// Interface request `request` on `name` with `value` in the union; returns the union
+    /// as the kernel left it.
+    fn ioctl(&self, name: IfName, request: libc::c_ulong, value: Ifru) -> Result<Ifru> {
+        // SAFETY: ifreq is plain old data (a name array and a union of PODs); all-zero is valid.
+        let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+        // The name's bytes are already the kernel's NUL-padded form.
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes) {
+            *dst = src as libc::c_char;
+        }
+        req.ifr_ifru = value;
         // SAFETY: req is a valid, writable ifreq for the whole call; every request issued
         // through here reads and writes only within struct ifreq.
-        check(unsafe { libc::ioctl(self.sock.raw(), request as _, req as *mut libc::ifreq) })
-            .map(|_| ())
+        check(unsafe { libc::ioctl(self.sock.raw(), request as _, &mut req as *mut libc::ifreq) })?;
+        Ok(req.ifr_ifru)
     }
 
     pub fn index(&self, name: IfName) -> Result<i32> {
-        let mut req = ifreq_for(name);
-        self.ioctl(libc::SIOCGIFINDEX as _, &mut req)?;
+        let got = self.ioctl(name, libc::SIOCGIFINDEX as _, Ifru { ifru_ifindex: 0 })?;
         // SAFETY: SIOCGIFINDEX filled in the ifindex member of the union.
-        Ok(unsafe { req.ifr_ifru.ifru_ifindex })
+        Ok(unsafe { got.ifru_ifindex })
     }
 
     /// The hardware address and its ARPHRD type (1 = Ethernet).
     pub fn hardware_address(&self, name: IfName) -> Result<(u16, [u8; 6])> {
-        let mut req = ifreq_for(name);
-        self.ioctl(libc::SIOCGIFHWADDR as _, &mut req)?;
+        let got = self.ioctl(name, libc::SIOCGIFHWADDR as _, Ifru { ifru_ifindex: 0 })?;
         // SAFETY: SIOCGIFHWADDR filled in the hwaddr member of the union.
-        let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-        let mut mac = [0u8; 6];
-        for (dst, src) in mac.iter_mut().zip(sa.sa_data.iter()) {
-            *dst = *src as u8;
-        }
-        Ok((sa.sa_family, mac))
+        let sa = unsafe { got.ifru_hwaddr };
+        let [a, b, c, d, e, f, ..] = sa.sa_data;
+        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8)))
     }
 
     pub fn flags(&self, name: IfName) -> Result<u16> {
-        let mut req = ifreq_for(name);
-        self.ioctl(libc::SIOCGIFFLAGS as _, &mut req)?;
+        let got = self.ioctl(name, libc::SIOCGIFFLAGS as _, Ifru { ifru_ifindex: 0 })?;
         // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
-        Ok(unsafe { req.ifr_ifru.ifru_flags } as u16)
+        Ok(unsafe { got.ifru_flags } as u16)
     }
 
     pub fn set_flags(&self, name: IfName, flags: u16) -> Result<()> {
-        let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_flags = flags as libc::c_short;
-        self.ioctl(libc::SIOCSIFFLAGS as _, &mut req)
+        let value = Ifru { ifru_flags: flags as libc::c_short };
+        self.ioctl(name, libc::SIOCSIFFLAGS as _, value).map(|_| ())
     }
 
     pub fn set_address(&self, name: IfName, addr: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_addr = sockaddr_in(addr);
-        self.ioctl(libc::SIOCSIFADDR as _, &mut req)
+        let value = Ifru { ifru_addr: sockaddr_in(addr) };
+        self.ioctl(name, libc::SIOCSIFADDR as _, value).map(|_| ())
     }
 
     pub fn set_netmask(&self, name: IfName, mask: [u8; 4]) -> Result<()> {
-        let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_netmask = sockaddr_in(mask);
-        self.ioctl(libc::SIOCSIFNETMASK as _, &mut req)
+        let value = Ifru { ifru_netmask: sockaddr_in(mask) };
+        self.ioctl(name, libc::SIOCSIFNETMASK as _, value).map(|_| ())
     }
 
     pub fn set_mtu(&self, name: IfName, mtu: u16) -> Result<()> {
-        let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
-        self.ioctl(libc::SIOCSIFMTU as _, &mut req)
+        let value = Ifru { ifru_mtu: libc::c_int::from(mtu) };
+        self.ioctl(name, libc::SIOCSIFMTU as _, value).map(|_| ())
     }
 
     /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
@@ -176,31 +140,20 @@ impl NetDev {
         mask: [u8; 4],
         gateway: [u8; 4],
     ) -> Result<()> {
-        let mut dev = ifreq_for(name).ifr_name; // a NUL-terminated copy of the name
-        let on_link = gateway == [0; 4];
-        let mut rt = RtEntry {
-            rt_pad1: 0,
-            rt_dst: sockaddr_in(dest),
-            rt_gateway: sockaddr_in(gateway),
-            rt_genmask: sockaddr_in(mask),
-            rt_flags: RTF_UP | if on_link { 0 } else { RTF_GATEWAY },
-            rt_pad2: 0,
-            rt_pad3: 0,
-            rt_pad4: core::ptr::null_mut(),
-            rt_metric: 0,
-            rt_dev: dev.as_mut_ptr(),
-            rt_mtu: 0,
-            rt_window: 0,
-            rt_irtt: 0,
-        };
+        let mut dev = name.bytes.map(|b| b as libc::c_char); // NUL-terminated: at most 15 bytes
+                                                             // SAFETY: rtentry is plain old data; all-zero is valid (null pointers, no metric).
+        let mut rt: libc::rtentry = unsafe { core::mem::zeroed() };
+        rt.rt_dst = sockaddr_in(dest);
+        rt.rt_gateway = sockaddr_in(gateway);
+        rt.rt_genmask = sockaddr_in(mask);
+        rt.rt_flags = libc::RTF_UP | if gateway == [0; 4] { 0 } else { libc::RTF_GATEWAY };
+        rt.rt_dev = dev.as_mut_ptr();
         // SAFETY: rt is a valid struct rtentry whose rt_dev points at `dev`, a NUL-terminated
         // name that lives until after the call; the kernel only reads both.
-        let ret =
-            unsafe { libc::ioctl(self.sock.raw(), libc::SIOCADDRT as _, &mut rt as *mut RtEntry) };
+        let ret = unsafe { libc::ioctl(self.sock.raw(), libc::SIOCADDRT as _, &mut rt) };
         match check(ret) {
-            Ok(_) => Ok(()),
-            Err(e) if e.0 == libc::EEXIST => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.0 != libc::EEXIST => Err(e),
+            _ => Ok(()),
         }
     }
 }

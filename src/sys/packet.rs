@@ -6,31 +6,12 @@
 //! socket to, and the server may answer to the broadcast or to the offered address.
 
 use super::fd::Fd;
-use super::udp::{bind_to, open_socket, send_to, set_option};
-use super::{check_size, Errno, Result};
+use super::socket::{bind_to, open_socket, send_to, set_option, unless_again};
+use super::Result;
+use core::mem::size_of;
 
-/// linux/if_packet.h: ask for a `tpacket_auxdata` control message with every packet.
-const PACKET_AUXDATA: libc::c_int = 8;
-/// The packet's checksum is not computed yet (offloaded; on veth and virtio the OFFER and
-/// ACK arrive like this), so it must not be checked.
-const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
-/// asm-generic/socket.h (not in every libc binding).
-const SO_ATTACH_FILTER: libc::c_int = 26;
 /// The DHCP client port.
 const CLIENT_PORT: u32 = 68;
-
-/// linux/if_packet.h `struct tpacket_auxdata`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TpacketAuxdata {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
 
 /// One received packet (an IPv4 datagram, the Ethernet header already removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +68,8 @@ impl PacketSocket {
             len: DHCP_CLIENT_FILTER.len() as u16,
             filter: DHCP_CLIENT_FILTER.as_ptr().cast_mut(),
         };
-        set_option(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
-        set_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+        set_option(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int)?;
         bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
         Ok(PacketSocket { fd, ifindex })
     }
@@ -116,26 +97,24 @@ impl PacketSocket {
         // SAFETY: msg points at iov (buf, valid for buf.len() bytes) and at `control`, both
         // alive and writable for the whole call.
         let ret = unsafe { libc::recvmsg(self.fd.raw(), &mut msg, libc::MSG_TRUNC) };
-        let len = match check_size(ret) {
-            Ok(len) => len,
-            Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let Some(len) = unless_again(ret)? else { return Ok(None) };
         let mut checksum_not_ready = false;
         // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in, bounded
-        // by msg_controllen; we read an auxdata only from a header of that type whose
-        // length covers it (read_unaligned: CMSG_DATA need not be aligned for it).
+        // by msg_controllen; we read a `tpacket_auxdata` only from a header of that type
+        // whose length covers it (read_unaligned: CMSG_DATA need not be aligned for it).
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
             while !cmsg.is_null() {
-                let wanted = libc::CMSG_LEN(core::mem::size_of::<TpacketAuxdata>() as u32) as usize;
+                let wanted = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
                 if (*cmsg).cmsg_level == libc::SOL_PACKET
-                    && (*cmsg).cmsg_type == PACKET_AUXDATA
+                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
                     && (*cmsg).cmsg_len as usize >= wanted
                 {
-                    let aux =
-                        core::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const TpacketAuxdata);
-                    checksum_not_ready = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
+                    let data = libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata;
+                    let status = core::ptr::read_unaligned(data).tp_status;
+                    // Offloaded (on veth and virtio the OFFER and ACK arrive like this): the
+                    // checksum is not computed yet, so it must not be checked.
+                    checksum_not_ready = status & libc::TP_STATUS_CSUMNOTREADY != 0;
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }

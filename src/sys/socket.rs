@@ -1,12 +1,15 @@
-//! IPv4 TCP client sockets: connect bounded by a timeout, reads and writes bounded by an
-//! idle timeout (no byte moved for that long), shutdown. The descriptor is non-blocking
-//! and every wait goes through poll(2), so no call can hang past its timeout.
+//! Sockets: IPv4 TCP client streams for HTTP, the UDP socket for DNS and unicast DHCP,
+//! and the calls they share with the packet socket. Every descriptor is non-blocking and
+//! close-on-exec; every TCP wait goes through poll(2), so no call can hang past its timeout.
 
+use super::fd::Fd;
 use super::poll::{poll, PollFd, READABLE, WRITABLE};
 use super::time::monotonic;
 use super::{check, check_size, Errno, Result};
 use core::fmt;
+use core::mem::size_of;
 use core::time::Duration;
+use libc::c_int;
 
 /// An IPv4 address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,48 +28,89 @@ impl fmt::Display for SocketAddrV4 {
 
 impl Errno {
     pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
-    pub const ECONNRESET: Errno = Errno(libc::ECONNRESET);
     pub const EPIPE: Errno = Errno(libc::EPIPE);
+}
+
+/// A non-blocking, close-on-exec socket.
+pub(super) fn open_socket(domain: c_int, kind: c_int, protocol: c_int) -> Result<Fd> {
+    // SAFETY: socket takes no pointers; the descriptor is owned by the Fd from here on.
+    let raw = check(unsafe {
+        libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol)
+    })?;
+    Ok(Fd::adopt(raw))
+}
+
+pub(super) fn set_option<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> Result<()> {
+    // SAFETY: value points at a valid T of size_of::<T>() bytes for the whole call; the
+    // kernel copies at most that many bytes.
+    let ret = unsafe {
+        libc::setsockopt(fd.raw(), level, name, (value as *const T).cast(), size_of::<T>() as u32)
+    };
+    check(ret).map(|_| ())
+}
+
+/// bind(2) to `addr`, a `sockaddr_*` struct.
+pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
+    // SAFETY: addr points at a valid A of size_of::<A>() bytes for the whole call; the
+    // kernel reads at most that many bytes and checks the address family itself.
+    check(unsafe { libc::bind(fd.raw(), (addr as *const A).cast(), size_of::<A>() as u32) })
+        .map(|_| ())
+}
+
+/// sendto(2) of `data` to `addr`, a `sockaddr_*` struct.
+pub(super) fn send_to<A>(fd: &Fd, data: &[u8], addr: &A) -> Result<()> {
+    // SAFETY: data and addr are valid for reads of the lengths passed during the call; the
+    // kernel reads at most size_of::<A>() bytes of addr and checks its family.
+    let ret = unsafe {
+        let to = (addr as *const A).cast();
+        libc::sendto(fd.raw(), data.as_ptr().cast(), data.len(), 0, to, size_of::<A>() as u32)
+    };
+    check_size(ret).map(|_| ())
+}
+
+/// A transfer's result, with "nothing now" (EAGAIN, or a signal: EINTR) as `None`.
+pub(super) fn unless_again(ret: libc::ssize_t) -> Result<Option<usize>> {
+    match check_size(ret) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr) },
+        sin_zero: [0; 8],
+    }
 }
 
 /// A connected TCP socket; closed on drop.
 #[derive(Debug)]
 pub struct TcpStream {
-    fd: libc::c_int,
+    fd: Fd,
 }
 
 impl TcpStream {
     /// Connects to `addr`, failing with ETIMEDOUT when no answer comes within `timeout`.
     pub fn connect(addr: SocketAddrV4, timeout: Duration) -> Result<TcpStream> {
-        // SAFETY: socket takes only integers; the result is checked before use.
-        let fd = check(unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // Owned from here on, so every error path below closes it.
-        let stream = TcpStream { fd };
+        let fd = open_socket(libc::AF_INET, libc::SOCK_STREAM, 0)?;
         // Small request heads go out at once instead of waiting for an ACK (Nagle).
-        stream.set_int_option(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        set_option(&fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &1 as &c_int)?;
         // A peer that vanishes without a FIN is noticed by keepalive probes, not only by
         // our idle timeout (which only runs while we wait).
-        stream.set_int_option(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port.to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.ip) },
-            sin_zero: [0; 8],
-        };
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &c_int)?;
+        let sin = sockaddr(addr.ip, addr.port);
         // SAFETY: sin is a valid sockaddr_in and we pass its exact size; the kernel copies it.
         let ret = unsafe {
             libc::connect(
-                fd,
+                fd.raw(),
                 (&sin as *const libc::sockaddr_in).cast(),
-                core::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                size_of_val(&sin) as u32,
             )
         };
+        let stream = TcpStream { fd };
         match check(ret) {
             Ok(_) => return Ok(stream),
             Err(e) if e.0 == libc::EINPROGRESS || e == Errno::EINTR => {}
@@ -74,7 +118,13 @@ impl TcpStream {
         }
         // Non-blocking connect: writable means done; SO_ERROR says how it went.
         stream.wait(WRITABLE, timeout)?;
-        match stream.int_option(libc::SOL_SOCKET, libc::SO_ERROR)? {
+        let (mut error, mut len): (c_int, u32) = (0, 4);
+        // SAFETY: error and len are valid writable locations; len says error's exact size.
+        check(unsafe {
+            let at = (&mut error as *mut c_int).cast();
+            libc::getsockopt(stream.fd.raw(), libc::SOL_SOCKET, libc::SO_ERROR, at, &mut len)
+        })?;
+        match error {
             0 => Ok(stream),
             err => Err(Errno(err)),
         }
@@ -85,10 +135,10 @@ impl TcpStream {
     pub fn read(&self, buf: &mut [u8], idle: Duration) -> Result<usize> {
         loop {
             // SAFETY: buf is a valid writable region of buf.len() bytes for the call.
-            let ret = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            match check_size(ret) {
-                Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => self.wait(READABLE, idle)?,
-                other => return other,
+            let ret = unsafe { libc::recv(self.fd.raw(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match unless_again(ret)? {
+                Some(n) => return Ok(n),
+                None => self.wait(READABLE, idle)?,
             }
         }
     }
@@ -100,11 +150,12 @@ impl TcpStream {
             // MSG_NOSIGNAL: a peer that closed gives EPIPE here instead of a SIGPIPE that
             // would kill the process.
             // SAFETY: buf is a valid readable region of buf.len() bytes for the call.
-            let ret =
-                unsafe { libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-            match check_size(ret) {
-                Err(e) if e.0 == libc::EAGAIN || e == Errno::EINTR => self.wait(WRITABLE, idle)?,
-                other => return other,
+            let ret = unsafe {
+                libc::send(self.fd.raw(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+            };
+            match unless_again(ret)? {
+                Some(n) => return Ok(n),
+                None => self.wait(WRITABLE, idle)?,
             }
         }
     }
@@ -114,7 +165,7 @@ impl TcpStream {
         while !buf.is_empty() {
             match self.write(buf, idle)? {
                 0 => return Err(Errno::EPIPE),
-                n => buf = &buf[n..],
+                n => buf = buf.get(n..).unwrap_or_default(),
             }
         }
         Ok(())
@@ -123,7 +174,7 @@ impl TcpStream {
     /// Tells the peer we will send nothing more (a FIN), keeping our reading side open.
     pub fn shutdown_write(&self) -> Result<()> {
         // SAFETY: shutdown takes only integers.
-        check(unsafe { libc::shutdown(self.fd, libc::SHUT_WR) }).map(|_| ())
+        check(unsafe { libc::shutdown(self.fd.raw(), libc::SHUT_WR) }).map(|_| ())
     }
 
     /// Waits until the socket is ready for `events`; ETIMEDOUT after `timeout`. Signals
@@ -135,54 +186,50 @@ impl TcpStream {
             if now >= deadline {
                 return Err(Errno::ETIMEDOUT);
             }
-            let mut fds = [PollFd::new(self.fd, events)];
+            let mut fds = [PollFd::new(self.fd.raw(), events)];
             if poll(&mut fds, deadline - now)? > 0 && fds[0].ready() {
                 return Ok(());
             }
         }
     }
-
-    fn set_int_option(
-        &self,
-        level: libc::c_int,
-        name: libc::c_int,
-        value: libc::c_int,
-    ) -> Result<()> {
-        // SAFETY: value is a valid c_int and we pass its exact size; the kernel copies it.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                core::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })
-        .map(|_| ())
-    }
-
-    fn int_option(&self, level: libc::c_int, name: libc::c_int) -> Result<libc::c_int> {
-        let mut value: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: value and len are valid writable locations; len says value's exact size.
-        check(unsafe {
-            libc::getsockopt(
-                self.fd,
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        })?;
-        Ok(value)
-    }
 }
 
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        // SAFETY: we own this descriptor and nothing else closes it; a failed close of a
-        // socket loses nothing we could still act on.
-        unsafe { libc::close(self.fd) };
+/// A UDP socket for DNS queries and unicast DHCP renewals (once an address is applied).
+pub struct UdpSocket {
+    fd: Fd,
+}
+
+impl UdpSocket {
+    /// A non-blocking UDP socket bound to `addr:port` (port 0: any). SO_REUSEADDR lets a
+    /// renewal bind port 68 beside another DHCP client's socket on a host.
+    pub fn bind(addr: [u8; 4], port: u16) -> Result<UdpSocket> {
+        let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &c_int)?;
+        bind_to(&fd, &sockaddr(addr, port))?;
+        Ok(UdpSocket { fd })
+    }
+
+    pub fn raw(&self) -> c_int {
+        self.fd.raw()
+    }
+
+    pub fn send_to(&self, data: &[u8], addr: [u8; 4], port: u16) -> Result<()> {
+        send_to(&self.fd, data, &sockaddr(addr, port))
+    }
+
+    /// Receives one datagram; returns its length (cut to `buf`) and the sender's address
+    /// and port, or `None` when nothing is waiting.
+    pub fn receive_from(&self, buf: &mut [u8]) -> Result<Option<(usize, [u8; 4], u16)>> {
+        let mut from = sockaddr([0; 4], 0);
+        let mut from_len = size_of_val(&from) as u32;
+        // SAFETY: buf is writable for buf.len() bytes and `from`/`from_len` are valid for
+        // the kernel to fill in, all for the whole call.
+        let ret = unsafe {
+            let at = (&mut from as *mut libc::sockaddr_in).cast();
+            libc::recvfrom(self.fd.raw(), buf.as_mut_ptr().cast(), buf.len(), 0, at, &mut from_len)
+        };
+        let (addr, port) = (from.sin_addr.s_addr.to_ne_bytes(), u16::from_be(from.sin_port));
+        Ok(unless_again(ret)?.map(|n| (n, addr, port)))
     }
 }
 
@@ -236,5 +283,22 @@ mod tests {
         let refused = TcpStream::connect(addr, Duration::from_secs(5)).unwrap_err();
         assert_eq!(refused, Errno(libc::ECONNREFUSED));
         assert_eq!(std::format!("{addr}"), std::format!("127.0.0.1:{}", addr.port));
+    }
+
+    #[test]
+    fn udp_loopback_round_trip() {
+        let a = UdpSocket::bind([127, 0, 0, 1], 0).unwrap();
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        a.send_to(b"imprint", [127, 0, 0, 1], port).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = probe.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"imprint");
+        probe.send_to(b"back", from).unwrap();
+        let mut fds = [crate::sys::poll::PollFd::new(a.raw(), crate::sys::poll::READABLE)];
+        crate::sys::poll::poll(&mut fds, core::time::Duration::from_secs(5)).unwrap();
+        let (n, addr, from_port) = a.receive_from(&mut buf).unwrap().unwrap();
+        assert_eq!((&buf[..n], addr, from_port), (&b"back"[..], [127, 0, 0, 1], port));
+        assert_eq!(a.receive_from(&mut buf).unwrap(), None);
     }
 }
