@@ -19,14 +19,11 @@ SHELL_BINARY  ?=
 APPEND        ?=
 QEMU_MEMORY   ?= 64M
 
-CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
-# Link arguments of the tiny static binary live in linker/rustflags; the remaps keep the
-# checkout's and cargo's paths out of the binary (panic locations), so any clone builds
-# the same bytes.
-INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/linker/discard-eh-frame.ld \
-	--remap-path-prefix=$(CURDIR)=imprint --remap-path-prefix=$(CARGO_HOME_DIR)=cargo
-CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
+# linker/cargo-build.sh builds the init with its link arguments (linker/rustflags) and the
+# remaps that keep this machine's paths out of the binary, so any clone builds the same bytes.
+CARGO_INIT = linker/cargo-build.sh --target $(TARGET)
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld \
+	linker/cargo-build.sh
 
 .PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write bench-capture setup setup-net help clean
 
