@@ -33,10 +33,13 @@ help: ## list the targets
 all: build/init ## build the init (build/init)
 init: build/init
 
-build/init: $(SOURCES) | setup-rust
+# Without its section headers (linker/strip-sections.py): the kernel loads by program headers.
+build/init: $(SOURCES) linker/strip-sections.py | setup-rust
 	$(CARGO_INIT)
 	@mkdir -p build
-	cp target/$(TARGET)/release/imprint $@
+	cp target/$(TARGET)/release/imprint $@.tmp
+	linker/strip-sections.py $@.tmp
+	mv $@.tmp $@
 
 initramfs: build/initramfs.cpio.gz ## build the initramfs (SHELL_BINARY=path adds /bin/sh)
 
