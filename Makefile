@@ -19,14 +19,11 @@ SHELL_BINARY  ?=
 APPEND        ?=
 QEMU_MEMORY   ?= 64M
 
-CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
-# Link arguments of the tiny static binary live in linker/rustflags; the remaps keep the
-# checkout's and cargo's paths out of the binary (panic locations), so any clone builds
-# the same bytes.
-INIT_RUSTFLAGS := $(shell cat linker/rustflags) -C link-arg=-Wl,-T,$(CURDIR)/linker/discard-eh-frame.ld \
-	--remap-path-prefix=$(CURDIR)=imprint --remap-path-prefix=$(CARGO_HOME_DIR)=cargo
-CARGO_INIT = RUSTFLAGS="$(INIT_RUSTFLAGS)" cargo build --release --locked --target $(TARGET)
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld
+# linker/cargo-build.sh builds the init with its link arguments (linker/rustflags) and the
+# remaps that keep this machine's paths out of the binary, so any clone builds the same bytes.
+CARGO_INIT = linker/cargo-build.sh --target $(TARGET)
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld \
+	linker/cargo-build.sh
 
 .PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write bench-capture setup setup-net help clean
 
@@ -36,10 +33,13 @@ help: ## list the targets
 all: build/init ## build the init (build/init)
 init: build/init
 
-build/init: $(SOURCES) | setup-rust
+# Without its section headers (linker/strip-sections.py): the kernel loads by program headers.
+build/init: $(SOURCES) linker/strip-sections.py | setup-rust
 	$(CARGO_INIT)
 	@mkdir -p build
-	cp target/$(TARGET)/release/imprint $@
+	cp target/$(TARGET)/release/imprint $@.tmp
+	linker/strip-sections.py $@.tmp
+	mv $@.tmp $@
 
 initramfs: build/initramfs.cpio.gz ## build the initramfs (SHELL_BINARY=path adds /bin/sh)
 
@@ -50,8 +50,9 @@ initramfs_spec = printf '%s\n' 'dir /dev 0755' 'nod /dev/console 0600 c 5 1' 'di
 	$(if $(2),'dir /bin 0755' 'file /bin/sh $(2) 0755')
 
 # pigz -11 is gzip (zopfli's deflate, which the kernel inflates as any other): about 4%
-# smaller than gzip -9, for a second of build time. -n keeps names and times out.
-GZIP_BEST := pigz -11 -n -c
+# smaller than gzip -9, for a second of build time. -b 1024: one block up to 1 MiB (the
+# default 128 KiB blocks start afresh: 66 bytes more). -n keeps names and times out.
+GZIP_BEST := pigz -11 -b 1024 -n -c
 
 build/initramfs.cpio.gz: build/init linker/mkcpio.py $(if $(SHELL_BINARY),$(SHELL_BINARY)) FORCE | setup-pack
 	$(call initramfs_spec,build/init,$(SHELL_BINARY)) | linker/mkcpio.py | $(GZIP_BEST) > $@.tmp

@@ -28,6 +28,13 @@ build "$scratch/a/imprint" "$scratch/a/home" UTC C.UTF-8 022
 build "$scratch/second/checkout/elsewhere" "$scratch/home-of-someone-else" Pacific/Auckland C 077
 
 status=0
+# No path of the build machine in the binary (panic locations): the checkouts, cargo's
+# registry and home, the toolchain (its rust-src copy, when installed).
+for path in "$scratch" "$root" "$cargo_home" "$rustup_home" registry/src; do
+	if grep -qaF -- "$path" "$scratch/a/imprint/build/init"; then
+		echo "repro: build/init contains the path $path"; status=1
+	fi
+done
 for f in build/init build/initramfs.cpio.gz; do
 	sums=$(sha256sum "$scratch/a/imprint/$f" "$scratch/second/checkout/elsewhere/$f" | cut -d' ' -f1 | sort -u)
 	if [[ $(wc -l <<<"$sums") != 1 ]]; then
