@@ -34,40 +34,34 @@ impl fmt::Display for Format {
 /// Whether `data` is all zero bytes: eight words at a time, ORed together, so a data
 /// block is settled by its first 64 bytes and a zero block costs one pass of plain loads.
 pub fn is_zero(data: &[u8]) -> bool {
-    let mut lines = data.chunks_exact(64);
-    for line in &mut lines {
-        let mut acc = 0u64;
-        for word in line.chunks_exact(8) {
-            acc |= u64::from_ne_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    lines.remainder().iter().all(|&b| b == 0)
+    let (lines, rest) = data.as_chunks::<64>();
+    let zero = |line: &[u8; 64]| {
+        line.as_chunks::<8>().0.iter().fold(0, |a, w| a | u64::from_ne_bytes(*w)) == 0
+    };
+    lines.iter().all(zero) && rest.iter().all(|&b| b == 0)
 }
 
-/// A local image source in tool mode: a file or standard input ([`open_source`]); URLs go
-/// through the HTTP client's response instead.
-pub enum Source {
+/// An image source in tool mode: a file or standard input ([`open_source`]), or a URL's
+/// response.
+pub enum Source<'c> {
     File(Fd),
     Stdin,
+    Http(crate::http::Response<'c>),
 }
 
-impl Read for Source {
-    type Error = Errno;
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+impl Read for Source<'_> {
+    type Error = Interrupted;
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Interrupted> {
         match self {
-            Source::File(f) => f.read(buf),
-            Source::Stdin => fd::read_raw(fd::STDIN, buf),
+            Source::File(f) => f.read(buf).map_err(Interrupted::Local),
+            Source::Stdin => fd::read_raw(fd::STDIN, buf).map_err(Interrupted::Local),
+            Source::Http(r) => r.read(buf).map_err(Interrupted::Source),
         }
     }
 }
 
 /// Opens `spec` (a path, or `-` for standard input); returns it and its length if known.
-pub fn open_source(spec: &str) -> Result<(Source, Option<u64>), Errno> {
+pub fn open_source(spec: &str) -> Result<(Source<'static>, Option<u64>), Errno> {
     if spec == "-" {
         return Ok((Source::Stdin, None));
     }
@@ -157,12 +151,6 @@ impl From<crate::http::Error> for Interrupted {
     }
 }
 
-impl From<Errno> for Interrupted {
-    fn from(e: Errno) -> Interrupted {
-        Interrupted::Local(e)
-    }
-}
-
 impl core::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -181,30 +169,24 @@ fn run_write(cmd: &WriteCommand) -> i32 {
         show_progress(p, on_tty);
         Ok(())
     };
-    let result = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
+    let mut client;
+    let opened = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
         // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
-        let mut client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
-        let mut response = match client.get(cmd.source) {
-            Ok(r) => r,
-            Err(e) => {
-                errln!("imprint write: {e}");
-                return 1;
-            }
-        };
-        let options = write::Options { source_size: response.length(), ..cmd.options.clone() };
-        write::write_image(&mut response, cmd.target, &options, &mut show)
+        client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
+        client.get(cmd.source).map(|r| (r.length(), Source::Http(r))).map_err(|e| text!("{e}"))
     } else {
-        let (mut source, source_size) = match open_source(cmd.source) {
-            Ok(s) => s,
-            Err(e) => {
-                errln!("imprint write: opening {}: {e}", cmd.source);
-                return 1;
-            }
-        };
-        let options = write::Options { source_size, ..cmd.options.clone() };
-        write::write_image(&mut source, cmd.target, &options, &mut show)
+        let opened = open_source(cmd.source).map(|(source, len)| (len, source));
+        opened.map_err(|e| text!("opening {}: {e}", cmd.source))
     };
-    match result {
+    let (source_size, mut source) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            errln!("imprint write: {e}");
+            return 1;
+        }
+    };
+    let options = write::Options { source_size, ..cmd.options.clone() };
+    match write::write_image(&mut source, cmd.target, &options, &mut show) {
         Ok(summary) => {
             sayln!("{}: wrote {summary}", cmd.target);
             0

@@ -3,30 +3,24 @@
 //! capture's CPU time. CPUs without them (QEMU's TCG CPU, older machines) use the
 //! portable path.
 
-use super::cpu::has_sha_ni;
-#[cfg(target_arch = "x86_64")]
 use core::arch::x86_64 as arch;
 
 /// Compresses the whole 64-byte blocks of `data` into `state` with round constants `k`;
 /// `false` (nothing done) when the CPU lacks the SHA extensions, so the caller falls back.
 pub fn sha256_blocks(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) -> bool {
-    if !has_sha_ni() {
+    if !super::cpu::has(super::cpu::SHA) {
         return false;
     }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: has_sha_ni() checked above that the CPU supports every instruction the
+    // SAFETY: has(SHA) checked above that the CPU supports every instruction the
     // function is compiled for; it reads `data` and `k` only within their bounds.
-    unsafe {
-        compress_ni(state, k, data)
-    };
-    cfg!(target_arch = "x86_64")
+    unsafe { compress_ni(state, k, data) };
+    true
 }
 
 /// The rounds as Intel's SHA extensions paper lays them out (state kept as ABEF/CDGH).
 ///
 /// # Safety
 /// The CPU must support SHA, SSE2, SSSE3 and SSE4.1.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
     let load = |words: &[u32]| {
