@@ -340,7 +340,7 @@ pub fn write_image(
     let mut lease = lease;
     let mut hook = |p: &Progress| -> Result<(), Interrupted> {
         crate::image::show_progress(p, on_tty);
-        keep_lease(lease.as_deref_mut()).map_err(Interrupted::Lease)?;
+        keep_lease(lease.as_deref_mut()).map_err(|e| text!("keeping the DHCP lease: {e}"))?;
         reporter.transfer(Phase::Writing, p);
         Ok(())
     };

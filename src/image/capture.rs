@@ -376,26 +376,17 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
     };
     let mut client = Client::new(crate::provision::tool_dns(), http::Options::default());
     let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
-    match result {
-        Ok(s) => {
-            sayln!(
-                "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
-                s.disk_len,
-                s.sent_len,
-                s.members,
-                s.zero_bytes,
-                super::sha256::Hex(&s.sha256)
-            );
-            0
-        }
-        Err(e) => {
-            if on_tty {
-                say!("\n");
-            }
-            errln!("imprint capture: {e}");
-            1
-        }
-    }
+    let outcome = result.map(|s| {
+        text!(
+            "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
+            s.disk_len,
+            s.sent_len,
+            s.members,
+            s.zero_bytes,
+            super::sha256::Hex(&s.sha256)
+        )
+    });
+    super::finish_command("capture", on_tty, outcome)
 }
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {

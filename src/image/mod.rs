@@ -52,11 +52,12 @@ pub enum Source<'c> {
 impl Read for Source<'_> {
     type Error = Interrupted;
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Interrupted> {
-        match self {
-            Source::File(f) => f.read(buf).map_err(Interrupted::Local),
-            Source::Stdin => fd::read_raw(fd::STDIN, buf).map_err(Interrupted::Local),
-            Source::Http(r) => r.read(buf).map_err(Interrupted::Source),
-        }
+        let local = match self {
+            Source::File(f) => f.read(buf),
+            Source::Stdin => fd::read_raw(fd::STDIN, buf),
+            Source::Http(r) => return r.read(buf).map_err(Interrupted::from),
+        };
+        local.map_err(|e| text!("{e}"))
     }
 }
 
@@ -80,6 +81,24 @@ pub fn show_progress(p: &progress::Progress, on_tty: bool) {
         (true, false) => say!("\r{p}\x1b[K"),
         (true, true) => say!("\r{p}\x1b[K\n"),
         (false, _) => sayln!("{p}"),
+    }
+}
+
+/// The end of a tool-mode command: its outcome's line on standard output, or its error on
+/// standard error (after ending the progress line on a terminal); the exit status.
+pub fn finish_command(command: &str, on_tty: bool, outcome: Result<String, String>) -> i32 {
+    match outcome {
+        Ok(line) => {
+            sayln!("{line}");
+            0
+        }
+        Err(e) => {
+            if on_tty {
+                say!("\n");
+            }
+            errln!("imprint {command}: {e}");
+            1
+        }
     }
 }
 
@@ -133,31 +152,15 @@ fn bad_value(name: &str, value: &str, what: &str) -> String {
     text!("{name} {} is not {what}", crate::console::Quoted(value))
 }
 
-/// Why the stream feeding a write stopped: the one error type of every write's source and
-/// progress hook (one error type: the write path is compiled once).
-#[derive(Debug)]
-pub enum Interrupted {
-    /// An HTTP source failed (after its retries and Range resumes).
-    Source(crate::http::Error),
-    /// A local source (a file, standard input) failed.
-    Local(Errno),
-    /// The DHCP lease could not be kept (the address would go away mid-write).
-    Lease(crate::net::NetError),
-}
+/// Why the stream feeding a write stopped (its source failed, after the HTTP client's
+/// retries and Range resumes; or the DHCP lease could not be kept), as one line: the one
+/// error type of every write's source and progress hook, so the write path is compiled
+/// once.
+pub type Interrupted = String;
 
 impl From<crate::http::Error> for Interrupted {
     fn from(e: crate::http::Error) -> Interrupted {
-        Interrupted::Source(e)
-    }
-}
-
-impl core::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Interrupted::Source(e) => e.fmt(f),
-            Interrupted::Local(e) => write!(f, "reading the image: {e}"),
-            Interrupted::Lease(e) => write!(f, "keeping the DHCP lease: {e}"),
-        }
+        text!("{e}")
     }
 }
 
@@ -186,19 +189,9 @@ fn run_write(cmd: &WriteCommand) -> i32 {
         }
     };
     let options = write::Options { source_size, ..cmd.options.clone() };
-    match write::write_image(&mut source, cmd.target, &options, &mut show) {
-        Ok(summary) => {
-            sayln!("{}: wrote {summary}", cmd.target);
-            0
-        }
-        Err(e) => {
-            if on_tty {
-                say!("\n");
-            }
-            errln!("imprint write: {e}");
-            1
-        }
-    }
+    let written = write::write_image(&mut source, cmd.target, &options, &mut show);
+    let outcome = written.map(|s| text!("{}: wrote {s}", cmd.target)).map_err(|e| text!("{e}"));
+    finish_command("write", on_tty, outcome)
 }
 
 #[cfg(test)]
