@@ -27,7 +27,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 use miniz_oxide::deflate::core::{
-    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
 };
 
 /// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
@@ -121,7 +121,7 @@ struct Gzip {
 
 impl Gzip {
     /// A compressor at `level`, and the first member's header in `out`.
-    fn new(level: u8, out: &mut Vec<u8>) -> Result<Gzip, CaptureError> {
+    fn new(level: u8, out: &mut Vec<u8>) -> Gzip {
         let flags = create_comp_flags_from_zip_params(level.min(10).into(), -15, 0);
         let mut gzip = Gzip {
             compressor: Box::new(CompressorOxide::new(flags)),
@@ -132,17 +132,17 @@ impl Gzip {
             at_flush_point: true,
             zero_unit: Vec::new(),
         };
-        deflate(&mut gzip.compressor, &vec![0; UNIT], TDEFLFlush::Full, &mut gzip.zero_unit)?;
+        deflate(&mut gzip.compressor, &vec![0; UNIT], TDEFLFlush::Full, &mut gzip.zero_unit);
         gzip.compressor.reset();
         out.extend_from_slice(&HEADER);
-        Ok(gzip)
+        gzip
     }
 
     /// Encodes one unit of the disk into `out`, starting a new member when this one would
     /// pass `member_max`; returns whether it was a zero unit.
-    fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) -> Result<bool, CaptureError> {
+    fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) -> bool {
         if self.member_len + unit.len() as u64 > self.member_max {
-            self.end_member(out)?;
+            self.end_member(out);
             self.compressor.reset();
             (self.crc, self.member_len, self.at_flush_point) = (Crc32::new(), 0, true);
             self.members += 1;
@@ -152,42 +152,34 @@ impl Gzip {
         if unit.len() < UNIT || !is_zero(unit) {
             self.crc.update(unit);
             self.at_flush_point = false;
-            return deflate(&mut self.compressor, unit, TDEFLFlush::None, out).map(|()| false);
+            deflate(&mut self.compressor, unit, TDEFLFlush::None, out);
+            return false;
         }
         if !self.at_flush_point {
-            deflate(&mut self.compressor, &[], TDEFLFlush::Full, out)?;
+            deflate(&mut self.compressor, &[], TDEFLFlush::Full, out);
             self.at_flush_point = true;
         }
         out.extend_from_slice(&self.zero_unit);
         self.crc.skip_zeros(UNIT as u64);
-        Ok(true)
+        true
     }
 
     /// Ends the member: the final deflate block, then CRC-32 and ISIZE.
-    fn end_member(&mut self, out: &mut Vec<u8>) -> Result<(), CaptureError> {
-        deflate(&mut self.compressor, &[], TDEFLFlush::Finish, out)?;
+    fn end_member(&mut self, out: &mut Vec<u8>) {
+        deflate(&mut self.compressor, &[], TDEFLFlush::Finish, out);
         out.extend_from_slice(&self.crc.value().to_le_bytes());
         out.extend_from_slice(&(self.member_len as u32).to_le_bytes());
-        Ok(())
     }
 }
 
-/// Deflates all of `input` onto `out` with `flush`.
-fn deflate(
-    compressor: &mut CompressorOxide,
-    input: &[u8],
-    flush: TDEFLFlush,
-    out: &mut Vec<u8>,
-) -> Result<(), CaptureError> {
-    let put = |bytes: &[u8]| {
+/// Deflates all of `input` onto `out` with `flush`. It cannot fail: miniz_oxide refuses
+/// only a call after a finish without a reset (each member's end resets), or a callback
+/// that refuses its output (ours takes it all).
+fn deflate(compressor: &mut CompressorOxide, input: &[u8], flush: TDEFLFlush, out: &mut Vec<u8>) {
+    compress_to_output(compressor, input, flush, |bytes| {
         out.extend_from_slice(bytes);
         true
-    };
-    match compress_to_output(compressor, input, flush, put).0 {
-        TDEFLStatus::Okay | TDEFLStatus::Done => Ok(()),
-        // Cannot happen with valid parameters: a guard.
-        _ => Err(String::from("compressing the disk: the deflater refused its input")),
-    }
+    });
 }
 
 /// The upload body: the form's preamble, the (compressed) disk, the form's epilogue,
@@ -238,7 +230,7 @@ impl<'h> Capture<'h> {
     ) -> Result<Capture<'h>, CaptureError> {
         let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
         let mut out = preamble.to_vec();
-        let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out)).transpose()?;
+        let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let now = time::monotonic();
         Ok(Capture {
             disk,
@@ -291,9 +283,9 @@ impl<'h> Capture<'h> {
         self.pos += unit.len();
         match &mut self.gzip {
             None => self.out.extend_from_slice(unit),
-            Some(gzip) if unit.is_empty() => gzip.end_member(&mut self.out)?,
+            Some(gzip) if unit.is_empty() => gzip.end_member(&mut self.out),
             Some(gzip) => {
-                if gzip.encode(unit, &mut self.out)? {
+                if gzip.encode(unit, &mut self.out) {
                     self.zero_bytes += UNIT as u64;
                 }
             }
