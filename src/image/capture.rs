@@ -189,8 +189,8 @@ struct Capture<'h> {
     /// The disk's blocks; `current()` is the one being encoded, up to `pos`.
     reader: ReadAhead,
     pos: usize,
-    /// Raw disk bytes read so far.
-    read: u64,
+    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far.
+    counts: Progress,
     sha: Sha256,
     gzip: Option<Gzip>,
     /// Bytes waiting to be pulled: `out[start..]`.
@@ -199,7 +199,6 @@ struct Capture<'h> {
     /// The multipart form's epilogue, sent after the disk.
     epilogue: Vec<u8>,
     finished: bool,
-    sent: u64,
     zero_bytes: u64,
     hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     started: Duration,
@@ -232,18 +231,18 @@ impl<'h> Capture<'h> {
         let mut out = preamble.to_vec();
         let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let now = time::monotonic();
+        let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
         Ok(Capture {
             disk,
             reader,
             pos: 0,
-            read: 0,
+            counts,
             sha: Sha256::new(),
             gzip,
             out,
             start: 0,
             epilogue: epilogue.to_vec(),
             finished: false,
-            sent: 0,
             zero_bytes: 0,
             hook,
             started: now,
@@ -253,15 +252,7 @@ impl<'h> Capture<'h> {
 
     /// The progress so far (`done` on the last call, after the server accepted it all).
     fn progress(&self, done: bool) -> Progress {
-        Progress {
-            written: self.read,
-            read: self.sent,
-            source_size: None,
-            image_size: Some(self.disk.size),
-            elapsed: time::monotonic() - self.started,
-            done,
-            reading: true,
-        }
+        Progress { elapsed: time::monotonic() - self.started, done, ..self.counts }
     }
 
     /// Encodes the next unit of the disk into `out`, reading the next block when this one
@@ -273,9 +264,9 @@ impl<'h> Capture<'h> {
             let block = self
                 .reader
                 .next(&self.disk.fd)
-                .map_err(|e| text!("reading the disk at byte {}: {e}", self.read))?;
+                .map_err(|e| text!("reading the disk at byte {}: {e}", self.counts.written))?;
             self.sha.update(block);
-            self.read += block.len() as u64;
+            self.counts.written += block.len() as u64;
             self.pos = 0;
         }
         let rest = self.reader.current().get(self.pos..).unwrap_or_default();
@@ -314,7 +305,7 @@ impl Read for Capture<'_> {
         let n = pending.len().min(buf.len());
         buf[..n].copy_from_slice(&pending[..n]);
         self.start += n;
-        self.sent += n as u64;
+        self.counts.read += n as u64;
         Ok(n)
     }
 }
@@ -340,8 +331,8 @@ pub fn capture(
     // The server has it all: a failing hook now changes nothing about the capture.
     let _ = (body.hook)(&progress);
     Ok(Summary {
-        disk_len: body.read,
-        sent_len: body.sent,
+        disk_len: body.counts.written,
+        sent_len: body.counts.read,
         members: body.gzip.as_ref().map_or(0, |g| g.members),
         zero_bytes: body.zero_bytes,
         sha256: body.sha.finish(),
@@ -473,8 +464,8 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
         let summary = Summary {
-            disk_len: body.read,
-            sent_len: body.sent,
+            disk_len: body.counts.written,
+            sent_len: body.counts.read,
             members: body.gzip.as_ref().map_or(0, |g| g.members),
             zero_bytes: body.zero_bytes,
             sha256: body.sha.finish(),
