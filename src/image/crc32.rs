@@ -55,7 +55,6 @@ fn mul_mod_p(a: u32, mut b: u32) -> u32 {
 const ZERO_PIECE: usize = 4096;
 
 /// A running CRC-32.
-#[derive(Debug, Default)]
 pub struct Crc32 {
     /// The register, kept inverted as the algorithm runs (the value is its complement).
     state: u32,
