@@ -129,17 +129,14 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
     let size = args.value("--size")?;
     let options = write::Options {
         sparse: !args.flag("--no-sparse"),
-        sha256: match sha256 {
-            Some(hex) => Some(
-                sha256::parse_hex(hex)
-                    .ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))?,
-            ),
-            None => None,
-        },
-        image_size: match size {
-            Some(n) => Some(n.parse().map_err(|_| bad_value("--size", n, "a byte count"))?),
-            None => None,
-        },
+        sha256: sha256
+            .map(|hex| {
+                sha256::parse_hex(hex).ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))
+            })
+            .transpose()?,
+        image_size: size
+            .map(|n| n.parse().map_err(|_| bad_value("--size", n, "a byte count")))
+            .transpose()?,
         source_size: None,
     };
     // positional() returns exactly two arguments or an error.
