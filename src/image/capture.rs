@@ -113,6 +113,8 @@ struct Gzip {
     member_len: u64,
     member_max: u64,
     members: u32,
+    /// Bytes in zero units, encoded without deflating.
+    zero_bytes: u64,
     /// The compressor holds nothing and references nothing: a zero unit may follow.
     at_flush_point: bool,
     /// The deflate encoding of one zero unit, from a fresh compressor, byte-aligned.
@@ -129,6 +131,7 @@ impl Gzip {
             member_len: 0,
             member_max: u32::MAX.into(),
             members: 1,
+            zero_bytes: 0,
             at_flush_point: true,
             zero_unit: Vec::new(),
         };
@@ -139,8 +142,8 @@ impl Gzip {
     }
 
     /// Encodes one unit of the disk into `out`, starting a new member when this one would
-    /// pass `member_max`; returns whether it was a zero unit.
-    fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) -> bool {
+    /// pass `member_max`.
+    fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) {
         if self.member_len + unit.len() as u64 > self.member_max {
             self.end_member(out);
             self.compressor.reset();
@@ -152,8 +155,7 @@ impl Gzip {
         if unit.len() < UNIT || !is_zero(unit) {
             self.crc.update(unit);
             self.at_flush_point = false;
-            deflate(&mut self.compressor, unit, TDEFLFlush::None, out);
-            return false;
+            return deflate(&mut self.compressor, unit, TDEFLFlush::None, out);
         }
         if !self.at_flush_point {
             deflate(&mut self.compressor, &[], TDEFLFlush::Full, out);
@@ -161,7 +163,7 @@ impl Gzip {
         }
         out.extend_from_slice(&self.zero_unit);
         self.crc.skip_zeros(UNIT as u64);
-        true
+        self.zero_bytes += UNIT as u64;
     }
 
     /// Ends the member: the final deflate block, then CRC-32 and ISIZE.
@@ -199,7 +201,6 @@ struct Capture<'h> {
     /// The multipart form's epilogue, sent after the disk.
     epilogue: Vec<u8>,
     finished: bool,
-    zero_bytes: u64,
     hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     started: Duration,
     last_tick: Duration,
@@ -243,7 +244,6 @@ impl<'h> Capture<'h> {
             start: 0,
             epilogue: epilogue.to_vec(),
             finished: false,
-            zero_bytes: 0,
             hook,
             started: now,
             last_tick: now,
@@ -275,11 +275,7 @@ impl<'h> Capture<'h> {
         match &mut self.gzip {
             None => self.out.extend_from_slice(unit),
             Some(gzip) if unit.is_empty() => gzip.end_member(&mut self.out),
-            Some(gzip) => {
-                if gzip.encode(unit, &mut self.out) {
-                    self.zero_bytes += UNIT as u64;
-                }
-            }
+            Some(gzip) => gzip.encode(unit, &mut self.out),
         }
         if unit.is_empty() {
             self.finished = true;
@@ -301,9 +297,7 @@ impl Read for Capture<'_> {
         while self.start == self.out.len() && !self.finished {
             self.produce()?;
         }
-        let pending = self.out.get(self.start..).unwrap_or_default();
-        let n = pending.len().min(buf.len());
-        buf[..n].copy_from_slice(&pending[..n]);
+        let Ok(n) = self.out.get(self.start..).unwrap_or_default().read(buf);
         self.start += n;
         self.counts.read += n as u64;
         Ok(n)
@@ -334,7 +328,7 @@ pub fn capture(
         disk_len: body.counts.written,
         sent_len: body.counts.read,
         members: body.gzip.as_ref().map_or(0, |g| g.members),
-        zero_bytes: body.zero_bytes,
+        zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
         sha256: body.sha.finish(),
     })
 }
@@ -467,7 +461,7 @@ mod tests {
             disk_len: body.counts.written,
             sent_len: body.counts.read,
             members: body.gzip.as_ref().map_or(0, |g| g.members),
-            zero_bytes: body.zero_bytes,
+            zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
             sha256: body.sha.finish(),
         };
         (sent, summary)
