@@ -26,6 +26,7 @@ const FRESERVED: u8 = 0xE0;
 /// Headers longer than this (huge FEXTRA, FNAME or FCOMMENT fields) are refused, so that
 /// a header always fits in the caller's input buffer.
 const MAX_HEADER: usize = 64 * 1024;
+const CORRUPT: &str = "invalid deflate data: the image is corrupt";
 
 /// Why a gzip stream was refused. Offsets count compressed bytes from the stream's start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,12 +234,7 @@ impl Decoder {
                 return Err(GzipError::Truncated { at })
             }
             TINFLStatus::HasMoreOutput | TINFLStatus::NeedsMoreInput => {}
-            _ => {
-                return Err(GzipError::Invalid {
-                    at,
-                    what: "invalid deflate data: the image is corrupt",
-                })
-            }
+            _ => return Err(GzipError::Invalid { at, what: CORRUPT }),
         }
         Ok((consumed, produced))
     }
