@@ -23,7 +23,7 @@ pub fn sha256_blocks(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) -> bool {
 /// The CPU must support SHA, SSE2, SSSE3 and SSE4.1.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
-    // SAFETY (both): 16 readable bytes; loadu has no alignment requirement.
+    // SAFETY: both read 16 readable bytes; loadu has no alignment requirement.
     let load = |bytes: &[u8; 16]| unsafe { arch::_mm_loadu_si128(bytes.as_ptr().cast()) };
     let load_words = |words: &[u32; 4]| unsafe { arch::_mm_loadu_si128(words.as_ptr().cast()) };
     // Big-endian words: reverse the bytes of each 32-bit lane.
