@@ -293,12 +293,18 @@ impl<'h> Capture<'h> {
 
 impl Read for Capture<'_> {
     type Error = CaptureError;
+    // Fills `buf` (the upload's chunk) unless the body ends first: a unit's encoding is
+    // often small, and each pull is a send.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
-        while self.start == self.out.len() && !self.finished {
-            self.produce()?;
+        let mut n = 0;
+        while n < buf.len() && !(self.finished && self.start == self.out.len()) {
+            if self.start == self.out.len() {
+                self.produce()?;
+            }
+            let Ok(m) = self.out.get(self.start..).unwrap_or_default().read(&mut buf[n..]);
+            self.start += m;
+            n += m;
         }
-        let Ok(n) = self.out.get(self.start..).unwrap_or_default().read(buf);
-        self.start += n;
         self.counts.read += n as u64;
         Ok(n)
     }
