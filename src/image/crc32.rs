@@ -20,12 +20,11 @@ type Tables = [[u32; 256]; 8];
 fn build_tables() -> Box<Tables> {
     let mut t = Box::new([[0u32; 256]; 8]);
     for i in 0..256 {
-        t[0][i] = byte_step(i as u32);
-    }
-    for s in 1..8 {
-        for i in 0..256 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+        // Table s: byte i followed by s zero bytes.
+        let mut c = byte_step(i as u32);
+        for table in t.iter_mut() {
+            table[i] = c;
+            c = (c >> 8) ^ byte_step(c & 0xff);
         }
     }
     t

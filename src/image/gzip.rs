@@ -186,17 +186,15 @@ impl Decoder {
 
     /// Parses a member's header; after a member, also sees the stream's end.
     fn header(&mut self, input: &[u8], eof: bool) -> Result<usize, GzipError> {
-        let what = "trailing garbage (not another gzip member)";
-        let garbage = Err(GzipError::Invalid { at: self.offset, what });
-        match input {
-            [] if eof && self.members > 0 => {
-                self.state = State::Finished;
-                return Ok(0);
-            }
-            [a, ..] if *a != MAGIC[0] => return garbage,
-            [_, b, ..] if *b != MAGIC[1] => return garbage,
-            [_] if eof && self.members > 0 => return garbage,
-            _ => {}
+        let later = self.members > 0;
+        if later && eof && input.is_empty() {
+            self.state = State::Finished;
+            return Ok(0);
+        }
+        // A member's magic, or as much of it as there is so far.
+        if !MAGIC.starts_with(input.get(..2).unwrap_or(input)) || later && eof && input.len() < 2 {
+            let what = "trailing garbage (not another gzip member)";
+            return Err(GzipError::Invalid { at: self.offset, what });
         }
         let Some(len) = header_len(input, self.offset)? else {
             if input.len() >= MAX_HEADER && !eof {
