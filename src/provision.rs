@@ -4,7 +4,7 @@
 use crate::disk::select::{self, Disk};
 use crate::error::Error;
 use crate::http::{self, Client};
-use crate::image::{capture, progress::Progress, write, Interrupted};
+use crate::image::{capture, progress::Progress, write};
 use crate::io::Read;
 use crate::net::dns;
 use crate::net::BoundClient;
@@ -234,7 +234,9 @@ pub fn write_image(
         sha256: plan.sha256,
         sparse: true,
     };
-    let mut hook = |p: &Progress| reporter.progress(Phase::Writing, p).map_err(Interrupted::Lease);
+    let mut hook = |p: &Progress| {
+        reporter.progress(Phase::Writing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
+    };
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
     // A failure from here on is about the deployed system, not the image: say so.

@@ -5,7 +5,6 @@ use super::response::parse_length;
 use super::{parse_seconds, Client, Options};
 use crate::io::Read;
 use crate::sys::fd::{write_all_raw, Fd, OpenFlags, STDOUT};
-use crate::sys::Errno;
 use crate::tool::{Args, EXIT_USAGE};
 
 use alloc::string::String;
@@ -55,7 +54,7 @@ pub fn get(raw: &[&[u8]]) -> i32 {
     if let Some(path) = output {
         match Fd::open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644) {
             Ok(fd) => file = Some(fd),
-            Err(e) => return io_failed("opening", path, e),
+            Err(e) => return io_failed("opening", path, &e),
         }
     }
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
@@ -69,7 +68,7 @@ pub fn get(raw: &[&[u8]]) -> i32 {
             Ok(0) => return 0,
             Ok(n) => {
                 if let Err(e) = write_all_raw(out, &buf[..n]) {
-                    return io_failed("writing", output.unwrap_or("standard output"), e);
+                    return io_failed("writing", output.unwrap_or("standard output"), &e);
                 }
             }
             Err(e) => return failed(&e),
@@ -91,7 +90,7 @@ pub fn put(raw: &[&[u8]]) -> i32 {
     };
     let (mut source, mut length) = match crate::image::open_source(path) {
         Ok(opened) => opened,
-        Err(e) => return io_failed("opening", path, e),
+        Err(e) => return io_failed("opening", path, &e),
     };
     let mut memory = Vec::new();
     if chunked {
@@ -107,7 +106,7 @@ pub fn put(raw: &[&[u8]]) -> i32 {
                     return io_failed(
                         "reading",
                         if path == "-" { "standard input" } else { path },
-                        e,
+                        &e,
                     )
                 }
             }
@@ -138,7 +137,7 @@ fn failed(error: &super::Error) -> i32 {
     EXIT_FAILED
 }
 
-fn io_failed(doing: &str, what: &str, errno: Errno) -> i32 {
-    errln!("imprint: {doing} {what}: {errno}");
+fn io_failed(doing: &str, what: &str, why: &dyn core::fmt::Display) -> i32 {
+    errln!("imprint: {doing} {what}: {why}");
     EXIT_IO
 }

@@ -1,17 +1,17 @@
 //! Capturing a disk: read it with O_DIRECT in large aligned blocks, hash every byte
 //! (SHA-256 of the raw disk), deflate it into our own gzip framing, and hand the bytes to
 //! an HTTP upload as a pull stream, wrapped in a multipart form for plunder or bare for a
-//! PUT. Nothing is buffered beyond two blocks (the one being deflated, the next being
-//! read) and one step's compressed form; nothing is written to any disk.
+//! PUT. Nothing is buffered beyond two blocks (the one being encoded, the next being read)
+//! and one unit's compressed form; nothing is written to any disk.
 //!
-//! Runs of zero units cost no deflate work: the compressor is fully flushed (its window
-//! dropped, the output byte-aligned) and a deflate encoding of one zero unit, made once at
-//! the start from a fresh compressor, is repeated; CRC-32 skips the zeros arithmetically.
-//! A decoder sees ordinary non-final blocks, and no later match reaches back into them,
-//! since the compressor's window was dropped.
+//! The disk is encoded a unit (64 KiB) at a time. A zero unit costs no deflate work: the
+//! compressor is fully flushed (its window dropped, the output byte-aligned) and a deflate
+//! encoding of one zero unit, made once at the start from a fresh compressor, is repeated;
+//! CRC-32 skips the zeros arithmetically. A decoder sees ordinary non-final blocks, and no
+//! later match reaches back into them, since the compressor's window was dropped.
 
 use super::crc32::Crc32;
-use super::gzip::{HeaderRepr, TrailerRepr};
+use super::gzip::HEADER;
 use super::is_zero;
 use super::progress::Progress;
 use super::sha256::Sha256;
@@ -25,29 +25,24 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt;
 use core::time::Duration;
 use miniz_oxide::deflate::core::{
-    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
 };
 
 /// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
 /// the bench's loop device 1 MiB direct reads ran at 0.3-0.4 GB/s, 2 MiB at 0.5, 4 MiB at
 /// 1.0; with the next block read in the background, 2 MiB keeps ahead of deflate.
 const BLOCK: usize = 2 << 20;
-/// Deflated this much at a time, so the output buffer stays a quarter of a block.
-const STEP: usize = 1 << 20;
-/// Granularity of zero detection: a run of whole zero units is not deflated.
-const ZERO_UNIT: usize = 64 << 10;
-/// Room kept free in the output buffer before each deflate call.
-const ROOM: usize = 64 << 10;
-/// A gzip member ends before its ISIZE (the length modulo 2^32) would wrap, so every
-/// member's ISIZE is its true length: 4 GiB less one step.
-pub const MEMBER_MAX: u64 = (4 << 30) - STEP as u64;
+/// What is encoded at a time, and the granularity of zero detection.
+const UNIT: usize = 64 << 10;
 /// A fast level by default: a capture should be bound by the disk or the network.
 pub const DEFAULT_LEVEL: u8 = 1;
 /// How often the hook runs (progress line, lease upkeep, status reports).
 const TICK: Duration = Duration::from_secs(1);
+
+/// Why a capture failed: one line that says what was being done.
+pub type CaptureError = String;
 
 /// How the capture is encoded and sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,68 +56,7 @@ pub struct Options {
     pub form_name: Option<String>,
 }
 
-impl Options {
-    /// The form's file name: `<name>.zmg` or `<name>.img`.
-    pub fn file_name(&self, name: &str) -> String {
-        text!("{name}.{}", if self.compressed { "zmg" } else { "img" })
-    }
-}
-
-/// Why a capture failed.
-#[derive(Debug)]
-pub enum CaptureError {
-    Open {
-        path: String,
-        errno: Errno,
-    },
-    /// The device is mounted or held open exclusively: its image would not be consistent.
-    Busy {
-        path: String,
-    },
-    NotASource {
-        path: String,
-    },
-    Device {
-        doing: &'static str,
-        errno: Errno,
-    },
-    Read {
-        offset: u64,
-        errno: Errno,
-    },
-    /// miniz_oxide refused its input (cannot happen with valid parameters; a guard).
-    Deflate,
-    /// The hook asked to stop (a lost lease).
-    Stopped(String),
-    /// The upload failed: connection, the server's status, or the stream above.
-    Upload(http::Error),
-}
-
-impl fmt::Display for CaptureError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CaptureError::Open { path, errno } => write!(f, "opening {path} for capture: {errno}"),
-            CaptureError::Busy { path } => {
-                write!(f, "{path} is in use (mounted, or held open by another program): refusing to capture it")
-            }
-            CaptureError::NotASource { path } => {
-                write!(f, "{path} is neither a block device nor a regular file")
-            }
-            CaptureError::Device { doing, errno } => write!(f, "{doing}: {errno}"),
-            CaptureError::Read { offset, errno } => {
-                write!(f, "reading the disk at byte {offset}: {errno}")
-            }
-            CaptureError::Deflate => {
-                f.write_str("compressing the disk: the deflater refused its input")
-            }
-            CaptureError::Stopped(why) => write!(f, "capture stopped: {why}"),
-            CaptureError::Upload(e) => e.fmt(f),
-        }
-    }
-}
-
 /// A finished capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Raw disk bytes read.
     pub disk_len: u64,
@@ -130,7 +64,7 @@ pub struct Summary {
     pub sent_len: u64,
     /// gzip members (0 for a raw capture).
     pub members: u32,
-    /// Bytes in runs of zero units, encoded without deflating.
+    /// Bytes in zero units, encoded without deflating.
     pub zero_bytes: u64,
     pub sha256: [u8; 32],
 }
@@ -144,215 +78,214 @@ pub struct Disk {
 /// Opens `path` read-only with O_DIRECT: a block device exclusively (O_EXCL), so that it
 /// is neither mounted nor mounted while we read it; a regular file as it is.
 pub fn open(path: &str) -> Result<Disk, CaptureError> {
-    let open_error = |errno| CaptureError::Open { path: String::from(path), errno };
-    let device = |doing| move |errno| CaptureError::Device { doing, errno };
-    match block::kind_of(path).map_err(open_error)? {
-        Some(Kind::BlockDevice) => {
-            let fd = Fd::open(path, OpenFlags::READ | OpenFlags::EXCLUSIVE | OpenFlags::DIRECT, 0)
-                .map_err(|e| {
-                    if e == Errno::EBUSY {
-                        CaptureError::Busy { path: String::from(path) }
-                    } else {
-                        open_error(e)
-                    }
-                })?;
-            let size = block::device_size(&fd).map_err(device("reading the device size"))?;
-            Ok(Disk { fd, size })
-        }
-        Some(Kind::RegularFile) => {
-            // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-            let fd = match Fd::open(path, OpenFlags::READ | OpenFlags::DIRECT, 0) {
-                Err(Errno::EINVAL) => Fd::open(path, OpenFlags::READ, 0),
-                other => other,
-            }
-            .map_err(open_error)?;
-            let size = block::file_len(&fd).map_err(device("reading the file size"))?;
-            Ok(Disk { fd, size })
-        }
-        None => Err(open_error(Errno::ENOENT)),
-        Some(Kind::Other) => Err(CaptureError::NotASource { path: String::from(path) }),
-    }
+    let failed = |e| text!("opening {path} for capture: {e}");
+    let kind = block::kind_of(path).map_err(failed)?.ok_or_else(|| failed(Errno::ENOENT))?;
+    let flags = OpenFlags::READ | OpenFlags::DIRECT;
+    let fd = match kind {
+        Kind::BlockDevice => Fd::open(path, flags | OpenFlags::EXCLUSIVE, 0),
+        // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
+        Kind::RegularFile => match Fd::open(path, flags, 0) {
+            Err(Errno::EINVAL) => Fd::open(path, OpenFlags::READ, 0),
+            other => other,
+        },
+        Kind::Other => return Err(text!("{path} is neither a block device nor a regular file")),
+    };
+    let fd = fd.map_err(|e| match e {
+        Errno::EBUSY => text!(
+            "{path} is in use (mounted, or held open by another program): refusing to capture it"
+        ),
+        e => failed(e),
+    })?;
+    let size = match kind {
+        Kind::BlockDevice => block::device_size(&fd),
+        _ => block::file_len(&fd),
+    };
+    let size = size.map_err(|e| text!("reading the size of {path}: {e}"))?;
+    Ok(Disk { fd, size })
 }
 
 /// The deflater and the gzip member it is in.
 struct Gzip {
     compressor: Box<CompressorOxide>,
     crc: Crc32,
-    /// Raw bytes in the current member.
+    /// Raw bytes in the current member; a member ends before its ISIZE (the length modulo
+    /// 2^32) would wrap, so every member's ISIZE is its true length.
     member_len: u64,
     member_max: u64,
     members: u32,
+    /// Bytes in zero units, encoded without deflating.
+    zero_bytes: u64,
     /// The compressor holds nothing and references nothing: a zero unit may follow.
     at_flush_point: bool,
     /// The deflate encoding of one zero unit, from a fresh compressor, byte-aligned.
     zero_unit: Vec<u8>,
 }
 
+impl Gzip {
+    /// A compressor at `level`, and the first member's header in `out`.
+    fn new(level: u8, out: &mut Vec<u8>) -> Gzip {
+        let flags = create_comp_flags_from_zip_params(level.min(10).into(), -15, 0);
+        let mut gzip = Gzip {
+            compressor: Box::new(CompressorOxide::new(flags)),
+            crc: Crc32::new(),
+            member_len: 0,
+            member_max: u32::MAX.into(),
+            members: 1,
+            zero_bytes: 0,
+            at_flush_point: true,
+            zero_unit: Vec::new(),
+        };
+        deflate(&mut gzip.compressor, &vec![0; UNIT], TDEFLFlush::Full, &mut gzip.zero_unit);
+        gzip.compressor.reset();
+        out.extend_from_slice(&HEADER);
+        gzip
+    }
+
+    /// Encodes one unit of the disk into `out`, starting a new member when this one would
+    /// pass `member_max`.
+    fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) {
+        if self.member_len + unit.len() as u64 > self.member_max {
+            self.end_member(out);
+            self.compressor.reset();
+            (self.crc, self.member_len, self.at_flush_point) = (Crc32::new(), 0, true);
+            self.members += 1;
+            out.extend_from_slice(&HEADER);
+        }
+        self.member_len += unit.len() as u64;
+        if unit.len() < UNIT || !is_zero(unit) {
+            self.crc.update(unit);
+            self.at_flush_point = false;
+            return deflate(&mut self.compressor, unit, TDEFLFlush::None, out);
+        }
+        if !self.at_flush_point {
+            deflate(&mut self.compressor, &[], TDEFLFlush::Full, out);
+            self.at_flush_point = true;
+        }
+        out.extend_from_slice(&self.zero_unit);
+        self.crc.skip_zeros(UNIT as u64);
+        self.zero_bytes += UNIT as u64;
+    }
+
+    /// Ends the member: the final deflate block, then CRC-32 and ISIZE.
+    fn end_member(&mut self, out: &mut Vec<u8>) {
+        deflate(&mut self.compressor, &[], TDEFLFlush::Finish, out);
+        out.extend_from_slice(&self.crc.value().to_le_bytes());
+        out.extend_from_slice(&(self.member_len as u32).to_le_bytes());
+    }
+}
+
+/// Deflates all of `input` onto `out` with `flush`. It cannot fail: miniz_oxide refuses
+/// only a call after a finish without a reset (each member's end resets), or a callback
+/// that refuses its output (ours takes it all).
+fn deflate(compressor: &mut CompressorOxide, input: &[u8], flush: TDEFLFlush, out: &mut Vec<u8>) {
+    compress_to_output(compressor, input, flush, |bytes| {
+        out.extend_from_slice(bytes);
+        true
+    });
+}
+
 /// The upload body: the form's preamble, the (compressed) disk, the form's epilogue,
 /// pulled by the HTTP client as it sends.
-pub struct Capture<'h> {
+struct Capture<'h> {
     disk: Disk,
-    /// The disk's blocks; `current()` is the one being encoded.
+    /// The disk's blocks; `current()` is the one being encoded, up to `pos`.
     reader: ReadAhead,
-    /// Raw disk bytes read so far.
-    read: u64,
-    /// The block holds `block_len` bytes, deflated up to `block_pos`.
-    block_pos: usize,
-    block_len: usize,
+    pos: usize,
+    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far.
+    counts: Progress,
     sha: Sha256,
     gzip: Option<Gzip>,
-    /// Bytes waiting to be pulled: `out[start..end]`, or the block's `[start..end]` when
-    /// `from_block` (a raw capture sends the block itself).
+    /// Bytes waiting to be pulled: `out[start..]`.
     out: Vec<u8>,
     start: usize,
-    end: usize,
-    from_block: bool,
     /// The multipart form's epilogue, sent after the disk.
     epilogue: Vec<u8>,
     finished: bool,
-    sent: u64,
-    zero_bytes: u64,
     hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     started: Duration,
     last_tick: Duration,
 }
 
-/// `multipart/form-data; boundary=...` and the form's preamble and epilogue around a
-/// file named `file_name` in the field `BootyImage` (what plunder's handler reads).
-pub fn multipart(file_name: &str) -> (String, String, String) {
+/// `multipart/form-data; boundary=...` and the form's preamble and epilogue around the
+/// file `<name>.zmg` (or `.img`) in the field `BootyImage` (what plunder's handler reads).
+fn multipart(name: &str, compressed: bool) -> (String, String, String) {
     // Unique enough never to occur in the data: the boot's clock in nanoseconds.
     let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos());
+    let extension = if compressed { "zmg" } else { "img" };
     let content_type = text!("multipart/form-data; boundary={boundary}");
     let preamble = text!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"BootyImage\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"BootyImage\"; filename=\"{name}.{extension}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
     (content_type, preamble, text!("\r\n--{boundary}--\r\n"))
 }
 
 impl<'h> Capture<'h> {
     /// A capture of `disk`, its body opened by `preamble` and closed by `epilogue`.
-    pub fn new(
+    fn new(
         disk: Disk,
         options: &Options,
         preamble: &[u8],
         epilogue: &[u8],
         hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
     ) -> Result<Capture<'h>, CaptureError> {
-        let reader = ReadAhead::new(BLOCK)
-            .map_err(|errno| CaptureError::Device { doing: "allocating buffers", errno })?;
-        let mut out = vec![0u8; STEP + 2 * ROOM];
-        out[..preamble.len()].copy_from_slice(preamble);
+        let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
+        let mut out = preamble.to_vec();
+        let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let now = time::monotonic();
-        let mut capture = Capture {
+        let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
+        Ok(Capture {
             disk,
             reader,
-            read: 0,
-            block_pos: 0,
-            block_len: 0,
+            pos: 0,
+            counts,
             sha: Sha256::new(),
-            gzip: None,
+            gzip,
             out,
             start: 0,
-            end: preamble.len(),
-            from_block: false,
             epilogue: epilogue.to_vec(),
             finished: false,
-            sent: 0,
-            zero_bytes: 0,
             hook,
             started: now,
             last_tick: now,
-        };
-        if options.compressed {
-            let flags = create_comp_flags_from_zip_params(options.level.min(10).into(), -15, 0);
-            let mut gzip = Gzip {
-                compressor: Box::new(CompressorOxide::new(flags)),
-                crc: Crc32::new(),
-                member_len: 0,
-                member_max: MEMBER_MAX,
-                members: 1,
-                at_flush_point: true,
-                zero_unit: Vec::new(),
-            };
-            // One zero unit, deflated from a fresh compressor up to a full flush.
-            capture.end = 0;
-            deflate(
-                &mut gzip.compressor,
-                &vec![0; ZERO_UNIT],
-                TDEFLFlush::Full,
-                &mut capture.out,
-                &mut capture.end,
-            )?;
-            gzip.zero_unit = capture.out[..capture.end].to_vec();
-            gzip.compressor.reset();
-            capture.out[..preamble.len()].copy_from_slice(preamble);
-            capture.end = preamble.len();
-            gzip_header(&mut capture.out, &mut capture.end);
-            capture.gzip = Some(gzip);
-        }
-        Ok(capture)
-    }
-
-    /// What the capture did; the SHA-256 is of every disk byte read.
-    pub fn finish(self) -> Summary {
-        let members = self.gzip.as_ref().map_or(0, |g| g.members);
-        Summary {
-            disk_len: self.read,
-            sent_len: self.sent,
-            members,
-            zero_bytes: self.zero_bytes,
-            sha256: self.sha.finish(),
-        }
+        })
     }
 
     /// The progress so far (`done` on the last call, after the server accepted it all).
-    pub fn progress(&self, done: bool) -> Progress {
-        Progress {
-            written: self.read,
-            read: self.sent,
-            source_size: None,
-            image_size: Some(self.disk.size),
-            elapsed: time::monotonic() - self.started,
-            done,
-            reading: true,
-        }
+    fn progress(&self, done: bool) -> Progress {
+        Progress { elapsed: time::monotonic() - self.started, done, ..self.counts }
     }
 
-    /// Encodes the next step of the block into `out`, reading the next block when this
-    /// one is done; at the disk's end, the last member's end and the epilogue.
+    /// Encodes the next unit of the disk into `out`, reading the next block when this one
+    /// is done; at the disk's end, the last member's end and the epilogue.
     fn produce(&mut self) -> Result<(), CaptureError> {
-        (self.start, self.end, self.from_block) = (0, 0, false);
-        if self.block_pos == self.block_len {
+        self.out.clear();
+        self.start = 0;
+        if self.pos == self.reader.current().len() {
             let block = self
                 .reader
                 .next(&self.disk.fd)
-                .map_err(|errno| CaptureError::Read { offset: self.read, errno })?;
-            let n = block.len();
+                .map_err(|e| text!("reading the disk at byte {}: {e}", self.counts.written))?;
             self.sha.update(block);
-            self.read += n as u64;
-            (self.block_pos, self.block_len) = (0, n);
+            self.counts.written += block.len() as u64;
+            self.pos = 0;
         }
-        let n = self.block_len - self.block_pos;
+        let rest = self.reader.current().get(self.pos..).unwrap_or_default();
+        let unit = rest.get(..UNIT).unwrap_or(rest);
+        self.pos += unit.len();
         match &mut self.gzip {
-            None => (self.end, self.from_block, self.block_pos) = (n, n > 0, self.block_len),
-            Some(gzip) => {
-                let data = &self.reader.current()[self.block_pos..self.block_pos + n.min(STEP)];
-                self.block_pos += data.len();
-                self.zero_bytes += encode(gzip, data, &mut self.out, &mut self.end)?;
-                if n == 0 {
-                    end_member(gzip, &mut self.out, &mut self.end)?;
-                }
-            }
+            None => self.out.extend_from_slice(unit),
+            Some(gzip) if unit.is_empty() => gzip.end_member(&mut self.out),
+            Some(gzip) => gzip.encode(unit, &mut self.out),
         }
-        if n == 0 {
+        if unit.is_empty() {
             self.finished = true;
-            put(&mut self.out, &mut self.end, &self.epilogue);
+            self.out.extend_from_slice(&self.epilogue);
         }
         let now = time::monotonic();
         if now - self.last_tick >= TICK {
             self.last_tick = now;
             let progress = self.progress(false);
-            (self.hook)(&progress).map_err(CaptureError::Stopped)?;
+            (self.hook)(&progress).map_err(|why| text!("capture stopped: {why}"))?;
         }
         Ok(())
     }
@@ -360,128 +293,24 @@ impl<'h> Capture<'h> {
 
 impl Read for Capture<'_> {
     type Error = CaptureError;
+    // Fills `buf` (the upload's chunk) unless the body ends first: a unit's encoding is
+    // often small, and each pull is a send.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
-        while self.start == self.end {
-            if self.finished {
-                return Ok(0);
+        let mut n = 0;
+        while n < buf.len() && !(self.finished && self.start == self.out.len()) {
+            if self.start == self.out.len() {
+                self.produce()?;
             }
-            self.produce()?;
+            let Ok(m) = self.out.get(self.start..).unwrap_or_default().read(&mut buf[n..]);
+            self.start += m;
+            n += m;
         }
-        let pending = if self.from_block {
-            &self.reader.current()[self.start..self.end]
-        } else {
-            &self.out[self.start..self.end]
-        };
-        let n = pending.len().min(buf.len());
-        buf[..n].copy_from_slice(&pending[..n]);
-        self.start += n;
-        self.sent += n as u64;
+        self.counts.read += n as u64;
         Ok(n)
     }
 }
 
-/// Appends `bytes` at `out[*end..]`, growing `out` if needed.
-fn put(out: &mut Vec<u8>, end: &mut usize, bytes: &[u8]) {
-    if out.len() < *end + bytes.len() {
-        out.resize(*end + bytes.len(), 0);
-    }
-    out[*end..*end + bytes.len()].copy_from_slice(bytes);
-    *end += bytes.len();
-}
-
-/// A member header: no name, no time (a capture is not a file), OS "Unix".
-fn gzip_header(out: &mut Vec<u8>, end: &mut usize) {
-    let mut header = Vec::new();
-    HeaderRepr { os: 3, ..HeaderRepr::default() }.emit(&mut header);
-    put(out, end, &header);
-}
-
-/// Deflates `input` into `out[*end..]` with `flush`, until the compressor has taken it
-/// all and, for a flush, emitted everything.
-fn deflate(
-    compressor: &mut CompressorOxide,
-    mut input: &[u8],
-    flush: TDEFLFlush,
-    out: &mut Vec<u8>,
-    end: &mut usize,
-) -> Result<(), CaptureError> {
-    loop {
-        if out.len() - *end < ROOM {
-            out.resize(*end + 2 * ROOM, 0);
-        }
-        let (status, used, made) = compress(compressor, input, &mut out[*end..], flush);
-        input = &input[used..];
-        *end += made;
-        match status {
-            TDEFLStatus::Done => return Ok(()),
-            // Input all taken, and room left over: nothing is waiting inside.
-            TDEFLStatus::Okay if input.is_empty() && *end < out.len() => return Ok(()),
-            TDEFLStatus::Okay => {}
-            _ => return Err(CaptureError::Deflate),
-        }
-    }
-}
-
-/// Encodes one block (empty at the disk's end) into the gzip stream, starting a new
-/// member when this one would pass `member_max`; returns the bytes sent as zero units.
-fn encode(
-    gzip: &mut Gzip,
-    data: &[u8],
-    out: &mut Vec<u8>,
-    end: &mut usize,
-) -> Result<u64, CaptureError> {
-    if gzip.member_len > 0 && gzip.member_len + data.len() as u64 > gzip.member_max {
-        end_member(gzip, out, end)?;
-        gzip.compressor.reset();
-        (gzip.crc, gzip.member_len, gzip.at_flush_point) = (Crc32::new(), 0, true);
-        gzip.members += 1;
-        gzip_header(out, end);
-    }
-    gzip.member_len += data.len() as u64;
-    let mut zeros = 0;
-    let mut at = 0;
-    while at < data.len() {
-        let units = data[at..].chunks_exact(ZERO_UNIT).take_while(|u| is_zero(u)).count();
-        if units > 0 {
-            if !gzip.at_flush_point {
-                deflate(&mut gzip.compressor, &[], TDEFLFlush::Full, out, end)?;
-                gzip.at_flush_point = true;
-            }
-            for _ in 0..units {
-                put(out, end, &gzip.zero_unit);
-            }
-            let len = units * ZERO_UNIT;
-            gzip.crc.skip_zeros(len as u64);
-            zeros += len as u64;
-            at += len;
-            continue;
-        }
-        // Data up to the next whole zero unit (or the end).
-        let mut stop = at + ZERO_UNIT.min(data.len() - at);
-        while stop + ZERO_UNIT <= data.len() && !is_zero(&data[stop..stop + ZERO_UNIT]) {
-            stop += ZERO_UNIT;
-        }
-        if stop + ZERO_UNIT > data.len() {
-            stop = data.len();
-        }
-        gzip.crc.update(&data[at..stop]);
-        deflate(&mut gzip.compressor, &data[at..stop], TDEFLFlush::None, out, end)?;
-        gzip.at_flush_point = false;
-        at = stop;
-    }
-    Ok(zeros)
-}
-
-/// Ends the member: the final deflate block, then CRC-32 and ISIZE.
-fn end_member(gzip: &mut Gzip, out: &mut Vec<u8>, end: &mut usize) -> Result<(), CaptureError> {
-    deflate(&mut gzip.compressor, &[], TDEFLFlush::Finish, out, end)?;
-    let mut trailer = [0u8; TrailerRepr::LEN];
-    TrailerRepr { crc: gzip.crc.value(), size: gzip.member_len as u32 }.emit(&mut trailer);
-    put(out, end, &trailer);
-    Ok(())
-}
-
-/// Captures `path` to `url`: a plunder multipart POST when `options.form_name` is set,
+/// Captures `disk` to `url`: a plunder multipart POST when `options.form_name` is set,
 /// else a PUT of the bare body. The hook runs about once a second while the disk is read
 /// and once at the end, after the server accepted the upload.
 pub fn capture(
@@ -491,20 +320,23 @@ pub fn capture(
     options: &Options,
     hook: &mut dyn FnMut(&Progress) -> Result<(), String>,
 ) -> Result<Summary, CaptureError> {
-    let (content_type, preamble, epilogue, method) = match &options.form_name {
-        Some(name) => {
-            let (content_type, preamble, epilogue) = multipart(&options.file_name(name));
-            (content_type, preamble, epilogue, "POST")
-        }
-        None => (String::from("application/octet-stream"), String::new(), String::new(), "PUT"),
+    let (method, (content_type, preamble, epilogue)) = match &options.form_name {
+        Some(name) => ("POST", multipart(name, options.compressed)),
+        None => ("PUT", (String::from("application/octet-stream"), String::new(), String::new())),
     };
     let mut body = Capture::new(disk, options, preamble.as_bytes(), epilogue.as_bytes(), hook)?;
     let headers = [("Content-Type", content_type.as_str())];
-    client.upload(method, url, &headers, &mut body, None).map_err(CaptureError::Upload)?;
+    client.upload(method, url, &headers, &mut body, None).map_err(|e| text!("{e}"))?;
     let progress = body.progress(true);
     // The server has it all: a failing hook now changes nothing about the capture.
     let _ = (body.hook)(&progress);
-    Ok(body.finish())
+    Ok(Summary {
+        disk_len: body.counts.written,
+        sent_len: body.counts.read,
+        members: body.gzip.as_ref().map_or(0, |g| g.members),
+        zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
+        sha256: body.sha.finish(),
+    })
 }
 
 pub const CAPTURE_USAGE: &str =
@@ -527,26 +359,17 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
     };
     let mut client = Client::new(crate::provision::tool_dns(), http::Options::default());
     let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
-    match result {
-        Ok(s) => {
-            sayln!(
-                "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
-                s.disk_len,
-                s.sent_len,
-                s.members,
-                s.zero_bytes,
-                super::sha256::Hex(&s.sha256)
-            );
-            0
-        }
-        Err(e) => {
-            if on_tty {
-                say!("\n");
-            }
-            errln!("imprint capture: {e}");
-            1
-        }
-    }
+    let outcome = result.map(|s| {
+        text!(
+            "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
+            s.disk_len,
+            s.sent_len,
+            s.members,
+            s.zero_bytes,
+            super::sha256::Hex(&s.sha256)
+        )
+    });
+    super::finish_command("capture", on_tty, outcome)
 }
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
@@ -610,12 +433,14 @@ mod tests {
         (out, decoder.members())
     }
 
+    /// The body a capture of `data` (as a file) sends, with `<pre>` and `<post>` as the
+    /// form's framing, and its summary.
     fn capture_file(
         name: &str,
         data: &[u8],
         options: &Options,
         member_max: u64,
-    ) -> (Vec<u8>, Summary, u32) {
+    ) -> (Vec<u8>, Summary) {
         let dir =
             std::env::temp_dir().join(format!("imprint-capture-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -637,9 +462,15 @@ mod tests {
             }
             sent.extend_from_slice(&buf[..n]);
         }
-        let members = body.gzip.as_ref().map_or(0, |g| g.members);
         std::fs::remove_dir_all(&dir).unwrap();
-        (sent, body.finish(), members)
+        let summary = Summary {
+            disk_len: body.counts.written,
+            sent_len: body.counts.read,
+            members: body.gzip.as_ref().map_or(0, |g| g.members),
+            zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
+            sha256: body.sha.finish(),
+        };
+        (sent, summary)
     }
 
     #[test]
@@ -647,12 +478,12 @@ mod tests {
         let data = disk_like((9 << 20) + 1234);
         let options = Options { compressed: true, level: DEFAULT_LEVEL, form_name: None };
         // Members of 3 MiB: the stream must hold four, each with a true ISIZE.
-        let (sent, summary, members) = capture_file("gzip", &data, &options, 3 << 20);
+        let (sent, summary) = capture_file("gzip", &data, &options, 3 << 20);
         assert!(sent.starts_with(b"<pre>\x1f\x8b") && sent.ends_with(b"<post>"));
         let stream = &sent[5..sent.len() - 6];
         let (raw, decoded_members) = inflate_all(stream);
         assert!(raw == data, "the capture inflates to the disk");
-        assert_eq!((members, decoded_members), (4, 4));
+        assert_eq!((summary.members, decoded_members), (4, 4));
         assert_eq!(summary.disk_len, data.len() as u64);
         assert_eq!(summary.sent_len, sent.len() as u64);
         assert!(
@@ -670,14 +501,21 @@ mod tests {
     fn an_all_zero_disk_is_tiny_and_a_raw_capture_is_the_disk() {
         let zeros = std::vec![0u8; 4 << 20];
         let options = Options { compressed: true, level: 6, form_name: None };
-        let (sent, summary, _) = capture_file("zeros", &zeros, &options, MEMBER_MAX);
+        let (sent, summary) = capture_file("zeros", &zeros, &options, u32::MAX.into());
         assert_eq!(summary.zero_bytes, 4 << 20);
         assert!(sent.len() < 8 << 10, "{} bytes for 4 MiB of zeros", sent.len());
         assert!(inflate_all(&sent[5..sent.len() - 6]).0 == zeros);
 
+        for level in [0, 10] {
+            let data = disk_like(1 << 20);
+            let options = Options { compressed: true, level, form_name: None };
+            let (sent, _) = capture_file("levels", &data, &options, u32::MAX.into());
+            assert!(inflate_all(&sent[5..sent.len() - 6]).0 == data, "level {level}");
+        }
+
         let data = disk_like(3 << 20);
         let raw = Options { compressed: false, ..options };
-        let (sent, summary, _) = capture_file("raw", &data, &raw, MEMBER_MAX);
+        let (sent, summary) = capture_file("raw", &data, &raw, 0);
         assert!(
             sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"),
             "the form's framing around the disk"
@@ -688,21 +526,15 @@ mod tests {
 
     #[test]
     fn the_form_names_the_file_as_plunder_expects() {
-        let options = Options {
-            compressed: true,
-            level: 1,
-            form_name: Some("aa:bb:cc:dd:ee:ff".to_string()),
-        };
-        assert_eq!(options.file_name("aa:bb:cc:dd:ee:ff"), "aa:bb:cc:dd:ee:ff.zmg");
-        assert_eq!(Options { compressed: false, ..options }.file_name("x"), "x.img");
-        let (content_type, preamble, epilogue) = multipart("m.zmg");
+        let (content_type, preamble, epilogue) = multipart("aa:bb:cc:dd:ee:ff", true);
         let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
         assert!(preamble.starts_with(&format!("--{boundary}\r\n")));
         assert!(
-            preamble.contains("name=\"BootyImage\"; filename=\"m.zmg\"")
+            preamble.contains("name=\"BootyImage\"; filename=\"aa:bb:cc:dd:ee:ff.zmg\"")
                 && preamble.ends_with("\r\n\r\n")
         );
         assert_eq!(epilogue, format!("\r\n--{boundary}--\r\n"));
+        assert!(multipart("x", false).1.contains("filename=\"x.img\""));
     }
 
     #[test]
@@ -726,13 +558,10 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_one_line() {
-        let e = CaptureError::Read { offset: 4096, errno: Errno(libc::EIO) };
-        assert!(e.to_string().starts_with("reading the disk at byte 4096: "));
-        assert!(!CaptureError::Busy { path: "/dev/sda".into() }.to_string().contains('\n'));
-        assert!(matches!(
-            open("/nonexistent/disk"),
-            Err(CaptureError::Open { errno: Errno::ENOENT, .. })
-        ));
+    fn open_errors_say_what_and_where() {
+        let err = open("/nonexistent/disk").err().unwrap();
+        assert!(err.starts_with("opening /nonexistent/disk for capture: No such file"), "{err}");
+        let err = open("/dev/null").err().unwrap();
+        assert_eq!(err, "/dev/null is neither a block device nor a regular file");
     }
 }

@@ -20,12 +20,11 @@ type Tables = [[u32; 256]; 8];
 fn build_tables() -> Box<Tables> {
     let mut t = Box::new([[0u32; 256]; 8]);
     for i in 0..256 {
-        t[0][i] = byte_step(i as u32);
-    }
-    for s in 1..8 {
-        for i in 0..256 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+        // Table s: byte i followed by s zero bytes.
+        let mut c = byte_step(i as u32);
+        for table in t.iter_mut() {
+            table[i] = c;
+            c = (c >> 8) ^ byte_step(c & 0xff);
         }
     }
     t
@@ -39,53 +38,14 @@ fn byte_step(mut c: u32) -> u32 {
     c
 }
 
-/// Bit at a time: for the few bytes that are not worth a table.
-fn fold_bits(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc = byte_step(crc ^ b as u32);
-    }
-    crc
-}
-
-/// x^(2^k) modulo the polynomial, k = 0..32 (reflected), for the zero-run shortcut.
-const X2N: [u32; 32] = build_x2n();
-
-const fn build_x2n() -> [u32; 32] {
-    let mut t = [0u32; 32];
-    let mut p = 1u32 << 30; // x^1
-    let mut k = 0;
-    while k < 32 {
-        t[k] = p;
-        p = mul_mod_p(p, p);
-        k += 1;
-    }
-    t
-}
-
 /// a * b modulo the polynomial, in the reflected bit order.
-const fn mul_mod_p(a: u32, mut b: u32) -> u32 {
-    let mut m = 1u32 << 31;
+fn mul_mod_p(a: u32, mut b: u32) -> u32 {
     let mut p = 0u32;
-    while m != 0 {
-        if a & m != 0 {
+    for bit in (0..32).rev() {
+        if a & 1 << bit != 0 {
             p ^= b;
         }
-        m >>= 1;
         b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
-    }
-    p
-}
-
-/// x^(8n) modulo the polynomial: the effect of n zero bytes on the register.
-fn zeros_operator(mut n: u64) -> u32 {
-    let mut p = 1u32 << 31; // x^0
-    let mut k = 3; // 8n = n << 3
-    while n != 0 {
-        if n & 1 != 0 {
-            p = mul_mod_p(X2N[k & 31], p);
-        }
-        n >>= 1;
-        k += 1;
     }
     p
 }
@@ -94,7 +54,6 @@ fn zeros_operator(mut n: u64) -> u32 {
 const ZERO_PIECE: usize = 4096;
 
 /// A running CRC-32.
-#[derive(Debug, Default)]
 pub struct Crc32 {
     /// The register, kept inverted as the algorithm runs (the value is its complement).
     state: u32,
@@ -117,37 +76,36 @@ impl Crc32 {
 
     pub fn update(&mut self, data: &[u8]) {
         // Carry-less folding is about as fast as looking for zeros: just fold.
-        let wide = if data.len() >= 64 { data.len() / 16 * 16 } else { 0 };
-        match cpu::crc32_pclmul(self.state, &data[..wide]) {
-            Some(state) => self.state = fold_bits(state, &data[wide..]),
-            None if data.len() < 64 => self.state = fold_bits(self.state, data),
+        let (wide, tail) = data.split_at(if data.len() >= 64 { data.len() & !15 } else { 0 });
+        match cpu::crc32_pclmul(self.state, wide) {
+            Some(state) => self.state = tail.iter().fold(state, |c, &b| byte_step(c ^ b as u32)),
+            None if data.len() < 64 => {
+                self.state = data.iter().fold(self.state, |c, &b| byte_step(c ^ b as u32))
+            }
             None => self.update_portable(data),
         }
     }
 
     /// Table folding, with zero pieces skipped.
     fn update_portable(&mut self, data: &[u8]) {
-        let mut pieces = data.chunks_exact(ZERO_PIECE);
-        let mut zeros = 0u64;
-        for piece in &mut pieces {
-            if is_zero(piece) {
-                zeros += ZERO_PIECE as u64;
-                continue;
+        for piece in data.chunks(ZERO_PIECE) {
+            if piece.len() == ZERO_PIECE && is_zero(piece) {
+                self.skip_zeros(ZERO_PIECE as u64);
+            } else {
+                self.state = fold(self.tables.get_or_insert_with(build_tables), self.state, piece);
             }
-            self.skip_zeros(zeros);
-            zeros = 0;
-            let tables = self.tables.get_or_insert_with(build_tables);
-            self.state = fold(tables, self.state, piece);
         }
-        self.skip_zeros(zeros);
-        let tables = self.tables.get_or_insert_with(build_tables);
-        self.state = fold(tables, self.state, pieces.remainder());
     }
 
-    /// Advances over `n` zero bytes.
-    pub fn skip_zeros(&mut self, n: u64) {
-        if n != 0 {
-            self.state = mul_mod_p(zeros_operator(n), self.state);
+    /// Advances over `n` zero bytes: multiplies the register by x^(8n), squaring x^8 up.
+    pub fn skip_zeros(&mut self, mut n: u64) {
+        let mut power = 1 << 23; // x^8, reflected
+        while n != 0 {
+            if n & 1 != 0 {
+                self.state = mul_mod_p(power, self.state);
+            }
+            power = mul_mod_p(power, power);
+            n >>= 1;
         }
     }
 }
@@ -160,8 +118,8 @@ pub fn checksum(data: &[u8]) -> u32 {
 }
 
 fn fold(t: &Tables, mut crc: u32, data: &[u8]) -> u32 {
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
+    let (words, rest) = data.as_chunks::<8>();
+    for w in words {
         let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
         let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
         crc = t[7][(lo & 0xff) as usize]
@@ -173,10 +131,7 @@ fn fold(t: &Tables, mut crc: u32, data: &[u8]) -> u32 {
             ^ t[1][((hi >> 16) & 0xff) as usize]
             ^ t[0][(hi >> 24) as usize];
     }
-    for &b in words.remainder() {
-        crc = t[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    crc
+    rest.iter().fold(crc, |c, &b| t[0][((c ^ b as u32) & 0xff) as usize] ^ (c >> 8))
 }
 
 #[cfg(test)]
@@ -228,7 +183,7 @@ mod tests {
 
     #[test]
     fn carry_less_folding_agrees_with_the_tables() {
-        if !cpu::has_pclmul() {
+        if !cpu::has(cpu::PCLMUL) {
             return; // nothing to compare on this CPU; the tables are tested above
         }
         let data: std::vec::Vec<u8> =

@@ -34,40 +34,35 @@ impl fmt::Display for Format {
 /// Whether `data` is all zero bytes: eight words at a time, ORed together, so a data
 /// block is settled by its first 64 bytes and a zero block costs one pass of plain loads.
 pub fn is_zero(data: &[u8]) -> bool {
-    let mut lines = data.chunks_exact(64);
-    for line in &mut lines {
-        let mut acc = 0u64;
-        for word in line.chunks_exact(8) {
-            acc |= u64::from_ne_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    lines.remainder().iter().all(|&b| b == 0)
+    let (lines, rest) = data.as_chunks::<64>();
+    let zero = |line: &[u8; 64]| {
+        line.as_chunks::<8>().0.iter().fold(0, |a, w| a | u64::from_ne_bytes(*w)) == 0
+    };
+    lines.iter().all(zero) && rest.iter().all(|&b| b == 0)
 }
 
-/// A local image source in tool mode: a file or standard input ([`open_source`]); URLs go
-/// through the HTTP client's response instead.
-pub enum Source {
+/// An image source in tool mode: a file or standard input ([`open_source`]), or a URL's
+/// response.
+pub enum Source<'c> {
     File(Fd),
     Stdin,
+    Http(crate::http::Response<'c>),
 }
 
-impl Read for Source {
-    type Error = Errno;
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
-        match self {
+impl Read for Source<'_> {
+    type Error = Interrupted;
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Interrupted> {
+        let local = match self {
             Source::File(f) => f.read(buf),
             Source::Stdin => fd::read_raw(fd::STDIN, buf),
-        }
+            Source::Http(r) => return r.read(buf).map_err(Interrupted::from),
+        };
+        local.map_err(|e| text!("{e}"))
     }
 }
 
 /// Opens `spec` (a path, or `-` for standard input); returns it and its length if known.
-pub fn open_source(spec: &str) -> Result<(Source, Option<u64>), Errno> {
+pub fn open_source(spec: &str) -> Result<(Source<'static>, Option<u64>), Errno> {
     if spec == "-" {
         return Ok((Source::Stdin, None));
     }
@@ -86,6 +81,24 @@ pub fn show_progress(p: &progress::Progress, on_tty: bool) {
         (true, false) => say!("\r{p}\x1b[K"),
         (true, true) => say!("\r{p}\x1b[K\n"),
         (false, _) => sayln!("{p}"),
+    }
+}
+
+/// The end of a tool-mode command: its outcome's line on standard output, or its error on
+/// standard error (after ending the progress line on a terminal); the exit status.
+pub fn finish_command(command: &str, on_tty: bool, outcome: Result<String, String>) -> i32 {
+    match outcome {
+        Ok(line) => {
+            sayln!("{line}");
+            0
+        }
+        Err(e) => {
+            if on_tty {
+                say!("\n");
+            }
+            errln!("imprint {command}: {e}");
+            1
+        }
     }
 }
 
@@ -116,17 +129,14 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
     let size = args.value("--size")?;
     let options = write::Options {
         sparse: !args.flag("--no-sparse"),
-        sha256: match sha256 {
-            Some(hex) => Some(
-                sha256::parse_hex(hex)
-                    .ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))?,
-            ),
-            None => None,
-        },
-        image_size: match size {
-            Some(n) => Some(n.parse().map_err(|_| bad_value("--size", n, "a byte count"))?),
-            None => None,
-        },
+        sha256: sha256
+            .map(|hex| {
+                sha256::parse_hex(hex).ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))
+            })
+            .transpose()?,
+        image_size: size
+            .map(|n| n.parse().map_err(|_| bad_value("--size", n, "a byte count")))
+            .transpose()?,
         source_size: None,
     };
     // positional() returns exactly two arguments or an error.
@@ -139,37 +149,15 @@ fn bad_value(name: &str, value: &str, what: &str) -> String {
     text!("{name} {} is not {what}", crate::console::Quoted(value))
 }
 
-/// Why the stream feeding a write stopped: the one error type of every write's source and
-/// progress hook (one error type: the write path is compiled once).
-#[derive(Debug)]
-pub enum Interrupted {
-    /// An HTTP source failed (after its retries and Range resumes).
-    Source(crate::http::Error),
-    /// A local source (a file, standard input) failed.
-    Local(Errno),
-    /// The DHCP lease could not be kept (the address would go away mid-write).
-    Lease(crate::net::NetError),
-}
+/// Why the stream feeding a write stopped (its source failed, after the HTTP client's
+/// retries and Range resumes; or the DHCP lease could not be kept), as one line: the one
+/// error type of every write's source and progress hook, so the write path is compiled
+/// once.
+pub type Interrupted = String;
 
 impl From<crate::http::Error> for Interrupted {
     fn from(e: crate::http::Error) -> Interrupted {
-        Interrupted::Source(e)
-    }
-}
-
-impl From<Errno> for Interrupted {
-    fn from(e: Errno) -> Interrupted {
-        Interrupted::Local(e)
-    }
-}
-
-impl core::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Interrupted::Source(e) => e.fmt(f),
-            Interrupted::Local(e) => write!(f, "reading the image: {e}"),
-            Interrupted::Lease(e) => write!(f, "keeping the DHCP lease: {e}"),
-        }
+        text!("{e}")
     }
 }
 
@@ -181,42 +169,26 @@ fn run_write(cmd: &WriteCommand) -> i32 {
         show_progress(p, on_tty);
         Ok(())
     };
-    let result = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
+    let mut client;
+    let opened = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
         // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
-        let mut client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
-        let mut response = match client.get(cmd.source) {
-            Ok(r) => r,
-            Err(e) => {
-                errln!("imprint write: {e}");
-                return 1;
-            }
-        };
-        let options = write::Options { source_size: response.length(), ..cmd.options.clone() };
-        write::write_image(&mut response, cmd.target, &options, &mut show)
+        client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
+        client.get(cmd.source).map(|r| (r.length(), Source::Http(r))).map_err(|e| text!("{e}"))
     } else {
-        let (mut source, source_size) = match open_source(cmd.source) {
-            Ok(s) => s,
-            Err(e) => {
-                errln!("imprint write: opening {}: {e}", cmd.source);
-                return 1;
-            }
-        };
-        let options = write::Options { source_size, ..cmd.options.clone() };
-        write::write_image(&mut source, cmd.target, &options, &mut show)
+        let opened = open_source(cmd.source).map(|(source, len)| (len, source));
+        opened.map_err(|e| text!("opening {}: {e}", cmd.source))
     };
-    match result {
-        Ok(summary) => {
-            sayln!("{}: wrote {summary}", cmd.target);
-            0
-        }
+    let (source_size, mut source) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
-            if on_tty {
-                say!("\n");
-            }
             errln!("imprint write: {e}");
-            1
+            return 1;
         }
-    }
+    };
+    let options = write::Options { source_size, ..cmd.options.clone() };
+    let written = write::write_image(&mut source, cmd.target, &options, &mut show);
+    let outcome = written.map(|s| text!("{}: wrote {s}", cmd.target)).map_err(|e| text!("{e}"));
+    finish_command("write", on_tty, outcome)
 }
 
 #[cfg(test)]

@@ -25,49 +25,39 @@ pub struct Sha256 {
     total: u64,
 }
 
-impl Default for Sha256 {
-    fn default() -> Self {
-        Sha256::new()
-    }
-}
-
 impl Sha256 {
     pub fn new() -> Sha256 {
         Sha256 { state: INITIAL, block: [0; 64], filled: 0, total: 0 }
     }
 
     pub fn update(&mut self, mut data: &[u8]) {
-        self.total = self.total.wrapping_add(data.len() as u64);
+        self.total += data.len() as u64;
         if self.filled > 0 {
-            let take = (64 - self.filled).min(data.len());
-            self.block[self.filled..self.filled + take].copy_from_slice(&data[..take]);
-            self.filled += take;
-            data = &data[take..];
+            let (head, rest) = data.split_at((64 - self.filled).min(data.len()));
+            self.block[self.filled..][..head.len()].copy_from_slice(head);
+            self.filled += head.len();
             if self.filled < 64 {
                 return;
             }
-            let block = self.block;
-            compress_blocks(&mut self.state, &block);
-            self.filled = 0;
+            compress_blocks(&mut self.state, &self.block);
+            (self.filled, data) = (0, rest);
         }
-        let whole = data.len() / 64 * 64;
-        compress_blocks(&mut self.state, &data[..whole]);
-        let rest = &data[whole..];
+        let (blocks, rest) = data.as_chunks::<64>();
+        compress_blocks(&mut self.state, blocks.as_flattened());
         self.block[..rest.len()].copy_from_slice(rest);
         self.filled = rest.len();
     }
 
     pub fn finish(mut self) -> [u8; 32] {
-        let bits = self.total.wrapping_mul(8);
+        // Pad to 56 mod 64, then the length in bits, big-endian.
+        let pad_len = (119 - self.filled) % 64 + 1;
         let mut pad = [0u8; 72];
         pad[0] = 0x80;
-        // Pad to 56 mod 64, then the length in bits, big-endian.
-        let pad_len = if self.filled < 56 { 56 - self.filled } else { 120 - self.filled };
-        pad[pad_len..pad_len + 8].copy_from_slice(&bits.to_be_bytes());
+        pad[pad_len..pad_len + 8].copy_from_slice(&(self.total << 3).to_be_bytes());
         self.update(&pad[..pad_len + 8]);
         let mut out = [0u8; 32];
-        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
-            o.copy_from_slice(&s.to_be_bytes());
+        for (o, s) in out.as_chunks_mut::<4>().0.iter_mut().zip(self.state) {
+            *o = s.to_be_bytes();
         }
         out
     }
@@ -85,8 +75,8 @@ fn compress_blocks(state: &mut [u32; 8], data: &[u8]) {
 
 fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     let mut w = [0u32; 64];
-    for (i, c) in block.chunks_exact(4).enumerate() {
-        w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    for (w, word) in w.iter_mut().zip(block.as_chunks::<4>().0) {
+        *w = u32::from_be_bytes(*word);
     }
     for i in 16..64 {
         let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
@@ -99,16 +89,9 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
         let ch = (e & f) ^ (!e & g);
         let t1 = h.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
         let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-        let maj = (a & b) ^ (a & c) ^ (b & c);
-        let t2 = s0.wrapping_add(maj);
-        h = g;
-        g = f;
-        f = e;
-        e = d.wrapping_add(t1);
-        d = c;
-        c = b;
-        b = a;
-        a = t1.wrapping_add(t2);
+        let t2 = s0.wrapping_add((a & b) ^ (a & c) ^ (b & c));
+        (h, g, f, e) = (g, f, e, d.wrapping_add(t1));
+        (d, c, b, a) = (c, b, a, t1.wrapping_add(t2));
     }
     for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
         *s = s.wrapping_add(v);
@@ -117,24 +100,15 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
 
 /// A digest written as 64 lower- or upper-case hex digits; `None` if it is not one.
 pub fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    let (pairs, []) = text.as_bytes().as_chunks::<2>() else { return None };
+    let mut out = [0u8; 32];
+    if pairs.len() != out.len() {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    for (o, [hi, lo]) in out.iter_mut().zip(pairs) {
+        *o = ((*hi as char).to_digit(16)? << 4 | (*lo as char).to_digit(16)?) as u8;
     }
     Some(out)
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Displays a digest as lower-case hex.

@@ -1,99 +1,51 @@
 //! CPU features found at run time, and the code that needs them: CRC-32 folded with
 //! carry-less multiplication (PCLMULQDQ), about ten times faster than table lookups
 //! (SHA-256 with the SHA extensions is in sha.rs).
-//! Real fleets (and QEMU's TCG CPU) vary, so every caller keeps a portable path.
+//! Real fleets (and QEMU's TCG CPU) vary, so every caller keeps a portable path. x86_64
+//! only, as the init is (see memcpy.rs).
 
-#[cfg(target_arch = "x86_64")]
 use core::arch::x86_64 as arch;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-const UNKNOWN: u8 = 0;
-const ABSENT: u8 = 1;
-const PRESENT: u8 = 2;
+/// PCLMULQDQ, SSSE3 and SSE4.1.
+pub const PCLMUL: u8 = 1 << 1;
+/// The SHA extensions, SSSE3 and SSE4.1.
+pub const SHA: u8 = 1 << 2;
+/// The features found, with bit 0 set once cpuid was asked.
+static FEATURES: AtomicU8 = AtomicU8::new(0);
 
-static PCLMUL: AtomicU8 = AtomicU8::new(UNKNOWN);
-static SHA_NI: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-/// Whether the CPU has PCLMULQDQ and SSE4.1 (asked once, then remembered).
-pub fn has_pclmul() -> bool {
-    cached(&PCLMUL, detect_pclmul)
-}
-
-/// Whether the CPU has the SHA extensions, SSSE3 and SSE4.1 (asked once, then remembered).
-pub fn has_sha_ni() -> bool {
-    cached(&SHA_NI, detect_sha_ni)
-}
-
-fn cached(flag: &AtomicU8, detect: fn() -> bool) -> bool {
-    match flag.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            let found = detect();
-            flag.store(if found { PRESENT } else { ABSENT }, Ordering::Relaxed);
-            found
-        }
-        state => state == PRESENT,
+/// Whether the CPU has `feature` ([`PCLMUL`] or [`SHA`]): asked once, then remembered.
+pub fn has(feature: u8) -> bool {
+    let mut found = FEATURES.load(Ordering::Relaxed);
+    if found == 0 {
+        // CPUID leaves 0 and 1 exist on every x86_64 CPU; leaf 7 where leaf 0 says so.
+        let (max, ecx1) = (arch::__cpuid(0).eax, arch::__cpuid(1).ecx);
+        let ebx7 = if max >= 7 { arch::__cpuid_count(7, 0).ebx } else { 0 };
+        const SSSE3_SSE4_1: u32 = 1 << 9 | 1 << 19;
+        let sse = ecx1 & SSSE3_SSE4_1 == SSSE3_SSE4_1;
+        let pclmul = sse && ecx1 & 1 << 1 != 0;
+        let sha = sse && ebx7 & 1 << 29 != 0;
+        found = 1 | (pclmul as u8 * PCLMUL) | (sha as u8 * SHA);
+        FEATURES.store(found, Ordering::Relaxed);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_sha_ni() -> bool {
-    // SAFETY: CPUID exists on every x86_64 CPU; leaves 0, 1 and 7 only read feature bits
-    // (leaf 7 is asked only when leaf 0 says it exists).
-    #[allow(unused_unsafe)]
-    let (max, leaf1) = unsafe { (arch::__cpuid(0).eax, arch::__cpuid(1)) };
-    if max < 7 {
-        return false;
-    }
-    // SAFETY: as above; leaf 7 exists (max >= 7).
-    #[allow(unused_unsafe)]
-    let leaf7 = unsafe { arch::__cpuid_count(7, 0) };
-    const SSSE3: u32 = 1 << 9;
-    const SSE4_1: u32 = 1 << 19;
-    const SHA: u32 = 1 << 29;
-    leaf1.ecx & (SSSE3 | SSE4_1) == SSSE3 | SSE4_1 && leaf7.ebx & SHA != 0
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_sha_ni() -> bool {
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect_pclmul() -> bool {
-    // SAFETY: CPUID exists on every x86_64 CPU; leaf 1 is always valid and only reads
-    // feature bits.
-    #[allow(unused_unsafe)]
-    let leaf1 = unsafe { arch::__cpuid(1) };
-    const PCLMULQDQ: u32 = 1 << 1;
-    const SSE4_1: u32 = 1 << 19;
-    leaf1.ecx & (PCLMULQDQ | SSE4_1) == PCLMULQDQ | SSE4_1
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect_pclmul() -> bool {
-    false
+    found & feature != 0
 }
 
 /// Folds `data` (at least 64 bytes, a multiple of 16) into the CRC-32 register `state`
 /// (reflected polynomial 0xEDB88320, kept inverted as the table code keeps it); `None`
 /// when the CPU lacks PCLMULQDQ or the length does not fit, so the caller falls back.
 pub fn crc32_pclmul(state: u32, data: &[u8]) -> Option<u32> {
-    if data.len() < 64 || data.len() % 16 != 0 || !has_pclmul() {
+    if data.len() < 64 || data.len() % 16 != 0 || !has(PCLMUL) {
         return None;
     }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: has_pclmul() checked above that the CPU supports the instructions the
+    // SAFETY: has(PCLMUL) checked above that the CPU supports the instructions the
     // function is compiled for; the function reads `data` only within its bounds.
-    return Some(unsafe { crc32_fold(state, data) });
-    #[cfg(not(target_arch = "x86_64"))]
-    None
+    Some(unsafe { crc32_fold(state, data) })
 }
 
-/// # Safety
-/// The CPU must support PCLMULQDQ, SSE2 and SSE4.1; `data.len()` >= 64, a multiple of 16.
-#[cfg(target_arch = "x86_64")]
+/// Needs PCLMULQDQ, SSE2 and SSE4.1; folds the whole 16-byte blocks of `data`.
 #[target_feature(enable = "pclmulqdq,sse2,sse4.1")]
-unsafe fn crc32_fold(state: u32, data: &[u8]) -> u32 {
+fn crc32_fold(state: u32, data: &[u8]) -> u32 {
     // Folding constants for the reflected CRC-32 polynomial: x^(4*128+32), x^(4*128-32),
     // x^(128+32), x^(128-32) and x^64 modulo P, P itself and the Barrett constant mu, as
     // Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ" derives them
@@ -105,33 +57,25 @@ unsafe fn crc32_fold(state: u32, data: &[u8]) -> u32 {
     const K5: i64 = 0x1_63cd_6124;
     const P_X: i64 = 0x1_DB71_0641;
     const U_PRIME: i64 = 0x1_F701_1641;
-    let load = |at: usize| {
-        debug_assert!(at + 16 <= data.len());
-        // SAFETY: callers pass `at` with at + 16 <= data.len() (the loops below check),
-        // so the 16 bytes are readable; loadu has no alignment requirement.
-        unsafe { arch::_mm_loadu_si128(data.as_ptr().add(at).cast()) }
-    };
+    // SAFETY: 16 readable bytes; loadu has no alignment requirement.
+    let load = |b: &[u8; 16]| unsafe { arch::_mm_loadu_si128(b.as_ptr().cast()) };
+    let (blocks, _) = data.as_chunks::<16>();
+    let Some((first, rest)) = blocks.split_first_chunk::<4>() else { return state };
     // Four lanes of 128 bits, folded 64 bytes at a time.
-    let mut x3 = arch::_mm_xor_si128(load(0), arch::_mm_cvtsi32_si128(state as i32));
-    let mut x2 = load(16);
-    let mut x1 = load(32);
-    let mut x0 = load(48);
+    let mut lanes = first.map(|b| load(&b));
+    lanes[0] = arch::_mm_xor_si128(lanes[0], arch::_mm_cvtsi32_si128(state as i32));
     let k1k2 = arch::_mm_set_epi64x(K2, K1);
-    let mut at = 64;
-    while at + 64 <= data.len() {
-        x3 = fold_128(x3, load(at), k1k2);
-        x2 = fold_128(x2, load(at + 16), k1k2);
-        x1 = fold_128(x1, load(at + 32), k1k2);
-        x0 = fold_128(x0, load(at + 48), k1k2);
-        at += 64;
+    let (fours, singles) = rest.as_chunks::<4>();
+    for four in fours {
+        for (lane, b) in lanes.iter_mut().zip(four) {
+            *lane = fold_128(*lane, load(b), k1k2);
+        }
     }
+    // Then the lanes into one, and the blocks after the last whole four.
     let k3k4 = arch::_mm_set_epi64x(K4, K3);
-    let mut x = fold_128(x3, x2, k3k4);
-    x = fold_128(x, x1, k3k4);
-    x = fold_128(x, x0, k3k4);
-    while at + 16 <= data.len() {
-        x = fold_128(x, load(at), k3k4);
-        at += 16;
+    let [mut x, rest @ ..] = lanes;
+    for b in rest.into_iter().chain(singles.iter().map(load)) {
+        x = fold_128(x, b, k3k4);
     }
     // 128 bits down to 64, then a Barrett reduction to 32 (bit-reflected variant).
     let low32 = arch::_mm_set_epi32(0, 0, 0, !0);
@@ -151,7 +95,6 @@ unsafe fn crc32_fold(state: u32, data: &[u8]) -> u32 {
     arch::_mm_extract_epi32(arch::_mm_xor_si128(x, t2), 1) as u32
 }
 
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "pclmulqdq,sse2")]
 fn fold_128(a: arch::__m128i, b: arch::__m128i, keys: arch::__m128i) -> arch::__m128i {
     let t1 = arch::_mm_clmulepi64_si128(a, keys, 0x00);

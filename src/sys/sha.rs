@@ -3,55 +3,44 @@
 //! capture's CPU time. CPUs without them (QEMU's TCG CPU, older machines) use the
 //! portable path.
 
-use super::cpu::has_sha_ni;
-#[cfg(target_arch = "x86_64")]
 use core::arch::x86_64 as arch;
 
 /// Compresses the whole 64-byte blocks of `data` into `state` with round constants `k`;
 /// `false` (nothing done) when the CPU lacks the SHA extensions, so the caller falls back.
 pub fn sha256_blocks(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) -> bool {
-    if !has_sha_ni() {
+    if !super::cpu::has(super::cpu::SHA) {
         return false;
     }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: has_sha_ni() checked above that the CPU supports every instruction the
+    // SAFETY: has(SHA) checked above that the CPU supports every instruction the
     // function is compiled for; it reads `data` and `k` only within their bounds.
-    unsafe {
-        compress_ni(state, k, data)
-    };
-    cfg!(target_arch = "x86_64")
+    unsafe { compress_ni(state, k, data) };
+    true
 }
 
 /// The rounds as Intel's SHA extensions paper lays them out (state kept as ABEF/CDGH).
 ///
 /// # Safety
 /// The CPU must support SHA, SSE2, SSSE3 and SSE4.1.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
-    let load = |words: &[u32]| {
-        let words = &words[..4];
-        // SAFETY: `words` is 4 readable u32s, 16 bytes; loadu has no alignment requirement.
-        unsafe { arch::_mm_loadu_si128(words.as_ptr().cast()) }
-    };
-    let load_bytes = |bytes: &[u8]| {
-        let bytes = &bytes[..16];
-        // SAFETY: `bytes` is 16 readable bytes; loadu has no alignment requirement.
-        unsafe { arch::_mm_loadu_si128(bytes.as_ptr().cast()) }
-    };
+    // SAFETY: both read 16 readable bytes; loadu has no alignment requirement.
+    let load = |bytes: &[u8; 16]| unsafe { arch::_mm_loadu_si128(bytes.as_ptr().cast()) };
+    let load_words = |words: &[u32; 4]| unsafe { arch::_mm_loadu_si128(words.as_ptr().cast()) };
     // Big-endian words: reverse the bytes of each 32-bit lane.
     let mask = arch::_mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
-    let dcba = load(&state[..]);
-    let efgh = load(&state[4..]);
+    let dcba =
+        arch::_mm_set_epi32(state[3] as i32, state[2] as i32, state[1] as i32, state[0] as i32);
+    let hgfe =
+        arch::_mm_set_epi32(state[7] as i32, state[6] as i32, state[5] as i32, state[4] as i32);
     let cdab = arch::_mm_shuffle_epi32(dcba, 0xb1);
-    let efgh = arch::_mm_shuffle_epi32(efgh, 0x1b);
+    let efgh = arch::_mm_shuffle_epi32(hgfe, 0x1b);
     let mut abef = arch::_mm_alignr_epi8(cdab, efgh, 8);
     let mut cdgh = arch::_mm_blend_epi16(efgh, cdab, 0xf0);
-    for block in data.chunks_exact(64) {
+    for block in data.as_chunks::<64>().0 {
         let (abef_saved, cdgh_saved) = (abef, cdgh);
-        let mut w =
-            [0, 16, 32, 48].map(|at| arch::_mm_shuffle_epi8(load_bytes(&block[at..]), mask));
-        for group in 0..16 {
+        let (quarters, _) = block.as_chunks::<16>();
+        let mut w = [0, 1, 2, 3].map(|i| arch::_mm_shuffle_epi8(load(&quarters[i]), mask));
+        for (group, k) in k.as_chunks::<4>().0.iter().enumerate() {
             let words = if group < 4 {
                 w[group]
             } else {
@@ -68,7 +57,7 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
                 w[group % 4] = next;
                 next
             };
-            let t = arch::_mm_add_epi32(words, load(&k[group * 4..]));
+            let t = arch::_mm_add_epi32(words, load_words(k));
             cdgh = arch::_mm_sha256rnds2_epu32(cdgh, abef, t);
             abef = arch::_mm_sha256rnds2_epu32(abef, cdgh, arch::_mm_shuffle_epi32(t, 0x0e));
         }
