@@ -128,7 +128,7 @@ def audit_dependencies(build):
     for extra in sorted(declared - DIRECT_DEPS):
         fail(f"Cargo.toml [dependencies] has '{extra}': the init may depend only on {', '.join(sorted(DIRECT_DEPS))}")
     for missing in sorted(DIRECT_DEPS - declared):
-        print(f"  note: {missing} is not a dependency (yet)")
+        print(f"  note: {missing} is permitted but not a dependency")
     if not build:
         print("  (--no-build: dependency tree not resolved)")
         return
