@@ -52,11 +52,10 @@ printf '  ratio     %.2fx curl (budget >= 0.90x)\n' "$ratio"
 # The client's bytes: build/init against the same build of the base commit.
 if git cat-file -e "$base^{commit}" 2>/dev/null; then
 	git archive "$base" | tar -x -C "$dir" --one-top-level=base
-	# The same flags as the Makefile's, remaps included, so only the code differs.
-	flags="$(tr '\n' ' ' < linker/rustflags) --remap-path-prefix=$dir/base=imprint"
-	flags+=" --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=cargo"
-	(cd "$dir/base" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir/base-target" \
-		cargo build -q --release --locked --target x86_64-unknown-linux-musl)
+	# The base's own link flags, built by this checkout's script (older commits had none).
+	[ -e "$dir/base/linker/cargo-build.sh" ] || cp linker/cargo-build.sh "$dir/base/linker/"
+	(cd "$dir/base" && CARGO_TARGET_DIR="$dir/base-target" \
+		linker/cargo-build.sh -q --target x86_64-unknown-linux-musl)
 	before=$(stat -c %s "$dir/base-target/x86_64-unknown-linux-musl/release/imprint")
 	after=$(stat -c %s "$init")
 	printf 'build/init: %d bytes; %d at %s: +%d bytes\n' "$after" "$before" "$base" $((after - before))
