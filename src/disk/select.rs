@@ -10,7 +10,7 @@ use crate::plan::DiskHints;
 use crate::sys::fs;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 /// What sysfs tells about one whole disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +18,6 @@ pub struct Disk {
     /// Kernel name (`sda`, `nvme0n1`, `vda`); the device is `/dev/<name>`.
     pub name: String,
     pub size: u64,
-    pub logical_block_size: u32,
     pub removable: bool,
     pub rotational: bool,
     pub model: String,
@@ -87,7 +86,6 @@ pub fn scan(sysfs: &str) -> Result<Vec<Disk>, String> {
 fn read_disk(block: &str, name: String) -> Disk {
     let dir = text!("{block}/{name}");
     let attr = |rel: &str| read_attr(&text!("{dir}/{rel}"), 0);
-    let number = |rel: &str| attr(rel).parse::<u64>().ok();
     let first = |a: String, b: String| if a.is_empty() { b } else { a };
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
@@ -109,8 +107,7 @@ fn read_disk(block: &str, name: String) -> Disk {
     };
     Disk {
         transport,
-        size: number("size").unwrap_or(0) * 512, // always in 512-byte sectors
-        logical_block_size: number("queue/logical_block_size").unwrap_or(512) as u32,
+        size: attr("size").parse::<u64>().unwrap_or(0) * 512, // always in 512-byte sectors
         removable: attr("removable") == "1",
         rotational: attr("queue/rotational") == "1",
         model: attr("device/model"),
@@ -155,7 +152,7 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         None => disks.iter().filter(|d| hints.removable == Some(true) || !d.removable).collect(),
     };
     let found: Vec<&Disk> = found.into_iter().filter(|d| matches(d, hints)).collect();
-    let (list, mut out) = match found.as_slice() {
+    let (list, why) = match found.as_slice() {
         [disk] => return Ok((*disk).clone()),
         [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
         _ => (
@@ -163,13 +160,8 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
             text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
         ),
     };
-    for (i, d) in list.iter().enumerate() {
-        let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
-    }
-    if list.is_empty() {
-        out.push_str("none");
-    }
-    Err(out)
+    let list: Vec<String> = list.iter().map(|d| text!("{d}")).collect();
+    Err(why + if list.is_empty() { "none" } else { "" } + &list.join("; "))
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
@@ -196,30 +188,23 @@ fn wwn(s: &str) -> String {
 
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB").
 fn describe(h: &DiskHints) -> String {
-    let mut out = String::new();
-    let texts = [
-        ("serial", &h.serial),
-        ("wwn", &h.wwn),
-        ("model", &h.model),
-        ("vendor", &h.vendor),
-        ("transport", &h.transport),
+    let quoted = |v: &Option<String>| v.as_ref().map(|v| text!("{}", Quoted(v)));
+    let size = |n: Option<u64>| n.map(|n| text!("{}", Size(n)));
+    let flag = |b: Option<bool>| b.map(|b| String::from(if b { "true" } else { "false" }));
+    let fields = [
+        ("serial", quoted(&h.serial)),
+        ("wwn", quoted(&h.wwn)),
+        ("model", quoted(&h.model)),
+        ("vendor", quoted(&h.vendor)),
+        ("transport", quoted(&h.transport)),
+        ("minSize", size(h.min_size)),
+        ("maxSize", size(h.max_size)),
+        ("rotational", flag(h.rotational)),
+        ("removable", flag(h.removable)),
     ];
-    for (key, value) in texts {
-        if let Some(v) = value {
-            let _ = write!(out, " {key}={}", Quoted(v));
-        }
-    }
-    for (key, value) in [("minSize", h.min_size), ("maxSize", h.max_size)] {
-        if let Some(n) = value {
-            let _ = write!(out, " {key}={}", Size(n));
-        }
-    }
-    for (key, value) in [("rotational", h.rotational), ("removable", h.removable)] {
-        if let Some(b) = value {
-            let _ = write!(out, " {key}={b}");
-        }
-    }
-    String::from(out.trim_start())
+    let words: Vec<String> =
+        fields.iter().filter_map(|(k, v)| Some(text!("{k}={}", v.as_ref()?))).collect();
+    words.join(" ")
 }
 
 #[cfg(test)]
@@ -333,7 +318,7 @@ mod tests {
         assert_eq!(sda.vendor, "ATA");
         assert_eq!(sda.wwid, "naa.5000c500a1b2c3d4");
         let nvme = &disks[0];
-        assert_eq!((nvme.transport, nvme.logical_block_size), ("nvme", 4096));
+        assert_eq!(nvme.transport, "nvme");
         assert_eq!(nvme.serial, "S5GYNX0R123456A");
         assert_eq!(nvme.model, "Samsung SSD 980 PRO 500GB");
         assert_eq!((disks[2].transport, disks[2].removable), ("usb", true));
