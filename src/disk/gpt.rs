@@ -143,14 +143,14 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
     // Backup first, primary last: until the primary is rewritten the old table stands.
     let mut sector = vec![0u8; block as usize];
-    for (header, at, entries_at) in
-        [(backup, disk_lbas - 1, backup_entries), (primary, 1, entries_lba)]
-    {
-        sector[..HEADER_SIZE].copy_from_slice(&header);
-        block::pwrite_all(fd, &entries, entries_at * block)
-            .map_err(io("writing the GPT entries"))?;
-        block::pwrite_all(fd, &sector, at * block).map_err(io("writing the GPT header"))?;
-    }
+    sector[..HEADER_SIZE].copy_from_slice(&backup);
+    block::pwrite_all(fd, &entries, backup_entries * block)
+        .map_err(io("writing the backup GPT entries"))?;
+    block::pwrite_all(fd, &sector, (disk_lbas - 1) * block)
+        .map_err(io("writing the backup GPT header"))?;
+    sector[..HEADER_SIZE].copy_from_slice(&primary);
+    block::pwrite_all(fd, &entries, entries_lba * block).map_err(io("writing the GPT entries"))?;
+    block::pwrite_all(fd, &sector, block).map_err(io("writing the GPT header"))?;
     block::fsync(fd).map_err(io("flushing the GPT"))?;
     Ok(true)
 }
