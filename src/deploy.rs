@@ -92,13 +92,13 @@ fn finish_root(
     if plan.hostname.is_some() || network.is_some() || !plan.files.is_empty() {
         sayln!("imprint: writing files into the deployed system on {device}");
     }
-    if let Some(name) = &plan.hostname {
-        write_file("/etc/hostname", text!("{name}\n").as_bytes(), 0o644)?;
-    }
-    if let Some((path, netplan, mode)) = network {
-        write_file(path, network_config(plan, mac, netplan).as_bytes(), mode)?;
-    }
-    plan.files.iter().try_for_each(|f| write_file(&f.path, &f.content, f.mode))
+    let hostname = plan.hostname.as_ref().map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
+    let network =
+        network.map(|(path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
+    let ours =
+        hostname.iter().chain(&network).map(|(path, text, mode)| (*path, text.as_bytes(), *mode));
+    let theirs = plan.files.iter().map(|f| (f.path.as_str(), &f.content[..], f.mode));
+    ours.chain(theirs).try_for_each(|(path, content, mode)| write_file(path, content, mode))
 }
 
 /// Checks the plan's `address`, `gateway` and `nameserver` (a static network for the

@@ -10,7 +10,7 @@ use crate::plan::DiskHints;
 use crate::sys::fs;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// What sysfs tells about one whole disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +160,11 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
             text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
         ),
     };
-    let list: Vec<String> = list.iter().map(|d| text!("{d}")).collect();
-    Err(why + if list.is_empty() { "none" } else { "" } + &list.join("; "))
+    let mut out = why;
+    for (i, d) in list.iter().enumerate() {
+        let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
+    }
+    Err(if list.is_empty() { out + "none" } else { out })
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
@@ -188,23 +191,30 @@ fn wwn(s: &str) -> String {
 
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB").
 fn describe(h: &DiskHints) -> String {
-    let quoted = |v: &Option<String>| v.as_ref().map(|v| text!("{}", Quoted(v)));
-    let size = |n: Option<u64>| n.map(|n| text!("{}", Size(n)));
-    let flag = |b: Option<bool>| b.map(|b| String::from(if b { "true" } else { "false" }));
-    let fields = [
-        ("serial", quoted(&h.serial)),
-        ("wwn", quoted(&h.wwn)),
-        ("model", quoted(&h.model)),
-        ("vendor", quoted(&h.vendor)),
-        ("transport", quoted(&h.transport)),
-        ("minSize", size(h.min_size)),
-        ("maxSize", size(h.max_size)),
-        ("rotational", flag(h.rotational)),
-        ("removable", flag(h.removable)),
+    let mut out = String::new();
+    let texts = [
+        ("serial", &h.serial),
+        ("wwn", &h.wwn),
+        ("model", &h.model),
+        ("vendor", &h.vendor),
+        ("transport", &h.transport),
     ];
-    let words: Vec<String> =
-        fields.iter().filter_map(|(k, v)| Some(text!("{k}={}", v.as_ref()?))).collect();
-    words.join(" ")
+    for (key, value) in texts {
+        if let Some(v) = value {
+            let _ = write!(out, " {key}={}", Quoted(v));
+        }
+    }
+    for (key, value) in [("minSize", h.min_size), ("maxSize", h.max_size)] {
+        if let Some(n) = value {
+            let _ = write!(out, " {key}={}", Size(n));
+        }
+    }
+    for (key, value) in [("rotational", h.rotational), ("removable", h.removable)] {
+        if let Some(b) = value {
+            let _ = write!(out, " {key}={b}");
+        }
+    }
+    String::from(out.trim_start())
 }
 
 #[cfg(test)]
