@@ -22,7 +22,7 @@ QEMU_MEMORY   ?= 64M
 # linker/cargo-build.sh builds the init with its link arguments (linker/rustflags) and the
 # remaps that keep this machine's paths out of the binary, so any clone builds the same bytes.
 CARGO_INIT = linker/cargo-build.sh --target $(TARGET)
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld \
+SOURCES := $(shell find src -name '*.rs' -o -name '*.txt') Cargo.toml Cargo.lock linker/rustflags linker/discard-eh-frame.ld \
 	linker/cargo-build.sh
 
 .PHONY: all demo init initramfs kernel kernel-check qemu size audit test test-unit test-e2e test-fuzz fuzz bench bench-dhcp bench-http bench-write bench-capture setup setup-net help clean

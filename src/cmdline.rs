@@ -89,18 +89,14 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
         if !(key.starts_with(b"imprint.") || key == b"BOOTYURL" || key == b"ip") {
             continue;
         }
-        let lossy = String::from_utf8_lossy;
+        let (lossy, raw) = (String::from_utf8_lossy, value.unwrap_or_default());
         let mut bad = |expected: &str| {
-            let shown = lossy(value.unwrap_or_default());
-            let error = text!(
-                "kernel command line: {}={}: expected {expected}",
-                lossy(key),
-                Quoted(&shown)
-            );
-            errors.push(error);
+            let (key, value) = (lossy(key), lossy(raw));
+            errors
+                .push(text!("kernel command line: {key}={}: expected {expected}", Quoted(&value)));
         };
         // A value we keep must be text; a key given without `=` is treated as empty.
-        let Ok(text) = core::str::from_utf8(value.unwrap_or_default()) else {
+        let Ok(text) = core::str::from_utf8(raw) else {
             bad("UTF-8 text");
             continue;
         };

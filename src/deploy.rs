@@ -6,7 +6,7 @@
 
 use crate::disk::{gpt, select::Disk};
 use crate::error::Error;
-use crate::plan::{FileSpec, Plan};
+use crate::plan::Plan;
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{block, fs, Errno};
 use alloc::string::String;
@@ -75,32 +75,30 @@ fn finish_root(
             sayln!("imprint: note: partition {n} is not an ext4 root; its contents are not grown (LVM and xfs are not supported yet)");
         }
     }
-    let file = |path: &str, content: String, mode| FileSpec {
-        path: String::from(path),
-        content: content.into_bytes(),
-        mode,
-    };
-    let hostname =
-        plan.hostname.as_ref().map(|name| file("/etc/hostname", text!("{name}\n"), 0o644));
     // netplan wants its files private; networkd reads its own as an unprivileged user.
-    let network = if plan.address.is_none() {
-        None
-    } else if fs::exists("/run/imprint/root/etc/netplan") {
-        Some(file("/etc/netplan/60-imprint.yaml", network_config(plan, mac, true), 0o600))
-    } else if fs::exists("/run/imprint/root/etc/systemd/network") {
-        Some(file(
-            "/etc/systemd/network/60-imprint.network",
-            network_config(plan, mac, false),
-            0o644,
-        ))
-    } else {
-        sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
-        None
+    let network = match plan.address {
+        None => None,
+        _ if fs::exists("/run/imprint/root/etc/netplan") => {
+            Some(("/etc/netplan/60-imprint.yaml", true, 0o600))
+        }
+        _ if fs::exists("/run/imprint/root/etc/systemd/network") => {
+            Some(("/etc/systemd/network/60-imprint.network", false, 0o644))
+        }
+        _ => {
+            sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
+            None
+        }
     };
-    if hostname.is_some() || network.is_some() || !plan.files.is_empty() {
+    if plan.hostname.is_some() || network.is_some() || !plan.files.is_empty() {
         sayln!("imprint: writing files into the deployed system on {device}");
     }
-    hostname.iter().chain(network.iter()).chain(&plan.files).try_for_each(write_file)
+    let hostname = plan.hostname.as_ref().map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
+    let network =
+        network.map(|(path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
+    let ours =
+        hostname.iter().chain(&network).map(|(path, text, mode)| (*path, text.as_bytes(), *mode));
+    let theirs = plan.files.iter().map(|f| (f.path.as_str(), &f.content[..], f.mode));
+    ours.chain(theirs).try_for_each(|(path, content, mode)| write_file(path, content, mode))
 }
 
 /// Checks the plan's `address`, `gateway` and `nameserver` (a static network for the
@@ -127,26 +125,24 @@ pub fn check_network(plan: &Plan) -> Result<(), Error> {
 /// or, with `netplan` false, a systemd-networkd unit.
 pub fn network_config(plan: &Plan, mac: [u8; 6], netplan: bool) -> String {
     let mac = crate::net::link::Mac(mac);
-    let address = plan.address.as_deref().unwrap_or_default();
     let mut out = String::from("# Written by imprint from the provisioning plan.\n");
-    let (gateway, nameserver) = (&plan.gateway, &plan.nameserver);
-    let _ = if netplan {
-        write!(out, "network:\n  version: 2\n  ethernets:\n    imprint0:\n      match:\n        macaddress: \"{mac}\"\n      addresses: [{address}]\n")
+    // Each value's key, in the order of address, gateway, nameserver ("[": a YAML list).
+    let keys = if netplan {
+        let _ = write!(out, "network:\n  version: 2\n  ethernets:\n    imprint0:\n      match:\n        macaddress: \"{mac}\"\n");
+        [
+            "      addresses: [",
+            "      routes:\n        - to: default\n          via: ",
+            "      nameservers:\n        addresses: [",
+        ]
     } else {
-        write!(out, "[Match]\nMACAddress={mac}\n\n[Network]\nAddress={address}\n")
+        let _ = write!(out, "[Match]\nMACAddress={mac}\n\n[Network]\n");
+        ["Address=", "Gateway=", "DNS="]
     };
-    let _ = match (netplan, gateway) {
-        (true, Some(gw)) => {
-            write!(out, "      routes:\n        - to: default\n          via: {gw}\n")
+    for (key, value) in keys.iter().zip([&plan.address, &plan.gateway, &plan.nameserver]) {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key}{value}{}", if key.ends_with('[') { "]" } else { "" });
         }
-        (false, Some(gw)) => writeln!(out, "Gateway={gw}"),
-        _ => Ok(()),
-    };
-    let _ = match (netplan, nameserver) {
-        (true, Some(dns)) => write!(out, "      nameservers:\n        addresses: [{dns}]\n"),
-        (false, Some(dns)) => writeln!(out, "DNS={dns}"),
-        _ => Ok(()),
-    };
+    }
     out
 }
 
@@ -204,18 +200,18 @@ pub fn partition_number(disk: &str, name: &str) -> Option<u32> {
 
 /// One file under the mount point: parent directories created, content written and
 /// flushed, the mode set exactly (the umask does not apply).
-fn write_file(spec: &FileSpec) -> Result<(), Error> {
-    let path = text!("{MOUNT_POINT}{}", spec.path);
+fn write_file(name: &str, content: &[u8], mode: u32) -> Result<(), Error> {
+    let path = text!("{MOUNT_POINT}{name}");
     for (at, _) in path.match_indices('/').skip(4) {
         let parent = path.get(..at).unwrap_or_default();
         fs::make_dir(parent, 0o755).map_err(sys("creating", parent))?;
     }
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-    let file = Fd::open(&path, flags, spec.mode).map_err(sys("creating", &spec.path))?;
-    file.write_all(&spec.content).map_err(sys("writing", &spec.path))?;
-    block::fsync(&file).map_err(sys("flushing", &spec.path))?;
-    fs::set_mode(&path, spec.mode).map_err(sys("setting the mode of", &spec.path))?;
-    sayln!("  {} ({} bytes, mode {:o})", spec.path, spec.content.len(), spec.mode);
+    let file = Fd::open(&path, flags, mode).map_err(sys("creating", name))?;
+    file.write_all(content).map_err(sys("writing", name))?;
+    block::fsync(&file).map_err(sys("flushing", name))?;
+    fs::set_mode(&path, mode).map_err(sys("setting the mode of", name))?;
+    sayln!("  {name} ({} bytes, mode {mode:o})", content.len());
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use imprint::net::{self, Summary};
 use imprint::plan::status::Phase;
 use imprint::plan::{Action, Finally, Plan};
 use imprint::provision::{self, Reporter};
-use imprint::rescue::{self, Step};
+use imprint::rescue;
 use imprint::{cmdline::Settings, init, tool};
 
 #[panic_handler]
@@ -37,12 +37,11 @@ fn start(args: &[&[u8]]) -> i32 {
 /// PID 1: the boot, as a story.
 fn boot() -> ! {
     // 1. The filesystems the kernel leaves to us, and a console to speak on.
-    rescue::enter(Step::Starting);
     init::mount_early_filesystems();
     init::attach_console();
 
     // 2. The settings, and from now on the user's policy for errors.
-    rescue::enter(Step::ReadingSettings);
+    rescue::enter("reading the settings");
     let (settings, problems) = init::read_settings();
     rescue::configure(settings.on_error, settings.on_error_delay);
     init::print_banner(&settings, &problems);
@@ -70,16 +69,16 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
     };
     // 3. The network: a lease (or static ip=) on the first link that gets one. Its MAC
     //    is this machine's identity for the server.
-    rescue::enter(Step::Network);
+    rescue::enter("bringing up the network");
     let mut network =
         net::bring_up(settings.ip.as_deref(), settings.iface.as_deref(), net::DEFAULT_TIMEOUT)?;
     imprint::sayln!("imprint: network up\n{}", Summary(&network));
 
     // 4. The plan for this machine: its own, or the server's default. From here on, the
     //    plan may change what an error does, and its statusURL hears about every phase.
-    rescue::enter(Step::Plan);
+    rescue::enter("fetching the plan");
     let (dns, mac) = (&network.config.dns, network.mac());
-    let mut client = provision::client(dns, Default::default());
+    let mut client = Client::new(dns.to_vec(), Default::default());
     let (plan_url, plan) = provision::fetch_plan(&mut client, server, mac)?;
     provision::show_plan(&plan_url, &plan);
     if let Some(policy) = plan.on_error {
@@ -103,13 +102,13 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
 
 /// 5. The disk, and what the plan does with it.
 fn act(client: &mut Client, plan: &Plan, reporter: &mut Reporter) -> Result<(), Error> {
-    rescue::enter(Step::SelectingDisk);
+    rescue::enter("selecting the disk");
     let disk = provision::choose_disk(plan)?;
     if plan.action == Action::WriteImage {
-        rescue::enter(Step::Writing);
+        rescue::enter("writing the image");
         provision::write_image(client, plan, &disk, reporter)
     } else {
-        rescue::enter(Step::Capturing);
+        rescue::enter("capturing the disk");
         provision::capture_image(client, plan, &disk, reporter)
     }
 }

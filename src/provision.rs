@@ -21,11 +21,6 @@ pub fn tool_dns() -> Vec<Ipv4Addr> {
     dns::system_servers()
 }
 
-/// An HTTP client resolving through `dns_servers`.
-pub fn client(dns_servers: &[Ipv4Addr], options: http::Options) -> Client {
-    Client::new(dns_servers.to_vec(), options)
-}
-
 /// `{base}/{name}`, with exactly one slash between them.
 pub fn join(base: &str, name: &str) -> String {
     text!("{}/{name}", base.trim_end_matches('/'))
@@ -60,10 +55,8 @@ pub fn fetch_plan(
 
 /// What the plan asks, as the console shows it.
 pub fn show_plan(url: &str, plan: &Plan) {
-    let (action, capture) = match plan.action {
-        Action::WriteImage => ("writeImage", false),
-        Action::ReadImage => ("readImage", true),
-    };
+    let capture = plan.action == Action::ReadImage;
+    let action = if capture { "readImage" } else { "writeImage" };
     sayln!("imprint: plan {url}: {action}{}", if plan.dry_run { " (dry run)" } else { "" });
     if let Some(image) = &plan.source_image {
         sayln!("  image     {image}");
@@ -123,7 +116,7 @@ impl<'a> Reporter<'a> {
             retries: 1,
         };
         Reporter {
-            client: client(dns_servers, options),
+            client: Client::new(dns_servers.to_vec(), options),
             lease,
             url: url.map(String::from),
             mac,
@@ -132,22 +125,8 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    /// A report for `phase` with nothing more to say than `message`.
-    fn report<'m>(&self, phase: Phase, message: &'m str) -> Report<'m> {
-        Report {
-            mac: self.mac,
-            phase,
-            bytes_done: 0,
-            bytes_total: None,
-            kilobytes_per_second: 0,
-            sha256: None,
-            message,
-            error: None,
-        }
-    }
-
     pub fn phase(&mut self, phase: Phase, message: &str) {
-        self.send(&self.report(phase, message));
+        self.send(Report { phase, message, ..Report::default() });
     }
 
     /// What a dry run would have done, on the console and as the last report.
@@ -159,46 +138,50 @@ impl<'a> Reporter<'a> {
 
     /// A transfer's progress hook: the progress line, the DHCP lease renewed when due, a
     /// report at most every few seconds until the last.
-    pub fn progress(&mut self, phase: Phase, p: &Progress) -> Result<(), crate::net::NetError> {
+    pub fn progress(&mut self, phase: Phase, p: &Progress) -> Result<(), String> {
         crate::image::show_progress(p, self.on_tty);
         let now = time::monotonic();
         if let Some(client) = &mut self.lease {
-            if client.tick(now)? {
+            if client.tick(now).map_err(|e| text!("keeping the DHCP lease: {e}"))? {
                 sayln!("\nimprint: lease renewed");
             }
         }
         if p.done || self.last.is_none_or(|last| now >= last + Duration::from_secs(5)) {
             self.last = Some(now);
-            let report = Report {
-                bytes_done: p.written,
-                bytes_total: p.image_size,
-                kilobytes_per_second: p.rate() / 1000,
-                ..self.report(phase, "")
-            };
-            self.send(&report);
+            let (bytes_done, bytes_total) = (p.written, p.image_size);
+            let kilobytes_per_second = p.rate() / 1000;
+            self.send(Report {
+                phase,
+                bytes_done,
+                bytes_total,
+                kilobytes_per_second,
+                ..Report::default()
+            });
         }
         Ok(())
     }
 
     /// The last report of a run that did its work: `bytes` of the disk, their sha256.
     pub fn done(&mut self, bytes: u64, sha256: Option<[u8; 32]>, message: &str) {
-        let report = Report {
+        let (phase, bytes_total) = (Phase::Done, Some(bytes));
+        self.send(Report {
+            phase,
             bytes_done: bytes,
-            bytes_total: Some(bytes),
+            bytes_total,
             sha256,
-            ..self.report(Phase::Done, message)
-        };
-        self.send(&report);
+            message,
+            ..Report::default()
+        });
     }
 
     /// The last report of a failed run.
     pub fn failure(&mut self, error: &str) {
-        self.send(&Report { error: Some(error), ..self.report(Phase::Failed, "") });
+        self.send(Report { phase: Phase::Failed, error: Some(error), ..Report::default() });
     }
 
-    fn send(&mut self, report: &Report<'_>) {
+    fn send(&mut self, report: Report<'_>) {
         let Some(url) = &self.url else { return };
-        let body = report.to_json();
+        let body = Report { mac: self.mac, ..report }.to_json();
         let headers = [("Content-Type", "application/json")];
         let len = Some(body.len() as u64);
         if let Err(e) = self.client.upload("POST", url, &headers, &mut body.as_bytes(), len) {
@@ -234,13 +217,11 @@ pub fn write_image(
         sha256: plan.sha256,
         sparse: true,
     };
-    let mut hook = |p: &Progress| {
-        reporter.progress(Phase::Writing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
-    };
+    let mut hook = |p: &Progress| reporter.progress(Phase::Writing, p);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
     // A failure from here on is about the deployed system, not the image: say so.
-    crate::rescue::enter(crate::rescue::Step::Finishing);
+    crate::rescue::enter("finishing the deployed system");
     let done = text!("wrote {} bytes of {url} onto {path}", summary.image_len);
     sayln!("imprint: {done}");
     if let Err(error) = crate::deploy::finish(disk, plan, reporter.mac) {
@@ -284,9 +265,7 @@ pub fn capture_image(
     }
     sayln!("imprint: capturing {what}");
     reporter.phase(Phase::Capturing, url);
-    let mut hook = |p: &Progress| {
-        reporter.progress(Phase::Capturing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
-    };
+    let mut hook = |p: &Progress| reporter.progress(Phase::Capturing, p);
     let summary = capture::capture(client, source, url, &options, &mut hook)?;
     let done = text!(
         "captured {} bytes of {path} to {url} ({} bytes sent); sha256 {}",

@@ -9,10 +9,8 @@
 use crate::init;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::poll::{self, PollFd};
-use crate::sys::process;
-use crate::sys::{fs, time, tty};
+use crate::sys::{fs, process, time, tty, Global};
 use core::fmt::Display;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
 use core::time::Duration;
 
 /// What to do after an error.
@@ -35,65 +33,36 @@ impl Policy {
     }
 }
 
-/// The steps of a boot, so a failure (or a panic, which carries no context) can say what
-/// imprint was doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Starting,
-    ReadingSettings,
-    Network,
-    Plan,
-    SelectingDisk,
-    Writing,
-    Capturing,
-    Finishing,
-}
-
-/// What each step is doing, in the order of [`Step`].
-const DOING: [&str; 8] = [
-    "starting up",
-    "reading the settings",
-    "bringing up the network",
-    "fetching the plan",
-    "selecting the disk",
-    "writing the image",
-    "capturing the disk",
-    "finishing the deployed system",
-];
-
 // The rescue path's state lives in statics because a panic arrives with nothing else: the
-// panic handler cannot be handed the settings. imprint is single-threaded; atomics are
-// just the safe way to have mutable statics.
-static POLICY: AtomicU8 = AtomicU8::new(Policy::Reboot as u8);
-static DELAY: AtomicU32 = AtomicU32::new(DEFAULT_DELAY);
-
+// panic handler cannot be handed the settings.
+static POLICY: Global<Policy> = Global::new(Policy::Reboot);
 /// Seconds of the countdown unless `imprint.on_error_delay=` says otherwise.
 pub const DEFAULT_DELAY: u32 = 30;
-static STEP: AtomicU8 = AtomicU8::new(0);
-static RESCUING: AtomicBool = AtomicBool::new(false);
+static DELAY: Global<u32> = Global::new(DEFAULT_DELAY);
+/// What the boot is doing, so a failure (or a panic, which carries no context) can say it.
+static DOING: Global<&str> = Global::new("starting up");
+static RESCUING: Global<bool> = Global::new(false);
 
 /// Sets the policy the rescue path follows (from the command line, later the plan), and
 /// the countdown's seconds when given.
 pub fn configure(policy: Policy, delay_secs: Option<u32>) {
-    POLICY.store(policy as u8, Relaxed);
+    POLICY.set(policy);
     if let Some(secs) = delay_secs {
-        DELAY.store(secs, Relaxed);
+        DELAY.set(secs);
     }
 }
 
-/// Records the step the boot is in.
-pub fn enter(step: Step) {
-    STEP.store(step as u8, Relaxed);
+/// Records what the boot is doing, as a failure says it: "FAILED while {doing}".
+pub fn enter(doing: &'static str) {
+    DOING.set(doing);
 }
 
 /// PID 1's answer to an error: show it, then follow the policy. Never returns.
 pub fn fail(error: &dyn Display) -> ! {
-    RESCUING.store(true, Relaxed);
-    let doing = DOING.get(STEP.load(Relaxed) as usize).unwrap_or(&"starting up");
-    say!("{}", Frame(doing, error));
-    let policy = POLICY.load(Relaxed);
-    let power_off = policy == Policy::Poweroff as u8;
-    if policy == Policy::Shell as u8 || countdown(power_off, DELAY.load(Relaxed)) {
+    RESCUING.set(true);
+    say!("{}", Frame(DOING.get(), error));
+    let power_off = POLICY.get() == Policy::Poweroff;
+    if POLICY.get() == Policy::Shell || countdown(power_off, DELAY.get()) {
         run_shell();
     }
     init::shutdown(power_off)
@@ -108,7 +77,7 @@ pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         errln!("imprint: internal error: {} ({file}:{line})", info.message());
         process::exit(70);
     }
-    if RESCUING.swap(true, Relaxed) {
+    if RESCUING.get() {
         // A panic inside the rescue path itself: do the least that can still work.
         errln!("imprint: panic in the rescue path: {}", info.message());
         init::shutdown(false);
@@ -151,14 +120,11 @@ fn countdown(power_off: bool, secs: u32) -> bool {
             let mut buf = [0u8; 64];
             let n = match poll::poll(&mut fds[..listen as usize], wait) {
                 Ok(0) => continue,
-                Ok(_) => fd::read_raw(fd::STDIN, &mut buf).unwrap_or(0),
-                Err(_) => 0,
+                ready => ready.and_then(|_| fd::read_raw(fd::STDIN, &mut buf)).unwrap_or(0),
             };
-            let line = buf.get(..n).unwrap_or_default();
-            if n == 0 {
-                // End of input or an error: stop listening, keep counting.
-                listen = false;
-            } else if line.contains(&b'\n') || line.contains(&b'\r') {
+            // End of input or an error: stop listening, keep counting.
+            listen &= n > 0;
+            if buf.iter().take(n).any(|&b| b == b'\n' || b == b'\r') {
                 sayln!("");
                 return true;
             }
@@ -204,7 +170,7 @@ fn exec_shell(console: &str) -> ! {
     let _ = process::new_session();
     if let Ok(tty) = Fd::open(console, OpenFlags::READ_WRITE, 0) {
         let _ = tty::take_controlling(&tty);
-        for target in [fd::STDIN, fd::STDOUT, fd::STDERR] {
+        for target in 0..3 {
             let _ = tty.duplicate_to(target);
         }
     }
@@ -234,7 +200,7 @@ mod tests {
 
     #[test]
     fn frame_names_the_step_and_error() {
-        let out = text!("{}", Frame(DOING[Step::Network as usize], &"no carrier on eth0"));
+        let out = text!("{}", Frame("bringing up the network", &"no carrier on eth0"));
         let lines: std::vec::Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], RULE);
         assert_eq!(lines[2], "!! imprint FAILED while bringing up the network");
@@ -249,10 +215,10 @@ mod tests {
         {
             assert_eq!(Policy::parse(name), Some(policy));
             configure(policy, Some(7));
-            assert_eq!((POLICY.load(Relaxed), DELAY.load(Relaxed)), (policy as u8, 7));
+            assert_eq!((POLICY.get(), DELAY.get()), (policy, 7));
         }
         configure(Policy::Shell, None);
-        assert_eq!((POLICY.load(Relaxed), DELAY.load(Relaxed)), (Policy::Shell as u8, 7));
+        assert_eq!((POLICY.get(), DELAY.get()), (Policy::Shell, 7));
         assert_eq!(Policy::parse("halt"), None);
         configure(Policy::Reboot, Some(30));
     }

@@ -4,41 +4,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-pub const USAGE: &str = "\
-usage: imprint <command> [arguments]
-
-imprint is the /init of a provisioning initramfs. Run as PID 1 it boots, gets an address,
-fetches this machine's plan and writes (or captures) its disk. Run as a program it offers:
-
-  --help, -h | --version, -V    this text | the version
-  write <image> <device> [--sha256 HEX] [--no-sparse] [--size N]
-      write a gzip or raw image (an http:// URL, a file, or - for standard input) onto a
-      block device or regular file: exclusive O_DIRECT, verified, first MiB last; --sha256
-      checks the raw image, --size is its length in bytes, --no-sparse writes zero blocks
-      instead of zeroing them
-  capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]
-      read a block device (or file) with O_DIRECT and upload it as it is read: gzip
-      (deflate --level 0-10, default 1) unless --raw; a plunder multipart POST (field
-      BootyImage, file NAME.zmg or NAME.img, NAME the device's base name by default) unless
-      --put sends the bare body; prints the disk's sha256. Reads only: never writes a disk
-  get <url> [-o FILE]
-      GET url (following redirects, retrying, resuming with Range); the body goes to
-      standard output or FILE
-  put <file|-> <url> [--chunked]
-      PUT a file (or standard input) to url and print the status; Content-Length unless
-      --chunked (standard input without --chunked is read into memory first)
-    get and put take --connect-timeout SECONDS (default 10), --idle-timeout SECONDS (30:
-    no byte moved for that long), --retries N (5); SECONDS may have a fraction (0.5). Host
-    names in URLs resolve through the name servers of /etc/resolv.conf (IPv4 ones).
-  dhcp [<iface>] [--release] [--timeout S] [--hold S]
-      get a DHCP lease on <iface> (a name or MAC; default: every Ethernet link at once, the
-      first lease wins), apply it (address, netmask, MTU, routes) and print it; --timeout
-      bounds the wait (default 60 s), --hold keeps and renews the lease for S seconds,
-      --release gives it back before exiting
-
-Kernel command line keys (PID 1): imprint.url= (or BOOTYURL=), ip=, imprint.iface=,
-imprint.on_error=reboot|shell|poweroff, imprint.on_error_delay=<seconds>. See README.md.
-";
+/// `imprint --help`: text, kept beside this file (src/usage.txt).
+pub const USAGE: &str = include_str!("usage.txt");
 
 /// The arguments of one tool-mode command, taken out as they are recognized, so every
 /// command parses the same way: `--name VALUE` or `--name=VALUE`, switches, then the

@@ -18,7 +18,6 @@ pub struct Disk {
     /// Kernel name (`sda`, `nvme0n1`, `vda`); the device is `/dev/<name>`.
     pub name: String,
     pub size: u64,
-    pub logical_block_size: u32,
     pub removable: bool,
     pub rotational: bool,
     pub model: String,
@@ -87,7 +86,6 @@ pub fn scan(sysfs: &str) -> Result<Vec<Disk>, String> {
 fn read_disk(block: &str, name: String) -> Disk {
     let dir = text!("{block}/{name}");
     let attr = |rel: &str| read_attr(&text!("{dir}/{rel}"), 0);
-    let number = |rel: &str| attr(rel).parse::<u64>().ok();
     let first = |a: String, b: String| if a.is_empty() { b } else { a };
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
@@ -109,8 +107,7 @@ fn read_disk(block: &str, name: String) -> Disk {
     };
     Disk {
         transport,
-        size: number("size").unwrap_or(0) * 512, // always in 512-byte sectors
-        logical_block_size: number("queue/logical_block_size").unwrap_or(512) as u32,
+        size: attr("size").parse::<u64>().unwrap_or(0) * 512, // always in 512-byte sectors
         removable: attr("removable") == "1",
         rotational: attr("queue/rotational") == "1",
         model: attr("device/model"),
@@ -155,7 +152,7 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         None => disks.iter().filter(|d| hints.removable == Some(true) || !d.removable).collect(),
     };
     let found: Vec<&Disk> = found.into_iter().filter(|d| matches(d, hints)).collect();
-    let (list, mut out) = match found.as_slice() {
+    let (list, why) = match found.as_slice() {
         [disk] => return Ok((*disk).clone()),
         [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
         _ => (
@@ -163,13 +160,11 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
             text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
         ),
     };
+    let mut out = why;
     for (i, d) in list.iter().enumerate() {
         let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
     }
-    if list.is_empty() {
-        out.push_str("none");
-    }
-    Err(out)
+    Err(if list.is_empty() { out + "none" } else { out })
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
@@ -333,7 +328,7 @@ mod tests {
         assert_eq!(sda.vendor, "ATA");
         assert_eq!(sda.wwid, "naa.5000c500a1b2c3d4");
         let nvme = &disks[0];
-        assert_eq!((nvme.transport, nvme.logical_block_size), ("nvme", 4096));
+        assert_eq!(nvme.transport, "nvme");
         assert_eq!(nvme.serial, "S5GYNX0R123456A");
         assert_eq!(nvme.model, "Samsung SSD 980 PRO 500GB");
         assert_eq!((disks[2].transport, disks[2].removable), ("usb", true));

@@ -31,7 +31,6 @@ impl core::ops::BitOr for OpenFlags {
 /// The standard descriptors, by number (they are not owned: nothing closes them).
 pub const STDIN: libc::c_int = 0;
 pub const STDOUT: libc::c_int = 1;
-pub const STDERR: libc::c_int = 2;
 
 impl Fd {
     /// Opens `path`; every descriptor is close-on-exec, so a rescue shell inherits only 0-2.

@@ -154,18 +154,6 @@ pub fn read_link(path: &str) -> Result<alloc::string::String> {
     core::str::from_utf8(&buf[..n]).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
 }
 
-/// The size in bytes of the open file or block device `fd`: its end offset, which (unlike
-/// fstat) is right for block devices too. Rewinds `fd` to its start.
-pub fn file_size(fd: &Fd) -> Result<u64> {
-    // SAFETY: lseek takes only integers; at worst it fails (ESPIPE on a pipe).
-    let end = unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_END) };
-    // SAFETY: as above.
-    if end < 0 || unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_SET) } < 0 {
-        return Err(Errno::last());
-    }
-    Ok(end as u64)
-}
-
 /// Flushes every filesystem's dirty data to its device.
 pub fn sync() {
     // SAFETY: sync takes no arguments and cannot fail.
@@ -187,7 +175,6 @@ mod tests {
         assert_eq!(read_file(p, 1000).unwrap_err(), Errno(libc::EFBIG));
         let mut buf = [0u8; 100];
         assert_eq!(read_into(p, &mut buf).unwrap(), 100);
-        assert_eq!(file_size(&Fd::open(p, OpenFlags::READ, 0).unwrap()).unwrap(), 2000);
         assert!(exists(p));
         assert!(!exists("/nonexistent/imprint"));
         let sub = dir.join("d");

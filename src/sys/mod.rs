@@ -54,6 +54,27 @@ impl fmt::Display for Errno {
     }
 }
 
+/// A value PID 1's code shares with its panic handler (the rescue path's policy and step),
+/// which is handed nothing else.
+pub struct Global<T>(core::cell::Cell<T>);
+
+// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so a Global is
+// never touched by two threads at once. (Of the host's multi-threaded unit tests, only one
+// touches the rescue path's Globals.)
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T: Copy> Global<T> {
+    pub const fn new(value: T) -> Global<T> {
+        Global(core::cell::Cell::new(value))
+    }
+    pub fn get(&self) -> T {
+        self.0.get()
+    }
+    pub fn set(&self, value: T) {
+        self.0.set(value)
+    }
+}
+
 /// Turns a C return value into a `Result`: negative means failure with errno set.
 fn check(ret: libc::c_int) -> Result<libc::c_int> {
     if ret < 0 {
