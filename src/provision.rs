@@ -154,7 +154,7 @@ impl<'a> Reporter<'a> {
     pub fn dry_run(&mut self, what: &str) {
         let what = text!("dry run: would {what}");
         sayln!("imprint: {what}");
-        self.phase(Phase::DryRun, &what);
+        self.phase("dry-run", &what);
     }
 
     /// A transfer's progress hook: the progress line, the DHCP lease renewed when due, a
@@ -186,14 +186,14 @@ impl<'a> Reporter<'a> {
             bytes_done: bytes,
             bytes_total: Some(bytes),
             sha256,
-            ..self.report(Phase::Done, message)
+            ..self.report("done", message)
         };
         self.send(&report);
     }
 
     /// The last report of a failed run.
     pub fn failure(&mut self, error: &str) {
-        self.send(&Report { error: Some(error), ..self.report(Phase::Failed, "") });
+        self.send(&Report { error: Some(error), ..self.report("failed", "") });
     }
 
     fn send(&mut self, report: &Report<'_>) {
@@ -227,7 +227,7 @@ pub fn write_image(
         reporter.dry_run(&text!("write {url} ({size}) onto {path}"));
         return Ok(());
     }
-    reporter.phase(Phase::Writing, url);
+    reporter.phase("writing", url);
     let options = write::Options {
         image_size: plan.image_size,
         source_size,
@@ -235,7 +235,7 @@ pub fn write_image(
         sparse: true,
     };
     let mut hook = |p: &Progress| {
-        reporter.progress(Phase::Writing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
+        reporter.progress("writing", p).map_err(|e| text!("keeping the DHCP lease: {e}"))
     };
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
@@ -283,9 +283,9 @@ pub fn capture_image(
         return Ok(());
     }
     sayln!("imprint: capturing {what}");
-    reporter.phase(Phase::Capturing, url);
+    reporter.phase("capturing", url);
     let mut hook = |p: &Progress| {
-        reporter.progress(Phase::Capturing, p).map_err(|e| text!("keeping the DHCP lease: {e}"))
+        reporter.progress("capturing", p).map_err(|e| text!("keeping the DHCP lease: {e}"))
     };
     let summary = capture::capture(client, source, url, &options, &mut hook)?;
     let done = text!(
