@@ -367,7 +367,7 @@ impl<'c> Response<'c> {
             status: head.status,
             conn,
             framing: head.framing,
-            chunks: ChunkedDecoder::new(),
+            chunks: ChunkedDecoder::default(),
             delivered: 0,
             total,
             validator,
@@ -456,7 +456,7 @@ impl<'c> Response<'c> {
             }
             (206, _) => {
                 (self.framing, self.conn) = (head.framing, conn);
-                self.chunks = ChunkedDecoder::new();
+                self.chunks = ChunkedDecoder::default();
                 return Ok(());
             }
             (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
