@@ -173,7 +173,10 @@ Connection: close\r\nETag: W/\"6b099fba-2bc\"\r\nContent-Encoding: gzip\r\n\r\n"
     #[test]
     fn decodes_a_chunked_body_captured_from_nginx() {
         let (head, _) = crate::http::response::Head::parse(NGINX_GZIP_HEAD).unwrap().unwrap();
-        assert_eq!(head.framing, crate::http::response::Framing::Chunked);
+        assert_eq!(
+            head.framing,
+            crate::http::response::Framing::Chunked(ChunkedDecoder::default())
+        );
         assert_eq!(
             head.validator.as_deref(),
             Some("Fri, 27 Nov 2026 15:20:26 GMT"),

@@ -118,9 +118,9 @@ pub fn put(raw: &[&[u8]]) -> i32 {
         false => client.upload("PUT", url, &[], &mut memory.as_slice(), length),
     };
     match response {
-        Ok(response) => {
+        Ok(status) => {
             // As u32: u16 would bring its own copy of the integer formatting.
-            sayln!("{}", u32::from(response.status()));
+            sayln!("{}", u32::from(status));
             0
         }
         Err(e) => failed(&e),
