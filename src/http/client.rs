@@ -133,7 +133,7 @@ impl Connection {
 }
 
 #[inline(never)]
-fn status_error(method: &str, url: &Url, head: &Head) -> Error {
+fn status_error(method: &str, url: &str, head: &Head) -> Error {
     let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
     Error { message, status: head.status, transient: retryable_status(head.status) }
 }
@@ -159,7 +159,7 @@ impl Client {
             let (head, conn) = self.exchange(&url, &[], &mut 0, None)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
                 if !(200..300).contains(&head.status) {
-                    return Err(status_error("GET", &url, &head));
+                    return Err(status_error("GET", &conn.url, &head));
                 }
                 let total = match head.framing {
                     Framing::Length(n) => Some(n),
@@ -180,11 +180,11 @@ impl Client {
                     failures,
                 });
             }
-            seen.push(conn.url);
             let Some(location) = &head.location else {
                 let what = "redirect without a Location header";
-                return Err(Error::new("", &url, &what, false));
+                return Err(Error::new("", &conn.url, &what, false));
             };
+            seen.push(conn.url);
             url =
                 url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
             let next = url.text();
@@ -236,7 +236,7 @@ impl Client {
             None => ("Transfer-Encoding", "chunked"),
         };
         let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
-        let source_error = |why: &dyn Display| Error::new("uploading to ", &url, why, false);
+        let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
         let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
         let result = loop {
@@ -272,7 +272,7 @@ impl Client {
         };
         match head.status {
             200..=299 => Ok(head.status),
-            _ => Err(status_error(method, &url, &head)),
+            _ => Err(status_error(method, &conn.url, &head)),
         }
     }
 
@@ -323,9 +323,10 @@ impl Client {
                 self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
             let backoff = 1 << (*failures).min(6);
             failed = match exchange {
-                Ok((head, _)) if retryable_status(head.status) => {
-                    Some((status_error("GET", url, &head), head.retry_after.unwrap_or(backoff)))
-                }
+                Ok((head, conn)) if retryable_status(head.status) => Some((
+                    status_error("GET", &conn.url, &head),
+                    head.retry_after.unwrap_or(backoff),
+                )),
                 Ok(done) => return Ok(done),
                 Err(e) if e.transient => Some((e, backoff)),
                 Err(e) => return Err(e),
@@ -398,7 +399,8 @@ impl Response<'_> {
                     break 0;
                 }
                 let used = chunks.step(self.conn.buffered());
-                self.conn.start += used.map_err(|why| Error::new("", &self.url, &why, false))?;
+                self.conn.start +=
+                    used.map_err(|why| Error::new("", &self.conn.url, &why, false))?;
             },
         };
         let want = allowed.min(out.len() as u64) as usize;
@@ -458,10 +460,10 @@ impl Read for Response<'_> {
                     continue;
                 }
                 (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
-                _ => return Err(status_error("GET", &self.url, &head)),
+                _ => return Err(status_error("GET", &conn.url, &head)),
             };
             let what =
-                text!("{} changed while resuming at byte {}: {why}", self.url, self.delivered);
+                text!("{} changed while resuming at byte {}: {why}", self.conn.url, self.delivered);
             return Err(Error::text(what, false));
         }
     }
