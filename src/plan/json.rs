@@ -4,8 +4,8 @@
 //! no duplicate object keys (a plan with two `sourceImage`s is ambiguous), strings are
 //! valid UTF-8 with no raw control characters and only the escapes the RFC lists, lone
 //! surrogates rejected. Bounded: input size and nesting depth are capped, so a hostile
-//! server cannot make PID 1 recurse or allocate without limit. Numbers keep their text;
-//! [`Value::as_u64`] reads the integers plans use, without floating point.
+//! server cannot make PID 1 recurse or allocate without limit. Numbers keep only the value
+//! of the whole ones plans use, without floating point.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -211,35 +211,25 @@ impl Parser<'_> {
         }
     }
 
-    /// After a backslash: the escaped character.
+    /// After a backslash: the escaped character; after `\u`, four hex digits, and for a
+    /// high surrogate the `\uXXXX` low one.
     fn escape(&mut self) -> Result<char, JsonError> {
-        let c = match self.peek() {
-            Some(b'u') => {
-                self.pos += 1;
-                return self.unicode_escape();
-            }
-            Some(c @ (b'"' | b'\\' | b'/')) => c as char,
-            Some(b'b') => '\u{8}',
-            Some(b'f') => '\u{c}',
-            Some(b'n') => '\n',
-            Some(b'r') => '\r',
-            Some(b't') => '\t',
-            _ => return Err(self.error("invalid escape")),
-        };
+        let next = self.peek();
+        let mut simple = b"\"\\/bfnrt".iter().zip("\"\\/\u{8}\u{c}\n\r\t".chars());
+        let simple = simple.find(|e| Some(*e.0) == next);
+        if next != Some(b'u') && simple.is_none() {
+            return Err(self.error("invalid escape"));
+        }
         self.pos += 1;
-        Ok(c)
-    }
-
-    /// After `\u`: four hex digits, and for a high surrogate the `\uXXXX` low one.
-    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        if let Some((_, c)) = simple {
+            return Ok(c);
+        }
         let first = self.hex4()?;
         let code = match first {
             0xD800..=0xDBFF => {
-                if !self.s[self.pos..].starts_with(b"\\u") {
-                    return Err(self.error("high surrogate without a low one"));
-                }
-                self.pos += 2;
-                let second = self.hex4()?;
+                let low = self.s[self.pos..].starts_with(b"\\u");
+                self.pos += 2 * usize::from(low);
+                let second = if low { self.hex4()? } else { 0 };
                 if !(0xDC00..=0xDFFF).contains(&second) {
                     return Err(self.error("high surrogate without a low one"));
                 }
@@ -254,11 +244,8 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let digits =
             self.s.get(self.pos..self.pos + 4).ok_or(self.error("truncated \\u escape"))?;
-        let mut v = 0;
-        for &d in digits {
-            let n = (d as char).to_digit(16).ok_or(self.error("bad hex digit in \\u escape"))?;
-            v = v * 16 + n;
-        }
+        let v = digits.iter().try_fold(0, |v, &d| Some(v * 16 + (d as char).to_digit(16)?));
+        let v = v.ok_or(self.error("bad hex digit in \\u escape"))?;
         self.pos += 4;
         Ok(v)
     }
