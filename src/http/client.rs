@@ -161,10 +161,7 @@ impl Client {
                 if !(200..300).contains(&head.status) {
                     return Err(status_error("GET", &conn.url, &head));
                 }
-                let total = match head.framing {
-                    Framing::Length(n) => Some(n),
-                    _ => None,
-                };
+                let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
                 // Only a full 200 can be resumed: its bytes are the resource's, from 0.
                 let validator = head.validator.filter(|_| head.status == 200);
                 let framing = head.framing;

@@ -333,8 +333,7 @@ fn is_hostname(name: &str) -> bool {
 
 /// The plan's file name for a MAC: `aa-bb-cc-dd-ee-ff.bty`, lower-case, dashed.
 pub fn file_name(mac: [u8; 6]) -> String {
-    let name = text!("{}.bty", crate::net::link::Mac(mac));
-    name.chars().map(|c| if c == ':' { '-' } else { c }).collect()
+    text!("{}.bty", crate::net::link::Mac(mac)).replace(':', "-")
 }
 
 /// The fallback plan for machines without one of their own.
