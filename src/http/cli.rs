@@ -40,34 +40,27 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
     Ok(Client::new(crate::provision::tool_dns(), options))
 }
 
-/// Why a command failed: its exit status and its one line (after "imprint: ").
-type Failure = (i32, String);
-
-fn usage(why: String) -> Failure {
-    (EXIT_USAGE, text!("{why}; see imprint --help"))
+fn usage(why: String) -> i32 {
+    errln!("imprint: {why}; see imprint --help");
+    EXIT_USAGE
 }
 
-fn failed(error: super::Error) -> Failure {
-    (EXIT_FAILED, error.message)
+fn failed(error: super::Error) -> i32 {
+    errln!("imprint: {error}");
+    EXIT_FAILED
 }
 
-fn io_failed(doing: &str, what: &str, why: &dyn Display) -> Failure {
-    (EXIT_IO, text!("{doing} {what}: {why}"))
-}
-
-/// The exit status, the failure said on standard error.
-fn finish(result: Result<(), Failure>) -> i32 {
-    let Err((status, why)) = result else { return 0 };
-    errln!("imprint: {why}");
-    status
+fn io_failed(doing: &str, what: &str, why: &dyn Display) -> i32 {
+    errln!("imprint: {doing} {what}: {why}");
+    EXIT_IO
 }
 
 /// `imprint get <url> [-o FILE]`.
 pub fn get(raw: &[&[u8]]) -> i32 {
-    finish(download(raw))
+    download(raw).err().unwrap_or(0)
 }
 
-fn download(raw: &[&[u8]]) -> Result<(), Failure> {
+fn download(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let output = args.value("-o").map_err(usage)?;
     let mut client = client(&mut args).map_err(usage)?;
@@ -90,10 +83,10 @@ fn download(raw: &[&[u8]]) -> Result<(), Failure> {
 
 /// `imprint put <file|-> <url> [--chunked]`.
 pub fn put(raw: &[&[u8]]) -> i32 {
-    finish(upload(raw))
+    upload(raw).err().unwrap_or(0)
 }
 
-fn upload(raw: &[&[u8]]) -> Result<(), Failure> {
+fn upload(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let chunked = args.flag("--chunked");
     let mut client = client(&mut args).map_err(usage)?;
