@@ -14,7 +14,6 @@ mod entry;
 use imprint::error::Error;
 use imprint::http::Client;
 use imprint::net::{self, Summary};
-use imprint::plan::status::Phase;
 use imprint::plan::{Action, Finally, Plan};
 use imprint::provision::{self, Reporter};
 use imprint::rescue;
@@ -86,7 +85,7 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
     }
     let status_url = plan.status_url.as_deref();
     let mut reporter = Reporter::new(status_url, mac, dns, network.dhcp.as_mut());
-    reporter.phase(Phase::Starting, &plan_url);
+    reporter.phase("starting", &plan_url);
     if let Err(error) = act(&mut client, &plan, &mut reporter) {
         // The last report says why, before the rescue path takes over.
         reporter.failure(&error.0);

@@ -133,7 +133,7 @@ impl<'a> Reporter<'a> {
     pub fn dry_run(&mut self, what: &str) {
         let what = text!("dry run: would {what}");
         sayln!("imprint: {what}");
-        self.phase(Phase::DryRun, &what);
+        self.phase("dry-run", &what);
     }
 
     /// A transfer's progress hook: the progress line, the DHCP lease renewed when due, a
@@ -163,7 +163,7 @@ impl<'a> Reporter<'a> {
 
     /// The last report of a run that did its work: `bytes` of the disk, their sha256.
     pub fn done(&mut self, bytes: u64, sha256: Option<[u8; 32]>, message: &str) {
-        let (phase, bytes_total) = (Phase::Done, Some(bytes));
+        let (phase, bytes_total) = ("done", Some(bytes));
         self.send(Report {
             phase,
             bytes_done: bytes,
@@ -176,7 +176,7 @@ impl<'a> Reporter<'a> {
 
     /// The last report of a failed run.
     pub fn failure(&mut self, error: &str) {
-        self.send(Report { phase: Phase::Failed, error: Some(error), ..Report::default() });
+        self.send(Report { phase: "failed", error: Some(error), ..Report::default() });
     }
 
     fn send(&mut self, report: Report<'_>) {
@@ -210,14 +210,14 @@ pub fn write_image(
         reporter.dry_run(&text!("write {url} ({size}) onto {path}"));
         return Ok(());
     }
-    reporter.phase(Phase::Writing, url);
+    reporter.phase("writing", url);
     let options = write::Options {
         image_size: plan.image_size,
         source_size,
         sha256: plan.sha256,
         sparse: true,
     };
-    let mut hook = |p: &Progress| reporter.progress(Phase::Writing, p);
+    let mut hook = |p: &Progress| reporter.progress("writing", p);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
     // A failure from here on is about the deployed system, not the image: say so.
@@ -264,8 +264,8 @@ pub fn capture_image(
         return Ok(());
     }
     sayln!("imprint: capturing {what}");
-    reporter.phase(Phase::Capturing, url);
-    let mut hook = |p: &Progress| reporter.progress(Phase::Capturing, p);
+    reporter.phase("capturing", url);
+    let mut hook = |p: &Progress| reporter.progress("capturing", p);
     let summary = capture::capture(client, source, url, &options, &mut hook)?;
     let done = text!(
         "captured {} bytes of {path} to {url} ({} bytes sent); sha256 {}",

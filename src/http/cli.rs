@@ -10,6 +10,7 @@ use crate::tool::{Args, EXIT_USAGE};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt::Display;
 
 /// The transfer failed (network, server, status).
 pub const EXIT_FAILED: i32 = 1;
@@ -39,105 +40,83 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
     Ok(Client::new(crate::provision::tool_dns(), options))
 }
 
+fn usage(why: String) -> i32 {
+    errln!("imprint: {why}; see imprint --help");
+    EXIT_USAGE
+}
+
+fn failed(error: super::Error) -> i32 {
+    errln!("imprint: {error}");
+    EXIT_FAILED
+}
+
+fn io_failed(doing: &str, what: &str, why: &dyn Display) -> i32 {
+    errln!("imprint: {doing} {what}: {why}");
+    EXIT_IO
+}
+
 /// `imprint get <url> [-o FILE]`.
 pub fn get(raw: &[&[u8]]) -> i32 {
-    let parsed = Args::new(raw).and_then(|mut args| {
-        let output = args.value("-o")?;
-        let client = client(&mut args)?;
-        Ok((client, output, args.positional(1, "one URL")?[0]))
-    });
-    let (mut client, output, url) = match parsed {
-        Ok(parsed) => parsed,
-        Err(why) => return usage(&why),
-    };
-    let mut file = None;
-    if let Some(path) = output {
-        match Fd::open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644) {
-            Ok(fd) => file = Some(fd),
-            Err(e) => return io_failed("opening", path, &e),
-        }
-    }
+    download(raw).err().unwrap_or(0)
+}
+
+fn download(raw: &[&[u8]]) -> Result<(), i32> {
+    let mut args = Args::new(raw).map_err(usage)?;
+    let output = args.value("-o").map_err(usage)?;
+    let mut client = client(&mut args).map_err(usage)?;
+    let url = args.positional(1, "one URL").map_err(usage)?[0];
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let open = |path| Fd::open(path, flags, 0o644).map_err(|e| io_failed("opening", path, &e));
+    let file = output.map(open).transpose()?;
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
-    let mut response = match client.get(url) {
-        Ok(r) => r,
-        Err(e) => return failed(&e),
-    };
+    let mut response = client.get(url).map_err(failed)?;
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        match response.read(&mut buf) {
-            Ok(0) => return 0,
-            Ok(n) => {
-                if let Err(e) = write_all_raw(out, &buf[..n]) {
-                    return io_failed("writing", output.unwrap_or("standard output"), &e);
-                }
-            }
-            Err(e) => return failed(&e),
+        let n = response.read(&mut buf).map_err(failed)?;
+        if n == 0 {
+            return Ok(());
         }
+        write_all_raw(out, &buf[..n])
+            .map_err(|e| io_failed("writing", output.unwrap_or("standard output"), &e))?;
     }
 }
 
 /// `imprint put <file|-> <url> [--chunked]`.
 pub fn put(raw: &[&[u8]]) -> i32 {
-    let parsed = Args::new(raw).and_then(|mut args| {
-        let chunked = args.flag("--chunked");
-        let client = client(&mut args)?;
-        let positional = args.positional(2, "a file (or -) and a URL")?;
-        Ok((client, chunked, positional[0], positional[1]))
-    });
-    let (mut client, chunked, path, url) = match parsed {
-        Ok(parsed) => parsed,
-        Err(why) => return usage(&why),
-    };
-    let (mut source, mut length) = match crate::image::open_source(path) {
-        Ok(opened) => opened,
-        Err(e) => return io_failed("opening", path, &e),
-    };
+    upload(raw).err().unwrap_or(0)
+}
+
+fn upload(raw: &[&[u8]]) -> Result<(), i32> {
+    let mut args = Args::new(raw).map_err(usage)?;
+    let chunked = args.flag("--chunked");
+    let mut client = client(&mut args).map_err(usage)?;
+    let positional = args.positional(2, "a file (or -) and a URL").map_err(usage)?;
+    let (path, url) = (positional[0], positional[1]);
+    let (mut source, length) =
+        crate::image::open_source(path).map_err(|e| io_failed("opening", path, &e))?;
     let mut memory = Vec::new();
-    if chunked {
-        length = None;
-    } else if length.is_none() {
-        // Content-Length needs the length first: standard input is read into memory.
-        let mut chunk = [0u8; 4096];
-        loop {
-            match source.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => memory.extend_from_slice(&chunk[..n]),
-                Err(e) => {
-                    return io_failed(
-                        "reading",
-                        if path == "-" { "standard input" } else { path },
-                        &e,
-                    )
+    let status = match length {
+        _ if chunked => client.upload("PUT", url, &[], &mut source, None),
+        Some(length) => client.upload("PUT", url, &[], &mut source, Some(length)),
+        None => {
+            // Content-Length needs the length first: standard input (or a device) is read
+            // into memory.
+            let mut chunk = [0u8; 4096];
+            loop {
+                match source.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => memory.extend_from_slice(&chunk[..n]),
+                    Err(e) => {
+                        let what = if path == "-" { "standard input" } else { path };
+                        return Err(io_failed("reading", what, &e));
+                    }
                 }
             }
+            let length = Some(memory.len() as u64);
+            client.upload("PUT", url, &[], &mut memory.as_slice(), length)
         }
-        length = Some(memory.len() as u64);
-    }
-    let response = match memory.is_empty() {
-        true => client.upload("PUT", url, &[], &mut source, length),
-        false => client.upload("PUT", url, &[], &mut memory.as_slice(), length),
     };
-    match response {
-        Ok(response) => {
-            // As u32: u16 would bring its own copy of the integer formatting.
-            sayln!("{}", u32::from(response.status()));
-            0
-        }
-        Err(e) => failed(&e),
-    }
-}
-
-fn usage(why: &str) -> i32 {
-    errln!("imprint: {why}; see imprint --help");
-    EXIT_USAGE
-}
-
-fn failed(error: &super::Error) -> i32 {
-    errln!("imprint: {error}");
-    EXIT_FAILED
-}
-
-fn io_failed(doing: &str, what: &str, why: &dyn core::fmt::Display) -> i32 {
-    errln!("imprint: {doing} {what}: {why}");
-    EXIT_IO
+    // As u32: u16 would bring its own copy of the integer formatting.
+    sayln!("{}", u32::from(status.map_err(failed)?));
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! The client: one request per connection, with connect and idle timeouts, redirects,
 //! retries with backoff, and a body reader that resumes a dropped GET with Range.
 
-use super::body::ChunkedDecoder;
 use super::request::{frame_chunk, CHUNK_PREFIX};
 use super::response::{Framing, Head};
 use super::url::Url;
@@ -134,7 +133,7 @@ impl Connection {
 }
 
 #[inline(never)]
-fn status_error(method: &str, url: &Url, head: &Head) -> Error {
+fn status_error(method: &str, url: &str, head: &Head) -> Error {
     let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
     Error { message, status: head.status, transient: retryable_status(head.status) }
 }
@@ -142,14 +141,6 @@ fn status_error(method: &str, url: &Url, head: &Head) -> Error {
 #[inline(never)]
 fn parse_url(url: &str) -> Result<Url, Error> {
     Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
-}
-
-/// `last`, the failure of attempt number `attempts`, as the final word.
-fn give_up(attempts: u32, last: Error) -> Error {
-    match attempts {
-        1 => last,
-        _ => Error::text(text!("giving up after {attempts} attempts: {last}"), false),
-    }
 }
 
 impl Client {
@@ -165,15 +156,32 @@ impl Client {
         let mut url = parse_url(url)?;
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let (head, conn) = self.exchange_retrying(&url, &[], &mut 0)?;
+            let (head, conn) = self.exchange(&url, &[], &mut 0, None)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
-                return Response::new(self, "GET", url, head, conn);
+                if !(200..300).contains(&head.status) {
+                    return Err(status_error("GET", &conn.url, &head));
+                }
+                let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
+                // Only a full 200 can be resumed: its bytes are the resource's, from 0.
+                let validator = head.validator.filter(|_| head.status == 200);
+                let framing = head.framing;
+                let (client, delivered, failures) = (self, 0, 0);
+                return Ok(Response {
+                    client,
+                    url,
+                    conn,
+                    framing,
+                    delivered,
+                    total,
+                    validator,
+                    failures,
+                });
             }
-            seen.push(conn.url);
             let Some(location) = &head.location else {
                 let what = "redirect without a Location header";
-                return Err(Error::new("", &url, &what, false));
+                return Err(Error::new("", &conn.url, &what, false));
             };
+            seen.push(conn.url);
             url =
                 url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
             let next = url.text();
@@ -188,8 +196,9 @@ impl Client {
     }
 
     /// Sends `method` with a body from `source`: `length` bytes with Content-Length, or
-    /// chunked when `None`. Uploads are neither retried nor redirected: the source is a
-    /// stream that cannot be replayed. A status other than 2xx is an error.
+    /// chunked when `None`; returns the response's status. Uploads are neither retried nor
+    /// redirected: the source is a stream that cannot be replayed. A status other than 2xx
+    /// is an error.
     pub fn upload<R: Read>(
         &mut self,
         method: &'static str,
@@ -197,7 +206,7 @@ impl Client {
         headers: &[(&str, &str)],
         source: &mut R,
         length: Option<u64>,
-    ) -> Result<Response<'_>, Error>
+    ) -> Result<u16, Error>
     where
         R::Error: Display,
     {
@@ -216,16 +225,15 @@ impl Client {
         headers: &[(&str, &str)],
         source: &mut dyn FnMut(&mut [u8]) -> Result<usize, String>,
         length: Option<u64>,
-    ) -> Result<Response<'_>, Error> {
+    ) -> Result<u16, Error> {
         let url = parse_url(url)?;
         let declared = length.map(|n| text!("{n}"));
-        let mut all = vec![match &declared {
+        let framing = match &declared {
             Some(n) => ("Content-Length", n.as_str()),
             None => ("Transfer-Encoding", "chunked"),
-        }];
-        all.extend_from_slice(headers);
-        let mut conn = self.send_head(method, &url, &all)?;
-        let source_error = |why: &dyn Display| Error::new("uploading to ", &url, why, false);
+        };
+        let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
+        let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
         let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
         let result = loop {
@@ -235,15 +243,14 @@ impl Client {
             let want = left.clamp(1, BUFFER as u64) as usize;
             let n = source(&mut buf[CHUNK_PREFIX..CHUNK_PREFIX + want])
                 .map_err(|why| source_error(&why))?;
+            // Short (nothing more while some is left) or long (more after all of it).
+            if let Some(length) = length.filter(|_| (n == 0) == (left > 0)) {
+                let how = if n == 0 { "ended after" } else { "has more than" };
+                let why = format_args!("the source {how} {sent} bytes, not the declared {length}");
+                return Err(source_error(&why));
+            }
             let range = match length {
                 None => frame_chunk(&mut buf, n),
-                // Short (nothing more while some is left) or long (more after all of it).
-                Some(length) if (n == 0) == (left > 0) => {
-                    let how = if n == 0 { "ended after" } else { "has more than" };
-                    let why =
-                        format_args!("the source {how} {sent} bytes, not the declared {length}");
-                    return Err(source_error(&why));
-                }
                 Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
             };
             if let Err(e) = conn.write_all(&buf[range]) {
@@ -260,7 +267,10 @@ impl Client {
             Ok(()) => conn.read_head()?,
             Err(e) => conn.read_head().map_err(|_| e)?,
         };
-        Response::new(self, method, url, head, conn)
+        match head.status {
+            200..=299 => Ok(head.status),
+            _ => Err(status_error(method, &conn.url, &head)),
+        }
     }
 
     /// Connects and sends a request head.
@@ -285,31 +295,39 @@ impl Client {
 
     /// A GET and its final response head, retried on transient errors and 408/429/5xx
     /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After,
-    /// while `failures`, the failed attempts so far, stays within the retries.
+    /// while `failures`, the failed attempts so far, stays within the retries. `failed`:
+    /// a failure to count first, and the seconds to wait after it.
     #[inline(never)]
-    fn exchange_retrying(
+    fn exchange(
         &mut self,
         url: &Url,
         headers: &[(&str, &str)],
         failures: &mut u32,
+        mut failed: Option<(Error, u64)>,
     ) -> Result<(Box<Head>, Box<Connection>), Error> {
         loop {
+            if let Some((error, wait)) = failed {
+                *failures += 1;
+                if *failures > self.options.retries {
+                    return Err(match *failures {
+                        1 => error,
+                        n => Error::text(text!("giving up after {n} attempts: {error}"), false),
+                    });
+                }
+                sleep(Duration::from_secs(wait.min(MAX_WAIT)));
+            }
             let exchange =
                 self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
-            let (error, wait) = match exchange {
-                Ok((head, _)) if retryable_status(head.status) => {
-                    (status_error("GET", url, &head), head.retry_after)
-                }
+            let backoff = 1 << (*failures).min(6);
+            failed = match exchange {
+                Ok((head, conn)) if retryable_status(head.status) => Some((
+                    status_error("GET", &conn.url, &head),
+                    head.retry_after.unwrap_or(backoff),
+                )),
                 Ok(done) => return Ok(done),
-                Err(e) if e.transient => (e, None),
+                Err(e) if e.transient => Some((e, backoff)),
                 Err(e) => return Err(e),
             };
-            *failures += 1;
-            if *failures > self.options.retries {
-                return Err(give_up(*failures, error));
-            }
-            let backoff = 1 << failures.saturating_sub(1).min(6);
-            sleep(Duration::from_secs(wait.unwrap_or(backoff).min(MAX_WAIT)));
         }
     }
 }
@@ -327,11 +345,9 @@ fn resolve_error(host: &str, error: ResolveError) -> Error {
 pub struct Response<'c> {
     client: &'c mut Client,
     url: Url,
-    status: u16,
     conn: Box<Connection>,
     /// Where the body stands: Length counts the bytes still to come.
     framing: Framing,
-    chunks: ChunkedDecoder,
     /// Body bytes handed to the caller so far (across resumes).
     delivered: u64,
     /// The whole body's length, when known.
@@ -342,43 +358,7 @@ pub struct Response<'c> {
     failures: u32,
 }
 
-impl<'c> Response<'c> {
-    /// The response to `method`, or the error its status is when not 2xx.
-    #[inline(never)]
-    fn new(
-        client: &'c mut Client,
-        method: &str,
-        url: Url,
-        head: Box<Head>,
-        conn: Box<Connection>,
-    ) -> Result<Response<'c>, Error> {
-        if !(200..300).contains(&head.status) {
-            return Err(status_error(method, &url, &head));
-        }
-        let total = match head.framing {
-            Framing::Length(n) => Some(n),
-            _ => None,
-        };
-        // Only a full 200 to a GET can be resumed: its bytes are the resource's, from 0.
-        let validator = head.validator.filter(|_| method == "GET" && head.status == 200);
-        Ok(Response {
-            client,
-            url,
-            status: head.status,
-            conn,
-            framing: head.framing,
-            chunks: ChunkedDecoder::new(),
-            delivered: 0,
-            total,
-            validator,
-            failures: 0,
-        })
-    }
-
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
+impl Response<'_> {
     /// The body's length, when the server said it.
     pub fn length(&self) -> Option<u64> {
         self.total
@@ -400,23 +380,24 @@ impl<'c> Response<'c> {
     #[inline(never)]
     fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         // Data bytes the framing allows next.
-        let allowed = match self.framing {
+        let allowed = match &mut self.framing {
             Framing::Length(0) => return Ok(0),
-            Framing::Length(remaining) => remaining,
+            Framing::Length(remaining) => *remaining,
             Framing::Close => u64::MAX,
-            Framing::Chunked => loop {
-                if self.chunks.is_done() {
+            Framing::Chunked(chunks) => loop {
+                if chunks.is_done() {
                     return Ok(0);
                 }
-                if self.chunks.data_remaining() > 0 {
-                    break self.chunks.data_remaining();
+                if chunks.data_remaining() > 0 {
+                    break chunks.data_remaining();
                 }
                 // Framing bytes are next: decode what is buffered, or read more first.
                 if self.conn.buffered().is_empty() && self.conn.fill()? == 0 {
                     break 0;
                 }
-                let used = self.chunks.step(self.conn.buffered());
-                self.conn.start += used.map_err(|why| Error::new("", &self.url, &why, false))?;
+                let used = chunks.step(self.conn.buffered());
+                self.conn.start +=
+                    used.map_err(|why| Error::new("", &self.conn.url, &why, false))?;
             },
         };
         let want = allowed.min(out.len() as u64) as usize;
@@ -425,64 +406,26 @@ impl<'c> Response<'c> {
             Framing::Close => {}
             _ if n == 0 => return Err(self.truncated()),
             Framing::Length(remaining) => *remaining -= n as u64,
-            Framing::Chunked => self.chunks.consume_data(n),
+            Framing::Chunked(chunks) => chunks.consume_data(n),
         }
         Ok(n)
-    }
-
-    /// After a transient failure mid-body: a new request for the rest, checked to be the
-    /// same resource. Returns `cause` when this response cannot be resumed.
-    #[inline(never)]
-    fn resume(&mut self, cause: Error) -> Result<(), Error> {
-        let Some(validator) = &self.validator else {
-            return Err(cause);
-        };
-        self.failures += 1;
-        if self.failures > self.client.options.retries {
-            return Err(give_up(self.failures, cause));
-        }
-        // The first retry after progress goes at once: the connection was working.
-        let range = text!("bytes={}-", self.delivered);
-        let headers = [("Range", range.as_str()), ("If-Range", validator.as_str())];
-        let (head, conn) =
-            self.client.exchange_retrying(&self.url, &headers, &mut self.failures)?;
-        // Head::parse already rejects a 206 without Content-Range.
-        let why = match (head.status, head.content_range) {
-            (206, Some(range)) if range.first != self.delivered => {
-                "the server resumed at another offset"
-            }
-            (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
-                "the complete length differs"
-            }
-            (206, _) => {
-                (self.framing, self.conn) = (head.framing, conn);
-                self.chunks = ChunkedDecoder::new();
-                return Ok(());
-            }
-            (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
-            _ => return Err(status_error("GET", &self.url, &head)),
-        };
-        let what =
-            format_args!("{} changed while resuming at byte {}: {why}", self.url, self.delivered);
-        Err(Error::text(text!("{what}"), false))
     }
 }
 
 impl Read for Response<'_> {
     type Error = Error;
 
+    /// The body as one stream: after a transient failure mid-body, a new request for the
+    /// rest, checked to be the same resource.
     #[inline(never)]
     fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
         if out.is_empty() {
             return Ok(0);
         }
         loop {
-            let result = match self.read_framed(out) {
+            let cause = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
-                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => Err(self.truncated()),
-                other => other,
-            };
-            match result {
+                Ok(0) if self.total.is_some_and(|t| self.delivered < t) => self.truncated(),
                 Ok(n) => {
                     if n > 0 {
                         self.delivered += n as u64;
@@ -490,9 +433,35 @@ impl Read for Response<'_> {
                     }
                     return Ok(n);
                 }
-                Err(e) if e.transient => self.resume(e)?,
-                Err(e) => return Err(e),
-            }
+                Err(e) => e,
+            };
+            let Some(validator) = self.validator.as_deref().filter(|_| cause.transient) else {
+                return Err(cause);
+            };
+            // The first retry after progress goes at once: the connection was working.
+            let range = text!("bytes={}-", self.delivered);
+            let headers = [("Range", range.as_str()), ("If-Range", validator)];
+            let failed = Some((cause, 0));
+            let (head, conn) =
+                self.client.exchange(&self.url, &headers, &mut self.failures, failed)?;
+            // Head::parse already rejects a 206 without Content-Range.
+            let why = match (head.status, head.content_range) {
+                (206, Some(range)) if range.first != self.delivered => {
+                    "the server resumed at another offset"
+                }
+                (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
+                    "the complete length differs"
+                }
+                (206, _) => {
+                    (self.framing, self.conn) = (head.framing, conn);
+                    continue;
+                }
+                (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
+                _ => return Err(status_error("GET", &conn.url, &head)),
+            };
+            let what =
+                text!("{} changed while resuming at byte {}: {why}", self.conn.url, self.delivered);
+            return Err(Error::text(what, false));
         }
     }
 }

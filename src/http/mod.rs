@@ -21,7 +21,7 @@ pub mod url;
 pub use client::{Client, Options, Response};
 
 use alloc::string::String;
-use core::fmt;
+use core::fmt::{self, Display};
 use core::time::Duration;
 
 /// An HTTP failure: one line naming what was being done, the URL and what went wrong.
@@ -38,12 +38,7 @@ pub struct Error {
 impl Error {
     /// "{lead}{url}: {what}": most messages have this shape and share this formatting.
     #[inline(never)]
-    pub fn new(
-        lead: &str,
-        url: &dyn fmt::Display,
-        what: &dyn fmt::Display,
-        transient: bool,
-    ) -> Error {
+    pub fn new(lead: &str, url: &dyn Display, what: &dyn Display, transient: bool) -> Error {
         Error::text(text!("{lead}{url}: {what}"), transient)
     }
 

@@ -2,6 +2,7 @@
 //! (status, framing, redirect target, validators for resuming, Retry-After), with the
 //! size capped and the body's framing decided as RFC 9112 section 6.3 says.
 
+use super::body::ChunkedDecoder;
 use alloc::string::String;
 
 /// Longest response head we accept, and most header lines.
@@ -13,8 +14,8 @@ pub const MAX_HEADERS: usize = 64;
 pub enum Framing {
     /// Content-Length bytes; 0 for no body at all (1xx, 204, 304).
     Length(u64),
-    /// Transfer-Encoding: chunked, ended by its zero-size chunk.
-    Chunked,
+    /// Transfer-Encoding: chunked, ended by its zero-size chunk; the decoder's state.
+    Chunked(ChunkedDecoder),
     /// Until the server closes the connection (neither header; HTTP/1.0 style).
     Close,
 }
@@ -119,7 +120,7 @@ impl Head {
             if codings != 1 || chunked != 1 {
                 return Err("unsupported Transfer-Encoding (only chunked is supported)");
             }
-            Framing::Chunked
+            Framing::Chunked(ChunkedDecoder::default())
         } else {
             length.map_or(Framing::Close, Framing::Length)
         };
@@ -264,7 +265,10 @@ Content-Type: text/html\r\nContent-Length: 153\r\nConnection: close\r\n\r\n";
             let text = std::format!("HTTP/1.1 200 OK\r\n{extra}\r\n");
             parse(text.as_bytes()).map(|h| h.unwrap().0.framing)
         };
-        assert_eq!(framing("Transfer-Encoding: chunked\r\n"), Ok(Framing::Chunked));
+        assert_eq!(
+            framing("Transfer-Encoding: chunked\r\n"),
+            Ok(Framing::Chunked(ChunkedDecoder::default()))
+        );
         assert_eq!(
             framing("Transfer-Encoding: gzip, chunked\r\n"),
             Err("unsupported Transfer-Encoding (only chunked is supported)")

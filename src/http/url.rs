@@ -7,7 +7,6 @@
 use super::response::{equals_ignoring_case, parse_length};
 use crate::net::static_ip::parse_ipv4;
 use alloc::string::String;
-use core::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
@@ -51,36 +50,29 @@ impl Url {
     }
 
     /// Resolves a Location header against this URL (RFC 3986 section 5.2): absolute,
-    /// scheme-relative, absolute-path, query-only and relative-path references.
+    /// scheme-relative, absolute-path, query-only and relative-path references. The
+    /// absolute URL is built as text and parsed, then its path's dot segments removed.
     #[inline(never)]
     pub fn join(&self, location: &str) -> Result<Url, UrlError> {
         let location = location.trim_ascii();
-        if has_scheme(location) {
-            return Url::parse(location);
-        }
-        if let Some(rest) = location.strip_prefix("//") {
-            return Url::parse(&concat("http://", rest));
-        }
-        let path = split_query(&self.target).0;
-        // What the reference is appended to: nothing for "/x", the path for "?q", the
-        // path's directory for "x".
-        let base = match location.as_bytes().first() {
-            None | Some(b'#') => return Ok(self.clone()),
-            Some(b'/') => "",
-            Some(b'?') => path,
-            Some(_) => cut(path, path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1)).0,
+        let origin = text!("http://{}", self.host_header());
+        let path = cut(&self.target, find(&self.target, b"?")).0;
+        let dir = cut(path, path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1)).0;
+        // What the reference follows: the path for "?q", the path's directory for "x".
+        let (origin, base) = match location.as_bytes() {
+            _ if has_scheme(location) => ("", ""),
+            [b'/', b'/', ..] => ("http:", ""),
+            [b'/', ..] => (origin.as_str(), ""),
+            [b'?', ..] => (origin.as_str(), path),
+            [] | [b'#', ..] => (origin.as_str(), self.target.as_str()),
+            _ => (origin.as_str(), dir),
         };
-        let merged = target_of(&concat(base, location))?;
-        let (path, query) = split_query(&merged);
+        let mut url = Url::parse(&text!("{origin}{base}{location}"))?;
+        let (path, query) = cut(&url.target, find(&url.target, b"?"));
         let mut target = remove_dot_segments(path);
         target.push_str(query);
-        Ok(Url { host: self.host.clone(), port: self.port, target })
-    }
-}
-
-impl fmt::Display for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text())
+        url.target = target;
+        Ok(url)
     }
 }
 
@@ -96,12 +88,6 @@ fn find(s: &str, set: &[u8]) -> usize {
 /// `s` split before byte `at`.
 fn cut(s: &str, at: usize) -> (&str, &str) {
     s.split_at_checked(at).unwrap_or((s, ""))
-}
-
-fn concat(a: &str, b: &str) -> String {
-    let mut out = String::from(a);
-    out.push_str(b);
-    out
 }
 
 /// A scheme (`letter *( letter / digit / "+" / "-" / "." )`) followed by ':'.
@@ -163,11 +149,7 @@ fn target_of(rest: &str) -> Result<String, UrlError> {
     if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
         return Err("the URL has a space, control or non-ASCII character; percent-encode it");
     }
-    Ok(if rest.starts_with('/') { String::from(rest) } else { concat("/", rest) })
-}
-
-fn split_query(target: &str) -> (&str, &str) {
-    cut(target, find(target, b"?"))
+    Ok(if rest.starts_with('/') { String::from(rest) } else { String::from("/") + rest })
 }
 
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
@@ -213,7 +195,7 @@ mod tests {
         assert_eq!(u.port, 8080);
         assert_eq!(u.target, "/images/a%20b.img?x=1", "percent-encoding kept, fragment dropped");
         assert_eq!(u.host_header(), "10.0.0.1:8080");
-        assert_eq!(u.to_string(), "http://10.0.0.1:8080/images/a%20b.img?x=1");
+        assert_eq!(u.text(), "http://10.0.0.1:8080/images/a%20b.img?x=1");
         let u = url("HTTP://boot.example");
         assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("boot.example", 80, "/"));
         assert_eq!(u.host_header(), "boot.example");
@@ -258,7 +240,7 @@ mod tests {
     #[test]
     fn joins_every_kind_of_location() {
         let base = url("http://10.0.0.1:8080/a/b/c.img?old=1");
-        let join = |l: &str| base.join(l).unwrap().to_string();
+        let join = |l: &str| base.join(l).unwrap().text();
         assert_eq!(join("http://other/x"), "http://other/x");
         assert_eq!(join("//other:81/y"), "http://other:81/y");
         assert_eq!(join("/root?q"), "http://10.0.0.1:8080/root?q");

@@ -4,12 +4,11 @@
 //! no duplicate object keys (a plan with two `sourceImage`s is ambiguous), strings are
 //! valid UTF-8 with no raw control characters and only the escapes the RFC lists, lone
 //! surrogates rejected. Bounded: input size and nesting depth are capped, so a hostile
-//! server cannot make PID 1 recurse or allocate without limit. Numbers keep their text;
-//! [`Value::as_u64`] reads the integers plans use, without floating point.
+//! server cannot make PID 1 recurse or allocate without limit. Numbers keep only the value
+//! of the whole ones plans use, without floating point.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
 /// Largest document accepted (a plan is a few hundred bytes; `files` may carry more).
 pub const MAX_INPUT: usize = 1 << 20;
@@ -20,8 +19,9 @@ pub const MAX_DEPTH: usize = 32;
 pub enum Value {
     Null,
     Bool(bool),
-    /// The number's text, checked against the RFC's grammar.
-    Number(String),
+    /// A number (checked against the RFC's grammar): its value when it is a whole number
+    /// from 0 to 2^64-1 (the only numbers plans use), else None.
+    Number(Option<u64>),
     String(String),
     Array(Vec<Value>),
     /// Members in document order; keys are unique.
@@ -29,22 +29,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value of an object's member `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// A non-negative integer without fraction or exponent that fits in u64.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Value::Number(text) => crate::http::response::parse_length(text.as_bytes()),
-            _ => None,
-        }
-    }
-
     /// What kind of value this is, for error messages ("expected a string, found an array").
     pub fn kind(&self) -> &'static str {
         match self {
@@ -63,12 +47,6 @@ impl Value {
 pub struct JsonError {
     pub at: usize,
     pub what: &'static str,
-}
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid JSON at byte {}: {}", self.at, self.what)
-    }
 }
 
 /// Parses one JSON document.
@@ -192,9 +170,8 @@ impl Parser<'_> {
             let _ = self.eat(b'+') || self.eat(b'-');
             self.digits()?;
         }
-        // `get`, not indexing: str indexing links core's slicing panic (kilobytes). The
-        // range is all ASCII digits and signs, so it is always on character boundaries.
-        Ok(Value::Number(String::from(self.text.get(start..self.pos).unwrap_or_default())))
+        let text = self.s.get(start..self.pos).unwrap_or_default();
+        Ok(Value::Number(crate::http::response::parse_length(text)))
     }
 
     /// One or more digits.
@@ -234,35 +211,25 @@ impl Parser<'_> {
         }
     }
 
-    /// After a backslash: the escaped character.
+    /// After a backslash: the escaped character; after `\u`, four hex digits, and for a
+    /// high surrogate the `\uXXXX` low one.
     fn escape(&mut self) -> Result<char, JsonError> {
-        let c = match self.peek() {
-            Some(b'u') => {
-                self.pos += 1;
-                return self.unicode_escape();
-            }
-            Some(c @ (b'"' | b'\\' | b'/')) => c as char,
-            Some(b'b') => '\u{8}',
-            Some(b'f') => '\u{c}',
-            Some(b'n') => '\n',
-            Some(b'r') => '\r',
-            Some(b't') => '\t',
-            _ => return Err(self.error("invalid escape")),
-        };
+        let next = self.peek();
+        let mut simple = b"\"\\/bfnrt".iter().zip("\"\\/\u{8}\u{c}\n\r\t".chars());
+        let simple = simple.find(|e| Some(*e.0) == next);
+        if next != Some(b'u') && simple.is_none() {
+            return Err(self.error("invalid escape"));
+        }
         self.pos += 1;
-        Ok(c)
-    }
-
-    /// After `\u`: four hex digits, and for a high surrogate the `\uXXXX` low one.
-    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        if let Some((_, c)) = simple {
+            return Ok(c);
+        }
         let first = self.hex4()?;
         let code = match first {
             0xD800..=0xDBFF => {
-                if !self.s[self.pos..].starts_with(b"\\u") {
-                    return Err(self.error("high surrogate without a low one"));
-                }
-                self.pos += 2;
-                let second = self.hex4()?;
+                let low = self.s[self.pos..].starts_with(b"\\u");
+                self.pos += 2 * usize::from(low);
+                let second = if low { self.hex4()? } else { 0 };
                 if !(0xDC00..=0xDFFF).contains(&second) {
                     return Err(self.error("high surrogate without a low one"));
                 }
@@ -277,24 +244,38 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let digits =
             self.s.get(self.pos..self.pos + 4).ok_or(self.error("truncated \\u escape"))?;
-        let mut v = 0;
-        for &d in digits {
-            let n = (d as char).to_digit(16).ok_or(self.error("bad hex digit in \\u escape"))?;
-            v = v * 16 + n;
-        }
+        let v = digits.iter().try_fold(0, |v, &d| Some(v * 16 + (d as char).to_digit(16)?));
+        let v = v.ok_or(self.error("bad hex digit in \\u escape"))?;
         self.pos += 4;
         Ok(v)
     }
 }
 
 #[cfg(test)]
+impl Value {
+    /// The value of an object's member `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => *n,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
     use alloc::vec;
 
     fn ok(s: &str) -> Value {
-        parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+        parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {} at {}", e.what, e.at))
     }
 
     fn err(s: &[u8]) -> JsonError {
@@ -318,19 +299,19 @@ mod tests {
         assert_eq!(
             image.get("IDs"),
             Some(&Value::Array(vec![
-                Value::Number("116".into()),
-                Value::Number("943".into()),
-                Value::Number("234".into()),
-                Value::Number("38793".into())
+                Value::Number(Some(116)),
+                Value::Number(Some(943)),
+                Value::Number(Some(234)),
+                Value::Number(Some(38793))
             ]))
         );
         // Second example: an array of objects with fractional numbers.
         let v = ok(r#"[{"Latitude": 37.7668, "Longitude": -122.3959, "Zip": "94107"}]"#);
         let Value::Array(items) = v else { panic!() };
-        assert_eq!(items[0].get("Longitude"), Some(&Value::Number("-122.3959".into())));
+        assert_eq!(items[0].get("Longitude"), Some(&Value::Number(None)));
         // Scalars are documents too.
         assert_eq!(ok(" \"Hello world!\" "), Value::String("Hello world!".into()));
-        assert_eq!(ok("42"), Value::Number("42".into()));
+        assert_eq!(ok("42"), Value::Number(Some(42)));
         assert_eq!(ok("true"), Value::Bool(true));
         assert_eq!(ok("null"), Value::Null);
     }
@@ -360,7 +341,7 @@ mod tests {
         for good in
             ["0", "-0", "1.5", "-12.25e+3", "1E5", "0.0e-0", "123456789012345678901234567890"]
         {
-            assert_eq!(ok(good), Value::Number(good.into()));
+            assert!(matches!(ok(good), Value::Number(_)), "{good}");
         }
         for bad in ["01", "-", "1.", ".5", "1e", "+1", "0x10", "1.e3", "-a"] {
             parse(bad.as_bytes()).expect_err(bad);
@@ -411,7 +392,8 @@ mod tests {
 
     #[test]
     fn errors_are_one_line_with_the_offset() {
-        assert_eq!(err(b"[1,x]").to_string(), "invalid JSON at byte 3: unexpected character");
+        let e = crate::plan::parse(b"[1,x]").unwrap_err();
+        assert_eq!(e, "plan: invalid JSON at byte 3: unexpected character");
     }
 
     #[test]

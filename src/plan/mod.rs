@@ -14,7 +14,6 @@ pub mod status;
 use crate::rescue::Policy;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,43 +105,16 @@ pub struct Plan {
     pub ignored: Vec<String>,
 }
 
-/// Why a plan cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlanError {
-    Json(json::JsonError),
-    NotAnObject,
-    /// A key (with its parent, as in "disk.serial"), what it should hold and, for a value
-    /// of the wrong type, what kind it holds.
-    Bad {
-        key: String,
-        expected: &'static str,
-        found: Option<&'static str>,
-    },
-    Missing {
-        key: &'static str,
-        because: &'static str,
-    },
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("plan: ")?;
-        match self {
-            PlanError::Json(e) => e.fmt(f),
-            PlanError::NotAnObject => f.write_str("the document is not a JSON object"),
-            PlanError::Bad { key, expected, found } => {
-                write!(f, "key \"{key}\": expected {expected}")?;
-                found.map_or(Ok(()), |found| write!(f, ", found {found}"))
-            }
-            PlanError::Missing { key, because } => write!(f, "key \"{key}\" is required {because}"),
-        }
-    }
-}
+/// Why a plan cannot be used: one line, naming the key (with its parent, as in
+/// "disk.serial"), what it should hold and, for a value of the wrong type, what it holds.
+pub type PlanError = String;
 
 /// Parses and checks a plan document.
 pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
-    let Value::Object(members) = json::parse(document).map_err(PlanError::Json)? else {
-        return Err(PlanError::NotAnObject);
+    let document = json::parse(document)
+        .map_err(|e| text!("plan: invalid JSON at byte {}: {}", e.at, e.what))?;
+    let Value::Object(members) = document else {
+        return Err("plan: the document is not a JSON object".into());
     };
     let mut p = Plan::default();
     let (mut action, mut on_error, mut finally, mut upload) = (None, None, None, None);
@@ -199,7 +171,27 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         return Err(bad("hostname", expected));
     }
     p.hostname = hostname;
-    p.disk = parse_disk(disk)?;
+    let d = &mut p.disk;
+    let disk: &[_] = match disk {
+        Value::Null => &[],
+        Value::Object(members) => members,
+        _ => return Err(wrong("disk", "an object", disk)),
+    };
+    read_members(
+        "disk.",
+        disk,
+        &mut [
+            ("serial", Slot::Str(&mut d.serial)),
+            ("wwn", Slot::Str(&mut d.wwn)),
+            ("model", Slot::Str(&mut d.model)),
+            ("vendor", Slot::Str(&mut d.vendor)),
+            ("minSize", Slot::Number(&mut d.min_size)),
+            ("maxSize", Slot::Number(&mut d.max_size)),
+            ("transport", Slot::Str(&mut d.transport)),
+            ("rotational", Slot::Bool(&mut d.rotational)),
+            ("removable", Slot::Bool(&mut d.removable)),
+        ],
+    )?;
     p.files = parse_files(files)?;
     let (key, because) = match action {
         None => ("action", "(\"writeImage\" or \"readImage\")"),
@@ -207,11 +199,17 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         Some(1) if p.destination_address.is_none() => ("desintationAddress", "for readImage"),
         Some(i) => return Ok(Plan { action: [Action::WriteImage, Action::ReadImage][i], ..p }),
     };
-    Err(PlanError::Missing { key, because })
+    Err(text!("plan: key \"{key}\" is required {because}"))
 }
 
-fn bad(key: &str, expected: &'static str) -> PlanError {
-    PlanError::Bad { key: key.into(), expected, found: None }
+fn bad(key: &str, expected: &str) -> PlanError {
+    text!("plan: key \"{key}\": expected {expected}")
+}
+
+/// A value of the wrong type.
+#[inline(never)]
+fn wrong(key: &str, expected: &str, found: &Value) -> PlanError {
+    text!("plan: key \"{key}\": expected {expected}, found {}", found.kind())
 }
 
 /// Which of the quoted words of `expected` `value` is, if given; another value is an
@@ -248,11 +246,7 @@ fn read_members<'v>(
 ) -> Result<Vec<String>, PlanError> {
     let mut unknown = Vec::new();
     for (key, value) in members {
-        let wrong = |expected| {
-            let key = text!("{prefix}{key}");
-            let found = Some(value.kind());
-            PlanError::Bad { key, expected, found }
-        };
+        let wrong = |expected| wrong(&text!("{prefix}{key}"), expected, value);
         let Some((_, slot)) = slots.iter_mut().find(|(k, _)| k == key) else {
             unknown.push(key.clone());
             continue;
@@ -265,12 +259,10 @@ fn read_members<'v>(
             }
             (Slot::Flag(b), Value::Bool(v)) => **b = *v,
             (Slot::Bool(b), Value::Bool(v)) => **b = Some(*v),
-            (Slot::Number(n), Value::Number(_)) => match value.as_u64() {
-                Some(v) => **n = Some(v).filter(|&v| v > 0),
-                None => {
-                    return Err(bad(&text!("{prefix}{key}"), "a whole number from 0 to 2^64-1"))
-                }
-            },
+            (Slot::Number(n), Value::Number(Some(v))) => **n = Some(*v).filter(|&v| v > 0),
+            (Slot::Number(_), Value::Number(None)) => {
+                return Err(bad(&text!("{prefix}{key}"), "a whole number from 0 to 2^64-1"))
+            }
             (Slot::Str(_), _) => return Err(wrong("a string")),
             (Slot::Flag(_) | Slot::Bool(_), _) => return Err(wrong("true or false")),
             (Slot::Number(_), _) => return Err(wrong("a number")),
@@ -279,62 +271,16 @@ fn read_members<'v>(
     Ok(unknown)
 }
 
-/// The members of an object value (none for null), or the error that it is something else.
-fn object<'v>(
-    value: &'v Value,
-    key: &str,
-    expected: &'static str,
-) -> Result<&'v [(String, Value)], PlanError> {
-    match value {
-        Value::Null => Ok(&[]),
-        Value::Object(members) => Ok(members),
-        _ => Err(PlanError::Bad { key: key.into(), expected, found: Some(value.kind()) }),
-    }
-}
-
-fn parse_disk(disk: &Value) -> Result<DiskHints, PlanError> {
-    let mut d = DiskHints::default();
-    read_members(
-        "disk.",
-        object(disk, "disk", "an object")?,
-        &mut [
-            ("serial", Slot::Str(&mut d.serial)),
-            ("wwn", Slot::Str(&mut d.wwn)),
-            ("model", Slot::Str(&mut d.model)),
-            ("vendor", Slot::Str(&mut d.vendor)),
-            ("minSize", Slot::Number(&mut d.min_size)),
-            ("maxSize", Slot::Number(&mut d.max_size)),
-            ("transport", Slot::Str(&mut d.transport)),
-            ("rotational", Slot::Bool(&mut d.rotational)),
-            ("removable", Slot::Bool(&mut d.removable)),
-        ],
-    )?;
-    Ok(d)
-}
-
 fn parse_files(files: &Value) -> Result<Vec<FileSpec>, PlanError> {
-    let items = match files {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items.as_slice(),
-        _ => {
-            return Err(PlanError::Bad {
-                key: "files".into(),
-                expected: "an array",
-                found: Some(files.kind()),
-            })
-        }
+    let items: &[_] = match files {
+        Value::Null => &[],
+        Value::Array(items) => items,
+        _ => return Err(wrong("files", "an array", files)),
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let members = match item {
-            Value::Object(members) => members,
-            _ => {
-                return Err(PlanError::Bad {
-                    key: "files".into(),
-                    expected: "an array of objects",
-                    found: Some(item.kind()),
-                })
-            }
+        let Value::Object(members) = item else {
+            return Err(wrong("files", "an array of objects", item));
         };
         let (mut path, mut content, mut base64, mut mode) = (None, None, None, None);
         read_members(
@@ -347,13 +293,12 @@ fn parse_files(files: &Value) -> Result<Vec<FileSpec>, PlanError> {
                 ("mode", Slot::Str(&mut mode)),
             ],
         )?;
-        let path = match path {
-            Some(p) if p.starts_with('/') && !p.split('/').any(|part| part == "..") => p,
-            Some(_) => return Err(bad("files[].path", "an absolute path without \"..\"")),
-            None => {
-                return Err(PlanError::Missing { key: "files[].path", because: "for every file" })
-            }
+        let Some(path) = path else {
+            return Err("plan: key \"files[].path\" is required for every file".into());
         };
+        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            return Err(bad("files[].path", "an absolute path without \"..\""));
+        }
         let content = match (content, base64) {
             (Some(_), Some(_)) => {
                 return Err(bad("files[]", "either \"content\" or \"base64\", not both"))
@@ -388,8 +333,7 @@ fn is_hostname(name: &str) -> bool {
 
 /// The plan's file name for a MAC: `aa-bb-cc-dd-ee-ff.bty`, lower-case, dashed.
 pub fn file_name(mac: [u8; 6]) -> String {
-    let name = text!("{}.bty", crate::net::link::Mac(mac));
-    name.chars().map(|c| if c == ':' { '-' } else { c }).collect()
+    text!("{}.bty", crate::net::link::Mac(mac)).replace(':', "-")
 }
 
 /// The fallback plan for machines without one of their own.
