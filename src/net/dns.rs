@@ -192,7 +192,7 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     let mut query = encode_query(0, name)
         .ok_or_else(|| ResolveError::Failed(String::from("not a valid host name")))?;
     let fail = |doing| move |errno| ResolveError::Failed(text!("{doing}: {errno}"));
-    let socket = UdpSocket::bind([0; 4], 0).map_err(fail("opening a socket for DNS"))?;
+    let socket = UdpSocket::open().map_err(fail("opening a socket for DNS"))?;
     // The id only has to differ between queries and be hard to guess off-path.
     let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
     let mut last = ResolveError::TimedOut;

@@ -1,7 +1,7 @@
 //! Applying a configuration to a link: address, netmask, MTU, routes (as klibc ipconfig
 //! does, with the classic ioctls). The same path serves a DHCP lease and a static `ip=`.
 
-use super::dhcp::{mask_of, Lease};
+use super::dhcp::mask_of;
 use super::link::Link;
 use super::options::Route;
 use super::{sys, NetError};
@@ -21,23 +21,6 @@ pub struct NetConfig {
     pub dns: Vec<Ipv4Addr>,
     pub mtu: Option<u16>,
     pub hostname: Option<String>,
-}
-
-/// Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
-const MIN_MTU: u16 = 68;
-
-impl NetConfig {
-    pub fn from_lease(lease: &Lease) -> NetConfig {
-        NetConfig {
-            address: lease.address,
-            prefix_len: lease.prefix_len,
-            gateway: lease.gateway(),
-            routes: lease.options.routes.clone(),
-            dns: lease.options.dns.clone(),
-            mtu: lease.options.mtu.filter(|m| *m >= MIN_MTU),
-            hostname: lease.options.hostname.clone(),
-        }
-    }
 }
 
 /// Applies `config` to `link` (already up).

@@ -109,20 +109,15 @@ pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
 }
 
 /// Names for messages: `eth0, eth1`.
-pub fn names(links: &[Link]) -> String {
+pub fn names(names: impl Iterator<Item = IfName>) -> String {
     let mut out = String::new();
-    for link in links {
-        push_name(&mut out, link.name);
+    for name in names {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(name.as_str());
     }
     out
-}
-
-/// Adds `name` to a list of names for messages.
-pub fn push_name(list: &mut String, name: IfName) {
-    if !list.is_empty() {
-        list.push_str(", ");
-    }
-    list.push_str(name.as_str());
 }
 
 #[cfg(test)]
@@ -160,7 +155,7 @@ mod tests {
         assert_eq!(selected(Some("eth1")), [link("eth1", 2)]);
         assert_eq!(selected(Some("02:00:00:00:00:01")), [link("eth0", 1)]);
         assert!(selected(Some("eth9")).is_empty());
-        assert_eq!(names(&all), "eth0, eth1");
+        assert_eq!(names(all.iter().map(|l| l.name)), "eth0, eth1");
     }
 
     #[test]

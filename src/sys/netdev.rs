@@ -16,7 +16,7 @@ pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
 /// so links and errors carry names without allocating.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IfName {
-    bytes: [u8; libc::IFNAMSIZ],
+    pub(super) bytes: [u8; libc::IFNAMSIZ],
     len: u8,
 }
 

@@ -3,6 +3,7 @@
 //! close-on-exec; every TCP wait goes through poll(2), so no call can hang past its timeout.
 
 use super::fd::Fd;
+use super::netdev::IfName;
 use super::poll::{poll, PollFd, READABLE, WRITABLE};
 use super::time::monotonic;
 use super::{check, check_size, Errno, Result};
@@ -200,12 +201,19 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// A non-blocking UDP socket bound to `addr:port` (port 0: any). SO_REUSEADDR lets a
-    /// renewal bind port 68 beside another DHCP client's socket on a host.
-    pub fn bind(addr: [u8; 4], port: u16) -> Result<UdpSocket> {
+    /// A non-blocking UDP socket on any port (for DNS queries).
+    pub fn open() -> Result<UdpSocket> {
+        Ok(UdpSocket { fd: open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
+    }
+
+    /// The DHCP client's socket on link `name`: port 68, broadcasts allowed, bound to the
+    /// link, so a broadcast leaves there even before it has an address (from 0.0.0.0).
+    pub fn dhcp_client(name: IfName) -> Result<UdpSocket> {
         let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
         set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &c_int)?;
-        bind_to(&fd, &sockaddr(addr, port))?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &1 as &c_int)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &name.bytes)?;
+        bind_to(&fd, &sockaddr([0; 4], 68))?;
         Ok(UdpSocket { fd })
     }
 
@@ -287,7 +295,7 @@ mod tests {
 
     #[test]
     fn udp_loopback_round_trip() {
-        let a = UdpSocket::bind([127, 0, 0, 1], 0).unwrap();
+        let a = UdpSocket::open().unwrap();
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         a.send_to(b"imprint", [127, 0, 0, 1], port).unwrap();
