@@ -144,10 +144,9 @@ impl TcpStream {
         }
     }
 
-    /// One write of (part of) `buf`; returns how much was taken. Fails with ETIMEDOUT
-    /// when the peer takes no byte within `idle`.
-    pub fn write(&self, buf: &[u8], idle: Duration) -> Result<usize> {
-        loop {
+    /// Writes all of `buf`. Fails with ETIMEDOUT when the peer takes no byte within `idle`.
+    pub fn write_all(&self, mut buf: &[u8], idle: Duration) -> Result<()> {
+        while !buf.is_empty() {
             // MSG_NOSIGNAL: a peer that closed gives EPIPE here instead of a SIGPIPE that
             // would kill the process.
             // SAFETY: buf is a valid readable region of buf.len() bytes for the call.
@@ -155,27 +154,12 @@ impl TcpStream {
                 libc::send(self.fd.raw(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
             };
             match unless_again(ret)? {
-                Some(n) => return Ok(n),
+                Some(0) => return Err(Errno::EPIPE),
+                Some(n) => buf = buf.get(n..).unwrap_or_default(),
                 None => self.wait(WRITABLE, idle)?,
             }
         }
-    }
-
-    /// Writes all of `buf`, each step bounded by `idle`.
-    pub fn write_all(&self, mut buf: &[u8], idle: Duration) -> Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf, idle)? {
-                0 => return Err(Errno::EPIPE),
-                n => buf = buf.get(n..).unwrap_or_default(),
-            }
-        }
         Ok(())
-    }
-
-    /// Tells the peer we will send nothing more (a FIN), keeping our reading side open.
-    pub fn shutdown_write(&self) -> Result<()> {
-        // SAFETY: shutdown takes only integers.
-        check(unsafe { libc::shutdown(self.fd.raw(), libc::SHUT_WR) }).map(|_| ())
     }
 
     /// Waits until the socket is ready for `events`; ETIMEDOUT after `timeout`. Signals
@@ -258,16 +242,14 @@ mod tests {
         let (l, addr) = listener();
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            // Ends only at our FIN: proves shutdown_write sent one.
-            let mut got = std::vec::Vec::new();
-            s.read_to_end(&mut got).unwrap();
+            let mut got = [0u8; 5];
+            s.read_exact(&mut got).unwrap();
             s.write_all(b"pong").unwrap();
             got
         });
         let t = Duration::from_secs(5);
         let stream = TcpStream::connect(addr, t).unwrap();
         stream.write_all(b"ping!", t).unwrap();
-        stream.shutdown_write().unwrap();
         let mut buf = [0u8; 16];
         let mut got = 0;
         loop {
@@ -277,7 +259,7 @@ mod tests {
             }
         }
         assert_eq!(&buf[..got], b"pong");
-        assert_eq!(server.join().unwrap(), b"ping!");
+        assert_eq!(&server.join().unwrap(), b"ping!");
     }
 
     #[test]
