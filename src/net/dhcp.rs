@@ -32,8 +32,9 @@ const ACK: u8 = 5;
 const NAK: u8 = 6;
 const RELEASE: u8 = 7;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum State {
+    #[default]
     Init,
     Selecting,
     Requesting,
@@ -96,6 +97,7 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseExpired;
 
+#[derive(Default)]
 pub struct Client {
     mac: [u8; 6],
     hostname: Option<String>,
@@ -121,22 +123,8 @@ impl Client {
     pub fn new(mac: [u8; 6], hostname: Option<String>, seed: u64, now: Duration) -> Client {
         let [a, b, c, d, e, f] = mac;
         let rng = seed ^ u64::from_le_bytes([a, b, c, d, e, f, 0x5a, 0xa5]);
-        Client {
-            mac,
-            hostname,
-            state: State::Init,
-            xid: 0,
-            rng: if rng == 0 { 0x9e37_79b9_7f4a_7c15 } else { rng },
-            attempt: 0,
-            next_send: now,
-            started: now,
-            offer: None,
-            lease: None,
-            bound_at: now,
-            ignored: 0,
-            replies: 0,
-            naks: 0,
-        }
+        let rng = if rng == 0 { 0x9e37_79b9_7f4a_7c15 } else { rng };
+        Client { mac, hostname, rng, next_send: now, started: now, ..Client::default() }
     }
 
     pub fn state(&self) -> State {

@@ -27,9 +27,9 @@ pub struct NetConfig {
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), NetError> {
     let name = link.name;
     let fail = |doing| sys(doing, name);
-    dev.set_address(name, config.address.octets()).map_err(fail("setting the address"))?;
-    dev.set_netmask(name, mask_of(config.prefix_len).octets())
-        .map_err(fail("setting the netmask"))?;
+    let (address, mask) = (config.address.octets(), mask_of(config.prefix_len).octets());
+    dev.set_ipv4(name, libc::SIOCSIFADDR, address).map_err(fail("setting the address"))?;
+    dev.set_ipv4(name, libc::SIOCSIFNETMASK, mask).map_err(fail("setting the netmask"))?;
     if let Some(mtu) = config.mtu {
         dev.set_mtu(name, mtu).map_err(fail("setting the MTU"))?;
     }

@@ -89,14 +89,7 @@ fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
 pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
     if let Some(want) = wanted {
         let mac = parse_mac(want);
-        let mut i = 0;
-        while i < links.len() {
-            if links[i].name.as_str() == want || Some(links[i].mac) == mac {
-                i += 1;
-            } else {
-                links.remove(i);
-            }
-        }
+        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
     }
 }
 

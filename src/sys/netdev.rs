@@ -58,15 +58,9 @@ type Ifru = libc::__c_anonymous_ifr_ifru;
 
 /// An IPv4 address as the `struct sockaddr` the interface ioctls take.
 fn sockaddr_in(addr: [u8; 4]) -> libc::sockaddr {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr) },
-        sin_zero: [0; 8],
-    };
     // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) on Linux, and every
     // bit pattern is a valid sockaddr.
-    unsafe { core::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+    unsafe { core::mem::transmute(super::socket::sockaddr(addr, 0)) }
 }
 
 impl NetDev {
@@ -116,14 +110,9 @@ impl NetDev {
         self.ioctl(name, libc::SIOCSIFFLAGS as _, value).map(|_| ())
     }
 
-    pub fn set_address(&self, name: IfName, addr: [u8; 4]) -> Result<()> {
-        let value = Ifru { ifru_addr: sockaddr_in(addr) };
-        self.ioctl(name, libc::SIOCSIFADDR as _, value).map(|_| ())
-    }
-
-    pub fn set_netmask(&self, name: IfName, mask: [u8; 4]) -> Result<()> {
-        let value = Ifru { ifru_netmask: sockaddr_in(mask) };
-        self.ioctl(name, libc::SIOCSIFNETMASK as _, value).map(|_| ())
+    /// Sets the address (`libc::SIOCSIFADDR`) or the netmask (`libc::SIOCSIFNETMASK`).
+    pub fn set_ipv4(&self, name: IfName, request: libc::c_ulong, addr: [u8; 4]) -> Result<()> {
+        self.ioctl(name, request, Ifru { ifru_addr: sockaddr_in(addr) }).map(|_| ())
     }
 
     pub fn set_mtu(&self, name: IfName, mtu: u16) -> Result<()> {

@@ -78,7 +78,7 @@ pub(super) fn unless_again(ret: libc::ssize_t) -> Result<Option<usize>> {
     }
 }
 
-fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
+pub(super) fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
