@@ -424,12 +424,6 @@ fn checksum(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// The UDP checksum's sum over `udp` (header and payload) and the pseudo-header of the IPv4
-/// header `ip` (its addresses, protocol 17, the UDP length).
-fn udp_sum(ip: &[u8], udp: &[u8]) -> u32 {
-    sum(ip.get(12..20).unwrap_or_default()) + 17 + udp.len() as u32 + sum(udp)
-}
-
 /// The DHCP message inside a received IPv4 datagram, after checking the IPv4 header
 /// (lengths, checksum, not a fragment), the ports and, unless the kernel says it was never
 /// filled in (offload), the UDP checksum. `None`: not a DHCP reply for us (counted).
@@ -450,7 +444,9 @@ pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Option<&[u8]> {
     let &[0, 67, 0, 68, l0, l1, c0, c1, ..] = udp else { return None };
     let udp = udp.get(..usize::from(u16::from_be_bytes([l0, l1])))?;
     // A zero UDP checksum means the sender computed none.
-    if !checksum_not_ready && [c0, c1] != [0, 0] && checksum(udp_sum(header, udp)) != 0 {
+    // The UDP checksum covers a pseudo-header: the IPv4 addresses, protocol 17, the length.
+    let pseudo = sum(header.get(12..20).unwrap_or_default()) + 17 + udp.len() as u32;
+    if !checksum_not_ready && [c0, c1] != [0, 0] && checksum(pseudo + sum(udp)) != 0 {
         return None;
     }
     udp.get(8..)

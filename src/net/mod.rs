@@ -139,10 +139,10 @@ impl BoundClient {
     /// Waits in poll until `tick` has work to do, a reply comes, or `end`.
     fn wait(&self, end: Duration) -> Result<(), NetError> {
         let wake = self.session.client.next_wakeup().min(end);
-        let mut fds = [PollFd::new(self.session.packets.raw(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-            .map_err(sys("waiting for DHCP replies", self.session.link.name))
-            .map(|_| ())
+        match poll::wait(self.session.packets.raw(), READABLE, wake.saturating_sub(monotonic())) {
+            Err(Errno::ETIMEDOUT) | Ok(()) => Ok(()),
+            Err(e) => Err(sys("waiting for DHCP replies", self.session.link.name)(e)),
+        }
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
@@ -175,13 +175,9 @@ impl Acquiring {
         let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);
         loop {
             let now = monotonic();
-            let mut i = 0;
-            while let Some(&l) = waiting.get(i) {
+            for l in core::mem::take(waiting) {
                 match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
-                    Ok(false) => {
-                        i += 1;
-                        continue;
-                    }
+                    Ok(false) => waiting.push(l),
                     Ok(true) => match self.fixed.take() {
                         Some(config) => return Ok(Network { link: l, config, dhcp: None }),
                         None => sessions.push(Session::open(l, self.hostname.clone(), now)?),
@@ -190,7 +186,6 @@ impl Acquiring {
                     Err(Errno(libc::ENODEV)) => {}
                     Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
                 }
-                waiting.remove(i);
             }
             let mut i = 0;
             while let Some(s) = sessions.get_mut(i) {

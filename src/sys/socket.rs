@@ -4,8 +4,7 @@
 
 use super::fd::Fd;
 use super::netdev::IfName;
-use super::poll::{poll, PollFd, READABLE, WRITABLE};
-use super::time::monotonic;
+use super::poll::{wait, READABLE, WRITABLE};
 use super::{check, check_size, Errno, Result};
 use core::fmt;
 use core::mem::size_of;
@@ -118,7 +117,7 @@ impl TcpStream {
             Err(e) => return Err(e),
         }
         // Non-blocking connect: writable means done; SO_ERROR says how it went.
-        stream.wait(WRITABLE, timeout)?;
+        wait(stream.fd.raw(), WRITABLE, timeout)?;
         let (mut error, mut len): (c_int, u32) = (0, 4);
         // SAFETY: error and len are valid writable locations; len says error's exact size.
         check(unsafe {
@@ -139,7 +138,7 @@ impl TcpStream {
             let ret = unsafe { libc::recv(self.fd.raw(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             match unless_again(ret)? {
                 Some(n) => return Ok(n),
-                None => self.wait(READABLE, idle)?,
+                None => wait(self.fd.raw(), READABLE, idle)?,
             }
         }
     }
@@ -156,26 +155,10 @@ impl TcpStream {
             match unless_again(ret)? {
                 Some(0) => return Err(Errno::EPIPE),
                 Some(n) => buf = buf.get(n..).unwrap_or_default(),
-                None => self.wait(WRITABLE, idle)?,
+                None => wait(self.fd.raw(), WRITABLE, idle)?,
             }
         }
         Ok(())
-    }
-
-    /// Waits until the socket is ready for `events`; ETIMEDOUT after `timeout`. Signals
-    /// wake poll early, so the wait resumes until the deadline.
-    fn wait(&self, events: i16, timeout: Duration) -> Result<()> {
-        let deadline = monotonic() + timeout;
-        loop {
-            let now = monotonic();
-            if now >= deadline {
-                return Err(Errno::ETIMEDOUT);
-            }
-            let mut fds = [PollFd::new(self.fd.raw(), events)];
-            if poll(&mut fds, deadline - now)? > 0 && fds[0].ready() {
-                return Ok(());
-            }
-        }
     }
 }
 
