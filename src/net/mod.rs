@@ -46,12 +46,12 @@ impl fmt::Display for NetError {
 
 /// A system call failed while `doing` something on `iface` ("-": on no single one).
 fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
-    move |errno| NetError(text!("{doing} on {iface}: {errno}"))
+    move |errno| NetError(text!("{doing} on {}: {errno}", iface.as_str()))
 }
 
 /// The lease on `iface` is gone: `what` happened.
 fn lost(iface: IfName, what: &str) -> NetError {
-    NetError(text!("DHCP on {iface}: {what}"))
+    NetError(text!("DHCP on {}: {what}", iface.as_str()))
 }
 
 /// One link's DHCP client with its sockets.
@@ -331,7 +331,7 @@ impl fmt::Display for Summary<'_> {
         write!(
             f,
             "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
-            net.link.name,
+            net.link.name.as_str(),
             Mac(net.link.mac),
             Dotted(c.address),
             c.prefix_len,

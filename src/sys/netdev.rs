@@ -42,12 +42,6 @@ impl IfName {
     }
 }
 
-impl core::fmt::Display for IfName {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A socket to issue interface ioctls on.
 pub struct NetDev {
     sock: Fd,
@@ -150,11 +144,10 @@ impl NetDev {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
 
     #[test]
     fn loopback_has_loopback_flags() {
-        assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
+        assert_eq!(IfName::new("eth0").unwrap().as_str(), "eth0");
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         let name = |n| IfName::new(n).unwrap();
