@@ -124,9 +124,14 @@ mod tests {
         assert_eq!(parse_mac("52:54:00:AB:cd:ef"), Some(mac));
         assert_eq!(parse_mac("52-54-00-ab-cd-ef"), Some(mac));
         assert_eq!(Mac(mac).to_string(), "52:54:00:ab:cd:ef");
-        for bad in
-            ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef0", "zz:54:00:ab:cd:ef", ""]
-        {
+        for bad in [
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:01",
+            "5:54:00:ab:cd:ef0",
+            "zz:54:00:ab:cd:ef",
+            "",
+            "+f:54:00:ab:cd:ef",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
