@@ -4,7 +4,7 @@
 //!
 //! Its errors are `ResolveError`s, which the HTTP client (its only user) words.
 
-use crate::sys::poll::{self, PollFd, READABLE};
+use crate::sys::poll::{self, READABLE};
 use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
 use alloc::string::String;
@@ -192,7 +192,7 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     let mut query = encode_query(0, name)
         .ok_or_else(|| ResolveError::Failed(String::from("not a valid host name")))?;
     let fail = |doing| move |errno| ResolveError::Failed(text!("{doing}: {errno}"));
-    let socket = UdpSocket::bind([0; 4], 0).map_err(fail("opening a socket for DNS"))?;
+    let socket = UdpSocket::open().map_err(fail("opening a socket for DNS"))?;
     // The id only has to differ between queries and be hard to guess off-path.
     let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
     let mut last = ResolveError::TimedOut;
@@ -202,14 +202,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
             id = id.wrapping_add(0x9e37);
             query[..2].copy_from_slice(&id.to_be_bytes());
             socket.send_to(&query, server.octets(), 53).map_err(fail("sending a DNS query"))?;
+            // Until the wait times out: then it is the next server's turn.
             let deadline = monotonic() + WAIT;
-            loop {
-                let now = monotonic();
-                if now >= deadline {
-                    break;
-                }
-                let mut fds = [PollFd::new(socket.raw(), READABLE)];
-                poll::poll(&mut fds, deadline - now).map_err(fail("waiting for a DNS answer"))?;
+            while poll::wait(socket.raw(), READABLE, deadline.saturating_sub(monotonic())).is_ok() {
                 let got = socket.receive_from(&mut buf).map_err(fail("receiving a DNS answer"))?;
                 // Only what the server we asked sends counts.
                 if let Some((len, _, 53)) = got.filter(|g| g.1 == server.octets()) {

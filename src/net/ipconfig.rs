@@ -1,7 +1,7 @@
 //! Applying a configuration to a link: address, netmask, MTU, routes (as klibc ipconfig
 //! does, with the classic ioctls). The same path serves a DHCP lease and a static `ip=`.
 
-use super::dhcp::{mask_of, Lease};
+use super::dhcp::mask_of;
 use super::link::Link;
 use super::options::Route;
 use super::{sys, NetError};
@@ -23,30 +23,13 @@ pub struct NetConfig {
     pub hostname: Option<String>,
 }
 
-/// Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
-const MIN_MTU: u16 = 68;
-
-impl NetConfig {
-    pub fn from_lease(lease: &Lease) -> NetConfig {
-        NetConfig {
-            address: lease.address,
-            prefix_len: lease.prefix_len,
-            gateway: lease.gateway(),
-            routes: lease.options.routes.clone(),
-            dns: lease.options.dns.clone(),
-            mtu: lease.options.mtu.filter(|m| *m >= MIN_MTU),
-            hostname: lease.options.hostname.clone(),
-        }
-    }
-}
-
 /// Applies `config` to `link` (already up).
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), NetError> {
     let name = link.name;
     let fail = |doing| sys(doing, name);
-    dev.set_address(name, config.address.octets()).map_err(fail("setting the address"))?;
-    dev.set_netmask(name, mask_of(config.prefix_len).octets())
-        .map_err(fail("setting the netmask"))?;
+    let (address, mask) = (config.address.octets(), mask_of(config.prefix_len).octets());
+    dev.set_ipv4(name, libc::SIOCSIFADDR, address).map_err(fail("setting the address"))?;
+    dev.set_ipv4(name, libc::SIOCSIFNETMASK, mask).map_err(fail("setting the netmask"))?;
     if let Some(mtu) = config.mtu {
         dev.set_mtu(name, mtu).map_err(fail("setting the MTU"))?;
     }

@@ -89,14 +89,7 @@ fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
 pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
     if let Some(want) = wanted {
         let mac = parse_mac(want);
-        let mut i = 0;
-        while i < links.len() {
-            if links[i].name.as_str() == want || Some(links[i].mac) == mac {
-                i += 1;
-            } else {
-                links.remove(i);
-            }
-        }
+        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
     }
 }
 
@@ -109,20 +102,15 @@ pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
 }
 
 /// Names for messages: `eth0, eth1`.
-pub fn names(links: &[Link]) -> String {
+pub fn names(names: impl Iterator<Item = IfName>) -> String {
     let mut out = String::new();
-    for link in links {
-        push_name(&mut out, link.name);
+    for name in names {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(name.as_str());
     }
     out
-}
-
-/// Adds `name` to a list of names for messages.
-pub fn push_name(list: &mut String, name: IfName) {
-    if !list.is_empty() {
-        list.push_str(", ");
-    }
-    list.push_str(name.as_str());
 }
 
 #[cfg(test)]
@@ -136,9 +124,14 @@ mod tests {
         assert_eq!(parse_mac("52:54:00:AB:cd:ef"), Some(mac));
         assert_eq!(parse_mac("52-54-00-ab-cd-ef"), Some(mac));
         assert_eq!(Mac(mac).to_string(), "52:54:00:ab:cd:ef");
-        for bad in
-            ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef0", "zz:54:00:ab:cd:ef", ""]
-        {
+        for bad in [
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:01",
+            "5:54:00:ab:cd:ef0",
+            "zz:54:00:ab:cd:ef",
+            "",
+            "+f:54:00:ab:cd:ef",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
@@ -160,7 +153,7 @@ mod tests {
         assert_eq!(selected(Some("eth1")), [link("eth1", 2)]);
         assert_eq!(selected(Some("02:00:00:00:00:01")), [link("eth0", 1)]);
         assert!(selected(Some("eth9")).is_empty());
-        assert_eq!(names(&all), "eth0, eth1");
+        assert_eq!(names(all.iter().map(|l| l.name)), "eth0, eth1");
     }
 
     #[test]

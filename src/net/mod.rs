@@ -1,8 +1,8 @@
 //! Network bring-up: pick the links, get a lease by DHCP (or take a static `ip=`), apply
 //! address, netmask, MTU and routes, and keep the lease alive during long work.
 //!
-//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (one
-//! packet socket each, one poll loop); the first to bind wins and its MAC is the machine's
+//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (two
+//! sockets each, one poll loop); the first to bind wins and its MAC is the machine's
 //! identity. Nothing here sleeps blindly: the loop waits in poll(2) for a packet, the next
 //! retransmission, or (while a link still lacks carrier) the next carrier check.
 
@@ -34,89 +34,35 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often links still without carrier are looked at while the loop waits.
 const CARRIER_CHECK: Duration = Duration::from_millis(5);
 
-/// How DHCP failed on a link, while acquiring or keeping a lease.
+/// Why the network could not be brought up or kept: one line, with its context.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DhcpError {
-    /// No server granted a lease on `links` within the bound; what came back meanwhile.
-    NoLease { links: String, waited_secs: u64, replies: u32, naks: u32, ignored: u32 },
-    /// The lease on `iface` is gone: `what` happened.
-    Lost { iface: IfName, what: &'static str },
-}
-
-/// Why the network could not be brought up or kept. One line each.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetError {
-    /// A system call failed while `doing` something on `iface` ("-": on no single one).
-    Sys {
-        doing: &'static str,
-        iface: IfName,
-        errno: Errno,
-    },
-    /// The machine has no Ethernet interface at all.
-    NoLinks,
-    /// `imprint.iface=` or the device of `ip=` names no Ethernet interface.
-    NoSuchLink {
-        wanted: String,
-        present: String,
-    },
-    /// None of `links` had carrier within the bound.
-    NoCarrier {
-        links: String,
-        waited_secs: u64,
-    },
-    /// The `field` of `ip=` does not hold what it should (the banner shows the whole value).
-    BadIp {
-        field: &'static str,
-    },
-    /// `ip=off` (or `none`) without an address: imprint needs the network.
-    IpOff,
-    Dhcp(DhcpError),
-    /// `imprint dhcp` was called wrongly.
-    Usage(&'static str),
-}
+pub struct NetError(pub String);
 
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetError::Sys { doing, iface, errno } => write!(f, "{doing} on {iface}: {errno}"),
-            NetError::NoLinks => {
-                f.write_str("no Ethernet interface found (is the NIC's driver in the kernel?)")
-            }
-            NetError::NoSuchLink { wanted, present } => {
-                let wanted = crate::console::Quoted(wanted);
-                write!(f, "no Ethernet interface named {wanted} (present: {present})")
-            }
-            NetError::NoCarrier { links, waited_secs } => {
-                write!(f, "no carrier on {links} within {waited_secs} s (is a cable plugged in?)")
-            }
-            NetError::BadIp { field } => write!(f, "ip=: the {field} field is not valid"),
-            NetError::IpOff => f.write_str("ip=: autoconfiguration is off and no client address is given; imprint needs the network"),
-            NetError::Dhcp(DhcpError::NoLease { links, waited_secs, replies, naks, ignored }) => {
-                write!(f, "DHCP: no lease on {links} within {waited_secs} s (")?;
-                match (replies, naks) {
-                    (0, _) => f.write_str("no server answered")?,
-                    (_, 0) => write!(f, "{replies} replies but no lease")?,
-                    _ => write!(f, "the server refused {naks} requests with DHCPNAK")?,
-                }
-                write!(f, "; {ignored} bad or foreign packets ignored)")
-            }
-            NetError::Dhcp(DhcpError::Lost { iface, what }) => write!(f, "DHCP on {iface}: {what}"),
-            NetError::Usage(what) => write!(f, "{what}; see imprint --help"),
-        }
+        f.write_str(&self.0)
     }
 }
 
+/// A system call failed while `doing` something on `iface` ("-": on no single one).
 fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
-    move |errno| NetError::Sys { doing, iface, errno }
+    move |errno| NetError(text!("{doing} on {}: {errno}", iface.as_str()))
+}
+
+/// The lease on `iface` is gone: `what` happened.
+fn lost(iface: IfName, what: &str) -> NetError {
+    NetError(text!("DHCP on {}: {what}", iface.as_str()))
 }
 
 /// One link's DHCP client with its sockets.
 struct Session {
     link: Link,
-    socket: PacketSocket,
+    /// Replies arrive here: before the lease there is no address to receive them on.
+    packets: PacketSocket,
+    /// Messages leave here: broadcasts from 0.0.0.0 (or our address, once applied: RFC 2131
+    /// 4.4.5), unicasts to the server through the kernel's routing.
+    udp: UdpSocket,
     client: Client,
-    /// For unicast renewals and releases; opened once an address is applied.
-    unicast: Option<UdpSocket>,
     /// When the link had carrier (the client started).
     carrier_at: Duration,
 }
@@ -125,37 +71,19 @@ impl Session {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
     fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Session>, NetError> {
-        let socket =
+        let packets =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
+        let udp = UdpSocket::dhcp_client(link.name)
+            .map_err(sys("binding the DHCP client port", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Box::new(Session { link, socket, client, unicast: None, carrier_at: now }))
+        Ok(Box::new(Session { link, packets, udp, client, carrier_at: now }))
     }
 
-    fn transmit(&mut self, send: Send) -> Result<(), NetError> {
-        let iface = self.link.name;
-        let address = self.client.lease().map_or(Ipv4Addr::UNSPECIFIED, |l| l.address);
-        match send {
-            Send::Broadcast(message) => {
-                // From our address only while rebinding (RFC 2131 4.4.5); else 0.0.0.0.
-                let rebinding = self.client.state() == dhcp::State::Rebinding;
-                let src = if rebinding { address } else { Ipv4Addr::UNSPECIFIED };
-                let datagram = dhcp::frame(src, Ipv4Addr::BROADCAST, &message);
-                let sent = self.socket.send_broadcast(&datagram);
-                sent.map_err(sys("sending a DHCP broadcast", iface))
-            }
-            Send::Unicast(server, message) => {
-                let socket = match &self.unicast {
-                    Some(socket) => socket,
-                    None => self.unicast.insert(
-                        UdpSocket::bind(address.octets(), 68)
-                            .map_err(sys("binding the DHCP client port", iface))?,
-                    ),
-                };
-                let sent = socket.send_to(&message, server.octets(), 67);
-                sent.map_err(sys("sending a DHCP message to the server", iface))
-            }
-        }
+    fn send(&self, send: Option<Send>) -> Result<(), NetError> {
+        let Some((to, message)) = send else { return Ok(()) };
+        let sent = self.udp.send_to(&message, to.octets(), 67);
+        sent.map_err(sys("sending a DHCP message", self.link.name))
     }
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
@@ -166,32 +94,24 @@ impl Session {
         let buf = &mut [0u8; 1536];
         let iface = self.link.name;
         while let Some(got) =
-            self.socket.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
+            self.packets.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
         {
             match buf.get(..got.len).and_then(|d| dhcp::unframe(d, got.checksum_not_ready)) {
                 Some(message) => event = self.client.receive(now, message).or(event),
                 None => self.client.ignored += 1,
             }
         }
-        // Our UDP socket also gets a copy of unicast replies; the packet socket has
-        // already read them, so drop these.
-        if let Some(socket) = &self.unicast {
-            let drain = "draining the DHCP client port";
-            while socket.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
-        }
-        match self.client.poll(now) {
-            Ok(Some(send)) => self.transmit(send)?,
-            Ok(None) => {}
-            Err(dhcp::LeaseExpired) => {
-                let what = "the lease expired and no server renewed it";
-                return Err(NetError::Dhcp(DhcpError::Lost { iface, what }));
-            }
-        }
+        // The UDP socket also gets a copy of the replies; the packet socket has already
+        // read them, so drop these.
+        let drain = "draining the DHCP client port";
+        while self.udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
+        let send = self.client.poll(now);
+        self.send(send.map_err(|_| lost(iface, "the lease expired and no server renewed it"))?)?;
         Ok(event)
     }
 }
 
-/// A client holding a lease, with its socket kept open so it can renew.
+/// A client holding a lease, with its sockets kept open so it can renew.
 pub struct BoundClient {
     session: Box<Session>,
     /// From carrier to the lease (shown with the lease; `make bench` reads it).
@@ -210,9 +130,7 @@ impl BoundClient {
         match self.session.step(now)? {
             Some(Event::Renewed) => Ok(true),
             Some(Event::Lost) => {
-                let (iface, what) =
-                    (self.session.link.name, "the server refused to renew the lease (NAK)");
-                Err(NetError::Dhcp(DhcpError::Lost { iface, what }))
+                Err(lost(self.session.link.name, "the server refused to renew the lease (NAK)"))
             }
             _ => Ok(false),
         }
@@ -221,18 +139,16 @@ impl BoundClient {
     /// Waits in poll until `tick` has work to do, a reply comes, or `end`.
     fn wait(&self, end: Duration) -> Result<(), NetError> {
         let wake = self.session.client.next_wakeup().min(end);
-        let mut fds = [PollFd::new(self.session.socket.raw(), READABLE)];
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-            .map_err(sys("waiting for DHCP replies", self.session.link.name))
-            .map(|_| ())
+        match poll::wait(self.session.packets.raw(), READABLE, wake.saturating_sub(monotonic())) {
+            Err(Errno::ETIMEDOUT) | Ok(()) => Ok(()),
+            Err(e) => Err(sys("waiting for DHCP replies", self.session.link.name)(e)),
+        }
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
     pub fn release(mut self) -> Result<(), NetError> {
-        match self.session.client.release() {
-            Some(send) => self.session.transmit(send),
-            None => Ok(()),
-        }
+        let send = self.session.client.release();
+        self.session.send(send)
     }
 }
 
@@ -259,13 +175,9 @@ impl Acquiring {
         let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);
         loop {
             let now = monotonic();
-            let mut i = 0;
-            while let Some(&l) = waiting.get(i) {
+            for l in core::mem::take(waiting) {
                 match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
-                    Ok(false) => {
-                        i += 1;
-                        continue;
-                    }
+                    Ok(false) => waiting.push(l),
                     Ok(true) => match self.fixed.take() {
                         Some(config) => return Ok(Network { link: l, config, dhcp: None }),
                         None => sessions.push(Session::open(l, self.hostname.clone(), now)?),
@@ -274,57 +186,39 @@ impl Acquiring {
                     Err(Errno(libc::ENODEV)) => {}
                     Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
                 }
-                waiting.remove(i);
             }
-            let mut winner = None;
             let mut i = 0;
             while let Some(s) = sessions.get_mut(i) {
                 match s.step(now) {
-                    Ok(Some(Event::Bound)) if winner.is_none() => winner = Some(i),
-                    Ok(_) => {}
+                    Ok(Some(Event::Bound)) => {
+                        let session = sessions.swap_remove(i);
+                        for loser in sessions.iter_mut() {
+                            let send = loser.client.release();
+                            let _ = loser.send(send); // best effort: the lease times out anyway
+                        }
+                        let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
+                        let config = session.client.lease().expect("bound").config.clone();
+                        let link = session.link;
+                        let dhcp = Some(BoundClient { session, carrier_to_bound });
+                        return Ok(Network { link, config, dhcp });
+                    }
+                    Ok(_) => i += 1,
                     // One link failing (its NIC went away, say) must not stop the others;
                     // when it was the last one, its error is the answer.
                     Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
                         sessions.remove(i);
-                        continue;
                     }
                     Err(e) => return Err(e),
                 }
-                i += 1;
-            }
-            if let Some(i) = winner {
-                let session = sessions.swap_remove(i);
-                for loser in sessions.iter_mut() {
-                    if let Some(send) = loser.client.release() {
-                        let _ = loser.transmit(send); // best effort: the lease times out anyway
-                    }
-                }
-                let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-                let config = NetConfig::from_lease(session.client.lease().expect("bound"));
-                let (link, dhcp) = (session.link, Some(BoundClient { session, carrier_to_bound }));
-                return Ok(Network { link, config, dhcp });
             }
             if now >= deadline {
-                let waited_secs = timeout.as_secs();
-                if sessions.is_empty() {
-                    // The links still waiting (those that vanished meanwhile are not named).
-                    return Err(NetError::NoCarrier { links: link::names(waiting), waited_secs });
-                }
-                let (mut links, mut replies, mut naks, mut ignored) = (String::new(), 0, 0, 0);
-                for s in sessions.iter() {
-                    link::push_name(&mut links, s.link.name);
-                    replies += s.client.replies;
-                    naks += s.client.naks;
-                    ignored += s.client.ignored;
-                }
-                let e = DhcpError::NoLease { links, waited_secs, replies, naks, ignored };
-                return Err(NetError::Dhcp(e));
+                return Err(no_lease(waiting, sessions, timeout.as_secs()));
             }
             let mut wake = deadline;
             let mut fds = Vec::new();
             for s in sessions.iter() {
                 wake = wake.min(s.client.next_wakeup());
-                fds.push(PollFd::new(s.socket.raw(), READABLE));
+                fds.push(PollFd::new(s.packets.raw(), READABLE));
             }
             if !waiting.is_empty() {
                 wake = wake.min(now + CARRIER_CHECK);
@@ -333,6 +227,31 @@ impl Acquiring {
                 .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
         }
     }
+}
+
+/// Why no link got a lease in `waited_secs`: no carrier at all, or what the servers said.
+#[inline(never)]
+fn no_lease(waiting: &[Link], sessions: &[Box<Session>], waited_secs: u64) -> NetError {
+    if sessions.is_empty() {
+        // The links still waiting (those that vanished meanwhile are not named).
+        let links = link::names(waiting.iter().map(|l| l.name));
+        return NetError(text!(
+            "no carrier on {links} within {waited_secs} s (is a cable plugged in?)"
+        ));
+    }
+    let links = link::names(sessions.iter().map(|s| s.link.name));
+    let (mut replies, mut naks, mut ignored) = (0, 0, 0);
+    for c in sessions.iter().map(|s| &s.client) {
+        (replies, naks, ignored) = (replies + c.replies, naks + c.naks, ignored + c.ignored);
+    }
+    let why = match (replies, naks) {
+        (0, _) => text!("no server answered"),
+        (_, 0) => text!("{replies} replies but no lease"),
+        _ => text!("the server refused {naks} requests with DHCPNAK"),
+    };
+    NetError(text!(
+        "DHCP: no lease on {links} within {waited_secs} s ({why}; {ignored} bad or foreign packets ignored)"
+    ))
 }
 
 /// The network as brought up: which link, with what, and the DHCP client if any.
@@ -356,20 +275,26 @@ pub fn bring_up(
     iface: Option<&str>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let setting = static_ip::parse(ip)
-        .map_err(|f| f.map_or(NetError::IpOff, |field| NetError::BadIp { field }))?;
+    let setting = static_ip::parse(ip).map_err(|field| {
+        NetError(match field {
+            Some(field) => text!("ip=: the {field} field is not valid"),
+            None => String::from("ip=: autoconfiguration is off and no client address is given; imprint needs the network"),
+        })
+    })?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {
-        return Err(NetError::NoLinks);
+        let why = "no Ethernet interface found (is the NIC's driver in the kernel?)";
+        return Err(NetError(String::from(why)));
     }
-    let present = link::names(&links);
+    let present = link::names(links.iter().map(|l| l.name));
     // imprint.iface= wins over the device field of ip=.
     let wanted = iface.or(setting.device.as_deref());
     link::select(&mut links, wanted);
     if links.is_empty() {
-        let wanted = String::from(wanted.unwrap_or_default());
-        return Err(NetError::NoSuchLink { wanted, present });
+        let wanted = crate::console::Quoted(wanted.unwrap_or_default());
+        let why = text!("no Ethernet interface named {wanted} (present: {present})");
+        return Err(NetError(why));
     }
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
@@ -380,7 +305,6 @@ pub fn bring_up(
     ipconfig::apply(&dev, &network.link, &network.config)?;
     Ok(network)
 }
-
 /// An IPv4 address as a dotted quad: core's Display, which handles widths, costs more.
 pub struct Dotted(pub Ipv4Addr);
 
@@ -407,7 +331,7 @@ impl fmt::Display for Summary<'_> {
         write!(
             f,
             "  interface {} ({}), by {how}\n  address   {}/{} (mask {})\n  router    {router}\n  dns      ",
-            net.link.name,
+            net.link.name.as_str(),
             Mac(net.link.mac),
             Dotted(c.address),
             c.prefix_len,
@@ -432,9 +356,7 @@ impl fmt::Display for Summary<'_> {
                 client.carrier_to_bound.as_millis() as u64,
                 client.carrier_to_bound.subsec_micros() % 1000
             )?;
-            for (label, name) in
-                [("hostname", &l.options.hostname), ("domain  ", &l.options.domain)]
-            {
+            for (label, name) in [("hostname", &c.hostname), ("domain  ", &l.domain)] {
                 if let Some(name) = name {
                     writeln!(f, "  {label}  {name}")?;
                 }
@@ -449,39 +371,43 @@ impl fmt::Display for Summary<'_> {
 /// with `--hold`, keeps it (renewing) for S seconds; with `--release`, gives it back at the
 /// end. Returns the exit status.
 pub fn dhcp_command(args: &[&[u8]]) -> i32 {
-    match dhcp_command_inner(args) {
-        Ok(()) => 0,
-        Err(e) => {
-            errln!("imprint: dhcp: {e}");
-            if matches!(e, NetError::Usage(_)) {
-                crate::tool::EXIT_USAGE
-            } else {
-                1
-            }
-        }
-    }
-}
-
-fn dhcp_command_inner(args: &[&[u8]]) -> Result<(), NetError> {
     let (mut iface, mut release) = (None, false);
     let (mut timeout, mut hold) = (DEFAULT_TIMEOUT.as_secs() as u32, 0);
     let mut rest = args.iter().map(|a| core::str::from_utf8(a).unwrap_or("\0"));
     while let Some(arg) = rest.next() {
-        let (seconds, needs) = match arg {
+        let seconds = match arg {
             "--release" => {
                 release = true;
                 continue;
             }
-            "--timeout" => (&mut timeout, "--timeout needs a number of seconds"),
-            "--hold" => (&mut hold, "--hold needs a number of seconds"),
+            "--timeout" => &mut timeout,
+            "--hold" => &mut hold,
             name if iface.is_none() && !name.starts_with('-') && name != "\0" => {
                 iface = Some(name);
                 continue;
             }
-            _ => return Err(NetError::Usage("unexpected argument")),
+            _ => return usage("unexpected argument"),
         };
-        *seconds = rest.next().and_then(|v| v.parse().ok()).ok_or(NetError::Usage(needs))?;
+        match rest.next().and_then(|v| v.parse().ok()) {
+            Some(value) => *seconds = value,
+            None => return usage(&text!("{arg} needs a number of seconds")),
+        }
     }
+    match hold_lease(iface, timeout, hold, release) {
+        Ok(()) => 0,
+        Err(e) => {
+            errln!("imprint: dhcp: {e}");
+            1
+        }
+    }
+}
+
+fn usage(what: &str) -> i32 {
+    errln!("imprint: dhcp: {what}; see imprint --help");
+    crate::tool::EXIT_USAGE
+}
+
+fn hold_lease(iface: Option<&str>, timeout: u32, hold: u32, release: bool) -> Result<(), NetError> {
     let network = bring_up(None, iface, Duration::from_secs(timeout.into()))?;
     say!("imprint: network up\n{}", Summary(&network));
     let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");

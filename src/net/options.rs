@@ -15,26 +15,6 @@ pub const HTYPE_ETHERNET: u8 = 1;
 pub const AREA_START: usize = 240;
 pub const MAGIC: u32 = 0x6382_5363;
 
-pub const PAD: u8 = 0;
-pub const SUBNET_MASK: u8 = 1;
-pub const ROUTER: u8 = 3;
-pub const DNS: u8 = 6;
-pub const HOSTNAME: u8 = 12;
-pub const DOMAIN_NAME: u8 = 15;
-pub const INTERFACE_MTU: u8 = 26;
-pub const REQUESTED_IP: u8 = 50;
-pub const LEASE_TIME: u8 = 51;
-pub const MESSAGE_TYPE: u8 = 53;
-pub const SERVER_ID: u8 = 54;
-pub const PARAMETER_REQUESTS: u8 = 55;
-pub const MAX_MESSAGE_SIZE: u8 = 57;
-pub const RENEWAL_TIME: u8 = 58;
-pub const REBINDING_TIME: u8 = 59;
-pub const VENDOR_CLASS: u8 = 60;
-pub const CLIENT_ID: u8 = 61;
-pub const CLASSLESS_ROUTES: u8 = 121;
-pub const END: u8 = 255;
-
 /// What a client asks the server for (option 55), in the order of importance to us: mask,
 /// classless routes, router, DNS, host name, domain name, MTU, broadcast address, lease
 /// time, T1, T2.
@@ -110,9 +90,9 @@ pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
     let mut out = ReplyOptions::default();
     loop {
         let (code, data) = match rest {
-            [END, ..] => return Some(out),
-            [PAD, tail @ ..] => {
-                rest = tail;
+            [255, ..] => return Some(out), // the end option
+            [0, tail @ ..] => {
+                rest = tail; // a pad
                 continue;
             }
             [code, len, tail @ ..] => {
@@ -126,20 +106,20 @@ pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
         let word = data.first_chunk::<4>().filter(|_| data.len() == 4);
         let word = || word.map(|w| u32::from_be_bytes(*w));
         match code {
-            MESSAGE_TYPE => out.message_type = Some(*data.first().filter(|_| data.len() == 1)?),
-            SERVER_ID => out.server_id = Some(word()?.into()),
-            SUBNET_MASK => out.subnet_mask = Some(word()?.into()),
-            LEASE_TIME => out.lease_secs = Some(word()?),
-            RENEWAL_TIME => out.renewal_secs = Some(word()?),
-            REBINDING_TIME => out.rebinding_secs = Some(word()?),
-            INTERFACE_MTU => {
+            53 => out.message_type = Some(*data.first().filter(|_| data.len() == 1)?),
+            54 => out.server_id = Some(word()?.into()),
+            1 => out.subnet_mask = Some(word()?.into()),
+            51 => out.lease_secs = Some(word()?),
+            58 => out.renewal_secs = Some(word()?),   // T1
+            59 => out.rebinding_secs = Some(word()?), // T2
+            26 => {
                 out.mtu = Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
             }
-            ROUTER => out.routers = addresses(data)?,
-            DNS => out.dns = addresses(data)?,
-            HOSTNAME => out.hostname = Some(name(data)?),
-            DOMAIN_NAME => out.domain = Some(name(data)?),
-            CLASSLESS_ROUTES => out.routes = classless_routes(data)?,
+            3 => out.routers = addresses(data)?,
+            6 => out.dns = addresses(data)?,
+            12 => out.hostname = Some(name(data)?),
+            15 => out.domain = Some(name(data)?),
+            121 => out.routes = classless_routes(data)?,
             _ => {}
         }
     }
@@ -148,6 +128,10 @@ pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PAD: u8 = 0;
+    const END: u8 = 255;
+    const CLASSLESS_ROUTES: u8 = 121;
 
     #[test]
     fn walks_pads_and_stops_at_end() {

@@ -16,7 +16,7 @@ pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
 /// so links and errors carry names without allocating.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IfName {
-    bytes: [u8; libc::IFNAMSIZ],
+    pub(super) bytes: [u8; libc::IFNAMSIZ],
     len: u8,
 }
 
@@ -42,12 +42,6 @@ impl IfName {
     }
 }
 
-impl core::fmt::Display for IfName {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A socket to issue interface ioctls on.
 pub struct NetDev {
     sock: Fd,
@@ -58,15 +52,9 @@ type Ifru = libc::__c_anonymous_ifr_ifru;
 
 /// An IPv4 address as the `struct sockaddr` the interface ioctls take.
 fn sockaddr_in(addr: [u8; 4]) -> libc::sockaddr {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr) },
-        sin_zero: [0; 8],
-    };
     // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) on Linux, and every
     // bit pattern is a valid sockaddr.
-    unsafe { core::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+    unsafe { core::mem::transmute(super::socket::sockaddr(addr, 0)) }
 }
 
 impl NetDev {
@@ -116,14 +104,9 @@ impl NetDev {
         self.ioctl(name, libc::SIOCSIFFLAGS as _, value).map(|_| ())
     }
 
-    pub fn set_address(&self, name: IfName, addr: [u8; 4]) -> Result<()> {
-        let value = Ifru { ifru_addr: sockaddr_in(addr) };
-        self.ioctl(name, libc::SIOCSIFADDR as _, value).map(|_| ())
-    }
-
-    pub fn set_netmask(&self, name: IfName, mask: [u8; 4]) -> Result<()> {
-        let value = Ifru { ifru_netmask: sockaddr_in(mask) };
-        self.ioctl(name, libc::SIOCSIFNETMASK as _, value).map(|_| ())
+    /// Sets the address (`libc::SIOCSIFADDR`) or the netmask (`libc::SIOCSIFNETMASK`).
+    pub fn set_ipv4(&self, name: IfName, request: libc::c_ulong, addr: [u8; 4]) -> Result<()> {
+        self.ioctl(name, request, Ifru { ifru_addr: sockaddr_in(addr) }).map(|_| ())
     }
 
     pub fn set_mtu(&self, name: IfName, mtu: u16) -> Result<()> {
@@ -161,11 +144,10 @@ impl NetDev {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
 
     #[test]
     fn loopback_has_loopback_flags() {
-        assert_eq!(IfName::new("eth0").unwrap().to_string(), "eth0");
+        assert_eq!(IfName::new("eth0").unwrap().as_str(), "eth0");
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         let name = |n| IfName::new(n).unwrap();

@@ -6,7 +6,7 @@
 //! socket to, and the server may answer to the broadcast or to the offered address.
 
 use super::fd::Fd;
-use super::socket::{bind_to, open_socket, send_to, set_option, unless_again};
+use super::socket::{bind_to, open_socket, set_option, unless_again};
 use super::Result;
 use core::mem::size_of;
 
@@ -42,19 +42,6 @@ static DHCP_CLIENT_FILTER: [libc::sock_filter; 9] = [
 
 pub struct PacketSocket {
     fd: Fd,
-    ifindex: i32,
-}
-
-fn link_address(ifindex: i32, protocol: u16, broadcast: bool) -> libc::sockaddr_ll {
-    libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: protocol.to_be(),
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: if broadcast { 6 } else { 0 },
-        sll_addr: if broadcast { [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0] } else { [0; 8] },
-    }
 }
 
 impl PacketSocket {
@@ -70,17 +57,21 @@ impl PacketSocket {
         };
         set_option(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
         set_option(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int)?;
-        bind_to(&fd, &link_address(ifindex, libc::ETH_P_IP as u16, false))?;
-        Ok(PacketSocket { fd, ifindex })
+        let address = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: (libc::ETH_P_IP as u16).to_be(),
+            sll_ifindex: ifindex,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        };
+        bind_to(&fd, &address)?;
+        Ok(PacketSocket { fd })
     }
 
     pub fn raw(&self) -> libc::c_int {
         self.fd.raw()
-    }
-
-    /// Sends one IPv4 datagram to the link's broadcast address.
-    pub fn send_broadcast(&self, datagram: &[u8]) -> Result<()> {
-        send_to(&self.fd, datagram, &link_address(self.ifindex, libc::ETH_P_IP as u16, true))
     }
 
     /// Receives one packet into `buf`; `None` when nothing is waiting.

@@ -35,3 +35,19 @@ pub fn poll(fds: &mut [PollFd], timeout: Duration) -> Result<usize> {
         Err(e) => Err(e),
     }
 }
+
+/// Waits until `fd` is ready for `events`; ETIMEDOUT after `timeout`. Signals wake poll
+/// early, so the wait resumes until the deadline.
+pub fn wait(fd: libc::c_int, events: i16, timeout: Duration) -> Result<()> {
+    let deadline = super::time::monotonic() + timeout;
+    loop {
+        let now = super::time::monotonic();
+        if now >= deadline {
+            return Err(Errno(libc::ETIMEDOUT));
+        }
+        let mut fds = [PollFd::new(fd, events)];
+        if poll(&mut fds, deadline - now)? > 0 && fds[0].ready() {
+            return Ok(());
+        }
+    }
+}

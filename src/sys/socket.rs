@@ -3,8 +3,8 @@
 //! close-on-exec; every TCP wait goes through poll(2), so no call can hang past its timeout.
 
 use super::fd::Fd;
-use super::poll::{poll, PollFd, READABLE, WRITABLE};
-use super::time::monotonic;
+use super::netdev::IfName;
+use super::poll::{wait, READABLE, WRITABLE};
 use super::{check, check_size, Errno, Result};
 use core::fmt;
 use core::mem::size_of;
@@ -77,7 +77,7 @@ pub(super) fn unless_again(ret: libc::ssize_t) -> Result<Option<usize>> {
     }
 }
 
-fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
+pub(super) fn sockaddr(addr: [u8; 4], port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
@@ -117,7 +117,7 @@ impl TcpStream {
             Err(e) => return Err(e),
         }
         // Non-blocking connect: writable means done; SO_ERROR says how it went.
-        stream.wait(WRITABLE, timeout)?;
+        wait(stream.fd.raw(), WRITABLE, timeout)?;
         let (mut error, mut len): (c_int, u32) = (0, 4);
         // SAFETY: error and len are valid writable locations; len says error's exact size.
         check(unsafe {
@@ -138,15 +138,14 @@ impl TcpStream {
             let ret = unsafe { libc::recv(self.fd.raw(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             match unless_again(ret)? {
                 Some(n) => return Ok(n),
-                None => self.wait(READABLE, idle)?,
+                None => wait(self.fd.raw(), READABLE, idle)?,
             }
         }
     }
 
-    /// One write of (part of) `buf`; returns how much was taken. Fails with ETIMEDOUT
-    /// when the peer takes no byte within `idle`.
-    pub fn write(&self, buf: &[u8], idle: Duration) -> Result<usize> {
-        loop {
+    /// Writes all of `buf`. Fails with ETIMEDOUT when the peer takes no byte within `idle`.
+    pub fn write_all(&self, mut buf: &[u8], idle: Duration) -> Result<()> {
+        while !buf.is_empty() {
             // MSG_NOSIGNAL: a peer that closed gives EPIPE here instead of a SIGPIPE that
             // would kill the process.
             // SAFETY: buf is a valid readable region of buf.len() bytes for the call.
@@ -154,43 +153,12 @@ impl TcpStream {
                 libc::send(self.fd.raw(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
             };
             match unless_again(ret)? {
-                Some(n) => return Ok(n),
-                None => self.wait(WRITABLE, idle)?,
-            }
-        }
-    }
-
-    /// Writes all of `buf`, each step bounded by `idle`.
-    pub fn write_all(&self, mut buf: &[u8], idle: Duration) -> Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf, idle)? {
-                0 => return Err(Errno::EPIPE),
-                n => buf = buf.get(n..).unwrap_or_default(),
+                Some(0) => return Err(Errno::EPIPE),
+                Some(n) => buf = buf.get(n..).unwrap_or_default(),
+                None => wait(self.fd.raw(), WRITABLE, idle)?,
             }
         }
         Ok(())
-    }
-
-    /// Tells the peer we will send nothing more (a FIN), keeping our reading side open.
-    pub fn shutdown_write(&self) -> Result<()> {
-        // SAFETY: shutdown takes only integers.
-        check(unsafe { libc::shutdown(self.fd.raw(), libc::SHUT_WR) }).map(|_| ())
-    }
-
-    /// Waits until the socket is ready for `events`; ETIMEDOUT after `timeout`. Signals
-    /// wake poll early, so the wait resumes until the deadline.
-    fn wait(&self, events: i16, timeout: Duration) -> Result<()> {
-        let deadline = monotonic() + timeout;
-        loop {
-            let now = monotonic();
-            if now >= deadline {
-                return Err(Errno::ETIMEDOUT);
-            }
-            let mut fds = [PollFd::new(self.fd.raw(), events)];
-            if poll(&mut fds, deadline - now)? > 0 && fds[0].ready() {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -200,12 +168,19 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// A non-blocking UDP socket bound to `addr:port` (port 0: any). SO_REUSEADDR lets a
-    /// renewal bind port 68 beside another DHCP client's socket on a host.
-    pub fn bind(addr: [u8; 4], port: u16) -> Result<UdpSocket> {
+    /// A non-blocking UDP socket on any port (for DNS queries).
+    pub fn open() -> Result<UdpSocket> {
+        Ok(UdpSocket { fd: open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
+    }
+
+    /// The DHCP client's socket on link `name`: port 68, broadcasts allowed, bound to the
+    /// link, so a broadcast leaves there even before it has an address (from 0.0.0.0).
+    pub fn dhcp_client(name: IfName) -> Result<UdpSocket> {
         let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
         set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &c_int)?;
-        bind_to(&fd, &sockaddr(addr, port))?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &1 as &c_int)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &name.bytes)?;
+        bind_to(&fd, &sockaddr([0; 4], 68))?;
         Ok(UdpSocket { fd })
     }
 
@@ -250,16 +225,14 @@ mod tests {
         let (l, addr) = listener();
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            // Ends only at our FIN: proves shutdown_write sent one.
-            let mut got = std::vec::Vec::new();
-            s.read_to_end(&mut got).unwrap();
+            let mut got = [0u8; 5];
+            s.read_exact(&mut got).unwrap();
             s.write_all(b"pong").unwrap();
             got
         });
         let t = Duration::from_secs(5);
         let stream = TcpStream::connect(addr, t).unwrap();
         stream.write_all(b"ping!", t).unwrap();
-        stream.shutdown_write().unwrap();
         let mut buf = [0u8; 16];
         let mut got = 0;
         loop {
@@ -269,7 +242,7 @@ mod tests {
             }
         }
         assert_eq!(&buf[..got], b"pong");
-        assert_eq!(server.join().unwrap(), b"ping!");
+        assert_eq!(&server.join().unwrap(), b"ping!");
     }
 
     #[test]
@@ -287,7 +260,7 @@ mod tests {
 
     #[test]
     fn udp_loopback_round_trip() {
-        let a = UdpSocket::bind([127, 0, 0, 1], 0).unwrap();
+        let a = UdpSocket::open().unwrap();
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         a.send_to(b"imprint", [127, 0, 0, 1], port).unwrap();
