@@ -33,6 +33,8 @@ pub const HEAD: u64 = 1 << 20;
 pub const TAIL: u64 = 1 << 20;
 /// The inflate ring and write buffer (a power of two, a multiple of FLUSH).
 const RING: usize = 4 << 20;
+/// The inflater's history: deflate refers back 32 KiB at most.
+const WINDOW: usize = 32 << 10;
 /// Written out of the ring whenever this much is ready. When the ring wraps, the inflater
 /// waits for the last of these writes: smaller means less waiting, more system calls.
 const FLUSH: usize = 512 << 10;
@@ -286,8 +288,8 @@ impl Disk {
         }
         loop {
             let result = match self.zeroing {
-                Zeroing::Fallocate => block::zero_range(&self.fd, offset, len),
-                Zeroing::ZeroOut => block::zero_out(&self.fd, offset, len),
+                Zeroing::Fallocate => block::zero(&self.fd, false, offset, len),
+                Zeroing::ZeroOut => block::zero(&self.fd, true, offset, len),
                 Zeroing::Write => return self.write_zeros(offset, len),
             };
             match result {
@@ -369,7 +371,7 @@ impl Sink {
         start: usize,
         end: usize,
     ) -> Result<(), WriteError<E>> {
-        let data = &ring.data()[start..end];
+        let data = ring.data(start, end);
         let offset = self.written;
         let image_end = offset + data.len() as u64;
         if let Some(limit) = self.disk.limit {
@@ -403,7 +405,7 @@ impl Sink {
         let mut at = 0;
         while at < whole {
             let (zeros, len) = {
-                let rest = &ring.data()[start + at..start + whole];
+                let rest = ring.data(start + at, start + whole);
                 match zero_run(rest) {
                     zeros if self.sparse && zeros >= SPARSE_MIN => (true, zeros),
                     _ if self.sparse => (false, data_run(rest)),
@@ -411,45 +413,47 @@ impl Sink {
                 }
             };
             let at_offset = offset + at as u64;
-            if zeros {
-                self.add_zeros(at_offset, len as u64).map_err(|e| (at_offset, e))?;
+            let queued = if zeros {
+                self.add_zeros(ring, at_offset, len as u64)
             } else {
-                if let Err(errno) =
-                    ring.submit(&self.disk.fd, start + at, start + at + len, at_offset)
-                {
-                    return Err((ring.failed_at(), errno));
-                }
-            }
+                ring.write(&self.disk.fd, start + at, start + at + len, at_offset)
+            };
+            queued.map_err(|errno| (ring.failed_at(), errno))?;
             at += len;
         }
         if whole < end - start {
-            if let Err(errno) = ring.wait_all() {
-                return Err((ring.failed_at(), errno));
-            }
+            self.flush_zeros(ring)
+                .and_then(|_| ring.wait_all())
+                .map_err(|errno| (ring.failed_at(), errno))?;
             let tail_offset = offset + whole as u64;
             self.disk
-                .write_at(&ring.data()[start + whole..end], tail_offset)
+                .write_at(ring.data(start + whole, end), tail_offset)
                 .map_err(|e| (tail_offset, e))?;
         }
         Ok(())
     }
 
-    fn add_zeros(&mut self, offset: u64, len: u64) -> sys::Result<()> {
+    fn add_zeros(&mut self, ring: &mut DirectRing, offset: u64, len: u64) -> sys::Result<()> {
         self.sparse_bytes += len;
-        match self.pending_zeros {
-            Some((start, end)) if end == offset => self.pending_zeros = Some((start, end + len)),
+        match &mut self.pending_zeros {
+            Some((_, end)) if *end == offset => *end += len,
             _ => {
-                self.flush_zeros()?;
+                self.flush_zeros(ring)?;
                 self.pending_zeros = Some((offset, offset + len));
             }
         }
         Ok(())
     }
 
-    fn flush_zeros(&mut self) -> sys::Result<()> {
+    /// Queues zeroing the pending run of zero blocks; a file that grows needs none (its
+    /// holes read as zeros).
+    fn flush_zeros(&mut self, ring: &mut DirectRing) -> sys::Result<()> {
         match self.pending_zeros.take() {
-            Some((start, end)) => self.disk.zero(start, end - start),
-            None => Ok(()),
+            Some((start, end)) if self.disk.limit.is_some() => {
+                let ioctl = self.disk.zeroing == Zeroing::ZeroOut;
+                ring.zero(&self.disk.fd, ioctl, start, end - start)
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -606,6 +610,9 @@ fn write_from<E>(
         offset: 0,
         errno,
     })?;
+    // Zero runs are zeroed in the background (or, by a growing file, left as holes);
+    // a target that zeroes only by writing zeros gets them written from the ring.
+    sink.sparse &= sink.disk.zeroing != Zeroing::Write || sink.disk.limit.is_none();
     let streamed = match format {
         Format::Gzip => Stream {
             source,
@@ -627,11 +634,8 @@ fn write_from<E>(
     // Every background write done (or failed) before the verdict, and before any
     // zeroing on failure, which a late write must not undo.
     let streamed = streamed.and_then(|members| {
-        let failed_at = ring.failed_at();
-        ring.wait_all().map_err(|errno| WriteError::Write {
-            doing: "writing the image",
-            offset: failed_at,
-            errno,
+        sink.flush_zeros(&mut ring).and_then(|_| ring.wait_all()).map_err(|errno| {
+            WriteError::Write { doing: "writing the image", offset: ring.failed_at(), errno }
         })?;
         Ok(members)
     });
@@ -700,7 +704,14 @@ impl Cursor {
         if self.pos == ring.len() || self.pos - self.flushed >= FLUSH {
             self.flushed = flush(ring, self.flushed, self.pos, false, sink)?;
             if self.pos == ring.len() {
-                (self.pos, self.flushed) = (0, 0);
+                // The inflater goes on from WINDOW, its history before it: unlike a wrap
+                // to 0, this needs no write of the ring's end done to go on.
+                ring.rewind(WINDOW).map_err(|errno| WriteError::Write {
+                    doing: "writing the image",
+                    offset: ring.failed_at(),
+                    errno,
+                })?;
+                (self.pos, self.flushed) = (WINDOW, WINDOW);
             }
         }
         Ok(())
@@ -825,7 +836,6 @@ fn verify<E>(
 /// MiB, durable too; then the kernel's view of the disk refreshed.
 fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
     let write = |doing, offset| move |errno| WriteError::Write { doing, offset, errno };
-    sink.flush_zeros().map_err(write("zeroing a run of zero blocks", 0))?;
     let disk = &mut sink.disk;
     block::fsync(&disk.fd).map_err(write("flushing the image to the disk", 0))?;
     let head = HEAD.min(sink.written) as usize;
@@ -996,9 +1006,9 @@ mod tests {
         image[..HEAD as usize].fill(0x11);
         image[HEAD as usize..HEAD as usize + UNIT].fill(0x22);
         sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap();
-        ring.wait_all().unwrap();
         assert_eq!(sink.sparse_bytes, HEAD - UNIT as u64);
-        sink.flush_zeros().unwrap();
+        sink.flush_zeros(&mut ring).unwrap();
+        ring.wait_all().unwrap();
         block::fsync(&sink.disk.fd).unwrap();
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk[..HEAD as usize].iter().all(|&b| b == 0), "the head waits in memory");
