@@ -81,7 +81,7 @@ fn fit_table(disk: &Disk, grow: Option<u32>) -> Result<(), DeployError> {
             }
             None => sayln!("imprint: backup GPT moved to the end of {path}"),
         }
-        write::rescan::<Errno>(&fd).map_err(|e| DeployError::Rescan(text!("{e}")))?;
+        write::rescan(&fd).map_err(|e| DeployError::Rescan(text!("{e}")))?;
     } else if let Some(n) = grow {
         sayln!("imprint: note: {path} has no GPT; partition {n} is not grown (MBR is not supported yet)");
     }

@@ -290,7 +290,7 @@ pub enum RunError {
     Disk(SelectError),
     /// The image could not be fetched at all.
     Image(http::Error),
-    Write(crate::image::write::WriteError<Interrupted>),
+    Write(crate::image::write::WriteError),
     Capture(crate::image::capture::CaptureError),
     /// The deployed system's files could not be written.
     Deploy(crate::deploy::DeployError),
