@@ -2,10 +2,11 @@
 //! block ioctls, zeroing ranges, positioned writes, and page-aligned buffers for O_DIRECT.
 
 use super::fd::{Fd, OpenFlags};
-use super::{check, check_size, Errno, Result};
+use super::{check, Errno, Result};
+use ::alloc::boxed::Box;
+use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::ptr;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 // The block ioctls from <linux/fs.h>. libc lacks most of them; _IO(0x12, n) is
@@ -141,20 +142,43 @@ pub fn zero(fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
 
 fn zero_raw(fd: libc::c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
     let range: [u64; 2] = [offset, len];
+    let fd = fd as usize;
     loop {
         let ret = if ioctl {
             // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer, valid
             // for the call.
-            unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) }
+            unsafe {
+                direct(libc::SYS_ioctl, [fd, BLKZEROOUT as usize, range.as_ptr() as usize, 0])
+            }
         } else {
+            let mode = libc::FALLOC_FL_ZERO_RANGE as usize;
             // SAFETY: fallocate takes only integers.
-            let mode = libc::FALLOC_FL_ZERO_RANGE;
-            unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t) }
+            unsafe { direct(libc::SYS_fallocate, [fd, mode, offset as usize, len as usize]) }
         };
-        match check(ret) {
+        match ret {
             Err(Errno::EINTR) => continue,
             other => return other.map(|_| ()),
         }
+    }
+}
+
+/// A system call made directly, not through the C library: the ring's threads (started
+/// by a bare clone, see [`spawn`]) share the main thread's thread-local storage, so they
+/// must not touch errno. Calls from the main thread go this way too: one code path.
+///
+/// # Safety
+/// As the system call `n` requires of its arguments.
+unsafe fn direct(n: libc::c_long, args: [usize; 4]) -> Result<usize> {
+    let ret: isize;
+    // SAFETY: the caller's; `syscall` clobbers rcx and r11 only, and uses no stack.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") args[0],
+            in("rsi") args[1], in("rdx") args[2], in("r10") args[3], lateout("rcx") _,
+            lateout("r11") _, options(nostack));
+    }
+    match ret {
+        -4095..=-1 => Err(Errno(-ret as i32)),
+        _ => Ok(ret as usize),
     }
 }
 
@@ -171,20 +195,12 @@ unsafe fn transfer(
     len: usize,
     offset: u64,
 ) -> Result<usize> {
+    let n = if write { libc::SYS_pwrite64 } else { libc::SYS_pread64 };
     let mut done = 0;
     while done < len {
-        let (n, off) = (len - done, (offset + done as u64) as libc::off_t);
+        let at = ptr as usize + done;
         // SAFETY: the caller's promise covers ptr[done..len].
-        let at = unsafe { ptr.add(done) }.cast();
-        // SAFETY: as above.
-        let ret = unsafe {
-            if write {
-                libc::pwrite(fd, at, n, off)
-            } else {
-                libc::pread(fd, at, n, off)
-            }
-        };
-        match check_size(ret) {
+        match unsafe { direct(n, [fd as usize, at, len - done, offset as usize + done]) } {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
             Ok(0) if write => return Err(Errno(libc::EIO)),
@@ -316,6 +332,8 @@ struct Shared {
     taken: AtomicU32,
     /// Operations finished so far: what waiting for one waits on.
     finished: AtomicU32,
+    /// Per thread: its id while it runs, 0 once it has ended.
+    tids: [AtomicU32; THREADS],
     /// The first failure's errno (0: none yet) and offset; after one, the rest is skipped.
     errno: AtomicI32,
     failed_at: AtomicU64,
@@ -323,20 +341,73 @@ struct Shared {
     moved: AtomicU64,
 }
 
-/// Waits while `*word == val`, or wakes every waiter.
+/// Waits while `*word == val`, or wakes every waiter. (Not FUTEX_PRIVATE: the kernel's
+/// wake when a thread ends, on its CLONE_CHILD_CLEARTID word, is a shared one.)
 fn futex(word: &AtomicU32, wait: bool, val: u32) {
-    let op = libc::FUTEX_PRIVATE_FLAG | if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE };
+    let op = if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE } as usize;
     // SAFETY: `word` is a valid, aligned u32 for the call; FUTEX_WAIT only reads it,
     // FUTEX_WAKE does not touch it; the null timeout means no limit.
+    let _ = unsafe { direct(libc::SYS_futex, [word.as_ptr() as usize, op, val as usize, 0]) };
+}
+
+/// Starts `run(shared)` on a new thread of this process, on the stack that ends at
+/// `top`; `tid` holds the thread's id until it ends, then 0 (and is woken). A bare
+/// clone, not pthread_create (musl's threads cost the init ~3.5 KB): the thread runs
+/// only `run`, which touches no thread-local storage.
+///
+/// # Safety
+/// `top` is 16-byte aligned, the end of memory that only the new thread uses, and both
+/// it and `shared` stay valid until `tid` is 0.
+unsafe fn spawn(top: *mut u8, tid: &AtomicU32, shared: *const Shared) -> Result<usize> {
+    let flags = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
+    let ret: isize;
+    // SAFETY: clone(flags, stack, parent_tid, child_tid, tls). The new thread starts
+    // here with rax 0 on its own stack, calls run(shared) and ends with SYS_exit (this
+    // thread only), never returning into the code around; the caller's promises cover
+    // the stack and `shared`.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, ptr::null::<libc::timespec>())
-    };
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov eax, {exit}",
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags as usize,
+            in("rsi") top,
+            in("rdx") tid.as_ptr(),
+            in("r10") tid.as_ptr(),
+            in("r8") 0usize,
+            in("r12") shared,
+            in("r13") run as extern "C" fn(*const Shared) as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    match ret {
+        -4095..=-1 => Err(Errno(-ret as i32)),
+        _ => Ok(ret as usize),
+    }
 }
 
 /// A ring's thread: takes queued operations in order and runs them, until a STOP.
-extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: `arg` is the ring's Shared, which lives until Drop has joined this thread.
-    let s = unsafe { &*(arg as *const Shared) };
+extern "C" fn run(shared: *const Shared) {
+    // SAFETY: the ring's Shared, which lives until Drop has seen this thread end.
+    let s = unsafe { &*shared };
     loop {
         let n = s.taken.load(Ordering::Acquire);
         if s.queued.load(Ordering::Acquire) == n {
@@ -355,7 +426,7 @@ extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
         let op = unsafe { *s.ops[slot].get() };
         if op.kind == STOP {
             s.busy[slot].store(0, Ordering::Release);
-            return ptr::null_mut();
+            return;
         }
         if s.errno.load(Ordering::Relaxed) == 0 {
             let result = match op.kind {
@@ -392,42 +463,43 @@ extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
 pub struct DirectRing {
     buf: AlignedBuf,
     shared: *const Shared,
-    threads: [Option<libc::pthread_t>; THREADS],
+    /// The threads' stacks (freed after the threads have ended).
+    stacks: Vec<AlignedBuf>,
 }
+
+/// A ring thread's stack: `run` and the system calls it makes need little.
+const STACK: usize = 16 << 10;
 
 impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
         let mut buf = AlignedBuf::zeroed(len)?;
-        let shared = ::alloc::boxed::Box::into_raw(::alloc::boxed::Box::new(Shared {
+        let shared = Box::into_raw(Box::new(Shared {
             ops: [const { UnsafeCell::new(NOOP) }; SLOTS],
             busy: [const { AtomicU32::new(0) }; SLOTS],
             base: buf.as_mut_ptr(),
             queued: AtomicU32::new(0),
             taken: AtomicU32::new(0),
             finished: AtomicU32::new(0),
+            tids: [const { AtomicU32::new(0) }; THREADS],
             errno: AtomicI32::new(0),
             failed_at: AtomicU64::new(0),
             moved: AtomicU64::new(0),
         }));
-        let mut ring = DirectRing { buf, shared, threads: [None; THREADS] };
-        let mut last = 0;
-        for thread in &mut ring.threads {
-            let mut id = core::mem::MaybeUninit::uninit();
-            // SAFETY: `run` gets the Shared, which stays where it is and alive until Drop
-            // has joined every thread; null attributes: the defaults.
-            last =
-                unsafe { libc::pthread_create(id.as_mut_ptr(), ptr::null(), run, shared.cast()) };
-            if last != 0 {
-                break;
+        let mut ring = DirectRing { buf, shared, stacks: Vec::new() };
+        // SAFETY: allocated just above, freed only in Drop.
+        for tid in unsafe { &(*shared).tids } {
+            let mut stack = AlignedBuf::zeroed(STACK)?;
+            // SAFETY: the stack's end is page aligned and only the thread uses the stack;
+            // Drop frees it and `shared` only once every thread has ended.
+            let started = unsafe { spawn(stack.as_mut_ptr().add(STACK), tid, shared) };
+            match started {
+                Ok(_) => ring.stacks.push(stack),
+                // Fewer threads only mean fewer operations in flight; none is an error.
+                Err(e) if ring.stacks.is_empty() => return Err(e),
+                Err(_) => break,
             }
-            // SAFETY: pthread_create succeeded, so it wrote the thread's id.
-            *thread = Some(unsafe { id.assume_init() });
         }
-        // Fewer threads only mean fewer operations in flight; none is an error.
-        match ring.threads[0] {
-            Some(_) => Ok(ring),
-            None => Err(Errno(last)),
-        }
+        Ok(ring)
     }
 
     fn shared(&self) -> &Shared {
@@ -578,17 +650,21 @@ impl DirectRing {
 
 impl Drop for DirectRing {
     fn drop(&mut self) {
-        // The threads run (or skip) everything queued, then stop; only then are the
-        // buffer and the shared state freed.
-        for _ in self.threads.iter().flatten() {
+        // The threads run (or skip) everything queued, then end; only then are the
+        // buffer, the stacks and the shared state freed.
+        for _ in &self.stacks {
             self.push(NOOP);
         }
-        for thread in self.threads.iter().flatten() {
-            // SAFETY: the thread was created in `new` and is joined once, here.
-            unsafe { libc::pthread_join(*thread, ptr::null_mut()) };
+        for tid in &self.shared().tids {
+            loop {
+                match tid.load(Ordering::Acquire) {
+                    0 => break,
+                    id => futex(tid, true, id),
+                }
+            }
         }
         // SAFETY: from Box::into_raw in `new`; the threads that used it have ended.
-        drop(unsafe { ::alloc::boxed::Box::from_raw(self.shared.cast_mut()) });
+        drop(unsafe { Box::from_raw(self.shared.cast_mut()) });
     }
 }
 
