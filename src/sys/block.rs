@@ -28,7 +28,11 @@ pub enum Kind {
 /// What `path` is; `Ok(None)` when it does not exist.
 pub fn kind_of(path: &str) -> Result<Option<Kind>> {
     match super::with_cstr(path, |p| stat_at(libc::AT_FDCWD, p, 0))? {
-        Ok(st) => Ok(Some(kind_from_mode(st.st_mode))),
+        Ok(st) => Ok(Some(match st.st_mode & libc::S_IFMT {
+            libc::S_IFBLK => Kind::BlockDevice,
+            libc::S_IFREG => Kind::RegularFile,
+            _ => Kind::Other,
+        })),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
@@ -62,14 +66,6 @@ fn stat_at(
 /// `stat_at` of an open file.
 fn stat_fd(fd: &Fd) -> Result<libc::stat> {
     stat_at(fd.raw(), c"".as_ptr(), libc::AT_EMPTY_PATH)
-}
-
-fn kind_from_mode(mode: libc::mode_t) -> Kind {
-    match mode & libc::S_IFMT {
-        libc::S_IFBLK => Kind::BlockDevice,
-        libc::S_IFREG => Kind::RegularFile,
-        _ => Kind::Other,
-    }
 }
 
 /// Opens a block device for writing an image: O_EXCL makes the kernel refuse (EBUSY) a
@@ -106,31 +102,33 @@ pub fn device_number(fd: &Fd) -> Result<(u32, u32)> {
 /// The device's logical block size: every O_DIRECT offset and length is a multiple of it.
 pub fn logical_block_size(fd: &Fd) -> Result<u32> {
     let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer, which is valid for the call.
-    check(unsafe { libc::ioctl(fd.raw(), BLKSSZGET, &mut size as *mut libc::c_int) })?;
-    Ok(size as u32)
+    ioctl(fd, BLKSSZGET, &mut size as *mut libc::c_int as usize).map(|_| size as u32)
 }
 
 /// The device's size in bytes.
 pub fn device_size(fd: &Fd) -> Result<u64> {
     let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for the call.
-    check(unsafe { libc::ioctl(fd.raw(), BLKGETSIZE64, &mut size as *mut u64) })?;
-    Ok(size)
+    ioctl(fd, BLKGETSIZE64, &mut size as *mut u64 as usize).map(|_| size)
 }
 
 /// Drops the device's buffer cache, so later readers (the partition scan, the next stage)
 /// see what is on the disk rather than stale cached blocks.
 pub fn flush_buffers(fd: &Fd) -> Result<()> {
-    // SAFETY: BLKFLSBUF takes no argument.
-    check(unsafe { libc::ioctl(fd.raw(), BLKFLSBUF, 0) }).map(|_| ())
+    ioctl(fd, BLKFLSBUF, 0)
 }
 
 /// Asks the kernel to re-read the partition table. EBUSY while a partition is in use;
 /// EINVAL on devices without partition support (e.g. a loop device without -P).
 pub fn reread_partitions(fd: &Fd) -> Result<()> {
-    // SAFETY: BLKRRPART takes no argument.
-    check(unsafe { libc::ioctl(fd.raw(), BLKRRPART, 0) }).map(|_| ())
+    ioctl(fd, BLKRRPART, 0)
+}
+
+/// One of the block ioctls above, whose argument is nothing or a pointer to the one
+/// value it writes.
+fn ioctl(fd: &Fd, request: libc::Ioctl, arg: usize) -> Result<()> {
+    // SAFETY: BLKSSZGET writes an int and BLKGETSIZE64 a u64 through `arg`, which their
+    // callers point at one; BLKFLSBUF and BLKRRPART take no argument.
+    check(unsafe { libc::ioctl(fd.raw(), request, arg) }).map(|_| ())
 }
 
 /// Zeroes `len` bytes at `offset` without sending the zeros: FALLOC_FL_ZERO_RANGE (the
@@ -579,19 +577,17 @@ impl DirectRing {
     /// Queues zeroing `len` bytes of `fd` at `offset` (see [`zero`]).
     pub fn zero(&mut self, fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
         let kind = if ioctl { ZERO_OUT } else { ZERO_RANGE };
-        self.queue(Op { kind, fd: fd.raw(), start: 0, len, offset })
+        self.status()?;
+        self.push(Op { kind, fd: fd.raw(), start: 0, len, offset });
+        Ok(())
     }
 
     fn queue_io(&mut self, kind: u8, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
         if start > end || end > self.len() {
             return Err(Errno::EINVAL);
         }
-        self.queue(Op { kind, fd: fd.raw(), start, len: (end - start) as u64, offset })
-    }
-
-    fn queue(&mut self, op: Op) -> Result<()> {
         self.status()?;
-        self.push(op);
+        self.push(Op { kind, fd: fd.raw(), start, len: (end - start) as u64, offset });
         Ok(())
     }
 
