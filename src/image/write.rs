@@ -214,6 +214,10 @@ enum Zeroing {
     Write,
 }
 
+/// How a target refuses a way of zeroing it does not support.
+const UNSUPPORTED: [i32; 5] =
+    [libc::EOPNOTSUPP, libc::ENOTTY, libc::EINVAL, libc::ENODEV, libc::ENOSYS];
+
 /// The open target.
 struct Disk {
     fd: Fd,
@@ -271,16 +275,7 @@ impl Disk {
             };
             match result {
                 // Refused as unsupported: fall to the next method and remember it.
-                Err(Errno(e))
-                    if [
-                        libc::EOPNOTSUPP,
-                        libc::ENOTTY,
-                        libc::EINVAL,
-                        libc::ENODEV,
-                        libc::ENOSYS,
-                    ]
-                    .contains(&e) =>
-                {
+                Err(Errno(e)) if UNSUPPORTED.contains(&e) => {
                     self.zeroing = match (self.zeroing, self.kind) {
                         (Zeroing::Fallocate, Kind::BlockDevice) => Zeroing::ZeroOut,
                         _ => Zeroing::Write,
@@ -623,8 +618,10 @@ fn stream(
 ) -> Result<u32, WriteError> {
     loop {
         let pos = sink.pos;
-        let failed = ring_error(ring);
-        let out = ring.writable_from(pos).map_err(failed)?;
+        let out = match ring.writable_from(pos) {
+            Ok(out) => out,
+            Err(errno) => return Err(ring_error(ring)(errno)),
+        };
         let data = input.available();
         let (used, made) = match &mut decoder {
             Some(d) => d.step(data, input.eof, out, pos).map(|s| (s.consumed, s.produced)),

@@ -509,10 +509,6 @@ impl DirectRing {
         self.buf.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// `buf[start..end]` (clamped to the ring), once no read into it is queued.
     pub fn data(&self, start: usize, end: usize) -> &[u8] {
         let end = end.min(self.len());
