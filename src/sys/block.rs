@@ -525,10 +525,9 @@ impl DirectRing {
         self.shared().failed_at.load(Ordering::Relaxed)
     }
 
-    /// The buffer for filling at `from`: up to the first byte past `from` that a queued
-    /// operation still uses, rounded down to a power of two (an inflater's ring is one
-    /// long; its history lies below `from`), but at least up to the next power of two
-    /// past `from` (waiting for that much).
+    /// The buffer for filling at `from` (an inflater's history lies below it): up to the
+    /// first byte past `from` that a queued operation still uses, once at least 64 KiB
+    /// (or the rest of the ring) are free.
     pub fn writable_from(&mut self, from: usize) -> Result<&mut [u8]> {
         let len = self.len();
         self.wait_for(from, (from + (64 << 10)).min(len), true);
