@@ -48,19 +48,11 @@ fn stat_at(
 ) -> Result<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    let args = [dirfd as usize, path as usize, &mut st as *mut libc::stat as usize, flags as usize];
     // SAFETY: callers pass a NUL-terminated path valid for the call; `st` is a valid
     // writable stat, and on x86_64 libc's `struct stat` is the kernel's layout that
     // newfstatat fills.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_newfstatat,
-            dirfd as libc::c_long,
-            path,
-            &mut st as *mut libc::stat,
-            flags as libc::c_long,
-        )
-    };
-    check(ret as libc::c_int).map(|_| st)
+    unsafe { direct(libc::SYS_newfstatat, args) }.map(|_| st)
 }
 
 /// `stat_at` of an open file.
@@ -72,21 +64,17 @@ fn stat_fd(fd: &Fd) -> Result<libc::stat> {
 /// device that is mounted, part of an array or held open exclusively by anyone else, and
 /// keeps others from claiming it while we write. `direct` adds O_DIRECT.
 pub fn open_device(path: &str, direct: bool) -> Result<Fd> {
-    let mut flags = OpenFlags::READ_WRITE | OpenFlags::EXCLUSIVE;
-    if direct {
-        flags = flags | OpenFlags::DIRECT;
-    }
-    Fd::open(path, flags, 0)
+    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::EXCLUSIVE | direct_flag(direct), 0)
 }
 
 /// Opens (creating if missing) a regular file as an image target. O_EXCL is not used: on
 /// a file it would mean "must not exist yet".
 pub fn open_file(path: &str, direct: bool) -> Result<Fd> {
-    let mut flags = OpenFlags::READ_WRITE | OpenFlags::CREATE;
-    if direct {
-        flags = flags | OpenFlags::DIRECT;
-    }
-    Fd::open(path, flags, 0o644)
+    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::CREATE | direct_flag(direct), 0o644)
+}
+
+fn direct_flag(direct: bool) -> OpenFlags {
+    OpenFlags(if direct { libc::O_DIRECT } else { 0 })
 }
 
 /// The file's length in bytes (for regular files).
@@ -284,10 +272,11 @@ impl DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = core::alloc::Layout::from_size_align(self.len.max(1), PAGE)
-            .expect("checked at allocation");
-        // SAFETY: ptr was allocated in `zeroed` with exactly this layout and is freed once.
-        unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        // The layout was checked at allocation.
+        if let Ok(layout) = core::alloc::Layout::from_size_align(self.len.max(1), PAGE) {
+            // SAFETY: ptr was allocated in `zeroed` with this layout and is freed once.
+            unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        }
     }
 }
 
@@ -560,29 +549,27 @@ impl DirectRing {
     /// Queues writing `buf[start..end]` at `offset` of `fd` (O_DIRECT: aligned offset,
     /// length and address).
     pub fn write(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        self.queue_io(WRITE, fd, start, end, offset)
+        self.queue(WRITE, fd, start, end, offset)
     }
 
     /// Queues reading `fd` at `offset` into `buf[start..end]`; [`DirectRing::wait_all`]
     /// tells how much it read.
     pub fn read(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        self.queue_io(READ, fd, start, end, offset)
+        self.queue(READ, fd, start, end, offset)
     }
 
     /// Queues zeroing `len` bytes of `fd` at `offset` (see [`zero`]).
     pub fn zero(&mut self, fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
-        let kind = if ioctl { ZERO_OUT } else { ZERO_RANGE };
-        self.status()?;
-        self.push(Op { kind, fd: fd.raw(), start: 0, len, offset });
-        Ok(())
+        self.queue(if ioctl { ZERO_OUT } else { ZERO_RANGE }, fd, 0, len as usize, offset)
     }
 
-    fn queue_io(&mut self, kind: u8, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        if start > end || end > self.len() {
+    fn queue(&mut self, kind: u8, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
+        if kind <= READ && (start > end || end > self.len()) {
             return Err(Errno::EINVAL);
         }
         self.status()?;
-        self.push(Op { kind, fd: fd.raw(), start, len: (end - start) as u64, offset });
+        let len = end.wrapping_sub(start) as u64;
+        self.push(Op { kind, fd: fd.raw(), start, len, offset });
         Ok(())
     }
 
