@@ -54,7 +54,7 @@ fn fit_table(disk: &Disk, grow: Option<u32>) -> Result<(), Error> {
         (false, None) => {}
     }
     if fitted {
-        crate::image::write::rescan::<Errno>(&fd)?;
+        crate::image::write::rescan(&fd)?;
     }
     Ok(())
 }

@@ -221,7 +221,11 @@ impl Decoder {
         // Without HAS_MORE_INPUT the inflater would take the end of `input` for the end of
         // the stream; with it, running dry is "needs more input", which we turn into
         // "truncated" ourselves once the source has ended.
-        let flags = if eof { 0 } else { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT };
+        let mut flags = if eof { 0 } else { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT };
+        // A ring that is not a power of two long is a buffer, its history below `pos`.
+        if !ring.len().is_power_of_two() {
+            flags |= inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+        }
         let (status, consumed, produced) = decompress(&mut self.inflate, input, ring, pos, flags);
         self.crc.update(ring.get(pos..pos + produced).unwrap_or_default());
         self.member_len += produced as u64;

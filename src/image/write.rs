@@ -10,14 +10,15 @@
 //!
 //! On any failure after step 2 the first and last MiB are zeroed again.
 //!
-//! The gzip inflater writes into a page-aligned power-of-two ring that is at once its
-//! 32 KiB history and the O_DIRECT write buffer: each MiB is written straight out of it.
-//! Runs of zero blocks are not written but zeroed (fallocate ZERO_RANGE or BLKZEROOUT).
+//! The gzip inflater writes into a page-aligned ring that is at once its 32 KiB history
+//! and the O_DIRECT write buffer: each half MiB is written straight out of it, by the
+//! ring's threads, while the inflater goes on. Runs of zero blocks are not written but
+//! zeroed (fallocate ZERO_RANGE or BLKZEROOUT), in the background too.
 
 use super::gzip::{Decoder, GzipError, MAGIC};
 use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
-use super::{is_zero, Format};
+use super::{is_zero, Format, Interrupted};
 use crate::io::Read;
 use crate::sys::block::{self, AlignedBuf, DirectRing, Kind};
 use crate::sys::fd::Fd;
@@ -29,12 +30,12 @@ use core::time::Duration;
 
 /// The image's first MiB is held back until the end; the device's first and last MiB are
 /// zeroed before the first write.
-pub const HEAD: u64 = 1 << 20;
-pub const TAIL: u64 = 1 << 20;
-/// The inflate ring and write buffer (a power of two, a multiple of FLUSH).
+const HEAD: u64 = 1 << 20;
+/// The inflate ring and write buffer.
 const RING: usize = 4 << 20;
-/// Written out of the ring whenever this much is ready. When the ring wraps, the inflater
-/// waits for the last of these writes: smaller means less waiting, more system calls.
+/// The inflater's history: deflate refers back 32 KiB at most.
+const WINDOW: usize = 32 << 10;
+/// Written out of the ring whenever this much is ready.
 const FLUSH: usize = 512 << 10;
 /// Compressed input buffer: room for the longest gzip header we accept, and some.
 const INPUT: usize = 128 << 10;
@@ -48,6 +49,8 @@ const SPARSE_MIN: usize = 64 << 10;
 const TICK: Duration = Duration::from_secs(1);
 /// Bound on waiting for partition device nodes after the re-read.
 const NODE_WAIT: Duration = Duration::from_secs(5);
+const BUSY: &str =
+    "the target device is in use (mounted, or held open by another program): refusing to write";
 
 /// What the caller knows about the image. The default: nothing known, sparse.
 #[derive(Debug, Clone)]
@@ -96,18 +99,13 @@ pub struct Summary {
     pub partitions: PartitionScan,
 }
 
-/// Why writing an image failed. `E` is the caller's error (the source's, the hook's).
+/// Why writing an image failed.
 #[derive(Debug)]
-pub enum WriteError<E> {
-    /// The target could not be opened.
-    Open {
-        errno: Errno,
-    },
-    /// The device is mounted or held open exclusively by someone else.
-    Busy,
-    /// The target is neither a block device nor a regular file.
-    NotATarget,
-    /// A device query or flush failed (`doing` says which).
+pub enum WriteError {
+    /// Refused, or nothing to write: the message says why.
+    Refused(&'static str),
+    /// Opening the target, a device query, an allocation or a flush failed (`doing` says
+    /// which).
     Device {
         doing: &'static str,
         errno: Errno,
@@ -119,11 +117,9 @@ pub enum WriteError<E> {
         errno: Errno,
     },
     /// Reading the source failed.
-    Read(E),
+    Read(Interrupted),
     /// The hook asked to stop.
-    Aborted(E),
-    /// The source holds no bytes at all.
-    Empty,
+    Aborted(Interrupted),
     Gzip(GzipError),
     /// The image's known size exceeds the device; found before the first write.
     TooBig {
@@ -145,24 +141,19 @@ pub enum WriteError<E> {
     },
     /// A failure, after which zeroing the first and last MiB again failed too.
     NotWiped {
-        cause: Box<WriteError<E>>,
+        cause: Box<WriteError>,
         errno: Errno,
     },
 }
 
-impl<E: fmt::Display> fmt::Display for WriteError<E> {
+impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriteError::Open { errno } => write!(f, "opening the target for writing: {errno}"),
-            WriteError::Busy => {
-                f.write_str("the target device is in use (mounted, or held open by another program): refusing to write")
-            }
-            WriteError::NotATarget => f.write_str("the target is neither a block device nor a regular file"),
+            WriteError::Refused(why) => f.write_str(why),
             WriteError::Device { doing, errno } => write!(f, "{doing}: {errno}"),
             WriteError::Write { doing, offset, errno } => write!(f, "{doing} at byte {offset}: {errno}"),
             WriteError::Read(e) => write!(f, "reading the image: {e}"),
             WriteError::Aborted(e) => write!(f, "image write stopped: {e}"),
-            WriteError::Empty => f.write_str("the image is empty"),
             WriteError::Gzip(e) => e.fmt(f),
             WriteError::TooBig { image, device } => {
                 write!(f, "the image ({image} bytes) is bigger than the target ({device} bytes): nothing written")
@@ -176,12 +167,10 @@ impl<E: fmt::Display> fmt::Display for WriteError<E> {
             WriteError::Sha256 { expected, actual } => {
                 write!(f, "the image's sha256 is {}, expected {}", Hex(actual), Hex(expected))
             }
-            WriteError::NotWiped { cause, errno } => {
-                write!(
-                    f,
-                    "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"
-                )
-            }
+            WriteError::NotWiped { cause, errno } => write!(
+                f,
+                "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"
+            ),
         }
     }
 }
@@ -209,6 +198,14 @@ impl fmt::Display for Summary {
     }
 }
 
+fn device(doing: &'static str) -> impl Fn(Errno) -> WriteError + Copy {
+    move |errno| WriteError::Device { doing, errno }
+}
+
+fn writing(doing: &'static str, offset: u64) -> impl Fn(Errno) -> WriteError + Copy {
+    move |errno| WriteError::Write { doing, offset, errno }
+}
+
 /// How the target zeroes a range, learned on the first zeroing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Zeroing {
@@ -216,6 +213,10 @@ enum Zeroing {
     ZeroOut,
     Write,
 }
+
+/// How a target refuses a way of zeroing it does not support.
+const UNSUPPORTED: [i32; 5] =
+    [libc::EOPNOTSUPP, libc::ENOTTY, libc::EINVAL, libc::ENODEV, libc::ENOSYS];
 
 /// The open target.
 struct Disk {
@@ -227,72 +228,54 @@ struct Disk {
 }
 
 impl Disk {
-    fn open<E>(path: &str) -> Result<Disk, WriteError<E>> {
-        let kind = block::kind_of(path).map_err(|errno| WriteError::Open { errno })?;
-        match kind {
-            Some(Kind::BlockDevice) => {
+    fn open(path: &str) -> Result<Disk, WriteError> {
+        let opening = device("opening the target for writing");
+        let kind = block::kind_of(path).map_err(opening)?.unwrap_or(Kind::RegularFile);
+        let (fd, limit) = match kind {
+            Kind::BlockDevice => {
                 let fd = block::open_device(path, true).map_err(|errno| match errno {
-                    Errno::EBUSY => WriteError::Busy,
-                    errno => WriteError::Open { errno },
+                    Errno::EBUSY => WriteError::Refused(BUSY),
+                    errno => opening(errno),
                 })?;
-                let device = |doing| move |errno| WriteError::Device { doing, errno };
-                let block_size = block::logical_block_size(&fd)
-                    .map_err(device("reading the logical block size"))?;
-                if block_size as usize > UNIT || UNIT % block_size as usize != 0 {
-                    return Err(WriteError::Device {
-                        doing: "checking the logical block size",
-                        errno: Errno::EINVAL,
-                    });
+                let size = block::logical_block_size(&fd)
+                    .map_err(device("reading the logical block size"))?
+                    as usize;
+                if size > UNIT || UNIT % size.max(1) != 0 {
+                    return Err(device("checking the logical block size")(Errno::EINVAL));
                 }
                 let size = block::device_size(&fd).map_err(device("reading the device size"))?;
-                Ok(Disk {
-                    fd,
-                    kind: Kind::BlockDevice,
-                    limit: Some(size),
-                    zeroing: Zeroing::Fallocate,
-                })
+                (fd, Some(size))
             }
-            Some(Kind::RegularFile) | None => {
+            Kind::RegularFile => {
                 // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
                 let fd = match block::open_file(path, true) {
                     Err(Errno::EINVAL) => block::open_file(path, false),
                     other => other,
                 }
-                .map_err(|errno| WriteError::Open { errno })?;
-                let len = block::file_len(&fd).map_err(|errno| WriteError::Device {
-                    doing: "reading the file size",
-                    errno,
-                })?;
+                .map_err(opening)?;
+                let len = block::file_len(&fd).map_err(device("reading the file size"))?;
                 // A file that has a length stands for a disk of that size; an empty one grows.
-                let limit = (len > 0).then_some(len);
-                Ok(Disk { fd, kind: Kind::RegularFile, limit, zeroing: Zeroing::Fallocate })
+                (fd, (len > 0).then_some(len))
             }
-            Some(Kind::Other) => Err(WriteError::NotATarget),
-        }
-    }
-
-    /// The current end: the device size, or a growing file's length.
-    fn end(&self) -> sys::Result<u64> {
-        match self.limit {
-            Some(size) => Ok(size),
-            None => block::file_len(&self.fd),
-        }
+            Kind::Other => {
+                return Err(WriteError::Refused(
+                    "the target is neither a block device nor a regular file",
+                ))
+            }
+        };
+        Ok(Disk { fd, kind, limit, zeroing: Zeroing::Fallocate })
     }
 
     /// Zeroes a range: without sending zeros where the target can, else by writing them.
     fn zero(&mut self, offset: u64, len: u64) -> sys::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        loop {
+        while len > 0 {
             let result = match self.zeroing {
-                Zeroing::Fallocate => block::zero_range(&self.fd, offset, len),
-                Zeroing::ZeroOut => block::zero_out(&self.fd, offset, len),
                 Zeroing::Write => return self.write_zeros(offset, len),
+                zeroing => block::zero(&self.fd, zeroing == Zeroing::ZeroOut, offset, len),
             };
             match result {
                 // Refused as unsupported: fall to the next method and remember it.
-                Err(e) if is_unsupported(e) => {
+                Err(Errno(e)) if UNSUPPORTED.contains(&e) => {
                     self.zeroing = match (self.zeroing, self.kind) {
                         (Zeroing::Fallocate, Kind::BlockDevice) => Zeroing::ZeroOut,
                         _ => Zeroing::Write,
@@ -301,6 +284,7 @@ impl Disk {
                 other => return other,
             }
         }
+        Ok(())
     }
 
     fn write_zeros(&mut self, mut offset: u64, len: u64) -> sys::Result<()> {
@@ -323,27 +307,23 @@ impl Disk {
         } else {
             0
         };
-        block::pwrite_all(&self.fd, &data[..aligned], offset)?;
-        if aligned < data.len() {
+        let (direct, rest) = data.split_at(aligned);
+        block::pwrite_all(&self.fd, direct, offset)?;
+        if !rest.is_empty() {
             block::set_direct(&self.fd, false)?;
-            block::pwrite_all(&self.fd, &data[aligned..], offset + aligned as u64)?;
-            block::set_direct(&self.fd, true).or_else(ignore_einval)?;
+            block::pwrite_all(&self.fd, rest, offset + aligned as u64)?;
+            // A file opened without O_DIRECT (its filesystem refused it) cannot turn it on.
+            match block::set_direct(&self.fd, true) {
+                Err(Errno::EINVAL) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
 }
 
-/// A file that was opened without O_DIRECT (its filesystem refused it) cannot turn it on.
-fn ignore_einval(e: Errno) -> sys::Result<()> {
-    if e == Errno::EINVAL {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
-fn is_unsupported(e: Errno) -> bool {
-    [libc::EOPNOTSUPP, libc::ENOTTY, libc::EINVAL, libc::ENODEV, libc::ENOSYS].contains(&e.0)
+fn ring_error(ring: &DirectRing) -> impl Fn(Errno) -> WriteError {
+    writing("writing the image", ring.failed_at())
 }
 
 /// The image bytes' way to the disk: the first MiB into memory, the rest written (or
@@ -353,6 +333,9 @@ struct Sink {
     head: AlignedBuf,
     /// Image bytes accepted so far.
     written: u64,
+    /// The ring is filled up to `pos` and written out up to `flushed`.
+    pos: usize,
+    flushed: usize,
     /// A run of zero blocks not yet zeroed, merged with the runs that follow it.
     pending_zeros: Option<(u64, u64)>,
     sparse: bool,
@@ -361,95 +344,97 @@ struct Sink {
 }
 
 impl Sink {
-    /// Takes the next image bytes, `ring[start..end]` (whole page-aligned units except at
-    /// the image's end): the first MiB into memory, the rest onto the disk.
-    fn accept<E>(
-        &mut self,
-        ring: &mut DirectRing,
-        start: usize,
-        end: usize,
-    ) -> Result<(), WriteError<E>> {
-        let data = &ring.data()[start..end];
-        let offset = self.written;
-        let image_end = offset + data.len() as u64;
-        if let Some(limit) = self.disk.limit {
-            if image_end > limit {
-                return Err(WriteError::PastEnd { device: limit });
+    /// Counts `n` new bytes at `pos`; writes out what is ready (all of it, a partial last
+    /// block included, when `last`). At the ring's end the inflater goes on from WINDOW,
+    /// its history before it: unlike a wrap to 0, that needs no write of the ring's end
+    /// done first.
+    fn advance(&mut self, ring: &mut DirectRing, n: usize, last: bool) -> Result<(), WriteError> {
+        self.pos += n;
+        let end = self.pos == ring.len();
+        if last || end || self.pos - self.flushed >= FLUSH {
+            let to = if last { self.pos } else { self.pos / UNIT * UNIT };
+            if to > self.flushed {
+                self.accept(ring, self.flushed, to)?;
             }
+            self.flushed = to;
         }
-        if let Some(sha) = &mut self.sha {
-            sha.update(data);
-        }
-        self.written = image_end;
-        let held = (HEAD.saturating_sub(offset) as usize).min(data.len());
-        if held > 0 {
-            self.head[offset as usize..offset as usize + held].copy_from_slice(&data[..held]);
-        }
-        self.put(ring, start + held, end, offset + held as u64).map_err(|(offset, errno)| {
-            WriteError::Write { doing: "writing the image", offset, errno }
-        })
-    }
-
-    /// Writes `ring[start..end]` at `offset` (past the first MiB): whole units in the
-    /// background, runs of zero units left to be zeroed, a partial last block at once.
-    fn put(
-        &mut self,
-        ring: &mut DirectRing,
-        start: usize,
-        end: usize,
-        offset: u64,
-    ) -> Result<(), (u64, Errno)> {
-        let whole = (end - start) / UNIT * UNIT;
-        let mut at = 0;
-        while at < whole {
-            let (zeros, len) = {
-                let rest = &ring.data()[start + at..start + whole];
-                match zero_run(rest) {
-                    zeros if self.sparse && zeros >= SPARSE_MIN => (true, zeros),
-                    _ if self.sparse => (false, data_run(rest)),
-                    _ => (false, rest.len()),
-                }
-            };
-            let at_offset = offset + at as u64;
-            if zeros {
-                self.add_zeros(at_offset, len as u64).map_err(|e| (at_offset, e))?;
-            } else {
-                if let Err(errno) =
-                    ring.submit(&self.disk.fd, start + at, start + at + len, at_offset)
-                {
-                    return Err((ring.failed_at(), errno));
-                }
-            }
-            at += len;
-        }
-        if whole < end - start {
-            if let Err(errno) = ring.wait_all() {
-                return Err((ring.failed_at(), errno));
-            }
-            let tail_offset = offset + whole as u64;
-            self.disk
-                .write_at(&ring.data()[start + whole..end], tail_offset)
-                .map_err(|e| (tail_offset, e))?;
+        if end && !last {
+            ring.rewind(WINDOW).map_err(ring_error(ring))?;
+            (self.pos, self.flushed) = (WINDOW, WINDOW);
         }
         Ok(())
     }
 
-    fn add_zeros(&mut self, offset: u64, len: u64) -> sys::Result<()> {
+    /// Takes the next image bytes, `ring[start..end]` (whole page-aligned units except at
+    /// the image's end): the first MiB into memory; the rest onto the disk, whole units
+    /// in the background, runs of zero units left to be zeroed, a partial last block at
+    /// once.
+    fn accept(
+        &mut self,
+        ring: &mut DirectRing,
+        start: usize,
+        end: usize,
+    ) -> Result<(), WriteError> {
+        let data = ring.data(start, end);
+        let mut offset = self.written;
+        self.written += data.len() as u64;
+        if let Some(device) = self.disk.limit.filter(|&limit| self.written > limit) {
+            return Err(WriteError::PastEnd { device });
+        }
+        if let Some(sha) = &mut self.sha {
+            sha.update(data);
+        }
+        let held = (HEAD.saturating_sub(offset) as usize).min(data.len());
+        if let Some(head) = self.head.get_mut(offset as usize..offset as usize + held) {
+            head.copy_from_slice(&data[..held]);
+        }
+        offset += held as u64;
+        let mut at = start + held;
+        let whole = at + (end - at) / UNIT * UNIT;
+        while at < whole {
+            let rest = ring.data(at, whole);
+            let zeros = if self.sparse { zero_run(rest) } else { 0 };
+            let queued = if zeros >= SPARSE_MIN {
+                self.add_zeros(ring, offset, zeros as u64).map(|_| zeros)
+            } else {
+                let len = if self.sparse { data_run(rest) } else { rest.len() };
+                ring.write(&self.disk.fd, at, at + len, offset).map(|_| len)
+            };
+            let len = queued.map_err(ring_error(ring))?;
+            at += len;
+            offset += len as u64;
+        }
+        if whole < end {
+            let done = self.flush_zeros(ring).and_then(|_| ring.wait_all());
+            done.map_err(ring_error(ring))?;
+            self.disk
+                .write_at(ring.data(whole, end), offset)
+                .map_err(writing("writing the image", offset))?;
+        }
+        Ok(())
+    }
+
+    fn add_zeros(&mut self, ring: &mut DirectRing, offset: u64, len: u64) -> sys::Result<()> {
         self.sparse_bytes += len;
-        match self.pending_zeros {
-            Some((start, end)) if end == offset => self.pending_zeros = Some((start, end + len)),
+        match &mut self.pending_zeros {
+            Some((_, end)) if *end == offset => *end += len,
             _ => {
-                self.flush_zeros()?;
+                self.flush_zeros(ring)?;
                 self.pending_zeros = Some((offset, offset + len));
             }
         }
         Ok(())
     }
 
-    fn flush_zeros(&mut self) -> sys::Result<()> {
+    /// Queues zeroing the pending run of zero blocks; a file that grows needs none (its
+    /// holes read as zeros).
+    fn flush_zeros(&mut self, ring: &mut DirectRing) -> sys::Result<()> {
         match self.pending_zeros.take() {
-            Some((start, end)) => self.disk.zero(start, end - start),
-            None => Ok(()),
+            Some((start, end)) if self.disk.limit.is_some() => {
+                let ioctl = self.disk.zeroing == Zeroing::ZeroOut;
+                ring.zero(&self.disk.fd, ioctl, start, end - start)
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -463,11 +448,8 @@ fn zero_run(data: &[u8]) -> usize {
 /// enough to skip (or the end).
 fn data_run(data: &[u8]) -> usize {
     let mut at = 0;
-    while at < data.len() {
-        if data.len() - at < UNIT {
-            return data.len();
-        }
-        if is_zero(&data[at..at + UNIT]) && zero_run(&data[at..]) >= SPARSE_MIN {
+    while at + UNIT <= data.len() {
+        if zero_run(&data[at..]) >= SPARSE_MIN {
             return at;
         }
         at += UNIT;
@@ -491,7 +473,7 @@ impl Input {
     }
 
     /// Reads once more from the source, moving what is left to the front first.
-    fn refill<E>(&mut self, source: &mut Source<E>) -> Result<(), WriteError<E>> {
+    fn refill(&mut self, source: &mut Source) -> Result<(), WriteError> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
@@ -503,28 +485,24 @@ impl Input {
     }
 }
 
-/// Calls the hook once a second.
-struct Ticker<'h, E> {
-    hook: &'h mut dyn FnMut(&Progress) -> Result<(), E>,
+/// Calls the hook once a second, and at the end (`done`).
+struct Ticker<'h> {
+    hook: &'h mut dyn FnMut(&Progress) -> Result<(), Interrupted>,
     started: Duration,
     last: Duration,
     progress: Progress,
 }
 
-impl<E> Ticker<'_, E> {
-    fn tick(&mut self, written: u64, read: u64) -> Result<(), WriteError<E>> {
+impl Ticker<'_> {
+    fn tick(&mut self, written: u64, read: u64, done: bool) -> Result<(), WriteError> {
         let now = time::monotonic();
-        if now - self.last < TICK {
+        if now - self.last < TICK && !done {
             return Ok(());
         }
         self.last = now;
-        self.call(written, read, false)
-    }
-
-    fn call(&mut self, written: u64, read: u64, done: bool) -> Result<(), WriteError<E>> {
         self.progress.written = written;
         self.progress.read = read;
-        self.progress.elapsed = time::monotonic() - self.started;
+        self.progress.elapsed = now - self.started;
         self.progress.done = done;
         (self.hook)(&self.progress).map_err(WriteError::Aborted)
     }
@@ -532,54 +510,42 @@ impl<E> Ticker<'_, E> {
 
 /// The source as the write path sees it: one reader type for all (an HTTP body, a file,
 /// standard input), so the big body below is compiled once, not once per source type.
-type Source<'s, E> = dyn FnMut(&mut [u8]) -> Result<usize, E> + 's;
+type Source<'s> = dyn FnMut(&mut [u8]) -> Result<usize, Interrupted> + 's;
 
 /// Writes the image that `source` yields (gzip or raw, told apart by its first bytes)
 /// onto `target`, a block device or a regular file. `hook` runs at least once a second
 /// during the write and once at the end; an error from it stops the write, safely.
-pub fn write_image<R, E>(
+pub fn write_image<R: Read>(
     source: &mut R,
     target: &str,
     options: &Options,
-    hook: &mut dyn FnMut(&Progress) -> Result<(), E>,
-) -> Result<Summary, WriteError<E>>
+    hook: &mut dyn FnMut(&Progress) -> Result<(), Interrupted>,
+) -> Result<Summary, WriteError>
 where
-    R: Read,
-    E: From<R::Error>,
+    Interrupted: From<R::Error>,
 {
-    write_from(&mut |buf: &mut [u8]| source.read(buf).map_err(E::from), target, options, hook)
+    write_from(&mut |buf: &mut [u8]| Ok(source.read(buf)?), target, options, hook)
 }
 
 // Not inlined into the caller's thin wrapper: inlined, the init grew by ~600 bytes
 // (measured with make size).
 #[inline(never)]
-fn write_from<E>(
-    source: &mut Source<'_, E>,
+fn write_from(
+    source: &mut Source<'_>,
     target: &str,
     options: &Options,
-    hook: &mut dyn FnMut(&Progress) -> Result<(), E>,
-) -> Result<Summary, WriteError<E>> {
+    hook: &mut dyn FnMut(&Progress) -> Result<(), Interrupted>,
+) -> Result<Summary, WriteError> {
     let disk = Disk::open(target)?;
     let started = time::monotonic();
-    let mut ticker = Ticker {
-        hook,
-        started,
-        last: started,
-        progress: Progress {
-            source_size: options.source_size,
-            image_size: options.image_size,
-            ..Progress::default()
-        },
-    };
+    let progress = Progress { source_size: options.source_size, ..Progress::default() };
+    let mut ticker = Ticker { hook, started, last: started, progress };
     let mut input = Input { buf: alloc::vec![0; INPUT], start: 0, end: 0, eof: false, total: 0 };
     while input.end < 2 && !input.eof {
         input.refill(source)?;
     }
-    let format = if input.available().starts_with(&MAGIC) { Format::Gzip } else { Format::Raw };
-    let image_size = match format {
-        Format::Raw => options.image_size.or(options.source_size),
-        Format::Gzip => options.image_size,
-    };
+    let gzip = input.available().starts_with(&MAGIC);
+    let image_size = options.image_size.or(options.source_size.filter(|_| !gzip));
     ticker.progress.image_size = image_size;
     if let (Some(image), Some(device)) = (image_size, disk.limit) {
         if image > device {
@@ -587,73 +553,46 @@ fn write_from<E>(
         }
     }
     if input.end == 0 {
-        return Err(WriteError::Empty);
+        return Err(WriteError::Refused("the image is empty"));
     }
-    let device = |doing| move |errno| WriteError::Device { doing, errno };
+    let allocating = device("allocating buffers");
     let mut sink = Sink {
         disk,
-        head: AlignedBuf::zeroed(HEAD as usize).map_err(device("allocating buffers"))?,
+        head: AlignedBuf::zeroed(HEAD as usize).map_err(allocating)?,
         written: 0,
+        pos: 0,
+        flushed: 0,
         pending_zeros: None,
         sparse: options.sparse,
         sparse_bytes: 0,
         sha: options.sha256.map(|_| Sha256::new()),
     };
-    let mut ring = DirectRing::new(RING).map_err(device("allocating buffers"))?;
-
-    wipe_ends(&mut sink.disk).map_err(|errno| WriteError::Write {
-        doing: "zeroing the first and last MiB",
-        offset: 0,
-        errno,
-    })?;
-    let streamed = match format {
-        Format::Gzip => Stream {
-            source,
-            input: &mut input,
-            ring: &mut ring,
-            sink: &mut sink,
-            ticker: &mut ticker,
-        }
-        .gzip(),
-        Format::Raw => Stream {
-            source,
-            input: &mut input,
-            ring: &mut ring,
-            sink: &mut sink,
-            ticker: &mut ticker,
-        }
-        .raw(),
-    };
-    // Every background write done (or failed) before the verdict, and before any
-    // zeroing on failure, which a late write must not undo.
+    let mut ring = DirectRing::new(RING).map_err(allocating)?;
+    wipe_ends(&mut sink.disk).map_err(writing("zeroing the first and last MiB", 0))?;
+    // Zero runs are zeroed in the background (or, in a file that grows, left as holes);
+    // a target that zeroes only by writing zeros gets them written from the ring.
+    sink.sparse &= sink.disk.zeroing != Zeroing::Write || sink.disk.limit.is_none();
+    let decoder = gzip.then(Decoder::new);
+    let streamed = stream(source, &mut input, &mut ring, &mut sink, &mut ticker, decoder);
+    // Every background write and zeroing done (or failed) before the verdict, and before
+    // any zeroing on failure, which a late write must not undo.
     let streamed = streamed.and_then(|members| {
-        let failed_at = ring.failed_at();
-        ring.wait_all().map_err(|errno| WriteError::Write {
-            doing: "writing the image",
-            offset: failed_at,
-            errno,
-        })?;
-        Ok(members)
+        let done = sink.flush_zeros(&mut ring).and_then(|_| ring.wait_all());
+        done.map(|_| members).map_err(ring_error(&ring))
     });
     drop(ring);
     let result = streamed.and_then(|members| {
-        verify(&mut sink, image_size, options.sha256)?;
-        let partitions = commit(&mut sink)?;
-        Ok(Summary {
-            format,
-            image_len: sink.written,
-            source_len: input.total,
-            members,
-            sparse_bytes: sink.sparse_bytes,
-            sha256: sink.sha.take().map(Sha256::finish),
-            partitions,
-        })
+        let sha256 = sink.sha.take().map(Sha256::finish);
+        let partitions = commit(&mut sink, image_size, options.sha256.zip(sha256))?;
+        let format = if gzip { Format::Gzip } else { Format::Raw };
+        let (image_len, source_len, sparse_bytes) = (sink.written, input.total, sink.sparse_bytes);
+        Ok(Summary { format, image_len, source_len, members, sparse_bytes, sha256, partitions })
     });
     match result {
         Ok(summary) => {
             // The image is in place: a failing hook now changes nothing about the disk,
             // and the caller learns of its trouble (a lost lease) on its own next step.
-            let _ = ticker.call(summary.image_len, summary.source_len, true);
+            let _ = ticker.tick(summary.image_len, summary.source_len, true);
             Ok(summary)
         }
         Err(cause) => {
@@ -665,176 +604,78 @@ fn write_from<E>(
     }
 }
 
-/// Zeroes `target`'s first and last MiB again, for a failure after a verified write (the
-/// deployed system could not be finished): a half-provisioned disk must not boot either.
-pub fn unmake_bootable(target: &str) -> Result<(), WriteError<Errno>> {
-    let mut disk = Disk::open(target)?;
-    wipe_ends(&mut disk)
-        .map_err(|errno| WriteError::Device { doing: "zeroing the disk's ends", errno })?;
-    block::fsync(&disk.fd).map_err(|errno| WriteError::Device { doing: "flushing the disk", errno })
-}
-
-/// Zeroes the first and last MiB of the target (of a growing file: of what it holds).
-fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
-    let end = disk.end()?;
-    disk.zero(0, end.min(HEAD))?;
-    let tail = end.saturating_sub(TAIL).max(HEAD.min(end));
-    disk.zero(tail, end - tail)
-}
-
-/// How far the ring is filled (`pos`) and written out (`flushed`).
-struct Cursor {
-    pos: usize,
-    flushed: usize,
-}
-
-impl Cursor {
-    /// Counts `n` new bytes at `pos`; writes out what is ready, wraps at the ring's end.
-    fn advance<E>(
-        &mut self,
-        n: usize,
-        ring: &mut DirectRing,
-        sink: &mut Sink,
-    ) -> Result<(), WriteError<E>> {
-        self.pos += n;
-        if self.pos == ring.len() || self.pos - self.flushed >= FLUSH {
-            self.flushed = flush(ring, self.flushed, self.pos, false, sink)?;
-            if self.pos == ring.len() {
-                (self.pos, self.flushed) = (0, 0);
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes out the rest, a partial last block included.
-    fn finish<E>(&self, ring: &mut DirectRing, sink: &mut Sink) -> Result<(), WriteError<E>> {
-        flush(ring, self.flushed, self.pos, true, sink).map(|_| ())
-    }
-}
-
-/// Writes out the ring's bytes from `from` up to `pos` (rounded down to whole units unless
-/// `last`); returns the new flushed position.
-fn flush<E>(
-    ring: &mut DirectRing,
-    from: usize,
-    pos: usize,
-    last: bool,
-    sink: &mut Sink,
-) -> Result<usize, WriteError<E>> {
-    let to = if last { pos } else { pos / UNIT * UNIT };
-    if to > from {
-        sink.accept(ring, from, to)?;
-    }
-    Ok(to)
-}
-
-/// The ring for inflating or reading into at `pos`, once the writes of those bytes are done.
-fn ring_from<E>(ring: &mut DirectRing, pos: usize) -> Result<&mut [u8], WriteError<E>> {
-    let failed_at = ring.failed_at();
-    ring.writable_from(pos).map_err(|errno| WriteError::Write {
-        doing: "writing the image",
-        offset: failed_at,
-        errno,
-    })
-}
-
-/// What the streaming loops work with: the source, its input buffer, the ring, the sink
-/// and the hook's ticker.
-struct Stream<'a, 'h, 's, E> {
-    source: &'a mut Source<'s, E>,
-    input: &'a mut Input,
-    ring: &'a mut DirectRing,
-    sink: &'a mut Sink,
-    ticker: &'a mut Ticker<'h, E>,
-}
-
-impl<E> Stream<'_, '_, '_, E> {
-    /// Inflates a gzip stream into the ring and out to the sink; returns its members.
-    // Not inlined: one call per image, and inlined it made the init bigger (measured).
-    #[inline(never)]
-    fn gzip(&mut self) -> Result<u32, WriteError<E>> {
-        let mut decoder = Decoder::new();
-        let mut cursor = Cursor { pos: 0, flushed: 0 };
-        loop {
-            let out = ring_from(self.ring, cursor.pos)?;
-            let step = decoder
-                .step(self.input.available(), self.input.eof, out, cursor.pos)
-                .map_err(WriteError::Gzip)?;
-            self.input.start += step.consumed;
-            cursor.advance(step.produced, self.ring, self.sink)?;
-            if decoder.is_finished() {
-                break;
-            }
-            if step.consumed == 0 && step.produced == 0 {
-                if self.input.eof {
-                    // The decoder ends every stream at EOF with a result; this is a guard.
-                    return Err(WriteError::Gzip(GzipError::Truncated { at: self.input.total }));
-                }
-                self.input.refill(self.source)?;
-            }
-            self.ticker.tick(self.sink.written, self.input.total)?;
-        }
-        cursor.finish(self.ring, self.sink)?;
-        Ok(decoder.members())
-    }
-
-    /// Copies a raw image through the ring to the sink.
-    fn raw(&mut self) -> Result<u32, WriteError<E>> {
-        // The bytes read to tell the format apart are the image's first.
-        let first = self.input.available();
-        ring_from(self.ring, 0)?[..first.len()].copy_from_slice(first);
-        let mut cursor = Cursor { pos: first.len(), flushed: 0 };
-        let mut eof = self.input.eof;
-        while !eof {
-            let n = (self.source)(&mut ring_from(self.ring, cursor.pos)?[cursor.pos..])
-                .map_err(WriteError::Read)?;
-            eof = n == 0;
-            self.input.total += n as u64;
-            cursor.advance(n, self.ring, self.sink)?;
-            self.ticker.tick(self.sink.written, self.input.total)?;
-        }
-        cursor.finish(self.ring, self.sink)?;
-        Ok(0)
-    }
-}
-
-/// The checks that must pass before the first MiB goes to the disk.
-// Not inlined: once per image, and inlined (hashing's finish with it) it made the
-// init bigger (measured).
+/// Streams the image through the ring to the sink, inflating it when a `decoder` is
+/// given; returns the gzip members.
+// Not inlined: one call per image, and inlined it made the init bigger (measured).
 #[inline(never)]
-fn verify<E>(
+fn stream(
+    source: &mut Source<'_>,
+    input: &mut Input,
+    ring: &mut DirectRing,
+    sink: &mut Sink,
+    ticker: &mut Ticker<'_>,
+    mut decoder: Option<Decoder>,
+) -> Result<u32, WriteError> {
+    loop {
+        let pos = sink.pos;
+        let out = match ring.writable_from(pos) {
+            Ok(out) => out,
+            Err(errno) => return Err(ring_error(ring)(errno)),
+        };
+        let data = input.available();
+        let (used, made) = match &mut decoder {
+            Some(d) => d.step(data, input.eof, out, pos).map(|s| (s.consumed, s.produced)),
+            None => {
+                let n = data.len().min(out.len() - pos);
+                out[pos..pos + n].copy_from_slice(&data[..n]);
+                Ok((n, n))
+            }
+        }
+        .map_err(WriteError::Gzip)?;
+        let all = used == data.len();
+        input.start += used;
+        let done = decoder.as_ref().map_or(input.eof && all, Decoder::is_finished);
+        sink.advance(ring, made, done)?;
+        if done {
+            return Ok(decoder.map_or(0, |d| d.members()));
+        }
+        if used == 0 && made == 0 {
+            if input.eof {
+                // The decoder ends every stream at EOF with a result; this is a guard.
+                return Err(WriteError::Gzip(GzipError::Truncated { at: input.total }));
+            }
+            input.refill(source)?;
+        }
+        ticker.tick(sink.written, input.total, false)?;
+    }
+}
+
+/// The checks that must pass before the first MiB goes to the disk (the length, the
+/// expected and actual SHA-256); then the image made whole: everything past the first
+/// MiB durable, then the first MiB, durable too; then the kernel's view of the disk
+/// refreshed.
+// Not inlined: once per image, and inlined it made the init bigger (measured).
+#[inline(never)]
+fn commit(
     sink: &mut Sink,
     image_size: Option<u64>,
-    sha256: Option<[u8; 32]>,
-) -> Result<(), WriteError<E>> {
-    if let Some(expected) = image_size {
-        if expected != sink.written {
-            return Err(WriteError::SizeMismatch { expected, actual: sink.written });
-        }
+    sha256: Option<([u8; 32], [u8; 32])>,
+) -> Result<PartitionScan, WriteError> {
+    let actual = sink.written;
+    if let Some(expected) = image_size.filter(|&size| size != actual) {
+        return Err(WriteError::SizeMismatch { expected, actual });
     }
-    if let (Some(expected), Some(sha)) = (sha256, &sink.sha) {
-        let actual = sha.clone().finish();
-        if actual != expected {
-            return Err(WriteError::Sha256 { expected, actual });
-        }
+    if let Some((expected, actual)) = sha256.filter(|(e, a)| e != a) {
+        return Err(WriteError::Sha256 { expected, actual });
     }
-    Ok(())
-}
-
-/// Makes the verified image whole: everything past the first MiB durable, then the first
-/// MiB, durable too; then the kernel's view of the disk refreshed.
-fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
-    let write = |doing, offset| move |errno| WriteError::Write { doing, offset, errno };
-    sink.flush_zeros().map_err(write("zeroing a run of zero blocks", 0))?;
     let disk = &mut sink.disk;
-    block::fsync(&disk.fd).map_err(write("flushing the image to the disk", 0))?;
-    let head = HEAD.min(sink.written) as usize;
-    disk.write_at(&sink.head[..head], 0).map_err(write("writing the image's first MiB", 0))?;
+    block::fsync(&disk.fd).map_err(writing("flushing the image to the disk", 0))?;
+    let head = &sink.head[..HEAD.min(actual) as usize];
+    disk.write_at(head, 0).map_err(writing("writing the image's first MiB", 0))?;
     if disk.limit.is_none() {
-        block::set_len(&disk.fd, sink.written)
-            .map_err(write("setting the file's length", sink.written))?;
+        block::set_len(&disk.fd, actual).map_err(writing("setting the file's length", actual))?;
     }
-    block::fsync(&disk.fd).map_err(write("flushing the image's first MiB to the disk", 0))?;
+    block::fsync(&disk.fd).map_err(writing("flushing the image's first MiB to the disk", 0))?;
     if disk.kind != Kind::BlockDevice {
         return Ok(PartitionScan::NotApplicable);
     }
@@ -843,16 +684,13 @@ fn commit<E>(sink: &mut Sink) -> Result<PartitionScan, WriteError<E>> {
 
 /// Drops the device's cached blocks and has the kernel re-read its partition table, then
 /// waits (bounded) for the partitions' /dev nodes.
-pub fn rescan<E>(fd: &Fd) -> Result<PartitionScan, WriteError<E>> {
-    block::flush_buffers(fd).map_err(|errno| WriteError::Device {
-        doing: "dropping the device's buffer cache",
-        errno,
-    })?;
+pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
+    block::flush_buffers(fd).map_err(device("dropping the device's buffer cache"))?;
     match block::reread_partitions(fd) {
-        Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd))),
+        Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd).unwrap_or(0))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
         Err(Errno::EINVAL) => Ok(PartitionScan::Unsupported),
-        Err(errno) => Err(WriteError::Device { doing: "re-reading the partition table", errno }),
+        Err(errno) => Err(device("re-reading the partition table")(errno)),
     }
 }
 
@@ -861,11 +699,7 @@ pub fn rescan<E>(fd: &Fd) -> Result<PartitionScan, WriteError<E>> {
 /// before BLKRRPART returns; the wait covers a udev that renames or recreates them.
 // Not inlined into commit (measured: smaller); it runs once per image.
 #[inline(never)]
-fn await_partition_nodes(fd: &Fd) -> u32 {
-    count_partition_nodes(fd).unwrap_or(0)
-}
-
-fn count_partition_nodes(fd: &Fd) -> Option<u32> {
+fn await_partition_nodes(fd: &Fd) -> Option<u32> {
     use core::fmt::Write as _;
     let (major, minor) = block::device_number(fd).ok()?;
     // One path buffer: the disk's sysfs directory, then each partition's entry in it.
@@ -894,6 +728,25 @@ fn count_partition_nodes(fd: &Fd) -> Option<u32> {
     Some(found)
 }
 
+/// Zeroes `target`'s first and last MiB again, for a failure after a verified write (the
+/// deployed system could not be finished): a half-provisioned disk must not boot either.
+pub fn unmake_bootable(target: &str) -> Result<(), WriteError> {
+    let mut disk = Disk::open(target)?;
+    wipe_ends(&mut disk).map_err(device("zeroing the disk's ends"))?;
+    block::fsync(&disk.fd).map_err(device("flushing the disk"))
+}
+
+/// Zeroes the first and last MiB of the target (of a growing file: of what it holds).
+fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
+    let end = match disk.limit {
+        Some(size) => size,
+        None => block::file_len(&disk.fd)?,
+    };
+    disk.zero(0, end.min(HEAD))?;
+    let tail = end.saturating_sub(HEAD).max(HEAD.min(end));
+    disk.zero(tail, end - tail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -919,8 +772,8 @@ mod tests {
     }
 
     impl Read for SlowSource<'_> {
-        type Error = &'static str;
-        fn read(&mut self, buf: &mut [u8]) -> Result<usize, &'static str> {
+        type Error = Interrupted;
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Interrupted> {
             self.reads += 1;
             if self.reads == 40 {
                 std::thread::sleep(TICK + Duration::from_millis(100));
@@ -941,15 +794,15 @@ mod tests {
         let image: std::vec::Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8 + 1).collect();
         let options = Options::default();
         let mut calls = std::vec::Vec::new();
-        let mut hook = |p: &Progress| -> Result<(), &'static str> {
+        let mut hook = |p: &Progress| -> Result<(), Interrupted> {
             calls.push(*p);
-            Err("the lease is gone")
+            Err(Interrupted::from("the lease is gone"))
         };
         let mut source = SlowSource { data: &image, reads: 0 };
         let err =
             write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap_err();
-        assert!(matches!(err, WriteError::Aborted("the lease is gone")), "{err:?}");
-        assert_eq!(std::format!("{err}"), "image write stopped: the lease is gone");
+        assert!(matches!(&err, WriteError::Aborted(why) if why == "the lease is gone"), "{err:?}");
+        assert!(std::format!("{err}").starts_with("image write stopped: "), "{err}");
         assert_eq!(calls.len(), 1);
         assert!(calls[0].written > HEAD && !calls[0].done, "{:?}", calls[0]);
         let disk = std::fs::read(&path).unwrap();
@@ -959,7 +812,7 @@ mod tests {
         // Without the error the same write completes, and the hook hears of the end.
         let mut calls = 0;
         let mut done = false;
-        let mut hook = |p: &Progress| -> Result<(), &'static str> {
+        let mut hook = |p: &Progress| -> Result<(), Interrupted> {
             calls += 1;
             done = p.done;
             Ok(())
@@ -979,12 +832,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk");
         std::fs::write(&path, std::vec![0xEEu8; 3 << 20]).unwrap();
-        let disk = Disk::open::<()>(path.to_str().unwrap()).unwrap();
+        let disk = Disk::open(path.to_str().unwrap()).unwrap();
         assert_eq!(disk.limit, Some(3 << 20));
         let mut sink = Sink {
             disk,
             head: AlignedBuf::zeroed(HEAD as usize).unwrap(),
             written: 0,
+            pos: 0,
+            flushed: 0,
             pending_zeros: None,
             sparse: true,
             sparse_bytes: 0,
@@ -995,10 +850,10 @@ mod tests {
         let image = ring.writable_from(0).unwrap();
         image[..HEAD as usize].fill(0x11);
         image[HEAD as usize..HEAD as usize + UNIT].fill(0x22);
-        sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap();
-        ring.wait_all().unwrap();
+        sink.accept(&mut ring, 0, 2 << 20).unwrap();
         assert_eq!(sink.sparse_bytes, HEAD - UNIT as u64);
-        sink.flush_zeros().unwrap();
+        sink.flush_zeros(&mut ring).unwrap();
+        ring.wait_all().unwrap();
         block::fsync(&sink.disk.fd).unwrap();
         let on_disk = std::fs::read(&path).unwrap();
         assert!(on_disk[..HEAD as usize].iter().all(|&b| b == 0), "the head waits in memory");
@@ -1008,7 +863,7 @@ mod tests {
             "zero run zeroed, last MiB wiped"
         );
         assert!(sink.head.iter().all(|&b| b == 0x11));
-        let past = sink.accept::<()>(&mut ring, 0, 2 << 20).unwrap_err();
+        let past = sink.accept(&mut ring, 0, 2 << 20).unwrap_err();
         assert!(matches!(past, WriteError::PastEnd { device } if device == 3 << 20), "{past:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

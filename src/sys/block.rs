@@ -2,21 +2,20 @@
 //! block ioctls, zeroing ranges, positioned writes, and page-aligned buffers for O_DIRECT.
 
 use super::fd::{Fd, OpenFlags};
-use super::{check, check_size, Errno, Result};
+use super::{check, Errno, Result};
+use ::alloc::boxed::Box;
+use ::alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 // The block ioctls from <linux/fs.h>. libc lacks most of them; _IO(0x12, n) is
 // (0x12 << 8) | n, and BLKGETSIZE64 is _IOR(0x12, 114, size_t).
 const BLKRRPART: libc::Ioctl = 0x125f; // _IO(0x12, 95)
 const BLKFLSBUF: libc::Ioctl = 0x1261; // _IO(0x12, 97)
 const BLKSSZGET: libc::Ioctl = 0x1268; // _IO(0x12, 104)
-const BLKPG: libc::Ioctl = 0x1269; // _IO(0x12, 105)
 const BLKGETSIZE64: libc::Ioctl = 0x8008_1272u32 as libc::Ioctl; // _IOR(0x12, 114, u64)
 const BLKZEROOUT: libc::Ioctl = 0x127f; // _IO(0x12, 127)
-
-// <linux/blkpg.h>
-const BLKPG_ADD_PARTITION: libc::c_int = 1;
-const BLKPG_DEL_PARTITION: libc::c_int = 2;
 
 /// What a path names, as far as writing an image goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +28,11 @@ pub enum Kind {
 /// What `path` is; `Ok(None)` when it does not exist.
 pub fn kind_of(path: &str) -> Result<Option<Kind>> {
     match super::with_cstr(path, |p| stat_at(libc::AT_FDCWD, p, 0))? {
-        Ok(st) => Ok(Some(kind_from_mode(st.st_mode))),
+        Ok(st) => Ok(Some(match st.st_mode & libc::S_IFMT {
+            libc::S_IFBLK => Kind::BlockDevice,
+            libc::S_IFREG => Kind::RegularFile,
+            _ => Kind::Other,
+        })),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
@@ -45,19 +48,11 @@ fn stat_at(
 ) -> Result<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    let args = [dirfd as usize, path as usize, &mut st as *mut libc::stat as usize, flags as usize];
     // SAFETY: callers pass a NUL-terminated path valid for the call; `st` is a valid
     // writable stat, and on x86_64 libc's `struct stat` is the kernel's layout that
     // newfstatat fills.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_newfstatat,
-            dirfd as libc::c_long,
-            path,
-            &mut st as *mut libc::stat,
-            flags as libc::c_long,
-        )
-    };
-    check(ret as libc::c_int).map(|_| st)
+    unsafe { direct(libc::SYS_newfstatat, args) }.map(|_| st)
 }
 
 /// `stat_at` of an open file.
@@ -65,33 +60,21 @@ fn stat_fd(fd: &Fd) -> Result<libc::stat> {
     stat_at(fd.raw(), c"".as_ptr(), libc::AT_EMPTY_PATH)
 }
 
-fn kind_from_mode(mode: libc::mode_t) -> Kind {
-    match mode & libc::S_IFMT {
-        libc::S_IFBLK => Kind::BlockDevice,
-        libc::S_IFREG => Kind::RegularFile,
-        _ => Kind::Other,
-    }
-}
-
 /// Opens a block device for writing an image: O_EXCL makes the kernel refuse (EBUSY) a
 /// device that is mounted, part of an array or held open exclusively by anyone else, and
 /// keeps others from claiming it while we write. `direct` adds O_DIRECT.
 pub fn open_device(path: &str, direct: bool) -> Result<Fd> {
-    let mut flags = OpenFlags::READ_WRITE | OpenFlags::EXCLUSIVE;
-    if direct {
-        flags = flags | OpenFlags::DIRECT;
-    }
-    Fd::open(path, flags, 0)
+    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::EXCLUSIVE | direct_flag(direct), 0)
 }
 
 /// Opens (creating if missing) a regular file as an image target. O_EXCL is not used: on
 /// a file it would mean "must not exist yet".
 pub fn open_file(path: &str, direct: bool) -> Result<Fd> {
-    let mut flags = OpenFlags::READ_WRITE | OpenFlags::CREATE;
-    if direct {
-        flags = flags | OpenFlags::DIRECT;
-    }
-    Fd::open(path, flags, 0o644)
+    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::CREATE | direct_flag(direct), 0o644)
+}
+
+fn direct_flag(direct: bool) -> OpenFlags {
+    OpenFlags(if direct { libc::O_DIRECT } else { 0 })
 }
 
 /// The file's length in bytes (for regular files).
@@ -107,158 +90,127 @@ pub fn device_number(fd: &Fd) -> Result<(u32, u32)> {
 /// The device's logical block size: every O_DIRECT offset and length is a multiple of it.
 pub fn logical_block_size(fd: &Fd) -> Result<u32> {
     let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer, which is valid for the call.
-    check(unsafe { libc::ioctl(fd.raw(), BLKSSZGET, &mut size as *mut libc::c_int) })?;
-    Ok(size as u32)
+    ioctl(fd, BLKSSZGET, &mut size as *mut libc::c_int as usize).map(|_| size as u32)
 }
 
 /// The device's size in bytes.
 pub fn device_size(fd: &Fd) -> Result<u64> {
     let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for the call.
-    check(unsafe { libc::ioctl(fd.raw(), BLKGETSIZE64, &mut size as *mut u64) })?;
-    Ok(size)
+    ioctl(fd, BLKGETSIZE64, &mut size as *mut u64 as usize).map(|_| size)
 }
 
 /// Drops the device's buffer cache, so later readers (the partition scan, the next stage)
 /// see what is on the disk rather than stale cached blocks.
 pub fn flush_buffers(fd: &Fd) -> Result<()> {
-    // SAFETY: BLKFLSBUF takes no argument.
-    check(unsafe { libc::ioctl(fd.raw(), BLKFLSBUF, 0) }).map(|_| ())
+    ioctl(fd, BLKFLSBUF, 0)
 }
 
 /// Asks the kernel to re-read the partition table. EBUSY while a partition is in use;
 /// EINVAL on devices without partition support (e.g. a loop device without -P).
 pub fn reread_partitions(fd: &Fd) -> Result<()> {
-    // SAFETY: BLKRRPART takes no argument.
-    check(unsafe { libc::ioctl(fd.raw(), BLKRRPART, 0) }).map(|_| ())
+    ioctl(fd, BLKRRPART, 0)
 }
 
-#[repr(C)]
-struct BlkpgPartition {
-    start: libc::c_longlong,
-    length: libc::c_longlong,
-    pno: libc::c_int,
-    devname: [u8; 64],
-    volname: [u8; 64],
+/// One of the block ioctls above, whose argument is nothing or a pointer to the one
+/// value it writes.
+fn ioctl(fd: &Fd, request: libc::Ioctl, arg: usize) -> Result<()> {
+    // SAFETY: BLKSSZGET writes an int and BLKGETSIZE64 a u64 through `arg`, which their
+    // callers point at one; BLKFLSBUF and BLKRRPART take no argument.
+    check(unsafe { libc::ioctl(fd.raw(), request, arg) }).map(|_| ())
 }
 
-#[repr(C)]
-struct BlkpgIoctlArg {
-    op: libc::c_int,
-    flags: libc::c_int,
-    datalen: libc::c_int,
-    data: *mut BlkpgPartition,
+/// Zeroes `len` bytes at `offset` without sending the zeros: FALLOC_FL_ZERO_RANGE (the
+/// filesystem or device records the range as zeroed: unwritten extents, WRITE ZEROES,
+/// thin unmap), or with `ioctl` BLKZEROOUT, the block layer's way (older kernels' only one).
+pub fn zero(fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
+    zero_raw(fd.raw(), ioctl, offset, len)
 }
 
-fn blkpg(fd: &Fd, op: libc::c_int, number: u32, start: u64, length: u64) -> Result<()> {
-    let mut part = BlkpgPartition {
-        start: start as libc::c_longlong,
-        length: length as libc::c_longlong,
-        pno: number as libc::c_int,
-        devname: [0; 64],
-        volname: [0; 64],
-    };
-    let mut arg = BlkpgIoctlArg {
-        op,
-        flags: 0,
-        datalen: core::mem::size_of::<BlkpgPartition>() as libc::c_int,
-        data: &mut part,
-    };
-    // SAFETY: `arg` and the partition it points to are valid, correctly laid out
-    // (#[repr(C)] as in <linux/blkpg.h>) and live through the call; the kernel copies them.
-    check(unsafe { libc::ioctl(fd.raw(), BLKPG, &mut arg as *mut BlkpgIoctlArg) }).map(|_| ())
-}
-
-/// Tells the kernel about one partition (BLKPG), for when BLKRRPART is refused as busy.
-pub fn add_partition(fd: &Fd, number: u32, start: u64, length: u64) -> Result<()> {
-    blkpg(fd, BLKPG_ADD_PARTITION, number, start, length)
-}
-
-/// Makes the kernel forget one partition (BLKPG).
-pub fn delete_partition(fd: &Fd, number: u32) -> Result<()> {
-    blkpg(fd, BLKPG_DEL_PARTITION, number, 0, 0)
-}
-
-/// Zeroes `len` bytes at `offset` without sending the zeros: the filesystem or device
-/// records the range as zeroed (unwritten extents, WRITE ZEROES, thin unmap).
-pub fn zero_range(fd: &Fd, offset: u64, len: u64) -> Result<()> {
+fn zero_raw(fd: libc::c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
+    let range: [u64; 2] = [offset, len];
+    let fd = fd as usize;
     loop {
-        // SAFETY: fallocate takes only integers.
-        let ret = unsafe {
-            libc::fallocate(
-                fd.raw(),
-                libc::FALLOC_FL_ZERO_RANGE,
-                offset as libc::off_t,
-                len as libc::off_t,
-            )
+        let ret = if ioctl {
+            // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer, valid
+            // for the call.
+            unsafe {
+                direct(libc::SYS_ioctl, [fd, BLKZEROOUT as usize, range.as_ptr() as usize, 0])
+            }
+        } else {
+            let mode = libc::FALLOC_FL_ZERO_RANGE as usize;
+            // SAFETY: fallocate takes only integers.
+            unsafe { direct(libc::SYS_fallocate, [fd, mode, offset as usize, len as usize]) }
         };
-        match check(ret) {
+        match ret {
             Err(Errno::EINTR) => continue,
             other => return other.map(|_| ()),
         }
     }
 }
 
-/// BLKZEROOUT: the block layer's way of zeroing a range (older kernels' only one).
-pub fn zero_out(fd: &Fd, offset: u64, len: u64) -> Result<()> {
-    let range: [u64; 2] = [offset, len];
-    // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer, valid for the call.
-    check(unsafe { libc::ioctl(fd.raw(), BLKZEROOUT, range.as_ptr()) }).map(|_| ())
-}
-
-/// One positioned write; returns how much was taken. Retries on EINTR.
-pub fn pwrite(fd: &Fd, buf: &[u8], offset: u64) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a valid readable region of buf.len() bytes for the whole call.
-        let ret = unsafe {
-            libc::pwrite(fd.raw(), buf.as_ptr().cast(), buf.len(), offset as libc::off_t)
-        };
-        match check_size(ret) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
+/// A system call made directly, not through the C library: the ring's threads (started
+/// by a bare clone, see [`spawn`]) share the main thread's thread-local storage, so they
+/// must not touch errno. Calls from the main thread go this way too: one code path.
+///
+/// # Safety
+/// As the system call `n` requires of its arguments.
+unsafe fn direct(n: libc::c_long, args: [usize; 4]) -> Result<usize> {
+    let ret: isize;
+    // SAFETY: the caller's; `syscall` clobbers rcx and r11 only, and uses no stack.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") args[0],
+            in("rsi") args[1], in("rdx") args[2], in("r10") args[3], lateout("rcx") _,
+            lateout("r11") _, options(nostack));
+    }
+    match ret {
+        -4095..=-1 => Err(Errno(-ret as i32)),
+        _ => Ok(ret as usize),
     }
 }
 
-/// One positioned read; retries on EINTR.
-pub fn pread(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
-        let ret = unsafe {
-            libc::pread(fd.raw(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t)
-        };
-        match check_size(ret) {
+/// Reads or writes `len` bytes at `ptr` from or to `offset`, all of them (a write that
+/// takes nothing is EIO: the device ended) or, reading, up to the file's end; returns how
+/// many. Retries on EINTR.
+///
+/// # Safety
+/// `ptr` is valid for `len` bytes (writable when reading) for the whole call.
+unsafe fn transfer(
+    fd: libc::c_int,
+    write: bool,
+    ptr: *mut u8,
+    len: usize,
+    offset: u64,
+) -> Result<usize> {
+    let n = if write { libc::SYS_pwrite64 } else { libc::SYS_pread64 };
+    let mut done = 0;
+    while done < len {
+        let at = ptr as usize + done;
+        // SAFETY: the caller's promise covers ptr[done..len].
+        match unsafe { direct(n, [fd as usize, at, len - done, offset as usize + done]) } {
             Err(Errno::EINTR) => continue,
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(0) if write => return Err(Errno(libc::EIO)),
+            Ok(0) => break,
+            Ok(n) => done += n,
         }
     }
+    Ok(done)
 }
 
 /// Fills `buf` from `offset`; the device ending first is EIO.
-pub fn pread_exact(fd: &Fd, mut buf: &mut [u8], mut offset: u64) -> Result<()> {
-    while !buf.is_empty() {
-        let n = pread(fd, buf, offset)?;
-        if n == 0 {
-            return Err(Errno(libc::EIO));
-        }
-        buf = &mut buf[n..];
-        offset += n as u64;
+pub fn pread_exact(fd: &Fd, buf: &mut [u8], offset: u64) -> Result<()> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
+    match unsafe { transfer(fd.raw(), false, buf.as_mut_ptr(), buf.len(), offset) }? {
+        n if n == buf.len() => Ok(()),
+        _ => Err(Errno(libc::EIO)),
     }
-    Ok(())
 }
 
-/// Writes all of `buf` at `offset`; a write that takes nothing is EIO (the device ended).
-pub fn pwrite_all(fd: &Fd, mut buf: &[u8], mut offset: u64) -> Result<()> {
-    while !buf.is_empty() {
-        let n = pwrite(fd, buf, offset)?;
-        if n == 0 {
-            return Err(Errno(libc::EIO));
-        }
-        buf = &buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
+/// Writes all of `buf` at `offset`.
+pub fn pwrite_all(fd: &Fd, buf: &[u8], offset: u64) -> Result<()> {
+    // SAFETY: buf is a valid region of buf.len() bytes for the whole call; a write only
+    // reads it.
+    unsafe { transfer(fd.raw(), true, buf.as_ptr().cast_mut(), buf.len(), offset) }.map(|_| ())
 }
 
 /// Flushes the file's data and metadata to the device.
@@ -320,234 +272,430 @@ impl DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = core::alloc::Layout::from_size_align(self.len.max(1), PAGE)
-            .expect("checked at allocation");
-        // SAFETY: ptr was allocated in `zeroed` with exactly this layout and is freed once.
-        unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        // The layout was checked at allocation.
+        if let Ok(layout) = core::alloc::Layout::from_size_align(self.len.max(1), PAGE) {
+            // SAFETY: ptr was allocated in `zeroed` with this layout and is freed once.
+            unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        }
     }
 }
 
-// Linux native AIO (<linux/aio_abi.h>): with O_DIRECT the writes really run in the
-// background, so inflating the next MiB overlaps writing the last one.
-const IOCB_CMD_PWRITE: u16 = 1;
-/// Writes in flight at most.
-const AIO_SLOTS: usize = 32;
-
-#[repr(C)]
-#[derive(Default)]
-pub(super) struct Iocb {
-    pub(super) aio_data: u64,
-    pub(super) aio_key: u32,
-    pub(super) aio_rw_flags: i32,
-    pub(super) aio_lio_opcode: u16,
-    pub(super) aio_reqprio: i16,
-    pub(super) aio_fildes: u32,
-    pub(super) aio_buf: u64,
-    pub(super) aio_nbytes: u64,
-    pub(super) aio_offset: i64,
-    pub(super) aio_reserved2: u64,
-    pub(super) aio_flags: u32,
-    pub(super) aio_resfd: u32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub(super) struct IoEvent {
-    pub(super) data: u64,
-    pub(super) obj: u64,
-    pub(super) res: i64,
-    pub(super) res2: i64,
-}
+// A ring's I/O runs on threads of its own while the caller fills or reads the rest of
+// the ring: the inflater never waits for a write or a zeroing, the capture never waits
+// for the next block. Several threads keep several writes in flight, as a disk (or a
+// loop device's backing file) needs for its full speed. (Not Linux AIO: it cannot zero
+// a range, and its teardown waits for RCU grace periods.)
+const WRITE: u8 = 0;
+const READ: u8 = 1;
+const ZERO_RANGE: u8 = 2;
+const ZERO_OUT: u8 = 3;
+const STOP: u8 = 4;
+/// Operations queued at most.
+const SLOTS: usize = 32;
+/// Threads, hence operations in flight at most.
+const THREADS: usize = 4;
 
 #[derive(Clone, Copy)]
-struct InFlight {
+struct Op {
+    kind: u8,
+    fd: libc::c_int,
+    /// The ring's bytes `[start, start + len)`, read or written at `offset`; zeroing:
+    /// the file's bytes `[offset, offset + len)`.
     start: usize,
-    end: usize,
+    len: u64,
     offset: u64,
 }
 
-/// A page-aligned buffer whose ranges are written to a file in the background (Linux
-/// AIO); without AIO in the kernel (ENOSYS) every write is a plain synchronous pwrite.
+const NOOP: Op = Op { kind: STOP, fd: -1, start: 0, len: 0, offset: 0 };
+
+/// What a ring and its threads share.
+struct Shared {
+    ops: [UnsafeCell<Op>; SLOTS],
+    /// Per slot: its operation is queued or running.
+    busy: [AtomicU32; SLOTS],
+    base: *mut u8,
+    /// Operations queued and taken by a thread so far (wrapping counters).
+    queued: AtomicU32,
+    taken: AtomicU32,
+    /// Operations finished so far: what waiting for one waits on.
+    finished: AtomicU32,
+    /// Per thread: its id while it runs, 0 once it has ended.
+    tids: [AtomicU32; THREADS],
+    /// The first failure's errno (0: none yet) and offset; after one, the rest is skipped.
+    errno: AtomicI32,
+    failed_at: AtomicU64,
+    /// Bytes the last operation moved (a read's length).
+    moved: AtomicU64,
+}
+
+/// Waits while `*word == val`, or wakes every waiter. (Not FUTEX_PRIVATE: the kernel's
+/// wake when a thread ends, on its CLONE_CHILD_CLEARTID word, is a shared one.)
+fn futex(word: &AtomicU32, wait: bool, val: u32) {
+    let op = if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE } as usize;
+    // SAFETY: `word` is a valid, aligned u32 for the call; FUTEX_WAIT only reads it,
+    // FUTEX_WAKE does not touch it; the null timeout means no limit.
+    let _ = unsafe { direct(libc::SYS_futex, [word.as_ptr() as usize, op, val as usize, 0]) };
+}
+
+/// Starts `run(shared)` on a new thread of this process, on the stack that ends at
+/// `top`; `tid` holds the thread's id until it ends, then 0 (and is woken). A bare
+/// clone, not pthread_create (musl's threads cost the init ~3.5 KB): the thread runs
+/// only `run`, which touches no thread-local storage.
 ///
-/// Bytes of a range being written must not change until the write completes:
-/// [`DirectRing::writable_from`] waits for every write at or past its start, and callers
-/// only write from there on. Dropping the ring waits for all writes, so the kernel never
-/// reads freed memory.
+/// # Safety
+/// `top` is 16-byte aligned, the end of memory that only the new thread uses, and both
+/// it and `shared` stay valid until `tid` is 0.
+unsafe fn spawn(top: *mut u8, tid: &AtomicU32, shared: *const Shared) -> Result<usize> {
+    let flags = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
+    let ret: isize;
+    // SAFETY: clone(flags, stack, parent_tid, child_tid, tls). The new thread starts
+    // here with rax 0 on its own stack, calls run(shared) and ends with SYS_exit (this
+    // thread only), never returning into the code around; the caller's promises cover
+    // the stack and `shared`.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov eax, {exit}",
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags as usize,
+            in("rsi") top,
+            in("rdx") tid.as_ptr(),
+            in("r10") tid.as_ptr(),
+            in("r8") 0usize,
+            in("r12") shared,
+            in("r13") run as extern "C" fn(*const Shared) as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    match ret {
+        -4095..=-1 => Err(Errno(-ret as i32)),
+        _ => Ok(ret as usize),
+    }
+}
+
+/// A ring's thread: takes queued operations in order and runs them, until a STOP.
+extern "C" fn run(shared: *const Shared) {
+    // SAFETY: the ring's Shared, which lives until Drop has seen this thread end.
+    let s = unsafe { &*shared };
+    loop {
+        let n = s.taken.load(Ordering::Acquire);
+        if s.queued.load(Ordering::Acquire) == n {
+            futex(&s.queued, true, n);
+            continue;
+        }
+        if s.taken
+            .compare_exchange(n, n.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let slot = n as usize % SLOTS;
+        // SAFETY: the slot was written before `queued` passed n (Release, seen above) and
+        // is not written again before its `busy` is cleared, below.
+        let op = unsafe { *s.ops[slot].get() };
+        if op.kind == STOP {
+            s.busy[slot].store(0, Ordering::Release);
+            return;
+        }
+        if s.errno.load(Ordering::Relaxed) == 0 {
+            let result = match op.kind {
+                READ | WRITE => {
+                    // SAFETY: the ring checked that the range lies in its buffer, which
+                    // outlives this thread, and touches it no more until the operation
+                    // is done (DirectRing::wait_for).
+                    let at = unsafe { s.base.add(op.start) };
+                    // SAFETY: as above, `at` is valid for `len` bytes.
+                    unsafe { transfer(op.fd, op.kind == WRITE, at, op.len as usize, op.offset) }
+                }
+                kind => zero_raw(op.fd, kind == ZERO_OUT, op.offset, op.len).map(|_| 0),
+            };
+            match result {
+                Ok(n) => s.moved.store(n as u64, Ordering::Relaxed),
+                Err(e) => {
+                    s.failed_at.store(op.offset, Ordering::Relaxed);
+                    s.errno.store(e.0, Ordering::Release);
+                }
+            }
+        }
+        s.busy[slot].store(0, Ordering::Release);
+        s.finished.fetch_add(1, Ordering::Release);
+        futex(&s.finished, false, u32::MAX);
+    }
+}
+
+/// A page-aligned buffer whose ranges threads of its own write to a file (or read into
+/// from one) in the background, and which zeroes ranges of that file.
+///
+/// Bytes of a range being written must not change until the write is done:
+/// [`DirectRing::writable_from`] waits for every operation at or past its start, and
+/// callers only write from there on. Dropping the ring waits for everything queued.
 pub struct DirectRing {
     buf: AlignedBuf,
-    ctx: Option<libc::c_ulong>,
-    slots: [Option<InFlight>; AIO_SLOTS],
-    /// Disk offset of the write that failed, for the error message.
-    failed_at: u64,
+    shared: *const Shared,
+    /// The threads' stacks (freed after the threads have ended).
+    stacks: Vec<AlignedBuf>,
 }
+
+/// A ring thread's stack: `run` and the system calls it makes need little.
+const STACK: usize = 16 << 10;
 
 impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
-        let buf = AlignedBuf::zeroed(len)?;
-        let ctx = aio_setup(AIO_SLOTS);
-        Ok(DirectRing { buf, ctx, slots: [None; AIO_SLOTS], failed_at: 0 })
+        let mut buf = AlignedBuf::zeroed(len)?;
+        let shared = Box::into_raw(Box::new(Shared {
+            ops: [const { UnsafeCell::new(NOOP) }; SLOTS],
+            busy: [const { AtomicU32::new(0) }; SLOTS],
+            base: buf.as_mut_ptr(),
+            queued: AtomicU32::new(0),
+            taken: AtomicU32::new(0),
+            finished: AtomicU32::new(0),
+            tids: [const { AtomicU32::new(0) }; THREADS],
+            errno: AtomicI32::new(0),
+            failed_at: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+        }));
+        let mut ring = DirectRing { buf, shared, stacks: Vec::new() };
+        // SAFETY: allocated just above, freed only in Drop.
+        for tid in unsafe { &(*shared).tids } {
+            let mut stack = AlignedBuf::zeroed(STACK)?;
+            // SAFETY: the stack's end is page aligned and only the thread uses the stack;
+            // Drop frees it and `shared` only once every thread has ended.
+            let started = unsafe { spawn(stack.as_mut_ptr().add(STACK), tid, shared) };
+            match started {
+                Ok(_) => ring.stacks.push(stack),
+                // Fewer threads only mean fewer operations in flight; none is an error.
+                Err(e) if ring.stacks.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(ring)
+    }
+
+    fn shared(&self) -> &Shared {
+        // SAFETY: allocated in `new`, freed only in Drop.
+        unsafe { &*self.shared }
     }
 
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+    /// `buf[start..end]` (clamped to the ring), once no read into it is queued.
+    pub fn data(&self, start: usize, end: usize) -> &[u8] {
+        let end = end.min(self.len());
+        let start = start.min(end);
+        self.wait_for(start, end, false);
+        // SAFETY: in bounds and initialised (zeroed at allocation); no queued read
+        // writes into it, and none can be queued while the slice lives (that takes
+        // `&mut self`).
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr().add(start), end - start) }
     }
 
-    /// Whether writes run in the background.
-    pub fn is_async(&self) -> bool {
-        self.ctx.is_some()
-    }
-
-    pub fn data(&self) -> &[u8] {
-        &self.buf
-    }
-
-    /// Disk offset of the last write that failed.
+    /// Disk offset of the operation that failed.
     pub fn failed_at(&self) -> u64 {
-        self.failed_at
+        self.shared().failed_at.load(Ordering::Relaxed)
     }
 
-    /// The whole buffer for writing at `from` and after, once no write of those bytes is
-    /// still in flight.
+    /// The buffer for filling at `from` (an inflater's history lies below it): up to the
+    /// first byte past `from` that a queued operation still uses, once at least 64 KiB
+    /// (or the rest of the ring) are free.
     pub fn writable_from(&mut self, from: usize) -> Result<&mut [u8]> {
-        while self.slots.iter().flatten().any(|w| w.end > from) {
-            self.reap(1)?;
+        let len = self.len();
+        self.wait_for(from, (from + (64 << 10)).min(len), true);
+        self.status()?;
+        let s = self.shared();
+        let mut free = len;
+        for (busy, op) in s.busy.iter().zip(&s.ops) {
+            // SAFETY: only this thread writes slots; the others only read them.
+            let op = unsafe { &*op.get() };
+            if busy.load(Ordering::Acquire) != 0
+                && op.kind <= READ
+                && op.start + op.len as usize > from
+            {
+                free = free.min(op.start.max(from));
+            }
         }
-        Ok(&mut self.buf)
+        Ok(&mut self.buf[..free])
     }
 
-    /// Starts writing `buf[start..end]` at `offset` of `fd`, which must be open with
-    /// O_DIRECT (aligned offset, length and address) for the write to run in the background.
-    pub fn submit(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        let Some(ctx) = self.ctx else {
-            self.failed_at = offset;
-            return pwrite_all(fd, &self.buf[start..end], offset);
-        };
-        let slot = loop {
-            match self.slots.iter().position(Option::is_none) {
-                Some(slot) => break slot,
-                None => self.reap(1)?,
-            }
-        };
-        let data = &self.buf[start..end];
-        let iocb = Iocb {
-            aio_data: slot as u64,
-            aio_lio_opcode: IOCB_CMD_PWRITE,
-            aio_fildes: fd.raw() as u32,
-            aio_buf: data.as_ptr() as u64,
-            aio_nbytes: data.len() as u64,
-            aio_offset: offset as i64,
-            ..Iocb::default()
-        };
-        let mut list = [&iocb as *const Iocb];
-        loop {
-            // SAFETY: `list` points to one valid iocb, which the kernel copies during the
-            // call. The data it names lies inside `self.buf`, which stays allocated until
-            // the write completes (Drop waits for every write) and is not written to
-            // meanwhile (writable_from waits for writes at or past its start).
-            let ret = unsafe {
-                libc::syscall(libc::SYS_io_submit, ctx, 1 as libc::c_long, list.as_mut_ptr())
-            };
-            match check(ret as libc::c_int) {
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                // The kernel's queue is full: let some writes finish, then try again.
-                Err(e) if e.0 == libc::EAGAIN && self.slots.iter().any(Option::is_some) => {
-                    self.reap(1)?
-                }
-                Err(e) => {
-                    self.failed_at = offset;
-                    return Err(e);
-                }
-            }
-        }
-        self.slots[slot] = Some(InFlight { start, end, offset });
+    /// Copies the last `keep` bytes to the start (an inflater's history, when it goes on
+    /// from there), once no queued write still uses the start.
+    pub fn rewind(&mut self, keep: usize) -> Result<()> {
+        self.wait_for(0, keep, true);
+        self.status()?;
+        let len = self.len();
+        self.buf.copy_within(len - keep.min(len).., 0);
         Ok(())
     }
 
-    /// Waits for every write in flight; the first failure is the error.
-    pub fn wait_all(&mut self) -> Result<()> {
-        let mut first = Ok(());
-        while self.slots.iter().any(Option::is_some) {
-            if let Err(e) = self.reap(1) {
-                first = first.and(Err(e));
-            }
-        }
-        first
+    /// Queues writing `buf[start..end]` at `offset` of `fd` (O_DIRECT: aligned offset,
+    /// length and address).
+    pub fn write(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
+        self.queue(WRITE, fd, start, end, offset)
     }
 
-    /// Collects at least `min` finished writes.
-    fn reap(&mut self, min: usize) -> Result<()> {
-        let Some(ctx) = self.ctx else { return Ok(()) };
-        let mut events = [IoEvent::default(); AIO_SLOTS];
-        let n = aio_events(ctx, min, &mut events)?;
-        let mut result = Ok(());
-        for event in &events[..n] {
-            let Some(write) = self.slots.get_mut(event.data as usize).and_then(Option::take) else {
-                continue;
-            };
-            let wanted = (write.end - write.start) as i64;
-            if event.res != wanted && result.is_ok() {
-                self.failed_at = write.offset;
-                // A short write means the device ended early.
-                result =
-                    Err(if event.res < 0 { Errno(-event.res as i32) } else { Errno(libc::EIO) });
-            }
+    /// Queues reading `fd` at `offset` into `buf[start..end]`; [`DirectRing::wait_all`]
+    /// tells how much it read.
+    pub fn read(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
+        self.queue(READ, fd, start, end, offset)
+    }
+
+    /// Queues zeroing `len` bytes of `fd` at `offset` (see [`zero`]).
+    pub fn zero(&mut self, fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
+        self.queue(if ioctl { ZERO_OUT } else { ZERO_RANGE }, fd, 0, len as usize, offset)
+    }
+
+    fn queue(&mut self, kind: u8, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
+        if kind <= READ && (start > end || end > self.len()) {
+            return Err(Errno::EINVAL);
         }
-        result
+        self.status()?;
+        let len = end.wrapping_sub(start) as u64;
+        self.push(Op { kind, fd: fd.raw(), start, len, offset });
+        Ok(())
+    }
+
+    /// Queues `op` once its slot is free.
+    fn push(&self, op: Op) {
+        let s = self.shared();
+        let n = s.queued.load(Ordering::Relaxed);
+        let slot = n as usize % SLOTS;
+        self.wait_while(&|i, _| i == slot);
+        // SAFETY: only this thread writes slots, and only free ones: no thread reads this
+        // one until `queued` passes n, below.
+        unsafe { *s.ops[slot].get() = op };
+        s.busy[slot].store(1, Ordering::Relaxed);
+        s.queued.store(n.wrapping_add(1), Ordering::Release);
+        futex(&s.queued, false, 1);
+    }
+
+    /// Waits for every queued operation; the first failure is the error, else the
+    /// bytes the last one moved.
+    pub fn wait_all(&mut self) -> Result<usize> {
+        self.wait_while(&|_, _| true);
+        self.status().map(|_| self.shared().moved.load(Ordering::Relaxed) as usize)
+    }
+
+    fn status(&self) -> Result<()> {
+        match self.shared().errno.load(Ordering::Acquire) {
+            0 => Ok(()),
+            errno => Err(Errno(errno)),
+        }
+    }
+
+    /// Waits until no queued read (or, with `writes`, write) touches `buf[start..end]`.
+    fn wait_for(&self, start: usize, end: usize, writes: bool) {
+        self.wait_while(&|_, op| {
+            let io = op.kind == READ || op.kind == WRITE && writes;
+            io && op.start < end && start < op.start + op.len as usize
+        });
+    }
+
+    /// Waits until no queued operation is `pending(slot, op)`.
+    fn wait_while(&self, pending: &dyn Fn(usize, &Op) -> bool) {
+        let s = self.shared();
+        loop {
+            let finished = s.finished.load(Ordering::Acquire);
+            let waiting = (0..SLOTS).any(|i| {
+                // SAFETY: only this thread writes slots; the others only read them.
+                s.busy[i].load(Ordering::Acquire) != 0 && pending(i, unsafe { &*s.ops[i].get() })
+            });
+            if !waiting {
+                return;
+            }
+            futex(&s.finished, true, finished);
+        }
     }
 }
 
 impl Drop for DirectRing {
     fn drop(&mut self) {
-        let _ = self.wait_all();
-        if let Some(ctx) = self.ctx {
-            aio_destroy(ctx);
+        // The threads run (or skip) everything queued, then end; only then are the
+        // buffer, the stacks and the shared state freed.
+        for _ in &self.stacks {
+            self.push(NOOP);
         }
+        for tid in &self.shared().tids {
+            loop {
+                match tid.load(Ordering::Acquire) {
+                    0 => break,
+                    id => futex(tid, true, id),
+                }
+            }
+        }
+        // SAFETY: from Box::into_raw in `new`; the threads that used it have ended.
+        drop(unsafe { Box::from_raw(self.shared.cast_mut()) });
     }
 }
 
-/// A Linux AIO context for `slots` operations in flight; `None` on a kernel built without
-/// CONFIG_AIO (or with AIO limits reached): callers then do their I/O synchronously.
-pub(super) fn aio_setup(slots: usize) -> Option<libc::c_ulong> {
-    let mut ctx: libc::c_ulong = 0;
-    // SAFETY: io_setup writes the new context id through the pointer, valid for the call.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_io_setup, slots as libc::c_long, &mut ctx as *mut libc::c_ulong)
-    };
-    check(ret as libc::c_int).ok().map(|_| ctx)
+/// Reading a disk front to back, the next block already on its way while the caller
+/// works on this one: direct reads get no read-ahead from the kernel, so a capture would
+/// otherwise wait for every read before deflating it.
+pub struct ReadAhead {
+    /// Two blocks: the caller reads one while the ring's thread fills the other.
+    ring: DirectRing,
+    /// The half the next block goes into.
+    next: usize,
+    /// Offset of the next block.
+    offset: u64,
+    /// Where the block `next` returned last lies in the ring.
+    current: (usize, usize),
+    ended: bool,
 }
 
-/// Waits for at least `min` finished operations; fills `events`, returns how many.
-pub(super) fn aio_events(ctx: libc::c_ulong, min: usize, events: &mut [IoEvent]) -> Result<usize> {
-    loop {
-        // SAFETY: `events` has room for events.len() events, the maximum we ask for; a
-        // null timeout means wait; the kernel writes only into `events`.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_getevents,
-                ctx,
-                min as libc::c_long,
-                events.len() as libc::c_long,
-                events.as_mut_ptr(),
-                core::ptr::null_mut::<libc::timespec>(),
-            )
-        };
-        match check(ret as libc::c_int) {
-            Err(Errno::EINTR) => continue,
-            other => return other.map(|n| n as usize),
-        }
+impl ReadAhead {
+    /// Two buffers of `block` bytes (a multiple of the logical block size).
+    pub fn new(block: usize) -> Result<ReadAhead> {
+        let ring = DirectRing::new(2 * block)?;
+        Ok(ReadAhead { ring, next: 0, offset: 0, current: (0, 0), ended: false })
     }
-}
 
-/// Destroys an AIO context; the kernel cancels or waits for what is still in flight, so
-/// no kernel reference to the caller's buffers outlives this call.
-pub(super) fn aio_destroy(ctx: libc::c_ulong) {
-    // SAFETY: io_destroy takes the context id only; see above for the buffers.
-    unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+    /// The next block of `fd` (the same fd on every call); a short block is the last,
+    /// then empty ones follow.
+    pub fn next(&mut self, fd: &Fd) -> Result<&[u8]> {
+        let block = self.ring.len() / 2;
+        let start = self.next * block;
+        if self.ended {
+            self.current = (0, 0);
+            return Ok(&[]);
+        } else if self.offset == 0 {
+            self.ring.read(fd, start, start + block, 0)?;
+        }
+        let n = self.ring.wait_all()?;
+        self.offset += n as u64;
+        self.current = (start, start + n);
+        self.next = 1 - self.next;
+        // Direct reads of a disk or a file come back short only at its end.
+        self.ended = n < block;
+        if !self.ended {
+            let start = self.next * block;
+            self.ring.read(fd, start, start + block, self.offset)?;
+        }
+        Ok(self.current())
+    }
+
+    /// The block the last `next` returned.
+    pub fn current(&self) -> &[u8] {
+        self.ring.data(self.current.0, self.current.1)
+    }
 }
 
 #[cfg(test)]
@@ -564,11 +712,13 @@ mod tests {
             .unwrap();
         let mut ring = DirectRing::new(64 * PAGE).unwrap();
         for round in 0..3u8 {
+            ring.wait_all().unwrap();
             let buf = ring.writable_from(0).unwrap();
+            assert_eq!(buf.len(), 64 * PAGE);
             buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i / PAGE) as u8 ^ round);
             for chunk in 0..8 {
                 let (start, end) = (chunk * 8 * PAGE, (chunk + 1) * 8 * PAGE);
-                ring.submit(&fd, start, end, (round as usize * 64 * PAGE + start) as u64).unwrap();
+                ring.write(&fd, start, end, (round as usize * 64 * PAGE + start) as u64).unwrap();
             }
         }
         ring.wait_all().unwrap();
@@ -602,7 +752,7 @@ mod tests {
         assert_eq!(kind_of(p).unwrap(), Some(Kind::RegularFile));
         set_len(&fd, 3 * PAGE as u64).unwrap();
         pwrite_all(&fd, &[0xAB; PAGE * 2], PAGE as u64 / 2).unwrap();
-        zero_range(&fd, PAGE as u64, PAGE as u64).unwrap();
+        zero(&fd, false, PAGE as u64, PAGE as u64).unwrap();
         fsync(&fd).unwrap();
         assert_eq!(file_len(&fd).unwrap(), 3 * PAGE as u64);
         let data = std::fs::read(&path).unwrap();
@@ -613,6 +763,35 @@ mod tests {
         assert_eq!(kind_of("/dev/null").unwrap(), Some(Kind::Other));
         // A regular file is not a block device: the block ioctls refuse it.
         assert!(logical_block_size(&fd).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn blocks_come_in_order_then_a_short_one_then_nothing() {
+        let dir =
+            std::env::temp_dir().join(std::format!("imprint-readahead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk");
+        let data: std::vec::Vec<u8> =
+            (0..(5 * 16 * 4096 + 4096u32)).map(|i| (i / 4096 * 7 + i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let p = path.to_str().unwrap();
+        let fd = open_file(p, true).or_else(|_| open_file(p, false)).unwrap();
+        let mut reader = ReadAhead::new(16 * 4096).unwrap();
+        let mut got = std::vec::Vec::new();
+        let mut sizes = std::vec::Vec::new();
+        loop {
+            let block = reader.next(&fd).unwrap();
+            sizes.push(block.len());
+            if block.is_empty() {
+                break;
+            }
+            got.extend_from_slice(block);
+            assert!(reader.current() == &data[got.len() - reader.current().len()..got.len()]);
+        }
+        assert!(got == data);
+        assert_eq!(sizes, [65536, 65536, 65536, 65536, 65536, 4096, 0]);
+        assert!(reader.next(&fd).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

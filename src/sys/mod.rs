@@ -14,7 +14,6 @@ pub mod netdev;
 pub mod packet;
 pub mod poll;
 pub mod process;
-pub mod readahead;
 pub mod sha;
 pub mod socket;
 pub mod time;
