@@ -211,9 +211,17 @@ def audit_code():
 
 
 # 4. sizes ----------------------------------------------------------------------------
+# Symbols of ours with C names: the entry point (the boot flow and tool mode inline into
+# it) and the exports of src/sys/memcpy.rs that stand in for musl's.
+OUR_C_SYMBOLS = {"main": "imprint: main (entry, inlined flow)", "memcpy": "imprint::sys",
+                 "memmove": "imprint::sys"}
+
+
 def group_of(symbol):
     """The crate/module a (demangled) symbol belongs to."""
     s = symbol.lstrip("<")
+    if s in OUR_C_SYMBOLS:
+        return OUR_C_SYMBOLS[s]
     m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)?", s)
     if not m:
         return "C library and runtime (musl)"
