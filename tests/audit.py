@@ -245,9 +245,11 @@ def audit_sizes():
     nm = subprocess.run(["nm", "--print-size", "--size-sort", "--demangle", str(unstripped)],
                         capture_output=True, text=True, check=True).stdout
     groups = defaultdict(int)
+    seen = set()  # an alias (musl's weak `mmap` for `__mmap`) names the same bytes again
     for line in nm.splitlines():
         parts = line.split(None, 3)
-        if len(parts) == 4 and parts[2].lower() in "tdbr":
+        if len(parts) == 4 and parts[2].lower() in "tdbr" and parts[0] not in seen:
+            seen.add(parts[0])
             groups[group_of(parts[3])] += int(parts[1], 16)
     print("  bytes by module (code and data symbols of the same build, unstripped):")
     for group, n in sorted(groups.items(), key=lambda kv: -kv[1]):
