@@ -248,7 +248,7 @@ pub fn capture_image(
 ) -> Result<(), Error> {
     let url = plan.destination_address.as_deref().unwrap_or_default();
     let path = disk.path();
-    let multipart = plan.upload == plan::Upload::Multipart;
+    let multipart = !plan.put;
     let form_name = multipart.then(|| text!("{}", crate::net::link::Mac(reporter.mac)));
     let options =
         capture::Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
