@@ -6,20 +6,13 @@ use crate::error::Error;
 use crate::http::{self, Client};
 use crate::image::{capture, progress::Progress, write};
 use crate::io::Read;
-use crate::net::dns;
 use crate::net::BoundClient;
 use crate::plan::status::{Phase, Report};
 use crate::plan::{self, Action, Plan};
 use crate::sys::time;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::time::Duration;
-
-/// The DNS servers of tool mode: the name servers of /etc/resolv.conf.
-pub fn tool_dns() -> Vec<Ipv4Addr> {
-    dns::system_servers()
-}
 
 /// `{base}/{name}`, with exactly one slash between them.
 pub fn join(base: &str, name: &str) -> String {
@@ -148,30 +141,16 @@ impl<'a> Reporter<'a> {
         }
         if p.done || self.last.is_none_or(|last| now >= last + Duration::from_secs(5)) {
             self.last = Some(now);
-            let (bytes_done, bytes_total) = (p.written, p.image_size);
-            let kilobytes_per_second = p.rate() / 1000;
-            self.send(Report {
-                phase,
-                bytes_done,
-                bytes_total,
-                kilobytes_per_second,
-                ..Report::default()
-            });
+            let (done, total, kbps) = (p.written, p.image_size, p.rate() / 1000);
+            self.send(Report { phase, done, total, kbps, ..Report::default() });
         }
         Ok(())
     }
 
     /// The last report of a run that did its work: `bytes` of the disk, their sha256.
     pub fn done(&mut self, bytes: u64, sha256: Option<[u8; 32]>, message: &str) {
-        let (phase, bytes_total) = ("done", Some(bytes));
-        self.send(Report {
-            phase,
-            bytes_done: bytes,
-            bytes_total,
-            sha256,
-            message,
-            ..Report::default()
-        });
+        let (done, total) = (bytes, Some(bytes));
+        self.send(Report { phase: "done", done, total, sha256, message, ..Report::default() });
     }
 
     /// The last report of a failed run.
@@ -248,7 +227,7 @@ pub fn capture_image(
 ) -> Result<(), Error> {
     let url = plan.destination_address.as_deref().unwrap_or_default();
     let path = disk.path();
-    let multipart = plan.upload == plan::Upload::Multipart;
+    let multipart = !plan.put;
     let form_name = multipart.then(|| text!("{}", crate::net::link::Mac(reporter.mac)));
     let options =
         capture::Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };

@@ -1,6 +1,7 @@
 //! Tool mode: the same binary run as a normal program (not PID 1), for rescue shells,
 //! hosts and tests. Exit status 0 on success; otherwise a one-line reason on stderr.
 
+use crate::console::Quoted;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -17,11 +18,8 @@ pub struct Args<'a> {
 impl<'a> Args<'a> {
     /// The arguments after the command name; they must be UTF-8.
     pub fn new(raw: &[&'a [u8]]) -> Result<Args<'a>, String> {
-        let mut rest = Vec::new();
-        for arg in raw {
-            rest.push(core::str::from_utf8(arg).map_err(|_| "arguments must be UTF-8")?);
-        }
-        Ok(Args { rest })
+        let rest = raw.iter().map(|arg| core::str::from_utf8(arg));
+        Ok(Args { rest: rest.collect::<Result<_, _>>().map_err(|_| "arguments must be UTF-8")? })
     }
 
     /// Takes `name VALUE` or `name=VALUE` out; the last one given wins.
@@ -53,7 +51,7 @@ impl<'a> Args<'a> {
     /// What is left: exactly `count` positional arguments, no unknown options.
     pub fn positional(self, count: usize, what: &str) -> Result<Vec<&'a str>, String> {
         if let Some(option) = self.rest.iter().find(|a| a.len() > 1 && a.starts_with('-')) {
-            return Err(text!("unknown option {}", crate::console::Quoted(option)));
+            return Err(text!("unknown option {}", Quoted(option)));
         }
         if self.rest.len() != count {
             return Err(text!("expected {what}"));
@@ -76,16 +74,11 @@ pub fn main(args: &[&[u8]]) -> i32 {
         Some(b"write") => return crate::image::write_command(rest),
         Some(b"capture") => return crate::image::capture::capture_command(rest),
         Some(b"dhcp") => return crate::net::dhcp_command(rest),
-        None => {
-            errln!("imprint: no command given (this is not PID 1); see imprint --help");
-            return EXIT_USAGE;
-        }
-        Some(other) => {
-            let other = alloc::string::String::from_utf8_lossy(other);
-            errln!(
-                "imprint: unknown command {}; see imprint --help",
-                crate::console::Quoted(&other)
-            );
+        other => {
+            let what = other.map_or("no command given (this is not PID 1)".into(), |other| {
+                text!("unknown command {}", Quoted(&String::from_utf8_lossy(other)))
+            });
+            errln!("imprint: {what}; see imprint --help");
             return EXIT_USAGE;
         }
     }

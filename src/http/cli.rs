@@ -37,7 +37,7 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
             return Err(text!("{name} takes {wanted}, not {value}"));
         }
     }
-    Ok(Client::new(crate::provision::tool_dns(), options))
+    Ok(Client::new(crate::net::dns::system_servers(), options))
 }
 
 fn usage(why: String) -> i32 {

@@ -357,7 +357,7 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
         super::show_progress(p, on_tty);
         Ok(())
     };
-    let mut client = Client::new(crate::provision::tool_dns(), http::Options::default());
+    let mut client = Client::new(crate::net::dns::system_servers(), http::Options::default());
     let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
     let outcome = result.map(|s| {
         text!(

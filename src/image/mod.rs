@@ -172,7 +172,7 @@ fn run_write(cmd: &WriteCommand) -> i32 {
     let mut client;
     let opened = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
         // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
-        client = crate::http::Client::new(crate::provision::tool_dns(), Default::default());
+        client = crate::http::Client::new(crate::net::dns::system_servers(), Default::default());
         client.get(cmd.source).map(|r| (r.length(), Source::Http(r))).map_err(|e| text!("{e}"))
     } else {
         let opened = open_source(cmd.source).map(|(source, len)| (len, source));

@@ -16,29 +16,17 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Stream `sourceImage` onto the disk.
-    #[default]
     WriteImage,
     /// Capture the disk and upload it to `desintationAddress`.
     ReadImage,
 }
 
-/// How a capture is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Upload {
-    /// plunder's endpoint: multipart/form-data, field `BootyImage`.
-    #[default]
-    Multipart,
-    /// The body as is, PUT to the URL (WebDAV-style servers).
-    Put,
-}
-
 /// What to do once the work is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finally {
-    #[default]
     Reboot,
     Poweroff,
     Shell,
@@ -73,7 +61,7 @@ pub struct FileSpec {
     pub mode: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub action: Action,
     /// BOOTy's hint only: the format is detected from the image's first bytes.
@@ -100,7 +88,9 @@ pub struct Plan {
     pub hostname: Option<String>,
     pub files: Vec<FileSpec>,
     pub finally: Finally,
-    pub upload: Upload,
+    /// `upload` is "put": a capture is the body as is, PUT to the URL (WebDAV-style
+    /// servers); else (`multipart`) plunder's multipart/form-data, field `BootyImage`.
+    pub put: bool,
     /// Keys present in the document that imprint does not know.
     pub ignored: Vec<String>,
 }
@@ -113,210 +103,202 @@ pub type PlanError = String;
 pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     let document = json::parse(document)
         .map_err(|e| text!("plan: invalid JSON at byte {}: {}", e.at, e.what))?;
-    let Value::Object(members) = document else {
+    let Value::Object(members) = &document else {
         return Err("plan: the document is not a JSON object".into());
     };
-    let mut p = Plan::default();
-    let (mut action, mut on_error, mut finally, mut upload) = (None, None, None, None);
-    let (mut sha256, mut hostname, mut spelled_right) = (None, None, None);
-    let (mut grow_partition, mut drop_to_shell) = (None, false);
-    let (mut disk, mut files) = (&Value::Null, &Value::Null);
-    p.ignored = read_members(
-        "",
-        &members,
-        &mut [
-            ("action", Slot::Str(&mut action)),
-            ("compressed", Slot::Flag(&mut p.compressed)),
-            ("sourceImage", Slot::Str(&mut p.source_image)),
-            ("destinationDevice", Slot::Str(&mut p.destination_device)),
-            ("sourceDevice", Slot::Str(&mut p.source_device)),
-            ("desintationAddress", Slot::Str(&mut p.destination_address)),
-            ("destinationAddress", Slot::Str(&mut spelled_right)),
-            ("growDisk", Slot::Flag(&mut p.grow_disk)),
-            ("growPartition", Slot::Number(&mut grow_partition)),
-            ("lvmRootName", Slot::Str(&mut p.lvm_root_name)),
-            ("address", Slot::Str(&mut p.address)),
-            ("gateway", Slot::Str(&mut p.gateway)),
-            ("nameserver", Slot::Str(&mut p.nameserver)),
-            ("dryRun", Slot::Flag(&mut p.dry_run)),
-            ("dropToShell", Slot::Flag(&mut drop_to_shell)),
-            ("wipeDevice", Slot::Flag(&mut p.wipe_device)),
-            ("sha256", Slot::Str(&mut sha256)),
-            ("imageSize", Slot::Number(&mut p.image_size)),
-            ("disk", Slot::Value(&mut disk)),
-            ("onError", Slot::Str(&mut on_error)),
-            ("statusURL", Slot::Str(&mut p.status_url)),
-            ("hostname", Slot::Str(&mut hostname)),
-            ("files", Slot::Value(&mut files)),
-            ("finally", Slot::Str(&mut finally)),
-            ("upload", Slot::Str(&mut upload)),
-        ],
-    )?;
-    let action = choice("action", action, "\"writeImage\" or \"readImage\"")?;
-    let on_error = choice("onError", on_error, "\"reboot\", \"shell\" or \"poweroff\"")?;
-    p.on_error = on_error.map(|i| [Policy::Reboot, Policy::Shell, Policy::Poweroff][i]);
-    // onError wins over dropToShell; plunder's spelling over the right one.
-    p.on_error = p.on_error.or(drop_to_shell.then_some(Policy::Shell));
-    p.destination_address = p.destination_address.or(spelled_right);
-    let finally = choice("finally", finally, "\"reboot\", \"poweroff\" or \"shell\"")?;
-    p.finally = [Finally::Reboot, Finally::Poweroff, Finally::Shell][finally.unwrap_or(0)];
-    let upload = choice("upload", upload, "\"multipart\" or \"put\"")?;
-    p.upload = [Upload::Multipart, Upload::Put][upload.unwrap_or(0)];
-    let grow = grow_partition.map(u32::try_from).transpose();
-    p.grow_partition = grow.map_err(|_| bad("growPartition", "a partition number"))?;
-    let sha = sha256.map(|hex| crate::image::sha256::parse_hex(&hex).ok_or(()));
-    p.sha256 = sha.transpose().map_err(|_| bad("sha256", "64 hexadecimal digits"))?;
-    if hostname.as_deref().is_some_and(|h| !is_hostname(h)) {
-        let expected = "a host name (letters, digits, '-' and '.', at most 253)";
-        return Err(bad("hostname", expected));
-    }
-    p.hostname = hostname;
-    let d = &mut p.disk;
-    let disk: &[_] = match disk {
-        Value::Null => &[],
-        Value::Object(members) => members,
-        _ => return Err(wrong("disk", "an object", disk)),
+    let mut o = Members::new("", members);
+    let mut d = Members::new("disk.", o.object("disk"));
+    let action = o.choice("action", "\"writeImage\" or \"readImage\"");
+    let drop_to_shell = o.flag("dropToShell");
+    let host = "a host name (letters, digits, '-' and '.', at most 253)";
+    let plan = Plan {
+        action: [Action::WriteImage, Action::ReadImage][action.unwrap_or(0)],
+        compressed: o.flag("compressed"),
+        source_image: o.str("sourceImage"),
+        destination_device: o.str("destinationDevice"),
+        source_device: o.str("sourceDevice"),
+        // plunder's spelling wins over the right one.
+        destination_address: o.str("desintationAddress").or(o.str("destinationAddress")),
+        grow_disk: o.flag("growDisk"),
+        grow_partition: o.number("growPartition").and_then(|n| {
+            u32::try_from(n).ok().or_else(|| o.fail("growPartition", "a partition number", None))
+        }),
+        lvm_root_name: o.str("lvmRootName"),
+        address: o.str("address"),
+        gateway: o.str("gateway"),
+        nameserver: o.str("nameserver"),
+        dry_run: o.flag("dryRun"),
+        wipe_device: o.flag("wipeDevice"),
+        sha256: o.parsed("sha256", "64 hexadecimal digits", crate::image::sha256::parse_hex),
+        image_size: o.number("imageSize"),
+        disk: DiskHints {
+            serial: d.str("serial"),
+            wwn: d.str("wwn"),
+            model: d.str("model"),
+            vendor: d.str("vendor"),
+            min_size: d.number("minSize"),
+            max_size: d.number("maxSize"),
+            transport: d.str("transport"),
+            rotational: d.bool("rotational"),
+            removable: d.bool("removable"),
+        },
+        // onError wins over dropToShell.
+        on_error: match o.choice("onError", "\"reboot\", \"shell\" or \"poweroff\"") {
+            Some(i) => Some([Policy::Reboot, Policy::Shell, Policy::Poweroff][i]),
+            None => drop_to_shell.then_some(Policy::Shell),
+        },
+        status_url: o.str("statusURL"),
+        hostname: o.parsed("hostname", host, |h| is_hostname(h).then(|| h.into())),
+        files: o.array("files").iter().filter_map(|item| o.file(item)).collect(),
+        finally: [Finally::Reboot, Finally::Poweroff, Finally::Shell]
+            [o.choice("finally", "\"reboot\", \"poweroff\" or \"shell\"").unwrap_or(0)],
+        put: o.choice("upload", "\"multipart\" or \"put\"") == Some(1),
+        ignored: core::mem::take(&mut o.unread),
     };
-    read_members(
-        "disk.",
-        disk,
-        &mut [
-            ("serial", Slot::Str(&mut d.serial)),
-            ("wwn", Slot::Str(&mut d.wwn)),
-            ("model", Slot::Str(&mut d.model)),
-            ("vendor", Slot::Str(&mut d.vendor)),
-            ("minSize", Slot::Number(&mut d.min_size)),
-            ("maxSize", Slot::Number(&mut d.max_size)),
-            ("transport", Slot::Str(&mut d.transport)),
-            ("rotational", Slot::Bool(&mut d.rotational)),
-            ("removable", Slot::Bool(&mut d.removable)),
-        ],
-    )?;
-    p.files = parse_files(files)?;
-    let (key, because) = match action {
-        None => ("action", "(\"writeImage\" or \"readImage\")"),
-        Some(0) if p.source_image.is_none() => ("sourceImage", "for writeImage"),
-        Some(1) if p.destination_address.is_none() => ("desintationAddress", "for readImage"),
-        Some(i) => return Ok(Plan { action: [Action::WriteImage, Action::ReadImage][i], ..p }),
+    let missing = match (action, &plan.source_image, &plan.destination_address) {
+        (None, ..) => Some(required("action", "(\"writeImage\" or \"readImage\")")),
+        (Some(0), None, _) => Some(required("sourceImage", "for writeImage")),
+        (Some(1), _, None) => Some(required("desintationAddress", "for readImage")),
+        _ => None,
     };
-    Err(text!("plan: key \"{key}\" is required {because}"))
+    o.error.or(d.error).or(missing).map_or(Ok(plan), Err)
 }
 
-fn bad(key: &str, expected: &str) -> PlanError {
-    text!("plan: key \"{key}\": expected {expected}")
-}
-
-/// A value of the wrong type.
+/// `key` (after its parent, as in "disk.serial") does not hold what it should; `found`
+/// is what it holds when that is of the wrong type.
 #[inline(never)]
-fn wrong(key: &str, expected: &str, found: &Value) -> PlanError {
-    text!("plan: key \"{key}\": expected {expected}, found {}", found.kind())
+fn bad(parent: &str, key: &str, expected: &str, found: Option<&Value>) -> PlanError {
+    let found = found.map_or(String::new(), |v| text!(", found {}", v.kind()));
+    text!("plan: key \"{parent}{key}\": expected {expected}{found}")
 }
 
-/// Which of the quoted words of `expected` `value` is, if given; another value is an
-/// error naming `key`.
-fn choice(
-    key: &str,
-    value: Option<String>,
-    expected: &'static str,
-) -> Result<Option<usize>, PlanError> {
-    let Some(value) = value else { return Ok(None) };
-    let mut options = expected.split('"').skip(1).step_by(2);
-    options.position(|o| o == value).map(Some).ok_or_else(|| bad(key, expected))
+fn required(key: &str, because: &str) -> PlanError {
+    text!("plan: key \"{key}\" is required {because}")
 }
 
-/// Where a member's value goes, by its type. plunder writes every field, so null, "", 0
-/// and false all mean "not given".
-enum Slot<'a, 'v> {
-    Str(&'a mut Option<String>),
-    /// BOOTy's booleans: absent is false.
-    Flag(&'a mut bool),
-    /// imprint's booleans, where false is meaningful.
-    Bool(&'a mut Option<bool>),
-    Number(&'a mut Option<u64>),
-    /// An object or array, read on its own.
-    Value(&'a mut &'v Value),
-}
-
-/// Reads each member of an object into the slot its key names; returns the keys no slot
-/// names. Errors name the key with `prefix` (its parent, as in "disk.serial").
-fn read_members<'v>(
-    prefix: &str,
+/// An object's members, read by key and type. plunder writes every field, so null, "", 0
+/// and (for BOOTy's booleans) false all mean "not given". A wrong value is noted (the
+/// first one is the plan's error) and reads as not given, so reading goes on.
+struct Members<'v> {
+    /// Named before the keys in errors ("disk.").
+    parent: &'static str,
     members: &'v [(String, Value)],
-    slots: &mut [(&str, Slot<'_, 'v>)],
-) -> Result<Vec<String>, PlanError> {
-    let mut unknown = Vec::new();
-    for (key, value) in members {
-        let wrong = |expected| wrong(&text!("{prefix}{key}"), expected, value);
-        let Some((_, slot)) = slots.iter_mut().find(|(k, _)| k == key) else {
-            unknown.push(key.clone());
-            continue;
-        };
-        match (slot, value) {
-            (Slot::Value(v), _) => **v = value,
-            (_, Value::Null) => {}
-            (Slot::Str(s), Value::String(text)) => {
-                **s = Some(text.clone()).filter(|t| !t.is_empty())
-            }
-            (Slot::Flag(b), Value::Bool(v)) => **b = *v,
-            (Slot::Bool(b), Value::Bool(v)) => **b = Some(*v),
-            (Slot::Number(n), Value::Number(Some(v))) => **n = Some(*v).filter(|&v| v > 0),
-            (Slot::Number(_), Value::Number(None)) => {
-                return Err(bad(&text!("{prefix}{key}"), "a whole number from 0 to 2^64-1"))
-            }
-            (Slot::Str(_), _) => return Err(wrong("a string")),
-            (Slot::Flag(_) | Slot::Bool(_), _) => return Err(wrong("true or false")),
-            (Slot::Number(_), _) => return Err(wrong("a number")),
-        }
-    }
-    Ok(unknown)
+    /// The keys not read (yet): at the end, the ones imprint does not know.
+    unread: Vec<String>,
+    error: Option<PlanError>,
 }
 
-fn parse_files(files: &Value) -> Result<Vec<FileSpec>, PlanError> {
-    let items: &[_] = match files {
-        Value::Null => &[],
-        Value::Array(items) => items,
-        _ => return Err(wrong("files", "an array", files)),
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Object(members) = item else {
-            return Err(wrong("files", "an array of objects", item));
-        };
-        let (mut path, mut content, mut base64, mut mode) = (None, None, None, None);
-        read_members(
-            "files[].",
-            members,
-            &mut [
-                ("path", Slot::Str(&mut path)),
-                ("content", Slot::Str(&mut content)),
-                ("base64", Slot::Str(&mut base64)),
-                ("mode", Slot::Str(&mut mode)),
-            ],
-        )?;
-        let Some(path) = path else {
-            return Err("plan: key \"files[].path\" is required for every file".into());
-        };
-        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
-            return Err(bad("files[].path", "an absolute path without \"..\""));
-        }
-        let content = match (content, base64) {
-            (Some(_), Some(_)) => {
-                return Err(bad("files[]", "either \"content\" or \"base64\", not both"))
-            }
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(b64)) => {
-                base64::decode(&b64).ok_or_else(|| bad("files[].base64", "base64 (RFC 4648)"))?
-            }
-            (None, None) => Vec::new(),
-        };
-        let mode = match mode {
-            None => Some(0o644),
-            Some(m) => u32::from_str_radix(&m, 8).ok().filter(|m| *m <= 0o7777),
-        };
-        let mode = mode.ok_or_else(|| bad("files[].mode", "an octal mode such as \"0644\""))?;
-        out.push(FileSpec { path, content, mode });
+impl<'v> Members<'v> {
+    fn new(parent: &'static str, members: &'v [(String, Value)]) -> Members<'v> {
+        let unread = members.iter().map(|m| m.0.clone()).collect();
+        Members { parent, members, unread, error: None }
     }
-    Ok(out)
+
+    fn note(&mut self, error: PlanError) {
+        self.error.get_or_insert(error);
+    }
+
+    fn fail<T>(&mut self, key: &str, expected: &str, found: Option<&Value>) -> Option<T> {
+        self.note(bad(self.parent, key, expected, found));
+        None
+    }
+
+    /// The value of `key`, unless it is absent or null.
+    fn get(&mut self, key: &str) -> Option<&'v Value> {
+        self.unread.retain(|k| k != key);
+        let (_, value) = self.members.iter().find(|(k, _)| k == key)?;
+        Some(value).filter(|v| !matches!(v, Value::Null))
+    }
+
+    #[inline(never)]
+    fn str(&mut self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) => Some(s.clone()).filter(|s| !s.is_empty()),
+            v => self.fail(key, "a string", Some(v)),
+        }
+    }
+
+    /// imprint's booleans, where false is meaningful.
+    #[inline(never)]
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            v => self.fail(key, "true or false", Some(v)),
+        }
+    }
+
+    /// BOOTy's booleans: absent is false.
+    fn flag(&mut self, key: &str) -> bool {
+        self.bool(key) == Some(true)
+    }
+
+    #[inline(never)]
+    fn number(&mut self, key: &str) -> Option<u64> {
+        match self.get(key)? {
+            Value::Number(Some(n)) => Some(*n).filter(|&n| n > 0),
+            Value::Number(None) => self.fail(key, "a whole number from 0 to 2^64-1", None),
+            v => self.fail(key, "a number", Some(v)),
+        }
+    }
+
+    fn object(&mut self, key: &str) -> &'v [(String, Value)] {
+        match self.get(key) {
+            Some(Value::Object(members)) => members,
+            Some(v) => self.fail(key, "an object", Some(v)).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
+    fn array(&mut self, key: &str) -> &'v [Value] {
+        match self.get(key) {
+            Some(Value::Array(items)) => items,
+            Some(v) => self.fail(key, "an array", Some(v)).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
+    /// String `key` as `convert` makes it; a string it refuses should be `expected`.
+    fn parsed<T>(
+        &mut self,
+        key: &str,
+        expected: &str,
+        convert: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let value = convert(&self.str(key)?);
+        value.or_else(|| self.fail(key, expected, None))
+    }
+
+    /// Which of the quoted words of `expected` `key` holds.
+    fn choice(&mut self, key: &str, expected: &str) -> Option<usize> {
+        self.parsed(key, expected, |w| expected.split('"').skip(1).step_by(2).position(|o| o == w))
+    }
+
+    /// One item of the plan's `files`; its errors are the plan's.
+    fn file(&mut self, item: &'v Value) -> Option<FileSpec> {
+        let Value::Object(members) = item else {
+            return self.fail("files", "an array of objects", Some(item));
+        };
+        let mut f = Members::new("files[].", members);
+        let path = f.parsed("path", "an absolute path without \"..\"", |p| {
+            (p.starts_with('/') && !p.split('/').any(|part| part == "..")).then(|| p.into())
+        });
+        if path.is_none() {
+            f.note(required("files[].path", "for every file"));
+        }
+        let (content, base64) =
+            (f.str("content"), f.parsed("base64", "base64 (RFC 4648)", base64::decode));
+        let both = "plan: key \"files[]\": expected either \"content\" or \"base64\", not both";
+        if content.is_some() && base64.is_some() {
+            f.note(both.into());
+        }
+        let octal = |m: &str| u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777);
+        let mode = f.parsed("mode", "an octal mode such as \"0644\"", octal).unwrap_or(0o644);
+        if let Some(error) = f.error {
+            self.note(error);
+        }
+        let content = base64.or(content.map(String::into_bytes)).unwrap_or_default();
+        Some(FileSpec { path: path?, content, mode })
+    }
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
@@ -379,7 +361,7 @@ mod tests {
         assert_eq!(p.grow_partition, None, "0 means not given");
         assert_eq!(p.lvm_root_name, None, "\"\" means not given");
         assert_eq!(p.on_error, Some(Policy::Shell), "dropToShell is onError=shell");
-        assert_eq!(p.upload, Upload::Multipart);
+        assert!(!p.put);
         // The correct spelling is accepted too.
         let fixed = PLUNDER_READ.replace("desintationAddress", "destinationAddress");
         assert_eq!(parse(fixed.as_bytes()).unwrap().destination_address, p.destination_address);
@@ -411,7 +393,7 @@ mod tests {
         assert_eq!(p.files[1].content, b"ssh-ed25519 AAAA".to_vec());
         assert_eq!(p.files[1].mode, 0o600);
         assert_eq!(p.finally, Finally::Poweroff);
-        assert_eq!(p.upload, Upload::Put);
+        assert!(p.put);
         assert_eq!(p.ignored, alloc::vec!["future".to_string()]);
     }
 

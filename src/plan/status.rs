@@ -26,10 +26,11 @@ pub type Phase = &'static str;
 pub struct Report<'a> {
     pub mac: [u8; 6],
     pub phase: Phase,
-    pub bytes_done: u64,
-    pub bytes_total: Option<u64>,
+    /// Bytes done and in all (`bytesDone`, `bytesTotal`).
+    pub done: u64,
+    pub total: Option<u64>,
     /// Throughput in kB/s (integer, to stay clear of floating point).
-    pub kilobytes_per_second: u64,
+    pub kbps: u64,
     pub sha256: Option<[u8; 32]>,
     pub message: &'a str,
     pub error: Option<&'a str>,
@@ -38,14 +39,14 @@ pub struct Report<'a> {
 impl Report<'_> {
     /// The JSON document.
     pub fn to_json(&self) -> String {
-        let kbps = self.kilobytes_per_second;
-        let total = self.bytes_total.map_or(String::from("null"), |n| text!("{n}"));
+        let kbps = self.kbps;
+        let total = self.total.map_or(String::from("null"), |n| text!("{n}"));
         let sha256 = self.sha256.map_or(String::from("null"), |h| text!("\"{}\"", Hex(&h)));
         let mut out = text!(
             "{{\"mac\":\"{}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":{total},\"mbPerSecond\":\"{}.{}\",\"sha256\":{sha256}",
             Mac(self.mac),
             self.phase,
-            self.bytes_done,
+            self.done,
             kbps / 1000,
             kbps % 1000 / 100
         );
@@ -87,9 +88,9 @@ mod tests {
         Report {
             mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56],
             phase,
-            bytes_done: 1 << 20,
-            bytes_total: Some(4 << 20),
-            kilobytes_per_second: 112_540,
+            done: 1 << 20,
+            total: Some(4 << 20),
+            kbps: 112_540,
             sha256: None,
             message: "",
             error: None,
@@ -108,7 +109,7 @@ mod tests {
     fn every_field_survives_our_own_strict_parser() {
         let hostile = "line\nbreak \"quoted\" back\\slash \u{1} tab\t é";
         let mut r = report("failed");
-        r.bytes_total = None;
+        r.total = None;
         r.sha256 = Some([0xab; 32]);
         r.message = hostile;
         r.error = Some(hostile);
