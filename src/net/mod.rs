@@ -91,10 +91,10 @@ impl BoundClient {
         // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
         let buf = &mut [0u8; 1536];
         let iface = self.link.name;
-        while let Some(got) =
+        while let Some((len, checksum_not_ready)) =
             self.packets.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
         {
-            match buf.get(..got.len).and_then(|d| dhcp::unframe(d, got.checksum_not_ready)) {
+            match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
                 Some(message) => event = self.client.receive(now, message).or(event),
                 None => self.client.ignored += 1,
             }
