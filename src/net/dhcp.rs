@@ -125,10 +125,6 @@ impl Client {
         Client { mac, hostname, rng, next_send: now, started: now, ..Client::default() }
     }
 
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     pub fn lease(&self) -> Option<&Lease> {
         self.lease.as_ref()
     }
@@ -524,14 +520,14 @@ mod tests {
         let opts = options_of(&msg);
         assert!(opts.contains(&(60, b"imprint".to_vec())), "{opts:?}");
         assert!(opts.contains(&(12, b"node7".to_vec())), "{opts:?}");
-        assert_eq!(c.state(), State::Selecting);
+        assert_eq!(c.state, State::Selecting);
     }
 
     #[test]
     fn dnsmasq_offer_request_ack() {
         let mut c = selecting(DNSMASQ_MAC, 0x96b5524d);
         assert_eq!(c.receive(ms(3), &message(&DNSMASQ_OFFER)), None);
-        assert_eq!(c.state(), State::Requesting);
+        assert_eq!(c.state, State::Requesting);
         let request = sent(c.poll(ms(3)).unwrap());
         let repr = parse(&request);
         assert_eq!(repr.message_type, DhcpMessageType::Request);
@@ -557,7 +553,7 @@ mod tests {
         c.state = State::Requesting;
         c.offer = Some((Ipv4Addr::new(10, 213, 1, 1), Ipv4Addr::new(10, 213, 1, 61)));
         assert_eq!(c.receive(ms(1), &offer), None);
-        assert_eq!(c.state(), State::Init);
+        assert_eq!(c.state, State::Init);
         let discover = sent(c.poll(ms(1)).unwrap());
         assert_eq!(parse(&discover).message_type, DhcpMessageType::Discover);
         assert_ne!(parse(&discover).transaction_id, 0x5f1791dd, "a new exchange, a new xid");
@@ -590,10 +586,10 @@ mod tests {
             (repr.message_type, repr.client_ip, repr.server_identifier),
             (DhcpMessageType::Request, lease.config.address, None)
         );
-        assert_eq!(c.state(), State::Renewing);
+        assert_eq!(c.state, State::Renewing);
         c.xid = 0x5da826d7;
         assert_eq!(c.receive(ms(2003), &message(&KEA_RENEW_ACK)), Some(Event::Renewed));
-        assert_eq!(c.state(), State::Bound);
+        assert_eq!(c.state, State::Bound);
         // No answer this time: renew at T1, rebind (broadcast) at T2, expire at the end.
         let t1 = ms(2003) + 2 * S;
         assert!(matches!(c.poll(t1), Ok(Some((to, _))) if to == lease.server));
@@ -601,9 +597,9 @@ mod tests {
         let t2 = ms(2003) + 4 * S;
         let rebind = sent(c.poll(t2).unwrap());
         assert_eq!(parse(&rebind).client_ip, lease.config.address);
-        assert_eq!(c.state(), State::Rebinding);
+        assert_eq!(c.state, State::Rebinding);
         assert_eq!(c.poll(ms(2003) + 6 * S), Err(LeaseExpired));
-        assert_eq!((c.state(), c.lease()), (State::Init, None));
+        assert_eq!((c.state, c.lease()), (State::Init, None));
     }
 
     #[test]
@@ -634,7 +630,7 @@ mod tests {
             now = c.next_wakeup();
         }
         assert_eq!(parse(&sent(c.poll(now).unwrap())).message_type, DhcpMessageType::Discover);
-        assert_eq!(c.state(), State::Selecting);
+        assert_eq!(c.state, State::Selecting);
     }
 
     #[test]
@@ -651,7 +647,7 @@ mod tests {
         // An ACK from the server we did not choose is not ours.
         assert_eq!(c.receive(ms(3), &message(&DNSMASQ_ACK)), None);
         assert_eq!(c.ignored, 2);
-        assert_eq!(c.state(), State::Requesting);
+        assert_eq!(c.state, State::Requesting);
     }
 
     #[test]
@@ -664,7 +660,7 @@ mod tests {
             assert_eq!(c.receive(ms(2), bytes), None);
             expect += 1;
             assert_eq!(c.ignored, expect);
-            assert_eq!(c.state(), State::Requesting);
+            assert_eq!(c.state, State::Requesting);
         };
         let end = ack.iter().rposition(|b| *b == 255).unwrap();
         for cut in [0, 10, 239, 240, 250, end] {
@@ -835,7 +831,7 @@ mod mutation_tests {
                     assert!(
                         client.ignored == before + 1
                             || state == State::Selecting
-                            || client.state() == State::Init,
+                            || client.state == State::Init,
                         "a dropped reply is counted"
                     );
                     rejected += 1;
