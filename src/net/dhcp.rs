@@ -7,7 +7,7 @@
 //! non-zero lease); anything else is counted in `ignored` and dropped, never trusted.
 
 use super::ipconfig::NetConfig;
-use super::options::{self, ReplyOptions};
+use super::options;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -87,8 +87,6 @@ pub enum Event {
     Bound,
     /// The lease was extended (RENEWING or REBINDING → BOUND).
     Renewed,
-    /// The server refused our REQUEST while acquiring: back to DISCOVER.
-    Restarted,
     /// The server refused to extend the lease: it is gone.
     Lost,
 }
@@ -125,10 +123,6 @@ impl Client {
         let rng = seed ^ u64::from_le_bytes([a, b, c, d, e, f, 0x5a, 0xa5]);
         let rng = if rng == 0 { 0x9e37_79b9_7f4a_7c15 } else { rng };
         Client { mac, hostname, rng, next_send: now, started: now, ..Client::default() }
-    }
-
-    pub fn state(&self) -> State {
-        self.state
     }
 
     pub fn lease(&self) -> Option<&Lease> {
@@ -296,7 +290,10 @@ impl Client {
         let Some((h, area)) = message.split_first_chunk::<{ options::AREA_START }>() else {
             return self.ignore();
         };
-        let Some(extra) = options::parse_reply(area) else { return self.ignore() };
+        let your_ip = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+        let Some((kind, lease)) = options::parse_reply(area, your_ip) else {
+            return self.ignore();
+        };
         if h[..3] != [2, options::HTYPE_ETHERNET, 6]
             || h[4..8] != self.xid.to_be_bytes()
             || h[28..34] != self.mac
@@ -304,40 +301,36 @@ impl Client {
         {
             return self.ignore();
         }
-        let your_ip = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-        let Some(kind) = extra.message_type else { return self.ignore() };
+        // The server identifier, 0.0.0.0 when the reply has none.
+        let (server, none) = (lease.server, lease.server.is_unspecified());
         self.replies = self.replies.saturating_add(1);
         match (self.state, kind) {
-            (State::Selecting, OFFER) => match extra.server_id {
-                Some(server) if !your_ip.is_unspecified() && !your_ip.is_broadcast() => {
-                    // The first valid offer wins: waiting for more costs time and any
-                    // server's lease does the job.
-                    self.offer = Some((server, your_ip));
-                    self.state = State::Requesting;
-                    self.attempt = 0;
-                    self.next_send = now;
-                    None
-                }
-                _ => self.ignore(),
-            },
+            (State::Selecting, OFFER)
+                if !none && !your_ip.is_unspecified() && !your_ip.is_broadcast() =>
+            {
+                // The first valid offer wins: waiting for more costs time and any
+                // server's lease does the job.
+                self.offer = Some((server, your_ip));
+                self.state = State::Requesting;
+                self.attempt = 0;
+                self.next_send = now;
+                None
+            }
             (State::Requesting, ACK) => match self.offer {
-                Some((server, address))
-                    if extra.server_id.is_none_or(|s| s == server) && your_ip == address =>
-                {
-                    self.bind(now, your_ip, extra, server, Event::Bound)
+                Some((chosen, address)) if (none || server == chosen) && your_ip == address => {
+                    self.bind(now, lease, chosen, Event::Bound)
                 }
                 _ => self.ignore(),
             },
             (State::Renewing | State::Rebinding, ACK) => match &self.lease {
                 Some(old) if your_ip == old.config.address => {
-                    let server = extra.server_id.unwrap_or(old.server);
-                    self.bind(now, your_ip, extra, server, Event::Renewed)
+                    let server = if none { old.server } else { server };
+                    self.bind(now, lease, server, Event::Renewed)
                 }
                 _ => self.ignore(),
             },
             (State::Requesting, NAK) => {
-                let chosen = self.offer.map(|(server, _)| server);
-                if extra.server_id.is_some() && extra.server_id != chosen {
+                if !none && self.offer.map(|(chosen, _)| chosen) != Some(server) {
                     return self.ignore();
                 }
                 // Back to DISCOVER: at once the first time (the server may just have
@@ -349,7 +342,7 @@ impl Client {
                     1 => now,
                     n => now + self.backoff(n - 2),
                 };
-                Some(Event::Restarted)
+                None
             }
             (State::Renewing | State::Rebinding, NAK) => {
                 self.state = State::Init;
@@ -361,45 +354,18 @@ impl Client {
         }
     }
 
+    /// Takes `lease` from `server`, unless it has no lease time.
     fn bind(
         &mut self,
         now: Duration,
-        address: Ipv4Addr,
-        o: ReplyOptions,
+        lease: Lease,
         server: Ipv4Addr,
         event: Event,
     ) -> Option<Event> {
-        let lease_secs = match o.lease_secs {
-            Some(0) | None => return self.ignore(),
-            Some(secs) => secs,
-        };
-        // T1 and T2 as sent if they are in order, else RFC 2131's defaults (1/2 and 7/8).
-        let default = (lease_secs / 2, lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
-        let sent = (o.renewal_secs.unwrap_or(default.0), o.rebinding_secs.unwrap_or(default.1));
-        let (renew_secs, rebind_secs) = match sent {
-            (t1, t2) if t1 <= t2 && t2 <= lease_secs => (t1, t2),
-            _ => default,
-        };
-        let mask = o.subnet_mask.unwrap_or_else(|| class_mask(address));
-        let Some(prefix_len) = prefix_len(mask) else { return self.ignore() };
-        // With classless routes, RFC 3442 says the router option is ignored.
-        let gateway = match o.routes.iter().find(|r| r.prefix_len == 0) {
-            Some(default) => Some(default.gateway),
-            None if o.routes.is_empty() => o.routers.first().copied(),
-            None => None,
-        };
-        let config = NetConfig {
-            address,
-            prefix_len,
-            gateway,
-            routes: o.routes,
-            dns: o.dns,
-            // Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
-            mtu: o.mtu.filter(|m| *m >= 68),
-            hostname: o.hostname,
-        };
-        let domain = o.domain;
-        self.lease = Some(Lease { config, domain, server, lease_secs, renew_secs, rebind_secs });
+        if lease.lease_secs == 0 {
+            return self.ignore();
+        }
+        self.lease = Some(Lease { server, ..lease });
         self.state = State::Bound;
         self.bound_at = now;
         Some(event)
@@ -554,14 +520,14 @@ mod tests {
         let opts = options_of(&msg);
         assert!(opts.contains(&(60, b"imprint".to_vec())), "{opts:?}");
         assert!(opts.contains(&(12, b"node7".to_vec())), "{opts:?}");
-        assert_eq!(c.state(), State::Selecting);
+        assert_eq!(c.state, State::Selecting);
     }
 
     #[test]
     fn dnsmasq_offer_request_ack() {
         let mut c = selecting(DNSMASQ_MAC, 0x96b5524d);
         assert_eq!(c.receive(ms(3), &message(&DNSMASQ_OFFER)), None);
-        assert_eq!(c.state(), State::Requesting);
+        assert_eq!(c.state, State::Requesting);
         let request = sent(c.poll(ms(3)).unwrap());
         let repr = parse(&request);
         assert_eq!(repr.message_type, DhcpMessageType::Request);
@@ -586,8 +552,8 @@ mod tests {
         // Put the client in REQUESTING for 10.213.1.61 from 10.213.1.1, as in the capture.
         c.state = State::Requesting;
         c.offer = Some((Ipv4Addr::new(10, 213, 1, 1), Ipv4Addr::new(10, 213, 1, 61)));
-        assert_eq!(c.receive(ms(1), &offer), Some(Event::Restarted));
-        assert_eq!(c.state(), State::Init);
+        assert_eq!(c.receive(ms(1), &offer), None);
+        assert_eq!(c.state, State::Init);
         let discover = sent(c.poll(ms(1)).unwrap());
         assert_eq!(parse(&discover).message_type, DhcpMessageType::Discover);
         assert_ne!(parse(&discover).transaction_id, 0x5f1791dd, "a new exchange, a new xid");
@@ -595,7 +561,7 @@ mod tests {
         c.state = State::Requesting;
         c.offer = Some((Ipv4Addr::new(10, 213, 1, 1), Ipv4Addr::new(10, 213, 1, 61)));
         c.xid = 0x5f1791dd;
-        assert_eq!(c.receive(ms(2), &offer), Some(Event::Restarted));
+        assert_eq!(c.receive(ms(2), &offer), None);
         assert_eq!(c.poll(ms(2)), Ok(None));
         assert!(c.next_wakeup() >= ms(2) + 3 * S);
     }
@@ -620,10 +586,10 @@ mod tests {
             (repr.message_type, repr.client_ip, repr.server_identifier),
             (DhcpMessageType::Request, lease.config.address, None)
         );
-        assert_eq!(c.state(), State::Renewing);
+        assert_eq!(c.state, State::Renewing);
         c.xid = 0x5da826d7;
         assert_eq!(c.receive(ms(2003), &message(&KEA_RENEW_ACK)), Some(Event::Renewed));
-        assert_eq!(c.state(), State::Bound);
+        assert_eq!(c.state, State::Bound);
         // No answer this time: renew at T1, rebind (broadcast) at T2, expire at the end.
         let t1 = ms(2003) + 2 * S;
         assert!(matches!(c.poll(t1), Ok(Some((to, _))) if to == lease.server));
@@ -631,9 +597,9 @@ mod tests {
         let t2 = ms(2003) + 4 * S;
         let rebind = sent(c.poll(t2).unwrap());
         assert_eq!(parse(&rebind).client_ip, lease.config.address);
-        assert_eq!(c.state(), State::Rebinding);
+        assert_eq!(c.state, State::Rebinding);
         assert_eq!(c.poll(ms(2003) + 6 * S), Err(LeaseExpired));
-        assert_eq!((c.state(), c.lease()), (State::Init, None));
+        assert_eq!((c.state, c.lease()), (State::Init, None));
     }
 
     #[test]
@@ -664,7 +630,7 @@ mod tests {
             now = c.next_wakeup();
         }
         assert_eq!(parse(&sent(c.poll(now).unwrap())).message_type, DhcpMessageType::Discover);
-        assert_eq!(c.state(), State::Selecting);
+        assert_eq!(c.state, State::Selecting);
     }
 
     #[test]
@@ -681,7 +647,7 @@ mod tests {
         // An ACK from the server we did not choose is not ours.
         assert_eq!(c.receive(ms(3), &message(&DNSMASQ_ACK)), None);
         assert_eq!(c.ignored, 2);
-        assert_eq!(c.state(), State::Requesting);
+        assert_eq!(c.state, State::Requesting);
     }
 
     #[test]
@@ -694,7 +660,7 @@ mod tests {
             assert_eq!(c.receive(ms(2), bytes), None);
             expect += 1;
             assert_eq!(c.ignored, expect);
-            assert_eq!(c.state(), State::Requesting);
+            assert_eq!(c.state, State::Requesting);
         };
         let end = ack.iter().rposition(|b| *b == 255).unwrap();
         for cut in [0, 10, 239, 240, 250, end] {
@@ -861,8 +827,11 @@ mod mutation_tests {
                 }
                 Some(_) => accepted += 1,
                 None => {
+                    // Unless it was a NAK, which sends the client back to INIT.
                     assert!(
-                        client.ignored == before + 1 || state == State::Selecting,
+                        client.ignored == before + 1
+                            || state == State::Selecting
+                            || client.state == State::Init,
                         "a dropped reply is counted"
                     );
                     rejected += 1;

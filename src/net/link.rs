@@ -30,20 +30,14 @@ impl fmt::Display for Mac {
 
 /// Reads `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`, any case.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let text = text.as_bytes();
-    if text.len() != 17 {
-        return None;
-    }
-    let hex = |b: u8| (b as char).to_digit(16);
+    let hex = |b: &u8| (*b as char).to_digit(16);
     let mut mac = [0u8; 6];
-    for (i, byte) in mac.iter_mut().enumerate() {
-        let at = i * 3;
-        if i > 0 && !matches!(text[at - 1], b':' | b'-') {
-            return None;
-        }
-        *byte = (hex(text[at])? * 16 + hex(text[at + 1])?) as u8;
+    let mut parts = text.as_bytes().split(|b| matches!(b, b':' | b'-'));
+    for byte in &mut mac {
+        let Some([h, l]) = parts.next() else { return None };
+        *byte = (hex(h)? * 16 + hex(l)?) as u8;
     }
-    Some(mac)
+    parts.next().is_none().then_some(mac)
 }
 
 /// The interface names in /proc/net/dev's table: two header lines, then one line per
@@ -64,23 +58,21 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
     for name in names_in(&table) {
-        match link_of(dev, name) {
-            Ok(Some(link)) => links.push(link),
-            Ok(None) => {}
+        // Ethernet and not loopback.
+        let ethernet = match dev.hardware(name) {
+            Ok((kind, mac, index)) => (kind == ARPHRD_ETHER).then_some(Link { name, index, mac }),
             // Gone between the listing and the question (a hot-unplugged NIC, a
             // virtual link deleted): not ours to use.
-            Err(Errno(libc::ENODEV)) => {}
+            Err(Errno(libc::ENODEV)) => None,
             Err(e) => return Err(e),
+        };
+        match ethernet.map(|link| (link, dev.flags(name))) {
+            Some((link, Ok(flags))) if flags & IFF_LOOPBACK == 0 => links.push(link),
+            Some((_, Err(e))) if e != Errno(libc::ENODEV) => return Err(e),
+            _ => {}
         }
     }
     Ok(links)
-}
-
-/// The link named `name`, if it is Ethernet and not loopback.
-fn link_of(dev: &NetDev, name: IfName) -> Result<Option<Link>> {
-    let (kind, mac) = dev.hardware_address(name)?;
-    let ethernet = kind == ARPHRD_ETHER && dev.flags(name)? & IFF_LOOPBACK == 0;
-    Ok(if ethernet { Some(Link { index: dev.index(name)?, name, mac }) } else { None })
 }
 
 /// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
@@ -105,10 +97,8 @@ pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
 pub fn names(names: impl Iterator<Item = IfName>) -> String {
     let mut out = String::new();
     for name in names {
-        if !out.is_empty() {
-            out.push_str(", ");
-        }
-        out.push_str(name.as_str());
+        out += if out.is_empty() { "" } else { ", " };
+        out += name.as_str();
     }
     out
 }

@@ -35,27 +35,20 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const CARRIER_CHECK: Duration = Duration::from_millis(5);
 
 /// Why the network could not be brought up or kept: one line, with its context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetError(pub String);
-
-impl fmt::Display for NetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub type NetError = String;
 
 /// A system call failed while `doing` something on `iface` ("-": on no single one).
 fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
-    move |errno| NetError(text!("{doing} on {}: {errno}", iface.as_str()))
+    move |errno| text!("{doing} on {}: {errno}", iface.as_str())
 }
 
 /// The lease on `iface` is gone: `what` happened.
 fn lost(iface: IfName, what: &str) -> NetError {
-    NetError(text!("DHCP on {}: {what}", iface.as_str()))
+    text!("DHCP on {}: {what}", iface.as_str())
 }
 
-/// One link's DHCP client with its sockets.
-struct Session {
+/// One link's DHCP client with its sockets; once bound, the lease it keeps.
+pub struct BoundClient {
     link: Link,
     /// Replies arrive here: before the lease there is no address to receive them on.
     packets: PacketSocket,
@@ -63,21 +56,26 @@ struct Session {
     /// 4.4.5), unicasts to the server through the kernel's routing.
     udp: UdpSocket,
     client: Client,
-    /// When the link had carrier (the client started).
-    carrier_at: Duration,
+    /// When the link had carrier (the client started); once bound, how long after that
+    /// the lease came (shown with the lease; `make bench` reads it).
+    pub carrier_to_bound: Duration,
 }
 
-impl Session {
+impl BoundClient {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
-    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Session>, NetError> {
+    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Self>, NetError> {
         let packets =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
         let udp = UdpSocket::dhcp_client(link.name)
             .map_err(sys("binding the DHCP client port", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Box::new(Session { link, packets, udp, client, carrier_at: now }))
+        Ok(Box::new(BoundClient { link, packets, udp, client, carrier_to_bound: now }))
+    }
+
+    pub fn lease(&self) -> &Lease {
+        self.client.lease().expect("a bound client has a lease")
     }
 
     fn send(&self, send: Option<Send>) -> Result<(), NetError> {
@@ -93,10 +91,10 @@ impl Session {
         // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
         let buf = &mut [0u8; 1536];
         let iface = self.link.name;
-        while let Some(got) =
+        while let Some((len, checksum_not_ready)) =
             self.packets.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
         {
-            match buf.get(..got.len).and_then(|d| dhcp::unframe(d, got.checksum_not_ready)) {
+            match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
                 Some(message) => event = self.client.receive(now, message).or(event),
                 None => self.client.ignored += 1,
             }
@@ -109,135 +107,102 @@ impl Session {
         self.send(send.map_err(|_| lost(iface, "the lease expired and no server renewed it"))?)?;
         Ok(event)
     }
-}
-
-/// A client holding a lease, with its sockets kept open so it can renew.
-pub struct BoundClient {
-    session: Box<Session>,
-    /// From carrier to the lease (shown with the lease; `make bench` reads it).
-    pub carrier_to_bound: Duration,
-}
-
-impl BoundClient {
-    pub fn lease(&self) -> &Lease {
-        self.session.client.lease().expect("a bound client has a lease")
-    }
 
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
-        match self.session.step(now)? {
+        match self.step(now)? {
             Some(Event::Renewed) => Ok(true),
             Some(Event::Lost) => {
-                Err(lost(self.session.link.name, "the server refused to renew the lease (NAK)"))
+                Err(lost(self.link.name, "the server refused to renew the lease (NAK)"))
             }
             _ => Ok(false),
         }
     }
 
-    /// Waits in poll until `tick` has work to do, a reply comes, or `end`.
-    fn wait(&self, end: Duration) -> Result<(), NetError> {
-        let wake = self.session.client.next_wakeup().min(end);
-        match poll::wait(self.session.packets.raw(), READABLE, wake.saturating_sub(monotonic())) {
-            Err(Errno::ETIMEDOUT) | Ok(()) => Ok(()),
-            Err(e) => Err(sys("waiting for DHCP replies", self.session.link.name)(e)),
-        }
-    }
-
     /// Gives the lease back to the server (DHCPRELEASE).
-    pub fn release(mut self) -> Result<(), NetError> {
-        let send = self.session.client.release();
-        self.session.send(send)
+    pub fn release(&mut self) -> Result<(), NetError> {
+        let send = self.client.release();
+        self.send(send)
     }
 }
 
-/// Waiting for carrier and a lease: the links still without carrier, the DHCP sessions
-/// running. Owned here and borrowed by `run`, so its many exits drop nothing (one drop
-/// for all of them keeps the init's code small).
-struct Acquiring {
-    waiting: Vec<Link>,
-    /// Boxed: sessions are large, and moving pointers keeps the init's code small.
-    sessions: Vec<Box<Session>>,
+/// Waits for carrier on the `waiting` links. With a `fixed` (static) configuration, the
+/// first link with carrier is the answer; else a DHCP client runs on each link from the
+/// moment it has carrier, all at once, until one binds (the others are dropped; a bound
+/// loser releases). At most `timeout`.
+// Out of line: inlined into `bring_up`, it makes the init bigger.
+#[inline(never)]
+fn acquire(
+    dev: &NetDev,
+    mut waiting: Vec<Link>,
     hostname: Option<String>,
-    fixed: Option<NetConfig>,
-}
-
-impl Acquiring {
-    /// Waits for carrier on the links. With a `fixed` (static) configuration, the first
-    /// link with carrier is the answer; else a DHCP client runs on each link from the
-    /// moment it has carrier, all at once, until one binds (the others are dropped; a bound
-    /// loser releases). At most `timeout`.
-    // Out of line: inlined into `bring_up`, it makes the init bigger.
-    #[inline(never)]
-    fn run(&mut self, dev: &NetDev, timeout: Duration) -> Result<Network, NetError> {
-        let deadline = monotonic() + timeout;
-        let (waiting, sessions) = (&mut self.waiting, &mut self.sessions);
-        loop {
-            let now = monotonic();
-            for l in core::mem::take(waiting) {
-                match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
-                    Ok(false) => waiting.push(l),
-                    Ok(true) => match self.fixed.take() {
-                        Some(config) => return Ok(Network { link: l, config, dhcp: None }),
-                        None => sessions.push(Session::open(l, self.hostname.clone(), now)?),
-                    },
-                    // The link went away (unplugged, deleted): wait for the others.
-                    Err(Errno(libc::ENODEV)) => {}
-                    Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
-                }
+    mut fixed: Option<NetConfig>,
+    timeout: Duration,
+) -> Result<Network, NetError> {
+    let deadline = monotonic() + timeout;
+    // Boxed: sessions are large, and moving pointers keeps the init's code small.
+    let mut sessions: Vec<Box<BoundClient>> = Vec::new();
+    loop {
+        let now = monotonic();
+        for l in core::mem::take(&mut waiting) {
+            match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
+                Ok(false) => waiting.push(l),
+                Ok(true) => match fixed.take() {
+                    Some(config) => return Ok(Network { link: l, config, dhcp: None }),
+                    None => sessions.push(BoundClient::open(l, hostname.clone(), now)?),
+                },
+                // The link went away (unplugged, deleted): wait for the others.
+                Err(Errno(libc::ENODEV)) => {}
+                Err(errno) => return Err(sys("reading the link state", l.name)(errno)),
             }
-            let mut i = 0;
-            while let Some(s) = sessions.get_mut(i) {
-                match s.step(now) {
-                    Ok(Some(Event::Bound)) => {
-                        let session = sessions.swap_remove(i);
-                        for loser in sessions.iter_mut() {
-                            let send = loser.client.release();
-                            let _ = loser.send(send); // best effort: the lease times out anyway
-                        }
-                        let carrier_to_bound = monotonic().saturating_sub(session.carrier_at);
-                        let config = session.client.lease().expect("bound").config.clone();
-                        let link = session.link;
-                        let dhcp = Some(BoundClient { session, carrier_to_bound });
-                        return Ok(Network { link, config, dhcp });
-                    }
-                    Ok(_) => i += 1,
-                    // One link failing (its NIC went away, say) must not stop the others;
-                    // when it was the last one, its error is the answer.
-                    Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
-                        sessions.remove(i);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if now >= deadline {
-                return Err(no_lease(waiting, sessions, timeout.as_secs()));
-            }
-            let mut wake = deadline;
-            let mut fds = Vec::new();
-            for s in sessions.iter() {
-                wake = wake.min(s.client.next_wakeup());
-                fds.push(PollFd::new(s.packets.raw(), READABLE));
-            }
-            if !waiting.is_empty() {
-                wake = wake.min(now + CARRIER_CHECK);
-            }
-            poll::poll(&mut fds, wake.saturating_sub(monotonic()))
-                .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
         }
+        let mut i = 0;
+        while let Some(s) = sessions.get_mut(i) {
+            match s.step(now) {
+                Ok(Some(Event::Bound)) => {
+                    let mut bound = sessions.swap_remove(i);
+                    for loser in sessions.iter_mut() {
+                        let _ = loser.release(); // best effort: the lease times out anyway
+                    }
+                    bound.carrier_to_bound = monotonic().saturating_sub(bound.carrier_to_bound);
+                    let (link, config) = (bound.link, bound.lease().config.clone());
+                    return Ok(Network { link, config, dhcp: Some(*bound) });
+                }
+                Ok(_) => i += 1,
+                // One link failing (its NIC went away, say) must not stop the others;
+                // when it was the last one, its error is the answer.
+                Err(_) if sessions.len() > 1 || !waiting.is_empty() => {
+                    sessions.remove(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if now >= deadline {
+            return Err(no_lease(&waiting, &sessions, timeout.as_secs()));
+        }
+        let mut wake = deadline;
+        let mut fds = Vec::new();
+        for s in sessions.iter() {
+            wake = wake.min(s.client.next_wakeup());
+            fds.push(PollFd::new(s.packets.raw(), READABLE));
+        }
+        if !waiting.is_empty() {
+            wake = wake.min(now + CARRIER_CHECK);
+        }
+        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+            .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
     }
 }
 
 /// Why no link got a lease in `waited_secs`: no carrier at all, or what the servers said.
 #[inline(never)]
-fn no_lease(waiting: &[Link], sessions: &[Box<Session>], waited_secs: u64) -> NetError {
+fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -> NetError {
     if sessions.is_empty() {
         // The links still waiting (those that vanished meanwhile are not named).
         let links = link::names(waiting.iter().map(|l| l.name));
-        return NetError(text!(
-            "no carrier on {links} within {waited_secs} s (is a cable plugged in?)"
-        ));
+        return text!("no carrier on {links} within {waited_secs} s (is a cable plugged in?)");
     }
     let links = link::names(sessions.iter().map(|s| s.link.name));
     let (mut replies, mut naks, mut ignored) = (0, 0, 0);
@@ -249,9 +214,7 @@ fn no_lease(waiting: &[Link], sessions: &[Box<Session>], waited_secs: u64) -> Ne
         (_, 0) => text!("{replies} replies but no lease"),
         _ => text!("the server refused {naks} requests with DHCPNAK"),
     };
-    NetError(text!(
-        "DHCP: no lease on {links} within {waited_secs} s ({why}; {ignored} bad or foreign packets ignored)"
-    ))
+    text!("DHCP: no lease on {links} within {waited_secs} s ({why}; {ignored} bad or foreign packets ignored)")
 }
 
 /// The network as brought up: which link, with what, and the DHCP client if any.
@@ -275,17 +238,11 @@ pub fn bring_up(
     iface: Option<&str>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let setting = static_ip::parse(ip).map_err(|field| {
-        NetError(match field {
-            Some(field) => text!("ip=: the {field} field is not valid"),
-            None => String::from("ip=: autoconfiguration is off and no client address is given; imprint needs the network"),
-        })
-    })?;
+    let setting = static_ip::parse(ip)?;
     let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
     let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
     if links.is_empty() {
-        let why = "no Ethernet interface found (is the NIC's driver in the kernel?)";
-        return Err(NetError(String::from(why)));
+        return Err("no Ethernet interface found (is the NIC's driver in the kernel?)".into());
     }
     let present = link::names(links.iter().map(|l| l.name));
     // imprint.iface= wins over the device field of ip=.
@@ -293,18 +250,16 @@ pub fn bring_up(
     link::select(&mut links, wanted);
     if links.is_empty() {
         let wanted = crate::console::Quoted(wanted.unwrap_or_default());
-        let why = text!("no Ethernet interface named {wanted} (present: {present})");
-        return Err(NetError(why));
+        return Err(text!("no Ethernet interface named {wanted} (present: {present})"));
     }
     for l in &links {
         link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
     }
-    let (hostname, fixed) = (setting.hostname, setting.fixed);
-    let network =
-        Acquiring { waiting: links, sessions: Vec::new(), hostname, fixed }.run(&dev, timeout)?;
+    let network = acquire(&dev, links, setting.hostname, setting.fixed, timeout)?;
     ipconfig::apply(&dev, &network.link, &network.config)?;
     Ok(network)
 }
+
 /// An IPv4 address as a dotted quad: core's Display, which handles widths, costs more.
 pub struct Dotted(pub Ipv4Addr);
 
@@ -417,7 +372,12 @@ fn hold_lease(iface: Option<&str>, timeout: u32, hold: u32, release: bool) -> Re
             let l = client.lease();
             sayln!("imprint: lease renewed: {} s from {}", l.lease_secs, Dotted(l.server));
         }
-        client.wait(end)?;
+        // Until `tick` has work to do, a reply comes, or the end.
+        let wake = client.client.next_wakeup().min(end).saturating_sub(monotonic());
+        match poll::wait(client.packets.raw(), READABLE, wake) {
+            Err(Errno::ETIMEDOUT) | Ok(()) => {}
+            Err(e) => return Err(sys("waiting for DHCP replies", client.link.name)(e)),
+        }
     }
     if release {
         client.release()?;

@@ -5,6 +5,8 @@
 //! meaning does not allow makes the whole reply untrustworthy: `parse_reply` says `None`,
 //! and the client counts and drops it, never half-trusts it.
 
+use super::dhcp::{class_mask, prefix_len, Lease};
+use super::ipconfig::NetConfig;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -26,24 +28,6 @@ pub struct Route {
     pub destination: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
-}
-
-/// The options of a server's reply that imprint uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplyOptions {
-    /// Option 53: OFFER, ACK, NAK...
-    pub message_type: Option<u8>,
-    pub server_id: Option<Ipv4Addr>,
-    pub subnet_mask: Option<Ipv4Addr>,
-    pub lease_secs: Option<u32>,
-    pub routers: Vec<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
-    pub hostname: Option<String>,
-    pub domain: Option<String>,
-    pub mtu: Option<u16>,
-    pub renewal_secs: Option<u32>,
-    pub rebinding_secs: Option<u32>,
-    pub routes: Vec<Route>,
 }
 
 /// A list of addresses (routers, DNS servers): at least one, whole.
@@ -82,15 +66,21 @@ fn classless_routes(mut rest: &[u8]) -> Option<Vec<Route>> {
     Some(routes)
 }
 
-/// Walks a reply's options area (the bytes after the magic cookie): pads are skipped, the
-/// end option stops it.
+/// Reads a reply's options area (the bytes after the magic cookie) straight into its
+/// message type and the lease it offers or grants on `address` (a missing server
+/// identifier is 0.0.0.0, a missing lease time 0). Pads are skipped, the end option stops
+/// the walk.
 // Out of line: inlined into the client, it makes the init bigger.
 #[inline(never)]
-pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
-    let mut out = ReplyOptions::default();
+pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
+    let (mut kind, mut mask, mut router, mut times) = (None, None, None, [None; 3]);
+    let (mut server, mut domain) = (Ipv4Addr::UNSPECIFIED, None);
+    let (routes, dns, mtu, hostname) = (Vec::new(), Vec::new(), None, None);
+    let mut config =
+        NetConfig { address, prefix_len: 0, gateway: None, routes, dns, mtu, hostname };
     loop {
         let (code, data) = match rest {
-            [255, ..] => return Some(out), // the end option
+            [255, ..] => break, // the end option
             [0, tail @ ..] => {
                 rest = tail; // a pad
                 continue;
@@ -106,23 +96,42 @@ pub fn parse_reply(mut rest: &[u8]) -> Option<ReplyOptions> {
         let word = data.first_chunk::<4>().filter(|_| data.len() == 4);
         let word = || word.map(|w| u32::from_be_bytes(*w));
         match code {
-            53 => out.message_type = Some(*data.first().filter(|_| data.len() == 1)?),
-            54 => out.server_id = Some(word()?.into()),
-            1 => out.subnet_mask = Some(word()?.into()),
-            51 => out.lease_secs = Some(word()?),
-            58 => out.renewal_secs = Some(word()?),   // T1
-            59 => out.rebinding_secs = Some(word()?), // T2
+            53 => kind = Some(*data.first().filter(|_| data.len() == 1)?),
+            54 => server = word()?.into(),
+            1 => mask = Some(prefix_len(word()?.into())?),
+            51 => times[0] = Some(word()?), // the lease time
+            58 => times[1] = Some(word()?), // T1
+            59 => times[2] = Some(word()?), // T2
             26 => {
-                out.mtu = Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
+                config.mtu =
+                    Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
             }
-            3 => out.routers = addresses(data)?,
-            6 => out.dns = addresses(data)?,
-            12 => out.hostname = Some(name(data)?),
-            15 => out.domain = Some(name(data)?),
-            121 => out.routes = classless_routes(data)?,
+            3 => router = addresses(data)?.first().copied(),
+            6 => config.dns = addresses(data)?,
+            12 => config.hostname = Some(name(data)?),
+            15 => domain = Some(name(data)?),
+            121 => config.routes = classless_routes(data)?,
             _ => {}
         }
     }
+    let lease_secs = times[0].unwrap_or(0);
+    // T1 and T2 as sent if they are in order, else RFC 2131's defaults (1/2 and 7/8).
+    let default = (lease_secs / 2, lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
+    let sent = (times[1].unwrap_or(default.0), times[2].unwrap_or(default.1));
+    let (renew_secs, rebind_secs) = match sent {
+        (t1, t2) if t1 <= t2 && t2 <= lease_secs => (t1, t2),
+        _ => default,
+    };
+    config.prefix_len = mask.or_else(|| prefix_len(class_mask(address)))?;
+    // With classless routes, RFC 3442 says the router option is ignored.
+    config.gateway = match config.routes.iter().find(|r| r.prefix_len == 0) {
+        Some(default) => Some(default.gateway),
+        None if config.routes.is_empty() => router,
+        None => None,
+    };
+    // Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
+    config.mtu = config.mtu.filter(|m| *m >= 68);
+    Some((kind?, Lease { config, domain, server, lease_secs, renew_secs, rebind_secs }))
 }
 
 #[cfg(test)]
@@ -133,57 +142,82 @@ mod tests {
     const END: u8 = 255;
     const CLASSLESS_ROUTES: u8 = 121;
 
+    const ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+
+    fn parse(area: &[u8]) -> Option<(u8, Lease)> {
+        parse_reply(area, ADDRESS)
+    }
+
     #[test]
     fn walks_pads_and_stops_at_end() {
         let area = [PAD, PAD, 53, 1, 2, PAD, 3, 4, 10, 0, 0, 1, END, 99, 99];
-        let got = parse_reply(&area).unwrap();
-        assert_eq!((got.message_type, got.routers), (Some(2), [Ipv4Addr::new(10, 0, 0, 1)].into()));
+        let (kind, lease) = parse(&area).unwrap();
+        assert_eq!((kind, lease.config.gateway), (2, Some(Ipv4Addr::new(10, 0, 0, 1))));
+        // Nothing else given: the class mask, no server, no lease time.
+        assert_eq!((lease.config.address, lease.config.prefix_len), (ADDRESS, 8));
+        assert_eq!((lease.server, lease.lease_secs), (Ipv4Addr::UNSPECIFIED, 0));
     }
 
     #[test]
     fn overrun_and_missing_end_are_errors() {
-        assert_eq!(parse_reply(&[3, 8, 10, 0, 0, 1, END]), None);
-        assert_eq!(parse_reply(&[3]), None);
-        assert_eq!(parse_reply(&[53, 1, 2]), None);
-        assert_eq!(parse_reply(&[]), None);
+        assert_eq!(parse(&[53, 1, 2, 3, 8, 10, 0, 0, 1, END]), None);
+        assert_eq!(parse(&[53, 1, 2, 3]), None);
+        assert_eq!(parse(&[53, 1, 2]), None);
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&[END]), None, "no message type");
     }
 
     #[test]
     fn reads_lists_names_times_mtu() {
         let area = [
+            53, 1, 5, // ACK
             3, 8, 10, 0, 0, 1, 10, 0, 0, 2, // two routers
             6, 4, 1, 1, 1, 1, // dns
             12, 4, b'n', b'o', b'd', b'e', // hostname
             15, 8, b'e', b'x', b'.', b'o', b'r', b'g', 0,
             0, // domain: NULs are stripped? one only
             26, 2, 0x05, 0xdc, // mtu 1500
-            58, 4, 0, 0, 0, 30, 59, 4, 0, 0, 0, 50, END,
+            58, 4, 0, 0, 0, 30, 59, 4, 0, 0, 0, 50, // T1, T2
+            51, 4, 0, 0, 0, 60, // lease time
+            1, 4, 255, 255, 255, 0, // mask
+            54, 4, 10, 0, 0, 1, // server
+            END,
         ];
         // Two NULs: only one trailing NUL is tolerated, so this domain is refused.
-        assert_eq!(parse_reply(&area), None);
+        assert_eq!(parse(&area), None);
         let mut fixed = area.to_vec();
-        fixed[30] = b'x'; // the first of the two NULs
-        let got = parse_reply(&fixed).unwrap();
-        assert_eq!(got.routers, [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]);
-        assert_eq!(got.dns, [Ipv4Addr::new(1, 1, 1, 1)]);
-        assert_eq!(got.hostname.as_deref(), Some("node"));
+        fixed[33] = b'x'; // the first of the two NULs
+        let (_, got) = parse(&fixed).unwrap();
+        assert_eq!(got.config.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)), "the first router");
+        assert_eq!(got.config.dns, [Ipv4Addr::new(1, 1, 1, 1)]);
+        assert_eq!(got.config.hostname.as_deref(), Some("node"));
         assert_eq!(got.domain.as_deref(), Some("ex.orgx"));
         assert_eq!(
-            (got.mtu, got.renewal_secs, got.rebinding_secs),
-            (Some(1500), Some(30), Some(50))
+            (got.config.mtu, got.renew_secs, got.rebind_secs, got.lease_secs),
+            (Some(1500), 30, 50, 60)
         );
+        assert_eq!((got.config.prefix_len, got.server), (24, Ipv4Addr::new(10, 0, 0, 1)));
+        // T2 after the lease's end: RFC 2131's defaults instead.
+        fixed[area.len() - 20] = 61;
+        let (_, got) = parse(&fixed).unwrap();
+        assert_eq!((got.renew_secs, got.rebind_secs), (30, 52));
+        // An MTU below IPv4's minimum is ignored.
+        fixed[37] = 0;
+        fixed[38] = 67;
+        assert_eq!(parse(&fixed).unwrap().1.config.mtu, None);
     }
 
     #[test]
     fn bad_lengths_and_hostile_names_are_refused() {
-        assert_eq!(parse_reply(&[3, 3, 1, 2, 3, END]), None);
-        assert_eq!(parse_reply(&[26, 1, 5, END]), None);
-        assert_eq!(parse_reply(&[12, 2, b'a', 0x1b, END]), None);
-        assert_eq!(parse_reply(&[51, 2, 0, 1, END]), None);
-        assert_eq!(parse_reply(&[53, 2, 5, 5, END]), None);
+        assert_eq!(parse(&[53, 1, 5, 3, 3, 1, 2, 3, END]), None);
+        assert_eq!(parse(&[53, 1, 5, 26, 1, 5, END]), None);
+        assert_eq!(parse(&[53, 1, 5, 12, 2, b'a', 0x1b, END]), None);
+        assert_eq!(parse(&[53, 1, 5, 51, 2, 0, 1, END]), None);
+        assert_eq!(parse(&[53, 2, 5, 5, END]), None);
+        assert_eq!(parse(&[53, 1, 5, 1, 4, 255, 0, 255, 0, END]), None, "a mask with holes");
         assert_eq!(
-            parse_reply(&[43, 2, 0, 1, END]),
-            Some(ReplyOptions::default()),
+            parse(&[53, 1, 5, 43, 2, 0, 1, END]).map(|r| r.0),
+            Some(5),
             "unused options pass"
         );
     }
@@ -192,10 +226,13 @@ mod tests {
     fn classless_routes_per_rfc_3442() {
         // 0.0.0.0/0 via 10.0.0.1; 10.213.0.0/16 via 10.0.0.2; 192.168.1.128/25 via 10.0.0.3
         let data = [0, 10, 0, 0, 1, 16, 10, 213, 10, 0, 0, 2, 25, 192, 168, 1, 128, 10, 0, 0, 3];
-        let mut area = alloc::vec![CLASSLESS_ROUTES, data.len() as u8];
+        let mut area = alloc::vec![53, 1, 5, 3, 4, 9, 9, 9, 9, CLASSLESS_ROUTES, data.len() as u8];
         area.extend_from_slice(&data);
         area.push(END);
-        let routes = parse_reply(&area).unwrap().routes;
+        let config = parse(&area).unwrap().1.config;
+        // The default route among them is the gateway: the router option is ignored.
+        assert_eq!(config.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        let routes = config.routes;
         assert_eq!(routes.len(), 3);
         assert_eq!(
             routes[0],

@@ -22,12 +22,12 @@ pub struct IpSetting {
     pub fixed: Option<NetConfig>,
 }
 
-/// The fields' names, for messages.
-const FIELDS: &str =
-    "client address:server address:gateway:netmask:hostname:device:autoconf:dns0:dns1:ntp0";
+/// The fields' names, for messages (and, as an 11th, their count).
+const FIELDS: &str = "client address:server address:gateway:netmask:hostname:device:autoconf:dns0:dns1:ntp0:field count";
 
-fn field(i: usize) -> &'static str {
-    FIELDS.split(':').nth(i).unwrap_or_default()
+/// Field `i` of `ip=` is not valid.
+fn invalid(i: usize) -> String {
+    text!("ip=: the {} field is not valid", FIELDS.split(':').nth(i).unwrap_or_default())
 }
 
 /// A dotted quad (`10.0.0.1`): exactly four decimal numbers up to 255, no leading `+`.
@@ -49,15 +49,15 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-/// Parses the value of `ip=` (absent means `dhcp`). `Err(Some(field))`: that field is not
-/// valid; `Err(None)`: autoconfiguration is off (`off`, `none`) and no address is given.
+/// Parses the value of `ip=` (absent means `dhcp`). An error names the field that is not
+/// valid, or says that autoconfiguration is off (`off`, `none`) and no address is given.
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
-pub fn parse(value: Option<&str>) -> Result<IpSetting, Option<&'static str>> {
+pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
     let mut fields = [""; 10];
     let mut count = 0;
     for text in value.unwrap_or("dhcp").split(':') {
-        *fields.get_mut(count).ok_or(Some("field count"))? = text;
+        *fields.get_mut(count).ok_or_else(|| invalid(10))? = text;
         count += 1;
     }
     // One word is the autoconf method alone; else every field but the names is an address.
@@ -65,22 +65,25 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, Option<&'static str>> {
     const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
     let dhcp = DHCP.contains(&method);
     if !dhcp && method != "off" && method != "none" {
-        return Err(Some(field(6)));
+        return Err(invalid(6));
     }
     let mut addresses = [None; 10];
     for (i, text) in fields.iter().enumerate() {
         if !text.is_empty() && !matches!(i, 4..=6) {
-            addresses[i] = Some(parse_ipv4(text).ok_or(Some(field(i)))?);
+            addresses[i] = Some(parse_ipv4(text).ok_or_else(|| invalid(i))?);
         }
     }
     let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
     let Some(client) = addresses[0].filter(|_| fields[6].is_empty() || !dhcp) else {
-        return if dhcp { Ok(IpSetting { device, hostname, fixed: None }) } else { Err(None) };
+        if dhcp {
+            return Ok(IpSetting { device, hostname, fixed: None });
+        }
+        return Err("ip=: autoconfiguration is off and no client address is given; imprint needs the network".into());
     };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
-    let prefix_len = prefix_len(mask).ok_or(Some(field(3)))?;
+    let prefix_len = prefix_len(mask).ok_or_else(|| invalid(3))?;
     let mut config = NetConfig {
         address: client,
         prefix_len,
@@ -130,9 +133,10 @@ mod tests {
         for word in ["dhcp", "on", "any", "both", "bootp"] {
             assert_eq!(parse(Some(word)), Ok(dhcp(None)), "{word}");
         }
-        assert_eq!(parse(Some("off")), Err(None));
-        assert_eq!(parse(Some("none")), Err(None));
-        assert_eq!(parse(Some("rarp")), Err(Some("autoconf")));
+        let off = "ip=: autoconfiguration is off and no client address is given; imprint needs the network";
+        assert_eq!(parse(Some("off")), Err(off.into()));
+        assert_eq!(parse(Some("none")), Err(off.into()));
+        assert_eq!(parse(Some("rarp")), Err("ip=: the autoconf field is not valid".into()));
     }
 
     #[test]
@@ -145,7 +149,7 @@ mod tests {
     #[test]
     fn device_and_method_only() {
         assert_eq!(parse(Some(":::::eth1:dhcp")), Ok(dhcp(Some("eth1"))));
-        assert_eq!(parse(Some(":::::eth1:off")), Err(None));
+        assert!(parse(Some(":::::eth1:off")).unwrap_err().contains("autoconfiguration is off"));
         assert_eq!(
             parse(Some("10.0.0.5::::node7:eth0:dhcp")),
             Ok(IpSetting {
@@ -194,14 +198,21 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let bad = |v: &str| parse(Some(v)).unwrap_err().unwrap();
+        let bad = |v: &str| {
+            let e = parse(Some(v)).unwrap_err();
+            e.strip_prefix("ip=: the ")
+                .unwrap()
+                .strip_suffix(" field is not valid")
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(bad("10.0.0.300::::"), "client address");
         assert_eq!(bad("10.0.0.3::x:"), "gateway");
         assert_eq!(bad("10.0.0.3:::255.0.255.0"), "netmask");
         assert_eq!(bad("10.0.0.3::::::off:dns"), "dns0");
         assert_eq!(bad("::::::maybe"), "autoconf");
         assert_eq!(bad("1:2:3:4:5:6:7:8:9:10:11"), "field count");
-        let shown = |ip| crate::net::bring_up(Some(ip), None, Duration::ZERO).err().unwrap().0;
+        let shown = |ip| crate::net::bring_up(Some(ip), None, Duration::ZERO).err().unwrap();
         assert_eq!(shown("10.0.0.300::::"), "ip=: the client address field is not valid");
     }
 }

@@ -78,19 +78,16 @@ impl NetDev {
         Ok(req.ifr_ifru)
     }
 
-    pub fn index(&self, name: IfName) -> Result<i32> {
-        let got = self.ioctl(name, libc::SIOCGIFINDEX as _, Ifru { ifru_ifindex: 0 })?;
-        // SAFETY: SIOCGIFINDEX filled in the ifindex member of the union.
-        Ok(unsafe { got.ifru_ifindex })
-    }
-
-    /// The hardware address and its ARPHRD type (1 = Ethernet).
-    pub fn hardware_address(&self, name: IfName) -> Result<(u16, [u8; 6])> {
-        let got = self.ioctl(name, libc::SIOCGIFHWADDR as _, Ifru { ifru_ifindex: 0 })?;
-        // SAFETY: SIOCGIFHWADDR filled in the hwaddr member of the union.
-        let sa = unsafe { got.ifru_hwaddr };
+    /// The hardware address's ARPHRD type (1 = Ethernet), the address, the index.
+    pub fn hardware(&self, name: IfName) -> Result<(u16, [u8; 6], i32)> {
+        let zero = Ifru { ifru_ifindex: 0 };
+        let hw = self.ioctl(name, libc::SIOCGIFHWADDR as _, zero)?;
+        let index = self.ioctl(name, libc::SIOCGIFINDEX as _, zero)?;
+        // SAFETY: SIOCGIFHWADDR filled in the hwaddr member of its union, SIOCGIFINDEX the
+        // ifindex member of its.
+        let (sa, index) = unsafe { (hw.ifru_hwaddr, index.ifru_ifindex) };
         let [a, b, c, d, e, f, ..] = sa.sa_data;
-        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8)))
+        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8), index))
     }
 
     pub fn flags(&self, name: IfName) -> Result<u16> {
@@ -151,9 +148,10 @@ mod tests {
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         let name = |n| IfName::new(n).unwrap();
-        assert!(dev.index(name("lo")).unwrap() > 0);
+        let (kind, _, index) = dev.hardware(name("lo")).unwrap();
+        assert!(index > 0 && kind == libc::ARPHRD_LOOPBACK);
         assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
-        assert_eq!(dev.index(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
+        assert_eq!(dev.hardware(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
         assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
 }

@@ -13,14 +13,6 @@ use core::mem::size_of;
 /// The DHCP client port.
 const CLIENT_PORT: u32 = 68;
 
-/// One received packet (an IPv4 datagram, the Ethernet header already removed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    pub len: usize,
-    /// The sender left the checksums to the hardware: skip the UDP checksum check.
-    pub checksum_not_ready: bool,
-}
-
 const fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code: code as u16, jt, jf, k }
 }
@@ -74,8 +66,10 @@ impl PacketSocket {
         self.fd.raw()
     }
 
-    /// Receives one packet into `buf`; `None` when nothing is waiting.
-    pub fn receive(&self, buf: &mut [u8]) -> Result<Option<Received>> {
+    /// Receives one packet (an IPv4 datagram, the Ethernet header already removed) into
+    /// `buf`: its length and whether the sender left the checksums to the hardware (then
+    /// the UDP checksum must not be checked); `None` when nothing is waiting.
+    pub fn receive(&self, buf: &mut [u8]) -> Result<Option<(usize, bool)>> {
         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         // Room for one cmsghdr with a tpacket_auxdata, 8-byte aligned.
         let mut control = [0u64; 8];
@@ -89,28 +83,25 @@ impl PacketSocket {
         // alive and writable for the whole call.
         let ret = unsafe { libc::recvmsg(self.fd.raw(), &mut msg, libc::MSG_TRUNC) };
         let Some(len) = unless_again(ret)? else { return Ok(None) };
-        let mut checksum_not_ready = false;
-        // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in, bounded
-        // by msg_controllen; we read a `tpacket_auxdata` only from a header of that type
-        // whose length covers it (read_unaligned: CMSG_DATA need not be aligned for it).
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                let wanted = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
-                if (*cmsg).cmsg_level == libc::SOL_PACKET
-                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
-                    && (*cmsg).cmsg_len as usize >= wanted
-                {
-                    let data = libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata;
-                    let status = core::ptr::read_unaligned(data).tp_status;
-                    // Offloaded (on veth and virtio the OFFER and ACK arrive like this): the
-                    // checksum is not computed yet, so it must not be checked.
-                    checksum_not_ready = status & libc::TP_STATUS_CSUMNOTREADY != 0;
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
+        // SAFETY: CMSG_FIRSTHDR reads the control buffer the kernel filled in, bounded by
+        // msg_controllen (null if empty); we read a `tpacket_auxdata` only from a header of
+        // that type whose length covers it (read_unaligned: CMSG_DATA need not be aligned
+        // for it). PACKET_AUXDATA is the only control message this socket asks for.
+        let checksum_not_ready = unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let wanted = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
+            !cmsg.is_null()
+                && (*cmsg).cmsg_level == libc::SOL_PACKET
+                && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                && (*cmsg).cmsg_len as usize >= wanted
+                // Offloaded (on veth and virtio the OFFER and ACK arrive like this): the
+                // checksum is not computed yet, so it must not be checked.
+                && core::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::tpacket_auxdata>())
+                    .tp_status
+                    & libc::TP_STATUS_CSUMNOTREADY
+                    != 0
+        };
         // MSG_TRUNC returns the real length: a packet longer than buf is cut, and says so.
-        Ok(Some(Received { len, checksum_not_ready }))
+        Ok(Some((len, checksum_not_ready)))
     }
 }

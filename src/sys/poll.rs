@@ -15,11 +15,6 @@ impl PollFd {
     pub fn new(fd: libc::c_int, events: i16) -> PollFd {
         PollFd(libc::pollfd { fd, events, revents: 0 })
     }
-    /// Whether the descriptor became ready for what was asked (or failed/hung up, which a
-    /// following read or write then reports).
-    pub fn ready(&self) -> bool {
-        self.0.revents != 0
-    }
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes; returns how many are ready.
@@ -45,8 +40,9 @@ pub fn wait(fd: libc::c_int, events: i16, timeout: Duration) -> Result<()> {
         if now >= deadline {
             return Err(Errno(libc::ETIMEDOUT));
         }
-        let mut fds = [PollFd::new(fd, events)];
-        if poll(&mut fds, deadline - now)? > 0 && fds[0].ready() {
+        // One descriptor: poll counts it when it is ready for `events` (or failed or hung
+        // up, which the following read or write then reports).
+        if poll(&mut [PollFd::new(fd, events)], deadline - now)? > 0 {
             return Ok(());
         }
     }

@@ -57,17 +57,6 @@ pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
         .map(|_| ())
 }
 
-/// sendto(2) of `data` to `addr`, a `sockaddr_*` struct.
-pub(super) fn send_to<A>(fd: &Fd, data: &[u8], addr: &A) -> Result<()> {
-    // SAFETY: data and addr are valid for reads of the lengths passed during the call; the
-    // kernel reads at most size_of::<A>() bytes of addr and checks its family.
-    let ret = unsafe {
-        let to = (addr as *const A).cast();
-        libc::sendto(fd.raw(), data.as_ptr().cast(), data.len(), 0, to, size_of::<A>() as u32)
-    };
-    check_size(ret).map(|_| ())
-}
-
 /// A transfer's result, with "nothing now" (EAGAIN, or a signal: EINTR) as `None`.
 pub(super) fn unless_again(ret: libc::ssize_t) -> Result<Option<usize>> {
     match check_size(ret) {
@@ -189,7 +178,20 @@ impl UdpSocket {
     }
 
     pub fn send_to(&self, data: &[u8], addr: [u8; 4], port: u16) -> Result<()> {
-        send_to(&self.fd, data, &sockaddr(addr, port))
+        let to = sockaddr(addr, port);
+        // SAFETY: data and `to` are valid for reads of the lengths passed during the call.
+        let ret = unsafe {
+            let at = (&to as *const libc::sockaddr_in).cast();
+            libc::sendto(
+                self.fd.raw(),
+                data.as_ptr().cast(),
+                data.len(),
+                0,
+                at,
+                size_of_val(&to) as u32,
+            )
+        };
+        check_size(ret).map(|_| ())
     }
 
     /// Receives one datagram; returns its length (cut to `buf`) and the sender's address

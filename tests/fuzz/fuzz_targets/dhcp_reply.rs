@@ -9,9 +9,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let checksum_not_ready = data.first().is_some_and(|b| b & 1 == 1);
-    let _ = options::parse_reply(data);
+    let _ = options::parse_reply(data, core::net::Ipv4Addr::UNSPECIFIED);
     if let Some(message) = dhcp::unframe(data, checksum_not_ready) {
-        let _ = options::parse_reply(message);
+        let _ = options::parse_reply(message, core::net::Ipv4Addr::UNSPECIFIED);
         let mut client = dhcp::Client::new([0x52, 0x54, 0, 0x12, 0x34, 0x56], None, 7, Duration::ZERO);
         let _ = client.poll(Duration::ZERO);
         let _ = client.receive(Duration::from_millis(1), message);
