@@ -20,10 +20,10 @@ use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
 use super::{is_zero, Format, Interrupted};
 use crate::io::Read;
-use crate::sys::block::{self, AlignedBuf, DirectRing, Kind};
+use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Kind};
 use crate::sys::fd::Fd;
 use crate::sys::{self, fs, time, Errno};
-use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -75,10 +75,9 @@ impl Default for Options {
 /// What the partition table re-read did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionScan {
-    /// Not a block device.
-    NotApplicable,
-    /// The device has no partition support (e.g. a loop device without -P).
-    Unsupported,
+    /// Nothing to re-read: not a block device, or one without partition support (e.g. a
+    /// loop device without -P).
+    Skipped,
     /// A partition is in use: the kernel kept its old table.
     Busy,
     /// Re-read; this many partitions, and their device nodes are present.
@@ -99,81 +98,8 @@ pub struct Summary {
     pub partitions: PartitionScan,
 }
 
-/// Why writing an image failed.
-#[derive(Debug)]
-pub enum WriteError {
-    /// Refused, or nothing to write: the message says why.
-    Refused(&'static str),
-    /// Opening the target, a device query, an allocation or a flush failed (`doing` says
-    /// which).
-    Device {
-        doing: &'static str,
-        errno: Errno,
-    },
-    /// Writing or zeroing at `offset` failed.
-    Write {
-        doing: &'static str,
-        offset: u64,
-        errno: Errno,
-    },
-    /// Reading the source failed.
-    Read(Interrupted),
-    /// The hook asked to stop.
-    Aborted(Interrupted),
-    Gzip(GzipError),
-    /// The image's known size exceeds the device; found before the first write.
-    TooBig {
-        image: u64,
-        device: u64,
-    },
-    /// The image (of unknown size) went on past the device's end.
-    PastEnd {
-        device: u64,
-    },
-    /// The image's length differs from the size it was announced with.
-    SizeMismatch {
-        expected: u64,
-        actual: u64,
-    },
-    Sha256 {
-        expected: [u8; 32],
-        actual: [u8; 32],
-    },
-    /// A failure, after which zeroing the first and last MiB again failed too.
-    NotWiped {
-        cause: Box<WriteError>,
-        errno: Errno,
-    },
-}
-
-impl fmt::Display for WriteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WriteError::Refused(why) => f.write_str(why),
-            WriteError::Device { doing, errno } => write!(f, "{doing}: {errno}"),
-            WriteError::Write { doing, offset, errno } => write!(f, "{doing} at byte {offset}: {errno}"),
-            WriteError::Read(e) => write!(f, "reading the image: {e}"),
-            WriteError::Aborted(e) => write!(f, "image write stopped: {e}"),
-            WriteError::Gzip(e) => e.fmt(f),
-            WriteError::TooBig { image, device } => {
-                write!(f, "the image ({image} bytes) is bigger than the target ({device} bytes): nothing written")
-            }
-            WriteError::PastEnd { device } => {
-                write!(f, "the image goes on past the end of the target ({device} bytes)")
-            }
-            WriteError::SizeMismatch { expected, actual } => {
-                write!(f, "the image is {actual} bytes, but {expected} were announced")
-            }
-            WriteError::Sha256 { expected, actual } => {
-                write!(f, "the image's sha256 is {}, expected {}", Hex(actual), Hex(expected))
-            }
-            WriteError::NotWiped { cause, errno } => write!(
-                f,
-                "{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"
-            ),
-        }
-    }
-}
+/// Why writing an image failed: one line, with its context (what failed, at which byte).
+pub type WriteError = String;
 
 /// The line `imprint write` prints: `1234 bytes (gzip, 1 member); 0 bytes zeroed, not
 /// written; sha256 ... verified; 2 partitions`.
@@ -193,25 +119,19 @@ impl fmt::Display for Summary {
             PartitionScan::Busy => {
                 f.write_str("; partition table NOT re-read: a partition is in use")
             }
-            _ => Ok(()),
+            PartitionScan::Skipped => Ok(()),
         }
     }
 }
 
+/// An errno of a device operation, as an error saying what it was `doing`.
 fn device(doing: &'static str) -> impl Fn(Errno) -> WriteError + Copy {
-    move |errno| WriteError::Device { doing, errno }
+    move |errno| text!("{doing}: {errno}")
 }
 
+/// An errno of a write or zeroing at `offset`, as an error.
 fn writing(doing: &'static str, offset: u64) -> impl Fn(Errno) -> WriteError + Copy {
-    move |errno| WriteError::Write { doing, offset, errno }
-}
-
-/// How the target zeroes a range, learned on the first zeroing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Zeroing {
-    Fallocate,
-    ZeroOut,
-    Write,
+    move |errno| text!("{doing} at byte {offset}: {errno}")
 }
 
 /// How a target refuses a way of zeroing it does not support.
@@ -224,7 +144,8 @@ struct Disk {
     kind: Kind,
     /// The byte past which nothing may be written; `None` for a file that grows.
     limit: Option<u64>,
-    zeroing: Zeroing,
+    /// The target refused zeroing ranges: zeros are written instead.
+    zero_by_writing: bool,
 }
 
 impl Disk {
@@ -234,7 +155,7 @@ impl Disk {
         let (fd, limit) = match kind {
             Kind::BlockDevice => {
                 let fd = block::open_device(path, true).map_err(|errno| match errno {
-                    Errno::EBUSY => WriteError::Refused(BUSY),
+                    Errno::EBUSY => WriteError::from(BUSY),
                     errno => opening(errno),
                 })?;
                 let size = block::logical_block_size(&fd)
@@ -258,36 +179,28 @@ impl Disk {
                 (fd, (len > 0).then_some(len))
             }
             Kind::Other => {
-                return Err(WriteError::Refused(
-                    "the target is neither a block device nor a regular file",
-                ))
+                return Err("the target is neither a block device nor a regular file".into())
             }
         };
-        Ok(Disk { fd, kind, limit, zeroing: Zeroing::Fallocate })
+        Ok(Disk { fd, kind, limit, zero_by_writing: false })
+    }
+
+    /// How a block device zeroes (BLKZEROOUT) differs from a file (FALLOC_FL_ZERO_RANGE).
+    fn zero_ioctl(&self) -> bool {
+        self.kind == Kind::BlockDevice
     }
 
     /// Zeroes a range: without sending zeros where the target can, else by writing them.
-    fn zero(&mut self, offset: u64, len: u64) -> sys::Result<()> {
-        while len > 0 {
-            let result = match self.zeroing {
-                Zeroing::Write => return self.write_zeros(offset, len),
-                zeroing => block::zero(&self.fd, zeroing == Zeroing::ZeroOut, offset, len),
-            };
-            match result {
-                // Refused as unsupported: fall to the next method and remember it.
-                Err(Errno(e)) if UNSUPPORTED.contains(&e) => {
-                    self.zeroing = match (self.zeroing, self.kind) {
-                        (Zeroing::Fallocate, Kind::BlockDevice) => Zeroing::ZeroOut,
-                        _ => Zeroing::Write,
-                    }
-                }
+    fn zero(&mut self, mut offset: u64, len: u64) -> sys::Result<()> {
+        if len == 0 {
+            return Ok(());
+        } else if !self.zero_by_writing {
+            match block::zero(&self.fd, self.zero_ioctl(), offset, len) {
+                // Refused as unsupported: write zeros, from now on.
+                Err(Errno(e)) if UNSUPPORTED.contains(&e) => self.zero_by_writing = true,
                 other => return other,
             }
         }
-        Ok(())
-    }
-
-    fn write_zeros(&mut self, mut offset: u64, len: u64) -> sys::Result<()> {
         let zeros = AlignedBuf::zeroed(len.min(FLUSH as u64) as usize)?;
         let end = offset + len;
         while offset < end {
@@ -379,7 +292,7 @@ impl Sink {
         let mut offset = self.written;
         self.written += data.len() as u64;
         if let Some(device) = self.disk.limit.filter(|&limit| self.written > limit) {
-            return Err(WriteError::PastEnd { device });
+            return Err(text!("the image goes on past the end of the target ({device} bytes)"));
         }
         if let Some(sha) = &mut self.sha {
             sha.update(data);
@@ -398,7 +311,7 @@ impl Sink {
                 self.add_zeros(ring, offset, zeros as u64).map(|_| zeros)
             } else {
                 let len = if self.sparse { data_run(rest) } else { rest.len() };
-                ring.write(&self.disk.fd, at, at + len, offset).map(|_| len)
+                ring.queue(Io::Write, &self.disk.fd, at, len, offset).map(|_| len)
             };
             let len = queued.map_err(ring_error(ring))?;
             at += len;
@@ -431,8 +344,8 @@ impl Sink {
     fn flush_zeros(&mut self, ring: &mut DirectRing) -> sys::Result<()> {
         match self.pending_zeros.take() {
             Some((start, end)) if self.disk.limit.is_some() => {
-                let ioctl = self.disk.zeroing == Zeroing::ZeroOut;
-                ring.zero(&self.disk.fd, ioctl, start, end - start)
+                let io = Io::Zero { ioctl: self.disk.zero_ioctl() };
+                ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
             }
             _ => Ok(()),
         }
@@ -477,7 +390,7 @@ impl Input {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let n = source(&mut self.buf[self.end..]).map_err(WriteError::Read)?;
+        let n = source(&mut self.buf[self.end..]).map_err(|e| text!("reading the image: {e}"))?;
         self.end += n;
         self.total += n as u64;
         self.eof = n == 0;
@@ -504,7 +417,7 @@ impl Ticker<'_> {
         self.progress.read = read;
         self.progress.elapsed = now - self.started;
         self.progress.done = done;
-        (self.hook)(&self.progress).map_err(WriteError::Aborted)
+        (self.hook)(&self.progress).map_err(|e| text!("image write stopped: {e}"))
     }
 }
 
@@ -549,11 +462,12 @@ fn write_from(
     ticker.progress.image_size = image_size;
     if let (Some(image), Some(device)) = (image_size, disk.limit) {
         if image > device {
-            return Err(WriteError::TooBig { image, device });
+            let why = "is bigger than the target";
+            return Err(text!("the image ({image} bytes) {why} ({device} bytes): nothing written"));
         }
     }
     if input.end == 0 {
-        return Err(WriteError::Refused("the image is empty"));
+        return Err("the image is empty".into());
     }
     let allocating = device("allocating buffers");
     let mut sink = Sink {
@@ -571,7 +485,7 @@ fn write_from(
     wipe_ends(&mut sink.disk).map_err(writing("zeroing the first and last MiB", 0))?;
     // Zero runs are zeroed in the background (or, in a file that grows, left as holes);
     // a target that zeroes only by writing zeros gets them written from the ring.
-    sink.sparse &= sink.disk.zeroing != Zeroing::Write || sink.disk.limit.is_none();
+    sink.sparse &= !sink.disk.zero_by_writing || sink.disk.limit.is_none();
     let decoder = gzip.then(Decoder::new);
     let streamed = stream(source, &mut input, &mut ring, &mut sink, &mut ticker, decoder);
     // Every background write and zeroing done (or failed) before the verdict, and before
@@ -598,7 +512,7 @@ fn write_from(
         Err(cause) => {
             Err(match wipe_ends(&mut sink.disk).and_then(|_| block::fsync(&sink.disk.fd)) {
                 Ok(()) => cause,
-                Err(errno) => WriteError::NotWiped { cause: Box::new(cause), errno },
+                Err(errno) => text!("{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"),
             })
         }
     }
@@ -631,7 +545,7 @@ fn stream(
                 Ok((n, n))
             }
         }
-        .map_err(WriteError::Gzip)?;
+        .map_err(|e| text!("{e}"))?;
         let all = used == data.len();
         input.start += used;
         let done = decoder.as_ref().map_or(input.eof && all, Decoder::is_finished);
@@ -642,7 +556,7 @@ fn stream(
         if used == 0 && made == 0 {
             if input.eof {
                 // The decoder ends every stream at EOF with a result; this is a guard.
-                return Err(WriteError::Gzip(GzipError::Truncated { at: input.total }));
+                return Err(text!("{}", GzipError::Truncated { at: input.total }));
             }
             input.refill(source)?;
         }
@@ -663,10 +577,11 @@ fn commit(
 ) -> Result<PartitionScan, WriteError> {
     let actual = sink.written;
     if let Some(expected) = image_size.filter(|&size| size != actual) {
-        return Err(WriteError::SizeMismatch { expected, actual });
+        return Err(text!("the image is {actual} bytes, but {expected} were announced"));
     }
     if let Some((expected, actual)) = sha256.filter(|(e, a)| e != a) {
-        return Err(WriteError::Sha256 { expected, actual });
+        let (actual, expected) = (Hex(&actual), Hex(&expected));
+        return Err(text!("the image's sha256 is {actual}, expected {expected}"));
     }
     let disk = &mut sink.disk;
     block::fsync(&disk.fd).map_err(writing("flushing the image to the disk", 0))?;
@@ -677,7 +592,7 @@ fn commit(
     }
     block::fsync(&disk.fd).map_err(writing("flushing the image's first MiB to the disk", 0))?;
     if disk.kind != Kind::BlockDevice {
-        return Ok(PartitionScan::NotApplicable);
+        return Ok(PartitionScan::Skipped);
     }
     rescan(&disk.fd)
 }
@@ -689,40 +604,29 @@ pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
     match block::reread_partitions(fd) {
         Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd).unwrap_or(0))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
-        Err(Errno::EINVAL) => Ok(PartitionScan::Unsupported),
+        Err(Errno::EINVAL) => Ok(PartitionScan::Skipped),
         Err(errno) => Err(device("re-reading the partition table")(errno)),
     }
 }
 
 /// Waits (bounded) until /dev has a node for every partition the kernel now lists in
-/// sysfs for this disk; returns how many there are. Nodes come from devtmpfs, usually
-/// before BLKRRPART returns; the wait covers a udev that renames or recreates them.
+/// sysfs for this disk (the entries of its directory that have a `partition` file);
+/// returns how many there are. Nodes come from devtmpfs, usually before BLKRRPART
+/// returns; the wait covers a udev that renames or recreates them.
 // Not inlined into commit (measured: smaller); it runs once per image.
 #[inline(never)]
 fn await_partition_nodes(fd: &Fd) -> Option<u32> {
-    use core::fmt::Write as _;
     let (major, minor) = block::device_number(fd).ok()?;
-    // One path buffer: the disk's sysfs directory, then each partition's entry in it.
-    let mut path = text!("/sys/dev/block/{major}:{minor}/uevent");
-    // The kernel's name of the disk ("loop0", "nvme0n1"), from its uevent file.
-    let uevent = fs::read_file(&path, 4096).ok()?;
-    let name = uevent.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"DEVNAME="))?;
-    let name = core::str::from_utf8(name).ok()?;
-    // Partitions of "sda" are "sda1", of "nvme0n1" and "loop0" they are "nvme0n1p1", "loop0p1".
-    let separator = if name.as_bytes().last()?.is_ascii_digit() { "p" } else { "" };
-    let dir = path.len() - "uevent".len();
+    let dir = text!("/sys/dev/block/{major}:{minor}");
     let deadline = time::monotonic() + NODE_WAIT;
     let mut found = 0;
-    for number in 1..=128u32 {
-        path.truncate(dir);
-        let _ = write!(path, "{name}{separator}{number}");
-        if !fs::exists(&path) {
-            continue;
-        }
-        found += 1;
-        let node = text!("/dev/{}", path.get(dir..).unwrap_or_default());
-        while !fs::exists(&node) && time::monotonic() < deadline {
-            time::sleep(Duration::from_millis(10));
+    for name in fs::list_dir(&dir).ok()? {
+        if fs::exists(&text!("{dir}/{name}/partition")) {
+            found += 1;
+            let node = text!("/dev/{name}");
+            while !fs::exists(&node) && time::monotonic() < deadline {
+                time::sleep(Duration::from_millis(10));
+            }
         }
     }
     Some(found)
@@ -801,8 +705,7 @@ mod tests {
         let mut source = SlowSource { data: &image, reads: 0 };
         let err =
             write_image(&mut source, path.to_str().unwrap(), &options, &mut hook).unwrap_err();
-        assert!(matches!(&err, WriteError::Aborted(why) if why == "the lease is gone"), "{err:?}");
-        assert!(std::format!("{err}").starts_with("image write stopped: "), "{err}");
+        assert_eq!(err, "image write stopped: the lease is gone");
         assert_eq!(calls.len(), 1);
         assert!(calls[0].written > HEAD && !calls[0].done, "{:?}", calls[0]);
         let disk = std::fs::read(&path).unwrap();
@@ -864,7 +767,7 @@ mod tests {
         );
         assert!(sink.head.iter().all(|&b| b == 0x11));
         let past = sink.accept(&mut ring, 0, 2 << 20).unwrap_err();
-        assert!(matches!(past, WriteError::PastEnd { device } if device == 3 << 20), "{past:?}");
+        assert_eq!(past, "the image goes on past the end of the target (3145728 bytes)");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -238,45 +238,43 @@ pub fn set_direct(fd: &Fd, on: bool) -> Result<()> {
 /// Alignment of [`AlignedBuf`]: a page, which covers every logical block size (512-4096).
 pub const PAGE: usize = 4096;
 
-/// A zeroed heap buffer whose start is page aligned, as O_DIRECT needs.
-pub struct AlignedBuf {
-    ptr: core::ptr::NonNull<u8>,
-    len: usize,
-}
+/// A page of the buffer: its type gives the allocation its alignment.
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+/// A zeroed heap buffer of whole pages, page aligned as O_DIRECT needs.
+pub struct AlignedBuf(Box<[Page]>);
 
 impl AlignedBuf {
-    /// Allocates `len` zeroed bytes (`len` > 0); ENOMEM when the heap has no room.
+    /// At least `len` zeroed bytes (rounded up to whole pages); ENOMEM when the heap has
+    /// no room.
     pub fn zeroed(len: usize) -> Result<AlignedBuf> {
-        let layout = core::alloc::Layout::from_size_align(len.max(1), PAGE)
-            .map_err(|_| Errno(libc::ENOMEM))?;
+        let pages = len.div_ceil(PAGE).max(1);
+        let layout = core::alloc::Layout::array::<Page>(pages).map_err(|_| Errno(libc::ENOMEM))?;
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { ::alloc::alloc::alloc_zeroed(layout) };
-        core::ptr::NonNull::new(ptr).map(|ptr| AlignedBuf { ptr, len }).ok_or(Errno(libc::ENOMEM))
+        let ptr = unsafe { ::alloc::alloc::alloc_zeroed(layout) }.cast::<Page>();
+        if ptr.is_null() {
+            return Err(Errno(libc::ENOMEM));
+        }
+        // SAFETY: a zeroed allocation of the global allocator with the layout of `pages`
+        // Pages (all zeros is a valid Page), which the Box now owns and frees.
+        Ok(AlignedBuf(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(ptr, pages)) }))
     }
 }
 
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr points to `len` initialised (zeroed at allocation) bytes we own.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // SAFETY: the pages are contiguous, initialised bytes without padding
+        // (repr(C), size PAGE), borrowed for as long as `self` is.
+        unsafe { core::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() * PAGE) }
     }
 }
 
 impl DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in deref, and `&mut self` makes this the only reference.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // The layout was checked at allocation.
-        if let Ok(layout) = core::alloc::Layout::from_size_align(self.len.max(1), PAGE) {
-            // SAFETY: ptr was allocated in `zeroed` with this layout and is freed once.
-            unsafe { ::alloc::alloc::dealloc(self.ptr.as_ptr(), layout) }
-        }
+        unsafe { core::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * PAGE) }
     }
 }
 
@@ -285,11 +283,20 @@ impl Drop for AlignedBuf {
 // for the next block. Several threads keep several writes in flight, as a disk (or a
 // loop device's backing file) needs for its full speed. (Not Linux AIO: it cannot zero
 // a range, and its teardown waits for RCU grace periods.)
-const WRITE: u8 = 0;
-const READ: u8 = 1;
-const ZERO_RANGE: u8 = 2;
-const ZERO_OUT: u8 = 3;
-const STOP: u8 = 4;
+
+/// What a ring's queued operation does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Writes the ring's bytes `[start, start + len)` at `offset`.
+    Write,
+    /// Reads into the ring's `[start, start + len)` from `offset`, up to the file's end.
+    Read,
+    /// Zeroes the file's `len` bytes at `offset` (see [`zero`]); `start` is unused.
+    Zero { ioctl: bool },
+    /// Ends the thread that takes it.
+    Stop,
+}
+
 /// Operations queued at most.
 const SLOTS: usize = 32;
 /// Threads, hence operations in flight at most.
@@ -297,16 +304,14 @@ const THREADS: usize = 4;
 
 #[derive(Clone, Copy)]
 struct Op {
-    kind: u8,
+    io: Io,
     fd: libc::c_int,
-    /// The ring's bytes `[start, start + len)`, read or written at `offset`; zeroing:
-    /// the file's bytes `[offset, offset + len)`.
     start: usize,
-    len: u64,
+    len: usize,
     offset: u64,
 }
 
-const NOOP: Op = Op { kind: STOP, fd: -1, start: 0, len: 0, offset: 0 };
+const STOP: Op = Op { io: Io::Stop, fd: -1, start: 0, len: 0, offset: 0 };
 
 /// What a ring and its threads share.
 struct Shared {
@@ -391,7 +396,7 @@ unsafe fn spawn(top: *mut u8, tid: &AtomicU32, shared: *const Shared) -> Result<
     }
 }
 
-/// A ring's thread: takes queued operations in order and runs them, until a STOP.
+/// A ring's thread: takes queued operations in order and runs them, until a Stop.
 extern "C" fn run(shared: *const Shared) {
     // SAFETY: the ring's Shared, which lives until Drop has seen this thread end.
     let s = unsafe { &*shared };
@@ -411,21 +416,21 @@ extern "C" fn run(shared: *const Shared) {
         // SAFETY: the slot was written before `queued` passed n (Release, seen above) and
         // is not written again before its `busy` is cleared, below.
         let op = unsafe { *s.ops[slot].get() };
-        if op.kind == STOP {
+        if op.io == Io::Stop {
             s.busy[slot].store(0, Ordering::Release);
             return;
         }
         if s.errno.load(Ordering::Relaxed) == 0 {
-            let result = match op.kind {
-                READ | WRITE => {
+            let result = match op.io {
+                Io::Zero { ioctl } => zero_raw(op.fd, ioctl, op.offset, op.len as u64).map(|_| 0),
+                io => {
                     // SAFETY: the ring checked that the range lies in its buffer, which
                     // outlives this thread, and touches it no more until the operation
                     // is done (DirectRing::wait_for).
                     let at = unsafe { s.base.add(op.start) };
                     // SAFETY: as above, `at` is valid for `len` bytes.
-                    unsafe { transfer(op.fd, op.kind == WRITE, at, op.len as usize, op.offset) }
+                    unsafe { transfer(op.fd, io == Io::Write, at, op.len, op.offset) }
                 }
-                kind => zero_raw(op.fd, kind == ZERO_OUT, op.offset, op.len).map(|_| 0),
             };
             match result {
                 Ok(n) => s.moved.store(n as u64, Ordering::Relaxed),
@@ -461,7 +466,7 @@ impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
         let mut buf = AlignedBuf::zeroed(len)?;
         let shared = Box::into_raw(Box::new(Shared {
-            ops: [const { UnsafeCell::new(NOOP) }; SLOTS],
+            ops: [const { UnsafeCell::new(STOP) }; SLOTS],
             busy: [const { AtomicU32::new(0) }; SLOTS],
             base: buf.as_mut_ptr(),
             queued: AtomicU32::new(0),
@@ -527,8 +532,8 @@ impl DirectRing {
             // SAFETY: only this thread writes slots; the others only read them.
             let op = unsafe { &*op.get() };
             if busy.load(Ordering::Acquire) != 0
-                && op.kind <= READ
-                && op.start + op.len as usize > from
+                && matches!(op.io, Io::Write | Io::Read)
+                && op.start + op.len > from
             {
                 free = free.min(op.start.max(from));
             }
@@ -546,30 +551,16 @@ impl DirectRing {
         Ok(())
     }
 
-    /// Queues writing `buf[start..end]` at `offset` of `fd` (O_DIRECT: aligned offset,
-    /// length and address).
-    pub fn write(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        self.queue(WRITE, fd, start, end, offset)
-    }
-
-    /// Queues reading `fd` at `offset` into `buf[start..end]`; [`DirectRing::wait_all`]
-    /// tells how much it read.
-    pub fn read(&mut self, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        self.queue(READ, fd, start, end, offset)
-    }
-
-    /// Queues zeroing `len` bytes of `fd` at `offset` (see [`zero`]).
-    pub fn zero(&mut self, fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
-        self.queue(if ioctl { ZERO_OUT } else { ZERO_RANGE }, fd, 0, len as usize, offset)
-    }
-
-    fn queue(&mut self, kind: u8, fd: &Fd, start: usize, end: usize, offset: u64) -> Result<()> {
-        if kind <= READ && (start > end || end > self.len()) {
+    /// Queues `io` on `fd` at `offset`, of `len` bytes at `start` in the ring (O_DIRECT:
+    /// aligned offset, length and address); the first failure so far is the error.
+    /// [`DirectRing::wait_all`] tells how much a read read.
+    pub fn queue(&mut self, io: Io, fd: &Fd, start: usize, len: usize, offset: u64) -> Result<()> {
+        let zero = matches!(io, Io::Zero { .. });
+        if !zero && start.checked_add(len).is_none_or(|end| end > self.len()) {
             return Err(Errno::EINVAL);
         }
         self.status()?;
-        let len = end.wrapping_sub(start) as u64;
-        self.push(Op { kind, fd: fd.raw(), start, len, offset });
+        self.push(Op { io, fd: fd.raw(), start, len, offset });
         Ok(())
     }
 
@@ -604,8 +595,8 @@ impl DirectRing {
     /// Waits until no queued read (or, with `writes`, write) touches `buf[start..end]`.
     fn wait_for(&self, start: usize, end: usize, writes: bool) {
         self.wait_while(&|_, op| {
-            let io = op.kind == READ || op.kind == WRITE && writes;
-            io && op.start < end && start < op.start + op.len as usize
+            let io = op.io == Io::Read || op.io == Io::Write && writes;
+            io && op.start < end && start < op.start + op.len
         });
     }
 
@@ -631,7 +622,7 @@ impl Drop for DirectRing {
         // The threads run (or skip) everything queued, then end; only then are the
         // buffer, the stacks and the shared state freed.
         for _ in &self.stacks {
-            self.push(NOOP);
+            self.push(STOP);
         }
         for tid in &self.shared().tids {
             loop {
@@ -677,7 +668,7 @@ impl ReadAhead {
             self.current = (0, 0);
             return Ok(&[]);
         } else if self.offset == 0 {
-            self.ring.read(fd, start, start + block, 0)?;
+            self.ring.queue(Io::Read, fd, start, block, 0)?;
         }
         let n = self.ring.wait_all()?;
         self.offset += n as u64;
@@ -687,7 +678,7 @@ impl ReadAhead {
         self.ended = n < block;
         if !self.ended {
             let start = self.next * block;
-            self.ring.read(fd, start, start + block, self.offset)?;
+            self.ring.queue(Io::Read, fd, start, block, self.offset)?;
         }
         Ok(self.current())
     }
@@ -718,7 +709,8 @@ mod tests {
             buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i / PAGE) as u8 ^ round);
             for chunk in 0..8 {
                 let (start, end) = (chunk * 8 * PAGE, (chunk + 1) * 8 * PAGE);
-                ring.write(&fd, start, end, (round as usize * 64 * PAGE + start) as u64).unwrap();
+                let offset = (round as usize * 64 * PAGE + start) as u64;
+                ring.queue(Io::Write, &fd, start, end - start, offset).unwrap();
             }
         }
         ring.wait_all().unwrap();
@@ -735,7 +727,7 @@ mod tests {
     fn aligned_buffers_are_page_aligned_and_zeroed() {
         let mut b = AlignedBuf::zeroed(3 * PAGE + 7).unwrap();
         assert_eq!(b.as_ptr() as usize % PAGE, 0);
-        assert_eq!(b.len(), 3 * PAGE + 7);
+        assert_eq!(b.len(), 4 * PAGE, "whole pages");
         assert!(b.iter().all(|&x| x == 0));
         b[5] = 9;
         assert_eq!(b[5], 9);
