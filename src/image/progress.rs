@@ -42,11 +42,7 @@ impl Progress {
 
     /// Image bytes per second so far.
     pub fn rate(&self) -> u64 {
-        self.written.saturating_mul(1000) / self.elapsed_ms().max(1)
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        self.elapsed.as_secs().saturating_mul(1000) + self.elapsed.subsec_millis() as u64
+        self.written.saturating_mul(1000) / (self.elapsed.as_millis() as u64).max(1)
     }
 
     /// Time left at the rate so far, when the total is known and something was done.
@@ -56,7 +52,7 @@ impl Progress {
             return None;
         }
         let left = total.saturating_sub(done);
-        Some(Duration::from_millis(left.saturating_mul(self.elapsed_ms()) / done))
+        Some(Duration::from_millis(left.saturating_mul(self.elapsed.as_millis() as u64) / done))
     }
 }
 

@@ -52,8 +52,9 @@ const NODE_WAIT: Duration = Duration::from_secs(5);
 const BUSY: &str =
     "the target device is in use (mounted, or held open by another program): refusing to write";
 
-/// What the caller knows about the image. The default: nothing known, sparse.
-#[derive(Debug, Clone)]
+/// What the caller knows about the image. The default: nothing known, zero blocks
+/// written like data.
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The raw image's length (the plan's imageSize, --size); for a raw image the source
     /// length is used when this is not given.
@@ -64,12 +65,6 @@ pub struct Options {
     pub sha256: Option<[u8; 32]>,
     /// Zero runs of zero blocks instead of writing them.
     pub sparse: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options { image_size: None, source_size: None, sha256: None, sparse: true }
-    }
 }
 
 /// What the partition table re-read did.
@@ -195,7 +190,7 @@ impl Disk {
         if len == 0 {
             return Ok(());
         } else if !self.zero_by_writing {
-            match block::zero(&self.fd, self.zero_ioctl(), offset, len) {
+            match block::zero(self.fd.raw(), self.zero_ioctl(), offset, len) {
                 // Refused as unsupported: write zeros, from now on.
                 Err(Errno(e)) if UNSUPPORTED.contains(&e) => self.zero_by_writing = true,
                 other => return other,
@@ -361,13 +356,10 @@ fn zero_run(data: &[u8]) -> usize {
 /// enough to skip (or the end).
 fn data_run(data: &[u8]) -> usize {
     let mut at = 0;
-    while at + UNIT <= data.len() {
-        if zero_run(&data[at..]) >= SPARSE_MIN {
-            return at;
-        }
+    while at < data.len() && zero_run(data.split_at(at).1) < SPARSE_MIN {
         at += UNIT;
     }
-    data.len()
+    at.min(data.len())
 }
 
 /// Compressed input, refilled from the source as the decoder uses it up.

@@ -122,11 +122,8 @@ fn ioctl(fd: &Fd, request: libc::Ioctl, arg: usize) -> Result<()> {
 /// Zeroes `len` bytes at `offset` without sending the zeros: FALLOC_FL_ZERO_RANGE (the
 /// filesystem or device records the range as zeroed: unwritten extents, WRITE ZEROES,
 /// thin unmap), or with `ioctl` BLKZEROOUT, the block layer's way (older kernels' only one).
-pub fn zero(fd: &Fd, ioctl: bool, offset: u64, len: u64) -> Result<()> {
-    zero_raw(fd.raw(), ioctl, offset, len)
-}
-
-fn zero_raw(fd: libc::c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
+/// Takes the raw fd: the ring's threads call it too.
+pub fn zero(fd: libc::c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
     let range: [u64; 2] = [offset, len];
     let fd = fd as usize;
     loop {
@@ -422,7 +419,7 @@ extern "C" fn run(shared: *const Shared) {
         }
         if s.errno.load(Ordering::Relaxed) == 0 {
             let result = match op.io {
-                Io::Zero { ioctl } => zero_raw(op.fd, ioctl, op.offset, op.len as u64).map(|_| 0),
+                Io::Zero { ioctl } => zero(op.fd, ioctl, op.offset, op.len as u64).map(|_| 0),
                 io => {
                     // SAFETY: the ring checked that the range lies in its buffer, which
                     // outlives this thread, and touches it no more until the operation
@@ -744,7 +741,7 @@ mod tests {
         assert_eq!(kind_of(p).unwrap(), Some(Kind::RegularFile));
         set_len(&fd, 3 * PAGE as u64).unwrap();
         pwrite_all(&fd, &[0xAB; PAGE * 2], PAGE as u64 / 2).unwrap();
-        zero(&fd, false, PAGE as u64, PAGE as u64).unwrap();
+        zero(fd.raw(), false, PAGE as u64, PAGE as u64).unwrap();
         fsync(&fd).unwrap();
         assert_eq!(file_len(&fd).unwrap(), 3 * PAGE as u64);
         let data = std::fs::read(&path).unwrap();
