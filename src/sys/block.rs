@@ -283,15 +283,16 @@ impl DerefMut for AlignedBuf {
 
 /// What a ring's queued operation does.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Io {
+    /// Ends the thread that takes it (all zeros: what a new ring's slots hold).
+    Stop = 0,
     /// Writes the ring's bytes `[start, start + len)` at `offset`.
     Write,
     /// Reads into the ring's `[start, start + len)` from `offset`, up to the file's end.
     Read,
     /// Zeroes the file's `len` bytes at `offset` (see [`zero`]); `start` is unused.
     Zero { ioctl: bool },
-    /// Ends the thread that takes it.
-    Stop,
 }
 
 /// Operations queued at most.
@@ -310,7 +311,7 @@ struct Op {
 
 const STOP: Op = Op { io: Io::Stop, fd: -1, start: 0, len: 0, offset: 0 };
 
-/// What a ring and its threads share.
+/// What a ring and its threads share: all zeros to begin with.
 struct Shared {
     ops: [UnsafeCell<Op>; SLOTS],
     /// Per slot: its operation is queued or running.
@@ -462,18 +463,11 @@ const STACK: usize = 16 << 10;
 impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
         let mut buf = AlignedBuf::zeroed(len)?;
-        let shared = Box::into_raw(Box::new(Shared {
-            ops: [const { UnsafeCell::new(STOP) }; SLOTS],
-            busy: [const { AtomicU32::new(0) }; SLOTS],
-            base: buf.as_mut_ptr(),
-            queued: AtomicU32::new(0),
-            taken: AtomicU32::new(0),
-            finished: AtomicU32::new(0),
-            tids: [const { AtomicU32::new(0) }; THREADS],
-            errno: AtomicI32::new(0),
-            failed_at: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-        }));
+        // SAFETY: all zeros is a valid Shared: null, atomics at 0, ops that are Io::Stop
+        // (repr(u8), 0) and integers.
+        let mut shared = unsafe { Box::<Shared>::new_zeroed().assume_init() };
+        shared.base = buf.as_mut_ptr();
+        let shared = Box::into_raw(shared);
         let mut ring = DirectRing { buf, shared, stacks: Vec::new() };
         // SAFETY: allocated just above, freed only in Drop.
         for tid in unsafe { &(*shared).tids } {
@@ -640,42 +634,36 @@ impl Drop for DirectRing {
 pub struct ReadAhead {
     /// Two blocks: the caller reads one while the ring's thread fills the other.
     ring: DirectRing,
-    /// The half the next block goes into.
-    next: usize,
-    /// Offset of the next block.
+    /// Bytes read so far (whole blocks but for the last): the next block's offset.
     offset: u64,
     /// Where the block `next` returned last lies in the ring.
     current: (usize, usize),
-    ended: bool,
 }
 
 impl ReadAhead {
     /// Two buffers of `block` bytes (a multiple of the logical block size).
     pub fn new(block: usize) -> Result<ReadAhead> {
-        let ring = DirectRing::new(2 * block)?;
-        Ok(ReadAhead { ring, next: 0, offset: 0, current: (0, 0), ended: false })
+        Ok(ReadAhead { ring: DirectRing::new(2 * block)?, offset: 0, current: (0, 0) })
     }
 
     /// The next block of `fd` (the same fd on every call); a short block is the last,
     /// then empty ones follow.
     pub fn next(&mut self, fd: &Fd) -> Result<&[u8]> {
         let block = self.ring.len() / 2;
-        let start = self.next * block;
-        if self.ended {
+        if self.offset == 0 {
+            self.ring.queue(Io::Read, fd, 0, block, 0)?;
+        } else if self.current.1 - self.current.0 < block {
+            // Direct reads of a disk or a file come back short only at its end.
             self.current = (0, 0);
             return Ok(&[]);
-        } else if self.offset == 0 {
-            self.ring.queue(Io::Read, fd, start, block, 0)?;
         }
         let n = self.ring.wait_all()?;
+        // The blocks alternate between the halves, the first block in the first.
+        let start = if self.offset > 0 && self.current.0 == 0 { block } else { 0 };
         self.offset += n as u64;
         self.current = (start, start + n);
-        self.next = 1 - self.next;
-        // Direct reads of a disk or a file come back short only at its end.
-        self.ended = n < block;
-        if !self.ended {
-            let start = self.next * block;
-            self.ring.queue(Io::Read, fd, start, block, self.offset)?;
+        if n == block {
+            self.ring.queue(Io::Read, fd, block - start, block, self.offset)?;
         }
         Ok(self.current())
     }
