@@ -244,8 +244,9 @@ struct Sink {
     /// The ring is filled up to `pos` and written out up to `flushed`.
     pos: usize,
     flushed: usize,
-    /// A run of zero blocks not yet zeroed, merged with the runs that follow it.
-    pending_zeros: Option<(u64, u64)>,
+    /// A run of zero blocks not yet zeroed, `[start, end)`, merged with the runs that
+    /// follow it; none when empty (`(u64::MAX, 0)`).
+    zeros: (u64, u64),
     sparse: bool,
     sparse_bytes: u64,
     sha: Option<Sha256>,
@@ -302,13 +303,19 @@ impl Sink {
         while at < whole {
             let rest = ring.data(at, whole);
             let zeros = if self.sparse { zero_run(rest) } else { 0 };
-            let queued = if zeros >= SPARSE_MIN {
-                self.add_zeros(ring, offset, zeros as u64).map(|_| zeros)
+            let len = if zeros >= SPARSE_MIN {
+                self.sparse_bytes += zeros as u64;
+                if self.zeros.1 != offset {
+                    self.flush_zeros(ring).map_err(ring_error(ring))?;
+                    self.zeros.0 = offset;
+                }
+                self.zeros.1 = offset + zeros as u64;
+                zeros
             } else {
                 let len = if self.sparse { data_run(rest) } else { rest.len() };
-                ring.queue(Io::Write, &self.disk.fd, at, len, offset).map(|_| len)
+                ring.queue(Io::Write, &self.disk.fd, at, len, offset).map_err(ring_error(ring))?;
+                len
             };
-            let len = queued.map_err(ring_error(ring))?;
             at += len;
             offset += len as u64;
         }
@@ -322,28 +329,15 @@ impl Sink {
         Ok(())
     }
 
-    fn add_zeros(&mut self, ring: &mut DirectRing, offset: u64, len: u64) -> sys::Result<()> {
-        self.sparse_bytes += len;
-        match &mut self.pending_zeros {
-            Some((_, end)) if *end == offset => *end += len,
-            _ => {
-                self.flush_zeros(ring)?;
-                self.pending_zeros = Some((offset, offset + len));
-            }
-        }
-        Ok(())
-    }
-
     /// Queues zeroing the pending run of zero blocks; a file that grows needs none (its
     /// holes read as zeros).
     fn flush_zeros(&mut self, ring: &mut DirectRing) -> sys::Result<()> {
-        match self.pending_zeros.take() {
-            Some((start, end)) if self.disk.limit.is_some() => {
-                let io = Io::Zero { ioctl: self.disk.zero_ioctl() };
-                ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
-            }
-            _ => Ok(()),
+        let (start, end) = core::mem::replace(&mut self.zeros, (u64::MAX, 0));
+        if end <= start || self.disk.limit.is_none() {
+            return Ok(());
         }
+        let io = Io::Zero { ioctl: self.disk.zero_ioctl() };
+        ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
     }
 }
 
@@ -468,7 +462,7 @@ fn write_from(
         written: 0,
         pos: 0,
         flushed: 0,
-        pending_zeros: None,
+        zeros: (u64::MAX, 0),
         sparse: options.sparse,
         sparse_bytes: 0,
         sha: options.sha256.map(|_| Sha256::new()),
@@ -634,10 +628,7 @@ pub fn unmake_bootable(target: &str) -> Result<(), WriteError> {
 
 /// Zeroes the first and last MiB of the target (of a growing file: of what it holds).
 fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
-    let end = match disk.limit {
-        Some(size) => size,
-        None => block::file_len(&disk.fd)?,
-    };
+    let end = disk.limit.map_or_else(|| block::file_len(&disk.fd), Ok)?;
     disk.zero(0, end.min(HEAD))?;
     let tail = end.saturating_sub(HEAD).max(HEAD.min(end));
     disk.zero(tail, end - tail)
@@ -735,7 +726,7 @@ mod tests {
             written: 0,
             pos: 0,
             flushed: 0,
-            pending_zeros: None,
+            zeros: (u64::MAX, 0),
             sparse: true,
             sparse_bytes: 0,
             sha: None,

@@ -8,6 +8,7 @@ use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use libc::c_int;
 
 // The block ioctls from <linux/fs.h>. libc lacks most of them; _IO(0x12, n) is
 // (0x12 << 8) | n, and BLKGETSIZE64 is _IOR(0x12, 114, size_t).
@@ -41,11 +42,7 @@ pub fn kind_of(path: &str) -> Result<Option<Kind>> {
 /// fstatat(2) as the raw system call: `path` relative to `dirfd`, or with an empty path
 /// and AT_EMPTY_PATH the file behind `dirfd` itself. Not musl's stat/fstat: their
 /// fallbacks for old kernels (/proc/self/fd paths) cost the init ~600 bytes.
-fn stat_at(
-    dirfd: libc::c_int,
-    path: *const libc::c_char,
-    flags: libc::c_int,
-) -> Result<libc::stat> {
+fn stat_at(dirfd: c_int, path: *const libc::c_char, flags: c_int) -> Result<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     let args = [dirfd as usize, path as usize, &mut st as *mut libc::stat as usize, flags as usize];
@@ -89,8 +86,8 @@ pub fn device_number(fd: &Fd) -> Result<(u32, u32)> {
 
 /// The device's logical block size: every O_DIRECT offset and length is a multiple of it.
 pub fn logical_block_size(fd: &Fd) -> Result<u32> {
-    let mut size: libc::c_int = 0;
-    ioctl(fd, BLKSSZGET, &mut size as *mut libc::c_int as usize).map(|_| size as u32)
+    let mut size: c_int = 0;
+    ioctl(fd, BLKSSZGET, &mut size as *mut c_int as usize).map(|_| size as u32)
 }
 
 /// The device's size in bytes.
@@ -123,7 +120,7 @@ fn ioctl(fd: &Fd, request: libc::Ioctl, arg: usize) -> Result<()> {
 /// filesystem or device records the range as zeroed: unwritten extents, WRITE ZEROES,
 /// thin unmap), or with `ioctl` BLKZEROOUT, the block layer's way (older kernels' only one).
 /// Takes the raw fd: the ring's threads call it too.
-pub fn zero(fd: libc::c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
+pub fn zero(fd: c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
     let range: [u64; 2] = [offset, len];
     let fd = fd as usize;
     loop {
@@ -171,13 +168,7 @@ unsafe fn direct(n: libc::c_long, args: [usize; 4]) -> Result<usize> {
 ///
 /// # Safety
 /// `ptr` is valid for `len` bytes (writable when reading) for the whole call.
-unsafe fn transfer(
-    fd: libc::c_int,
-    write: bool,
-    ptr: *mut u8,
-    len: usize,
-    offset: u64,
-) -> Result<usize> {
+unsafe fn transfer(fd: c_int, write: bool, ptr: *mut u8, len: usize, offset: u64) -> Result<usize> {
     let n = if write { libc::SYS_pwrite64 } else { libc::SYS_pread64 };
     let mut done = 0;
     while done < len {
@@ -303,7 +294,7 @@ const THREADS: usize = 4;
 #[derive(Clone, Copy)]
 struct Op {
     io: Io,
-    fd: libc::c_int,
+    fd: c_int,
     start: usize,
     len: usize,
     offset: u64,
@@ -616,11 +607,8 @@ impl Drop for DirectRing {
             self.push(STOP);
         }
         for tid in &self.shared().tids {
-            loop {
-                match tid.load(Ordering::Acquire) {
-                    0 => break,
-                    id => futex(tid, true, id),
-                }
+            while let id @ 1.. = tid.load(Ordering::Acquire) {
+                futex(tid, true, id);
             }
         }
         // SAFETY: from Box::into_raw in `new`; the threads that used it have ended.
