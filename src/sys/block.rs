@@ -390,16 +390,13 @@ extern "C" fn run(shared: *const Shared) {
     // SAFETY: the ring's Shared, which lives until Drop has seen this thread end.
     let s = unsafe { &*shared };
     loop {
-        let n = s.taken.load(Ordering::Acquire);
-        if s.queued.load(Ordering::Acquire) == n {
-            futex(&s.queued, true, n);
-            continue;
-        }
-        if s.taken
-            .compare_exchange(n, n.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            continue;
+        // This thread's next operation: the n-th queued, once it is (wrapping counters;
+        // threads hold at most one ticket each, so `queued` is never far from n).
+        let n = s.taken.fetch_add(1, Ordering::AcqRel);
+        let mut queued = s.queued.load(Ordering::Acquire);
+        while queued.wrapping_sub(n) as i32 <= 0 {
+            futex(&s.queued, true, queued);
+            queued = s.queued.load(Ordering::Acquire);
         }
         let slot = n as usize % SLOTS;
         // SAFETY: the slot was written before `queued` passed n (Release, seen above) and
@@ -465,13 +462,8 @@ impl DirectRing {
             let mut stack = AlignedBuf::zeroed(STACK)?;
             // SAFETY: the stack's end is page aligned and only the thread uses the stack;
             // Drop frees it and `shared` only once every thread has ended.
-            let started = unsafe { spawn(stack.as_mut_ptr().add(STACK), tid, shared) };
-            match started {
-                Ok(_) => ring.stacks.push(stack),
-                // Fewer threads only mean fewer operations in flight; none is an error.
-                Err(e) if ring.stacks.is_empty() => return Err(e),
-                Err(_) => break,
-            }
+            unsafe { spawn(stack.as_mut_ptr().add(STACK), tid, shared) }?;
+            ring.stacks.push(stack);
         }
         Ok(ring)
     }
@@ -557,7 +549,8 @@ impl DirectRing {
         unsafe { *s.ops[slot].get() = op };
         s.busy[slot].store(1, Ordering::Relaxed);
         s.queued.store(n.wrapping_add(1), Ordering::Release);
-        futex(&s.queued, false, 1);
+        // Every waiting thread: only the one whose ticket this is may take it.
+        futex(&s.queued, false, u32::MAX);
     }
 
     /// Waits for every queued operation; the first failure is the error, else the
