@@ -384,29 +384,6 @@ impl Input {
     }
 }
 
-/// Calls the hook once a second, and at the end (`done`).
-struct Ticker<'h> {
-    hook: &'h mut dyn FnMut(&Progress) -> Result<(), Interrupted>,
-    started: Duration,
-    last: Duration,
-    progress: Progress,
-}
-
-impl Ticker<'_> {
-    fn tick(&mut self, written: u64, read: u64, done: bool) -> Result<(), WriteError> {
-        let now = time::monotonic();
-        if now - self.last < TICK && !done {
-            return Ok(());
-        }
-        self.last = now;
-        self.progress.written = written;
-        self.progress.read = read;
-        self.progress.elapsed = now - self.started;
-        self.progress.done = done;
-        (self.hook)(&self.progress).map_err(|e| text!("image write stopped: {e}"))
-    }
-}
-
 /// The source as the write path sees it: one reader type for all (an HTTP body, a file,
 /// standard input), so the big body below is compiled once, not once per source type.
 type Source<'s> = dyn FnMut(&mut [u8]) -> Result<usize, Interrupted> + 's;
@@ -436,16 +413,12 @@ fn write_from(
     hook: &mut dyn FnMut(&Progress) -> Result<(), Interrupted>,
 ) -> Result<Summary, WriteError> {
     let disk = Disk::open(target)?;
-    let started = time::monotonic();
-    let progress = Progress { source_size: options.source_size, ..Progress::default() };
-    let mut ticker = Ticker { hook, started, last: started, progress };
     let mut input = Input { buf: alloc::vec![0; INPUT], start: 0, end: 0, eof: false, total: 0 };
     while input.end < 2 && !input.eof {
         input.refill(source)?;
     }
     let gzip = input.available().starts_with(&MAGIC);
     let image_size = options.image_size.or(options.source_size.filter(|_| !gzip));
-    ticker.progress.image_size = image_size;
     if let (Some(image), Some(device)) = (image_size, disk.limit) {
         if image > device {
             let why = "is bigger than the target";
@@ -472,8 +445,21 @@ fn write_from(
     // Zero runs are zeroed in the background (or, in a file that grows, left as holes);
     // a target that zeroes only by writing zeros gets them written from the ring.
     sink.sparse &= !sink.disk.zero_by_writing || sink.disk.limit.is_none();
+    let (started, source_size) = (time::monotonic(), options.source_size);
+    let mut progress = Progress { source_size, image_size, ..Progress::default() };
+    let mut last = started;
+    // Calls the hook once a second, and at the end (`done`).
+    let mut tick = |written, read, done: bool| {
+        let now = time::monotonic();
+        if now - last < TICK && !done {
+            return Ok(());
+        }
+        last = now;
+        progress = Progress { written, read, elapsed: now - started, done, ..progress };
+        hook(&progress).map_err(|e| text!("image write stopped: {e}"))
+    };
     let decoder = gzip.then(Decoder::new);
-    let streamed = stream(source, &mut input, &mut ring, &mut sink, &mut ticker, decoder);
+    let streamed = stream(source, &mut input, &mut ring, &mut sink, &mut tick, decoder);
     // Every background write and zeroing done (or failed) before the verdict, and before
     // any zeroing on failure, which a late write must not undo.
     let streamed = streamed.and_then(|members| {
@@ -492,7 +478,7 @@ fn write_from(
         Ok(summary) => {
             // The image is in place: a failing hook now changes nothing about the disk,
             // and the caller learns of its trouble (a lost lease) on its own next step.
-            let _ = ticker.tick(summary.image_len, summary.source_len, true);
+            let _ = tick(summary.image_len, summary.source_len, true);
             Ok(summary)
         }
         Err(cause) => {
@@ -513,7 +499,7 @@ fn stream(
     input: &mut Input,
     ring: &mut DirectRing,
     sink: &mut Sink,
-    ticker: &mut Ticker<'_>,
+    tick: &mut dyn FnMut(u64, u64, bool) -> Result<(), WriteError>,
     mut decoder: Option<Decoder>,
 ) -> Result<u32, WriteError> {
     loop {
@@ -546,7 +532,7 @@ fn stream(
             }
             input.refill(source)?;
         }
-        ticker.tick(sink.written, input.total, false)?;
+        tick(sink.written, input.total, false)?;
     }
 }
 
