@@ -180,28 +180,22 @@ impl Disk {
         Ok(Disk { fd, kind, limit, zero_by_writing: false })
     }
 
-    /// How a block device zeroes (BLKZEROOUT) differs from a file (FALLOC_FL_ZERO_RANGE).
-    fn zero_ioctl(&self) -> bool {
-        self.kind == Kind::BlockDevice
-    }
-
-    /// Zeroes a range: without sending zeros where the target can, else by writing them.
-    fn zero(&mut self, mut offset: u64, len: u64) -> sys::Result<()> {
+    /// Zeroes a range: without sending zeros where the target can (BLKZEROOUT on a block
+    /// device, FALLOC_FL_ZERO_RANGE on a file), else by writing them.
+    fn zero(&mut self, offset: u64, len: u64) -> sys::Result<()> {
         if len == 0 {
             return Ok(());
         } else if !self.zero_by_writing {
-            match block::zero(self.fd.raw(), self.zero_ioctl(), offset, len) {
+            match block::zero(self.fd.raw(), self.kind == Kind::BlockDevice, offset, len) {
                 // Refused as unsupported: write zeros, from now on.
                 Err(Errno(e)) if UNSUPPORTED.contains(&e) => self.zero_by_writing = true,
                 other => return other,
             }
         }
         let zeros = AlignedBuf::zeroed(len.min(FLUSH as u64) as usize)?;
-        let end = offset + len;
-        while offset < end {
-            let n = (end - offset).min(zeros.len() as u64) as usize;
-            self.write_at(&zeros[..n], offset)?;
-            offset += n as u64;
+        for at in (offset..offset + len).step_by(FLUSH) {
+            let n = (offset + len - at).min(FLUSH as u64) as usize;
+            self.write_at(&zeros[..n], at)?;
         }
         Ok(())
     }
@@ -336,7 +330,7 @@ impl Sink {
         if end <= start || self.disk.limit.is_none() {
             return Ok(());
         }
-        let io = Io::Zero { ioctl: self.disk.zero_ioctl() };
+        let io = Io::Zero { ioctl: self.disk.kind == Kind::BlockDevice };
         ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
     }
 }
