@@ -13,7 +13,7 @@
 //! The gzip inflater writes into a page-aligned ring that is at once its 32 KiB history
 //! and the O_DIRECT write buffer: each half MiB is written straight out of it, by the
 //! ring's threads, while the inflater goes on. Runs of zero blocks are not written but
-//! zeroed (fallocate ZERO_RANGE or BLKZEROOUT), in the background too.
+//! zeroed (BLKZEROOUT on a device, fallocate ZERO_RANGE on a file), in the background too.
 
 use super::gzip::{Decoder, GzipError, MAGIC};
 use super::progress::Progress;
