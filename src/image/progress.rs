@@ -42,21 +42,14 @@ impl Progress {
 
     /// Image bytes per second so far.
     pub fn rate(&self) -> u64 {
-        self.written.saturating_mul(1000) / self.elapsed_ms().max(1)
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        self.elapsed.as_secs().saturating_mul(1000) + self.elapsed.subsec_millis() as u64
+        self.written.saturating_mul(1000) / (self.elapsed.as_millis() as u64).max(1)
     }
 
     /// Time left at the rate so far, when the total is known and something was done.
     pub fn eta(&self) -> Option<Duration> {
-        let (done, total) = self.done_of()?;
-        if done == 0 || self.done {
-            return None;
-        }
-        let left = total.saturating_sub(done);
-        Some(Duration::from_millis(left.saturating_mul(self.elapsed_ms()) / done))
+        let (done, total) = self.done_of().filter(|_| !self.done)?;
+        let ms = total.saturating_sub(done).saturating_mul(self.elapsed.as_millis() as u64);
+        ms.checked_div(done).map(Duration::from_millis)
     }
 }
 
@@ -69,14 +62,13 @@ fn decimal(f: &mut fmt::Formatter<'_>, value: u64, unit: u64, suffix: &str) -> f
 /// The console line: `1234.5 MB written  45%  156.2 MB/s  ETA 0:42`.
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.reading { " read" } else { " written" };
         let b = self.written;
         match b {
             0..=999_999 => write!(f, "{} kB", b / 1000)?,
             1_000_000..=9_999_999_999 => decimal(f, b, 1_000_000, " MB")?,
             _ => decimal(f, b, 1_000_000_000, " GB")?,
         }
-        f.write_str(verb)?;
+        f.write_str(if self.reading { " read" } else { " written" })?;
         if let Some(p) = self.percent() {
             write!(f, "  {p:>3}%")?;
         }
