@@ -121,7 +121,7 @@ impl Gzip {
         let flags = create_comp_flags_from_zip_params(level.min(10).into(), -15, 0);
         let mut gzip = Gzip {
             compressor: Box::new(CompressorOxide::new(flags)),
-            crc: Crc32::new(),
+            crc: Crc32::default(),
             member_len: 0,
             member_max: u32::MAX.into(),
             members: 0,
