@@ -23,8 +23,7 @@ pub fn has(feature: u8) -> bool {
         let ebx7 = if max >= 7 { arch::__cpuid_count(7, 0).ebx } else { 0 };
         const SSSE3_SSE4_1: u32 = 1 << 9 | 1 << 19;
         let sse = ecx1 & SSSE3_SSE4_1 == SSSE3_SSE4_1;
-        let pclmul = sse && ecx1 & 1 << 1 != 0;
-        let sha = sse && ebx7 & 1 << 29 != 0;
+        let (pclmul, sha) = (sse && ecx1 & 1 << 1 != 0, sse && ebx7 & 1 << 29 != 0);
         found = 1 | (pclmul as u8 * PCLMUL) | (sha as u8 * SHA);
         FEATURES.store(found, Ordering::Relaxed);
     }
