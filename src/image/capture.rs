@@ -34,6 +34,9 @@ const BLOCK: usize = 2 << 20;
 const UNIT: usize = 64 << 10;
 /// A fast level by default: a capture should be bound by the disk or the network.
 pub const DEFAULT_LEVEL: u8 = 1;
+/// A gzip member ends before its ISIZE (the length modulo 2^32) would wrap, so every
+/// member's ISIZE is its true length (tests make small members).
+const MEMBER_MAX: u64 = if cfg!(test) { 3 << 20 } else { u32::MAX as u64 };
 /// How often the hook runs (progress line, lease upkeep, status reports).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -102,10 +105,8 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
 struct Gzip {
     compressor: Box<CompressorOxide>,
     crc: Crc32,
-    /// Raw bytes in the current member; a member ends before its ISIZE (the length modulo
-    /// 2^32) would wrap, so every member's ISIZE is its true length.
+    /// Raw bytes in the current member.
     member_len: u64,
-    member_max: u64,
     members: u32,
     /// Bytes in zero units, encoded without deflating.
     zero_bytes: u64,
@@ -123,7 +124,6 @@ impl Gzip {
             compressor: Box::new(CompressorOxide::new(flags)),
             crc: Crc32::default(),
             member_len: 0,
-            member_max: u32::MAX.into(),
             members: 0,
             zero_bytes: 0,
             at_flush_point: true,
@@ -144,9 +144,9 @@ impl Gzip {
     }
 
     /// Encodes one unit of the disk into `out`, starting a new member when this one would
-    /// pass `member_max`.
+    /// pass [`MEMBER_MAX`].
     fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) {
-        if self.member_len + unit.len() as u64 > self.member_max {
+        if self.member_len + unit.len() as u64 > MEMBER_MAX {
             self.end_member(out);
             self.start_member(out);
         }
@@ -304,11 +304,8 @@ impl Read for Capture<'_> {
     // often small, and each pull is a send.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
         let mut n = 0;
-        while n < buf.len() {
+        while n < buf.len() && (self.start < self.out.len() || self.epilogue.is_some()) {
             if self.start == self.out.len() {
-                if self.epilogue.is_none() {
-                    break;
-                }
                 self.produce()?;
             }
             let Ok(m) = self.out.get(self.start..).unwrap_or_default().read(&mut buf[n..]);
@@ -428,12 +425,7 @@ mod tests {
 
     /// The body a capture of `data` (as a file) sends, with `<pre>` and `<post>` as the
     /// form's framing, and its summary.
-    fn capture_file(
-        name: &str,
-        data: &[u8],
-        options: &Options,
-        member_max: u64,
-    ) -> (Vec<u8>, Summary) {
+    fn capture_file(name: &str, data: &[u8], options: &Options) -> (Vec<u8>, Summary) {
         let dir =
             std::env::temp_dir().join(format!("imprint-capture-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -444,9 +436,6 @@ mod tests {
         let mut hook = |_: &Progress| -> Result<(), String> { Ok(()) };
         let (pre, post) = ("<pre>".to_string(), "<post>".to_string());
         let mut body = Capture::new(disk, options, pre, post, &mut hook).unwrap();
-        if let Some(gzip) = &mut body.gzip {
-            gzip.member_max = member_max;
-        }
         let mut sent = Vec::new();
         let mut buf = std::vec![0u8; 7000];
         loop {
@@ -464,8 +453,8 @@ mod tests {
     fn gzip_capture_inflates_to_the_disk_with_members_and_cheap_zero_runs() {
         let data = disk_like((9 << 20) + 1234);
         let options = Options { compressed: true, level: DEFAULT_LEVEL, form_name: None };
-        // Members of 3 MiB: the stream must hold four, each with a true ISIZE.
-        let (sent, summary) = capture_file("gzip", &data, &options, 3 << 20);
+        // Members of 3 MiB (MEMBER_MAX in tests): four, each with a true ISIZE.
+        let (sent, summary) = capture_file("gzip", &data, &options);
         assert!(sent.starts_with(b"<pre>\x1f\x8b") && sent.ends_with(b"<post>"));
         let stream = &sent[5..sent.len() - 6];
         let (raw, decoded_members) = inflate_all(stream);
@@ -488,7 +477,7 @@ mod tests {
     fn an_all_zero_disk_is_tiny_and_a_raw_capture_is_the_disk() {
         let zeros = std::vec![0u8; 4 << 20];
         let options = Options { compressed: true, level: 6, form_name: None };
-        let (sent, summary) = capture_file("zeros", &zeros, &options, u32::MAX.into());
+        let (sent, summary) = capture_file("zeros", &zeros, &options);
         assert_eq!(summary.zero_bytes, 4 << 20);
         assert!(sent.len() < 8 << 10, "{} bytes for 4 MiB of zeros", sent.len());
         assert!(inflate_all(&sent[5..sent.len() - 6]).0 == zeros);
@@ -496,13 +485,13 @@ mod tests {
         for level in [0, 10] {
             let data = disk_like(1 << 20);
             let options = Options { compressed: true, level, form_name: None };
-            let (sent, _) = capture_file("levels", &data, &options, u32::MAX.into());
+            let (sent, _) = capture_file("levels", &data, &options);
             assert!(inflate_all(&sent[5..sent.len() - 6]).0 == data, "level {level}");
         }
 
         let data = disk_like(3 << 20);
         let raw = Options { compressed: false, ..options };
-        let (sent, summary) = capture_file("raw", &data, &raw, 0);
+        let (sent, summary) = capture_file("raw", &data, &raw);
         assert!(
             sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"),
             "the form's framing around the disk"
