@@ -146,25 +146,17 @@ impl Decoder {
         ring: &mut [u8],
         pos: usize,
     ) -> Result<Step, GzipError> {
-        loop {
-            let before = self.state;
-            let (consumed, produced) = match self.state {
-                State::Header => (self.header(input, eof)?, 0),
-                State::Body => self.body(input, eof, ring, pos)?,
-                State::Trailer => (self.trailer(input)?, 0),
-                State::Finished => (0, 0),
-            };
-            let idle = consumed + produced == 0;
-            if idle && self.state == before && eof && !self.is_finished() {
-                return Err(GzipError::Truncated { at: self.offset + input.len() as u64 });
-            }
-            self.offset += consumed as u64;
-            // A bare change of state (a member's deflate data ended) is no progress for
-            // the caller: carry on, so that "nothing done" always means "need input".
-            if !idle || self.state == before || self.is_finished() {
-                return Ok(Step { consumed, produced });
-            }
+        let (consumed, produced) = match self.state {
+            State::Header => (self.header(input, eof)?, 0),
+            State::Body => self.body(input, eof, ring, pos)?,
+            State::Trailer => (self.trailer(input)?, 0),
+            State::Finished => (0, 0),
+        };
+        if consumed + produced == 0 && eof && !self.is_finished() {
+            return Err(GzipError::Truncated { at: self.offset + input.len() as u64 });
         }
+        self.offset += consumed as u64;
+        Ok(Step { consumed, produced })
     }
 
     fn invalid(&self, what: &'static str) -> GzipError {
@@ -212,6 +204,12 @@ impl Decoder {
         self.member_len += produced as u64;
         let at = self.offset + consumed as u64;
         match status {
+            // A bare end of the deflate data is no progress for the caller: on to the
+            // trailer, so that "nothing done" always means "need input".
+            TINFLStatus::Done if consumed + produced == 0 => {
+                self.state = State::Trailer;
+                return Ok((self.trailer(input)?, 0));
+            }
             TINFLStatus::Done => self.state = State::Trailer,
             TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress if eof => {
                 return Err(GzipError::Truncated { at })
@@ -358,6 +356,14 @@ mod tests {
         assert_eq!(inflate(&stream, 1000).unwrap(), want);
         assert_eq!(inflate(&stream, 3).unwrap(), want);
         assert_eq!(inflate(&stream, stream.len()).unwrap(), want);
+        // Members that fill the ring exactly: the end of the deflate data may come in a
+        // step of its own, which must go on to the trailer.
+        let exact = data(1 << 16);
+        let mut stream = member(&HEADER, &exact);
+        stream.extend(member(&HEADER, &exact));
+        for chunk in [1, 100, stream.len()] {
+            assert_eq!(inflate(&stream, chunk).unwrap(), [&exact[..], &exact[..]].concat());
+        }
     }
 
     #[test]
