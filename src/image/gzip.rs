@@ -146,17 +146,25 @@ impl Decoder {
         ring: &mut [u8],
         pos: usize,
     ) -> Result<Step, GzipError> {
-        let (consumed, produced) = match self.state {
-            State::Header => (self.header(input, eof)?, 0),
-            State::Body => self.body(input, eof, ring, pos)?,
-            State::Trailer => (self.trailer(input)?, 0),
-            State::Finished => (0, 0),
-        };
-        if consumed + produced == 0 && eof && !self.is_finished() {
-            return Err(GzipError::Truncated { at: self.offset + input.len() as u64 });
+        loop {
+            let before = self.state;
+            let (consumed, produced) = match self.state {
+                State::Header => (self.header(input, eof)?, 0),
+                State::Body => self.body(input, eof, ring, pos)?,
+                State::Trailer => (self.trailer(input)?, 0),
+                State::Finished => (0, 0),
+            };
+            let idle = consumed + produced == 0;
+            if idle && self.state == before && eof && !self.is_finished() {
+                return Err(GzipError::Truncated { at: self.offset + input.len() as u64 });
+            }
+            self.offset += consumed as u64;
+            // A bare change of state (a member's deflate data ended) is no progress for
+            // the caller: carry on, so that "nothing done" always means "need input".
+            if !idle || self.state == before || self.is_finished() {
+                return Ok(Step { consumed, produced });
+            }
         }
-        self.offset += consumed as u64;
-        Ok(Step { consumed, produced })
     }
 
     fn invalid(&self, what: &'static str) -> GzipError {
@@ -204,12 +212,6 @@ impl Decoder {
         self.member_len += produced as u64;
         let at = self.offset + consumed as u64;
         match status {
-            // A bare end of the deflate data is no progress for the caller: on to the
-            // trailer, so that "nothing done" always means "need input".
-            TINFLStatus::Done if consumed + produced == 0 => {
-                self.state = State::Trailer;
-                return Ok((self.trailer(input)?, 0));
-            }
             TINFLStatus::Done => self.state = State::Trailer,
             TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress if eof => {
                 return Err(GzipError::Truncated { at })
