@@ -22,9 +22,8 @@ use crate::sys::readahead::ReadAhead;
 use crate::sys::{time, Errno};
 use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::time::Duration;
-use miniz_oxide::deflate::core::{
-    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-};
+use miniz_oxide::deflate::core::{compress_to_output, CompressorOxide, TDEFLFlush};
+use miniz_oxide::DataFormat;
 
 /// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
 /// the bench's loop device 1 MiB direct reads ran at 0.3-0.4 GB/s, 2 MiB at 0.5, 4 MiB at
@@ -102,6 +101,7 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
 }
 
 /// The deflater and the gzip member it is in.
+#[derive(Default)]
 struct Gzip {
     compressor: Box<CompressorOxide>,
     crc: Crc32,
@@ -119,16 +119,8 @@ struct Gzip {
 impl Gzip {
     /// A compressor at `level`, and the first member's header in `out`.
     fn new(level: u8, out: &mut Vec<u8>) -> Gzip {
-        let flags = create_comp_flags_from_zip_params(level.min(10).into(), -15, 0);
-        let mut gzip = Gzip {
-            compressor: Box::new(CompressorOxide::new(flags)),
-            crc: Crc32::default(),
-            member_len: 0,
-            members: 0,
-            zero_bytes: 0,
-            at_flush_point: true,
-            zero_unit: Vec::new(),
-        };
+        let mut gzip = Gzip::default();
+        gzip.compressor.set_format_and_level(DataFormat::Raw, level.min(10));
         deflate(&mut gzip.compressor, &vec![0; UNIT], TDEFLFlush::Full, &mut gzip.zero_unit);
         gzip.start_member(out);
         gzip
@@ -349,14 +341,11 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
     };
     super::run_command("capture", &mut |hook| {
         let mut client = Client::new(crate::provision::tool_dns(), Default::default());
-        let s = capture(&mut client, open(path)?, url, &options, hook)?;
+        let Summary { disk_len, sent_len, members, zero_bytes, sha256 } =
+            capture(&mut client, open(path)?, url, &options, hook)?;
         Ok(text!(
-            "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
-            s.disk_len,
-            s.sent_len,
-            s.members,
-            s.zero_bytes,
-            Hex(&s.sha256)
+            "captured {disk_len} bytes of {path} to {url}: {sent_len} bytes sent, {members} member(s), {zero_bytes} bytes of zero runs; sha256 {}",
+            Hex(&sha256)
         ))
     })
 }

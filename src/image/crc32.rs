@@ -32,11 +32,8 @@ fn build_tables() -> Box<Tables> {
 }
 
 /// The register after shifting in eight zero bits from `c` (one table entry).
-fn byte_step(mut c: u32) -> u32 {
-    for _ in 0..8 {
-        c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-    }
-    c
+fn byte_step(c: u32) -> u32 {
+    (0..8).fold(c, |c, _| (c >> 1) ^ (POLY & (c & 1).wrapping_neg()))
 }
 
 /// a * b modulo the polynomial, in the reflected bit order.

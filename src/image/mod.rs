@@ -74,10 +74,9 @@ pub fn open_source(spec: &str) -> Result<(Source<'static>, Option<u64>), Errno> 
 
 /// The progress line: redrawn in place on a terminal, one line per call otherwise.
 pub fn show_progress(p: &Progress, on_tty: bool) {
-    match (on_tty, p.done) {
-        (true, false) => say!("\r{p}\x1b[K"),
-        (true, true) => say!("\r{p}\x1b[K\n"),
-        (false, _) => sayln!("{p}"),
+    match on_tty {
+        true => say!("\r{p}\x1b[K{}", if p.done { "\n" } else { "" }),
+        false => sayln!("{p}"),
     }
 }
 
