@@ -352,14 +352,8 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = crate::tool::Args::new(args)?;
-    let level = match args.value("--level")? {
-        Some(n) => n
-            .parse()
-            .ok()
-            .filter(|&l| l <= 10)
-            .ok_or_else(|| text!("--level takes 0 to 10, not {n}"))?,
-        None => DEFAULT_LEVEL,
-    };
+    let level = |n: &str| n.parse().ok().filter(|&l| l <= 10);
+    let level = super::option(&mut args, "--level", "a level from 0 to 10", level)?;
     let name = args.value("--name")?;
     let compressed = !args.flag("--raw");
     let put = args.flag("--put");
@@ -369,7 +363,7 @@ fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Option
     // plunder names captures by MAC; a tool run names it after the device by default.
     let form_name = (!put)
         .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
-    Ok((path, url, Options { compressed, level, form_name }))
+    Ok((path, url, Options { compressed, level: level.unwrap_or(DEFAULT_LEVEL), form_name }))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::io::Read;
 use crate::sys::block;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::{tty, Errno};
+use crate::tool::Args;
 use alloc::string::String;
 use core::fmt;
 use progress::Progress;
@@ -142,19 +143,11 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
 }
 
 fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Options), String> {
-    let mut args = crate::tool::Args::new(raw)?;
-    let sha256 = args.value("--sha256")?;
-    let size = args.value("--size")?;
+    let mut args = Args::new(raw)?;
     let options = write::Options {
+        sha256: option(&mut args, "--sha256", "64 hex digits", sha256::parse_hex)?,
+        image_size: option(&mut args, "--size", "a byte count", |n| n.parse().ok())?,
         sparse: !args.flag("--no-sparse"),
-        sha256: sha256
-            .map(|hex| {
-                sha256::parse_hex(hex).ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))
-            })
-            .transpose()?,
-        image_size: size
-            .map(|n| n.parse().map_err(|_| bad_value("--size", n, "a byte count")))
-            .transpose()?,
         source_size: None,
     };
     // positional() returns exactly two arguments or an error.
@@ -163,8 +156,16 @@ fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Op
     Ok((source, target, options))
 }
 
-fn bad_value(name: &str, value: &str, what: &str) -> String {
-    text!("{name} {} is not {what}", crate::console::Quoted(value))
+/// `name VALUE` taken out of `args` and parsed, or an error saying VALUE is not `what`.
+fn option<T>(
+    args: &mut Args,
+    name: &str,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, String> {
+    let Some(value) = args.value(name)? else { return Ok(None) };
+    let bad = || text!("{name} {} is not {what}", crate::console::Quoted(value));
+    parse(value).map(Some).ok_or_else(bad)
 }
 
 /// Why the stream feeding a write stopped (its source failed, after the HTTP client's
