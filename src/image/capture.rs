@@ -182,7 +182,8 @@ struct Capture<'h> {
     /// The disk's blocks; `current()` is the one being encoded, up to `pos`.
     reader: ReadAhead,
     pos: usize,
-    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far.
+    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far, and
+    /// the time of the last tick.
     counts: Progress,
     sha: Sha256,
     gzip: Option<Gzip>,
@@ -193,7 +194,6 @@ struct Capture<'h> {
     epilogue: Option<String>,
     hook: &'h mut Hook<'h>,
     started: Duration,
-    last_tick: Duration,
 }
 
 /// The method, the content type and the body's preamble and epilogue: for a form,
@@ -226,7 +226,6 @@ impl<'h> Capture<'h> {
         let mut out = preamble.into_bytes();
         let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
-        let now = time::monotonic();
         Ok(Capture {
             disk,
             reader,
@@ -238,8 +237,7 @@ impl<'h> Capture<'h> {
             start: 0,
             epilogue: Some(epilogue),
             hook,
-            started: now,
-            last_tick: now,
+            started: time::monotonic(),
         })
     }
 
@@ -273,11 +271,10 @@ impl<'h> Capture<'h> {
         if unit.is_empty() {
             self.out.extend(self.epilogue.take().unwrap_or_default().bytes());
         }
-        let now = time::monotonic();
-        if now - self.last_tick >= TICK {
-            self.last_tick = now;
-            let progress = self.progress(false);
-            (self.hook)(&progress).map_err(|why| text!("capture stopped: {why}"))?;
+        let elapsed = time::monotonic() - self.started;
+        if elapsed - self.counts.elapsed >= TICK {
+            self.counts.elapsed = elapsed;
+            (self.hook)(&self.counts).map_err(|why| text!("capture stopped: {why}"))?;
         }
         Ok(())
     }

@@ -42,17 +42,15 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
             let words = if group < 4 {
                 w[group]
             } else {
-                // The message schedule, four words at a time, in a ring of four.
-                let [w0, w1, w2, w3] =
-                    [w[group % 4], w[(group + 1) % 4], w[(group + 2) % 4], w[(group + 3) % 4]];
+                // The message schedule, four words at a time, from the last sixteen.
                 let next = arch::_mm_sha256msg2_epu32(
                     arch::_mm_add_epi32(
-                        arch::_mm_sha256msg1_epu32(w0, w1),
-                        arch::_mm_alignr_epi8(w3, w2, 4),
+                        arch::_mm_sha256msg1_epu32(w[0], w[1]),
+                        arch::_mm_alignr_epi8(w[3], w[2], 4),
                     ),
-                    w3,
+                    w[3],
                 );
-                w[group % 4] = next;
+                w = [w[1], w[2], w[3], next];
                 next
             };
             let t = arch::_mm_add_epi32(words, load_words(k));
