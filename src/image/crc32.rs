@@ -31,21 +31,21 @@ fn build_tables() -> Box<Tables> {
     t
 }
 
-/// The register after shifting in eight zero bits from `c` (one table entry).
-fn byte_step(c: u32) -> u32 {
-    (0..8).fold(c, |c, _| (c >> 1) ^ (POLY & (c & 1).wrapping_neg()))
+/// The register after shifting in one zero bit: times x, modulo the polynomial.
+fn times_x(c: u32) -> u32 {
+    (c >> 1) ^ (POLY & (c & 1).wrapping_neg())
 }
 
-/// a * b modulo the polynomial, in the reflected bit order.
-fn mul_mod_p(a: u32, mut b: u32) -> u32 {
-    let mut p = 0u32;
-    for bit in (0..32).rev() {
-        if a & 1 << bit != 0 {
-            p ^= b;
-        }
-        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
-    }
-    p
+/// The register after shifting in eight zero bits from `c` (one table entry).
+fn byte_step(c: u32) -> u32 {
+    (0..8).fold(c, |c, _| times_x(c))
+}
+
+/// a * b modulo the polynomial, in the reflected bit order (bit 31 is x^0): b, times x
+/// once per bit of a from the top, added up where a's bit is set.
+fn mul_mod_p(a: u32, b: u32) -> u32 {
+    let step = |(p, b): (u32, u32), bit: u32| (p ^ b & (a >> bit & 1).wrapping_neg(), times_x(b));
+    (0..32).rev().fold((0, b), step).0
 }
 
 /// Folds `data` into the register `c` a byte at a time, without tables.
