@@ -241,11 +241,6 @@ impl<'h> Capture<'h> {
         })
     }
 
-    /// The progress so far (`done` on the last call, after the server accepted it all).
-    fn progress(&self, done: bool) -> Progress {
-        Progress { elapsed: time::monotonic() - self.started, done, ..self.counts }
-    }
-
     /// Encodes the next unit of the disk into `out`, reading the next block when this one
     /// is done; at the disk's end, the last member's end and the epilogue.
     fn produce(&mut self) -> Result<(), CaptureError> {
@@ -320,9 +315,9 @@ pub fn capture(
     let mut body = Capture::new(disk, options, preamble, epilogue, hook)?;
     let headers = [("Content-Type", content_type.as_str())];
     client.upload(method, url, &headers, &mut body, None).map_err(|e| text!("{e}"))?;
-    let progress = body.progress(true);
+    (body.counts.elapsed, body.counts.done) = (time::monotonic() - body.started, true);
     // The server has it all: a failing hook now changes nothing about the capture.
-    let _ = (body.hook)(&progress);
+    let _ = (body.hook)(&body.counts);
     Ok(body.summary())
 }
 
