@@ -58,8 +58,7 @@ fn crc32_fold(state: u32, data: &[u8]) -> [u8; 16] {
     // SAFETY: 16 readable bytes; loadu has no alignment requirement.
     let load = |b: &[u8; 16]| unsafe { arch::_mm_loadu_si128(b.as_ptr().cast()) };
     let (blocks, _) = data.as_chunks::<16>();
-    let mut out = [0u8; 16];
-    let Some((first, rest)) = blocks.split_first_chunk::<4>() else { return out };
+    let Some((first, rest)) = blocks.split_first_chunk::<4>() else { return [0; 16] };
     // Four lanes of 128 bits, folded 64 bytes at a time.
     let mut lanes = first.map(|b| load(&b));
     lanes[0] = arch::_mm_xor_si128(lanes[0], arch::_mm_cvtsi32_si128(state as i32));
@@ -76,9 +75,8 @@ fn crc32_fold(state: u32, data: &[u8]) -> [u8; 16] {
     for b in rest.into_iter().chain(singles.iter().map(load)) {
         x = fold_128(x, b, k3k4);
     }
-    // SAFETY: `out` has 16 writable bytes; storeu has no alignment requirement.
-    unsafe { arch::_mm_storeu_si128(out.as_mut_ptr().cast(), x) };
-    out
+    let half = |x| arch::_mm_cvtsi128_si64(x) as u64 as u128;
+    (half(x) | half(arch::_mm_srli_si128(x, 8)) << 64).to_le_bytes()
 }
 
 #[target_feature(enable = "pclmulqdq,sse2")]
