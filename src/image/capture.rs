@@ -11,24 +11,19 @@
 //! later match reaches back into them, since the compressor's window was dropped.
 
 use super::crc32::Crc32;
-use super::gzip::HEADER;
-use super::is_zero;
 use super::progress::Progress;
-use super::sha256::Sha256;
-use crate::http::{self, Client};
+use super::sha256::{Hex, Sha256};
+use super::{gzip::HEADER, is_zero, Hook};
+use crate::http::Client;
 use crate::io::Read;
 use crate::sys::block::ReadAhead;
 use crate::sys::block::{self, Kind};
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{time, Errno};
-use alloc::boxed::Box;
-use alloc::string::String;
-use alloc::vec;
-use alloc::vec::Vec;
+use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::time::Duration;
-use miniz_oxide::deflate::core::{
-    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-};
+use miniz_oxide::deflate::core::{compress_to_output, CompressorOxide, TDEFLFlush};
+use miniz_oxide::DataFormat;
 
 /// One O_DIRECT read: a multiple of every logical block size (512-4096), and large: on
 /// the bench's loop device 1 MiB direct reads ran at 0.3-0.4 GB/s, 2 MiB at 0.5, 4 MiB at
@@ -38,6 +33,9 @@ const BLOCK: usize = 2 << 20;
 const UNIT: usize = 64 << 10;
 /// A fast level by default: a capture should be bound by the disk or the network.
 pub const DEFAULT_LEVEL: u8 = 1;
+/// A gzip member ends before its ISIZE (the length modulo 2^32) would wrap, so every
+/// member's ISIZE is its true length (tests make small members).
+const MEMBER_MAX: u64 = if cfg!(test) { 3 << 20 } else { u32::MAX as u64 };
 /// How often the hook runs (progress line, lease upkeep, status reports).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -81,6 +79,7 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
     let failed = |e| text!("opening {path} for capture: {e}");
     let kind = block::kind_of(path).map_err(failed)?.ok_or_else(|| failed(Errno::ENOENT))?;
     let flags = OpenFlags::READ | OpenFlags::DIRECT;
+    let device = matches!(kind, Kind::BlockDevice);
     let fd = match kind {
         Kind::BlockDevice => Fd::open(path, flags | OpenFlags::EXCLUSIVE, 0),
         // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
@@ -96,22 +95,18 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
         ),
         e => failed(e),
     })?;
-    let size = match kind {
-        Kind::BlockDevice => block::device_size(&fd),
-        _ => block::file_len(&fd),
-    };
+    let size = if device { block::device_size(&fd) } else { block::file_len(&fd) };
     let size = size.map_err(|e| text!("reading the size of {path}: {e}"))?;
     Ok(Disk { fd, size })
 }
 
 /// The deflater and the gzip member it is in.
+#[derive(Default)]
 struct Gzip {
     compressor: Box<CompressorOxide>,
     crc: Crc32,
-    /// Raw bytes in the current member; a member ends before its ISIZE (the length modulo
-    /// 2^32) would wrap, so every member's ISIZE is its true length.
+    /// Raw bytes in the current member.
     member_len: u64,
-    member_max: u64,
     members: u32,
     /// Bytes in zero units, encoded without deflating.
     zero_bytes: u64,
@@ -124,32 +119,28 @@ struct Gzip {
 impl Gzip {
     /// A compressor at `level`, and the first member's header in `out`.
     fn new(level: u8, out: &mut Vec<u8>) -> Gzip {
-        let flags = create_comp_flags_from_zip_params(level.min(10).into(), -15, 0);
-        let mut gzip = Gzip {
-            compressor: Box::new(CompressorOxide::new(flags)),
-            crc: Crc32::new(),
-            member_len: 0,
-            member_max: u32::MAX.into(),
-            members: 1,
-            zero_bytes: 0,
-            at_flush_point: true,
-            zero_unit: Vec::new(),
-        };
+        let mut gzip = Gzip::default();
+        gzip.compressor.set_format_and_level(DataFormat::Raw, level.min(10));
         deflate(&mut gzip.compressor, &vec![0; UNIT], TDEFLFlush::Full, &mut gzip.zero_unit);
-        gzip.compressor.reset();
-        out.extend_from_slice(&HEADER);
+        gzip.start_member(out);
         gzip
     }
 
+    /// A fresh compressor and CRC-32, and the member's header in `out`.
+    fn start_member(&mut self, out: &mut Vec<u8>) {
+        self.compressor.reset();
+        self.crc.reset();
+        (self.member_len, self.at_flush_point) = (0, true);
+        self.members += 1;
+        out.extend_from_slice(&HEADER);
+    }
+
     /// Encodes one unit of the disk into `out`, starting a new member when this one would
-    /// pass `member_max`.
+    /// pass [`MEMBER_MAX`].
     fn encode(&mut self, unit: &[u8], out: &mut Vec<u8>) {
-        if self.member_len + unit.len() as u64 > self.member_max {
+        if self.member_len + unit.len() as u64 > MEMBER_MAX {
             self.end_member(out);
-            self.compressor.reset();
-            (self.crc, self.member_len, self.at_flush_point) = (Crc32::new(), 0, true);
-            self.members += 1;
-            out.extend_from_slice(&HEADER);
+            self.start_member(out);
         }
         self.member_len += unit.len() as u64;
         if unit.len() < UNIT || !is_zero(unit) {
@@ -191,32 +182,35 @@ struct Capture<'h> {
     /// The disk's blocks; `current()` is the one being encoded, up to `pos`.
     reader: ReadAhead,
     pos: usize,
-    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far.
+    /// Disk bytes read (`written`, for a capture) and body bytes sent (`read`) so far, and
+    /// the time of the last tick.
     counts: Progress,
     sha: Sha256,
     gzip: Option<Gzip>,
     /// Bytes waiting to be pulled: `out[start..]`.
     out: Vec<u8>,
     start: usize,
-    /// The multipart form's epilogue, sent after the disk.
-    epilogue: Vec<u8>,
-    finished: bool,
-    hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
+    /// The multipart form's epilogue, sent after the disk; `None` once it is in `out`.
+    epilogue: Option<String>,
+    hook: &'h mut Hook<'h>,
     started: Duration,
-    last_tick: Duration,
 }
 
-/// `multipart/form-data; boundary=...` and the form's preamble and epilogue around the
-/// file `<name>.zmg` (or `.img`) in the field `BootyImage` (what plunder's handler reads).
-fn multipart(name: &str, compressed: bool) -> (String, String, String) {
+/// The method, the content type and the body's preamble and epilogue: for a form,
+/// `multipart/form-data; boundary=...` around the file `<name>.zmg` (or `.img`) in the
+/// field `BootyImage` (what plunder's handler reads); else a PUT of the bare disk.
+fn framing(options: &Options) -> (&'static str, String, String, String) {
+    let Some(name) = &options.form_name else {
+        return ("PUT", "application/octet-stream".into(), String::new(), String::new());
+    };
     // Unique enough never to occur in the data: the boot's clock in nanoseconds.
     let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos());
-    let extension = if compressed { "zmg" } else { "img" };
-    let content_type = text!("multipart/form-data; boundary={boundary}");
+    let extension = if options.compressed { "zmg" } else { "img" };
     let preamble = text!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"BootyImage\"; filename=\"{name}.{extension}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
-    (content_type, preamble, text!("\r\n--{boundary}--\r\n"))
+    let content_type = text!("multipart/form-data; boundary={boundary}");
+    ("POST", content_type, preamble, text!("\r\n--{boundary}--\r\n"))
 }
 
 impl<'h> Capture<'h> {
@@ -224,14 +218,13 @@ impl<'h> Capture<'h> {
     fn new(
         disk: Disk,
         options: &Options,
-        preamble: &[u8],
-        epilogue: &[u8],
-        hook: &'h mut dyn FnMut(&Progress) -> Result<(), String>,
+        preamble: String,
+        epilogue: String,
+        hook: &'h mut Hook<'h>,
     ) -> Result<Capture<'h>, CaptureError> {
         let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
-        let mut out = preamble.to_vec();
+        let mut out = preamble.into_bytes();
         let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
-        let now = time::monotonic();
         let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
         Ok(Capture {
             disk,
@@ -242,17 +235,10 @@ impl<'h> Capture<'h> {
             gzip,
             out,
             start: 0,
-            epilogue: epilogue.to_vec(),
-            finished: false,
+            epilogue: Some(epilogue),
             hook,
-            started: now,
-            last_tick: now,
+            started: time::monotonic(),
         })
-    }
-
-    /// The progress so far (`done` on the last call, after the server accepted it all).
-    fn progress(&self, done: bool) -> Progress {
-        Progress { elapsed: time::monotonic() - self.started, done, ..self.counts }
     }
 
     /// Encodes the next unit of the disk into `out`, reading the next block when this one
@@ -278,16 +264,21 @@ impl<'h> Capture<'h> {
             Some(gzip) => gzip.encode(unit, &mut self.out),
         }
         if unit.is_empty() {
-            self.finished = true;
-            self.out.extend_from_slice(&self.epilogue);
+            self.out.extend(self.epilogue.take().unwrap_or_default().bytes());
         }
-        let now = time::monotonic();
-        if now - self.last_tick >= TICK {
-            self.last_tick = now;
-            let progress = self.progress(false);
-            (self.hook)(&progress).map_err(|why| text!("capture stopped: {why}"))?;
+        let elapsed = time::monotonic() - self.started;
+        if elapsed - self.counts.elapsed >= TICK {
+            self.counts.elapsed = elapsed;
+            (self.hook)(&self.counts).map_err(|why| text!("capture stopped: {why}"))?;
         }
         Ok(())
+    }
+
+    fn summary(self) -> Summary {
+        let (members, zero_bytes) =
+            self.gzip.as_ref().map_or((0, 0), |g| (g.members, g.zero_bytes));
+        let (disk_len, sent_len) = (self.counts.written, self.counts.read);
+        Summary { disk_len, sent_len, members, zero_bytes, sha256: self.sha.finish() }
     }
 }
 
@@ -297,7 +288,7 @@ impl Read for Capture<'_> {
     // often small, and each pull is a send.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
         let mut n = 0;
-        while n < buf.len() && !(self.finished && self.start == self.out.len()) {
+        while n < buf.len() && (self.start < self.out.len() || self.epilogue.is_some()) {
             if self.start == self.out.len() {
                 self.produce()?;
             }
@@ -318,25 +309,16 @@ pub fn capture(
     disk: Disk,
     url: &str,
     options: &Options,
-    hook: &mut dyn FnMut(&Progress) -> Result<(), String>,
+    hook: &mut Hook,
 ) -> Result<Summary, CaptureError> {
-    let (method, (content_type, preamble, epilogue)) = match &options.form_name {
-        Some(name) => ("POST", multipart(name, options.compressed)),
-        None => ("PUT", (String::from("application/octet-stream"), String::new(), String::new())),
-    };
-    let mut body = Capture::new(disk, options, preamble.as_bytes(), epilogue.as_bytes(), hook)?;
+    let (method, content_type, preamble, epilogue) = framing(options);
+    let mut body = Capture::new(disk, options, preamble, epilogue, hook)?;
     let headers = [("Content-Type", content_type.as_str())];
     client.upload(method, url, &headers, &mut body, None).map_err(|e| text!("{e}"))?;
-    let progress = body.progress(true);
+    (body.counts.elapsed, body.counts.done) = (time::monotonic() - body.started, true);
     // The server has it all: a failing hook now changes nothing about the capture.
-    let _ = (body.hook)(&progress);
-    Ok(Summary {
-        disk_len: body.counts.written,
-        sent_len: body.counts.read,
-        members: body.gzip.as_ref().map_or(0, |g| g.members),
-        zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
-        sha256: body.sha.finish(),
-    })
+    let _ = (body.hook)(&body.counts);
+    Ok(body.summary())
 }
 
 pub const CAPTURE_USAGE: &str =
@@ -347,50 +329,33 @@ pub const CAPTURE_USAGE: &str =
 pub fn capture_command(args: &[&[u8]]) -> i32 {
     let (path, url, options) = match parse_capture_args(args) {
         Ok(parsed) => parsed,
-        Err(why) => {
-            errln!("imprint capture: {why}; usage: {CAPTURE_USAGE}");
-            return crate::tool::EXIT_USAGE;
-        }
+        Err(why) => return super::usage_error("capture", &why, CAPTURE_USAGE),
     };
-    let on_tty = crate::sys::tty::is_tty(crate::sys::fd::STDOUT);
-    let mut show = |p: &Progress| -> Result<(), String> {
-        super::show_progress(p, on_tty);
-        Ok(())
-    };
-    let mut client = Client::new(crate::net::dns::system_servers(), http::Options::default());
-    let result = open(path).and_then(|disk| capture(&mut client, disk, url, &options, &mut show));
-    let outcome = result.map(|s| {
-        text!(
-            "captured {} bytes of {path} to {url}: {} bytes sent, {} member(s), {} bytes of zero runs; sha256 {}",
-            s.disk_len,
-            s.sent_len,
-            s.members,
-            s.zero_bytes,
-            super::sha256::Hex(&s.sha256)
-        )
-    });
-    super::finish_command("capture", on_tty, outcome)
+    super::run_command("capture", &mut |hook| {
+        let mut client = Client::new(crate::net::dns::system_servers(), Default::default());
+        let Summary { disk_len, sent_len, members, zero_bytes, sha256 } =
+            capture(&mut client, open(path)?, url, &options, hook)?;
+        Ok(text!(
+            "captured {disk_len} bytes of {path} to {url}: {sent_len} bytes sent, {members} member(s), {zero_bytes} bytes of zero runs; sha256 {}",
+            Hex(&sha256)
+        ))
+    })
 }
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = crate::tool::Args::new(args)?;
-    let level = match args.value("--level")? {
-        Some(n) => n
-            .parse()
-            .ok()
-            .filter(|&l| l <= 10)
-            .ok_or_else(|| text!("--level takes 0 to 10, not {n}"))?,
-        None => DEFAULT_LEVEL,
-    };
+    let level = |n: &str| n.parse().ok().filter(|&l| l <= 10);
+    let level = super::option(&mut args, "--level", "a level from 0 to 10", level)?;
     let name = args.value("--name")?;
     let compressed = !args.flag("--raw");
     let put = args.flag("--put");
-    let positional = args.positional(2, "a device and an upload URL")?;
-    let (path, url) = (positional[0], positional[1]);
+    // positional() returns exactly two arguments or an error.
+    let [path, url] = <[&str; 2]>::try_from(args.positional(2, "a device and an upload URL")?)
+        .unwrap_or_default();
     // plunder names captures by MAC; a tool run names it after the device by default.
     let form_name = (!put)
         .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
-    Ok((path, url, Options { compressed, level, form_name }))
+    Ok((path, url, Options { compressed, level: level.unwrap_or(DEFAULT_LEVEL), form_name }))
 }
 
 #[cfg(test)]
@@ -435,12 +400,7 @@ mod tests {
 
     /// The body a capture of `data` (as a file) sends, with `<pre>` and `<post>` as the
     /// form's framing, and its summary.
-    fn capture_file(
-        name: &str,
-        data: &[u8],
-        options: &Options,
-        member_max: u64,
-    ) -> (Vec<u8>, Summary) {
+    fn capture_file(name: &str, data: &[u8], options: &Options) -> (Vec<u8>, Summary) {
         let dir =
             std::env::temp_dir().join(format!("imprint-capture-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -449,10 +409,8 @@ mod tests {
         let disk = open(path.to_str().unwrap()).unwrap();
         assert_eq!(disk.size, data.len() as u64);
         let mut hook = |_: &Progress| -> Result<(), String> { Ok(()) };
-        let mut body = Capture::new(disk, options, b"<pre>", b"<post>", &mut hook).unwrap();
-        if let Some(gzip) = &mut body.gzip {
-            gzip.member_max = member_max;
-        }
+        let (pre, post) = ("<pre>".to_string(), "<post>".to_string());
+        let mut body = Capture::new(disk, options, pre, post, &mut hook).unwrap();
         let mut sent = Vec::new();
         let mut buf = std::vec![0u8; 7000];
         loop {
@@ -463,22 +421,15 @@ mod tests {
             sent.extend_from_slice(&buf[..n]);
         }
         std::fs::remove_dir_all(&dir).unwrap();
-        let summary = Summary {
-            disk_len: body.counts.written,
-            sent_len: body.counts.read,
-            members: body.gzip.as_ref().map_or(0, |g| g.members),
-            zero_bytes: body.gzip.as_ref().map_or(0, |g| g.zero_bytes),
-            sha256: body.sha.finish(),
-        };
-        (sent, summary)
+        (sent, body.summary())
     }
 
     #[test]
     fn gzip_capture_inflates_to_the_disk_with_members_and_cheap_zero_runs() {
         let data = disk_like((9 << 20) + 1234);
         let options = Options { compressed: true, level: DEFAULT_LEVEL, form_name: None };
-        // Members of 3 MiB: the stream must hold four, each with a true ISIZE.
-        let (sent, summary) = capture_file("gzip", &data, &options, 3 << 20);
+        // Members of 3 MiB (MEMBER_MAX in tests): four, each with a true ISIZE.
+        let (sent, summary) = capture_file("gzip", &data, &options);
         assert!(sent.starts_with(b"<pre>\x1f\x8b") && sent.ends_with(b"<post>"));
         let stream = &sent[5..sent.len() - 6];
         let (raw, decoded_members) = inflate_all(stream);
@@ -501,7 +452,7 @@ mod tests {
     fn an_all_zero_disk_is_tiny_and_a_raw_capture_is_the_disk() {
         let zeros = std::vec![0u8; 4 << 20];
         let options = Options { compressed: true, level: 6, form_name: None };
-        let (sent, summary) = capture_file("zeros", &zeros, &options, u32::MAX.into());
+        let (sent, summary) = capture_file("zeros", &zeros, &options);
         assert_eq!(summary.zero_bytes, 4 << 20);
         assert!(sent.len() < 8 << 10, "{} bytes for 4 MiB of zeros", sent.len());
         assert!(inflate_all(&sent[5..sent.len() - 6]).0 == zeros);
@@ -509,13 +460,13 @@ mod tests {
         for level in [0, 10] {
             let data = disk_like(1 << 20);
             let options = Options { compressed: true, level, form_name: None };
-            let (sent, _) = capture_file("levels", &data, &options, u32::MAX.into());
+            let (sent, _) = capture_file("levels", &data, &options);
             assert!(inflate_all(&sent[5..sent.len() - 6]).0 == data, "level {level}");
         }
 
         let data = disk_like(3 << 20);
         let raw = Options { compressed: false, ..options };
-        let (sent, summary) = capture_file("raw", &data, &raw, 0);
+        let (sent, summary) = capture_file("raw", &data, &raw);
         assert!(
             sent.starts_with(b"<pre>") && sent.ends_with(b"<post>"),
             "the form's framing around the disk"
@@ -526,7 +477,11 @@ mod tests {
 
     #[test]
     fn the_form_names_the_file_as_plunder_expects() {
-        let (content_type, preamble, epilogue) = multipart("aa:bb:cc:dd:ee:ff", true);
+        let form = |name: &str, compressed| {
+            framing(&Options { compressed, level: 1, form_name: Some(name.to_string()) })
+        };
+        let (method, content_type, preamble, epilogue) = form("aa:bb:cc:dd:ee:ff", true);
+        assert_eq!(method, "POST");
         let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
         assert!(preamble.starts_with(&format!("--{boundary}\r\n")));
         assert!(
@@ -534,7 +489,9 @@ mod tests {
                 && preamble.ends_with("\r\n\r\n")
         );
         assert_eq!(epilogue, format!("\r\n--{boundary}--\r\n"));
-        assert!(multipart("x", false).1.contains("filename=\"x.img\""));
+        assert!(form("x", false).2.contains("filename=\"x.img\""));
+        let put = framing(&Options { compressed: true, level: 1, form_name: None });
+        assert_eq!(put, ("PUT", "application/octet-stream".into(), "".into(), "".into()));
     }
 
     #[test]

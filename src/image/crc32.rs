@@ -5,7 +5,8 @@
 //! folded byte by byte at all: appending n zeros multiplies the CRC register by x^(8n)
 //! modulo the polynomial, which takes a few dozen steps whatever n is (zlib's
 //! crc32_combine uses the same algebra). Where the CPU has PCLMULQDQ (found at run time),
-//! [`cpu::crc32_pclmul`] folds 64 bytes per step instead.
+//! [`cpu::crc32_pclmul`] folds 64 bytes per step instead, down to 16 bytes whose CRC is
+//! then taken a bit at a time.
 
 use super::is_zero;
 use crate::sys::cpu;
@@ -30,106 +31,104 @@ fn build_tables() -> Box<Tables> {
     t
 }
 
-/// The register after shifting in eight zero bits from `c` (one table entry).
-fn byte_step(mut c: u32) -> u32 {
-    for _ in 0..8 {
-        c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-    }
-    c
+/// The register after shifting in one zero bit: times x, modulo the polynomial.
+fn times_x(c: u32) -> u32 {
+    (c >> 1) ^ (POLY & (c & 1).wrapping_neg())
 }
 
-/// a * b modulo the polynomial, in the reflected bit order.
-fn mul_mod_p(a: u32, mut b: u32) -> u32 {
-    let mut p = 0u32;
-    for bit in (0..32).rev() {
-        if a & 1 << bit != 0 {
-            p ^= b;
+/// The register after shifting in eight zero bits from `c` (one table entry).
+fn byte_step(c: u32) -> u32 {
+    (0..8).fold(c, |c, _| times_x(c))
+}
+
+/// a * b modulo the polynomial, in the reflected bit order (bit 31 is x^0): b, times x
+/// once per bit of a from the top, added up where a's bit is set.
+fn mul_mod_p(a: u32, b: u32) -> u32 {
+    let step = |(p, b): (u32, u32), bit: u32| (p ^ b & (a >> bit & 1).wrapping_neg(), times_x(b));
+    (0..32).rev().fold((0, b), step).0
+}
+
+/// Folds `data` into the register `c` a byte at a time, without tables.
+fn bytewise(c: u32, data: &[u8]) -> u32 {
+    data.iter().fold(c, |c, &b| byte_step(c ^ b as u32))
+}
+
+/// The register after `n` zero bytes: multiplied by x^(8n), squaring x^8 up.
+fn shift_zeros(mut register: u32, mut n: u64) -> u32 {
+    let mut power = 1 << 23; // x^8, reflected
+    while n != 0 {
+        if n & 1 != 0 {
+            register = mul_mod_p(power, register);
         }
-        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+        power = mul_mod_p(power, power);
+        n >>= 1;
     }
-    p
+    register
 }
 
 /// Pieces this long that are all zeros take the shortcut.
 const ZERO_PIECE: usize = 4096;
 
 /// A running CRC-32.
+#[derive(Default)]
 pub struct Crc32 {
-    /// The register, kept inverted as the algorithm runs (the value is its complement).
-    state: u32,
+    /// The CRC-32 so far (the algorithm's register is its complement).
+    value: u32,
     tables: Option<Box<Tables>>,
 }
 
 impl Crc32 {
-    pub const fn new() -> Crc32 {
-        Crc32 { state: !0, tables: None }
-    }
-
     /// Starts over (keeping the tables).
     pub fn reset(&mut self) {
-        self.state = !0;
+        self.value = 0;
     }
 
     pub fn value(&self) -> u32 {
-        !self.state
+        self.value
     }
 
     pub fn update(&mut self, data: &[u8]) {
+        let register = !self.value;
         // Carry-less folding is about as fast as looking for zeros: just fold.
-        let (wide, tail) = data.split_at(if data.len() >= 64 { data.len() & !15 } else { 0 });
-        match cpu::crc32_pclmul(self.state, wide) {
-            Some(state) => self.state = tail.iter().fold(state, |c, &b| byte_step(c ^ b as u32)),
-            None if data.len() < 64 => {
-                self.state = data.iter().fold(self.state, |c, &b| byte_step(c ^ b as u32))
-            }
-            None => self.update_portable(data),
-        }
+        let (wide, tail) = data.split_at(data.len() & !15);
+        self.value = !match cpu::crc32_pclmul(register, wide) {
+            Some(folded) => bytewise(bytewise(0, &folded), tail),
+            None if data.len() < 64 => bytewise(register, data),
+            None => self.portable(register, data),
+        };
     }
 
     /// Table folding, with zero pieces skipped.
-    fn update_portable(&mut self, data: &[u8]) {
+    fn portable(&mut self, mut register: u32, data: &[u8]) -> u32 {
         for piece in data.chunks(ZERO_PIECE) {
-            if piece.len() == ZERO_PIECE && is_zero(piece) {
-                self.skip_zeros(ZERO_PIECE as u64);
+            register = if piece.len() == ZERO_PIECE && is_zero(piece) {
+                shift_zeros(register, ZERO_PIECE as u64)
             } else {
-                self.state = fold(self.tables.get_or_insert_with(build_tables), self.state, piece);
-            }
+                fold(self.tables.get_or_insert_with(build_tables), register, piece)
+            };
         }
+        register
     }
 
-    /// Advances over `n` zero bytes: multiplies the register by x^(8n), squaring x^8 up.
-    pub fn skip_zeros(&mut self, mut n: u64) {
-        let mut power = 1 << 23; // x^8, reflected
-        while n != 0 {
-            if n & 1 != 0 {
-                self.state = mul_mod_p(power, self.state);
-            }
-            power = mul_mod_p(power, power);
-            n >>= 1;
-        }
+    /// Advances over `n` zero bytes.
+    pub fn skip_zeros(&mut self, n: u64) {
+        self.value = !shift_zeros(!self.value, n);
     }
 }
 
 /// The CRC-32 of `data` in one call.
 pub fn checksum(data: &[u8]) -> u32 {
-    let mut c = Crc32::new();
+    let mut c = Crc32::default();
     c.update(data);
     c.value()
 }
 
 fn fold(t: &Tables, mut crc: u32, data: &[u8]) -> u32 {
     let (words, rest) = data.as_chunks::<8>();
-    for w in words {
-        let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
-        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
+    for word in words {
+        let word = u64::from_le_bytes(*word) ^ crc as u64;
+        // Byte k of the word is looked up in table 7 - k.
+        crc = (0..8).fold(0, |c, k| c ^ t[7 - k][(word >> (8 * k)) as u8 as usize]);
     }
     rest.iter().fold(crc, |c, &b| t[0][((c ^ b as u32) & 0xff) as usize] ^ (c >> 8))
 }
@@ -170,13 +169,13 @@ mod tests {
         }
         let want = reference(&data);
         for split in [0, 1, 7, 8, 4095, 4096, 4097, 9000, data.len()] {
-            let mut c = Crc32::new();
+            let mut c = Crc32::default();
             c.update(&data[..split]);
             c.update(&data[split..]);
             assert_eq!(c.value(), want, "split at {split}");
-            let mut portable = Crc32::new();
-            portable.update_portable(&data[..split]);
-            portable.update_portable(&data[split..]);
+            let mut portable = Crc32::default();
+            portable.value = !portable.portable(!0, &data[..split]);
+            portable.value = !portable.portable(!portable.value, &data[split..]);
             assert_eq!(portable.value(), want, "portable, split at {split}");
         }
     }
@@ -191,7 +190,7 @@ mod tests {
         for len in [64, 80, 128, 192, 1024, 4096, 9984] {
             for start in [!0u32, 0, 0x1234_5678] {
                 assert_eq!(
-                    cpu::crc32_pclmul(start, &data[..len]),
+                    cpu::crc32_pclmul(start, &data[..len]).map(|x| bytewise(0, &x)),
                     Some(fold(&build_tables(), start, &data[..len])),
                     "len {len}"
                 );
@@ -204,12 +203,12 @@ mod tests {
     #[test]
     fn skipping_zeros_equals_folding_them() {
         for n in [0u64, 1, 3, 8, 100, 4096, 1 << 20, (1 << 20) + 5] {
-            let mut skipped = Crc32::new();
+            let mut skipped = Crc32::default();
             skipped.update(b"prefix");
             skipped.skip_zeros(n);
-            let mut folded = Crc32::new();
+            let mut folded = Crc32::default();
             folded.update(b"prefix");
-            folded.state = fold(&build_tables(), folded.state, &std::vec![0u8; n as usize]);
+            folded.value = !fold(&build_tables(), !folded.value, &std::vec![0u8; n as usize]);
             assert_eq!(skipped.value(), folded.value(), "{n} zeros");
         }
     }

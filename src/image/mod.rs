@@ -12,8 +12,10 @@ use crate::io::Read;
 use crate::sys::block;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::{tty, Errno};
+use crate::tool::Args;
 use alloc::string::String;
 use core::fmt;
+use progress::Progress;
 
 /// An image's encoding, told from its first bytes (a plan's `compressed` is only a hint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +26,7 @@ pub enum Format {
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Raw => "raw",
-            Format::Gzip => "gzip",
-        })
+        f.write_str(if *self == Format::Gzip { "gzip" } else { "raw" })
     }
 }
 
@@ -41,30 +40,29 @@ pub fn is_zero(data: &[u8]) -> bool {
     lines.iter().all(zero) && rest.iter().all(|&b| b == 0)
 }
 
-/// An image source in tool mode: a file or standard input ([`open_source`]), or a URL's
-/// response.
+/// An image source in tool mode: a file or standard input (`None`) ([`open_source`]), or
+/// a URL's response.
 pub enum Source<'c> {
-    File(Fd),
-    Stdin,
+    File(Option<Fd>),
     Http(crate::http::Response<'c>),
 }
 
 impl Read for Source<'_> {
     type Error = Interrupted;
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Interrupted> {
-        let local = match self {
-            Source::File(f) => f.read(buf),
-            Source::Stdin => fd::read_raw(fd::STDIN, buf),
-            Source::Http(r) => return r.read(buf).map_err(Interrupted::from),
-        };
-        local.map_err(|e| text!("{e}"))
+        match self {
+            Source::File(f) => {
+                fd::read_raw(f.as_ref().map_or(fd::STDIN, Fd::raw), buf).map_err(|e| text!("{e}"))
+            }
+            Source::Http(r) => r.read(buf).map_err(Interrupted::from),
+        }
     }
 }
 
 /// Opens `spec` (a path, or `-` for standard input); returns it and its length if known.
 pub fn open_source(spec: &str) -> Result<(Source<'static>, Option<u64>), Errno> {
     if spec == "-" {
-        return Ok((Source::Stdin, None));
+        return Ok((Source::File(None), None));
     }
     let kind = block::kind_of(spec)?;
     let file = Fd::open(spec, OpenFlags::READ, 0)?;
@@ -72,34 +70,49 @@ pub fn open_source(spec: &str) -> Result<(Source<'static>, Option<u64>), Errno> 
         Some(block::Kind::RegularFile) => Some(block::file_len(&file)?),
         _ => None,
     };
-    Ok((Source::File(file), len))
+    Ok((Source::File(Some(file)), len))
 }
 
 /// The progress line: redrawn in place on a terminal, one line per call otherwise.
-pub fn show_progress(p: &progress::Progress, on_tty: bool) {
-    match (on_tty, p.done) {
-        (true, false) => say!("\r{p}\x1b[K"),
-        (true, true) => say!("\r{p}\x1b[K\n"),
-        (false, _) => sayln!("{p}"),
+pub fn show_progress(p: &Progress, on_tty: bool) {
+    match on_tty {
+        true => say!("\r{p}\x1b[K{}", if p.done { "\n" } else { "" }),
+        false => sayln!("{p}"),
     }
 }
 
-/// The end of a tool-mode command: its outcome's line on standard output, or its error on
-/// standard error (after ending the progress line on a terminal); the exit status.
-pub fn finish_command(command: &str, on_tty: bool, outcome: Result<String, String>) -> i32 {
+/// A progress hook: an error stops the transfer.
+pub type Hook<'h> = dyn FnMut(&Progress) -> Result<(), String> + 'h;
+
+/// A tool-mode command's arguments were wrong: says why, and the usage; the exit status.
+pub fn usage_error(name: &str, why: &str, usage: &str) -> i32 {
+    errln!("imprint {name}: {why}; usage: {usage}");
+    crate::tool::EXIT_USAGE
+}
+
+/// Runs a tool-mode image command with a hook that draws the progress line: its outcome's
+/// line goes to standard output, its error to standard error; returns the exit status.
+// Not inlined into the tool dispatcher, nor are the commands' bodies (measured: smaller).
+#[inline(never)]
+pub fn run_command(name: &str, run: &mut dyn FnMut(&mut Hook) -> Result<String, String>) -> i32 {
+    let (on_tty, mut drawn) = (tty::is_tty(fd::STDOUT), false);
+    let outcome = run(&mut |p| {
+        show_progress(p, on_tty);
+        drawn = !p.done;
+        Ok(())
+    });
     match outcome {
-        Ok(line) => {
-            sayln!("{line}");
-            0
-        }
+        Ok(line) => sayln!("{line}"),
         Err(e) => {
-            if on_tty {
+            // End a progress line left open on the terminal first.
+            if on_tty && drawn {
                 say!("\n");
             }
-            errln!("imprint {command}: {e}");
-            1
+            errln!("imprint {name}: {e}");
+            return 1;
         }
     }
+    0
 }
 
 pub const WRITE_USAGE: &str =
@@ -107,46 +120,53 @@ pub const WRITE_USAGE: &str =
 
 /// `imprint write`: parses the arguments, writes, prints progress; returns the exit status.
 pub fn write_command(args: &[&[u8]]) -> i32 {
-    match parse_write_args(args) {
-        Ok(cmd) => run_write(&cmd),
-        Err(why) => {
-            errln!("imprint write: {why}; usage: {WRITE_USAGE}");
-            crate::tool::EXIT_USAGE
-        }
-    }
+    let (source, target, mut options) = match parse_write_args(args) {
+        Ok(parsed) => parsed,
+        Err(why) => return usage_error("write", &why, WRITE_USAGE),
+    };
+    run_command("write", &mut |hook| {
+        let mut client;
+        let mut source = if source.starts_with("http://") || source.starts_with("https://") {
+            // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
+            client =
+                crate::http::Client::new(crate::net::dns::system_servers(), Default::default());
+            let response = client.get(source).map_err(|e| text!("{e}"))?;
+            options.source_size = response.length();
+            Source::Http(response)
+        } else {
+            let (file, len) = open_source(source).map_err(|e| text!("opening {source}: {e}"))?;
+            options.source_size = len;
+            file
+        };
+        let summary = write::write_image(&mut source, target, &options, hook);
+        summary.map(|s| text!("{target}: wrote {s}")).map_err(|e| text!("{e}"))
+    })
 }
 
-#[derive(Debug)]
-struct WriteCommand<'a> {
-    source: &'a str,
-    target: &'a str,
-    options: write::Options,
-}
-
-fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<WriteCommand<'a>, String> {
-    let mut args = crate::tool::Args::new(raw)?;
-    let sha256 = args.value("--sha256")?;
-    let size = args.value("--size")?;
+fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Options), String> {
+    let mut args = Args::new(raw)?;
     let options = write::Options {
+        sha256: option(&mut args, "--sha256", "64 hex digits", sha256::parse_hex)?,
+        image_size: option(&mut args, "--size", "a byte count", |n| n.parse().ok())?,
         sparse: !args.flag("--no-sparse"),
-        sha256: sha256
-            .map(|hex| {
-                sha256::parse_hex(hex).ok_or_else(|| bad_value("--sha256", hex, "64 hex digits"))
-            })
-            .transpose()?,
-        image_size: size
-            .map(|n| n.parse().map_err(|_| bad_value("--size", n, "a byte count")))
-            .transpose()?,
         source_size: None,
     };
     // positional() returns exactly two arguments or an error.
     let [source, target] =
         <[&str; 2]>::try_from(args.positional(2, "an image and a device")?).unwrap_or_default();
-    Ok(WriteCommand { source, target, options })
+    Ok((source, target, options))
 }
 
-fn bad_value(name: &str, value: &str, what: &str) -> String {
-    text!("{name} {} is not {what}", crate::console::Quoted(value))
+/// `name VALUE` taken out of `args` and parsed, or an error saying VALUE is not `what`.
+fn option<T>(
+    args: &mut Args,
+    name: &str,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, String> {
+    let Some(value) = args.value(name)? else { return Ok(None) };
+    let bad = || text!("{name} {} is not {what}", crate::console::Quoted(value));
+    parse(value).map(Some).ok_or_else(bad)
 }
 
 /// Why the stream feeding a write stopped (its source failed, after the HTTP client's
@@ -159,36 +179,6 @@ impl From<crate::http::Error> for Interrupted {
     fn from(e: crate::http::Error) -> Interrupted {
         text!("{e}")
     }
-}
-
-// Not inlined into the tool dispatcher (measured: smaller).
-#[inline(never)]
-fn run_write(cmd: &WriteCommand) -> i32 {
-    let on_tty = tty::is_tty(fd::STDOUT);
-    let mut show = |p: &progress::Progress| -> Result<(), Interrupted> {
-        show_progress(p, on_tty);
-        Ok(())
-    };
-    let mut client;
-    let opened = if cmd.source.starts_with("http://") || cmd.source.starts_with("https://") {
-        // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
-        client = crate::http::Client::new(crate::net::dns::system_servers(), Default::default());
-        client.get(cmd.source).map(|r| (r.length(), Source::Http(r))).map_err(|e| text!("{e}"))
-    } else {
-        let opened = open_source(cmd.source).map(|(source, len)| (len, source));
-        opened.map_err(|e| text!("opening {}: {e}", cmd.source))
-    };
-    let (source_size, mut source) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            errln!("imprint write: {e}");
-            return 1;
-        }
-    };
-    let options = write::Options { source_size, ..cmd.options.clone() };
-    let written = write::write_image(&mut source, cmd.target, &options, &mut show);
-    let outcome = written.map(|s| text!("{}: wrote {s}", cmd.target)).map_err(|e| text!("{e}"));
-    finish_command("write", on_tty, outcome)
 }
 
 #[cfg(test)]
@@ -218,12 +208,12 @@ mod tests {
             b"--size",
             b"1048577",
         ];
-        let cmd = parse_write_args(&args).unwrap();
-        assert_eq!((cmd.source, cmd.target), ("img.gz", "/dev/sda"));
-        assert_eq!(cmd.options.sha256, Some([0xab; 32]));
-        assert_eq!(cmd.options.image_size, Some(1048577));
-        assert!(!cmd.options.sparse);
-        assert!(parse_write_args(&[b"a", b"b"]).unwrap().options.sparse, "sparse by default");
+        let (source, target, options) = parse_write_args(&args).unwrap();
+        assert_eq!((source, target), ("img.gz", "/dev/sda"));
+        assert_eq!(options.sha256, Some([0xab; 32]));
+        assert_eq!(options.image_size, Some(1048577));
+        assert!(!options.sparse);
+        assert!(parse_write_args(&[b"a", b"b"]).unwrap().2.sparse, "sparse by default");
         assert!(parse_write_args(&[b"a"]).unwrap_err().contains("expected an image and a device"));
         assert!(parse_write_args(&[b"a", b"b", b"--sha256", b"xyz"])
             .unwrap_err()

@@ -55,11 +55,7 @@ impl Sha256 {
         pad[0] = 0x80;
         pad[pad_len..pad_len + 8].copy_from_slice(&(self.total << 3).to_be_bytes());
         self.update(&pad[..pad_len + 8]);
-        let mut out = [0u8; 32];
-        for (o, s) in out.as_chunks_mut::<4>().0.iter_mut().zip(self.state) {
-            *o = s.to_be_bytes();
-        }
-        out
+        self.state.map(u32::to_be_bytes).as_flattened().try_into().unwrap_or_default()
     }
 }
 
@@ -100,15 +96,12 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
 
 /// A digest written as 64 lower- or upper-case hex digits; `None` if it is not one.
 pub fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    let (pairs, []) = text.as_bytes().as_chunks::<2>() else { return None };
     let mut out = [0u8; 32];
-    if pairs.len() != out.len() {
-        return None;
+    for (i, c) in text.chars().enumerate() {
+        // Even positions are high nibbles.
+        *out.get_mut(i / 2)? |= (c.to_digit(16)? << (4 - i % 2 * 4)) as u8;
     }
-    for (o, [hi, lo]) in out.iter_mut().zip(pairs) {
-        *o = ((*hi as char).to_digit(16)? << 4 | (*lo as char).to_digit(16)?) as u8;
-    }
-    Some(out)
+    (text.len() == 64).then_some(out)
 }
 
 /// Displays a digest as lower-case hex.

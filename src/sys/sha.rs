@@ -28,10 +28,8 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
     let load_words = |words: &[u32; 4]| unsafe { arch::_mm_loadu_si128(words.as_ptr().cast()) };
     // Big-endian words: reverse the bytes of each 32-bit lane.
     let mask = arch::_mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
-    let dcba =
-        arch::_mm_set_epi32(state[3] as i32, state[2] as i32, state[1] as i32, state[0] as i32);
-    let hgfe =
-        arch::_mm_set_epi32(state[7] as i32, state[6] as i32, state[5] as i32, state[4] as i32);
+    let (halves, _) = state.as_chunks::<4>();
+    let [dcba, hgfe] = [halves[0], halves[1]].map(|h| load_words(&h));
     let cdab = arch::_mm_shuffle_epi32(dcba, 0xb1);
     let efgh = arch::_mm_shuffle_epi32(hgfe, 0x1b);
     let mut abef = arch::_mm_alignr_epi8(cdab, efgh, 8);
@@ -44,17 +42,15 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
             let words = if group < 4 {
                 w[group]
             } else {
-                // The message schedule, four words at a time, in a ring of four.
-                let [w0, w1, w2, w3] =
-                    [w[group % 4], w[(group + 1) % 4], w[(group + 2) % 4], w[(group + 3) % 4]];
+                // The message schedule, four words at a time, from the last sixteen.
                 let next = arch::_mm_sha256msg2_epu32(
                     arch::_mm_add_epi32(
-                        arch::_mm_sha256msg1_epu32(w0, w1),
-                        arch::_mm_alignr_epi8(w3, w2, 4),
+                        arch::_mm_sha256msg1_epu32(w[0], w[1]),
+                        arch::_mm_alignr_epi8(w[3], w[2], 4),
                     ),
-                    w3,
+                    w[3],
                 );
-                w[group % 4] = next;
+                w = [w[1], w[2], w[3], next];
                 next
             };
             let t = arch::_mm_add_epi32(words, load_words(k));
