@@ -5,10 +5,7 @@ use super::{check, with_cstr, Errno, Result};
 use alloc::vec::Vec;
 
 /// Mount flags imprint uses.
-pub const MS_NOSUID: u64 = libc::MS_NOSUID;
-pub const MS_NODEV: u64 = libc::MS_NODEV;
-pub const MS_NOEXEC: u64 = libc::MS_NOEXEC;
-pub const MS_RDONLY: u64 = libc::MS_RDONLY;
+pub use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 
 pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
     // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
@@ -23,36 +20,37 @@ pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -
     check(ret).map(|_| ())
 }
 
+/// A call on one path that returns 0 or -1 with errno.
+fn on_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> Result<()> {
+    check(with_cstr(path, f)?).map(|_| ())
+}
+
+// SAFETY (the four below): with_cstr hands each call a valid NUL-terminated path for its
+// duration; they take no other pointers.
+
 /// Unmounts `target`; `detach` makes it lazy (MNT_DETACH) for mounts still in use.
 pub fn umount(target: &str, detach: bool) -> Result<()> {
     let flags = if detach { libc::MNT_DETACH } else { 0 };
-    // SAFETY: target is a valid NUL-terminated string for the duration of the call.
-    check(with_cstr(target, |p| unsafe { libc::umount2(p, flags) })?).map(|_| ())
+    on_path(target, |p| unsafe { libc::umount2(p, flags) })
 }
 
 /// Creates a directory; an existing one is fine.
 pub fn make_dir(path: &str, mode: u32) -> Result<()> {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    match check(with_cstr(path, |p| unsafe { libc::mkdir(p, mode as libc::mode_t) })?) {
-        Ok(_) => Ok(()),
+    match on_path(path, |p| unsafe { libc::mkdir(p, mode) }) {
         Err(e) if e.0 == libc::EEXIST => Ok(()),
-        Err(e) => Err(e),
+        done => done,
     }
 }
 
 /// Creates a character device node (the console, when the initramfs lacks it).
 pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
     let dev = libc::makedev(major, minor);
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    let ret =
-        with_cstr(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev) })?;
-    check(ret).map(|_| ())
+    on_path(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode, dev) })
 }
 
 /// Sets a file's permission bits exactly (open's mode is filtered by the umask).
 pub fn set_mode(path: &str, mode: u32) -> Result<()> {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    check(with_cstr(path, |p| unsafe { libc::chmod(p, mode as libc::mode_t) })?).map(|_| ())
+    on_path(path, |p| unsafe { libc::chmod(p, mode) })
 }
 
 /// EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64).
@@ -69,14 +67,14 @@ pub fn grow_ext4(mount_point: &str, blocks: u64) -> Result<()> {
 
 /// Whether `path` exists (any type), following symlinks.
 pub fn exists(path: &str) -> bool {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::F_OK) }), Ok(0))
+    // SAFETY: as for the four above.
+    on_path(path, |p| unsafe { libc::access(p, libc::F_OK) }).is_ok()
 }
 
 /// Whether `path` can be executed by us.
 pub fn is_executable(path: &str) -> bool {
-    // SAFETY: as in `exists`.
-    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::X_OK) }), Ok(0))
+    // SAFETY: as for the four above.
+    on_path(path, |p| unsafe { libc::access(p, libc::X_OK) }).is_ok()
 }
 
 /// Reads a whole (small) file such as /proc/cmdline or a sysfs attribute; EFBIG past
@@ -100,8 +98,8 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
 /// order the filesystem happens to return. Read with getdents64: opendir would allocate
 /// through the C library's malloc.
 pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
-    let dir = Fd::open(path, OpenFlags(libc::O_RDONLY | libc::O_DIRECTORY), 0)?;
-    let mut names = Vec::new();
+    let dir = Fd::open(path, OpenFlags::READ | libc::O_DIRECTORY, 0)?;
+    let mut names: Vec<alloc::string::String> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: buf is writable for buf.len() bytes; the kernel fills it with whole
@@ -120,25 +118,21 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
             let name = record.get(19..).unwrap_or_default().split(|&b| b == 0).next();
             match core::str::from_utf8(name.unwrap_or_default()) {
                 Ok("." | "..") | Err(_) => {} // not UTF-8: no name we look for is like that
-                Ok(n) => names.push(alloc::string::String::from(n)),
+                // Sorted as they come, by insertion: core's sort costs about 4 KB of code
+                // in the init, and directories here hold a handful of names.
+                Ok(n) => {
+                    names.push(n.into());
+                    let mut at = names.len() - 1;
+                    while at > 0 && names[at - 1] > names[at] {
+                        names.swap(at - 1, at);
+                        at -= 1;
+                    }
+                }
             }
             records = rest;
         }
     }
-    sort_names(&mut names);
     Ok(names)
-}
-
-/// Insertion sort: directories here hold a handful of names, and core's sort costs about
-/// 4 KB of code in the init.
-fn sort_names(names: &mut [alloc::string::String]) {
-    for i in 1..names.len() {
-        let mut j = i;
-        while j > 0 && names[j - 1] > names[j] {
-            names.swap(j - 1, j);
-            j -= 1;
-        }
-    }
 }
 
 /// The target of a symbolic link.

@@ -76,11 +76,7 @@ impl<T: Copy> Global<T> {
 
 /// Turns a C return value into a `Result`: negative means failure with errno set.
 fn check(ret: libc::c_int) -> Result<libc::c_int> {
-    if ret < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(ret)
-    }
+    check_size(ret as libc::ssize_t).map(|n| n as libc::c_int)
 }
 
 fn check_size(ret: libc::ssize_t) -> Result<usize> {
@@ -88,6 +84,16 @@ fn check_size(ret: libc::ssize_t) -> Result<usize> {
         Err(Errno::last())
     } else {
         Ok(ret as usize)
+    }
+}
+
+/// Calls `f` again while it fails with EINTR.
+fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    loop {
+        match f() {
+            Err(Errno::EINTR) => {}
+            done => return done,
+        }
     }
 }
 
@@ -99,16 +105,14 @@ fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
     Ok(f(copy_cstr(s, &mut buf)?))
 }
 
-/// The work of `with_cstr`, compiled once rather than for each of its callers.
+/// The work of `with_cstr`, compiled once rather than for each of its callers. The
+/// buffer is zeroed: the NUL after the copy is already there.
 fn copy_cstr(s: &str, buf: &mut [u8; libc::PATH_MAX as usize]) -> Result<*const c_char> {
-    if s.as_bytes().contains(&0) {
-        return Err(Errno::EINVAL);
-    }
-    match buf.get_mut(..s.len() + 1) {
-        Some(room) => room[..s.len()].copy_from_slice(s.as_bytes()),
-        None => return Err(Errno::ENAMETOOLONG),
-    }
-    Ok(buf.as_ptr().cast())
+    let Some((room, [_nul, ..])) = buf.split_at_mut_checked(s.len()) else {
+        return Err(Errno::ENAMETOOLONG);
+    };
+    room.copy_from_slice(s.as_bytes());
+    (!s.as_bytes().contains(&0)).then_some(buf.as_ptr().cast()).ok_or(Errno::EINVAL)
 }
 
 #[cfg(test)]
