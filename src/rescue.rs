@@ -24,12 +24,9 @@ pub enum Policy {
 
 impl Policy {
     pub fn parse(s: &str) -> Option<Policy> {
-        match s {
-            "reboot" => Some(Policy::Reboot),
-            "shell" => Some(Policy::Shell),
-            "poweroff" => Some(Policy::Poweroff),
-            _ => None,
-        }
+        use Policy::*;
+        let all = [("reboot", Reboot), ("shell", Shell), ("poweroff", Poweroff)];
+        all.into_iter().find(|p| p.0 == s).map(|p| p.1)
     }
 }
 
@@ -60,7 +57,8 @@ pub fn enter(doing: &'static str) {
 /// PID 1's answer to an error: show it, then follow the policy. Never returns.
 pub fn fail(error: &dyn Display) -> ! {
     RESCUING.set(true);
-    say!("{}", Frame(DOING.get(), error));
+    // Framed so it stands out among kernel messages on a serial console.
+    say!("\n{RULE}\n!! imprint FAILED while {}\n!! {error}\n{RULE}\n", DOING.get());
     let power_off = POLICY.get() == Policy::Poweroff;
     if POLICY.get() == Policy::Shell || countdown(power_off, DELAY.get()) {
         run_shell();
@@ -86,16 +84,6 @@ pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 const RULE: &str = "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";
-
-/// The failure (what imprint was doing, the error), framed so it stands out among kernel
-/// messages on a serial console.
-pub struct Frame<'a>(pub &'a str, pub &'a dyn Display);
-
-impl Display for Frame<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "\n{RULE}\n!! imprint FAILED while {}\n!! {}\n{RULE}\n", self.0, self.1)
-    }
-}
 
 const SHELL: &str = "/bin/sh";
 
@@ -197,16 +185,6 @@ fn wait_for(shell: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_names_the_step_and_error() {
-        let out = text!("{}", Frame("bringing up the network", &"no carrier on eth0"));
-        let lines: std::vec::Vec<&str> = out.lines().collect();
-        assert_eq!(lines[1], RULE);
-        assert_eq!(lines[2], "!! imprint FAILED while bringing up the network");
-        assert_eq!(lines[3], "!! no carrier on eth0");
-        assert_eq!(lines[4], RULE);
-    }
 
     #[test]
     fn policy_round_trips_through_the_statics() {

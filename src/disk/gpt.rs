@@ -141,16 +141,16 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
     block::pread_exact(fd, &mut entries, entries_lba * block)
         .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
-    // Backup first, primary last: until the primary is rewritten the old table stands.
-    let mut sector = vec![0u8; block as usize];
-    sector[..HEADER_SIZE].copy_from_slice(&backup);
-    block::pwrite_all(fd, &entries, backup_entries * block)
-        .map_err(io("writing the backup GPT entries"))?;
-    block::pwrite_all(fd, &sector, (disk_lbas - 1) * block)
-        .map_err(io("writing the backup GPT header"))?;
-    sector[..HEADER_SIZE].copy_from_slice(&primary);
-    block::pwrite_all(fd, &entries, entries_lba * block).map_err(io("writing the GPT entries"))?;
-    block::pwrite_all(fd, &sector, block).map_err(io("writing the GPT header"))?;
+    // Backup first, primary last: until the primary is rewritten the old table stands. The
+    // headers go out in the block read from LBA 1 (its rest is zero or left as it was).
+    let copies =
+        [("backup ", backup, backup_entries, disk_lbas - 1), ("", primary, entries_lba, 1)];
+    for (which, new, entries_at, header_at) in copies {
+        let failed = |what| move |errno| text!("writing the {which}GPT {what}: {errno}");
+        block::pwrite_all(fd, &entries, entries_at * block).map_err(failed("entries"))?;
+        header[..HEADER_SIZE].copy_from_slice(&new);
+        block::pwrite_all(fd, &header, header_at * block).map_err(failed("header"))?;
+    }
     block::fsync(fd).map_err(io("flushing the GPT"))?;
     Ok(true)
 }
