@@ -38,12 +38,6 @@ pub struct Allocator {
 // harness, which is multi-threaded, except through per-test instances.
 unsafe impl Sync for Allocator {}
 
-impl Allocator {
-    const fn new() -> Allocator {
-        Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
-    }
-}
-
 /// The class of a layout, `None` for a large block.
 fn class_of(layout: Layout) -> Option<usize> {
     let need = layout.size().max(layout.align()).max(1);
@@ -57,11 +51,7 @@ fn map(len: usize) -> *mut u8 {
         (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
     // SAFETY: an anonymous private mapping of fresh memory, at an address the kernel picks.
     let raw = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, -1, 0) };
-    if raw == libc::MAP_FAILED {
-        ptr::null_mut()
-    } else {
-        raw.cast()
-    }
+    (raw != libc::MAP_FAILED).then_some(raw.cast()).unwrap_or(ptr::null_mut())
 }
 
 // SAFETY: alloc returns null or a block of at least layout.size() bytes aligned to
@@ -122,11 +112,17 @@ impl Allocator {
 /// The one allocator of the init (its `#[global_allocator]`). Host test builds keep the
 /// host's allocator.
 #[cfg_attr(all(not(test), target_env = "musl"), global_allocator)]
-pub static ALLOCATOR: Allocator = Allocator::new();
+pub static ALLOCATOR: Allocator = Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Allocator {
+        fn new() -> Allocator {
+            Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
+        }
+    }
 
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
