@@ -133,10 +133,8 @@ pub fn run_shell() {
     // The console the kernel writes to: the last entry of /sys/class/tty/console/active
     // (e.g. "tty0 ttyS0"). /dev/console itself cannot be a controlling terminal, so
     // without this the shell has no job control.
-    let mut buf = [0u8; 128];
-    let n = fs::read_into("/sys/class/tty/console/active", &mut buf).unwrap_or(0);
-    let console =
-        text!("/dev/{}", last_word(buf.get(..n).unwrap_or_default()).unwrap_or("console"));
+    let active = fs::read_file("/sys/class/tty/console/active", 4096).unwrap_or_default();
+    let console = text!("/dev/{}", last_word(&active).unwrap_or("console"));
     sayln!("imprint: starting a shell on {console}; exit it to reboot");
     match process::fork() {
         Ok(0) => exec_shell(&console),

@@ -4,7 +4,7 @@ use super::{check, check_size, retry, with_cstr, Errno, Result};
 
 /// An open file descriptor that imprint owns; closing happens on drop.
 #[derive(Debug)]
-pub struct Fd(libc::c_int);
+pub struct Fd(pub(super) libc::c_int);
 
 /// Flags for [`Fd::open`], plain `c_int`s to combine with `|` (a namespace, not a type).
 pub struct OpenFlags;
@@ -33,18 +33,8 @@ impl Fd {
         retry(|| check(with_cstr(path, |p| unsafe { libc::open(p, flags, mode) })?)).map(Fd)
     }
 
-    /// Takes ownership of a descriptor a system call just returned (sockets).
-    pub(super) fn adopt(fd: libc::c_int) -> Fd {
-        Fd(fd)
-    }
-
     pub fn raw(&self) -> libc::c_int {
         self.0
-    }
-
-    /// One read; returns 0 at end of file. Retries on EINTR.
-    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        read_raw(self.0, buf)
     }
 
     pub fn write_all(&self, buf: &[u8]) -> Result<()> {

@@ -82,11 +82,8 @@ pub fn is_executable(path: &str) -> bool {
 pub fn read_file(path: &str, limit: usize) -> Result<Vec<u8>> {
     let mut out = alloc::vec![0; limit + 1];
     let n = read_into(path, &mut out)?;
-    if n > limit {
-        return Err(Errno(libc::EFBIG));
-    }
     out.truncate(n);
-    Ok(out)
+    (n <= limit).then_some(out).ok_or(Errno(libc::EFBIG))
 }
 
 /// Reads a file into `buf` without allocating (for the panic path); returns its length.
@@ -141,11 +138,9 @@ pub fn read_link(path: &str) -> Result<alloc::string::String> {
     // SAFETY: path is NUL-terminated for the call; buf is writable for buf.len() bytes and
     // readlink writes at most that many.
     let n = with_cstr(path, |p| unsafe { libc::readlink(p, buf.as_mut_ptr().cast(), buf.len()) })?;
-    let n = super::check_size(n)?;
-    if n == buf.len() {
-        return Err(Errno::ENAMETOOLONG);
-    }
-    core::str::from_utf8(&buf[..n]).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
+    let link = buf.get(..super::check_size(n)?).filter(|l| l.len() < buf.len());
+    let link = link.ok_or(Errno::ENAMETOOLONG)?;
+    core::str::from_utf8(link).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
 }
 
 /// Flushes every filesystem's dirty data to its device.
