@@ -118,12 +118,8 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
                 // Sorted as they come, by insertion: core's sort costs about 4 KB of code
                 // in the init, and directories here hold a handful of names.
                 Ok(n) => {
-                    names.push(n.into());
-                    let mut at = names.len() - 1;
-                    while at > 0 && names[at - 1] > names[at] {
-                        names.swap(at - 1, at);
-                        at -= 1;
-                    }
+                    let at = names.iter().position(|m| m.as_str() > n).unwrap_or(names.len());
+                    names.insert(at, n.into());
                 }
             }
             records = rest;
