@@ -140,10 +140,9 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         .filter(|d| matches(d, hints))
         .collect();
     let wanted = match (path, describe(hints)) {
-        (Some(path), h) if h.is_empty() => String::from(path),
-        (Some(path), h) => text!("{path} with {h}"),
         (None, h) if h.is_empty() => String::from("(no hint: the only non-removable disk)"),
-        (None, h) => h,
+        (Some(path), h) if !h.is_empty() => text!("{path} with {h}"),
+        (path, h) => path.map_or(h, String::from),
     };
     let (list, mut out) = match found.as_slice() {
         [disk] => return Ok((*disk).clone()),
@@ -189,20 +188,16 @@ fn describe(h: &DiskHints) -> String {
         ("vendor", &h.vendor),
         ("transport", &h.transport),
     ];
-    for (key, value) in texts {
-        if let Some(v) = value {
-            let _ = write!(out, " {key}={}", Quoted(v));
-        }
+    for (key, v) in texts.into_iter().filter_map(|(key, v)| Some((key, v.as_ref()?))) {
+        let _ = write!(out, " {key}={}", Quoted(v));
     }
-    for (key, value) in [("minSize", h.min_size), ("maxSize", h.max_size)] {
-        if let Some(n) = value {
-            let _ = write!(out, " {key}={}", size(n));
-        }
+    let sizes = [("minSize", h.min_size), ("maxSize", h.max_size)];
+    for (key, n) in sizes.into_iter().filter_map(|(key, n)| Some((key, n?))) {
+        let _ = write!(out, " {key}={}", size(n));
     }
-    for (key, value) in [("rotational", h.rotational), ("removable", h.removable)] {
-        if let Some(b) = value {
-            let _ = write!(out, " {key}={b}");
-        }
+    let flags = [("rotational", h.rotational), ("removable", h.removable)];
+    for (key, b) in flags.into_iter().filter_map(|(key, b)| Some((key, b?))) {
+        let _ = write!(out, " {key}={b}");
     }
     String::from(out.trim_start())
 }
