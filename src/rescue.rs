@@ -32,10 +32,10 @@ impl Policy {
 
 // The rescue path's state lives in statics because a panic arrives with nothing else: the
 // panic handler cannot be handed the settings.
-static POLICY: Global<Policy> = Global::new(Policy::Reboot);
 /// Seconds of the countdown unless `imprint.on_error_delay=` says otherwise.
 pub const DEFAULT_DELAY: u32 = 30;
-static DELAY: Global<u32> = Global::new(DEFAULT_DELAY);
+/// The policy and the countdown's seconds.
+static SETTINGS: Global<(Policy, u32)> = Global::new((Policy::Reboot, DEFAULT_DELAY));
 /// What the boot is doing, so a failure (or a panic, which carries no context) can say it.
 static DOING: Global<&str> = Global::new("starting up");
 static RESCUING: Global<bool> = Global::new(false);
@@ -43,10 +43,7 @@ static RESCUING: Global<bool> = Global::new(false);
 /// Sets the policy the rescue path follows (from the command line, later the plan), and
 /// the countdown's seconds when given.
 pub fn configure(policy: Policy, delay_secs: Option<u32>) {
-    POLICY.set(policy);
-    if let Some(secs) = delay_secs {
-        DELAY.set(secs);
-    }
+    SETTINGS.set((policy, delay_secs.unwrap_or(SETTINGS.get().1)));
 }
 
 /// Records what the boot is doing, as a failure says it: "FAILED while {doing}".
@@ -59,8 +56,9 @@ pub fn fail(error: &dyn Display) -> ! {
     RESCUING.set(true);
     // Framed so it stands out among kernel messages on a serial console.
     say!("\n{RULE}\n!! imprint FAILED while {}\n!! {error}\n{RULE}\n", DOING.get());
-    let power_off = POLICY.get() == Policy::Poweroff;
-    if POLICY.get() == Policy::Shell || countdown(power_off, DELAY.get()) {
+    let (policy, delay) = SETTINGS.get();
+    let power_off = policy == Policy::Poweroff;
+    if policy == Policy::Shell || countdown(power_off, delay) {
         run_shell();
     }
     init::shutdown(power_off)
@@ -191,10 +189,10 @@ mod tests {
         {
             assert_eq!(Policy::parse(name), Some(policy));
             configure(policy, Some(7));
-            assert_eq!((POLICY.get(), DELAY.get()), (policy, 7));
+            assert_eq!(SETTINGS.get(), (policy, 7));
         }
         configure(Policy::Shell, None);
-        assert_eq!((POLICY.get(), DELAY.get()), (Policy::Shell, 7));
+        assert_eq!(SETTINGS.get(), (Policy::Shell, 7));
         assert_eq!(Policy::parse("halt"), None);
         configure(Policy::Reboot, Some(30));
     }

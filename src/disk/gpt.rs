@@ -17,7 +17,7 @@ const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;
 
 /// Errors are their message: "the image's GPT is damaged: ...", "growing partition 2: ...".
-type Result<T> = core::result::Result<T, String>;
+type Result<T, E = String> = core::result::Result<T, E>;
 
 fn damaged(why: &str) -> String {
     text!("the image's GPT is damaged: {why}")
@@ -101,14 +101,9 @@ pub fn plan(
     Ok((primary, backup, backup_entries))
 }
 
-/// Extends partition `number` (1-based) to `last_usable`, if it is in use and no other
+/// Extends partition `number` (1-based) to `end` (the last usable LBA), if it is in use and no other
 /// partition lies after it.
-fn grow_entry(
-    entries: &mut [u8],
-    size: usize,
-    number: u32,
-    last_usable: u64,
-) -> core::result::Result<(), &'static str> {
+fn grow_entry(entries: &mut [u8], size: usize, number: u32, end: u64) -> Result<(), &'static str> {
     let used = |e: &[u8]| e[..16].iter().any(|&b| b != 0);
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
     let entry = index.ok_or("the table has no such partition")? * size;
@@ -120,10 +115,10 @@ fn grow_entry(
     if later {
         return Err("another partition lies after it");
     }
-    if last_usable < u64_at(entries, entry + 40) {
+    if end < u64_at(entries, entry + 40) {
         return Err("it would shrink");
     }
-    put(entries, entry + 40, &last_usable.to_le_bytes());
+    put(entries, entry + 40, &end.to_le_bytes());
     Ok(())
 }
 
