@@ -10,6 +10,7 @@ use crate::init;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::poll::{self, PollFd};
 use crate::sys::{fs, process, time, tty, Global};
+use core::cell::Cell;
 use core::fmt::Display;
 use core::time::Duration;
 
@@ -35,10 +36,10 @@ impl Policy {
 /// Seconds of the countdown unless `imprint.on_error_delay=` says otherwise.
 pub const DEFAULT_DELAY: u32 = 30;
 /// The policy and the countdown's seconds.
-static SETTINGS: Global<(Policy, u32)> = Global::new((Policy::Reboot, DEFAULT_DELAY));
+static SETTINGS: Global<(Policy, u32)> = Global(Cell::new((Policy::Reboot, DEFAULT_DELAY)));
 /// What the boot is doing, so a failure (or a panic, which carries no context) can say it.
-static DOING: Global<&str> = Global::new("starting up");
-static RESCUING: Global<bool> = Global::new(false);
+static DOING: Global<&str> = Global(Cell::new("starting up"));
+static RESCUING: Global<bool> = Global(Cell::new(false));
 
 /// Sets the policy the rescue path follows (from the command line, later the plan), and
 /// the countdown's seconds when given.

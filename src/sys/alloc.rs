@@ -33,8 +33,8 @@ pub struct Allocator {
     free: UnsafeCell<[*mut u8; CLASSES]>,
 }
 
-// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so the state is
-// never touched by two threads at once. The allocator is not used by the host's test
+// SAFETY: the only threads besides the main one are a DirectRing's I/O threads
+// (sys::block), which allocate nothing, so the state is never touched by two threads at once. The allocator is not used by the host's test
 // harness, which is multi-threaded, except through per-test instances.
 unsafe impl Sync for Allocator {}
 

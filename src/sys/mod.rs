@@ -54,23 +54,19 @@ impl fmt::Display for Errno {
 }
 
 /// A value PID 1's code shares with its panic handler (the rescue path's policy and step),
-/// which is handed nothing else.
-pub struct Global<T>(core::cell::Cell<T>);
+/// which is handed nothing else: a `Cell` that may be a `static`.
+pub struct Global<T>(pub core::cell::Cell<T>);
 
-// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so a Global is
-// never touched by two threads at once. (Of the host's multi-threaded unit tests, only one
-// touches the rescue path's Globals.)
+// SAFETY: the only threads besides the main one are a DirectRing's I/O threads (sys::block),
+// which run nothing but the ring's system calls, so a Global is never touched by two threads
+// at once. (Of the host's multi-threaded unit tests, only one touches the rescue path's
+// Globals.)
 unsafe impl<T> Sync for Global<T> {}
 
-impl<T: Copy> Global<T> {
-    pub const fn new(value: T) -> Global<T> {
-        Global(core::cell::Cell::new(value))
-    }
-    pub fn get(&self) -> T {
-        self.0.get()
-    }
-    pub fn set(&self, value: T) {
-        self.0.set(value)
+impl<T> core::ops::Deref for Global<T> {
+    type Target = core::cell::Cell<T>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
