@@ -169,12 +169,10 @@ fn exec_shell(console: &str) -> ! {
 /// every orphan).
 fn wait_for(shell: i32) {
     while let Ok((pid, how)) = process::wait_any() {
-        if pid == shell {
-            match how {
-                Ok(code) => sayln!("imprint: shell exited with status {code}"),
-                Err(signal) => sayln!("imprint: shell killed by signal {signal}"),
-            }
-            return;
+        match how {
+            _ if pid != shell => {}
+            Ok(code) => return sayln!("imprint: shell exited with status {code}"),
+            Err(signal) => return sayln!("imprint: shell killed by signal {signal}"),
         }
     }
 }

@@ -117,13 +117,11 @@ fn read_disk(block: &str, name: String) -> Disk {
 fn read_attr(path: &str, vpd_page: u8) -> String {
     let bytes = fs::read_file(path, 4096).unwrap_or_default();
     let text = match (vpd_page, bytes.as_slice()) {
-        (0, all) => all,
-        (page, [_, p, _, len, rest @ ..]) if *p == page => {
-            rest.get(..*len as usize).unwrap_or(rest)
-        }
-        _ => &[],
+        (0, all) => Some(all),
+        (page, [_, p, _, n, t @ ..]) if *p == page => t.get(..*n as usize).or(Some(t)),
+        _ => None,
     };
-    String::from(core::str::from_utf8(text).unwrap_or_default().trim())
+    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim())
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
