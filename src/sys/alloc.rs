@@ -84,27 +84,16 @@ unsafe impl GlobalAlloc for Allocator {
         block
     }
 
-    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        self.release(block, layout)
-    }
-}
-
-impl Allocator {
-    /// `dealloc`, kept out of line: inlined, it would be repeated at every drop.
+    /// Kept out of line: inlined, it would be repeated at every drop.
     #[inline(never)]
-    fn release(&self, block: *mut u8, layout: Layout) {
-        // SAFETY: as for `dealloc` above: `block` came from `alloc` with `layout`.
-        unsafe {
-            match class_of(layout) {
-                Some(class) => {
-                    let free = &mut (*self.free.get())[class];
-                    *(block as *mut *mut u8) = *free;
-                    *free = block;
-                }
-                None => {
-                    libc::munmap(block.cast(), layout.size());
-                }
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        match class_of(layout) {
+            Some(class) => {
+                let free = &mut (*self.free.get())[class];
+                *(block as *mut *mut u8) = *free;
+                *free = block;
             }
+            None => _ = libc::munmap(block.cast(), layout.size()),
         }
     }
 }
