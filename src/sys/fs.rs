@@ -113,14 +113,13 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
         while let Some(len @ 20..) = records.get(16..18).map(|l| u16::from_ne_bytes([l[0], l[1]])) {
             let (record, rest) = records.split_at(records.len().min(len as usize));
             let name = record.get(19..).unwrap_or_default().split(|&b| b == 0).next();
-            match core::str::from_utf8(name.unwrap_or_default()) {
-                Ok("." | "..") | Err(_) => {} // not UTF-8: no name we look for is like that
-                // Sorted as they come, by insertion: core's sort costs about 4 KB of code
-                // in the init, and directories here hold a handful of names.
-                Ok(n) => {
-                    let at = names.iter().position(|m| m.as_str() > n).unwrap_or(names.len());
-                    names.insert(at, n.into());
-                }
+            // Not UTF-8: no name we look for is like that. Sorted as they come, by
+            // insertion: core's sort costs about 4 KB of code in the init, and directories
+            // here hold a handful of names.
+            let name = core::str::from_utf8(name.unwrap_or_default()).unwrap_or(".");
+            if name != "." && name != ".." {
+                let at = names.iter().position(|m| m.as_str() > name).unwrap_or(names.len());
+                names.insert(at, name.into());
             }
             records = rest;
         }
