@@ -117,7 +117,7 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
             // insertion: core's sort costs about 4 KB of code in the init, and directories
             // here hold a handful of names.
             let name = core::str::from_utf8(name.unwrap_or_default()).unwrap_or(".");
-            if name != "." && name != ".." {
+            if !matches!(name, "." | "..") {
                 let at = names.iter().position(|m| m.as_str() > name).unwrap_or(names.len());
                 names.insert(at, name.into());
             }
