@@ -37,10 +37,9 @@ impl Disk {
 impl fmt::Display for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.name, size(self.size), self.transport)?;
-        for (label, value) in [(" model ", &self.model), (" serial ", &self.serial)] {
-            if !value.is_empty() {
-                write!(f, "{label}{}", Quoted(value))?;
-            }
+        let texts = [(" model ", &self.model), (" serial ", &self.serial)];
+        for (label, value) in texts.into_iter().filter(|(_, value)| !value.is_empty()) {
+            write!(f, "{label}{}", Quoted(value))?;
         }
         f.write_str(if self.removable { " removable" } else { "" })
     }
