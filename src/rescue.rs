@@ -145,9 +145,8 @@ pub fn run_shell() {
 /// The last white-space separated word of `text`, if it is a plausible device name.
 pub fn last_word(text: &[u8]) -> Option<&str> {
     let word = text.split(|b| b.is_ascii_whitespace()).rfind(|w| !w.is_empty())?;
-    let plausible =
-        word.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    core::str::from_utf8(word).ok().filter(|_| plausible)
+    let plausible = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
+    core::str::from_utf8(word).ok().filter(|_| word.iter().all(plausible))
 }
 
 /// In the child: a new session, the console as controlling terminal and fds 0-2, exec.

@@ -10,16 +10,14 @@
 use crate::image::crc32;
 use crate::sys::block;
 use crate::sys::fd::Fd;
-use alloc::string::String;
-use alloc::vec;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;
 
 /// Errors are their message: "the image's GPT is damaged: ...", "growing partition 2: ...".
-type Result<T, E = String> = core::result::Result<T, E>;
+type Result<T, E = alloc::string::String> = core::result::Result<T, E>;
 
-fn damaged(why: &str) -> String {
+fn damaged(why: &str) -> alloc::string::String {
     text!("the image's GPT is damaged: {why}")
 }
 
@@ -128,11 +126,11 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
     let io = |doing| move |errno| text!("{doing}: {errno}");
     let block = u64::from(block::logical_block_size(fd).map_err(io("reading the block size"))?);
     let disk_lbas = block::device_size(fd).map_err(io("reading the disk size"))? / block;
-    let mut header = vec![0u8; block as usize];
+    let mut header = alloc::vec![0u8; block as usize];
     block::pread_exact(fd, &mut header, block).map_err(io("reading the GPT header"))?;
     let Some((entries_lba, count, size)) = entries_of(&header)? else { return Ok(false) };
     let array_len = (u64::from(count) * u64::from(size)).div_ceil(block) * block;
-    let mut entries = vec![0u8; array_len as usize];
+    let mut entries = alloc::vec![0u8; array_len as usize];
     block::pread_exact(fd, &mut entries, entries_lba * block)
         .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;

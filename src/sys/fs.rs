@@ -103,10 +103,7 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
         // dirent64 records and returns their total length.
         let ret =
             unsafe { libc::syscall(libc::SYS_getdents64, dir.raw(), buf.as_mut_ptr(), buf.len()) };
-        let n = super::check_size(ret as libc::ssize_t)?;
-        if n == 0 {
-            break;
-        }
+        let n @ 1.. = super::check_size(ret as libc::ssize_t)? else { break };
         // Each record: inode (8 bytes), offset (8), its length (2), type (1), the name
         // NUL-terminated.
         let mut records = &buf[..n];
