@@ -117,9 +117,7 @@ fn countdown(power_off: bool, secs: u32) -> bool {
             }
         }
     }
-    if on_tty {
-        sayln!("");
-    }
+    say!("{}", if on_tty { "\n" } else { "" });
     false
 }
 

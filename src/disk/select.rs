@@ -81,10 +81,8 @@ fn read_disk(block: &str, name: String) -> Disk {
     let first = |a: String, b: String| if a.is_empty() { b } else { a };
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
-    let serial = first(
-        attr("serial"),
-        first(attr("device/serial"), read_attr(&text!("{dir}/device/vpd_pg80"), 0x80)),
-    );
+    let vpd_serial = read_attr(&text!("{dir}/device/vpd_pg80"), 0x80);
+    let serial = first(attr("serial"), first(attr("device/serial"), vpd_serial));
     let device_path = fs::read_link(&dir).unwrap_or_default();
     let transport = match () {
         _ if name.starts_with("nvme") => "nvme",
