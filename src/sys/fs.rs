@@ -25,17 +25,17 @@ fn on_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> Re
     check(with_cstr(path, f)?).map(|_| ())
 }
 
-// SAFETY (the four below): with_cstr hands each call a valid NUL-terminated path for its
-// duration; they take no other pointers.
-
 /// Unmounts `target`; `detach` makes it lazy (MNT_DETACH) for mounts still in use.
 pub fn umount(target: &str, detach: bool) -> Result<()> {
     let flags = if detach { libc::MNT_DETACH } else { 0 };
+    // SAFETY: on_path hands the call a valid NUL-terminated path for its duration (so for
+    // the calls below, which take no other pointers either).
     on_path(target, |p| unsafe { libc::umount2(p, flags) })
 }
 
 /// Creates a directory; an existing one is fine.
 pub fn make_dir(path: &str, mode: u32) -> Result<()> {
+    // SAFETY: as in `umount`.
     match on_path(path, |p| unsafe { libc::mkdir(p, mode) }) {
         Err(e) if e.0 == libc::EEXIST => Ok(()),
         done => done,
@@ -45,11 +45,13 @@ pub fn make_dir(path: &str, mode: u32) -> Result<()> {
 /// Creates a character device node (the console, when the initramfs lacks it).
 pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
     let dev = libc::makedev(major, minor);
+    // SAFETY: as in `umount`.
     on_path(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode, dev) })
 }
 
 /// Sets a file's permission bits exactly (open's mode is filtered by the umask).
 pub fn set_mode(path: &str, mode: u32) -> Result<()> {
+    // SAFETY: as in `umount`.
     on_path(path, |p| unsafe { libc::chmod(p, mode) })
 }
 
@@ -67,13 +69,13 @@ pub fn grow_ext4(mount_point: &str, blocks: u64) -> Result<()> {
 
 /// Whether `path` exists (any type), following symlinks.
 pub fn exists(path: &str) -> bool {
-    // SAFETY: as for the four above.
+    // SAFETY: as in `umount`.
     on_path(path, |p| unsafe { libc::access(p, libc::F_OK) }).is_ok()
 }
 
 /// Whether `path` can be executed by us.
 pub fn is_executable(path: &str) -> bool {
-    // SAFETY: as for the four above.
+    // SAFETY: as in `umount`.
     on_path(path, |p| unsafe { libc::access(p, libc::X_OK) }).is_ok()
 }
 
