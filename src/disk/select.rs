@@ -139,13 +139,11 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         (Some(path), h) if !h.is_empty() => text!("{path} with {h}"),
         (path, h) => path.map_or(h, String::from),
     };
+    let n = found.len();
     let (list, mut out) = match found.as_slice() {
         [disk] => return Ok((*disk).clone()),
         [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
-        _ => (
-            found.clone(),
-            text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
-        ),
+        _ => (found.clone(), text!("{n} disks match {wanted}, give a hint that picks one: ")),
     };
     for (i, d) in list.iter().enumerate() {
         let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
