@@ -11,7 +11,6 @@ use crate::image::crc32;
 use crate::sys::block;
 use crate::sys::fd::Fd;
 
-const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;
 
 /// Errors are their message: "the image's GPT is damaged: ...", "growing partition 2: ...".
@@ -44,7 +43,7 @@ fn header_crc(header: &[u8]) -> u32 {
 /// What the primary header says about the entries: (first LBA, count, entry size); `None`
 /// when LBA 1 holds no GPT header (an MBR-only or unpartitioned image).
 pub fn entries_of(header: &[u8]) -> Result<Option<(u64, u32, u32)>> {
-    if header.len() < HEADER_SIZE || &header[..8] != SIGNATURE {
+    if header.len() < HEADER_SIZE || &header[..8] != b"EFI PART" {
         return Ok(None);
     }
     if u32_at(header, 12) as usize != HEADER_SIZE || header_crc(header) != u32_at(header, 16) {

@@ -1,23 +1,19 @@
 //! Files and mounts: mount, umount, mkdir, mknod, whole-file reads, sync.
 
 use super::fd::{Fd, OpenFlags};
-use super::{check, with_cstr, Errno, Result};
+use super::{check, copy_cstr, with_cstr, Errno, Result};
 use alloc::vec::Vec;
 
 /// Mount flags imprint uses.
 pub use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 
 pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
-    // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
-    // (nested with_cstr closures); the kernel copies them before mount returns.
-    let ret = with_cstr(source, |src| {
-        with_cstr(target, |tgt| {
-            with_cstr(fstype, |fs| {
-                with_cstr(data, |d| unsafe { libc::mount(src, tgt, fs, flags, d.cast()) })
-            })
-        })
-    })????; // one `?` per nested with_cstr
-    check(ret).map(|_| ())
+    let [a, b, c, d] = &mut [[0u8; libc::PATH_MAX as usize]; 4];
+    let (src, tgt) = (copy_cstr(source, a)?, copy_cstr(target, b)?);
+    let (fs, data) = (copy_cstr(fstype, c)?, copy_cstr(data, d)?);
+    // SAFETY: all four are NUL-terminated strings in buffers that live through the call; the
+    // kernel copies them before mount returns.
+    check(unsafe { libc::mount(src, tgt, fs, flags, data.cast()) }).map(|_| ())
 }
 
 /// A call on one path that returns 0 or -1 with errno.

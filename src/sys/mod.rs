@@ -101,13 +101,14 @@ fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
     Ok(f(copy_cstr(s, &mut buf)?))
 }
 
-/// The work of `with_cstr`, compiled once rather than for each of its callers. The
-/// buffer is zeroed: the NUL after the copy is already there.
+/// The work of `with_cstr`, compiled once rather than for each of its callers: `s` as a
+/// NUL-terminated string in `buf`, which the pointer is valid as long as.
 fn copy_cstr(s: &str, buf: &mut [u8; libc::PATH_MAX as usize]) -> Result<*const c_char> {
-    let Some((room, [_nul, ..])) = buf.split_at_mut_checked(s.len()) else {
+    let Some((room, [nul, ..])) = buf.split_at_mut_checked(s.len()) else {
         return Err(Errno::ENAMETOOLONG);
     };
     room.copy_from_slice(s.as_bytes());
+    *nul = 0;
     (!s.as_bytes().contains(&0)).then_some(buf.as_ptr().cast()).ok_or(Errno::EINVAL)
 }
 
