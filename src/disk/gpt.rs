@@ -134,7 +134,8 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
         .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
     // Backup first, primary last: until the primary is rewritten the old table stands. The
-    // headers go out in the block read from LBA 1 (its rest is zero or left as it was).
+    // headers go out in the block read from LBA 1, its reserved rest zeroed.
+    header[HEADER_SIZE..].fill(0);
     let copies =
         [("backup ", backup, backup_entries, disk_lbas - 1), ("", primary, entries_lba, 1)];
     for (which, new, entries_at, header_at) in copies {
