@@ -10,6 +10,7 @@ use crate::init;
 use crate::sys::fd::{self, Fd, OpenFlags};
 use crate::sys::poll::{self, PollFd};
 use crate::sys::{fs, process, time, tty, Global};
+use core::cell::Cell;
 use core::fmt::Display;
 use core::time::Duration;
 
@@ -24,32 +25,26 @@ pub enum Policy {
 
 impl Policy {
     pub fn parse(s: &str) -> Option<Policy> {
-        match s {
-            "reboot" => Some(Policy::Reboot),
-            "shell" => Some(Policy::Shell),
-            "poweroff" => Some(Policy::Poweroff),
-            _ => None,
-        }
+        use Policy::*;
+        let all = [("reboot", Reboot), ("shell", Shell), ("poweroff", Poweroff)];
+        all.into_iter().find(|p| p.0 == s).map(|p| p.1)
     }
 }
 
 // The rescue path's state lives in statics because a panic arrives with nothing else: the
 // panic handler cannot be handed the settings.
-static POLICY: Global<Policy> = Global::new(Policy::Reboot);
 /// Seconds of the countdown unless `imprint.on_error_delay=` says otherwise.
 pub const DEFAULT_DELAY: u32 = 30;
-static DELAY: Global<u32> = Global::new(DEFAULT_DELAY);
+/// The policy and the countdown's seconds.
+static SETTINGS: Global<(Policy, u32)> = Global(Cell::new((Policy::Reboot, DEFAULT_DELAY)));
 /// What the boot is doing, so a failure (or a panic, which carries no context) can say it.
-static DOING: Global<&str> = Global::new("starting up");
-static RESCUING: Global<bool> = Global::new(false);
+static DOING: Global<&str> = Global(Cell::new("starting up"));
+static RESCUING: Global<bool> = Global(Cell::new(false));
 
 /// Sets the policy the rescue path follows (from the command line, later the plan), and
 /// the countdown's seconds when given.
 pub fn configure(policy: Policy, delay_secs: Option<u32>) {
-    POLICY.set(policy);
-    if let Some(secs) = delay_secs {
-        DELAY.set(secs);
-    }
+    SETTINGS.set((policy, delay_secs.unwrap_or(SETTINGS.get().1)));
 }
 
 /// Records what the boot is doing, as a failure says it: "FAILED while {doing}".
@@ -60,9 +55,11 @@ pub fn enter(doing: &'static str) {
 /// PID 1's answer to an error: show it, then follow the policy. Never returns.
 pub fn fail(error: &dyn Display) -> ! {
     RESCUING.set(true);
-    say!("{}", Frame(DOING.get(), error));
-    let power_off = POLICY.get() == Policy::Poweroff;
-    if POLICY.get() == Policy::Shell || countdown(power_off, DELAY.get()) {
+    // Framed so it stands out among kernel messages on a serial console.
+    say!("\n{RULE}\n!! imprint FAILED while {}\n!! {error}\n{RULE}\n", DOING.get());
+    let (policy, delay) = SETTINGS.get();
+    let power_off = policy == Policy::Poweroff;
+    if policy == Policy::Shell || countdown(power_off, delay) {
         run_shell();
     }
     init::shutdown(power_off)
@@ -86,16 +83,6 @@ pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 const RULE: &str = "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!";
-
-/// The failure (what imprint was doing, the error), framed so it stands out among kernel
-/// messages on a serial console.
-pub struct Frame<'a>(pub &'a str, pub &'a dyn Display);
-
-impl Display for Frame<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "\n{RULE}\n!! imprint FAILED while {}\n!! {}\n{RULE}\n", self.0, self.1)
-    }
-}
 
 const SHELL: &str = "/bin/sh";
 
@@ -130,9 +117,7 @@ fn countdown(power_off: bool, secs: u32) -> bool {
             }
         }
     }
-    if on_tty {
-        sayln!("");
-    }
+    say!("{}", if on_tty { "\n" } else { "" });
     false
 }
 
@@ -145,10 +130,8 @@ pub fn run_shell() {
     // The console the kernel writes to: the last entry of /sys/class/tty/console/active
     // (e.g. "tty0 ttyS0"). /dev/console itself cannot be a controlling terminal, so
     // without this the shell has no job control.
-    let mut buf = [0u8; 128];
-    let n = fs::read_into("/sys/class/tty/console/active", &mut buf).unwrap_or(0);
-    let console =
-        text!("/dev/{}", last_word(buf.get(..n).unwrap_or_default()).unwrap_or("console"));
+    let active = fs::read_file("/sys/class/tty/console/active", 4096).unwrap_or_default();
+    let console = text!("/dev/{}", last_word(&active).unwrap_or("console"));
     sayln!("imprint: starting a shell on {console}; exit it to reboot");
     match process::fork() {
         Ok(0) => exec_shell(&console),
@@ -160,9 +143,8 @@ pub fn run_shell() {
 /// The last white-space separated word of `text`, if it is a plausible device name.
 pub fn last_word(text: &[u8]) -> Option<&str> {
     let word = text.split(|b| b.is_ascii_whitespace()).rfind(|w| !w.is_empty())?;
-    let plausible =
-        word.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    core::str::from_utf8(word).ok().filter(|_| plausible)
+    let plausible = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
+    core::str::from_utf8(word).ok().filter(|_| word.iter().all(plausible))
 }
 
 /// In the child: a new session, the console as controlling terminal and fds 0-2, exec.
@@ -184,12 +166,10 @@ fn exec_shell(console: &str) -> ! {
 /// every orphan).
 fn wait_for(shell: i32) {
     while let Ok((pid, how)) = process::wait_any() {
-        if pid == shell {
-            match how {
-                Ok(code) => sayln!("imprint: shell exited with status {code}"),
-                Err(signal) => sayln!("imprint: shell killed by signal {signal}"),
-            }
-            return;
+        match how {
+            _ if pid != shell => {}
+            Ok(code) => return sayln!("imprint: shell exited with status {code}"),
+            Err(signal) => return sayln!("imprint: shell killed by signal {signal}"),
         }
     }
 }
@@ -199,26 +179,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_names_the_step_and_error() {
-        let out = text!("{}", Frame("bringing up the network", &"no carrier on eth0"));
-        let lines: std::vec::Vec<&str> = out.lines().collect();
-        assert_eq!(lines[1], RULE);
-        assert_eq!(lines[2], "!! imprint FAILED while bringing up the network");
-        assert_eq!(lines[3], "!! no carrier on eth0");
-        assert_eq!(lines[4], RULE);
-    }
-
-    #[test]
     fn policy_round_trips_through_the_statics() {
         for (name, policy) in
             [("shell", Policy::Shell), ("poweroff", Policy::Poweroff), ("reboot", Policy::Reboot)]
         {
             assert_eq!(Policy::parse(name), Some(policy));
             configure(policy, Some(7));
-            assert_eq!((POLICY.get(), DELAY.get()), (policy, 7));
+            assert_eq!(SETTINGS.get(), (policy, 7));
         }
         configure(Policy::Shell, None);
-        assert_eq!((POLICY.get(), DELAY.get()), (Policy::Shell, 7));
+        assert_eq!(SETTINGS.get(), (Policy::Shell, 7));
         assert_eq!(Policy::parse("halt"), None);
         configure(Policy::Reboot, Some(30));
     }

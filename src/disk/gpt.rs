@@ -10,16 +10,13 @@
 use crate::image::crc32;
 use crate::sys::block;
 use crate::sys::fd::Fd;
-use alloc::string::String;
-use alloc::vec;
 
-const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_SIZE: usize = 92;
 
 /// Errors are their message: "the image's GPT is damaged: ...", "growing partition 2: ...".
-type Result<T> = core::result::Result<T, String>;
+type Result<T, E = alloc::string::String> = core::result::Result<T, E>;
 
-fn damaged(why: &str) -> String {
+fn damaged(why: &str) -> alloc::string::String {
     text!("the image's GPT is damaged: {why}")
 }
 
@@ -46,7 +43,7 @@ fn header_crc(header: &[u8]) -> u32 {
 /// What the primary header says about the entries: (first LBA, count, entry size); `None`
 /// when LBA 1 holds no GPT header (an MBR-only or unpartitioned image).
 pub fn entries_of(header: &[u8]) -> Result<Option<(u64, u32, u32)>> {
-    if header.len() < HEADER_SIZE || &header[..8] != SIGNATURE {
+    if header.len() < HEADER_SIZE || &header[..8] != b"EFI PART" {
         return Ok(None);
     }
     if u32_at(header, 12) as usize != HEADER_SIZE || header_crc(header) != u32_at(header, 16) {
@@ -101,14 +98,9 @@ pub fn plan(
     Ok((primary, backup, backup_entries))
 }
 
-/// Extends partition `number` (1-based) to `last_usable`, if it is in use and no other
+/// Extends partition `number` (1-based) to `end` (the last usable LBA), if it is in use and no other
 /// partition lies after it.
-fn grow_entry(
-    entries: &mut [u8],
-    size: usize,
-    number: u32,
-    last_usable: u64,
-) -> core::result::Result<(), &'static str> {
+fn grow_entry(entries: &mut [u8], size: usize, number: u32, end: u64) -> Result<(), &'static str> {
     let used = |e: &[u8]| e[..16].iter().any(|&b| b != 0);
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
     let entry = index.ok_or("the table has no such partition")? * size;
@@ -120,10 +112,10 @@ fn grow_entry(
     if later {
         return Err("another partition lies after it");
     }
-    if last_usable < u64_at(entries, entry + 40) {
+    if end < u64_at(entries, entry + 40) {
         return Err("it would shrink");
     }
-    put(entries, entry + 40, &last_usable.to_le_bytes());
+    put(entries, entry + 40, &end.to_le_bytes());
     Ok(())
 }
 
@@ -133,24 +125,25 @@ pub fn relocate_and_grow(fd: &Fd, grow: Option<u32>) -> Result<bool> {
     let io = |doing| move |errno| text!("{doing}: {errno}");
     let block = u64::from(block::logical_block_size(fd).map_err(io("reading the block size"))?);
     let disk_lbas = block::device_size(fd).map_err(io("reading the disk size"))? / block;
-    let mut header = vec![0u8; block as usize];
+    let mut header = alloc::vec![0u8; block as usize];
     block::pread_exact(fd, &mut header, block).map_err(io("reading the GPT header"))?;
     let Some((entries_lba, count, size)) = entries_of(&header)? else { return Ok(false) };
     let array_len = (u64::from(count) * u64::from(size)).div_ceil(block) * block;
-    let mut entries = vec![0u8; array_len as usize];
+    let mut entries = alloc::vec![0u8; array_len as usize];
     block::pread_exact(fd, &mut entries, entries_lba * block)
         .map_err(io("reading the GPT entries"))?;
     let (primary, backup, backup_entries) = plan(&header, &mut entries, disk_lbas, block, grow)?;
-    // Backup first, primary last: until the primary is rewritten the old table stands.
-    let mut sector = vec![0u8; block as usize];
-    sector[..HEADER_SIZE].copy_from_slice(&backup);
-    block::pwrite_all(fd, &entries, backup_entries * block)
-        .map_err(io("writing the backup GPT entries"))?;
-    block::pwrite_all(fd, &sector, (disk_lbas - 1) * block)
-        .map_err(io("writing the backup GPT header"))?;
-    sector[..HEADER_SIZE].copy_from_slice(&primary);
-    block::pwrite_all(fd, &entries, entries_lba * block).map_err(io("writing the GPT entries"))?;
-    block::pwrite_all(fd, &sector, block).map_err(io("writing the GPT header"))?;
+    // Backup first, primary last: until the primary is rewritten the old table stands. The
+    // headers go out in the block read from LBA 1, its reserved rest zeroed.
+    header[HEADER_SIZE..].fill(0);
+    let copies =
+        [("backup ", backup, backup_entries, disk_lbas - 1), ("", primary, entries_lba, 1)];
+    for (which, new, entries_at, header_at) in copies {
+        let failed = |what| move |errno| text!("writing the {which}GPT {what}: {errno}");
+        block::pwrite_all(fd, &entries, entries_at * block).map_err(failed("entries"))?;
+        header[..HEADER_SIZE].copy_from_slice(&new);
+        block::pwrite_all(fd, &header, header_at * block).map_err(failed("header"))?;
+    }
     block::fsync(fd).map_err(io("flushing the GPT"))?;
     Ok(true)
 }

@@ -36,30 +36,22 @@ impl Disk {
 
 impl fmt::Display for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.name, Size(self.size), self.transport)?;
-        for (label, value) in [(" model ", &self.model), (" serial ", &self.serial)] {
-            if !value.is_empty() {
-                write!(f, "{label}{}", Quoted(value))?;
-            }
+        write!(f, "{} {} {}", self.name, size(self.size), self.transport)?;
+        let texts = [(" model ", &self.model), (" serial ", &self.serial)];
+        for (label, value) in texts.into_iter().filter(|(_, value)| !value.is_empty()) {
+            write!(f, "{label}{}", Quoted(value))?;
         }
         f.write_str(if self.removable { " removable" } else { "" })
     }
 }
 
-/// Bytes in decimal units, as disk labels use them.
-pub struct Size(pub u64);
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, scale) in
-            [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)]
-        {
-            if self.0 >= scale {
-                let tenths = self.0 * 10 / scale;
-                return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
-            }
-        }
-        write!(f, "{} B", self.0)
+/// Bytes in decimal units, as disk labels use them ("500.1 GB").
+pub fn size(n: u64) -> String {
+    let units =
+        [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)];
+    match units.into_iter().find(|unit| n >= unit.1) {
+        Some((unit, scale)) => text!("{}.{} {unit}", n / scale, n * 10 / scale % 10),
+        None => text!("{n} B"),
     }
 }
 
@@ -89,10 +81,8 @@ fn read_disk(block: &str, name: String) -> Disk {
     let first = |a: String, b: String| if a.is_empty() { b } else { a };
     // Serial: virtio-blk has its own attribute; NVMe and many SCSI drivers expose it on the
     // device; otherwise it is in the SCSI unit serial number VPD page (0x80).
-    let serial = first(
-        attr("serial"),
-        first(attr("device/serial"), read_attr(&text!("{dir}/device/vpd_pg80"), 0x80)),
-    );
+    let vpd_serial = read_attr(&text!("{dir}/device/vpd_pg80"), 0x80);
+    let serial = first(attr("serial"), first(attr("device/serial"), vpd_serial));
     let device_path = fs::read_link(&dir).unwrap_or_default();
     let transport = match () {
         _ if name.starts_with("nvme") => "nvme",
@@ -124,43 +114,37 @@ fn read_disk(block: &str, name: String) -> Disk {
 fn read_attr(path: &str, vpd_page: u8) -> String {
     let bytes = fs::read_file(path, 4096).unwrap_or_default();
     let text = match (vpd_page, bytes.as_slice()) {
-        (0, all) => all,
-        (page, [_, p, _, len, rest @ ..]) if *p == page => {
-            rest.get(..*len as usize).unwrap_or(rest)
-        }
-        _ => &[],
+        (0, all) => Some(all),
+        (page, [_, p, _, n, t @ ..]) if *p == page => t.get(..*n as usize).or(Some(t)),
+        _ => None,
     };
-    String::from(core::str::from_utf8(text).unwrap_or_default().trim())
+    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim())
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
 /// non-removable disk. The error lists every disk.
 pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
-    let wanted = match path {
-        Some(path) if hints.is_empty() => String::from(path),
-        Some(path) => text!("{path} with {}", describe(hints)),
-        None if hints.is_empty() => String::from("(no hint: the only non-removable disk)"),
-        None => describe(hints),
+    let name = path.map(|path| path.strip_prefix("/dev/").unwrap_or(path));
+    let found: Vec<&Disk> = (disks.iter())
+        .filter(|d| match name {
+            // A path may name removable media: the operator asked for it.
+            Some(name) => d.name == name,
+            // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
+            None => hints.removable == Some(true) || !d.removable,
+        })
+        .filter(|d| matches(d, hints))
+        .collect();
+    let wanted = match (path, describe(hints)) {
+        (None, h) if h.is_empty() => String::from("(no hint: the only non-removable disk)"),
+        (Some(path), h) if !h.is_empty() => text!("{path} with {h}"),
+        (path, h) => path.map_or(h, String::from),
     };
-    let found: Vec<&Disk> = match path {
-        // A path may name removable media: the operator asked for it.
-        Some(path) => {
-            let name = path.strip_prefix("/dev/").unwrap_or(path);
-            disks.iter().filter(|d| d.name == name).collect()
-        }
-        // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
-        None => disks.iter().filter(|d| hints.removable == Some(true) || !d.removable).collect(),
-    };
-    let found: Vec<&Disk> = found.into_iter().filter(|d| matches(d, hints)).collect();
-    let (list, why) = match found.as_slice() {
+    let n = found.len();
+    let (list, mut out) = match found.as_slice() {
         [disk] => return Ok((*disk).clone()),
         [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
-        _ => (
-            found.clone(),
-            text!("{} disks match {wanted}, give a hint that picks one: ", found.len()),
-        ),
+        _ => (found.clone(), text!("{n} disks match {wanted}, give a hint that picks one: ")),
     };
-    let mut out = why;
     for (i, d) in list.iter().enumerate() {
         let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
     }
@@ -168,14 +152,12 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
-    let same = |want: &Option<String>, have: &str| {
-        want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have))
-    };
-    same(&h.serial, &d.serial)
+    let texts = [(&h.serial, &*d.serial), (&h.model, &d.model), (&h.vendor, &d.vendor)];
+    texts
+        .into_iter()
+        .chain([(&h.transport, d.transport)])
+        .all(|(want, have)| want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have)))
         && h.wwn.as_ref().is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
-        && same(&h.model, &d.model)
-        && same(&h.vendor, &d.vendor)
-        && same(&h.transport, d.transport)
         && h.min_size.is_none_or(|min| d.size >= min)
         && h.max_size.is_none_or(|max| d.size <= max)
         && h.rotational.is_none_or(|r| d.rotational == r)
@@ -189,7 +171,7 @@ fn wwn(s: &str) -> String {
     String::from(bare.unwrap_or(&s))
 }
 
-/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB").
+/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
     let texts = [
@@ -199,20 +181,16 @@ fn describe(h: &DiskHints) -> String {
         ("vendor", &h.vendor),
         ("transport", &h.transport),
     ];
-    for (key, value) in texts {
-        if let Some(v) = value {
-            let _ = write!(out, " {key}={}", Quoted(v));
-        }
+    for (key, v) in texts.into_iter().filter_map(|(key, v)| Some((key, v.as_ref()?))) {
+        let _ = write!(out, " {key}={}", Quoted(v));
     }
-    for (key, value) in [("minSize", h.min_size), ("maxSize", h.max_size)] {
-        if let Some(n) = value {
-            let _ = write!(out, " {key}={}", Size(n));
-        }
+    let sizes = [("minSize", h.min_size), ("maxSize", h.max_size)];
+    for (key, n) in sizes.into_iter().filter_map(|(key, n)| Some((key, n?))) {
+        let _ = write!(out, " {key}={}", size(n));
     }
-    for (key, value) in [("rotational", h.rotational), ("removable", h.removable)] {
-        if let Some(b) = value {
-            let _ = write!(out, " {key}={b}");
-        }
+    let flags = [("rotational", h.rotational), ("removable", h.removable)];
+    for (key, b) in flags.into_iter().filter_map(|(key, b)| Some((key, b?))) {
+        let _ = write!(out, " {key}={b}");
     }
     String::from(out.trim_start())
 }
@@ -415,8 +393,9 @@ mod tests {
 
     #[test]
     fn sizes_read_like_labels() {
-        assert_eq!(Size(500_107_862_016).to_string(), "500.1 GB");
-        assert_eq!(Size(999).to_string(), "999 B");
-        assert_eq!(Size(2_000_000_000_000).to_string(), "2.0 TB");
+        assert_eq!(size(500_107_862_016), "500.1 GB");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(2_000_000_000_000), "2.0 TB");
+        assert_eq!(size(1_999), "1.9 kB");
     }
 }

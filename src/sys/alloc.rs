@@ -33,16 +33,10 @@ pub struct Allocator {
     free: UnsafeCell<[*mut u8; CLASSES]>,
 }
 
-// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so the state is
-// never touched by two threads at once. The allocator is not used by the host's test
+// SAFETY: the only threads besides the main one are a DirectRing's I/O threads
+// (sys::block), which allocate nothing, so the state is never touched by two threads at once. The allocator is not used by the host's test
 // harness, which is multi-threaded, except through per-test instances.
 unsafe impl Sync for Allocator {}
-
-impl Allocator {
-    const fn new() -> Allocator {
-        Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
-    }
-}
 
 /// The class of a layout, `None` for a large block.
 fn class_of(layout: Layout) -> Option<usize> {
@@ -57,11 +51,7 @@ fn map(len: usize) -> *mut u8 {
         (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
     // SAFETY: an anonymous private mapping of fresh memory, at an address the kernel picks.
     let raw = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, -1, 0) };
-    if raw == libc::MAP_FAILED {
-        ptr::null_mut()
-    } else {
-        raw.cast()
-    }
+    (raw != libc::MAP_FAILED).then_some(raw.cast()).unwrap_or(ptr::null_mut())
 }
 
 // SAFETY: alloc returns null or a block of at least layout.size() bytes aligned to
@@ -94,27 +84,16 @@ unsafe impl GlobalAlloc for Allocator {
         block
     }
 
-    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        self.release(block, layout)
-    }
-}
-
-impl Allocator {
-    /// `dealloc`, kept out of line: inlined, it would be repeated at every drop.
+    /// Kept out of line: inlined, it would be repeated at every drop.
     #[inline(never)]
-    fn release(&self, block: *mut u8, layout: Layout) {
-        // SAFETY: as for `dealloc` above: `block` came from `alloc` with `layout`.
-        unsafe {
-            match class_of(layout) {
-                Some(class) => {
-                    let free = &mut (*self.free.get())[class];
-                    *(block as *mut *mut u8) = *free;
-                    *free = block;
-                }
-                None => {
-                    libc::munmap(block.cast(), layout.size());
-                }
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        match class_of(layout) {
+            Some(class) => {
+                let free = &mut (*self.free.get())[class];
+                *(block as *mut *mut u8) = *free;
+                *free = block;
             }
+            None => _ = libc::munmap(block.cast(), layout.size()),
         }
     }
 }
@@ -122,11 +101,17 @@ impl Allocator {
 /// The one allocator of the init (its `#[global_allocator]`). Host test builds keep the
 /// host's allocator.
 #[cfg_attr(all(not(test), target_env = "musl"), global_allocator)]
-pub static ALLOCATOR: Allocator = Allocator::new();
+pub static ALLOCATOR: Allocator = Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Allocator {
+        fn new() -> Allocator {
+            Allocator { free: UnsafeCell::new([ptr::null_mut(); CLASSES]) }
+        }
+    }
 
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()

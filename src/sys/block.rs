@@ -70,8 +70,8 @@ pub fn open_file(path: &str, direct: bool) -> Result<Fd> {
     Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::CREATE | direct_flag(direct), 0o644)
 }
 
-fn direct_flag(direct: bool) -> OpenFlags {
-    OpenFlags(if direct { libc::O_DIRECT } else { 0 })
+fn direct_flag(direct: bool) -> libc::c_int {
+    OpenFlags::DIRECT * direct as libc::c_int
 }
 
 /// The file's length in bytes (for regular files).

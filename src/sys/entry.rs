@@ -14,12 +14,10 @@ extern "C" {}
 
 #[no_mangle]
 extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+    // SAFETY: the C runtime guarantees argv holds argc valid pointers to NUL-terminated
+    // strings that live, unmodified by us, until the process ends, hence 'static.
+    let arg = |i| unsafe { CStr::from_ptr(*argv.add(i)) }.to_bytes();
     let mut args: Vec<&'static [u8]> = Vec::with_capacity(argc.max(0) as usize);
-    for i in 0..argc.max(0) as usize {
-        // SAFETY: the C runtime guarantees argv holds argc valid pointers to NUL-terminated
-        // strings that live, unmodified by us, until the process ends, hence 'static.
-        let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
-        args.push(arg.to_bytes());
-    }
+    args.extend((0..argc.max(0) as usize).map(arg));
     crate::start(&args)
 }

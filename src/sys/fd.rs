@@ -1,31 +1,23 @@
 //! Owned file descriptors: opened, read, written, duplicated, closed on drop.
 
-use super::{check, check_size, with_cstr, Errno, Result};
+use super::{check, check_size, retry, with_cstr, Errno, Result};
 
 /// An open file descriptor that imprint owns; closing happens on drop.
 #[derive(Debug)]
-pub struct Fd(libc::c_int);
+pub struct Fd(pub(super) libc::c_int);
 
-/// Flags for [`Fd::open`]; combine with `|`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenFlags(pub libc::c_int);
+/// Flags for [`Fd::open`], plain `c_int`s to combine with `|` (a namespace, not a type).
+pub struct OpenFlags;
 
 impl OpenFlags {
-    pub const READ: OpenFlags = OpenFlags(libc::O_RDONLY);
-    pub const WRITE: OpenFlags = OpenFlags(libc::O_WRONLY);
-    pub const READ_WRITE: OpenFlags = OpenFlags(libc::O_RDWR);
-    pub const CREATE: OpenFlags = OpenFlags(libc::O_CREAT);
-    pub const TRUNCATE: OpenFlags = OpenFlags(libc::O_TRUNC);
-    pub const EXCLUSIVE: OpenFlags = OpenFlags(libc::O_EXCL);
-    pub const DIRECT: OpenFlags = OpenFlags(libc::O_DIRECT);
-    pub const NO_CTTY: OpenFlags = OpenFlags(libc::O_NOCTTY);
-}
-
-impl core::ops::BitOr for OpenFlags {
-    type Output = OpenFlags;
-    fn bitor(self, rhs: OpenFlags) -> OpenFlags {
-        OpenFlags(self.0 | rhs.0)
-    }
+    pub const READ: libc::c_int = libc::O_RDONLY;
+    pub const WRITE: libc::c_int = libc::O_WRONLY;
+    pub const READ_WRITE: libc::c_int = libc::O_RDWR;
+    pub const CREATE: libc::c_int = libc::O_CREAT;
+    pub const TRUNCATE: libc::c_int = libc::O_TRUNC;
+    pub const EXCLUSIVE: libc::c_int = libc::O_EXCL;
+    pub const DIRECT: libc::c_int = libc::O_DIRECT;
+    pub const NO_CTTY: libc::c_int = libc::O_NOCTTY;
 }
 
 /// The standard descriptors, by number (they are not owned: nothing closes them).
@@ -34,32 +26,15 @@ pub const STDOUT: libc::c_int = 1;
 
 impl Fd {
     /// Opens `path`; every descriptor is close-on-exec, so a rescue shell inherits only 0-2.
-    pub fn open(path: &str, flags: OpenFlags, mode: u32) -> Result<Fd> {
-        let flags = flags.0 | libc::O_CLOEXEC;
-        loop {
-            // SAFETY: with_cstr passes a valid NUL-terminated path that outlives the call;
-            // open takes no other pointers.
-            let ret = with_cstr(path, |p| unsafe { libc::open(p, flags, mode as libc::c_uint) })?;
-            match check(ret) {
-                Ok(fd) => return Ok(Fd(fd)),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Takes ownership of a descriptor a system call just returned (sockets).
-    pub(super) fn adopt(fd: libc::c_int) -> Fd {
-        Fd(fd)
+    pub fn open(path: &str, flags: libc::c_int, mode: u32) -> Result<Fd> {
+        let flags = flags | libc::O_CLOEXEC;
+        // SAFETY: with_cstr passes a valid NUL-terminated path that outlives the call; open
+        // takes no other pointers.
+        retry(|| check(with_cstr(path, |p| unsafe { libc::open(p, flags, mode) })?)).map(Fd)
     }
 
     pub fn raw(&self) -> libc::c_int {
         self.0
-    }
-
-    /// One read; returns 0 at end of file. Retries on EINTR.
-    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        read_raw(self.0, buf)
     }
 
     pub fn write_all(&self, buf: &[u8]) -> Result<()> {
@@ -68,10 +43,7 @@ impl Fd {
 
     /// Makes `target` (e.g. 0, 1, 2) refer to this file too.
     pub fn duplicate_to(&self, target: libc::c_int) -> Result<()> {
-        if target == self.0 {
-            return Ok(());
-        }
-        // SAFETY: dup2 takes two integers; at worst it fails with EBADF.
+        // SAFETY: dup2 takes two integers; at worst it fails with EBADF (onto itself: a no-op).
         check(unsafe { libc::dup2(self.0, target) }).map(|_| ())
     }
 }
@@ -100,25 +72,17 @@ pub fn is_open(fd: libc::c_int) -> bool {
 
 /// A read on a descriptor we do not own (standard input). Retries on EINTR.
 pub fn read_raw(fd: libc::c_int, buf: &mut [u8]) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
-        let ret = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        match check_size(ret) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
+    // SAFETY: buf is a valid writable region of buf.len() bytes for the whole call.
+    retry(|| check_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }))
 }
 
 /// Writes all of `buf` to a descriptor we may not own (standard output and error).
 pub fn write_all_raw(fd: libc::c_int, mut buf: &[u8]) -> Result<()> {
     while !buf.is_empty() {
         // SAFETY: buf is a valid readable region of buf.len() bytes for the whole call.
-        match check_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }) {
-            Ok(0) => return Err(Errno(libc::EIO)),
-            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
+        match retry(|| check_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) }))? {
+            0 => return Err(Errno(libc::EIO)),
+            n => buf = buf.get(n..).unwrap_or_default(),
         }
     }
     Ok(())

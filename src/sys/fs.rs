@@ -1,58 +1,54 @@
 //! Files and mounts: mount, umount, mkdir, mknod, whole-file reads, sync.
 
 use super::fd::{Fd, OpenFlags};
-use super::{check, with_cstr, Errno, Result};
+use super::{check, copy_cstr, with_cstr, Errno, Result};
 use alloc::vec::Vec;
 
 /// Mount flags imprint uses.
-pub const MS_NOSUID: u64 = libc::MS_NOSUID;
-pub const MS_NODEV: u64 = libc::MS_NODEV;
-pub const MS_NOEXEC: u64 = libc::MS_NOEXEC;
-pub const MS_RDONLY: u64 = libc::MS_RDONLY;
+pub use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 
 pub fn mount(source: &str, target: &str, fstype: &str, flags: u64, data: &str) -> Result<()> {
-    // SAFETY: all four strings are valid NUL-terminated buffers that live through the call
-    // (nested with_cstr closures); the kernel copies them before mount returns.
-    let ret = with_cstr(source, |src| {
-        with_cstr(target, |tgt| {
-            with_cstr(fstype, |fs| {
-                with_cstr(data, |d| unsafe { libc::mount(src, tgt, fs, flags, d.cast()) })
-            })
-        })
-    })????; // one `?` per nested with_cstr
-    check(ret).map(|_| ())
+    let [a, b, c, d] = &mut [[0u8; libc::PATH_MAX as usize]; 4];
+    let (src, tgt) = (copy_cstr(source, a)?, copy_cstr(target, b)?);
+    let (fs, data) = (copy_cstr(fstype, c)?, copy_cstr(data, d)?);
+    // SAFETY: all four are NUL-terminated strings in buffers that live through the call; the
+    // kernel copies them before mount returns.
+    check(unsafe { libc::mount(src, tgt, fs, flags, data.cast()) }).map(|_| ())
+}
+
+/// A call on one path that returns 0 or -1 with errno.
+fn on_path(path: &str, f: impl FnOnce(*const libc::c_char) -> libc::c_int) -> Result<()> {
+    check(with_cstr(path, f)?).map(|_| ())
 }
 
 /// Unmounts `target`; `detach` makes it lazy (MNT_DETACH) for mounts still in use.
 pub fn umount(target: &str, detach: bool) -> Result<()> {
     let flags = if detach { libc::MNT_DETACH } else { 0 };
-    // SAFETY: target is a valid NUL-terminated string for the duration of the call.
-    check(with_cstr(target, |p| unsafe { libc::umount2(p, flags) })?).map(|_| ())
+    // SAFETY: on_path hands the call a valid NUL-terminated path for its duration (so for
+    // the calls below, which take no other pointers either).
+    on_path(target, |p| unsafe { libc::umount2(p, flags) })
 }
 
 /// Creates a directory; an existing one is fine.
 pub fn make_dir(path: &str, mode: u32) -> Result<()> {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    match check(with_cstr(path, |p| unsafe { libc::mkdir(p, mode as libc::mode_t) })?) {
-        Ok(_) => Ok(()),
+    // SAFETY: as in `umount`.
+    match on_path(path, |p| unsafe { libc::mkdir(p, mode) }) {
         Err(e) if e.0 == libc::EEXIST => Ok(()),
-        Err(e) => Err(e),
+        done => done,
     }
 }
 
 /// Creates a character device node (the console, when the initramfs lacks it).
 pub fn mknod_char(path: &str, mode: u32, major: u32, minor: u32) -> Result<()> {
     let dev = libc::makedev(major, minor);
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    let ret =
-        with_cstr(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode as libc::mode_t, dev) })?;
-    check(ret).map(|_| ())
+    // SAFETY: as in `umount`.
+    on_path(path, |p| unsafe { libc::mknod(p, libc::S_IFCHR | mode, dev) })
 }
 
 /// Sets a file's permission bits exactly (open's mode is filtered by the umask).
 pub fn set_mode(path: &str, mode: u32) -> Result<()> {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    check(with_cstr(path, |p| unsafe { libc::chmod(p, mode as libc::mode_t) })?).map(|_| ())
+    // SAFETY: as in `umount`.
+    on_path(path, |p| unsafe { libc::chmod(p, mode) })
 }
 
 /// EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64).
@@ -69,14 +65,14 @@ pub fn grow_ext4(mount_point: &str, blocks: u64) -> Result<()> {
 
 /// Whether `path` exists (any type), following symlinks.
 pub fn exists(path: &str) -> bool {
-    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
-    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::F_OK) }), Ok(0))
+    // SAFETY: as in `umount`.
+    on_path(path, |p| unsafe { libc::access(p, libc::F_OK) }).is_ok()
 }
 
 /// Whether `path` can be executed by us.
 pub fn is_executable(path: &str) -> bool {
-    // SAFETY: as in `exists`.
-    matches!(with_cstr(path, |p| unsafe { libc::access(p, libc::X_OK) }), Ok(0))
+    // SAFETY: as in `umount`.
+    on_path(path, |p| unsafe { libc::access(p, libc::X_OK) }).is_ok()
 }
 
 /// Reads a whole (small) file such as /proc/cmdline or a sysfs attribute; EFBIG past
@@ -84,11 +80,8 @@ pub fn is_executable(path: &str) -> bool {
 pub fn read_file(path: &str, limit: usize) -> Result<Vec<u8>> {
     let mut out = alloc::vec![0; limit + 1];
     let n = read_into(path, &mut out)?;
-    if n > limit {
-        return Err(Errno(libc::EFBIG));
-    }
     out.truncate(n);
-    Ok(out)
+    (n <= limit).then_some(out).ok_or(Errno(libc::EFBIG))
 }
 
 /// Reads a file into `buf` without allocating (for the panic path); returns its length.
@@ -100,45 +93,33 @@ pub fn read_into(path: &str, buf: &mut [u8]) -> Result<usize> {
 /// order the filesystem happens to return. Read with getdents64: opendir would allocate
 /// through the C library's malloc.
 pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
-    let dir = Fd::open(path, OpenFlags(libc::O_RDONLY | libc::O_DIRECTORY), 0)?;
-    let mut names = Vec::new();
+    let dir = Fd::open(path, OpenFlags::READ | libc::O_DIRECTORY, 0)?;
+    let mut names: Vec<alloc::string::String> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: buf is writable for buf.len() bytes; the kernel fills it with whole
         // dirent64 records and returns their total length.
         let ret =
             unsafe { libc::syscall(libc::SYS_getdents64, dir.raw(), buf.as_mut_ptr(), buf.len()) };
-        let n = super::check_size(ret as libc::ssize_t)?;
-        if n == 0 {
-            break;
-        }
+        let n @ 1.. = super::check_size(ret as libc::ssize_t)? else { break };
         // Each record: inode (8 bytes), offset (8), its length (2), type (1), the name
         // NUL-terminated.
         let mut records = &buf[..n];
         while let Some(len @ 20..) = records.get(16..18).map(|l| u16::from_ne_bytes([l[0], l[1]])) {
             let (record, rest) = records.split_at(records.len().min(len as usize));
             let name = record.get(19..).unwrap_or_default().split(|&b| b == 0).next();
-            match core::str::from_utf8(name.unwrap_or_default()) {
-                Ok("." | "..") | Err(_) => {} // not UTF-8: no name we look for is like that
-                Ok(n) => names.push(alloc::string::String::from(n)),
+            // Not UTF-8: no name we look for is like that. Sorted as they come, by
+            // insertion: core's sort costs about 4 KB of code in the init, and directories
+            // here hold a handful of names.
+            let name = core::str::from_utf8(name.unwrap_or_default()).unwrap_or(".");
+            if !matches!(name, "." | "..") {
+                let at = names.iter().position(|m| m.as_str() > name).unwrap_or(names.len());
+                names.insert(at, name.into());
             }
             records = rest;
         }
     }
-    sort_names(&mut names);
     Ok(names)
-}
-
-/// Insertion sort: directories here hold a handful of names, and core's sort costs about
-/// 4 KB of code in the init.
-fn sort_names(names: &mut [alloc::string::String]) {
-    for i in 1..names.len() {
-        let mut j = i;
-        while j > 0 && names[j - 1] > names[j] {
-            names.swap(j - 1, j);
-            j -= 1;
-        }
-    }
 }
 
 /// The target of a symbolic link.
@@ -147,11 +128,9 @@ pub fn read_link(path: &str) -> Result<alloc::string::String> {
     // SAFETY: path is NUL-terminated for the call; buf is writable for buf.len() bytes and
     // readlink writes at most that many.
     let n = with_cstr(path, |p| unsafe { libc::readlink(p, buf.as_mut_ptr().cast(), buf.len()) })?;
-    let n = super::check_size(n)?;
-    if n == buf.len() {
-        return Err(Errno::ENAMETOOLONG);
-    }
-    core::str::from_utf8(&buf[..n]).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
+    let link = buf.get(..super::check_size(n)?).filter(|l| l.len() < buf.len());
+    let link = link.ok_or(Errno::ENAMETOOLONG)?;
+    core::str::from_utf8(link).map(alloc::string::String::from).map_err(|_| Errno::EINVAL)
 }
 
 /// Flushes every filesystem's dirty data to its device.

@@ -82,7 +82,6 @@ core::arch::global_asm!(
     "23:",
     "    ret",
     ".size imprint_memcpy, . - imprint_memcpy",
-    "",
     ".p2align 4",
     ".globl imprint_memmove",
     ".type imprint_memmove,@function",

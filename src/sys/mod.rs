@@ -54,33 +54,25 @@ impl fmt::Display for Errno {
 }
 
 /// A value PID 1's code shares with its panic handler (the rescue path's policy and step),
-/// which is handed nothing else.
-pub struct Global<T>(core::cell::Cell<T>);
+/// which is handed nothing else: a `Cell` that may be a `static`.
+pub struct Global<T>(pub core::cell::Cell<T>);
 
-// SAFETY: imprint never creates threads (PID 1 forks only to exec a shell), so a Global is
-// never touched by two threads at once. (Of the host's multi-threaded unit tests, only one
-// touches the rescue path's Globals.)
+// SAFETY: the only threads besides the main one are a DirectRing's I/O threads (sys::block),
+// which run nothing but the ring's system calls, so a Global is never touched by two threads
+// at once. (Of the host's multi-threaded unit tests, only one touches the rescue path's
+// Globals.)
 unsafe impl<T> Sync for Global<T> {}
 
-impl<T: Copy> Global<T> {
-    pub const fn new(value: T) -> Global<T> {
-        Global(core::cell::Cell::new(value))
-    }
-    pub fn get(&self) -> T {
-        self.0.get()
-    }
-    pub fn set(&self, value: T) {
-        self.0.set(value)
+impl<T> core::ops::Deref for Global<T> {
+    type Target = core::cell::Cell<T>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
 /// Turns a C return value into a `Result`: negative means failure with errno set.
 fn check(ret: libc::c_int) -> Result<libc::c_int> {
-    if ret < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(ret)
-    }
+    check_size(ret as libc::ssize_t).map(|n| n as libc::c_int)
 }
 
 fn check_size(ret: libc::ssize_t) -> Result<usize> {
@@ -88,6 +80,16 @@ fn check_size(ret: libc::ssize_t) -> Result<usize> {
         Err(Errno::last())
     } else {
         Ok(ret as usize)
+    }
+}
+
+/// Calls `f` again while it fails with EINTR.
+fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    loop {
+        match f() {
+            Err(Errno::EINTR) => {}
+            done => return done,
+        }
     }
 }
 
@@ -99,16 +101,15 @@ fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R> {
     Ok(f(copy_cstr(s, &mut buf)?))
 }
 
-/// The work of `with_cstr`, compiled once rather than for each of its callers.
+/// The work of `with_cstr`, compiled once rather than for each of its callers: `s` as a
+/// NUL-terminated string in `buf`, which the pointer is valid as long as.
 fn copy_cstr(s: &str, buf: &mut [u8; libc::PATH_MAX as usize]) -> Result<*const c_char> {
-    if s.as_bytes().contains(&0) {
-        return Err(Errno::EINVAL);
-    }
-    match buf.get_mut(..s.len() + 1) {
-        Some(room) => room[..s.len()].copy_from_slice(s.as_bytes()),
-        None => return Err(Errno::ENAMETOOLONG),
-    }
-    Ok(buf.as_ptr().cast())
+    let Some((room, [nul, ..])) = buf.split_at_mut_checked(s.len()) else {
+        return Err(Errno::ENAMETOOLONG);
+    };
+    room.copy_from_slice(s.as_bytes());
+    *nul = 0;
+    (!s.as_bytes().contains(&0)).then_some(buf.as_ptr().cast()).ok_or(Errno::EINVAL)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Processes: our pid, fork, exec, wait, sessions, exit, reboot.
 
-use super::{check, Errno, Result};
+use super::{check, retry, Errno, Result};
 use alloc::vec::Vec;
 use core::ffi::CStr;
 
@@ -33,14 +33,10 @@ pub fn exec(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
 /// `Err(signal)`.
 pub fn wait_any() -> Result<(i32, core::result::Result<i32, i32>)> {
     let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: status is a valid writable c_int for the duration of the call.
-        match check(unsafe { libc::waitpid(-1, &mut status, 0) }) {
-            Err(Errno::EINTR) => {}
-            Ok(pid) if libc::WIFEXITED(status) => return Ok((pid, Ok(libc::WEXITSTATUS(status)))),
-            other => return other.map(|pid| (pid, Err(libc::WTERMSIG(status)))),
-        }
-    }
+    // SAFETY: status is a valid writable c_int for the duration of each call.
+    let pid = retry(|| check(unsafe { libc::waitpid(-1, &mut status, 0) }))?;
+    let exited = libc::WIFEXITED(status);
+    Ok((pid, if exited { Ok(libc::WEXITSTATUS(status)) } else { Err(libc::WTERMSIG(status)) }))
 }
 
 /// Starts a new session (so the child can take a controlling terminal).

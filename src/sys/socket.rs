@@ -37,7 +37,7 @@ pub(super) fn open_socket(domain: c_int, kind: c_int, protocol: c_int) -> Result
     let raw = check(unsafe {
         libc::socket(domain, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, protocol)
     })?;
-    Ok(Fd::adopt(raw))
+    Ok(Fd(raw))
 }
 
 pub(super) fn set_option<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> Result<()> {

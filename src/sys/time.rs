@@ -13,10 +13,9 @@ pub fn monotonic() -> Duration {
 
 /// Sleeps for `d`, resuming after signals until the whole time has passed.
 pub fn sleep(d: Duration) {
-    let mut req = libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ };
-    let mut rem = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: req and rem are valid timespecs for the duration of each call.
-    while unsafe { libc::nanosleep(&req, &mut rem) } != 0 {
-        req = rem;
-    }
+    let mut ts = libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ };
+    let ts: *mut libc::timespec = &mut ts;
+    // SAFETY: ts points to a valid timespec for each call; the kernel reads the request
+    // before it writes what remains of it back, so one timespec serves as both.
+    while unsafe { libc::nanosleep(ts, ts) } != 0 {}
 }
