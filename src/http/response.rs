@@ -10,17 +10,18 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 
 /// How the body's end is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Framing {
     /// Content-Length bytes; 0 for no body at all (1xx, 204, 304).
     Length(u64),
     /// Transfer-Encoding: chunked, ended by its zero-size chunk; the decoder's state.
     Chunked(ChunkedDecoder),
     /// Until the server closes the connection (neither header; HTTP/1.0 style).
+    #[default]
     Close,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Head {
     pub status: u16,
     pub reason: String,
@@ -63,84 +64,59 @@ impl Head {
             Ok(_) => return Err(TOO_LARGE),
             Err(e) => return Err(parse_error_text(e)),
         };
-        let status = response.code.unwrap_or(0);
-        let mut head = Head {
-            status,
-            reason: String::from(response.reason.unwrap_or("")),
-            framing: Framing::Close,
-            location: None,
-            validator: None,
-            retry_after: None,
-            content_range: None,
-        };
-        let mut length: Option<u64> = None;
-        let (mut etag, mut last_modified) = (None, None);
+        let (status, reason) = (response.code.unwrap_or(0), response.reason.unwrap_or(""));
+        let mut head = Head { status, reason: reason.into(), ..Head::default() };
+        let (mut length, mut etag, mut last_modified) = (None, None, None);
+        // Transfer codings: 1 for "chunked", 2 for any other; 1 in all: plain chunked.
         let mut codings = 0;
-        let mut chunked = 0;
         for h in response.headers.iter() {
-            let Some(which) =
-                WANTED.iter().position(|w| equals_ignoring_case(h.name.as_bytes(), w.as_bytes()))
-            else {
-                continue;
-            };
             let value = h.value.trim_ascii();
-            match which {
+            match h.name.to_ascii_lowercase().as_str() {
                 // Both are lists. Content-Length may repeat only when every element
                 // agrees ("5, 5"); empty Transfer-Encoding elements are allowed.
-                0 | 1 => {
+                "content-length" => {
                     for item in pieces(value, b',') {
-                        let item = item.trim_ascii();
-                        if which == 1 {
-                            codings += usize::from(!item.is_empty());
-                            chunked += usize::from(equals_ignoring_case(item, b"chunked"));
-                            continue;
-                        }
-                        let n = parse_length(item).filter(|&n| length.is_none_or(|l| l == n));
+                        let n = parse_length(item.trim_ascii());
+                        let n = n.filter(|&n| length.is_none_or(|l| l == n));
                         length = Some(n.ok_or("invalid or conflicting Content-Length")?);
                     }
                 }
-                2 => head.location = text(value),
-                3 => etag = Some(value).filter(|v| !v.starts_with(b"W/")),
-                4 => last_modified = Some(value),
-                5 => head.retry_after = parse_length(value),
-                _ => head.content_range = parse_content_range(value),
+                "transfer-encoding" => {
+                    for item in pieces(value, b',').map(<[u8]>::trim_ascii) {
+                        codings += match item {
+                            b"" => 0,
+                            _ if equals_ignoring_case(item, b"chunked") => 1,
+                            _ => 2,
+                        };
+                    }
+                }
+                "location" => head.location = text(value),
+                "etag" => etag = Some(value).filter(|v| !v.starts_with(b"W/")),
+                "last-modified" => last_modified = Some(value),
+                "retry-after" => head.retry_after = parse_length(value),
+                "content-range" => head.content_range = parse_content_range(value),
+                _ => {}
             }
         }
         head.validator = etag.or(last_modified).and_then(text);
-        head.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-            Framing::Length(0)
-        } else if codings > 0 {
-            if length.is_some() {
-                return Err(
+        head.framing =
+            match (status, codings, length) {
+                (100..=199 | 204 | 304, ..) => Framing::Length(0),
+                (_, 0, _) => length.map_or(Framing::Close, Framing::Length),
+                (_, _, Some(_)) => return Err(
                     "response has both Content-Length and Transfer-Encoding (ambiguous framing)",
-                );
-            }
-            // Only plain "chunked": any other coding (gzip on the wire) would hand the
-            // caller bytes that are not the resource.
-            if codings != 1 || chunked != 1 {
-                return Err("unsupported Transfer-Encoding (only chunked is supported)");
-            }
-            Framing::Chunked(ChunkedDecoder::default())
-        } else {
-            length.map_or(Framing::Close, Framing::Length)
-        };
+                ),
+                // Only plain "chunked": any other coding (gzip on the wire) would hand the
+                // caller bytes that are not the resource.
+                (_, 1, _) => Framing::Chunked(ChunkedDecoder::default()),
+                _ => return Err("unsupported Transfer-Encoding (only chunked is supported)"),
+            };
         if status == 206 && head.content_range.is_none() {
             return Err("206 response without a valid Content-Range");
         }
         Ok(Some((head, len)))
     }
 }
-
-/// The header fields imprint acts on, in the order `Head::parse` matches them.
-const WANTED: [&str; 7] = [
-    "content-length",
-    "transfer-encoding",
-    "location",
-    "etag",
-    "last-modified",
-    "retry-after",
-    "content-range",
-];
 
 /// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
 /// is several times larger in the init.)
