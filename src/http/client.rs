@@ -4,7 +4,7 @@
 use super::request::{frame_chunk, CHUNK_PREFIX};
 use super::response::{Framing, Head};
 use super::url::Url;
-use super::{retryable_status, Error};
+use super::{retryable_status, Error, Result};
 use crate::io::Read;
 use crate::net::dns::{self, ResolveError};
 use crate::sys::socket::{SocketAddrV4, TcpStream};
@@ -28,6 +28,11 @@ const MAX_WAIT: u64 = 60;
 /// upload chunk size.
 const BUFFER: usize = 64 * 1024;
 
+/// Extra request header fields, `(name, value)`.
+pub type Headers<'a> = &'a [(&'a str, &'a str)];
+/// A final response head and the connection its body comes on.
+type Exchange = (Box<Head>, Box<Connection>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub connect_timeout: Duration,
@@ -39,11 +44,8 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            retries: 5,
-        }
+        let (connect_timeout, idle_timeout) = (Duration::from_secs(10), Duration::from_secs(30));
+        Options { connect_timeout, idle_timeout, retries: 5 }
     }
 }
 
@@ -82,14 +84,14 @@ impl Connection {
         Error::new("", &self.url, &what, true)
     }
 
-    fn write_all(&self, bytes: &[u8]) -> Result<(), Error> {
+    fn write_all(&self, bytes: &[u8]) -> Result<()> {
         self.stream
             .write_all(bytes, self.idle)
             .map_err(|e| self.failed("sending the request to ", e))
     }
 
     /// Reads more into the buffer; 0 at end of stream.
-    fn fill(&mut self) -> Result<usize, Error> {
+    fn fill(&mut self) -> Result<usize> {
         self.buf.copy_within(self.start..self.end, 0);
         (self.end, self.start) = (self.end - self.start, 0);
         let free = self.buf.get_mut(self.end..).unwrap_or_default();
@@ -100,7 +102,7 @@ impl Connection {
 
     /// Bytes for the caller: from the buffer if it holds any, else straight from the
     /// socket into `out` (no copy through our buffer on the bulk path).
-    fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+    fn read_into(&mut self, out: &mut [u8]) -> Result<usize> {
         let n = self.buffered().len().min(out.len());
         if n == 0 {
             return self.stream.read(out, self.idle).map_err(|e| self.failed("receiving from ", e));
@@ -111,7 +113,7 @@ impl Connection {
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self) -> Result<Box<Head>, Error> {
+    fn read_head(&mut self) -> Result<Box<Head>> {
         loop {
             match Head::parse(self.buffered()) {
                 Ok(Some((head, len))) => {
@@ -139,7 +141,7 @@ fn status_error(method: &str, url: &str, head: &Head) -> Error {
 }
 
 #[inline(never)]
-fn parse_url(url: &str) -> Result<Url, Error> {
+fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
 }
 
@@ -152,30 +154,13 @@ impl Client {
     /// from the returned response, which resumes it transparently if the connection
     /// drops. Statuses other than 2xx after redirects are errors.
     #[inline(never)]
-    pub fn get(&mut self, url: &str) -> Result<Response<'_>, Error> {
+    pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
         let mut seen: Vec<String> = Vec::new();
-        loop {
-            let (head, conn) = self.exchange(&url, &[], &mut 0, None)?;
+        let (head, conn) = loop {
+            let (head, conn) = self.exchange(&url, &[], &mut 0)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
-                if !(200..300).contains(&head.status) {
-                    return Err(status_error("GET", &conn.url, &head));
-                }
-                let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
-                // Only a full 200 can be resumed: its bytes are the resource's, from 0.
-                let validator = head.validator.filter(|_| head.status == 200);
-                let framing = head.framing;
-                let (client, delivered, failures) = (self, 0, 0);
-                return Ok(Response {
-                    client,
-                    url,
-                    conn,
-                    framing,
-                    delivered,
-                    total,
-                    validator,
-                    failures,
-                });
+                break (head, conn);
             }
             let Some(location) = &head.location else {
                 let what = "redirect without a Location header";
@@ -192,24 +177,29 @@ impl Client {
                 let message = text!("too many redirects (more than 5) ending at {next}");
                 return Err(Error::text(message, false));
             }
+        };
+        if !(200..300).contains(&head.status) {
+            return Err(status_error("GET", &conn.url, &head));
         }
+        let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
+        // Only a full 200 can be resumed: its bytes are the resource's, from 0.
+        let validator = head.validator.filter(|_| head.status == 200);
+        let framing = head.framing;
+        Ok(Response { client: self, url, conn, framing, delivered: 0, total, validator })
     }
 
     /// Sends `method` with a body from `source`: `length` bytes with Content-Length, or
     /// chunked when `None`; returns the response's status. Uploads are neither retried nor
     /// redirected: the source is a stream that cannot be replayed. A status other than 2xx
     /// is an error.
-    pub fn upload<R: Read>(
+    pub fn upload<R: Read<Error: Display>>(
         &mut self,
         method: &'static str,
         url: &str,
-        headers: &[(&str, &str)],
+        headers: Headers,
         source: &mut R,
         length: Option<u64>,
-    ) -> Result<u16, Error>
-    where
-        R::Error: Display,
-    {
+    ) -> Result<u16> {
         // Only this adapter is generic: the upload itself is compiled once, whatever
         // the sources (every copy would cost the init kilobytes).
         let mut pull = |buf: &mut [u8]| source.read(buf).map_err(|e| text!("{e}"));
@@ -222,10 +212,10 @@ impl Client {
         &mut self,
         method: &'static str,
         url: &str,
-        headers: &[(&str, &str)],
+        headers: Headers,
         source: &mut dyn FnMut(&mut [u8]) -> Result<usize, String>,
         length: Option<u64>,
-    ) -> Result<u16, Error> {
+    ) -> Result<u16> {
         let url = parse_url(url)?;
         let declared = length.map(|n| text!("{n}"));
         let framing = match &declared {
@@ -275,12 +265,7 @@ impl Client {
 
     /// Connects and sends a request head.
     #[inline(never)]
-    fn send_head(
-        &mut self,
-        method: &str,
-        url: &Url,
-        headers: &[(&str, &str)],
-    ) -> Result<Box<Connection>, Error> {
+    fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
         let ip = dns::resolve_a(&self.dns, &url.host).map_err(|e| resolve_error(&url.host, e))?;
         let addr = SocketAddrV4 { ip, port: url.port };
         let head = super::request::head(method, url, headers);
@@ -293,41 +278,38 @@ impl Client {
         Ok(Box::new(conn))
     }
 
-    /// A GET and its final response head, retried on transient errors and 408/429/5xx
-    /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After,
-    /// while `failures`, the failed attempts so far, stays within the retries. `failed`:
-    /// a failure to count first, and the seconds to wait after it.
+    /// Counts a failed attempt, `failures` the count so far: the error once the retries
+    /// are spent, else Ok after waiting `wait` seconds.
     #[inline(never)]
-    fn exchange(
-        &mut self,
-        url: &Url,
-        headers: &[(&str, &str)],
-        failures: &mut u32,
-        mut failed: Option<(Error, u64)>,
-    ) -> Result<(Box<Head>, Box<Connection>), Error> {
+    fn retry(&self, failures: &mut u32, error: Error, wait: u64) -> Result<()> {
+        *failures += 1;
+        if *failures > self.options.retries {
+            return Err(match *failures {
+                1 => error,
+                n => Error::text(text!("giving up after {n} attempts: {error}"), false),
+            });
+        }
+        sleep(Duration::from_secs(wait.min(MAX_WAIT)));
+        Ok(())
+    }
+
+    /// A GET and its final response head, retried on transient errors and 408/429/5xx
+    /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After.
+    #[inline(never)]
+    fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
         loop {
-            if let Some((error, wait)) = failed {
-                *failures += 1;
-                if *failures > self.options.retries {
-                    return Err(match *failures {
-                        1 => error,
-                        n => Error::text(text!("giving up after {n} attempts: {error}"), false),
-                    });
-                }
-                sleep(Duration::from_secs(wait.min(MAX_WAIT)));
-            }
             let exchange =
                 self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
             let backoff = 1 << (*failures).min(6);
-            failed = match exchange {
-                Ok((head, conn)) if retryable_status(head.status) => Some((
-                    status_error("GET", &conn.url, &head),
-                    head.retry_after.unwrap_or(backoff),
-                )),
+            let (error, wait) = match exchange {
+                Ok((head, conn)) if retryable_status(head.status) => {
+                    (status_error("GET", &conn.url, &head), head.retry_after.unwrap_or(backoff))
+                }
                 Ok(done) => return Ok(done),
-                Err(e) if e.transient => Some((e, backoff)),
+                Err(e) if e.transient => (e, backoff),
                 Err(e) => return Err(e),
             };
+            self.retry(failures, error, wait)?;
         }
     }
 }
@@ -343,7 +325,7 @@ fn resolve_error(host: &str, error: ResolveError) -> Error {
 /// complete as its framing says. A GET that drops mid-body is resumed from the bytes
 /// already delivered with `Range` + `If-Range`, so the caller sees one stream.
 pub struct Response<'c> {
-    client: &'c mut Client,
+    client: &'c Client,
     url: Url,
     conn: Box<Connection>,
     /// Where the body stands: Length counts the bytes still to come.
@@ -354,8 +336,6 @@ pub struct Response<'c> {
     total: Option<u64>,
     /// If-Range value for resuming; None: this response cannot be resumed.
     validator: Option<String>,
-    /// Failed attempts since the last byte was delivered.
-    failures: u32,
 }
 
 impl Response<'_> {
@@ -378,7 +358,7 @@ impl Response<'_> {
 
     /// Reads from the current connection as the framing allows.
     #[inline(never)]
-    fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+    fn read_framed(&mut self, out: &mut [u8]) -> Result<usize> {
         // Data bytes the framing allows next.
         let allowed = match &mut self.framing {
             Framing::Length(0) => return Ok(0),
@@ -418,19 +398,18 @@ impl Read for Response<'_> {
     /// The body as one stream: after a transient failure mid-body, a new request for the
     /// rest, checked to be the same resource.
     #[inline(never)]
-    fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+    fn read(&mut self, out: &mut [u8]) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
+        // Failed attempts since the last byte was delivered.
+        let mut failures = 0;
         loop {
             let cause = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
                 Ok(0) if self.total.is_some_and(|t| self.delivered < t) => self.truncated(),
                 Ok(n) => {
-                    if n > 0 {
-                        self.delivered += n as u64;
-                        self.failures = 0;
-                    }
+                    self.delivered += n as u64;
                     return Ok(n);
                 }
                 Err(e) => e,
@@ -439,11 +418,10 @@ impl Read for Response<'_> {
                 return Err(cause);
             };
             // The first retry after progress goes at once: the connection was working.
+            self.client.retry(&mut failures, cause, 0)?;
             let range = text!("bytes={}-", self.delivered);
             let headers = [("Range", range.as_str()), ("If-Range", validator)];
-            let failed = Some((cause, 0));
-            let (head, conn) =
-                self.client.exchange(&self.url, &headers, &mut self.failures, failed)?;
+            let (head, conn) = self.client.exchange(&self.url, &headers, &mut failures)?;
             // Head::parse already rejects a 206 without Content-Range.
             let why = match (head.status, head.content_range) {
                 (206, Some(range)) if range.first != self.delivered => {

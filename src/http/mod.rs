@@ -24,6 +24,9 @@ use alloc::string::String;
 use core::fmt::{self, Display};
 use core::time::Duration;
 
+/// Results of this module: an [`Error`] unless another error type is given.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
 /// An HTTP failure: one line naming what was being done, the URL and what went wrong.
 /// Callers act on two facts only, kept beside the message.
 #[derive(Debug, PartialEq, Eq)]
