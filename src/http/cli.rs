@@ -23,19 +23,19 @@ const COPY_BUFFER: usize = 256 * 1024;
 /// The options get and put share, taken out of `args`: the client they configure.
 fn client(args: &mut Args<'_>) -> Result<Client, String> {
     let mut options = Options::default();
-    for (i, name) in ["--connect-timeout", "--idle-timeout", "--retries"].into_iter().enumerate() {
-        let Some(value) = args.value(name)? else { continue };
-        let set = match i {
-            0 => parse_seconds(value).map(|d| options.connect_timeout = d),
-            1 => parse_seconds(value).map(|d| options.idle_timeout = d),
-            _ => parse_length(value.as_bytes())
-                .and_then(|n| u32::try_from(n).ok())
-                .map(|n| options.retries = n),
-        };
-        if set.is_none() {
-            let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
-            return Err(text!("{name} takes {wanted}, not {value}"));
+    let seconds = [
+        ("--connect-timeout", &mut options.connect_timeout),
+        ("--idle-timeout", &mut options.idle_timeout),
+    ];
+    for (name, field) in seconds {
+        if let Some(value) = args.value(name)? {
+            *field = parse_seconds(value)
+                .ok_or_else(|| text!("{name} takes seconds (e.g. 30 or 0.5), not {value}"))?;
         }
+    }
+    if let Some(value) = args.value("--retries")? {
+        let n = parse_length(value.as_bytes()).and_then(|n| u32::try_from(n).ok());
+        options.retries = n.ok_or_else(|| text!("--retries takes a count, not {value}"))?;
     }
     Ok(Client::new(crate::provision::tool_dns(), options))
 }
@@ -55,12 +55,8 @@ fn io_failed(doing: &str, what: &str, why: &dyn Display) -> i32 {
     EXIT_IO
 }
 
-/// `imprint get <url> [-o FILE]`.
-pub fn get(raw: &[&[u8]]) -> i32 {
-    download(raw).err().unwrap_or(0)
-}
-
-fn download(raw: &[&[u8]]) -> Result<(), i32> {
+/// `imprint get <url> [-o FILE]`; Err: the exit status.
+pub fn get(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let output = args.value("-o").map_err(usage)?;
     let mut client = client(&mut args).map_err(usage)?;
@@ -81,12 +77,8 @@ fn download(raw: &[&[u8]]) -> Result<(), i32> {
     }
 }
 
-/// `imprint put <file|-> <url> [--chunked]`.
-pub fn put(raw: &[&[u8]]) -> i32 {
-    upload(raw).err().unwrap_or(0)
-}
-
-fn upload(raw: &[&[u8]]) -> Result<(), i32> {
+/// `imprint put <file|-> <url> [--chunked]`; Err: the exit status.
+pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let chunked = args.flag("--chunked");
     let mut client = client(&mut args).map_err(usage)?;
@@ -94,26 +86,21 @@ fn upload(raw: &[&[u8]]) -> Result<(), i32> {
     let (path, url) = (positional[0], positional[1]);
     let (mut source, length) =
         crate::image::open_source(path).map_err(|e| io_failed("opening", path, &e))?;
-    let mut memory = Vec::new();
     let status = match length {
         _ if chunked => client.upload("PUT", url, &[], &mut source, None),
         Some(length) => client.upload("PUT", url, &[], &mut source, Some(length)),
         None => {
             // Content-Length needs the length first: standard input (or a device) is read
             // into memory.
-            let mut chunk = [0u8; 4096];
+            let (mut memory, mut chunk) = (Vec::new(), [0u8; 4096]);
             loop {
-                match source.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => memory.extend_from_slice(&chunk[..n]),
-                    Err(e) => {
-                        let what = if path == "-" { "standard input" } else { path };
-                        return Err(io_failed("reading", what, &e));
-                    }
+                let what = if path == "-" { "standard input" } else { path };
+                match source.read(&mut chunk).map_err(|e| io_failed("reading", what, &e))? {
+                    0 => break,
+                    n => memory.extend_from_slice(&chunk[..n]),
                 }
             }
-            let length = Some(memory.len() as u64);
-            client.upload("PUT", url, &[], &mut memory.as_slice(), length)
+            client.upload("PUT", url, &[], &mut memory.as_slice(), Some(memory.len() as u64))
         }
     };
     // As u32: u16 would bring its own copy of the integer formatting.

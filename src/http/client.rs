@@ -1,7 +1,6 @@
 //! The client: one request per connection, with connect and idle timeouts, redirects,
 //! retries with backoff, and a body reader that resumes a dropped GET with Range.
 
-use super::request::{frame_chunk, CHUNK_PREFIX};
 use super::response::{Framing, Head};
 use super::url::Url;
 use super::{retryable_status, Error, Result};
@@ -18,10 +17,6 @@ use core::fmt::Display;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-/// Redirects followed before giving up (as the issue and most clients have it).
-pub const MAX_REDIRECTS: usize = 5;
-// The redirect message spells the limit out (a literal costs less than formatting it).
-const _: () = assert!(MAX_REDIRECTS == 5);
 /// Longest wait between attempts, whatever the backoff or Retry-After says.
 const MAX_WAIT: u64 = 60;
 /// Receive buffer: holds a whole head (MAX_HEAD) and the start of the body; also the
@@ -173,7 +168,8 @@ impl Client {
             if seen.contains(&next) {
                 return Err(Error::text(text!("redirect loop at {next}"), false));
             }
-            if seen.len() > MAX_REDIRECTS {
+            // At most 5 redirects, as the issue and most clients have it.
+            if seen.len() > 5 {
                 let message = text!("too many redirects (more than 5) ending at {next}");
                 return Err(Error::text(message, false));
             }
@@ -268,7 +264,7 @@ impl Client {
     fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
         let ip = dns::resolve_a(&self.dns, &url.host).map_err(|e| resolve_error(&url.host, e))?;
         let addr = SocketAddrV4 { ip, port: url.port };
-        let head = super::request::head(method, url, headers);
+        let head = request_head(method, url, headers);
         let url = url.text();
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
             .map_err(|errno| Error::text(text!("connecting to {addr} for {url}: {errno}"), true))?;
@@ -312,6 +308,60 @@ impl Client {
             self.retry(failures, error, wait)?;
         }
     }
+}
+
+/// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
+const CHUNK_PREFIX: usize = 10;
+
+/// The request head. `headers` are extra `(name, value)` pairs (framing, Range, If-Range,
+/// Content-Type, ...). Every request closes its connection: one exchange per connection
+/// keeps the state simple, and a resumed or redirected request needs a new one anyway.
+fn request_head(method: &str, url: &Url, headers: Headers) -> String {
+    let mut head = text!(
+        concat!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\nConnection: close\r\n"
+        ),
+        method,
+        url.target,
+        url.host_header()
+    );
+    for (name, value) in headers {
+        // Values come from our code or from a server's validator; a CR or LF in one
+        // would inject header lines, so such a header is left out rather than sent.
+        if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            for part in [name, ": ", value, "\r\n"] {
+                head.push_str(part);
+            }
+        }
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Frames `buf[CHUNK_PREFIX..CHUNK_PREFIX + len]` as one chunk in place: writes the size
+/// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
+/// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
+/// gives the last chunk.
+fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
+    // The size line's hex digits, written backwards from its CRLF.
+    let mut start = CHUNK_PREFIX - 2;
+    buf[start..CHUNK_PREFIX].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        start -= 1;
+        buf[start] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    // After the data its CRLF; after the last chunk ("0\r\n") that same CRLF is the
+    // empty line that ends the (trailer-less) body.
+    let end = CHUNK_PREFIX + len;
+    buf[end..end + 2].copy_from_slice(b"\r\n");
+    start..end + 2
 }
 
 /// Why a host name did not resolve; only a timeout is worth another attempt.
@@ -447,6 +497,7 @@ impl Read for Response<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::decode_all;
     use std::io::Read as _;
     use std::net::TcpListener;
 
@@ -483,5 +534,37 @@ mod tests {
             let declared = std::format!("\r\nContent-Length: {length}\r\n");
             assert!(got.windows(declared.len()).any(|w| w == declared.as_bytes()));
         }
+    }
+
+    #[test]
+    fn head_has_line_host_agent_and_extras() {
+        let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
+        let text =
+            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")]);
+        let expected = std::format!(
+            "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
+            crate::VERSION
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn framed_chunks_decode_back_to_the_data() {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for len in [1usize, 15, 16, 255, 4096, 0] {
+            let mut buf = std::vec![0u8; CHUNK_PREFIX + len + 2];
+            for (i, b) in buf[CHUNK_PREFIX..CHUNK_PREFIX + len].iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            expected.extend_from_slice(&buf[CHUNK_PREFIX..CHUNK_PREFIX + len]);
+            let range = frame_chunk(&mut buf, len);
+            wire.extend_from_slice(&buf[range]);
+        }
+        assert!(wire.starts_with(b"1\r\n"));
+        assert!(wire.ends_with(b"\r\n0\r\n\r\n") && !wire.ends_with(b"\r\n\r\n\r\n"));
+        let mut out = Vec::new();
+        assert_eq!(decode_all(&wire, &mut out), Ok(Some(wire.len())));
+        assert_eq!(out, expected);
     }
 }

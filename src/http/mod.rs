@@ -2,11 +2,10 @@
 //! connection, built to move gigabytes through a flaky network without losing a byte.
 //!
 //! - [`url`]: `http://host[:port]/path?query`, redirect targets resolved.
-//! - [`request`]: the request head and chunked upload framing.
 //! - [`response`]: the response head (httparse) and how its body is framed.
 //! - [`body`]: the chunked decoder.
-//! - [`client`]: connections, timeouts, redirects, retries and the body reader with
-//!   transparent Range resume.
+//! - [`client`]: the request head, chunked uploads, connections, timeouts, redirects,
+//!   retries and the body reader with transparent Range resume.
 //!
 //! Host names resolve through `net::dns` with the servers the client was given; IPv4
 //! literals need none.
@@ -14,7 +13,6 @@
 pub mod body;
 pub mod cli;
 pub mod client;
-pub mod request;
 pub mod response;
 pub mod url;
 
