@@ -239,11 +239,9 @@ impl Client {
                 None => frame_chunk(&mut buf, n),
                 Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
             };
-            if let Err(e) = conn.write_all(&buf[range]) {
-                break Err(e);
-            }
-            if n == 0 {
-                break Ok(());
+            let written = conn.write_all(&buf[range]);
+            if n == 0 || written.is_err() {
+                break written;
             }
             sent += n as u64;
         };
@@ -317,17 +315,11 @@ const CHUNK_PREFIX: usize = 10;
 /// Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 fn request_head(method: &str, url: &Url, headers: Headers) -> String {
-    let mut head = text!(
-        concat!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: imprint/",
-            env!("CARGO_PKG_VERSION"),
-            "\r\nConnection: close\r\n"
-        ),
-        method,
-        url.target,
-        url.host_header()
-    );
-    for (name, value) in headers {
+    let mut head = text!("{method} {} HTTP/1.1\r\n", url.target);
+    let host = url.host_header();
+    let agent = concat!("imprint/", env!("CARGO_PKG_VERSION"));
+    let fixed = [("Host", host.as_str()), ("User-Agent", agent), ("Connection", "close")];
+    for (name, value) in fixed.iter().chain(headers) {
         // Values come from our code or from a server's validator; a CR or LF in one
         // would inject header lines, so such a header is left out rather than sent.
         if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
