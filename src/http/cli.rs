@@ -23,19 +23,17 @@ const COPY_BUFFER: usize = 256 * 1024;
 /// The options get and put share, taken out of `args`: the client they configure.
 fn client(args: &mut Args<'_>) -> Result<Client, String> {
     let mut options = Options::default();
-    let seconds = [
-        ("--connect-timeout", &mut options.connect_timeout),
-        ("--idle-timeout", &mut options.idle_timeout),
-    ];
-    for (name, field) in seconds {
-        if let Some(value) = args.value(name)? {
-            *field = parse_seconds(value)
-                .ok_or_else(|| text!("{name} takes seconds (e.g. 30 or 0.5), not {value}"))?;
-        }
-    }
-    if let Some(value) = args.value("--retries")? {
-        let n = parse_length(value.as_bytes()).and_then(|n| u32::try_from(n).ok());
-        options.retries = n.ok_or_else(|| text!("--retries takes a count, not {value}"))?;
+    for (i, name) in ["--connect-timeout", "--idle-timeout", "--retries"].into_iter().enumerate() {
+        let Some(value) = args.value(name)? else { continue };
+        let set = match i {
+            0 => parse_seconds(value).map(|d| options.connect_timeout = d),
+            1 => parse_seconds(value).map(|d| options.idle_timeout = d),
+            _ => parse_length(value.as_bytes())
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|n| options.retries = n),
+        };
+        let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
+        set.ok_or_else(|| text!("{name} takes {wanted}, not {value}"))?;
     }
     Ok(Client::new(crate::provision::tool_dns(), options))
 }

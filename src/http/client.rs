@@ -151,7 +151,7 @@ impl Client {
     #[inline(never)]
     pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen = Vec::new();
         let (head, conn) = loop {
             let (head, conn) = self.exchange(&url, &[], &mut 0)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
@@ -274,7 +274,6 @@ impl Client {
 
     /// Counts a failed attempt, `failures` the count so far: the error once the retries
     /// are spent, else Ok after waiting `wait` seconds.
-    #[inline(never)]
     fn retry(&self, failures: &mut u32, error: Error, wait: u64) -> Result<()> {
         *failures += 1;
         if *failures > self.options.retries {
@@ -315,11 +314,10 @@ const CHUNK_PREFIX: usize = 10;
 /// Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 fn request_head(method: &str, url: &Url, headers: Headers) -> String {
-    let mut head = text!("{method} {} HTTP/1.1\r\n", url.target);
-    let host = url.host_header();
-    let agent = concat!("imprint/", env!("CARGO_PKG_VERSION"));
-    let fixed = [("Host", host.as_str()), ("User-Agent", agent), ("Connection", "close")];
-    for (name, value) in fixed.iter().chain(headers) {
+    let mut head = text!("{method} {} HTTP/1.1\r\nHost: {}", url.target, url.host_header());
+    head.push_str(concat!("\r\nUser-Agent: imprint/", env!("CARGO_PKG_VERSION")));
+    head.push_str("\r\nConnection: close\r\n");
+    for (name, value) in headers {
         // Values come from our code or from a server's validator; a CR or LF in one
         // would inject header lines, so such a header is left out rather than sent.
         if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
@@ -337,23 +335,13 @@ fn request_head(method: &str, url: &Url, headers: Headers) -> String {
 /// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
 /// gives the last chunk.
 fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
-    // The size line's hex digits, written backwards from its CRLF.
-    let mut start = CHUNK_PREFIX - 2;
-    buf[start..CHUNK_PREFIX].copy_from_slice(b"\r\n");
-    let mut n = len;
-    loop {
-        start -= 1;
-        buf[start] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    // After the data its CRLF; after the last chunk ("0\r\n") that same CRLF is the
-    // empty line that ends the (trailer-less) body.
-    let end = CHUNK_PREFIX + len;
-    buf[end..end + 2].copy_from_slice(b"\r\n");
-    start..end + 2
+    // As u32: its hex formatting is in the init already. After the last chunk ("0\r\n")
+    // the CRLF after the data is the empty line that ends the (trailer-less) body.
+    let size = text!("{:x}\r\n", len as u32);
+    let (start, end) = (CHUNK_PREFIX - size.len(), CHUNK_PREFIX + len + 2);
+    buf[start..CHUNK_PREFIX].copy_from_slice(size.as_bytes());
+    buf[end - 2..end].copy_from_slice(b"\r\n");
+    start..end
 }
 
 /// Why a host name did not resolve; only a timeout is worth another attempt.

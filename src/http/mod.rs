@@ -61,6 +61,7 @@ pub fn retryable_status(status: u16) -> bool {
 
 /// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
 /// precision).
+#[inline(never)]
 pub fn parse_seconds(text: &str) -> Option<Duration> {
     let mut parts = response::pieces(text.as_bytes(), b'.');
     let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));

@@ -131,7 +131,7 @@ fn has_scheme(s: &str) -> bool {
 fn remove_dot_segments(path: &str) -> String {
     let mut out = String::new();
     let mut last = "";
-    for segment in path.split('/').skip(1) {
+    for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
         match segment {
             ".." => out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0)),
             "." => {}
