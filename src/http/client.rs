@@ -214,10 +214,8 @@ impl Client {
     ) -> Result<u16> {
         let url = parse_url(url)?;
         let declared = length.map(|n| text!("{n}"));
-        let framing = match &declared {
-            Some(n) => ("Content-Length", n.as_str()),
-            None => ("Transfer-Encoding", "chunked"),
-        };
+        let framing =
+            declared.as_deref().map_or(("Transfer-Encoding", "chunked"), |n| ("Content-Length", n));
         let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
         let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
         let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
@@ -376,12 +374,10 @@ impl Response<'_> {
 
     #[inline(never)]
     fn truncated(&self) -> Error {
-        let (url, received) = (&self.conn.url, self.delivered);
+        let (url, n) = (&self.conn.url, self.delivered);
         let message = match self.total {
-            Some(total) => text!("{url}: body cut short after {received} of {total} bytes"),
-            None => {
-                text!("{url}: body cut short after {received} bytes (chunked framing incomplete)")
-            }
+            Some(total) => text!("{url}: body cut short after {n} of {total} bytes"),
+            None => text!("{url}: body cut short after {n} bytes (chunked framing incomplete)"),
         };
         Error::text(message, true)
     }
@@ -453,11 +449,10 @@ impl Read for Response<'_> {
             let headers = [("Range", range.as_str()), ("If-Range", validator)];
             let (head, conn) = self.client.exchange(&self.url, &headers, &mut failures)?;
             // Head::parse already rejects a 206 without Content-Range.
+            let (offset, total) = (self.delivered, self.total);
             let why = match (head.status, head.content_range) {
-                (206, Some(range)) if range.first != self.delivered => {
-                    "the server resumed at another offset"
-                }
-                (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
+                (206, Some(r)) if r.first != offset => "the server resumed at another offset",
+                (206, Some(r)) if total.is_some() && r.complete != total => {
                     "the complete length differs"
                 }
                 (206, _) => {
@@ -467,8 +462,7 @@ impl Read for Response<'_> {
                 (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
                 _ => return Err(status_error("GET", &conn.url, &head)),
             };
-            let what =
-                text!("{} changed while resuming at byte {}: {why}", self.conn.url, self.delivered);
+            let what = text!("{} changed while resuming at byte {offset}: {why}", self.conn.url);
             return Err(Error::text(what, false));
         }
     }
