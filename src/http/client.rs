@@ -5,7 +5,7 @@ use super::response::{Framing, Head};
 use super::url::Url;
 use super::{retryable_status, Error, Result};
 use crate::io::Read;
-use crate::net::dns::{self, ResolveError};
+use crate::net::dns::{self, ResolveError::TimedOut};
 use crate::sys::socket::{SocketAddrV4, TcpStream};
 use crate::sys::time::sleep;
 use crate::sys::Errno;
@@ -258,7 +258,9 @@ impl Client {
     /// Connects and sends a request head.
     #[inline(never)]
     fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
-        let ip = dns::resolve_a(&self.dns, &url.host).map_err(|e| resolve_error(&url.host, e))?;
+        // Only a timeout is worth another attempt.
+        let resolved = dns::resolve_a(&self.dns, &url.host);
+        let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
         let addr = SocketAddrV4 { ip, port: url.port };
         let head = request_head(method, url, headers);
         let url = url.text();
@@ -340,13 +342,6 @@ fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     buf[start..CHUNK_PREFIX].copy_from_slice(size.as_bytes());
     buf[end - 2..end].copy_from_slice(b"\r\n");
     start..end
-}
-
-/// Why a host name did not resolve; only a timeout is worth another attempt.
-#[inline(never)]
-fn resolve_error(host: &str, error: ResolveError) -> Error {
-    let transient = error == ResolveError::TimedOut;
-    Error::new("resolving ", &host, &error, transient)
 }
 
 /// A response whose body is read through [`Read`]: `Ok(0)` only once the body is

@@ -176,16 +176,11 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
 /// `bytes first-last/complete` or `bytes first-last/*`.
 fn parse_content_range(v: &[u8]) -> Option<ContentRange> {
     let mut parts = v.strip_prefix(b"bytes ")?.split(|&b| b == b'-' || b == b'/');
-    let first = parse_length(parts.next()?)?;
-    let last = parse_length(parts.next()?)?;
-    let complete = match parts.next()? {
-        b"*" => None,
-        complete => Some(parse_length(complete)?),
-    };
-    if parts.next().is_some() || last < first || complete.is_some_and(|c| last >= c) {
-        return None;
-    }
-    Some(ContentRange { first, last, complete })
+    let (first, last) = (parse_length(parts.next()?)?, parse_length(parts.next()?)?);
+    let complete = parts.next()?;
+    let complete = if complete == b"*" { None } else { Some(parse_length(complete)?) };
+    let valid = parts.next().is_none() && first <= last && complete.is_none_or(|c| last < c);
+    valid.then_some(ContentRange { first, last, complete })
 }
 
 #[cfg(test)]
