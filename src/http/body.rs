@@ -110,12 +110,10 @@ impl ChunkedDecoder {
             (Size, b'\r') if self.line == 1 => return Err(BAD_SIZE),
             (_, b'\r') => self.cr = true,
             (Size, _) => match (b as char).to_digit(16) {
-                Some(d) => {
-                    let size = self.size.checked_mul(16).and_then(|s| s.checked_add(d.into()));
-                    self.size = size.ok_or(BAD_SIZE)?;
-                }
+                // Another digit only while the size still fits in 64 bits.
+                Some(d) if self.size >> 60 == 0 => self.size = self.size << 4 | u64::from(d),
                 None if self.line > 1 && matches!(b, b';' | b' ' | b'\t') => self.state = Extension,
-                None => return Err(BAD_SIZE),
+                _ => return Err(BAD_SIZE),
             },
             (Extension | Trailer, b'\n') | (DataEnd, _) => return Err(NO_CRLF),
             (Trailer, _) => self.filled = true,

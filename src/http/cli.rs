@@ -91,12 +91,11 @@ pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
             // Content-Length needs the length first: standard input (or a device) is read
             // into memory.
             let (mut memory, mut chunk) = (Vec::new(), [0u8; 4096]);
-            loop {
-                let what = if path == "-" { "standard input" } else { path };
-                match source.read(&mut chunk).map_err(|e| io_failed("reading", what, &e))? {
-                    0 => break,
-                    n => memory.extend_from_slice(&chunk[..n]),
-                }
+            let what = if path == "-" { "standard input" } else { path };
+            let mut read =
+                |buf: &mut [u8]| source.read(buf).map_err(|e| io_failed("reading", what, &e));
+            while let n @ 1.. = read(&mut chunk)? {
+                memory.extend_from_slice(&chunk[..n]);
             }
             client.upload("PUT", url, &[], &mut memory.as_slice(), Some(memory.len() as u64))
         }

@@ -233,10 +233,8 @@ impl Client {
                 let why = format_args!("the source {how} {sent} bytes, not the declared {length}");
                 return Err(source_error(&why));
             }
-            let range = match length {
-                None => frame_chunk(&mut buf, n),
-                Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
-            };
+            let data = CHUNK_PREFIX..CHUNK_PREFIX + n;
+            let range = if length.is_some() { data } else { frame_chunk(&mut buf, n) };
             let written = conn.write_all(&buf[range]);
             if n == 0 || written.is_err() {
                 break written;
@@ -245,10 +243,7 @@ impl Client {
         };
         // A server that answers early (e.g. 413) and closes makes the send fail: its
         // answer, if it sent one, says more than the broken pipe does.
-        let head = match result {
-            Ok(()) => conn.read_head()?,
-            Err(e) => conn.read_head().map_err(|_| e)?,
-        };
+        let head = conn.read_head().map_err(|e| result.err().unwrap_or(e))?;
         match head.status {
             200..=299 => Ok(head.status),
             _ => Err(status_error(method, &conn.url, &head)),

@@ -120,7 +120,6 @@ impl Head {
 
 /// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
 /// is several times larger in the init.)
-#[inline(never)]
 pub fn equals_ignoring_case(text: &[u8], lower: &[u8]) -> bool {
     text.len() == lower.len() && text.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
