@@ -148,15 +148,9 @@ fn text(v: &[u8]) -> Option<String> {
 
 /// A plain decimal number of at most 2^64-1: no sign, no spaces, no overflow.
 pub fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    let digit = |b: &u8| (*b as char).to_digit(10).map(u64::from);
+    let n = v.iter().try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(digit(b)?));
+    n.filter(|_| !v.is_empty())
 }
 
 /// `bytes first-last/complete` or `bytes first-last/*`.

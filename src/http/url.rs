@@ -39,13 +39,10 @@ impl Url {
         }
         let colon = authority.bytes().rposition(|b| b == b':');
         let (host, port) = cut(authority, colon.unwrap_or(authority.len()));
-        let port = match port.as_bytes() {
-            [] => 80,
-            [_, digits @ ..] => parse_length(digits)
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|&p| p > 0)
-                .ok_or("the port is not a number from 1 to 65535")?,
-        };
+        // After the colon; none: 80.
+        let digits = port.as_bytes().get(1..).unwrap_or(b"80");
+        let port = parse_length(digits).and_then(|p| u16::try_from(p).ok()).filter(|&p| p > 0);
+        let port = port.ok_or("the port is not a number from 1 to 65535")?;
         let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
         if host.is_empty() || !host.bytes().all(valid) {
             return Err("the host is missing or not a valid name");
@@ -72,11 +69,10 @@ impl Url {
 
     /// The value of the Host header: the port only when it is not 80.
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
+        match self.port {
+            80 => self.host.clone(),
             // As u32: u16 would bring its own copy of the integer formatting.
-            text!("{}:{}", self.host, u32::from(self.port))
+            port => text!("{}:{}", self.host, u32::from(port)),
         }
     }
 
