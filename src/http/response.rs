@@ -148,7 +148,7 @@ fn text(v: &[u8]) -> Option<String> {
 
 /// A plain decimal number of at most 2^64-1: no sign, no spaces, no overflow.
 pub fn parse_length(v: &[u8]) -> Option<u64> {
-    let digit = |b: &u8| (*b as char).to_digit(10).map(u64::from);
+    let digit = |&b: &u8| b.is_ascii_digit().then(|| u64::from(b - b'0'));
     let n = v.iter().try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(digit(b)?));
     n.filter(|_| !v.is_empty())
 }
