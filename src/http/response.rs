@@ -70,18 +70,22 @@ impl Head {
         // Transfer codings: 1 for "chunked", 2 for any other; 1 in all: plain chunked.
         let mut codings = 0;
         for h in response.headers.iter() {
-            let is = |wanted: &[u8]| equals_ignoring_case(h.name.as_bytes(), wanted);
-            match h.value.trim_ascii() {
+            let name = h.name.as_bytes();
+            let Some(which) = WANTED.iter().position(|w| equals_ignoring_case(name, w)) else {
+                continue;
+            };
+            let value = h.value.trim_ascii();
+            match which {
                 // Both are lists. Content-Length may repeat only when every element
                 // agrees ("5, 5"); empty Transfer-Encoding elements are allowed.
-                value if is(b"content-length") => {
+                0 => {
                     for item in pieces(value, b',') {
                         let n = parse_length(item.trim_ascii());
                         let n = n.filter(|&n| length.is_none_or(|l| l == n));
                         length = Some(n.ok_or("invalid or conflicting Content-Length")?);
                     }
                 }
-                value if is(b"transfer-encoding") => {
+                1 => {
                     for item in pieces(value, b',').map(<[u8]>::trim_ascii) {
                         codings += match item {
                             b"" => 0,
@@ -90,12 +94,11 @@ impl Head {
                         };
                     }
                 }
-                value if is(b"location") => head.location = text(value),
-                value if is(b"etag") => etag = Some(value).filter(|v| !v.starts_with(b"W/")),
-                value if is(b"last-modified") => last_modified = Some(value),
-                value if is(b"retry-after") => head.retry_after = parse_length(value),
-                value if is(b"content-range") => head.content_range = parse_content_range(value),
-                _ => {}
+                2 => head.location = text(value),
+                3 => etag = Some(value).filter(|v| !v.starts_with(b"W/")),
+                4 => last_modified = Some(value),
+                5 => head.retry_after = parse_length(value),
+                _ => head.content_range = parse_content_range(value),
             }
         }
         head.validator = etag.or(last_modified).and_then(text);
@@ -117,6 +120,17 @@ impl Head {
         Ok(Some((head, len)))
     }
 }
+
+/// The header fields imprint acts on, in the order `Head::parse` matches them.
+const WANTED: [&[u8]; 7] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"location",
+    b"etag",
+    b"last-modified",
+    b"retry-after",
+    b"content-range",
+];
 
 /// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
 /// is several times larger in the init.)
