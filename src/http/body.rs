@@ -50,11 +50,7 @@ impl ChunkedDecoder {
 
     /// Data bytes of the current chunk still to come (0 when framing bytes are next).
     pub fn data_remaining(&self) -> u64 {
-        if self.state == State::Data {
-            self.size
-        } else {
-            0
-        }
+        (self.state == State::Data).then_some(self.size).unwrap_or(0)
     }
 
     /// Records that `n` (at most `data_remaining()`) data bytes went to the caller.

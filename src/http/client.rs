@@ -98,11 +98,10 @@ impl Connection {
     /// Bytes for the caller: from the buffer if it holds any, else straight from the
     /// socket into `out` (no copy through our buffer on the bulk path).
     fn read_into(&mut self, out: &mut [u8]) -> Result<usize> {
-        let n = self.buffered().len().min(out.len());
-        if n == 0 {
+        if self.start == self.end {
             return self.stream.read(out, self.idle).map_err(|e| self.failed("receiving from ", e));
         }
-        out[..n].copy_from_slice(&self.buffered()[..n]);
+        let Ok(n) = self.buffered().read(out);
         self.start += n;
         Ok(n)
     }
