@@ -65,14 +65,9 @@ pub fn retryable_status(status: u16) -> bool {
 pub fn parse_seconds(text: &str) -> Option<Duration> {
     let mut parts = response::pieces(text.as_bytes(), b'.');
     let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
-    if parts.next().is_some() || frac.len() > 3 || whole.is_empty() && frac.is_empty() {
-        return None;
-    }
-    // Each part is digits or nothing; the fraction counts in thousandths.
-    let number =
-        |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
-    let ms = number(frac)? * [1000, 100, 10, 1][frac.len()];
-    number(whole)?.checked_mul(1000)?.checked_add(ms).map(Duration::from_millis)
+    // "1.25" is 125 hundredths: the digits without the dot, scaled to milliseconds.
+    let scale = [1000, 100, 10, 1].get(frac.len()).filter(|_| parts.next().is_none())?;
+    response::parse_length(&[whole, frac].concat())?.checked_mul(*scale).map(Duration::from_millis)
 }
 
 #[cfg(test)]
