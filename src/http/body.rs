@@ -64,15 +64,13 @@ impl ChunkedDecoder {
     /// Consumes framing bytes from the start of `input` until data is next, the body is
     /// done, or `input` runs out; returns how many bytes it used.
     pub fn step(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
-        let mut used = 0;
-        for &b in input {
+        for (used, &b) in input.iter().enumerate() {
             if matches!(self.state, State::Data | State::Done) {
-                break;
+                return Ok(used);
             }
-            used += 1;
             self.next(b)?;
         }
-        Ok(used)
+        Ok(input.len())
     }
 
     fn next(&mut self, b: u8) -> Result<(), ChunkError> {

@@ -8,7 +8,6 @@ use crate::sys::fd::{write_all_raw, Fd, OpenFlags, STDOUT};
 use crate::tool::{Args, EXIT_USAGE};
 
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
 
@@ -25,12 +24,11 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
     let mut options = Options::default();
     for (i, name) in ["--connect-timeout", "--idle-timeout", "--retries"].into_iter().enumerate() {
         let Some(value) = args.value(name)? else { continue };
+        let (seconds, count) = (parse_seconds(value), parse_length(value.as_bytes()));
         let set = match i {
-            0 => parse_seconds(value).map(|d| options.connect_timeout = d),
-            1 => parse_seconds(value).map(|d| options.idle_timeout = d),
-            _ => parse_length(value.as_bytes())
-                .and_then(|n| u32::try_from(n).ok())
-                .map(|n| options.retries = n),
+            0 => seconds.map(|d| options.connect_timeout = d),
+            1 => seconds.map(|d| options.idle_timeout = d),
+            _ => count.and_then(|n| n.try_into().ok()).map(|n| options.retries = n),
         };
         let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
         set.ok_or_else(|| text!("{name} takes {wanted}, not {value}"))?;
@@ -64,7 +62,7 @@ pub fn get(raw: &[&[u8]]) -> Result<(), i32> {
     let file = output.map(open).transpose()?;
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
     let mut response = client.get(url).map_err(failed)?;
-    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut buf = alloc::vec![0u8; COPY_BUFFER];
     loop {
         let n = response.read(&mut buf).map_err(failed)?;
         if n == 0 {

@@ -11,7 +11,6 @@ use crate::sys::time::sleep;
 use crate::sys::Errno;
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
 use core::net::Ipv4Addr;
@@ -217,7 +216,7 @@ impl Client {
             declared.as_deref().map_or(("Transfer-Encoding", "chunked"), |n| ("Content-Length", n));
         let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
         let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
-        let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
+        let mut buf = alloc::vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
         let result = loop {
             // Past the declared length one more byte is asked for: a source longer than
@@ -261,7 +260,7 @@ impl Client {
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
             .map_err(|errno| Error::text(text!("connecting to {addr} for {url}: {errno}"), true))?;
         let idle = self.options.idle_timeout;
-        let conn = Connection { stream, url, buf: vec![0; BUFFER], start: 0, end: 0, idle };
+        let conn = Connection { stream, url, buf: alloc::vec![0; BUFFER], start: 0, end: 0, idle };
         conn.write_all(head.as_bytes())?;
         Ok(Box::new(conn))
     }
