@@ -163,14 +163,13 @@ impl Client {
             url =
                 url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
             let next = url.text();
-            if seen.contains(&next) {
-                return Err(Error::text(text!("redirect loop at {next}"), false));
-            }
             // At most 5 redirects, as the issue and most clients have it.
-            if seen.len() > 5 {
-                let message = text!("too many redirects (more than 5) ending at {next}");
-                return Err(Error::text(message, false));
-            }
+            let why = match (seen.contains(&next), seen.len() > 5) {
+                (true, _) => "redirect loop at ",
+                (_, true) => "too many redirects (more than 5) ending at ",
+                _ => continue,
+            };
+            return Err(Error::text(text!("{why}{next}"), false));
         };
         if !(200..300).contains(&head.status) {
             return Err(status_error("GET", &conn.url, &head));
