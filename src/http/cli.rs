@@ -24,11 +24,12 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
     let mut options = Options::default();
     for (i, name) in ["--connect-timeout", "--idle-timeout", "--retries"].into_iter().enumerate() {
         let Some(value) = args.value(name)? else { continue };
-        let (seconds, count) = (parse_seconds(value), parse_length(value.as_bytes()));
         let set = match i {
-            0 => seconds.map(|d| options.connect_timeout = d),
-            1 => seconds.map(|d| options.idle_timeout = d),
-            _ => count.and_then(|n| n.try_into().ok()).map(|n| options.retries = n),
+            0 => parse_seconds(value).map(|d| options.connect_timeout = d),
+            1 => parse_seconds(value).map(|d| options.idle_timeout = d),
+            _ => parse_length(value.as_bytes())
+                .and_then(|n| n.try_into().ok())
+                .map(|n| options.retries = n),
         };
         let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
         set.ok_or_else(|| text!("{name} takes {wanted}, not {value}"))?;
