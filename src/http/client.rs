@@ -78,10 +78,8 @@ impl Connection {
         Error::new("", &self.url, &what, true)
     }
 
-    fn write_all(&self, bytes: &[u8]) -> Result<()> {
-        self.stream
-            .write_all(bytes, self.idle)
-            .map_err(|e| self.failed("sending the request to ", e))
+    fn write_all(&self, buf: &[u8]) -> Result<()> {
+        self.stream.write_all(buf, self.idle).map_err(|e| self.failed("sending the request to ", e))
     }
 
     /// Reads more into the buffer; 0 at end of stream.
@@ -160,8 +158,7 @@ impl Client {
                 return Err(Error::new("", &conn.url, &what, false));
             };
             seen.push(conn.url);
-            url =
-                url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
+            url = url.join(location).map_err(|e| Error::new("bad URL ", location, &e, false))?;
             let next = url.text();
             // At most 5 redirects, as the issue and most clients have it.
             let why = match (seen.contains(&next), seen.len() > 5) {
@@ -389,8 +386,7 @@ impl Response<'_> {
                     break 0;
                 }
                 let used = chunks.step(self.conn.buffered());
-                self.conn.start +=
-                    used.map_err(|why| Error::new("", &self.conn.url, &why, false))?;
+                self.conn.start += used.map_err(|e| Error::new("", &self.conn.url, &e, false))?;
             },
         };
         let want = allowed.min(out.len() as u64) as usize;
