@@ -131,7 +131,10 @@ fn remove_dot_segments(path: &str) -> String {
         match segment {
             ".." => out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0)),
             "." => {}
-            _ => out = out + "/" + segment,
+            _ => {
+                out.push('/');
+                out.push_str(segment);
+            }
         }
         last = segment;
     }
