@@ -32,7 +32,7 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
                 .map(|n| options.retries = n),
         };
         let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
-        set.ok_or_else(|| text!("{name} takes {wanted}, not {value}"))?;
+        let Some(()) = set else { return Err(text!("{name} takes {wanted}, not {value}")) };
     }
     Ok(Client::new(crate::provision::tool_dns(), options))
 }
