@@ -69,8 +69,8 @@ pub fn main(args: &[&[u8]]) -> i32 {
     match args.get(1).copied() {
         Some(b"--help" | b"-h" | b"help") => say!("{USAGE}"),
         Some(b"--version" | b"-V") => sayln!("imprint {}", crate::VERSION),
-        Some(b"get") => return crate::http::cli::get(rest),
-        Some(b"put") => return crate::http::cli::put(rest),
+        Some(b"get") => return crate::http::cli::get(rest).err().unwrap_or(0),
+        Some(b"put") => return crate::http::cli::put(rest).err().unwrap_or(0),
         Some(b"write") => return crate::image::write_command(rest),
         Some(b"capture") => return crate::image::capture::capture_command(rest),
         Some(b"dhcp") => return crate::net::dhcp_command(rest),

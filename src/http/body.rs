@@ -21,12 +21,10 @@ enum State {
     Extension,
     /// Data bytes of the current chunk to go (`size` of them).
     Data,
-    /// After a chunk's data: its CR.
+    /// After a chunk's data: its CRLF.
     DataEnd,
     /// After the last chunk: trailer lines, until an empty one.
     Trailer,
-    /// A CR was seen: LF must follow, then `after`.
-    Lf,
     Done,
 }
 
@@ -34,11 +32,12 @@ enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ChunkedDecoder {
     state: State,
-    after: State,
     /// The chunk size being read, then its data bytes still to come.
     size: u64,
     /// Bytes of the current size line, or of all trailers, to enforce the caps.
     line: usize,
+    /// A CR was seen: LF must follow, and ends the line.
+    cr: bool,
     /// Whether the trailer line so far has bytes (an empty one ends the body).
     filled: bool,
 }
@@ -51,82 +50,69 @@ impl ChunkedDecoder {
 
     /// Data bytes of the current chunk still to come (0 when framing bytes are next).
     pub fn data_remaining(&self) -> u64 {
-        if self.state == State::Data {
-            self.size
-        } else {
-            0
-        }
+        (self.state == State::Data).then_some(self.size).unwrap_or(0)
     }
 
     /// Records that `n` (at most `data_remaining()`) data bytes went to the caller.
     pub fn consume_data(&mut self, n: usize) {
-        if self.state == State::Data {
-            self.size = self.size.saturating_sub(n as u64);
-            if self.size == 0 {
-                self.state = State::DataEnd;
-            }
+        self.size = self.size.saturating_sub(n as u64);
+        if self.state == State::Data && self.size == 0 {
+            self.state = State::DataEnd;
         }
     }
 
     /// Consumes framing bytes from the start of `input` until data is next, the body is
     /// done, or `input` runs out; returns how many bytes it used.
     pub fn step(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
-        let mut used = 0;
-        for &b in input {
+        for (used, &b) in input.iter().enumerate() {
             if matches!(self.state, State::Data | State::Done) {
-                break;
+                return Ok(used);
             }
-            used += 1;
             self.next(b)?;
         }
-        Ok(used)
+        Ok(input.len())
     }
 
     fn next(&mut self, b: u8) -> Result<(), ChunkError> {
-        if self.state == State::Lf {
-            self.state = self.after;
-            return if b == b'\n' { Ok(()) } else { Err(NO_CRLF) };
+        use State::*;
+        if self.cr {
+            // The end of a line: the size line's, the data's, or a trailer's.
+            self.cr = false;
+            if b != b'\n' {
+                return Err(NO_CRLF);
+            }
+            (self.state, self.line) = match self.state {
+                Size | Extension if self.size == 0 => (Trailer, 0),
+                Size | Extension => (Data, 0),
+                DataEnd => (Size, 0),
+                _ if self.filled => (Trailer, self.line),
+                _ => (Done, self.line),
+            };
+            self.filled = false;
+            return Ok(());
         }
+        self.line += 1;
         let (cap, too_long) = match self.state {
-            State::Trailer => (MAX_TRAILERS, "trailers too long in chunked body"),
+            Trailer => (MAX_TRAILERS, "trailers too long in chunked body"),
             _ => (MAX_CHUNK_LINE, "chunk size line too long in chunked body"),
         };
-        self.line += 1;
         if self.line > cap {
             return Err(too_long);
         }
-        let digit = (b as char).to_digit(16).map(u64::from);
-        (self.state, self.after) = match (self.state, b) {
-            (State::Size, _) if digit.is_some() => {
-                let size = self.size.checked_mul(16).zip(digit).and_then(|(s, d)| s.checked_add(d));
-                self.size = size.ok_or(BAD_SIZE)?;
-                (State::Size, State::Size)
-            }
+        match (self.state, b) {
             // At least one digit before the rest of the line.
-            (State::Size, _) if self.line == 1 => return Err(BAD_SIZE),
-            (State::Size, b';' | b' ' | b'\t') => (State::Extension, State::Size),
-            (State::Size | State::Extension, b'\r') => {
-                self.line = 0;
-                (State::Lf, if self.size == 0 { State::Trailer } else { State::Data })
-            }
-            (State::Size, _) => return Err(BAD_SIZE),
-            (State::Extension | State::Trailer, b'\n') => return Err(NO_CRLF),
-            (State::Extension, _) => (State::Extension, State::Size),
-            (State::DataEnd, b'\r') => {
-                self.line = 0;
-                (State::Lf, State::Size)
-            }
-            (State::DataEnd, _) => return Err(NO_CRLF),
-            (State::Trailer, b'\r') => {
-                let after = if self.filled { State::Trailer } else { State::Done };
-                self.filled = false;
-                (State::Lf, after)
-            }
-            (state, _) => {
-                self.filled = true;
-                (state, state)
-            }
-        };
+            (Size, b'\r') if self.line == 1 => return Err(BAD_SIZE),
+            (_, b'\r') => self.cr = true,
+            (Size, _) => match (b as char).to_digit(16) {
+                // Another digit only while the size still fits in 64 bits.
+                Some(d) if self.size >> 60 == 0 => self.size = self.size << 4 | u64::from(d),
+                None if self.line > 1 && matches!(b, b';' | b' ' | b'\t') => self.state = Extension,
+                _ => return Err(BAD_SIZE),
+            },
+            (Extension | Trailer, b'\n') | (DataEnd, _) => return Err(NO_CRLF),
+            (Trailer, _) => self.filled = true,
+            _ => {}
+        }
         Ok(())
     }
 }

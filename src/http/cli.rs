@@ -8,7 +8,6 @@ use crate::sys::fd::{write_all_raw, Fd, OpenFlags, STDOUT};
 use crate::tool::{Args, EXIT_USAGE};
 
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
 
@@ -29,13 +28,11 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
             0 => parse_seconds(value).map(|d| options.connect_timeout = d),
             1 => parse_seconds(value).map(|d| options.idle_timeout = d),
             _ => parse_length(value.as_bytes())
-                .and_then(|n| u32::try_from(n).ok())
+                .and_then(|n| n.try_into().ok())
                 .map(|n| options.retries = n),
         };
-        if set.is_none() {
-            let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
-            return Err(text!("{name} takes {wanted}, not {value}"));
-        }
+        let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
+        let Some(()) = set else { return Err(text!("{name} takes {wanted}, not {value}")) };
     }
     Ok(Client::new(crate::net::dns::system_servers(), options))
 }
@@ -55,12 +52,8 @@ fn io_failed(doing: &str, what: &str, why: &dyn Display) -> i32 {
     EXIT_IO
 }
 
-/// `imprint get <url> [-o FILE]`.
-pub fn get(raw: &[&[u8]]) -> i32 {
-    download(raw).err().unwrap_or(0)
-}
-
-fn download(raw: &[&[u8]]) -> Result<(), i32> {
+/// `imprint get <url> [-o FILE]`; Err: the exit status.
+pub fn get(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let output = args.value("-o").map_err(usage)?;
     let mut client = client(&mut args).map_err(usage)?;
@@ -70,7 +63,7 @@ fn download(raw: &[&[u8]]) -> Result<(), i32> {
     let file = output.map(open).transpose()?;
     let out = file.as_ref().map_or(STDOUT, Fd::raw);
     let mut response = client.get(url).map_err(failed)?;
-    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut buf = alloc::vec![0u8; COPY_BUFFER];
     loop {
         let n = response.read(&mut buf).map_err(failed)?;
         if n == 0 {
@@ -81,12 +74,8 @@ fn download(raw: &[&[u8]]) -> Result<(), i32> {
     }
 }
 
-/// `imprint put <file|-> <url> [--chunked]`.
-pub fn put(raw: &[&[u8]]) -> i32 {
-    upload(raw).err().unwrap_or(0)
-}
-
-fn upload(raw: &[&[u8]]) -> Result<(), i32> {
+/// `imprint put <file|-> <url> [--chunked]`; Err: the exit status.
+pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
     let mut args = Args::new(raw).map_err(usage)?;
     let chunked = args.flag("--chunked");
     let mut client = client(&mut args).map_err(usage)?;
@@ -94,26 +83,20 @@ fn upload(raw: &[&[u8]]) -> Result<(), i32> {
     let (path, url) = (positional[0], positional[1]);
     let (mut source, length) =
         crate::image::open_source(path).map_err(|e| io_failed("opening", path, &e))?;
-    let mut memory = Vec::new();
     let status = match length {
         _ if chunked => client.upload("PUT", url, &[], &mut source, None),
         Some(length) => client.upload("PUT", url, &[], &mut source, Some(length)),
         None => {
             // Content-Length needs the length first: standard input (or a device) is read
             // into memory.
-            let mut chunk = [0u8; 4096];
-            loop {
-                match source.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => memory.extend_from_slice(&chunk[..n]),
-                    Err(e) => {
-                        let what = if path == "-" { "standard input" } else { path };
-                        return Err(io_failed("reading", what, &e));
-                    }
-                }
+            let (mut memory, mut chunk) = (Vec::new(), [0u8; 4096]);
+            let what = if path == "-" { "standard input" } else { path };
+            let mut read =
+                |buf: &mut [u8]| source.read(buf).map_err(|e| io_failed("reading", what, &e));
+            while let n @ 1.. = read(&mut chunk)? {
+                memory.extend_from_slice(&chunk[..n]);
             }
-            let length = Some(memory.len() as u64);
-            client.upload("PUT", url, &[], &mut memory.as_slice(), length)
+            client.upload("PUT", url, &[], &mut memory.as_slice(), Some(memory.len() as u64))
         }
     };
     // As u32: u16 would bring its own copy of the integer formatting.

@@ -1,32 +1,31 @@
 //! The client: one request per connection, with connect and idle timeouts, redirects,
 //! retries with backoff, and a body reader that resumes a dropped GET with Range.
 
-use super::request::{frame_chunk, CHUNK_PREFIX};
 use super::response::{Framing, Head};
 use super::url::Url;
-use super::{retryable_status, Error};
+use super::{retryable_status, Error, Result};
 use crate::io::Read;
-use crate::net::dns::{self, ResolveError};
+use crate::net::dns::{self, ResolveError::TimedOut};
 use crate::sys::socket::{SocketAddrV4, TcpStream};
 use crate::sys::time::sleep;
 use crate::sys::Errno;
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-/// Redirects followed before giving up (as the issue and most clients have it).
-pub const MAX_REDIRECTS: usize = 5;
-// The redirect message spells the limit out (a literal costs less than formatting it).
-const _: () = assert!(MAX_REDIRECTS == 5);
 /// Longest wait between attempts, whatever the backoff or Retry-After says.
 const MAX_WAIT: u64 = 60;
 /// Receive buffer: holds a whole head (MAX_HEAD) and the start of the body; also the
 /// upload chunk size.
 const BUFFER: usize = 64 * 1024;
+
+/// Extra request header fields, `(name, value)`.
+pub type Headers<'a> = &'a [(&'a str, &'a str)];
+/// A final response head and the connection its body comes on.
+type Exchange = (Box<Head>, Box<Connection>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -39,11 +38,8 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            retries: 5,
-        }
+        let (connect_timeout, idle_timeout) = (Duration::from_secs(10), Duration::from_secs(30));
+        Options { connect_timeout, idle_timeout, retries: 5 }
     }
 }
 
@@ -82,14 +78,12 @@ impl Connection {
         Error::new("", &self.url, &what, true)
     }
 
-    fn write_all(&self, bytes: &[u8]) -> Result<(), Error> {
-        self.stream
-            .write_all(bytes, self.idle)
-            .map_err(|e| self.failed("sending the request to ", e))
+    fn write_all(&self, buf: &[u8]) -> Result<()> {
+        self.stream.write_all(buf, self.idle).map_err(|e| self.failed("sending the request to ", e))
     }
 
     /// Reads more into the buffer; 0 at end of stream.
-    fn fill(&mut self) -> Result<usize, Error> {
+    fn fill(&mut self) -> Result<usize> {
         self.buf.copy_within(self.start..self.end, 0);
         (self.end, self.start) = (self.end - self.start, 0);
         let free = self.buf.get_mut(self.end..).unwrap_or_default();
@@ -100,18 +94,17 @@ impl Connection {
 
     /// Bytes for the caller: from the buffer if it holds any, else straight from the
     /// socket into `out` (no copy through our buffer on the bulk path).
-    fn read_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
-        let n = self.buffered().len().min(out.len());
-        if n == 0 {
+    fn read_into(&mut self, out: &mut [u8]) -> Result<usize> {
+        if self.start == self.end {
             return self.stream.read(out, self.idle).map_err(|e| self.failed("receiving from ", e));
         }
-        out[..n].copy_from_slice(&self.buffered()[..n]);
+        let Ok(n) = self.buffered().read(out);
         self.start += n;
         Ok(n)
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self) -> Result<Box<Head>, Error> {
+    fn read_head(&mut self) -> Result<Box<Head>> {
         loop {
             match Head::parse(self.buffered()) {
                 Ok(Some((head, len))) => {
@@ -139,7 +132,7 @@ fn status_error(method: &str, url: &str, head: &Head) -> Error {
 }
 
 #[inline(never)]
-fn parse_url(url: &str) -> Result<Url, Error> {
+fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
 }
 
@@ -152,64 +145,51 @@ impl Client {
     /// from the returned response, which resumes it transparently if the connection
     /// drops. Statuses other than 2xx after redirects are errors.
     #[inline(never)]
-    pub fn get(&mut self, url: &str) -> Result<Response<'_>, Error> {
+    pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
-        let mut seen: Vec<String> = Vec::new();
-        loop {
-            let (head, conn) = self.exchange(&url, &[], &mut 0, None)?;
+        let mut seen = Vec::new();
+        let (head, conn) = loop {
+            let (head, conn) = self.exchange(&url, &[], &mut 0)?;
             if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
-                if !(200..300).contains(&head.status) {
-                    return Err(status_error("GET", &conn.url, &head));
-                }
-                let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
-                // Only a full 200 can be resumed: its bytes are the resource's, from 0.
-                let validator = head.validator.filter(|_| head.status == 200);
-                let framing = head.framing;
-                let (client, delivered, failures) = (self, 0, 0);
-                return Ok(Response {
-                    client,
-                    url,
-                    conn,
-                    framing,
-                    delivered,
-                    total,
-                    validator,
-                    failures,
-                });
+                break (head, conn);
             }
             let Some(location) = &head.location else {
                 let what = "redirect without a Location header";
                 return Err(Error::new("", &conn.url, &what, false));
             };
             seen.push(conn.url);
-            url =
-                url.join(location).map_err(|why| Error::new("bad URL ", location, &why, false))?;
+            url = url.join(location).map_err(|e| Error::new("bad URL ", location, &e, false))?;
             let next = url.text();
-            if seen.contains(&next) {
-                return Err(Error::text(text!("redirect loop at {next}"), false));
-            }
-            if seen.len() > MAX_REDIRECTS {
-                let message = text!("too many redirects (more than 5) ending at {next}");
-                return Err(Error::text(message, false));
-            }
+            // At most 5 redirects, as the issue and most clients have it.
+            let why = match (seen.contains(&next), seen.len() > 5) {
+                (true, _) => "redirect loop at ",
+                (_, true) => "too many redirects (more than 5) ending at ",
+                _ => continue,
+            };
+            return Err(Error::text(text!("{why}{next}"), false));
+        };
+        if !(200..300).contains(&head.status) {
+            return Err(status_error("GET", &conn.url, &head));
         }
+        let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
+        // Only a full 200 can be resumed: its bytes are the resource's, from 0.
+        let validator = head.validator.filter(|_| head.status == 200);
+        let framing = head.framing;
+        Ok(Response { client: self, url, conn, framing, delivered: 0, total, validator })
     }
 
     /// Sends `method` with a body from `source`: `length` bytes with Content-Length, or
     /// chunked when `None`; returns the response's status. Uploads are neither retried nor
     /// redirected: the source is a stream that cannot be replayed. A status other than 2xx
     /// is an error.
-    pub fn upload<R: Read>(
+    pub fn upload<R: Read<Error: Display>>(
         &mut self,
         method: &'static str,
         url: &str,
-        headers: &[(&str, &str)],
+        headers: Headers,
         source: &mut R,
         length: Option<u64>,
-    ) -> Result<u16, Error>
-    where
-        R::Error: Display,
-    {
+    ) -> Result<u16> {
         // Only this adapter is generic: the upload itself is compiled once, whatever
         // the sources (every copy would cost the init kilobytes).
         let mut pull = |buf: &mut [u8]| source.read(buf).map_err(|e| text!("{e}"));
@@ -222,19 +202,17 @@ impl Client {
         &mut self,
         method: &'static str,
         url: &str,
-        headers: &[(&str, &str)],
+        headers: Headers,
         source: &mut dyn FnMut(&mut [u8]) -> Result<usize, String>,
         length: Option<u64>,
-    ) -> Result<u16, Error> {
+    ) -> Result<u16> {
         let url = parse_url(url)?;
         let declared = length.map(|n| text!("{n}"));
-        let framing = match &declared {
-            Some(n) => ("Content-Length", n.as_str()),
-            None => ("Transfer-Encoding", "chunked"),
-        };
+        let framing =
+            declared.as_deref().map_or(("Transfer-Encoding", "chunked"), |n| ("Content-Length", n));
         let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
         let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
-        let mut buf = vec![0u8; CHUNK_PREFIX + BUFFER + 2];
+        let mut buf = alloc::vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
         let result = loop {
             // Past the declared length one more byte is asked for: a source longer than
@@ -249,24 +227,17 @@ impl Client {
                 let why = format_args!("the source {how} {sent} bytes, not the declared {length}");
                 return Err(source_error(&why));
             }
-            let range = match length {
-                None => frame_chunk(&mut buf, n),
-                Some(_) => CHUNK_PREFIX..CHUNK_PREFIX + n,
-            };
-            if let Err(e) = conn.write_all(&buf[range]) {
-                break Err(e);
-            }
-            if n == 0 {
-                break Ok(());
+            let data = CHUNK_PREFIX..CHUNK_PREFIX + n;
+            let range = if length.is_some() { data } else { frame_chunk(&mut buf, n) };
+            let written = conn.write_all(&buf[range]);
+            if n == 0 || written.is_err() {
+                break written;
             }
             sent += n as u64;
         };
         // A server that answers early (e.g. 413) and closes makes the send fail: its
         // answer, if it sent one, says more than the broken pipe does.
-        let head = match result {
-            Ok(()) => conn.read_head()?,
-            Err(e) => conn.read_head().map_err(|_| e)?,
-        };
+        let head = conn.read_head().map_err(|e| result.err().unwrap_or(e))?;
         match head.status {
             200..=299 => Ok(head.status),
             _ => Err(status_error(method, &conn.url, &head)),
@@ -275,75 +246,98 @@ impl Client {
 
     /// Connects and sends a request head.
     #[inline(never)]
-    fn send_head(
-        &mut self,
-        method: &str,
-        url: &Url,
-        headers: &[(&str, &str)],
-    ) -> Result<Box<Connection>, Error> {
-        let ip = dns::resolve_a(&self.dns, &url.host).map_err(|e| resolve_error(&url.host, e))?;
+    fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
+        // Only a timeout is worth another attempt.
+        let resolved = dns::resolve_a(&self.dns, &url.host);
+        let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
         let addr = SocketAddrV4 { ip, port: url.port };
-        let head = super::request::head(method, url, headers);
+        let head = request_head(method, url, headers);
         let url = url.text();
         let stream = TcpStream::connect(addr, self.options.connect_timeout)
             .map_err(|errno| Error::text(text!("connecting to {addr} for {url}: {errno}"), true))?;
         let idle = self.options.idle_timeout;
-        let conn = Connection { stream, url, buf: vec![0; BUFFER], start: 0, end: 0, idle };
+        let conn = Connection { stream, url, buf: alloc::vec![0; BUFFER], start: 0, end: 0, idle };
         conn.write_all(head.as_bytes())?;
         Ok(Box::new(conn))
     }
 
+    /// Counts a failed attempt, `failures` the count so far: the error once the retries
+    /// are spent, else Ok after waiting `wait` seconds.
+    fn retry(&self, failures: &mut u32, error: Error, wait: u64) -> Result<()> {
+        *failures += 1;
+        if *failures > self.options.retries {
+            return Err(match *failures {
+                1 => error,
+                n => Error::text(text!("giving up after {n} attempts: {error}"), false),
+            });
+        }
+        sleep(Duration::from_secs(wait.min(MAX_WAIT)));
+        Ok(())
+    }
+
     /// A GET and its final response head, retried on transient errors and 408/429/5xx
-    /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After,
-    /// while `failures`, the failed attempts so far, stays within the retries. `failed`:
-    /// a failure to count first, and the seconds to wait after it.
+    /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After.
     #[inline(never)]
-    fn exchange(
-        &mut self,
-        url: &Url,
-        headers: &[(&str, &str)],
-        failures: &mut u32,
-        mut failed: Option<(Error, u64)>,
-    ) -> Result<(Box<Head>, Box<Connection>), Error> {
+    fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
         loop {
-            if let Some((error, wait)) = failed {
-                *failures += 1;
-                if *failures > self.options.retries {
-                    return Err(match *failures {
-                        1 => error,
-                        n => Error::text(text!("giving up after {n} attempts: {error}"), false),
-                    });
-                }
-                sleep(Duration::from_secs(wait.min(MAX_WAIT)));
-            }
             let exchange =
                 self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
             let backoff = 1 << (*failures).min(6);
-            failed = match exchange {
-                Ok((head, conn)) if retryable_status(head.status) => Some((
-                    status_error("GET", &conn.url, &head),
-                    head.retry_after.unwrap_or(backoff),
-                )),
+            let (error, wait) = match exchange {
+                Ok((head, conn)) if retryable_status(head.status) => {
+                    (status_error("GET", &conn.url, &head), head.retry_after.unwrap_or(backoff))
+                }
                 Ok(done) => return Ok(done),
-                Err(e) if e.transient => Some((e, backoff)),
+                Err(e) if e.transient => (e, backoff),
                 Err(e) => return Err(e),
             };
+            self.retry(failures, error, wait)?;
         }
     }
 }
 
-/// Why a host name did not resolve; only a timeout is worth another attempt.
-#[inline(never)]
-fn resolve_error(host: &str, error: ResolveError) -> Error {
-    let transient = error == ResolveError::TimedOut;
-    Error::new("resolving ", &host, &error, transient)
+/// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
+const CHUNK_PREFIX: usize = 10;
+
+/// The request head. `headers` are extra `(name, value)` pairs (framing, Range, If-Range,
+/// Content-Type, ...). Every request closes its connection: one exchange per connection
+/// keeps the state simple, and a resumed or redirected request needs a new one anyway.
+fn request_head(method: &str, url: &Url, headers: Headers) -> String {
+    let mut head = text!("{method} {} HTTP/1.1\r\nHost: {}", url.target, url.host_header());
+    head.push_str(concat!("\r\nUser-Agent: imprint/", env!("CARGO_PKG_VERSION")));
+    head.push_str("\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        // Values come from our code or from a server's validator; a CR or LF in one
+        // would inject header lines, so such a header is left out rather than sent.
+        if !value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            for part in [name, ": ", value, "\r\n"] {
+                head.push_str(part);
+            }
+        }
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Frames `buf[CHUNK_PREFIX..CHUNK_PREFIX + len]` as one chunk in place: writes the size
+/// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
+/// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
+/// gives the last chunk.
+fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
+    // As u32: its hex formatting is in the init already. After the last chunk ("0\r\n")
+    // the CRLF after the data is the empty line that ends the (trailer-less) body.
+    let size = text!("{:x}\r\n", len as u32);
+    let (start, end) = (CHUNK_PREFIX - size.len(), CHUNK_PREFIX + len + 2);
+    buf[start..CHUNK_PREFIX].copy_from_slice(size.as_bytes());
+    buf[end - 2..end].copy_from_slice(b"\r\n");
+    start..end
 }
 
 /// A response whose body is read through [`Read`]: `Ok(0)` only once the body is
 /// complete as its framing says. A GET that drops mid-body is resumed from the bytes
 /// already delivered with `Range` + `If-Range`, so the caller sees one stream.
 pub struct Response<'c> {
-    client: &'c mut Client,
+    client: &'c Client,
     url: Url,
     conn: Box<Connection>,
     /// Where the body stands: Length counts the bytes still to come.
@@ -354,8 +348,6 @@ pub struct Response<'c> {
     total: Option<u64>,
     /// If-Range value for resuming; None: this response cannot be resumed.
     validator: Option<String>,
-    /// Failed attempts since the last byte was delivered.
-    failures: u32,
 }
 
 impl Response<'_> {
@@ -366,19 +358,17 @@ impl Response<'_> {
 
     #[inline(never)]
     fn truncated(&self) -> Error {
-        let (url, received) = (&self.conn.url, self.delivered);
+        let (url, n) = (&self.conn.url, self.delivered);
         let message = match self.total {
-            Some(total) => text!("{url}: body cut short after {received} of {total} bytes"),
-            None => {
-                text!("{url}: body cut short after {received} bytes (chunked framing incomplete)")
-            }
+            Some(total) => text!("{url}: body cut short after {n} of {total} bytes"),
+            None => text!("{url}: body cut short after {n} bytes (chunked framing incomplete)"),
         };
         Error::text(message, true)
     }
 
     /// Reads from the current connection as the framing allows.
     #[inline(never)]
-    fn read_framed(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+    fn read_framed(&mut self, out: &mut [u8]) -> Result<usize> {
         // Data bytes the framing allows next.
         let allowed = match &mut self.framing {
             Framing::Length(0) => return Ok(0),
@@ -396,8 +386,7 @@ impl Response<'_> {
                     break 0;
                 }
                 let used = chunks.step(self.conn.buffered());
-                self.conn.start +=
-                    used.map_err(|why| Error::new("", &self.conn.url, &why, false))?;
+                self.conn.start += used.map_err(|e| Error::new("", &self.conn.url, &e, false))?;
             },
         };
         let want = allowed.min(out.len() as u64) as usize;
@@ -418,19 +407,18 @@ impl Read for Response<'_> {
     /// The body as one stream: after a transient failure mid-body, a new request for the
     /// rest, checked to be the same resource.
     #[inline(never)]
-    fn read(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+    fn read(&mut self, out: &mut [u8]) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
+        // Failed attempts since the last byte was delivered.
+        let mut failures = 0;
         loop {
             let cause = match self.read_framed(out) {
                 // A resumed range that ends before the whole length is not the end.
                 Ok(0) if self.total.is_some_and(|t| self.delivered < t) => self.truncated(),
                 Ok(n) => {
-                    if n > 0 {
-                        self.delivered += n as u64;
-                        self.failures = 0;
-                    }
+                    self.delivered += n as u64;
                     return Ok(n);
                 }
                 Err(e) => e,
@@ -439,17 +427,15 @@ impl Read for Response<'_> {
                 return Err(cause);
             };
             // The first retry after progress goes at once: the connection was working.
+            self.client.retry(&mut failures, cause, 0)?;
             let range = text!("bytes={}-", self.delivered);
             let headers = [("Range", range.as_str()), ("If-Range", validator)];
-            let failed = Some((cause, 0));
-            let (head, conn) =
-                self.client.exchange(&self.url, &headers, &mut self.failures, failed)?;
+            let (head, conn) = self.client.exchange(&self.url, &headers, &mut failures)?;
             // Head::parse already rejects a 206 without Content-Range.
+            let (offset, total) = (self.delivered, self.total);
             let why = match (head.status, head.content_range) {
-                (206, Some(range)) if range.first != self.delivered => {
-                    "the server resumed at another offset"
-                }
-                (206, Some(range)) if self.total.is_some() && range.complete != self.total => {
+                (206, Some(r)) if r.first != offset => "the server resumed at another offset",
+                (206, Some(r)) if total.is_some() && r.complete != total => {
                     "the complete length differs"
                 }
                 (206, _) => {
@@ -459,8 +445,7 @@ impl Read for Response<'_> {
                 (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
                 _ => return Err(status_error("GET", &conn.url, &head)),
             };
-            let what =
-                text!("{} changed while resuming at byte {}: {why}", self.conn.url, self.delivered);
+            let what = text!("{} changed while resuming at byte {offset}: {why}", self.conn.url);
             return Err(Error::text(what, false));
         }
     }
@@ -469,6 +454,7 @@ impl Read for Response<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::decode_all;
     use std::io::Read as _;
     use std::net::TcpListener;
 
@@ -505,5 +491,37 @@ mod tests {
             let declared = std::format!("\r\nContent-Length: {length}\r\n");
             assert!(got.windows(declared.len()).any(|w| w == declared.as_bytes()));
         }
+    }
+
+    #[test]
+    fn head_has_line_host_agent_and_extras() {
+        let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
+        let text =
+            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")]);
+        let expected = std::format!(
+            "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
+            crate::VERSION
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn framed_chunks_decode_back_to_the_data() {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for len in [1usize, 15, 16, 255, 4096, 0] {
+            let mut buf = std::vec![0u8; CHUNK_PREFIX + len + 2];
+            for (i, b) in buf[CHUNK_PREFIX..CHUNK_PREFIX + len].iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            expected.extend_from_slice(&buf[CHUNK_PREFIX..CHUNK_PREFIX + len]);
+            let range = frame_chunk(&mut buf, len);
+            wire.extend_from_slice(&buf[range]);
+        }
+        assert!(wire.starts_with(b"1\r\n"));
+        assert!(wire.ends_with(b"\r\n0\r\n\r\n") && !wire.ends_with(b"\r\n\r\n\r\n"));
+        let mut out = Vec::new();
+        assert_eq!(decode_all(&wire, &mut out), Ok(Some(wire.len())));
+        assert_eq!(out, expected);
     }
 }

@@ -2,11 +2,10 @@
 //! connection, built to move gigabytes through a flaky network without losing a byte.
 //!
 //! - [`url`]: `http://host[:port]/path?query`, redirect targets resolved.
-//! - [`request`]: the request head and chunked upload framing.
 //! - [`response`]: the response head (httparse) and how its body is framed.
 //! - [`body`]: the chunked decoder.
-//! - [`client`]: connections, timeouts, redirects, retries and the body reader with
-//!   transparent Range resume.
+//! - [`client`]: the request head, chunked uploads, connections, timeouts, redirects,
+//!   retries and the body reader with transparent Range resume.
 //!
 //! Host names resolve through `net::dns` with the servers the client was given; IPv4
 //! literals need none.
@@ -14,7 +13,6 @@
 pub mod body;
 pub mod cli;
 pub mod client;
-pub mod request;
 pub mod response;
 pub mod url;
 
@@ -23,6 +21,9 @@ pub use client::{Client, Options, Response};
 use alloc::string::String;
 use core::fmt::{self, Display};
 use core::time::Duration;
+
+/// Results of this module: an [`Error`] unless another error type is given.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// An HTTP failure: one line naming what was being done, the URL and what went wrong.
 /// Callers act on two facts only, kept beside the message.
@@ -60,17 +61,13 @@ pub fn retryable_status(status: u16) -> bool {
 
 /// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
 /// precision).
+#[inline(never)]
 pub fn parse_seconds(text: &str) -> Option<Duration> {
     let mut parts = response::pieces(text.as_bytes(), b'.');
     let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
-    if parts.next().is_some() || frac.len() > 3 || whole.is_empty() && frac.is_empty() {
-        return None;
-    }
-    // Each part is digits or nothing; the fraction counts in thousandths.
-    let number =
-        |digits: &[u8]| if digits.is_empty() { Some(0) } else { response::parse_length(digits) };
-    let ms = number(frac)? * [1000, 100, 10, 1][frac.len()];
-    number(whole)?.checked_mul(1000)?.checked_add(ms).map(Duration::from_millis)
+    // "1.25" is 125 hundredths: the digits without the dot, scaled to milliseconds.
+    let scale = [1000, 100, 10, 1].get(frac.len()).filter(|_| parts.next().is_none())?;
+    response::parse_length(&[whole, frac].concat())?.checked_mul(*scale).map(Duration::from_millis)
 }
 
 #[cfg(test)]

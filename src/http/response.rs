@@ -10,17 +10,18 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 
 /// How the body's end is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Framing {
     /// Content-Length bytes; 0 for no body at all (1xx, 204, 304).
     Length(u64),
     /// Transfer-Encoding: chunked, ended by its zero-size chunk; the decoder's state.
     Chunked(ChunkedDecoder),
     /// Until the server closes the connection (neither header; HTTP/1.0 style).
+    #[default]
     Close,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Head {
     pub status: u16,
     pub reason: String,
@@ -63,40 +64,34 @@ impl Head {
             Ok(_) => return Err(TOO_LARGE),
             Err(e) => return Err(parse_error_text(e)),
         };
-        let status = response.code.unwrap_or(0);
-        let mut head = Head {
-            status,
-            reason: String::from(response.reason.unwrap_or("")),
-            framing: Framing::Close,
-            location: None,
-            validator: None,
-            retry_after: None,
-            content_range: None,
-        };
-        let mut length: Option<u64> = None;
-        let (mut etag, mut last_modified) = (None, None);
+        let (status, reason) = (response.code.unwrap_or(0), response.reason.unwrap_or(""));
+        let mut head = Head { status, reason: reason.into(), ..Head::default() };
+        let (mut length, mut etag, mut last_modified) = (None, None, None);
+        // Transfer codings: 1 for "chunked", 2 for any other; 1 in all: plain chunked.
         let mut codings = 0;
-        let mut chunked = 0;
         for h in response.headers.iter() {
-            let Some(which) =
-                WANTED.iter().position(|w| equals_ignoring_case(h.name.as_bytes(), w.as_bytes()))
-            else {
+            let name = h.name.as_bytes();
+            let Some(which) = WANTED.iter().position(|w| equals_ignoring_case(name, w)) else {
                 continue;
             };
             let value = h.value.trim_ascii();
             match which {
                 // Both are lists. Content-Length may repeat only when every element
                 // agrees ("5, 5"); empty Transfer-Encoding elements are allowed.
-                0 | 1 => {
+                0 => {
                     for item in pieces(value, b',') {
-                        let item = item.trim_ascii();
-                        if which == 1 {
-                            codings += usize::from(!item.is_empty());
-                            chunked += usize::from(equals_ignoring_case(item, b"chunked"));
-                            continue;
-                        }
-                        let n = parse_length(item).filter(|&n| length.is_none_or(|l| l == n));
+                        let n = parse_length(item.trim_ascii());
+                        let n = n.filter(|&n| length.is_none_or(|l| l == n));
                         length = Some(n.ok_or("invalid or conflicting Content-Length")?);
+                    }
+                }
+                1 => {
+                    for item in pieces(value, b',').map(<[u8]>::trim_ascii) {
+                        codings += match item {
+                            b"" => 0,
+                            _ if equals_ignoring_case(item, b"chunked") => 1,
+                            _ => 2,
+                        };
                     }
                 }
                 2 => head.location = text(value),
@@ -107,23 +102,18 @@ impl Head {
             }
         }
         head.validator = etag.or(last_modified).and_then(text);
-        head.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-            Framing::Length(0)
-        } else if codings > 0 {
-            if length.is_some() {
-                return Err(
+        head.framing =
+            match (status, codings, length) {
+                (100..=199 | 204 | 304, ..) => Framing::Length(0),
+                (_, 0, _) => length.map_or(Framing::Close, Framing::Length),
+                (_, _, Some(_)) => return Err(
                     "response has both Content-Length and Transfer-Encoding (ambiguous framing)",
-                );
-            }
-            // Only plain "chunked": any other coding (gzip on the wire) would hand the
-            // caller bytes that are not the resource.
-            if codings != 1 || chunked != 1 {
-                return Err("unsupported Transfer-Encoding (only chunked is supported)");
-            }
-            Framing::Chunked(ChunkedDecoder::default())
-        } else {
-            length.map_or(Framing::Close, Framing::Length)
-        };
+                ),
+                // Only plain "chunked": any other coding (gzip on the wire) would hand the
+                // caller bytes that are not the resource.
+                (_, 1, _) => Framing::Chunked(ChunkedDecoder::default()),
+                _ => return Err("unsupported Transfer-Encoding (only chunked is supported)"),
+            };
         if status == 206 && head.content_range.is_none() {
             return Err("206 response without a valid Content-Range");
         }
@@ -132,14 +122,14 @@ impl Head {
 }
 
 /// The header fields imprint acts on, in the order `Head::parse` matches them.
-const WANTED: [&str; 7] = [
-    "content-length",
-    "transfer-encoding",
-    "location",
-    "etag",
-    "last-modified",
-    "retry-after",
-    "content-range",
+const WANTED: [&[u8]; 7] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"location",
+    b"etag",
+    b"last-modified",
+    b"retry-after",
+    b"content-range",
 ];
 
 /// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
@@ -172,30 +162,19 @@ fn text(v: &[u8]) -> Option<String> {
 
 /// A plain decimal number of at most 2^64-1: no sign, no spaces, no overflow.
 pub fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    let digit = |&b: &u8| b.is_ascii_digit().then(|| u64::from(b - b'0'));
+    let n = v.iter().try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(digit(b)?));
+    n.filter(|_| !v.is_empty())
 }
 
 /// `bytes first-last/complete` or `bytes first-last/*`.
 fn parse_content_range(v: &[u8]) -> Option<ContentRange> {
     let mut parts = v.strip_prefix(b"bytes ")?.split(|&b| b == b'-' || b == b'/');
-    let first = parse_length(parts.next()?)?;
-    let last = parse_length(parts.next()?)?;
-    let complete = match parts.next()? {
-        b"*" => None,
-        complete => Some(parse_length(complete)?),
-    };
-    if parts.next().is_some() || last < first || complete.is_some_and(|c| last >= c) {
-        return None;
-    }
-    Some(ContentRange { first, last, complete })
+    let (first, last) = (parse_length(parts.next()?)?, parse_length(parts.next()?)?);
+    let complete = parts.next()?;
+    let complete = if complete == b"*" { None } else { Some(parse_length(complete)?) };
+    let valid = parts.next().is_none() && first <= last && complete.is_none_or(|c| last < c);
+    valid.then_some(ContentRange { first, last, complete })
 }
 
 #[cfg(test)]

@@ -22,30 +22,57 @@ pub type UrlError = &'static str;
 
 impl Url {
     pub fn parse(text: &str) -> Result<Url, UrlError> {
-        let rest = strip_scheme(text)?;
+        let (scheme, rest) = cut(text, find(text, b":"));
+        let rest = match rest.strip_prefix("://") {
+            Some(rest) if equals_ignoring_case(scheme.as_bytes(), b"http") => rest,
+            Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => {
+                return Err("TLS is not supported; use http:// and pin a sha256 instead")
+            }
+            _ => return Err("only http:// URLs are supported"),
+        };
         let (authority, target) = cut(rest, find(rest, b"/?#"));
-        let (host, port) = split_authority(authority)?;
-        check_host(host)?;
-        Ok(Url { host: host.into(), port, target: target_of(target)? })
+        if authority.contains('@') {
+            return Err("user names and passwords in URLs are not supported");
+        }
+        if authority.starts_with('[') {
+            return Err("IPv6 hosts are not supported");
+        }
+        let colon = authority.bytes().rposition(|b| b == b':');
+        let (host, port) = cut(authority, colon.unwrap_or(authority.len()));
+        // After the colon; none: 80.
+        let digits = port.as_bytes().get(1..).unwrap_or(b"80");
+        let port = parse_length(digits).and_then(|p| u16::try_from(p).ok()).filter(|&p| p > 0);
+        let port = port.ok_or("the port is not a number from 1 to 65535")?;
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+        if host.is_empty() || !host.bytes().all(valid) {
+            return Err("the host is missing or not a valid name");
+        }
+        // Anything that looks like dotted numbers must be a real address, not a name lookup.
+        if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && parse_ipv4(host).is_none() {
+            return Err("the host is not a valid IPv4 address");
+        }
+        // The request target: fragment dropped, "/" when empty.
+        let target = cut(target, find(target, b"#")).0;
+        if target.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            return Err("the URL has a space, control or non-ASCII character; percent-encode it");
+        }
+        let slash = if target.starts_with('/') { "" } else { "/" };
+        Ok(Url { host: host.into(), port, target: String::from(slash) + target })
     }
 
     /// The URL as text, for errors and loop detection (one out-of-line copy of the
     /// building instead of one per call site).
     #[inline(never)]
     pub fn text(&self) -> String {
-        let mut text = String::from("http://");
-        text.push_str(&self.host_header());
-        text.push_str(&self.target);
-        text
+        text!("http://{}{}", self.host_header(), self.target)
     }
 
     /// The value of the Host header: the port only when it is not 80.
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
+        match self.port {
+            80 => self.host.clone(),
             // As u32: u16 would bring its own copy of the integer formatting.
-            text!("{}:{}", self.host, u32::from(self.port))
+            port => text!("{}:{}", self.host, u32::from(port)),
         }
     }
 
@@ -69,9 +96,7 @@ impl Url {
         };
         let mut url = Url::parse(&text!("{origin}{base}{location}"))?;
         let (path, query) = cut(&url.target, find(&url.target, b"?"));
-        let mut target = remove_dot_segments(path);
-        target.push_str(query);
-        url.target = target;
+        url.target = remove_dot_segments(path) + query;
         Ok(url)
     }
 }
@@ -93,88 +118,28 @@ fn cut(s: &str, at: usize) -> (&str, &str) {
 /// A scheme (`letter *( letter / digit / "+" / "-" / "." )`) followed by ':'.
 fn has_scheme(s: &str) -> bool {
     let b = s.as_bytes();
-    let len = b
-        .iter()
-        .position(|&c| !(c.is_ascii_alphanumeric() || b"+-.".contains(&c)))
-        .unwrap_or(b.len());
-    b.first().is_some_and(u8::is_ascii_alphabetic) && b.get(len) == Some(&b':')
-}
-
-fn strip_scheme(text: &str) -> Result<&str, UrlError> {
-    let (scheme, rest) = cut(text, find(text, b":"));
-    match rest.strip_prefix("://") {
-        Some(rest) if equals_ignoring_case(scheme.as_bytes(), b"http") => Ok(rest),
-        Some(_) if equals_ignoring_case(scheme.as_bytes(), b"https") => {
-            Err("TLS is not supported; use http:// and pin a sha256 instead")
-        }
-        _ => Err("only http:// URLs are supported"),
-    }
-}
-
-fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
-    if authority.contains('@') {
-        return Err("user names and passwords in URLs are not supported");
-    }
-    if authority.starts_with('[') {
-        return Err("IPv6 hosts are not supported");
-    }
-    match authority.bytes().rposition(|b| b == b':') {
-        None => Ok((authority, 80)),
-        Some(colon) => {
-            let (host, port) = cut(authority, colon);
-            let port = parse_length(port.as_bytes().get(1..).unwrap_or_default())
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|&p| p > 0)
-                .ok_or("the port is not a number from 1 to 65535")?;
-            Ok((host, port))
-        }
-    }
-}
-
-fn check_host(host: &str) -> Result<(), UrlError> {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
-    if host.is_empty() || !host.bytes().all(valid) {
-        return Err("the host is missing or not a valid name");
-    }
-    // Anything that looks like dotted numbers must be a real address, not a name lookup.
-    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && parse_ipv4(host).is_none() {
-        return Err("the host is not a valid IPv4 address");
-    }
-    Ok(())
-}
-
-/// The request target from what follows the authority: fragment dropped, "/" when empty.
-fn target_of(rest: &str) -> Result<String, UrlError> {
-    let rest = cut(rest, find(rest, b"#")).0;
-    if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-        return Err("the URL has a space, control or non-ASCII character; percent-encode it");
-    }
-    Ok(if rest.starts_with('/') { String::from(rest) } else { String::from("/") + rest })
+    let len = b.iter().position(|&c| !(c.is_ascii_alphanumeric() || b"+-.".contains(&c)));
+    b.first().is_some_and(u8::is_ascii_alphabetic) && b.get(len.unwrap_or(b.len())) == Some(&b':')
 }
 
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
 /// climbing above the root.
 fn remove_dot_segments(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(after) = rest.strip_prefix('/') {
-        let (segment, next) = cut(after, find(after, b"/"));
-        rest = next;
+    let mut out = String::new();
+    let mut last = "";
+    for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
         match segment {
             ".." => out.truncate(out.bytes().rposition(|b| b == b'/').unwrap_or(0)),
             "." => {}
             _ => {
                 out.push('/');
                 out.push_str(segment);
-                continue;
             }
         }
-        // "a/." and "a/.." name a directory: keep the trailing slash.
-        if rest.is_empty() {
-            out.push('/');
-        }
+        last = segment;
     }
-    if out.is_empty() {
+    // "a/." and "a/.." name a directory: keep the trailing slash.
+    if out.is_empty() || matches!(last, "." | "..") {
         out.push('/');
     }
     out
