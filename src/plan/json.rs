@@ -56,7 +56,7 @@ pub fn parse(input: &[u8]) -> Result<Value, JsonError> {
     }
     let text = core::str::from_utf8(input)
         .map_err(|e| JsonError { at: e.valid_up_to(), what: "not UTF-8" })?;
-    let mut p = Parser { s: text.as_bytes(), text, pos: 0 };
+    let mut p = Parser { s: text.as_bytes(), pos: 0 };
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos != p.s.len() {
@@ -67,7 +67,6 @@ pub fn parse(input: &[u8]) -> Result<Value, JsonError> {
 
 struct Parser<'a> {
     s: &'a [u8],
-    text: &'a str,
     pos: usize,
 }
 
@@ -184,69 +183,63 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// A string, from its opening quote: its bytes gathered, escapes decoded into them,
+    /// and made a String once (which cannot fail: the input is UTF-8 and an escape gives
+    /// a whole character).
     fn string(&mut self) -> Result<String, JsonError> {
-        self.pos += 1; // the opening quote
-        let mut out = String::new();
+        let mut out = Vec::new();
         loop {
-            // Copy the run of plain characters at once (the input is valid UTF-8, and the
-            // run ends at an ASCII byte, so the slice is on character boundaries).
-            let run = self.s[self.pos..]
-                .iter()
-                .take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20)
-                .count();
-            out.push_str(self.text.get(self.pos..self.pos + run).unwrap_or_default());
-            self.pos += run;
+            self.pos += 1; // the opening quote, a plain byte or an escape's last byte
             match self.peek() {
                 None => return Err(self.error("unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    out.push(self.escape()?);
-                }
-                Some(_) => return Err(self.error("control character in a string")),
+                Some(b'"') => break,
+                Some(0..0x20) => return Err(self.error("control character in a string")),
+                Some(b'\\') => self.escape(&mut out)?,
+                Some(b) => out.push(b),
             }
-        }
-    }
-
-    /// After a backslash: the escaped character; after `\u`, four hex digits, and for a
-    /// high surrogate the `\uXXXX` low one.
-    fn escape(&mut self) -> Result<char, JsonError> {
-        let next = self.peek();
-        let mut simple = b"\"\\/bfnrt".iter().zip("\"\\/\u{8}\u{c}\n\r\t".chars());
-        let simple = simple.find(|e| Some(*e.0) == next);
-        if next != Some(b'u') && simple.is_none() {
-            return Err(self.error("invalid escape"));
         }
         self.pos += 1;
-        if let Some((_, c)) = simple {
-            return Ok(c);
-        }
-        let first = self.hex4()?;
-        let code = match first {
-            0xD800..=0xDBFF => {
-                let low = self.s[self.pos..].starts_with(b"\\u");
-                self.pos += 2 * usize::from(low);
-                let second = if low { self.hex4()? } else { 0 };
-                if !(0xDC00..=0xDFFF).contains(&second) {
-                    return Err(self.error("high surrogate without a low one"));
-                }
-                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-            }
-            0xDC00..=0xDFFF => return Err(self.error("lone low surrogate")),
-            c => c,
-        };
-        char::from_u32(code).ok_or(self.error("invalid code point"))
+        Ok(String::from_utf8(out).unwrap_or_default())
     }
 
+    /// At a backslash: the escaped character into `out`, the cursor left on the escape's
+    /// last byte; after `\u`, four hex digits, and for a high surrogate the `\uXXXX` low
+    /// one.
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+        self.pos += 1;
+        let next = self.peek();
+        let mut simple = b"\"\\/bfnrt".iter().zip(b"\"\\/\x08\x0c\n\r\t");
+        if let Some((_, &c)) = simple.find(|e| Some(*e.0) == next) {
+            out.push(c);
+            return Ok(());
+        } else if next != Some(b'u') {
+            return Err(self.error("invalid escape"));
+        }
+        let mut code = self.hex4()?;
+        let rest = self.s.get(self.pos + 1..).unwrap_or_default();
+        if (0xD800..0xDC00).contains(&code) && rest.starts_with(b"\\u") {
+            self.pos += 2;
+            let low = self.hex4()?;
+            if (0xDC00..0xE000).contains(&low) {
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+            }
+        }
+        // Only a surrogate left alone is no character.
+        let lone =
+            if code < 0xDC00 { "high surrogate without a low one" } else { "lone low surrogate" };
+        let c = char::from_u32(code).ok_or(self.error(lone))?;
+        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        Ok(())
+    }
+
+    /// At a `u`: the four hex digits after it, the cursor left on the last.
     fn hex4(&mut self) -> Result<u32, JsonError> {
+        self.pos += 1;
         let digits =
             self.s.get(self.pos..self.pos + 4).ok_or(self.error("truncated \\u escape"))?;
         let v = digits.iter().try_fold(0, |v, &d| Some(v * 16 + (d as char).to_digit(16)?));
         let v = v.ok_or(self.error("bad hex digit in \\u escape"))?;
-        self.pos += 4;
+        self.pos += 3;
         Ok(v)
     }
 }
