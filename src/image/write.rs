@@ -15,7 +15,7 @@
 //! ring's threads, while the inflater goes on. Runs of zero blocks are not written but
 //! zeroed (BLKZEROOUT on a device, fallocate ZERO_RANGE on a file), in the background too.
 
-use super::gzip::{Decoder, GzipError, MAGIC};
+use super::gzip::{Decoder, GzipError, MAGIC, TRUNCATED};
 use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
 use super::{is_zero, Format, Interrupted};
@@ -522,7 +522,7 @@ fn stream(
         if used == 0 && made == 0 {
             if input.eof {
                 // The decoder ends every stream at EOF with a result; this is a guard.
-                return Err(text!("{}", GzipError::Truncated { at: input.total }));
+                return Err(text!("{}", GzipError { at: input.total, what: TRUNCATED }));
             }
             input.refill(source)?;
         }
