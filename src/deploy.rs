@@ -76,25 +76,22 @@ fn finish_root(
         }
     }
     // netplan wants its files private; networkd reads its own as an unprivileged user.
-    let network = match plan.address {
-        None => None,
-        _ if fs::exists("/run/imprint/root/etc/netplan") => {
-            Some(("/etc/netplan/60-imprint.yaml", true, 0o600))
-        }
-        _ if fs::exists("/run/imprint/root/etc/systemd/network") => {
-            Some(("/etc/systemd/network/60-imprint.network", false, 0o644))
-        }
-        _ => {
-            sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
-            None
-        }
-    };
+    let targets = [
+        ("/etc/netplan", "/etc/netplan/60-imprint.yaml", true, 0o600),
+        ("/etc/systemd/network", "/etc/systemd/network/60-imprint.network", false, 0o644),
+    ];
+    let network = plan.address.as_ref().and_then(|_| {
+        targets.into_iter().find(|(dir, ..)| fs::exists(&text!("{MOUNT_POINT}{dir}")))
+    });
+    if plan.address.is_some() && network.is_none() {
+        sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
+    }
     if plan.hostname.is_some() || network.is_some() || !plan.files.is_empty() {
         sayln!("imprint: writing files into the deployed system on {device}");
     }
     let hostname = plan.hostname.as_ref().map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
     let network =
-        network.map(|(path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
+        network.map(|(_, path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
     let ours =
         hostname.iter().chain(&network).map(|(path, text, mode)| (*path, text.as_bytes(), *mode));
     let theirs = plan.files.iter().map(|f| (f.path.as_str(), &f.content[..], f.mode));
