@@ -262,7 +262,7 @@ impl Sink {
             self.flushed = to;
         }
         if end && !last {
-            ring.rewind(WINDOW).map_err(ring_error(ring))?;
+            ring.rewind(WINDOW);
             (self.pos, self.flushed) = (WINDOW, WINDOW);
         }
         Ok(())
@@ -475,12 +475,10 @@ fn write_from(
             let _ = tick(summary.image_len, summary.source_len, true);
             Ok(summary)
         }
-        Err(cause) => {
-            Err(match wipe_ends(&mut sink.disk).and_then(|_| block::fsync(&sink.disk.fd)) {
-                Ok(()) => cause,
-                Err(errno) => text!("{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"),
-            })
-        }
+        Err(cause) => Err(match wipe_ends(&mut sink.disk) {
+            Ok(()) => cause,
+            Err(errno) => text!("{cause}; then zeroing the first and last MiB failed too ({errno}): the disk may look bootable"),
+        }),
     }
 }
 
@@ -498,10 +496,7 @@ fn stream(
 ) -> Result<u32, WriteError> {
     loop {
         let pos = sink.pos;
-        let out = match ring.writable_from(pos) {
-            Ok(out) => out,
-            Err(errno) => return Err(ring_error(ring)(errno)),
-        };
+        let out = ring.writable_from(pos);
         let data = input.available();
         let (used, made) = match &mut decoder {
             Some(d) => d.step(data, input.eof, out, pos).map(|s| (s.consumed, s.produced)),
@@ -601,17 +596,17 @@ fn await_partition_nodes(fd: &Fd) -> Option<u32> {
 /// Zeroes `target`'s first and last MiB again, for a failure after a verified write (the
 /// deployed system could not be finished): a half-provisioned disk must not boot either.
 pub fn unmake_bootable(target: &str) -> Result<(), WriteError> {
-    let mut disk = Disk::open(target)?;
-    wipe_ends(&mut disk).map_err(device("zeroing the disk's ends"))?;
-    block::fsync(&disk.fd).map_err(device("flushing the disk"))
+    wipe_ends(&mut Disk::open(target)?).map_err(device("zeroing the disk's ends"))
 }
 
-/// Zeroes the first and last MiB of the target (of a growing file: of what it holds).
+/// Zeroes the first and last MiB of the target (of a growing file: of what it holds),
+/// durably.
 fn wipe_ends(disk: &mut Disk) -> sys::Result<()> {
     let end = disk.limit.map_or_else(|| block::file_len(&disk.fd), Ok)?;
     disk.zero(0, end.min(HEAD))?;
     let tail = end.saturating_sub(HEAD).max(HEAD.min(end));
-    disk.zero(tail, end - tail)
+    disk.zero(tail, end - tail)?;
+    block::fsync(&disk.fd)
 }
 
 #[cfg(test)]
@@ -713,7 +708,7 @@ mod tests {
         };
         wipe_ends(&mut sink.disk).unwrap();
         let mut ring = DirectRing::new(2 << 20).unwrap();
-        let image = ring.writable_from(0).unwrap();
+        let image = ring.writable_from(0);
         image[..HEAD as usize].fill(0x11);
         image[HEAD as usize..HEAD as usize + UNIT].fill(0x22);
         sink.accept(&mut ring, 0, 2 << 20).unwrap();

@@ -495,11 +495,11 @@ impl DirectRing {
 
     /// The buffer for filling at `from` (an inflater's history lies below it): up to the
     /// first byte past `from` that a queued operation still uses, once at least 64 KiB
-    /// (or the rest of the ring) are free.
-    pub fn writable_from(&mut self, from: usize) -> Result<&mut [u8]> {
+    /// (or the rest of the ring) are free. (A failed operation is the error of the next
+    /// `queue` or `wait_all`.)
+    pub fn writable_from(&mut self, from: usize) -> &mut [u8] {
         let len = self.len();
         self.wait_for(from, (from + (64 << 10)).min(len), true);
-        self.status()?;
         let s = self.shared();
         let mut free = len;
         for (busy, op) in s.busy.iter().zip(&s.ops) {
@@ -512,17 +512,15 @@ impl DirectRing {
                 free = free.min(op.start.max(from));
             }
         }
-        Ok(&mut self.buf[..free])
+        &mut self.buf[..free]
     }
 
     /// Copies the last `keep` bytes to the start (an inflater's history, when it goes on
     /// from there), once no queued write still uses the start.
-    pub fn rewind(&mut self, keep: usize) -> Result<()> {
+    pub fn rewind(&mut self, keep: usize) {
         self.wait_for(0, keep, true);
-        self.status()?;
         let len = self.len();
         self.buf.copy_within(len - keep.min(len).., 0);
-        Ok(())
     }
 
     /// Queues `io` on `fd` at `offset`, of `len` bytes at `start` in the ring (O_DIRECT:
@@ -670,7 +668,7 @@ mod tests {
         let mut ring = DirectRing::new(64 * PAGE).unwrap();
         for round in 0..3u8 {
             ring.wait_all().unwrap();
-            let buf = ring.writable_from(0).unwrap();
+            let buf = ring.writable_from(0);
             assert_eq!(buf.len(), 64 * PAGE);
             buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i / PAGE) as u8 ^ round);
             for chunk in 0..8 {
