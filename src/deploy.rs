@@ -42,7 +42,7 @@ pub fn finish(disk: &Disk, plan: &Plan, mac: [u8; 6]) -> Result<(), Error> {
 /// re-reads the table. A disk without GPT (MBR images) is left as it is.
 fn fit_table(disk: &Disk, grow: Option<u32>) -> Result<(), Error> {
     let path = disk.path();
-    let fd = block::open_device(&path, false).map_err(sys("opening", &path))?;
+    let fd = block::open(&path, true, false).map_err(sys("opening", &path))?;
     let fitted = gpt::relocate_and_grow(&fd, grow)
         .map_err(|e| Error(text!("fitting the partition table to the disk: {e}")))?;
     match (fitted, grow) {

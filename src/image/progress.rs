@@ -27,8 +27,7 @@ impl Progress {
     fn done_of(&self) -> Option<(u64, u64)> {
         match (self.source_size, self.image_size) {
             (Some(total), _) => Some((self.read, total)),
-            (None, Some(total)) => Some((self.written, total)),
-            (None, None) => None,
+            (None, total) => Some((self.written, total?)),
         }
     }
 

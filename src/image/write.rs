@@ -149,7 +149,7 @@ impl Disk {
         let kind = block::kind_of(path).map_err(opening)?.unwrap_or(Kind::RegularFile);
         let (fd, limit) = match kind {
             Kind::BlockDevice => {
-                let fd = block::open_device(path, true).map_err(|errno| match errno {
+                let fd = block::open(path, true, true).map_err(|errno| match errno {
                     Errno::EBUSY => WriteError::from(BUSY),
                     errno => opening(errno),
                 })?;
@@ -164,8 +164,8 @@ impl Disk {
             }
             Kind::RegularFile => {
                 // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-                let fd = match block::open_file(path, true) {
-                    Err(Errno::EINVAL) => block::open_file(path, false),
+                let fd = match block::open(path, false, true) {
+                    Err(Errno::EINVAL) => block::open(path, false, false),
                     other => other,
                 }
                 .map_err(opening)?;
@@ -561,7 +561,6 @@ fn commit(
 /// Drops the device's cached blocks and has the kernel re-read its partition table, then
 /// waits (bounded) for the partitions' /dev nodes.
 pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
-    block::flush_buffers(fd).map_err(device("dropping the device's buffer cache"))?;
     match block::reread_partitions(fd) {
         Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd).unwrap_or(0))),
         Err(Errno::EBUSY) => Ok(PartitionScan::Busy),

@@ -57,21 +57,13 @@ fn stat_fd(fd: &Fd) -> Result<libc::stat> {
     stat_at(fd.raw(), c"".as_ptr(), libc::AT_EMPTY_PATH)
 }
 
-/// Opens a block device for writing an image: O_EXCL makes the kernel refuse (EBUSY) a
-/// device that is mounted, part of an array or held open exclusively by anyone else, and
-/// keeps others from claiming it while we write. `direct` adds O_DIRECT.
-pub fn open_device(path: &str, direct: bool) -> Result<Fd> {
-    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::EXCLUSIVE | direct_flag(direct), 0)
-}
-
-/// Opens (creating if missing) a regular file as an image target. O_EXCL is not used: on
-/// a file it would mean "must not exist yet".
-pub fn open_file(path: &str, direct: bool) -> Result<Fd> {
-    Fd::open(path, OpenFlags::READ_WRITE | OpenFlags::CREATE | direct_flag(direct), 0o644)
-}
-
-fn direct_flag(direct: bool) -> libc::c_int {
-    OpenFlags::DIRECT * direct as libc::c_int
+/// Opens an image target read-write, with O_DIRECT when `direct`. A block `device` gets
+/// O_EXCL: the kernel refuses (EBUSY) a device that is mounted, part of an array or held
+/// open exclusively by anyone else, and keeps others from claiming it while we write. A
+/// regular file is created if missing (O_EXCL would mean "must not exist yet").
+pub fn open(path: &str, device: bool, direct: bool) -> Result<Fd> {
+    let how = if device { OpenFlags::EXCLUSIVE } else { OpenFlags::CREATE };
+    Fd::open(path, OpenFlags::READ_WRITE | how | OpenFlags::DIRECT * direct as c_int, 0o644)
 }
 
 /// The file's length in bytes (for regular files).
@@ -97,14 +89,11 @@ pub fn device_size(fd: &Fd) -> Result<u64> {
 }
 
 /// Drops the device's buffer cache, so later readers (the partition scan, the next stage)
-/// see what is on the disk rather than stale cached blocks.
-pub fn flush_buffers(fd: &Fd) -> Result<()> {
-    ioctl(fd, BLKFLSBUF, 0)
-}
-
-/// Asks the kernel to re-read the partition table. EBUSY while a partition is in use;
-/// EINVAL on devices without partition support (e.g. a loop device without -P).
+/// see what is on the disk rather than stale cached blocks, then asks the kernel to
+/// re-read the partition table. EBUSY while a partition is in use; EINVAL on devices
+/// without partition support (e.g. a loop device without -P).
 pub fn reread_partitions(fd: &Fd) -> Result<()> {
+    ioctl(fd, BLKFLSBUF, 0)?;
     ioctl(fd, BLKRRPART, 0)
 }
 
@@ -662,8 +651,8 @@ mod tests {
         let dir = std::env::temp_dir().join(std::format!("imprint-ring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk");
-        let fd = open_file(path.to_str().unwrap(), true)
-            .or_else(|_| open_file(path.to_str().unwrap(), false))
+        let fd = open(path.to_str().unwrap(), false, true)
+            .or_else(|_| open(path.to_str().unwrap(), false, false))
             .unwrap();
         let mut ring = DirectRing::new(64 * PAGE).unwrap();
         for round in 0..3u8 {
@@ -704,7 +693,7 @@ mod tests {
         let path = dir.join("disk");
         let p = path.to_str().unwrap();
         assert_eq!(kind_of(p).unwrap(), None);
-        let fd = open_file(p, false).unwrap();
+        let fd = open(p, false, false).unwrap();
         assert_eq!(kind_of(p).unwrap(), Some(Kind::RegularFile));
         set_len(&fd, 3 * PAGE as u64).unwrap();
         pwrite_all(&fd, &[0xAB; PAGE * 2], PAGE as u64 / 2).unwrap();
@@ -732,7 +721,7 @@ mod tests {
             (0..(5 * 16 * 4096 + 4096u32)).map(|i| (i / 4096 * 7 + i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let p = path.to_str().unwrap();
-        let fd = open_file(p, true).or_else(|_| open_file(p, false)).unwrap();
+        let fd = open(p, false, true).or_else(|_| open(p, false, false)).unwrap();
         let mut reader = ReadAhead::new(16 * 4096).unwrap();
         let mut got = std::vec::Vec::new();
         let mut sizes = std::vec::Vec::new();
