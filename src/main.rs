@@ -17,7 +17,7 @@ use imprint::net::{self, Summary};
 use imprint::plan::{Action, Finally, Plan};
 use imprint::provision::{self, Reporter};
 use imprint::rescue;
-use imprint::{cmdline::Settings, init, tool};
+use imprint::{cmdline::Settings, init};
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
@@ -29,7 +29,7 @@ fn start(args: &[&[u8]]) -> i32 {
     if imprint::sys::process::pid() == 1 {
         boot()
     } else {
-        tool::main(args)
+        imprint::tool::main(args)
     }
 }
 

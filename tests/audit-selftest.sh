@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make audit` must fail when the boot path gains a dependency, an unsafe block outside
-# src/sys, an unsafe block without a SAFETY comment, or an undocumented libc call. Each
+# src/sys, an unsafe block without a SAFETY comment, an undocumented libc call, or a
+# reference to tool mode (src/tool). Each
 # is made in a scratch copy of this tree; the audit must pass on the copy first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,8 +44,8 @@ sed -i 's/^\[dependencies\]$/[dependencies]\nitoa = "1"/' "$scratch/tree/Cargo.t
 expect_failure "a new dependency" "Cargo.toml [dependencies] has 'itoa'"
 
 fresh_copy
-printf '\nfn sneaky() -> u8 { let x = 1u8; unsafe { *(&x as *const u8) } }\n' >>"$scratch/tree/src/tool.rs"
-expect_failure "unsafe outside src/sys" "src/tool.rs:"
+printf '\nfn sneaky() -> u8 { let x = 1u8; unsafe { *(&x as *const u8) } }\n' >>"$scratch/tree/src/tool/mod.rs"
+expect_failure "unsafe outside src/sys" "src/tool/mod.rs:"
 
 fresh_copy
 printf '\n\n\n\n\n\n\n\n\n\npub fn peek(p: *const u8) -> u8 {\n    unsafe { *p }\n}\n' >>"$scratch/tree/src/sys/time.rs"
@@ -56,5 +57,15 @@ expect_failure "an undocumented libc call" "libc::getuid is called in src/sys/ti
 
 # Lines are counted as rustfmt lays them out: code packed onto fewer lines fails.
 fresh_copy
-printf '\npub fn packed(a: u8) -> u8 { let b = a + 1; let c = b * 2; c - a }\n' >>"$scratch/tree/src/tool.rs"
+printf '\npub fn packed(a: u8) -> u8 { let b = a + 1; let c = b * 2; c - a }\n' >>"$scratch/tree/src/tool/mod.rs"
 expect_failure "code packed onto fewer lines" "not formatted as rustfmt.toml says"
+
+# Tool mode (src/tool) is counted apart from the boot path because the boot never runs it:
+# a boot-path file that calls into it fails, in a `use` as in a path.
+fresh_copy
+printf '\npub fn usage_status() -> i32 {\n    crate::tool::EXIT_USAGE\n}\n' >>"$scratch/tree/src/net/ipconfig.rs"
+expect_failure "the boot path calling tool mode" "the boot path refers to tool mode (\`crate::tool::EXIT_USAGE\`)"
+
+fresh_copy
+printf '\n#[allow(unused_imports)]\nuse super::tool;\n' >>"$scratch/tree/src/disk/mod.rs"
+expect_failure "the boot path importing tool mode" "the boot path refers to tool mode (\`use super::tool;\`)"

@@ -11,7 +11,6 @@
 //! literals need none.
 
 pub mod body;
-pub mod cli;
 pub mod client;
 pub mod response;
 pub mod url;
@@ -20,7 +19,6 @@ pub use client::{Client, Options, Response};
 
 use alloc::string::String;
 use core::fmt::{self, Display};
-use core::time::Duration;
 
 /// Results of this module: an [`Error`] unless another error type is given.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
@@ -59,32 +57,9 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
-/// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
-/// precision).
-#[inline(never)]
-pub fn parse_seconds(text: &str) -> Option<Duration> {
-    let mut parts = response::pieces(text.as_bytes(), b'.');
-    let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
-    // "1.25" is 125 hundredths: the digits without the dot, scaled to milliseconds.
-    let scale = [1000, 100, 10, 1].get(frac.len()).filter(|_| parts.next().is_none())?;
-    response::parse_length(&[whole, frac].concat())?.checked_mul(*scale).map(Duration::from_millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_parse() {
-        assert_eq!(parse_seconds("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("1.25"), Some(Duration::from_millis(1250)));
-        assert_eq!(parse_seconds(".3"), Some(Duration::from_millis(300)));
-        assert_eq!(parse_seconds("99999999999999999999"), None, "overflow");
-        for bad in ["", ".", "1.2345", "-1", "1e3", "x", "1.2.3"] {
-            assert_eq!(parse_seconds(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn retryable_statuses() {

@@ -12,7 +12,7 @@
 
 use super::crc32::Crc32;
 use super::progress::Progress;
-use super::sha256::{Hex, Sha256};
+use super::sha256::Sha256;
 use super::{gzip::HEADER, is_zero, Hook};
 use crate::http::Client;
 use crate::io::Read;
@@ -321,43 +321,6 @@ pub fn capture(
     Ok(body.summary())
 }
 
-pub const CAPTURE_USAGE: &str =
-    "imprint capture <device> <upload-url> [--raw] [--put] [--level N] [--name NAME]";
-
-/// `imprint capture`: reads the device, uploads it, prints progress and the SHA-256;
-/// returns the exit status.
-pub fn capture_command(args: &[&[u8]]) -> i32 {
-    let (path, url, options) = match parse_capture_args(args) {
-        Ok(parsed) => parsed,
-        Err(why) => return super::usage_error("capture", &why, CAPTURE_USAGE),
-    };
-    super::run_command("capture", &mut |hook| {
-        let mut client = Client::new(crate::net::dns::system_servers(), Default::default());
-        let Summary { disk_len, sent_len, members, zero_bytes, sha256 } =
-            capture(&mut client, open(path)?, url, &options, hook)?;
-        Ok(text!(
-            "captured {disk_len} bytes of {path} to {url}: {sent_len} bytes sent, {members} member(s), {zero_bytes} bytes of zero runs; sha256 {}",
-            Hex(&sha256)
-        ))
-    })
-}
-
-fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
-    let mut args = crate::tool::Args::new(args)?;
-    let level = |n: &str| n.parse().ok().filter(|&l| l <= 10);
-    let level = super::option(&mut args, "--level", "a level from 0 to 10", level)?;
-    let name = args.value("--name")?;
-    let compressed = !args.flag("--raw");
-    let put = args.flag("--put");
-    // positional() returns exactly two arguments or an error.
-    let [path, url] = <[&str; 2]>::try_from(args.positional(2, "a device and an upload URL")?)
-        .unwrap_or_default();
-    // plunder names captures by MAC; a tool run names it after the device by default.
-    let form_name = (!put)
-        .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
-    Ok((path, url, Options { compressed, level: level.unwrap_or(DEFAULT_LEVEL), form_name }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,26 +455,6 @@ mod tests {
         assert!(form("x", false).2.contains("filename=\"x.img\""));
         let put = framing(&Options { compressed: true, level: 1, form_name: None });
         assert_eq!(put, ("PUT", "application/octet-stream".into(), "".into(), "".into()));
-    }
-
-    #[test]
-    fn capture_arguments_parse_and_bad_ones_are_refused() {
-        let (path, url, options) = parse_capture_args(&[b"/dev/vda", b"http://s/image"]).unwrap();
-        assert_eq!((path, url), ("/dev/vda", "http://s/image"));
-        assert_eq!(
-            options,
-            Options { compressed: true, level: DEFAULT_LEVEL, form_name: Some("vda".to_string()) }
-        );
-        let args: [&[u8]; 7] = [b"d", b"--raw", b"u", b"--put", b"--level", b"9", b"--name=x"];
-        let (_, _, options) = parse_capture_args(&args).unwrap();
-        assert_eq!(options, Options { compressed: false, level: 9, form_name: None });
-        let (_, _, named) = parse_capture_args(&[b"d", b"u", b"--name", b"aa:bb"]).unwrap();
-        assert_eq!(named.form_name.as_deref(), Some("aa:bb"));
-        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"])
-            .unwrap_err()
-            .contains("0 to 10"));
-        assert!(parse_capture_args(&[b"d"]).unwrap_err().contains("a device and an upload URL"));
-        assert!(parse_capture_args(&[b"d", b"u", b"--fast"]).unwrap_err().contains("--fast"));
     }
 
     #[test]

@@ -161,25 +161,6 @@ pub fn decode_answer(
     Ok(Err(ResolveError::NotFound))
 }
 
-/// The IPv4 name servers of /etc/resolv.conf (`nameserver a.b.c.d` lines): what tool mode
-/// resolves with on a host or in a rescue shell, where there is no lease.
-pub fn system_servers() -> Vec<Ipv4Addr> {
-    let text = crate::sys::fs::read_file("/etc/resolv.conf", 64 * 1024).unwrap_or_default();
-    servers_in(&text)
-}
-
-/// The `nameserver` addresses of a resolv.conf.
-pub fn servers_in(text: &[u8]) -> Vec<Ipv4Addr> {
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = core::str::from_utf8(line).ok()?;
-            let mut words = line.split_ascii_whitespace();
-            (words.next() == Some("nameserver")).then_some(())?;
-            super::static_ip::parse_ipv4(words.next()?)
-        })
-        .collect()
-}
-
 /// Resolves `name` to an IPv4 address: a dotted quad as is, else asks `servers` in turn,
 /// `ROUNDS` times over, each waiting `WAIT` for its answer.
 pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveError> {
@@ -222,13 +203,6 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_name_servers() {
-        let conf = b"# generated\nsearch lab\nnameserver 10.0.0.53\nnameserver  fd00::1\n  nameserver 192.168.1.1 # home\noptions ndots:2\nnameserver\n";
-        assert_eq!(servers_in(conf), [Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(192, 168, 1, 1)]);
-        assert!(servers_in(b"").is_empty());
-    }
 
     #[test]
     fn query_encoding() {

@@ -38,7 +38,7 @@ const CARRIER_CHECK: Duration = Duration::from_millis(5);
 pub type NetError = String;
 
 /// A system call failed while `doing` something on `iface` ("-": on no single one).
-fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
+pub(crate) fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
     move |errno| text!("{doing} on {}: {errno}", iface.as_str())
 }
 
@@ -49,13 +49,13 @@ fn lost(iface: IfName, what: &str) -> NetError {
 
 /// One link's DHCP client with its sockets; once bound, the lease it keeps.
 pub struct BoundClient {
-    link: Link,
+    pub(crate) link: Link,
     /// Replies arrive here: before the lease there is no address to receive them on.
-    packets: PacketSocket,
+    pub(crate) packets: PacketSocket,
     /// Messages leave here: broadcasts from 0.0.0.0 (or our address, once applied: RFC 2131
     /// 4.4.5), unicasts to the server through the kernel's routing.
     udp: UdpSocket,
-    client: Client,
+    pub(crate) client: Client,
     /// When the link had carrier (the client started); once bound, how long after that
     /// the lease came (shown with the lease; `make bench` reads it).
     pub carrier_to_bound: Duration,
@@ -319,71 +319,6 @@ impl fmt::Display for Summary<'_> {
         }
         Ok(())
     }
-}
-
-/// `imprint dhcp [<iface>] [--release] [--timeout S] [--hold S]`: gets a lease on one link
-/// (without <iface>: on every Ethernet link at once, as PID 1 does), applies it, prints it;
-/// with `--hold`, keeps it (renewing) for S seconds; with `--release`, gives it back at the
-/// end. Returns the exit status.
-pub fn dhcp_command(args: &[&[u8]]) -> i32 {
-    let (mut iface, mut release) = (None, false);
-    let (mut timeout, mut hold) = (DEFAULT_TIMEOUT.as_secs() as u32, 0);
-    let mut rest = args.iter().map(|a| core::str::from_utf8(a).unwrap_or("\0"));
-    while let Some(arg) = rest.next() {
-        let seconds = match arg {
-            "--release" => {
-                release = true;
-                continue;
-            }
-            "--timeout" => &mut timeout,
-            "--hold" => &mut hold,
-            name if iface.is_none() && !name.starts_with('-') && name != "\0" => {
-                iface = Some(name);
-                continue;
-            }
-            _ => return usage("unexpected argument"),
-        };
-        match rest.next().and_then(|v| v.parse().ok()) {
-            Some(value) => *seconds = value,
-            None => return usage(&text!("{arg} needs a number of seconds")),
-        }
-    }
-    match hold_lease(iface, timeout, hold, release) {
-        Ok(()) => 0,
-        Err(e) => {
-            errln!("imprint: dhcp: {e}");
-            1
-        }
-    }
-}
-
-fn usage(what: &str) -> i32 {
-    errln!("imprint: dhcp: {what}; see imprint --help");
-    crate::tool::EXIT_USAGE
-}
-
-fn hold_lease(iface: Option<&str>, timeout: u32, hold: u32, release: bool) -> Result<(), NetError> {
-    let network = bring_up(None, iface, Duration::from_secs(timeout.into()))?;
-    say!("imprint: network up\n{}", Summary(&network));
-    let mut client = network.dhcp.expect("bring_up(ip=dhcp) returns a DHCP client");
-    let end = monotonic() + Duration::from_secs(hold.into());
-    while monotonic() < end {
-        if client.tick(monotonic())? {
-            let l = client.lease();
-            sayln!("imprint: lease renewed: {} s from {}", l.lease_secs, Dotted(l.server));
-        }
-        // Until `tick` has work to do, a reply comes, or the end.
-        let wake = client.client.next_wakeup().min(end).saturating_sub(monotonic());
-        match poll::wait(client.packets.raw(), READABLE, wake) {
-            Err(Errno::ETIMEDOUT) | Ok(()) => {}
-            Err(e) => return Err(sys("waiting for DHCP replies", client.link.name)(e)),
-        }
-    }
-    if release {
-        client.release()?;
-        sayln!("imprint: lease released");
-    }
-    Ok(())
 }
 
 // Last in the file: test data, not code (tests/audit.py counts each file up to here).

@@ -1,15 +1,16 @@
 //! Tool-mode commands over the client: `imprint get` and `imprint put`, for rescue shells,
 //! end-to-end tests and the benchmark.
 
-use super::response::parse_length;
-use super::{parse_seconds, Client, Options};
+use super::{Args, EXIT_USAGE};
+use crate::http::response::{self, parse_length};
+use crate::http::{Client, Options};
 use crate::io::Read;
 use crate::sys::fd::{write_all_raw, Fd, OpenFlags, STDOUT};
-use crate::tool::{Args, EXIT_USAGE};
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Display;
+use core::time::Duration;
 
 /// The transfer failed (network, server, status).
 pub const EXIT_FAILED: i32 = 1;
@@ -34,7 +35,18 @@ fn client(args: &mut Args<'_>) -> Result<Client, String> {
         let wanted = if i < 2 { "seconds (e.g. 30 or 0.5)" } else { "a count" };
         let Some(()) = set else { return Err(text!("{name} takes {wanted}, not {value}")) };
     }
-    Ok(Client::new(crate::net::dns::system_servers(), options))
+    Ok(Client::new(super::net::system_servers(), options))
+}
+
+/// Parses seconds as the tool's flags give them: "30", "0.5", "1.25" (millisecond
+/// precision).
+#[inline(never)]
+pub fn parse_seconds(text: &str) -> Option<Duration> {
+    let mut parts = response::pieces(text.as_bytes(), b'.');
+    let (whole, frac) = (parts.next()?, parts.next().unwrap_or(b""));
+    // "1.25" is 125 hundredths: the digits without the dot, scaled to milliseconds.
+    let scale = [1000, 100, 10, 1].get(frac.len()).filter(|_| parts.next().is_none())?;
+    parse_length(&[whole, frac].concat())?.checked_mul(*scale).map(Duration::from_millis)
 }
 
 fn usage(why: String) -> i32 {
@@ -42,7 +54,7 @@ fn usage(why: String) -> i32 {
     EXIT_USAGE
 }
 
-fn failed(error: super::Error) -> i32 {
+fn failed(error: crate::http::Error) -> i32 {
     errln!("imprint: {error}");
     EXIT_FAILED
 }
@@ -82,7 +94,7 @@ pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
     let positional = args.positional(2, "a file (or -) and a URL").map_err(usage)?;
     let (path, url) = (positional[0], positional[1]);
     let (mut source, length) =
-        crate::image::open_source(path).map_err(|e| io_failed("opening", path, &e))?;
+        super::image::open_source(path).map_err(|e| io_failed("opening", path, &e))?;
     let status = match length {
         _ if chunked => client.upload("PUT", url, &[], &mut source, None),
         Some(length) => client.upload("PUT", url, &[], &mut source, Some(length)),
@@ -102,4 +114,21 @@ pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
     // As u32: u16 would bring its own copy of the integer formatting.
     sayln!("{}", u32::from(status.map_err(failed)?));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("1.25"), Some(Duration::from_millis(1250)));
+        assert_eq!(parse_seconds(".3"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_seconds("99999999999999999999"), None, "overflow");
+        for bad in ["", ".", "1.2345", "-1", "1e3", "x", "1.2.3"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+    }
 }
