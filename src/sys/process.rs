@@ -46,7 +46,7 @@ pub fn new_session() -> Result<()> {
 }
 
 /// Ends this process at once (no destructors, no atexit): for children after a failed exec
-/// and for tool mode's exit status.
+/// and for a panic in tool mode.
 pub fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and takes an integer.
     unsafe { libc::_exit(code) }
