@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::time::Duration;
-use smoltcp::phy::{Checksum, ChecksumCapabilities};
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
 /// The vendor class (option 60) imprint announces, so servers can tell it apart.
@@ -379,19 +379,19 @@ impl Client {
 pub fn frame(src: Ipv4Addr, message: &[u8]) -> Vec<u8> {
     let (dst, caps) = (Ipv4Addr::BROADCAST, ChecksumCapabilities::default());
     let mut buf = alloc::vec![0; 28 + message.len()];
+    let (header, udp) = buf.split_at_mut(20);
     let ip = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
         next_header: IpProtocol::Udp,
-        payload_len: 8 + message.len(),
+        payload_len: udp.len(),
         hop_limit: 64,
     };
-    let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut packet, &caps);
-    let udp = UdpRepr { src_port: 68, dst_port: 67 };
+    ip.emit(&mut Ipv4Packet::new_unchecked(header), &caps);
+    let repr = UdpRepr { src_port: 68, dst_port: 67 };
     let fill = |payload: &mut [u8]| payload.copy_from_slice(message);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(&mut datagram, &src.into(), &dst.into(), message.len(), fill, &caps);
+    let mut udp = UdpPacket::new_unchecked(udp);
+    repr.emit(&mut udp, &src.into(), &dst.into(), message.len(), fill, &caps);
     buf
 }
 
@@ -402,18 +402,14 @@ pub fn frame(src: Ipv4Addr, message: &[u8]) -> Vec<u8> {
 // Out of line: inlined into the driver, it makes the init bigger.
 #[inline(never)]
 pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Option<&[u8]> {
-    let mut caps = ChecksumCapabilities::default();
     let ip = Ipv4Packet::new_checked(datagram).ok()?;
-    let repr = Ipv4Repr::parse(&ip, &caps).ok()?;
+    let repr = Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).ok()?;
     let udp = UdpPacket::new_checked(ip.payload()).ok()?;
-    if checksum_not_ready {
-        caps.udp = Checksum::None;
-    }
     let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
-    let ports = UdpRepr::parse(&udp, &src, &dst, &caps).ok()?;
-    let dhcp =
-        repr.next_header == IpProtocol::Udp && ports == UdpRepr { src_port: 67, dst_port: 68 };
-    dhcp.then(|| udp.payload())
+    // A zero UDP checksum means the sender computed none.
+    let summed = checksum_not_ready || udp.checksum() == 0 || udp.verify_checksum(&src, &dst);
+    let dhcp = (udp.src_port(), udp.dst_port()) == (67, 68);
+    (repr.next_header == IpProtocol::Udp && dhcp && summed).then(|| udp.payload())
 }
 
 #[cfg(test)]
