@@ -1,8 +1,8 @@
 //! Network bring-up: pick the links, get a lease by DHCP (or take a static `ip=`), apply
 //! address, netmask, MTU and routes, and keep the lease alive during long work.
 //!
-//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (two
-//! sockets each, one poll loop); the first to bind wins and its MAC is the machine's
+//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (a
+//! packet socket each, one poll loop); the first to bind wins and its MAC is the machine's
 //! identity. Nothing here sleeps blindly: the loop waits in poll(2) for a packet, the next
 //! retransmission, or (while a link still lacks carrier) the next carrier check.
 
