@@ -376,22 +376,17 @@ impl Client {
 
 /// Wraps a DHCP message in UDP (68 → 67) and IPv4 from `src` to the broadcast address,
 /// for the packet socket: headers and checksums written by smoltcp's wire types.
-pub fn frame(src: Ipv4Addr, message: &[u8]) -> Vec<u8> {
-    let (dst, caps) = (Ipv4Addr::BROADCAST, ChecksumCapabilities::default());
+pub fn frame(src_addr: Ipv4Addr, message: &[u8]) -> Vec<u8> {
+    let (dst_addr, next_header) = (Ipv4Addr::BROADCAST, IpProtocol::Udp);
+    let caps = ChecksumCapabilities::default();
     let mut buf = alloc::vec![0; 28 + message.len()];
     let (header, udp) = buf.split_at_mut(20);
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.len(),
-        hop_limit: 64,
-    };
+    let ip = Ipv4Repr { src_addr, dst_addr, next_header, payload_len: udp.len(), hop_limit: 64 };
     ip.emit(&mut Ipv4Packet::new_unchecked(header), &caps);
-    let repr = UdpRepr { src_port: 68, dst_port: 67 };
+    let (src, dst) = (src_addr.into(), dst_addr.into());
     let fill = |payload: &mut [u8]| payload.copy_from_slice(message);
-    let mut udp = UdpPacket::new_unchecked(udp);
-    repr.emit(&mut udp, &src.into(), &dst.into(), message.len(), fill, &caps);
+    let repr = UdpRepr { src_port: 68, dst_port: 67 };
+    repr.emit(&mut UdpPacket::new_unchecked(udp), &src, &dst, message.len(), fill, &caps);
     buf
 }
 
