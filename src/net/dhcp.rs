@@ -12,6 +12,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::time::Duration;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
 /// The vendor class (option 60) imprint announces, so servers can tell it apart.
 pub const VENDOR_CLASS: &[u8] = b"imprint";
@@ -372,50 +374,37 @@ impl Client {
     }
 }
 
-/// The ones' complement sum of `data` as 16-bit words (RFC 1071), not yet folded.
-fn sum(data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    let mut sum = 0;
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    sum + chunks.remainder().first().map_or(0, |b| u32::from(*b) << 8)
+/// Wraps a DHCP message in UDP (68 → 67) and IPv4 from `src` to the broadcast address,
+/// for the packet socket: headers and checksums written by smoltcp's wire types.
+pub fn frame(src_addr: Ipv4Addr, message: &[u8]) -> Vec<u8> {
+    let (dst_addr, next_header) = (Ipv4Addr::BROADCAST, IpProtocol::Udp);
+    let caps = ChecksumCapabilities::default();
+    let mut buf = alloc::vec![0; 28 + message.len()];
+    let (header, udp) = buf.split_at_mut(20);
+    let ip = Ipv4Repr { src_addr, dst_addr, next_header, payload_len: udp.len(), hop_limit: 64 };
+    ip.emit(&mut Ipv4Packet::new_unchecked(header), &caps);
+    let (src, dst) = (src_addr.into(), dst_addr.into());
+    let fill = |payload: &mut [u8]| payload.copy_from_slice(message);
+    let repr = UdpRepr { src_port: 68, dst_port: 67 };
+    repr.emit(&mut UdpPacket::new_unchecked(udp), &src, &dst, message.len(), fill, &caps);
+    buf
 }
 
-/// The Internet checksum of a sum: folded to 16 bits and complemented (0 when it verifies).
-fn checksum(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// The DHCP message inside a received IPv4 datagram, after checking the IPv4 header
-/// (lengths, checksum, not a fragment), the ports and, unless the kernel says it was never
-/// filled in (offload), the UDP checksum. `None`: not a DHCP reply for us (counted).
+/// The DHCP message inside a received IPv4 datagram, checked by smoltcp's wire types: the
+/// IPv4 header (lengths, checksum, not a fragment), UDP from port 67 to 68 and, unless the
+/// kernel says it was never filled in (offload), the UDP checksum. `None`: not a DHCP
+/// reply for us (counted).
 // Out of line: inlined into the driver, it makes the init bigger.
 #[inline(never)]
 pub fn unframe(datagram: &[u8], checksum_not_ready: bool) -> Option<&[u8]> {
-    let &[version_ihl, _, t0, t1, _, _, f0, f1, _, protocol, ..] = datagram else { return None };
-    let header_len = usize::from(version_ihl & 0xf) * 4;
-    let ip = datagram.get(..usize::from(u16::from_be_bytes([t0, t1])))?;
-    let (header, udp) = ip.split_at_checked(header_len)?;
-    // IPv4, a whole header that sums right, not a fragment, UDP.
-    if version_ihl >> 4 != 4 || header_len < 20 || checksum(sum(header)) != 0 {
-        return None;
-    }
-    if u16::from_be_bytes([f0, f1]) & 0x3fff != 0 || protocol != 17 {
-        return None;
-    }
-    let &[0, 67, 0, 68, l0, l1, c0, c1, ..] = udp else { return None };
-    let udp = udp.get(..usize::from(u16::from_be_bytes([l0, l1])))?;
+    let ip = Ipv4Packet::new_checked(datagram).ok()?;
+    let repr = Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).ok()?;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
     // A zero UDP checksum means the sender computed none.
-    // The UDP checksum covers a pseudo-header: the IPv4 addresses, protocol 17, the length.
-    let pseudo = sum(header.get(12..20).unwrap_or_default()) + 17 + udp.len() as u32;
-    if !checksum_not_ready && [c0, c1] != [0, 0] && checksum(pseudo + sum(udp)) != 0 {
-        return None;
-    }
-    udp.get(8..)
+    let summed = checksum_not_ready || udp.checksum() == 0 || udp.verify_checksum(&src, &dst);
+    let dhcp = (udp.src_port(), udp.dst_port()) == (67, 68);
+    (repr.next_header == IpProtocol::Udp && dhcp && summed).then(|| udp.payload())
 }
 
 #[cfg(test)]
@@ -507,6 +496,49 @@ mod tests {
         ports[21] = 68;
         ports[23] = 67;
         assert_eq!(unframe(&ports, true), None);
+        // A UDP checksum of 0 means the sender computed none: accepted.
+        let mut none = KEA_ACK;
+        none[300] ^= 0xff;
+        none[26..28].copy_from_slice(&[0, 0]);
+        assert!(unframe(&none, false).is_some());
+    }
+
+    /// The ones' complement sum of `data` as 16-bit words (RFC 1071), folded: our own
+    /// check of the checksums smoltcp writes (0xffff when a checksummed area verifies).
+    fn ones_sum(parts: &[&[u8]]) -> u16 {
+        let mut sum = 0u32;
+        for part in parts {
+            for c in part.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn our_frames_are_broadcast_udp_with_right_checksums() {
+        for (src, payload) in
+            [(Ipv4Addr::UNSPECIFIED, &b"hello"[..]), (Ipv4Addr::new(10, 0, 0, 9), b"odd")]
+        {
+            let ours = frame(src, payload);
+            let (ip, udp) = ours.split_at(20);
+            let len = 28 + payload.len() as u8;
+            // IPv4: version 4, 20-byte header, the length, TTL 64, UDP, to 255.255.255.255.
+            assert_eq!((ip[0], ip[2], ip[3], ip[8], ip[9]), (0x45, 0, len, 64, 17));
+            assert_eq!((&ip[12..16], &ip[16..20]), (&src.octets()[..], &[255; 4][..]));
+            assert_eq!(ones_sum(&[ip]), 0xffff, "the IPv4 header checksum holds");
+            // UDP from the client port to the server port, then the message.
+            assert_eq!(&udp[..6], &[0, 68, 0, 67, 0, len - 20]);
+            assert_eq!(&udp[8..], payload);
+            let pseudo = [&ip[12..20], &[0, 17, 0, len - 20], udp];
+            assert_eq!(ones_sum(&pseudo), 0xffff, "the UDP checksum holds");
+            assert_ne!(&udp[6..8], &[0, 0], "a UDP checksum is sent");
+            // Not taken for a reply: the ports are the client's, not a server's.
+            assert_eq!(unframe(&ours, false), None);
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Network bring-up: pick the links, get a lease by DHCP (or take a static `ip=`), apply
 //! address, netmask, MTU and routes, and keep the lease alive during long work.
 //!
-//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (two
-//! sockets each, one poll loop); the first to bind wins and its MAC is the machine's
+//! By default every Ethernet link runs DHCP at once, each as soon as it has carrier (a
+//! packet socket each, one poll loop); the first to bind wins and its MAC is the machine's
 //! identity. Nothing here sleeps blindly: the loop waits in poll(2) for a packet, the next
 //! retransmission, or (while a link still lacks carrier) the next carrier check.
 
@@ -50,11 +50,12 @@ fn lost(iface: IfName, what: &str) -> NetError {
 /// One link's DHCP client with its sockets; once bound, the lease it keeps.
 pub struct BoundClient {
     pub(crate) link: Link,
-    /// Replies arrive here: before the lease there is no address to receive them on.
+    /// Replies arrive here, broadcasts leave here: before the lease there is no address
+    /// to receive them on or send them from.
     pub(crate) packets: PacketSocket,
-    /// Messages leave here: broadcasts from 0.0.0.0 (or our address, once applied: RFC 2131
-    /// 4.4.5), unicasts to the server through the kernel's routing.
-    udp: UdpSocket,
+    /// Unicast renewals and releases (RFC 2131 4.4.5), from the leased address once it is
+    /// applied; opened at the first.
+    udp: Option<UdpSocket>,
     pub(crate) client: Client,
     /// When the link had carrier (the client started); once bound, how long after that
     /// the lease came (shown with the lease; `make bench` reads it).
@@ -67,21 +68,33 @@ impl BoundClient {
     fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Self>, NetError> {
         let packets =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
-        let udp = UdpSocket::dhcp_client(link.name)
-            .map_err(sys("binding the DHCP client port", link.name))?;
         let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Box::new(BoundClient { link, packets, udp, client, carrier_to_bound: now }))
+        Ok(Box::new(BoundClient { link, packets, udp: None, client, carrier_to_bound: now }))
     }
 
     pub fn lease(&self) -> &Lease {
         self.client.lease().expect("a bound client has a lease")
     }
 
-    fn send(&self, send: Option<Send>) -> Result<(), NetError> {
+    fn send(&mut self, send: Option<Send>) -> Result<(), NetError> {
         let Some((to, message)) = send else { return Ok(()) };
-        let sent = self.udp.send_to(&message, to.octets(), 67);
-        sent.map_err(sys("sending a DHCP message", self.link.name))
+        let iface = self.link.name;
+        // From ciaddr (RFC 2131 4.4.5): our address while renewing, rebinding or releasing,
+        // else 0.0.0.0.
+        let from: [u8; 4] = message.get(12..16).and_then(|b| b.try_into().ok()).unwrap_or_default();
+        if to.is_broadcast() {
+            let sent = self.packets.send_broadcast(&dhcp::frame(from.into(), &message));
+            return sent.map_err(sys("sending a DHCP broadcast", iface));
+        }
+        let udp = match &mut self.udp {
+            Some(udp) => udp,
+            None => self.udp.insert(
+                UdpSocket::dhcp_client(from).map_err(sys("binding the DHCP client port", iface))?,
+            ),
+        };
+        let sent = udp.send_to(&message, to.octets(), 67);
+        sent.map_err(sys("sending a DHCP message to the server", iface))
     }
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
@@ -99,10 +112,12 @@ impl BoundClient {
                 None => self.client.ignored += 1,
             }
         }
-        // The UDP socket also gets a copy of the replies; the packet socket has already
-        // read them, so drop these.
-        let drain = "draining the DHCP client port";
-        while self.udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
+        // The UDP socket also gets a copy of unicast replies; the packet socket has
+        // already read them, so drop these.
+        if let Some(udp) = &self.udp {
+            let drain = "draining the DHCP client port";
+            while udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
+        }
         let send = self.client.poll(now);
         self.send(send.map_err(|_| lost(iface, "the lease expired and no server renewed it"))?)?;
         Ok(event)

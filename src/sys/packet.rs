@@ -3,10 +3,11 @@
 //! with `PACKET_AUXDATA` so we learn when a checksum was left for the hardware.
 //!
 //! A raw socket is needed because before the lease there is no address to bind a UDP
-//! socket to, and the server may answer to the broadcast or to the offered address.
+//! socket to, and the server may answer to the broadcast or to the offered address. The
+//! broadcasts leave here too (from 0.0.0.0 before the lease), framed by net/dhcp.rs.
 
 use super::fd::Fd;
-use super::socket::{bind_to, open_socket, set_option, unless_again};
+use super::socket::{bind_to, open_socket, send_to, set_option, unless_again};
 use super::Result;
 use core::mem::size_of;
 
@@ -34,6 +35,20 @@ static DHCP_CLIENT_FILTER: [libc::sock_filter; 9] = [
 
 pub struct PacketSocket {
     fd: Fd,
+    ifindex: i32,
+}
+
+/// The link-layer address for `bind` (`to` all-zero: any) and `sendto` on `ifindex`.
+fn link_address(ifindex: i32, to: [u8; 8]) -> libc::sockaddr_ll {
+    libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: (libc::ETH_P_IP as u16).to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr: to,
+    }
 }
 
 impl PacketSocket {
@@ -49,17 +64,15 @@ impl PacketSocket {
         };
         set_option(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
         set_option(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int)?;
-        let address = libc::sockaddr_ll {
-            sll_family: libc::AF_PACKET as u16,
-            sll_protocol: (libc::ETH_P_IP as u16).to_be(),
-            sll_ifindex: ifindex,
-            sll_hatype: 0,
-            sll_pkttype: 0,
-            sll_halen: 0,
-            sll_addr: [0; 8],
-        };
-        bind_to(&fd, &address)?;
-        Ok(PacketSocket { fd })
+        bind_to(&fd, &link_address(ifindex, [0; 8]))?;
+        Ok(PacketSocket { fd, ifindex })
+    }
+
+    /// Sends one IPv4 datagram to the link's broadcast address (the kernel adds the
+    /// Ethernet header).
+    pub fn send_broadcast(&self, datagram: &[u8]) -> Result<()> {
+        let everyone = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0];
+        send_to(&self.fd, datagram, &link_address(self.ifindex, everyone))
     }
 
     pub fn raw(&self) -> libc::c_int {

@@ -3,7 +3,6 @@
 //! close-on-exec; every TCP wait goes through poll(2), so no call can hang past its timeout.
 
 use super::fd::Fd;
-use super::netdev::IfName;
 use super::poll::{wait, READABLE, WRITABLE};
 use super::{check, check_size, Errno, Result};
 use core::fmt;
@@ -55,6 +54,17 @@ pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
     // kernel reads at most that many bytes and checks the address family itself.
     check(unsafe { libc::bind(fd.raw(), (addr as *const A).cast(), size_of::<A>() as u32) })
         .map(|_| ())
+}
+
+/// sendto(2) of `data` to `addr`, a `sockaddr_*` struct.
+pub(super) fn send_to<A>(fd: &Fd, data: &[u8], addr: &A) -> Result<()> {
+    // SAFETY: data and addr are valid for reads of the lengths passed during the call; the
+    // kernel reads at most size_of::<A>() bytes of addr and checks its family.
+    let ret = unsafe {
+        let to = (addr as *const A).cast();
+        libc::sendto(fd.raw(), data.as_ptr().cast(), data.len(), 0, to, size_of::<A>() as u32)
+    };
+    check_size(ret).map(|_| ())
 }
 
 /// A transfer's result, with "nothing now" (EAGAIN, or a signal: EINTR) as `None`.
@@ -162,14 +172,12 @@ impl UdpSocket {
         Ok(UdpSocket { fd: open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)? })
     }
 
-    /// The DHCP client's socket on link `name`: port 68, broadcasts allowed, bound to the
-    /// link, so a broadcast leaves there even before it has an address (from 0.0.0.0).
-    pub fn dhcp_client(name: IfName) -> Result<UdpSocket> {
+    /// The DHCP client's socket for unicast renewals and releases: bound to the leased
+    /// address, port 68. SO_REUSEADDR lets it bind beside another DHCP client's socket.
+    pub fn dhcp_client(addr: [u8; 4]) -> Result<UdpSocket> {
         let fd = open_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
         set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as &c_int)?;
-        set_option(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &1 as &c_int)?;
-        set_option(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &name.bytes)?;
-        bind_to(&fd, &sockaddr([0; 4], 68))?;
+        bind_to(&fd, &sockaddr(addr, 68))?;
         Ok(UdpSocket { fd })
     }
 
@@ -178,20 +186,7 @@ impl UdpSocket {
     }
 
     pub fn send_to(&self, data: &[u8], addr: [u8; 4], port: u16) -> Result<()> {
-        let to = sockaddr(addr, port);
-        // SAFETY: data and `to` are valid for reads of the lengths passed during the call.
-        let ret = unsafe {
-            let at = (&to as *const libc::sockaddr_in).cast();
-            libc::sendto(
-                self.fd.raw(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                at,
-                size_of_val(&to) as u32,
-            )
-        };
-        check_size(ret).map(|_| ())
+        send_to(&self.fd, data, &sockaddr(addr, port))
     }
 
     /// Receives one datagram; returns its length (cut to `buf`) and the sender's address
