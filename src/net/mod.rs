@@ -42,11 +42,6 @@ fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> NetError {
     move |errno| text!("{doing} on {}: {errno}", iface.as_str())
 }
 
-/// The lease on `iface` is gone: `what` happened.
-fn lost(iface: IfName, what: &str) -> NetError {
-    text!("DHCP on {}: {what}", iface.as_str())
-}
-
 /// One link's DHCP client with its sockets; once bound, the lease it keeps.
 pub struct BoundClient {
     link: Link,
@@ -104,7 +99,7 @@ impl BoundClient {
         let drain = "draining the DHCP client port";
         while self.udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
         let send = self.client.poll(now);
-        self.send(send.map_err(|_| lost(iface, "the lease expired and no server renewed it"))?)?;
+        self.send(send)?;
         Ok(event)
     }
 
@@ -112,13 +107,15 @@ impl BoundClient {
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
-        match self.step(now)? {
-            Some(Event::Renewed) => Ok(true),
-            Some(Event::Lost) => {
-                Err(lost(self.link.name, "the server refused to renew the lease (NAK)"))
-            }
-            _ => Ok(false),
+        let event = self.step(now)?;
+        if self.client.lease().is_none() {
+            let why = match event {
+                Some(Event::Lost) => "the server refused to renew the lease (NAK)",
+                _ => "the lease expired and no server renewed it",
+            };
+            return Err(text!("DHCP on {}: {why}", self.link.name.as_str()));
         }
+        Ok(event == Some(Event::Renewed))
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
