@@ -58,17 +58,14 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
     for name in names_in(&table) {
-        // Ethernet and not loopback.
-        let ethernet = match dev.hardware(name) {
-            Ok((kind, mac, index)) => (kind == ARPHRD_ETHER).then_some(Link { name, index, mac }),
-            // Gone between the listing and the question (a hot-unplugged NIC, a
-            // virtual link deleted): not ours to use.
-            Err(Errno(libc::ENODEV)) => None,
-            Err(e) => return Err(e),
-        };
-        match ethernet.map(|link| (link, dev.flags(name))) {
-            Some((link, Ok(flags))) if flags & IFF_LOOPBACK == 0 => links.push(link),
-            Some((_, Err(e))) if e != Errno(libc::ENODEV) => return Err(e),
+        // Ethernet and not loopback. A link gone between the listing and the question
+        // (a hot-unplugged NIC, a virtual link deleted) is not ours to use.
+        let link = dev
+            .hardware(name)
+            .and_then(|(kind, mac, index)| Ok((kind, Link { name, index, mac }, dev.flags(name)?)));
+        match link {
+            Ok((ARPHRD_ETHER, link, flags)) if flags & IFF_LOOPBACK == 0 => links.push(link),
+            Err(e) if e != Errno(libc::ENODEV) => return Err(e),
             _ => {}
         }
     }

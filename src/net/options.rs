@@ -79,33 +79,23 @@ pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
     let mut config =
         NetConfig { address, prefix_len: 0, gateway: None, routes, dns, mtu, hostname };
     loop {
-        let (code, data) = match rest {
-            [255, ..] => break, // the end option
-            [0, tail @ ..] => {
-                rest = tail; // a pad
-                continue;
-            }
-            [code, len, tail @ ..] => {
-                let (data, tail) = tail.split_at_checked(usize::from(*len))?;
-                rest = tail;
-                (*code, data)
-            }
+        let (code, data, tail) = match rest {
+            [255, ..] => break,                   // the end option
+            [0, tail @ ..] => (0, &[][..], tail), // a pad
+            [c, n, tail @ ..] => tail.split_at_checked(usize::from(*n)).map(|(d, t)| (*c, d, t))?,
             _ => return None,
         };
+        rest = tail;
         // The fixed-size options must have their size: one word, or two bytes, or one.
-        let word = data.first_chunk::<4>().filter(|_| data.len() == 4);
-        let word = || word.map(|w| u32::from_be_bytes(*w));
+        let word = <[u8; 4]>::try_from(data).ok().map(u32::from_be_bytes);
         match code {
-            53 => kind = Some(*data.first().filter(|_| data.len() == 1)?),
-            54 => server = word()?.into(),
-            1 => mask = Some(prefix_len(word()?.into())?),
-            51 => times[0] = Some(word()?), // the lease time
-            58 => times[1] = Some(word()?), // T1
-            59 => times[2] = Some(word()?), // T2
-            26 => {
-                config.mtu =
-                    Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
-            }
+            53 => kind = Some(u8::from_be_bytes(data.try_into().ok()?)),
+            54 => server = word?.into(),
+            1 => mask = Some(prefix_len(word?.into())?),
+            51 => times[0] = Some(word?), // the lease time
+            58 => times[1] = Some(word?), // T1
+            59 => times[2] = Some(word?), // T2
+            26 => config.mtu = Some(u16::from_be_bytes(data.try_into().ok()?)),
             3 => router = addresses(data)?.first().copied(),
             6 => config.dns = addresses(data)?,
             12 => config.hostname = Some(name(data)?),

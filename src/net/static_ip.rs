@@ -84,18 +84,9 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
     };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or_else(|| invalid(3))?;
-    let mut config = NetConfig {
-        address: client,
-        prefix_len,
-        gateway: addresses[2],
-        routes: Vec::new(),
-        dns: Vec::new(),
-        mtu: None,
-        hostname,
-    };
-    for server in addresses[7..9].iter().flatten() {
-        config.dns.push(*server);
-    }
+    let dns = addresses[7..9].iter().flatten().copied().collect();
+    let (gateway, routes, mtu) = (addresses[2], Vec::new(), None);
+    let config = NetConfig { address: client, prefix_len, gateway, routes, dns, mtu, hostname };
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 

@@ -111,22 +111,17 @@ impl NetDev {
         self.ioctl(name, libc::SIOCSIFMTU as _, value).map(|_| ())
     }
 
-    /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
+    /// Adds a route to `to`/`mask` through `via` (or on-link when it is 0.0.0.0)
     /// on interface `name`. An existing identical route is fine (EEXIST).
-    pub fn add_route(
-        &self,
-        name: IfName,
-        dest: [u8; 4],
-        mask: [u8; 4],
-        gateway: [u8; 4],
-    ) -> Result<()> {
-        let mut dev = name.bytes.map(|b| b as libc::c_char); // NUL-terminated: at most 15 bytes
-                                                             // SAFETY: rtentry is plain old data; all-zero is valid (null pointers, no metric).
+    pub fn add_route(&self, name: IfName, to: [u8; 4], mask: [u8; 4], via: [u8; 4]) -> Result<()> {
+        // NUL-terminated: at most 15 bytes.
+        let mut dev = name.bytes.map(|b| b as libc::c_char);
+        // SAFETY: rtentry is plain old data; all-zero is valid (null pointers, no metric).
         let mut rt: libc::rtentry = unsafe { core::mem::zeroed() };
-        rt.rt_dst = sockaddr_in(dest);
-        rt.rt_gateway = sockaddr_in(gateway);
+        rt.rt_dst = sockaddr_in(to);
+        rt.rt_gateway = sockaddr_in(via);
         rt.rt_genmask = sockaddr_in(mask);
-        rt.rt_flags = libc::RTF_UP | if gateway == [0; 4] { 0 } else { libc::RTF_GATEWAY };
+        rt.rt_flags = libc::RTF_UP | if via == [0; 4] { 0 } else { libc::RTF_GATEWAY };
         rt.rt_dev = dev.as_mut_ptr();
         // SAFETY: rt is a valid struct rtentry whose rt_dev points at `dev`, a NUL-terminated
         // name that lives until after the call; the kernel only reads both.
