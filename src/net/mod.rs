@@ -214,18 +214,12 @@ fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -
     text!("DHCP: no lease on {links} within {waited_secs} s ({why}; {ignored} bad or foreign packets ignored)")
 }
 
-/// The network as brought up: which link, with what, and the DHCP client if any.
+/// The network as brought up: which link (its MAC is the machine's identity for the
+/// provisioning server), with what, and the DHCP client if any.
 pub struct Network {
     pub link: Link,
     pub config: NetConfig,
     pub dhcp: Option<BoundClient>,
-}
-
-impl Network {
-    /// The machine's identity for the provisioning server.
-    pub fn mac(&self) -> [u8; 6] {
-        self.link.mac
-    }
 }
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or

@@ -33,12 +33,17 @@ pub(super) fn set_option<T>(fd: &Fd, level: c_int, name: c_int, value: &T) -> Re
     check(ret).map(|_| ())
 }
 
+/// `addr`, a `sockaddr_*` struct, as the pointer and length the socket calls take.
+fn raw_address<A>(addr: &A) -> (*const libc::sockaddr, u32) {
+    ((addr as *const A).cast(), size_of::<A>() as u32)
+}
+
 /// bind(2) to `addr`, a `sockaddr_*` struct.
 pub(super) fn bind_to<A>(fd: &Fd, addr: &A) -> Result<()> {
-    // SAFETY: addr points at a valid A of size_of::<A>() bytes for the whole call; the
-    // kernel reads at most that many bytes and checks the address family itself.
-    check(unsafe { libc::bind(fd.raw(), (addr as *const A).cast(), size_of::<A>() as u32) })
-        .map(|_| ())
+    let (at, len) = raw_address(addr);
+    // SAFETY: `at` points at a valid A of `len` bytes for the whole call; the kernel reads
+    // at most that many bytes and checks the address family itself.
+    check(unsafe { libc::bind(fd.raw(), at, len) }).map(|_| ())
 }
 
 /// A transfer's result, with "nothing now" (EAGAIN, or a signal: EINTR) as `None`.
@@ -75,14 +80,9 @@ impl TcpStream {
         // our idle timeout (which only runs while we wait).
         set_option(&fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &c_int)?;
         let sin = sockaddr(ip, port);
-        // SAFETY: sin is a valid sockaddr_in and we pass its exact size; the kernel copies it.
-        let ret = unsafe {
-            libc::connect(
-                fd.raw(),
-                (&sin as *const libc::sockaddr_in).cast(),
-                size_of_val(&sin) as u32,
-            )
-        };
+        let (at, len) = raw_address(&sin);
+        // SAFETY: `at` points at sin, a valid sockaddr_in of `len` bytes; the kernel copies it.
+        let ret = unsafe { libc::connect(fd.raw(), at, len) };
         let stream = TcpStream { fd };
         match check(ret) {
             Ok(_) => return Ok(stream),
@@ -162,19 +162,10 @@ impl UdpSocket {
     }
 
     pub fn send_to(&self, data: &[u8], addr: [u8; 4], port: u16) -> Result<()> {
-        let to = sockaddr(addr, port);
-        // SAFETY: data and `to` are valid for reads of the lengths passed during the call.
-        let ret = unsafe {
-            let at = (&to as *const libc::sockaddr_in).cast();
-            libc::sendto(
-                self.fd.raw(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                at,
-                size_of_val(&to) as u32,
-            )
-        };
+        let (to, fd) = (sockaddr(addr, port), self.fd.raw());
+        let (at, len) = raw_address(&to);
+        // SAFETY: data and `to` (at `at`) are valid for reads of the lengths passed.
+        let ret = unsafe { libc::sendto(fd, data.as_ptr().cast(), data.len(), 0, at, len) };
         check_size(ret).map(|_| ())
     }
 
