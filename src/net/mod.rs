@@ -179,14 +179,12 @@ fn acquire(
         if now >= deadline {
             return Err(no_lease(&waiting, &sessions, timeout.as_secs()));
         }
-        let mut wake = deadline;
+        let mut wake =
+            if waiting.is_empty() { deadline } else { deadline.min(now + CARRIER_CHECK) };
         let mut fds = Vec::new();
         for s in sessions.iter() {
             wake = wake.min(s.client.next_wakeup());
             fds.push(PollFd::new(s.packets.raw(), READABLE));
-        }
-        if !waiting.is_empty() {
-            wake = wake.min(now + CARRIER_CHECK);
         }
         poll::poll(&mut fds, wake.saturating_sub(monotonic()))
             .map_err(sys("waiting for DHCP replies", IfName::NONE))?;

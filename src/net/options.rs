@@ -107,18 +107,12 @@ pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
     let lease_secs = times[0].unwrap_or(0);
     // T1 and T2 as sent if they are in order, else RFC 2131's defaults (1/2 and 7/8).
     let default = (lease_secs / 2, lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
-    let sent = (times[1].unwrap_or(default.0), times[2].unwrap_or(default.1));
-    let (renew_secs, rebind_secs) = match sent {
-        (t1, t2) if t1 <= t2 && t2 <= lease_secs => (t1, t2),
-        _ => default,
-    };
+    let (t1, t2) = (times[1].unwrap_or(default.0), times[2].unwrap_or(default.1));
+    let (renew_secs, rebind_secs) = if t1 <= t2 && t2 <= lease_secs { (t1, t2) } else { default };
     config.prefix_len = mask.or_else(|| prefix_len(class_mask(address)))?;
     // With classless routes, RFC 3442 says the router option is ignored.
-    config.gateway = match config.routes.iter().find(|r| r.prefix_len == 0) {
-        Some(default) => Some(default.gateway),
-        None if config.routes.is_empty() => router,
-        None => None,
-    };
+    let default_route = config.routes.iter().find(|r| r.prefix_len == 0).map(|r| r.gateway);
+    config.gateway = if config.routes.is_empty() { router } else { default_route };
     // Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
     config.mtu = config.mtu.filter(|m| *m >= 68);
     Some((kind?, Lease { config, domain, server, lease_secs, renew_secs, rebind_secs }))
