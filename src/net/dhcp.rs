@@ -103,7 +103,7 @@ pub struct Client {
     started: Duration,
     /// The offer taken, then the lease held: (server, address).
     offer: Option<(Ipv4Addr, Ipv4Addr)>,
-    lease: Option<Lease>,
+    pub lease: Option<Lease>,
     bound_at: Duration,
     /// Replies dropped since the start.
     pub ignored: u32,
@@ -121,10 +121,6 @@ impl Client {
         // Option 12 holds 1 to 255 bytes; another name is not sent.
         let hostname = hostname.filter(|name| (1..=255).contains(&name.len()));
         Client { mac, hostname, rng, next_send: now, started: now, ..Client::default() }
-    }
-
-    pub fn lease(&self) -> Option<&Lease> {
-        self.lease.as_ref()
     }
 
     /// xorshift64: enough to make our xid and jitter differ from a neighbour's.
@@ -502,7 +498,7 @@ mod tests {
         assert_eq!(repr.requested_ip, Some(Ipv4Addr::new(10, 213, 1, 61)));
         assert_eq!(repr.server_identifier, Some(Ipv4Addr::new(10, 213, 1, 1)));
         assert_eq!(c.receive(ms(5), &message(&DNSMASQ_ACK)), Some(Event::Bound));
-        let lease = c.lease().unwrap();
+        let lease = c.lease.as_ref().unwrap();
         assert_eq!(lease.config.address, Ipv4Addr::new(10, 213, 1, 61));
         assert_eq!(lease.config.prefix_len, 24);
         assert_eq!(lease.config.gateway, Some(Ipv4Addr::new(10, 213, 1, 1)));
@@ -540,7 +536,7 @@ mod tests {
         c.receive(ms(1), &message(&KEA_OFFER));
         sent(c.poll(ms(1)));
         assert_eq!(c.receive(ms(2), &message(&KEA_ACK)), Some(Event::Bound));
-        let lease = c.lease().unwrap().clone();
+        let lease = c.lease.as_ref().unwrap().clone();
         assert_eq!((lease.lease_secs, lease.renew_secs, lease.rebind_secs), (6, 2, 4));
         assert_eq!(lease.config.address, Ipv4Addr::new(10, 213, 2, 50));
         // Nothing before T1.
@@ -568,7 +564,7 @@ mod tests {
         assert_eq!(c.state, State::Bound);
         // The end: the lease is gone, nothing is sent, DISCOVER comes next.
         assert_eq!(c.poll(ms(2003) + 6 * S), None);
-        assert_eq!((c.state, c.lease()), (State::Init, None));
+        assert_eq!((c.state, c.lease.as_ref()), (State::Init, None));
         assert_eq!(parse(&sent(c.poll(ms(2003) + 6 * S))).message_type, DhcpMessageType::Discover);
     }
 
@@ -777,7 +773,7 @@ mod mutation_tests {
             match client.receive(Duration::ZERO, message) {
                 Some(Event::Bound | Event::Renewed) => {
                     accepted += 1;
-                    let l = client.lease().unwrap();
+                    let l = client.lease.as_ref().unwrap();
                     assert!(
                         l.lease_secs > 0
                             && l.renew_secs <= l.rebind_secs

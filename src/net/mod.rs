@@ -70,7 +70,7 @@ impl BoundClient {
     }
 
     pub fn lease(&self) -> &Lease {
-        self.client.lease().expect("a bound client has a lease")
+        self.client.lease.as_ref().expect("a bound client has a lease")
     }
 
     fn send(&self, send: Option<Send>) -> Result<(), NetError> {
@@ -108,7 +108,7 @@ impl BoundClient {
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
         let event = self.step(now)?;
-        if self.client.lease().is_none() {
+        if self.client.lease.is_none() {
             let why = match event {
                 Some(Event::Lost) => "the server refused to renew the lease (NAK)",
                 _ => "the lease expired and no server renewed it",
@@ -242,7 +242,7 @@ pub fn bring_up(
         return Err(text!("no Ethernet interface named {wanted} (present: {present})"));
     }
     for l in &links {
-        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
+        dev.bring_up(l.name).map_err(sys("bringing the link up", l.name))?;
     }
     let network = acquire(&dev, links, setting.hostname, setting.fixed, timeout)?;
     ipconfig::apply(&dev, &network.link, &network.config)?;

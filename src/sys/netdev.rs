@@ -7,7 +7,7 @@ use super::fd::Fd;
 use super::{check, Result};
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
-pub const IFF_UP: u16 = libc::IFF_UP as u16;
+const IFF_UP: u16 = libc::IFF_UP as u16;
 pub const IFF_LOOPBACK: u16 = libc::IFF_LOOPBACK as u16;
 /// Operationally up: for Ethernet, the carrier is present.
 pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
@@ -96,9 +96,14 @@ impl NetDev {
         Ok(unsafe { got.ifru_flags } as u16)
     }
 
-    pub fn set_flags(&self, name: IfName, flags: u16) -> Result<()> {
-        let value = Ifru { ifru_flags: flags as libc::c_short };
-        self.ioctl(name, libc::SIOCSIFFLAGS as _, value).map(|_| ())
+    /// Sets IFF_UP on `name` unless it is up already.
+    pub fn bring_up(&self, name: IfName) -> Result<()> {
+        let flags = self.flags(name)?;
+        if flags & IFF_UP == 0 {
+            let value = Ifru { ifru_flags: (flags | IFF_UP) as libc::c_short };
+            self.ioctl(name, libc::SIOCSIFFLAGS as _, value)?;
+        }
+        Ok(())
     }
 
     /// Sets the address (`libc::SIOCSIFADDR`) or the netmask (`libc::SIOCSIFNETMASK`).
