@@ -156,16 +156,15 @@ impl Client {
         }
         let secs = now.saturating_sub(self.started).as_secs().min(u64::from(u16::MAX)) as u16;
         match self.state {
-            State::Init => {
+            // A new exchange, also after MAX_REQUESTS unanswered REQUESTs: a new xid.
+            State::Init | State::Requesting
+                if self.state == State::Init || self.attempt >= MAX_REQUESTS =>
+            {
                 self.xid = self.random() as u32;
                 self.started = now;
                 self.attempt = 0;
                 self.offer = None;
                 self.state = State::Selecting;
-                self.poll(now)
-            }
-            State::Requesting if self.attempt >= MAX_REQUESTS => {
-                self.state = State::Init;
                 self.poll(now)
             }
             State::Bound => {

@@ -58,11 +58,10 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     for name in names_in(&table) {
         // Ethernet and not loopback. A link gone between the listing and the question
         // (a hot-unplugged NIC, a virtual link deleted) is not ours to use.
-        let link = dev
-            .hardware(name)
-            .and_then(|(kind, mac, index)| Ok((kind, Link { name, index, mac }, dev.flags(name)?)));
-        match link {
-            Ok((ARPHRD_ETHER, link, flags)) if flags & IFF_LOOPBACK == 0 => links.push(link),
+        match dev.hardware(name) {
+            Ok((ARPHRD_ETHER, mac, index, flags)) if flags & IFF_LOOPBACK == 0 => {
+                links.push(Link { name, index, mac })
+            }
             Err(e) if e != Errno(libc::ENODEV) => return Err(e),
             _ => {}
         }

@@ -78,8 +78,8 @@ impl NetDev {
         Ok(req.ifr_ifru)
     }
 
-    /// The hardware address's ARPHRD type (1 = Ethernet), the address, the index.
-    pub fn hardware(&self, name: IfName) -> Result<(u16, [u8; 6], i32)> {
+    /// The hardware address's ARPHRD type (1 = Ethernet), the address, the index, the flags.
+    pub fn hardware(&self, name: IfName) -> Result<(u16, [u8; 6], i32, u16)> {
         let zero = Ifru { ifru_ifindex: 0 };
         let hw = self.ioctl(name, libc::SIOCGIFHWADDR as _, zero)?;
         let index = self.ioctl(name, libc::SIOCGIFINDEX as _, zero)?;
@@ -87,7 +87,7 @@ impl NetDev {
         // ifindex member of its.
         let (sa, index) = unsafe { (hw.ifru_hwaddr, index.ifru_ifindex) };
         let [a, b, c, d, e, f, ..] = sa.sa_data;
-        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8), index))
+        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8), index, self.flags(name)?))
     }
 
     pub fn flags(&self, name: IfName) -> Result<u16> {
@@ -148,9 +148,10 @@ mod tests {
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         let name = |n| IfName::new(n).unwrap();
-        let (kind, _, index) = dev.hardware(name("lo")).unwrap();
+        let (kind, _, index, flags) = dev.hardware(name("lo")).unwrap();
         assert!(index > 0 && kind == libc::ARPHRD_LOOPBACK);
-        assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
+        assert_ne!(flags & IFF_LOOPBACK, 0);
+        assert_eq!(dev.flags(name("lo")), Ok(flags));
         assert_eq!(dev.hardware(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
         assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
