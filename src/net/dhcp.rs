@@ -281,6 +281,8 @@ impl Client {
         // The server identifier, 0.0.0.0 when the reply has none.
         let (server, none) = (lease.server, lease.server.is_unspecified());
         let bound = self.state == State::Bound;
+        // An ACK without a lease time grants nothing.
+        let timed = lease.lease_secs > 0;
         self.replies = self.replies.saturating_add(1);
         match (self.state, kind) {
             (State::Selecting, OFFER)
@@ -298,12 +300,9 @@ impl Client {
             // may come from another server while rebinding).
             (State::Requesting | State::Bound, ACK) => match self.offer {
                 Some((chosen, address))
-                    if (none || bound || server == chosen) && your_ip == address =>
+                    if (none || bound || server == chosen) && your_ip == address && timed =>
                 {
                     let server = if none { chosen } else { server };
-                    if lease.lease_secs == 0 {
-                        return self.ignore();
-                    }
                     self.offer = Some((server, address));
                     self.lease = Some(Lease { server, ..lease });
                     self.state = State::Bound;

@@ -267,10 +267,8 @@ impl fmt::Display for Summary<'_> {
         let net = self.0;
         let c = &net.config;
         let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
-        let router: &dyn fmt::Display = match &c.gateway {
-            Some(gateway) => &Dotted(*gateway),
-            None => &"none",
-        };
+        let gateway = c.gateway.map(Dotted);
+        let router: &dyn fmt::Display = gateway.as_ref().map_or(&"none", |g| g);
         // Few, long format strings: every write! call costs the init code bytes.
         write!(
             f,

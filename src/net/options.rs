@@ -56,11 +56,8 @@ fn classless_routes(mut rest: &[u8]) -> Option<Vec<Route>> {
         let (gateway, tail) = tail.split_first_chunk()?;
         let mut d = [0u8; 4];
         d.get_mut(..octets)?.copy_from_slice(dest);
-        routes.push(Route {
-            destination: d.into(),
-            prefix_len: width,
-            gateway: Ipv4Addr::from(*gateway),
-        });
+        let (destination, gateway) = (d.into(), Ipv4Addr::from(*gateway));
+        routes.push(Route { destination, prefix_len: width, gateway });
         rest = tail;
     }
     Some(routes)
