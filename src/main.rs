@@ -76,7 +76,7 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
     // 4. The plan for this machine: its own, or the server's default. From here on, the
     //    plan may change what an error does, and its statusURL hears about every phase.
     rescue::enter("fetching the plan");
-    let (dns, mac) = (&network.config.dns, network.mac());
+    let (dns, mac) = (&network.config.dns, network.link.mac);
     let mut client = Client::new(dns.to_vec(), Default::default());
     let (plan_url, plan) = provision::fetch_plan(&mut client, server, mac)?;
     provision::show_plan(&plan_url, &plan);

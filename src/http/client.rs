@@ -6,7 +6,7 @@ use super::url::Url;
 use super::{retryable_status, Error, Result};
 use crate::io::Read;
 use crate::net::dns::{self, ResolveError::TimedOut};
-use crate::sys::socket::{SocketAddrV4, TcpStream};
+use crate::sys::socket::TcpStream;
 use crate::sys::time::sleep;
 use crate::sys::Errno;
 use alloc::boxed::Box;
@@ -250,11 +250,13 @@ impl Client {
         // Only a timeout is worth another attempt.
         let resolved = dns::resolve_a(&self.dns, &url.host);
         let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
-        let addr = SocketAddrV4 { ip, port: url.port };
+        let (addr, port) = (crate::net::Dotted(ip.into()), url.port);
         let head = request_head(method, url, headers);
         let url = url.text();
-        let stream = TcpStream::connect(addr, self.options.connect_timeout)
-            .map_err(|errno| Error::text(text!("connecting to {addr} for {url}: {errno}"), true))?;
+        let stream =
+            TcpStream::connect(ip, port, self.options.connect_timeout).map_err(|errno| {
+                Error::text(text!("connecting to {addr}:{port} for {url}: {errno}"), true)
+            })?;
         let idle = self.options.idle_timeout;
         let conn = Connection { stream, url, buf: alloc::vec![0; BUFFER], start: 0, end: 0, idle };
         conn.write_all(head.as_bytes())?;

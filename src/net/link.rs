@@ -1,6 +1,6 @@
 //! Links: which interfaces are Ethernet, their MACs, bringing them up, their carrier.
 
-use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK, IFF_UP};
+use crate::sys::netdev::{IfName, NetDev, IFF_LOOPBACK};
 use crate::sys::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -21,10 +21,8 @@ pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, byte) in self.0.iter().enumerate() {
-            write!(f, "{}{byte:02x}", if i > 0 { ":" } else { "" })?;
-        }
-        Ok(())
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
     }
 }
 
@@ -58,17 +56,13 @@ pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
     let mut links = Vec::new();
     for name in names_in(&table) {
-        // Ethernet and not loopback.
-        let ethernet = match dev.hardware(name) {
-            Ok((kind, mac, index)) => (kind == ARPHRD_ETHER).then_some(Link { name, index, mac }),
-            // Gone between the listing and the question (a hot-unplugged NIC, a
-            // virtual link deleted): not ours to use.
-            Err(Errno(libc::ENODEV)) => None,
-            Err(e) => return Err(e),
-        };
-        match ethernet.map(|link| (link, dev.flags(name))) {
-            Some((link, Ok(flags))) if flags & IFF_LOOPBACK == 0 => links.push(link),
-            Some((_, Err(e))) if e != Errno(libc::ENODEV) => return Err(e),
+        // Ethernet and not loopback. A link gone between the listing and the question
+        // (a hot-unplugged NIC, a virtual link deleted) is not ours to use.
+        match dev.hardware(name) {
+            Ok((ARPHRD_ETHER, mac, index, flags)) if flags & IFF_LOOPBACK == 0 => {
+                links.push(Link { name, index, mac })
+            }
+            Err(e) if e != Errno(libc::ENODEV) => return Err(e),
             _ => {}
         }
     }
@@ -83,14 +77,6 @@ pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
         let mac = parse_mac(want);
         links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
     }
-}
-
-pub fn bring_up(dev: &NetDev, link: &Link) -> Result<()> {
-    let flags = dev.flags(link.name)?;
-    if flags & IFF_UP == 0 {
-        dev.set_flags(link.name, flags | IFF_UP)?;
-    }
-    Ok(())
 }
 
 /// Names for messages: `eth0, eth1`.

@@ -42,11 +42,6 @@ pub(crate) fn sys(doing: &'static str, iface: IfName) -> impl FnOnce(Errno) -> N
     move |errno| text!("{doing} on {}: {errno}", iface.as_str())
 }
 
-/// The lease on `iface` is gone: `what` happened.
-fn lost(iface: IfName, what: &str) -> NetError {
-    text!("DHCP on {}: {what}", iface.as_str())
-}
-
 /// One link's DHCP client with its sockets; once bound, the lease it keeps.
 pub struct BoundClient {
     pub(crate) link: Link,
@@ -74,7 +69,7 @@ impl BoundClient {
     }
 
     pub fn lease(&self) -> &Lease {
-        self.client.lease().expect("a bound client has a lease")
+        self.client.lease.as_ref().expect("a bound client has a lease")
     }
 
     fn send(&mut self, send: Option<Send>) -> Result<(), NetError> {
@@ -119,7 +114,7 @@ impl BoundClient {
             while udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
         }
         let send = self.client.poll(now);
-        self.send(send.map_err(|_| lost(iface, "the lease expired and no server renewed it"))?)?;
+        self.send(send)?;
         Ok(event)
     }
 
@@ -127,13 +122,15 @@ impl BoundClient {
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
-        match self.step(now)? {
-            Some(Event::Renewed) => Ok(true),
-            Some(Event::Lost) => {
-                Err(lost(self.link.name, "the server refused to renew the lease (NAK)"))
-            }
-            _ => Ok(false),
+        let event = self.step(now)?;
+        if self.client.lease.is_none() {
+            let why = match event {
+                Some(Event::Lost) => "the server refused to renew the lease (NAK)",
+                _ => "the lease expired and no server renewed it",
+            };
+            return Err(text!("DHCP on {}: {why}", self.link.name.as_str()));
         }
+        Ok(event == Some(Event::Renewed))
     }
 
     /// Gives the lease back to the server (DHCPRELEASE).
@@ -197,14 +194,12 @@ fn acquire(
         if now >= deadline {
             return Err(no_lease(&waiting, &sessions, timeout.as_secs()));
         }
-        let mut wake = deadline;
+        let mut wake =
+            if waiting.is_empty() { deadline } else { deadline.min(now + CARRIER_CHECK) };
         let mut fds = Vec::new();
         for s in sessions.iter() {
             wake = wake.min(s.client.next_wakeup());
             fds.push(PollFd::new(s.packets.raw(), READABLE));
-        }
-        if !waiting.is_empty() {
-            wake = wake.min(now + CARRIER_CHECK);
         }
         poll::poll(&mut fds, wake.saturating_sub(monotonic()))
             .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
@@ -232,18 +227,12 @@ fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -
     text!("DHCP: no lease on {links} within {waited_secs} s ({why}; {ignored} bad or foreign packets ignored)")
 }
 
-/// The network as brought up: which link, with what, and the DHCP client if any.
+/// The network as brought up: which link (its MAC is the machine's identity for the
+/// provisioning server), with what, and the DHCP client if any.
 pub struct Network {
     pub link: Link,
     pub config: NetConfig,
     pub dhcp: Option<BoundClient>,
-}
-
-impl Network {
-    /// The machine's identity for the provisioning server.
-    pub fn mac(&self) -> [u8; 6] {
-        self.link.mac
-    }
 }
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
@@ -268,7 +257,7 @@ pub fn bring_up(
         return Err(text!("no Ethernet interface named {wanted} (present: {present})"));
     }
     for l in &links {
-        link::bring_up(&dev, l).map_err(sys("bringing the link up", l.name))?;
+        dev.bring_up(l.name).map_err(sys("bringing the link up", l.name))?;
     }
     let network = acquire(&dev, links, setting.hostname, setting.fixed, timeout)?;
     ipconfig::apply(&dev, &network.link, &network.config)?;
@@ -293,10 +282,8 @@ impl fmt::Display for Summary<'_> {
         let net = self.0;
         let c = &net.config;
         let how = if net.dhcp.is_some() { "DHCP" } else { "static ip=" };
-        let router: &dyn fmt::Display = match &c.gateway {
-            Some(gateway) => &Dotted(*gateway),
-            None => &"none",
-        };
+        let gateway = c.gateway.map(Dotted);
+        let router: &dyn fmt::Display = gateway.as_ref().map_or(&"none", |g| g);
         // Few, long format strings: every write! call costs the init code bytes.
         write!(
             f,

@@ -56,11 +56,8 @@ fn classless_routes(mut rest: &[u8]) -> Option<Vec<Route>> {
         let (gateway, tail) = tail.split_first_chunk()?;
         let mut d = [0u8; 4];
         d.get_mut(..octets)?.copy_from_slice(dest);
-        routes.push(Route {
-            destination: d.into(),
-            prefix_len: width,
-            gateway: Ipv4Addr::from(*gateway),
-        });
+        let (destination, gateway) = (d.into(), Ipv4Addr::from(*gateway));
+        routes.push(Route { destination, prefix_len: width, gateway });
         rest = tail;
     }
     Some(routes)
@@ -79,33 +76,23 @@ pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
     let mut config =
         NetConfig { address, prefix_len: 0, gateway: None, routes, dns, mtu, hostname };
     loop {
-        let (code, data) = match rest {
-            [255, ..] => break, // the end option
-            [0, tail @ ..] => {
-                rest = tail; // a pad
-                continue;
-            }
-            [code, len, tail @ ..] => {
-                let (data, tail) = tail.split_at_checked(usize::from(*len))?;
-                rest = tail;
-                (*code, data)
-            }
+        let (code, data, tail) = match rest {
+            [255, ..] => break,                   // the end option
+            [0, tail @ ..] => (0, &[][..], tail), // a pad
+            [c, n, tail @ ..] => tail.split_at_checked(usize::from(*n)).map(|(d, t)| (*c, d, t))?,
             _ => return None,
         };
+        rest = tail;
         // The fixed-size options must have their size: one word, or two bytes, or one.
-        let word = data.first_chunk::<4>().filter(|_| data.len() == 4);
-        let word = || word.map(|w| u32::from_be_bytes(*w));
+        let word = <[u8; 4]>::try_from(data).ok().map(u32::from_be_bytes);
         match code {
-            53 => kind = Some(*data.first().filter(|_| data.len() == 1)?),
-            54 => server = word()?.into(),
-            1 => mask = Some(prefix_len(word()?.into())?),
-            51 => times[0] = Some(word()?), // the lease time
-            58 => times[1] = Some(word()?), // T1
-            59 => times[2] = Some(word()?), // T2
-            26 => {
-                config.mtu =
-                    Some(u16::from_be_bytes(*data.first_chunk().filter(|_| data.len() == 2)?))
-            }
+            53 => kind = Some(u8::from_be_bytes(data.try_into().ok()?)),
+            54 => server = word?.into(),
+            1 => mask = Some(prefix_len(word?.into())?),
+            51 => times[0] = Some(word?), // the lease time
+            58 => times[1] = Some(word?), // T1
+            59 => times[2] = Some(word?), // T2
+            26 => config.mtu = Some(u16::from_be_bytes(data.try_into().ok()?)),
             3 => router = addresses(data)?.first().copied(),
             6 => config.dns = addresses(data)?,
             12 => config.hostname = Some(name(data)?),
@@ -117,18 +104,12 @@ pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
     let lease_secs = times[0].unwrap_or(0);
     // T1 and T2 as sent if they are in order, else RFC 2131's defaults (1/2 and 7/8).
     let default = (lease_secs / 2, lease_secs / 8 * 7 + lease_secs % 8 * 7 / 8);
-    let sent = (times[1].unwrap_or(default.0), times[2].unwrap_or(default.1));
-    let (renew_secs, rebind_secs) = match sent {
-        (t1, t2) if t1 <= t2 && t2 <= lease_secs => (t1, t2),
-        _ => default,
-    };
+    let (t1, t2) = (times[1].unwrap_or(default.0), times[2].unwrap_or(default.1));
+    let (renew_secs, rebind_secs) = if t1 <= t2 && t2 <= lease_secs { (t1, t2) } else { default };
     config.prefix_len = mask.or_else(|| prefix_len(class_mask(address)))?;
     // With classless routes, RFC 3442 says the router option is ignored.
-    config.gateway = match config.routes.iter().find(|r| r.prefix_len == 0) {
-        Some(default) => Some(default.gateway),
-        None if config.routes.is_empty() => router,
-        None => None,
-    };
+    let default_route = config.routes.iter().find(|r| r.prefix_len == 0).map(|r| r.gateway);
+    config.gateway = if config.routes.is_empty() { router } else { default_route };
     // Smallest MTU IPv4 allows (RFC 791); a smaller option 26 is ignored.
     config.mtu = config.mtu.filter(|m| *m >= 68);
     Some((kind?, Lease { config, domain, server, lease_secs, renew_secs, rebind_secs }))

@@ -5,7 +5,7 @@
 
 use super::dhcp::{class_mask, prefix_len};
 use super::ipconfig::NetConfig;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
@@ -45,10 +45,6 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_string())
-}
-
 /// Parses the value of `ip=` (absent means `dhcp`). An error names the field that is not
 /// valid, or says that autoconfiguration is off (`off`, `none`) and no address is given.
 // Out of line: inlined into `bring_up`, it makes the init bigger.
@@ -73,7 +69,7 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
             addresses[i] = Some(parse_ipv4(text).ok_or_else(|| invalid(i))?);
         }
     }
-    let (hostname, device) = (non_empty(fields[4]), non_empty(fields[5]));
+    let [hostname, device] = [fields[4], fields[5]].map(|t| (!t.is_empty()).then(|| t.into()));
     // Without an address, like the kernel: autoconfigure unless told not to. With an
     // address and a method, the kernel asks the server too (the address is a hint).
     let Some(client) = addresses[0].filter(|_| fields[6].is_empty() || !dhcp) else {
@@ -84,18 +80,9 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
     };
     let mask = addresses[3].unwrap_or_else(|| class_mask(client));
     let prefix_len = prefix_len(mask).ok_or_else(|| invalid(3))?;
-    let mut config = NetConfig {
-        address: client,
-        prefix_len,
-        gateway: addresses[2],
-        routes: Vec::new(),
-        dns: Vec::new(),
-        mtu: None,
-        hostname,
-    };
-    for server in addresses[7..9].iter().flatten() {
-        config.dns.push(*server);
-    }
+    let dns = addresses[7..9].iter().flatten().copied().collect();
+    let (gateway, routes, mtu) = (addresses[2], Vec::new(), None);
+    let config = NetConfig { address: client, prefix_len, gateway, routes, dns, mtu, hostname };
     Ok(IpSetting { device, hostname: None, fixed: Some(config) })
 }
 

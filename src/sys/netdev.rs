@@ -7,7 +7,7 @@ use super::fd::Fd;
 use super::{check, Result};
 
 /// Interface flags imprint reads or sets (SIOCGIFFLAGS / SIOCSIFFLAGS).
-pub const IFF_UP: u16 = libc::IFF_UP as u16;
+const IFF_UP: u16 = libc::IFF_UP as u16;
 pub const IFF_LOOPBACK: u16 = libc::IFF_LOOPBACK as u16;
 /// Operationally up: for Ethernet, the carrier is present.
 pub const IFF_RUNNING: u16 = libc::IFF_RUNNING as u16;
@@ -78,8 +78,8 @@ impl NetDev {
         Ok(req.ifr_ifru)
     }
 
-    /// The hardware address's ARPHRD type (1 = Ethernet), the address, the index.
-    pub fn hardware(&self, name: IfName) -> Result<(u16, [u8; 6], i32)> {
+    /// The hardware address's ARPHRD type (1 = Ethernet), the address, the index, the flags.
+    pub fn hardware(&self, name: IfName) -> Result<(u16, [u8; 6], i32, u16)> {
         let zero = Ifru { ifru_ifindex: 0 };
         let hw = self.ioctl(name, libc::SIOCGIFHWADDR as _, zero)?;
         let index = self.ioctl(name, libc::SIOCGIFINDEX as _, zero)?;
@@ -87,7 +87,7 @@ impl NetDev {
         // ifindex member of its.
         let (sa, index) = unsafe { (hw.ifru_hwaddr, index.ifru_ifindex) };
         let [a, b, c, d, e, f, ..] = sa.sa_data;
-        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8), index))
+        Ok((sa.sa_family, [a, b, c, d, e, f].map(|x| x as u8), index, self.flags(name)?))
     }
 
     pub fn flags(&self, name: IfName) -> Result<u16> {
@@ -96,9 +96,14 @@ impl NetDev {
         Ok(unsafe { got.ifru_flags } as u16)
     }
 
-    pub fn set_flags(&self, name: IfName, flags: u16) -> Result<()> {
-        let value = Ifru { ifru_flags: flags as libc::c_short };
-        self.ioctl(name, libc::SIOCSIFFLAGS as _, value).map(|_| ())
+    /// Sets IFF_UP on `name` unless it is up already.
+    pub fn bring_up(&self, name: IfName) -> Result<()> {
+        let flags = self.flags(name)?;
+        if flags & IFF_UP == 0 {
+            let value = Ifru { ifru_flags: (flags | IFF_UP) as libc::c_short };
+            self.ioctl(name, libc::SIOCSIFFLAGS as _, value)?;
+        }
+        Ok(())
     }
 
     /// Sets the address (`libc::SIOCSIFADDR`) or the netmask (`libc::SIOCSIFNETMASK`).
@@ -111,22 +116,17 @@ impl NetDev {
         self.ioctl(name, libc::SIOCSIFMTU as _, value).map(|_| ())
     }
 
-    /// Adds a route to `dest`/`mask` through `gateway` (or on-link when it is 0.0.0.0)
+    /// Adds a route to `to`/`mask` through `via` (or on-link when it is 0.0.0.0)
     /// on interface `name`. An existing identical route is fine (EEXIST).
-    pub fn add_route(
-        &self,
-        name: IfName,
-        dest: [u8; 4],
-        mask: [u8; 4],
-        gateway: [u8; 4],
-    ) -> Result<()> {
-        let mut dev = name.bytes.map(|b| b as libc::c_char); // NUL-terminated: at most 15 bytes
-                                                             // SAFETY: rtentry is plain old data; all-zero is valid (null pointers, no metric).
+    pub fn add_route(&self, name: IfName, to: [u8; 4], mask: [u8; 4], via: [u8; 4]) -> Result<()> {
+        // NUL-terminated: at most 15 bytes.
+        let mut dev = name.bytes.map(|b| b as libc::c_char);
+        // SAFETY: rtentry is plain old data; all-zero is valid (null pointers, no metric).
         let mut rt: libc::rtentry = unsafe { core::mem::zeroed() };
-        rt.rt_dst = sockaddr_in(dest);
-        rt.rt_gateway = sockaddr_in(gateway);
+        rt.rt_dst = sockaddr_in(to);
+        rt.rt_gateway = sockaddr_in(via);
         rt.rt_genmask = sockaddr_in(mask);
-        rt.rt_flags = libc::RTF_UP | if gateway == [0; 4] { 0 } else { libc::RTF_GATEWAY };
+        rt.rt_flags = libc::RTF_UP | if via == [0; 4] { 0 } else { libc::RTF_GATEWAY };
         rt.rt_dev = dev.as_mut_ptr();
         // SAFETY: rt is a valid struct rtentry whose rt_dev points at `dev`, a NUL-terminated
         // name that lives until after the call; the kernel only reads both.
@@ -148,9 +148,10 @@ mod tests {
         assert!(IfName::new("").is_none() && IfName::new("sixteen-bytes-xx").is_none());
         let dev = NetDev::open().unwrap();
         let name = |n| IfName::new(n).unwrap();
-        let (kind, _, index) = dev.hardware(name("lo")).unwrap();
+        let (kind, _, index, flags) = dev.hardware(name("lo")).unwrap();
         assert!(index > 0 && kind == libc::ARPHRD_LOOPBACK);
-        assert_ne!(dev.flags(name("lo")).unwrap() & IFF_LOOPBACK, 0);
+        assert_ne!(flags & IFF_LOOPBACK, 0);
+        assert_eq!(dev.flags(name("lo")), Ok(flags));
         assert_eq!(dev.hardware(name("imn-no-such-if")), Err(crate::sys::Errno(libc::ENODEV)));
         assert!(IfName::new("a-name-far-too-long-for-linux").is_none());
     }
