@@ -292,7 +292,8 @@ struct Shared {
     moved: AtomicU64,
 }
 
-/// Waits while `*word == val`, or wakes every waiter (of this process: FUTEX_PRIVATE).
+/// Waits while `*word == val`, or wakes `val` waiters (of this process: FUTEX_PRIVATE);
+/// i32::MAX wakes every one (the kernel reads the count as an int: u32::MAX is -1, one).
 fn futex(word: &AtomicU32, wait: bool, val: u32) {
     let op = if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE } | libc::FUTEX_PRIVATE_FLAG;
     let timeout = core::ptr::null::<libc::timespec>();
@@ -346,7 +347,7 @@ extern "C" fn run(shared: *mut c_void) -> *mut c_void {
         }
         s.busy[slot].store(0, Ordering::Release);
         s.finished.fetch_add(1, Ordering::Release);
-        futex(&s.finished, false, u32::MAX);
+        futex(&s.finished, false, i32::MAX as u32);
     }
 }
 
@@ -469,7 +470,7 @@ impl DirectRing {
         s.busy[slot].store(1, Ordering::Relaxed);
         s.queued.store(n.wrapping_add(1), Ordering::Release);
         // Every waiting thread: only the one whose ticket this is may take it.
-        futex(&s.queued, false, u32::MAX);
+        futex(&s.queued, false, i32::MAX as u32);
     }
 
     /// Waits for every queued operation; the first failure is the error, else the
