@@ -34,8 +34,10 @@ pub struct Allocator {
 }
 
 // SAFETY: the only threads besides the main one are a DirectRing's I/O threads
-// (sys::block), which allocate nothing, so the state is never touched by two threads at once. The allocator is not used by the host's test
-// harness, which is multi-threaded, except through per-test instances.
+// (sys::block), whose body allocates nothing (musl maps their stacks itself, not through
+// this allocator), so the state is never touched by two threads at once. The allocator is
+// not used by the host's test harness, which is multi-threaded, except through per-test
+// instances.
 unsafe impl Sync for Allocator {}
 
 /// The class of a layout, `None` for a large block.

@@ -2,13 +2,13 @@
 //! block ioctls, zeroing ranges, positioned writes, and page-aligned buffers for O_DIRECT.
 
 use super::fd::{Fd, OpenFlags};
-use super::{check, Errno, Result};
+use super::{check, check_size, retry, Errno, Result};
 use ::alloc::boxed::Box;
 use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use libc::c_int;
+use libc::{c_int, c_void};
 
 // The block ioctls from <linux/fs.h>. libc lacks most of them; _IO(0x12, n) is
 // (0x12 << 8) | n, and BLKGETSIZE64 is _IOR(0x12, 114, size_t).
@@ -39,17 +39,18 @@ pub fn kind_of(path: &str) -> Result<Option<Kind>> {
     }
 }
 
-/// fstatat(2) as the raw system call: `path` relative to `dirfd`, or with an empty path
-/// and AT_EMPTY_PATH the file behind `dirfd` itself. Not musl's stat/fstat: their
-/// fallbacks for old kernels (/proc/self/fd paths) cost the init ~600 bytes.
+/// fstatat(2) as the bare system call (newfstatat, through `syscall`): `path` relative to
+/// `dirfd`, or with an empty path and AT_EMPTY_PATH the file behind `dirfd` itself. Not
+/// musl's stat/fstat: their fallbacks for old kernels (/proc/self/fd paths) cost the init
+/// ~600 bytes.
 fn stat_at(dirfd: c_int, path: *const libc::c_char, flags: c_int) -> Result<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    let args = [dirfd as usize, path as usize, &mut st as *mut libc::stat as usize, flags as usize];
     // SAFETY: callers pass a NUL-terminated path valid for the call; `st` is a valid
     // writable stat, and on x86_64 libc's `struct stat` is the kernel's layout that
     // newfstatat fills.
-    unsafe { direct(libc::SYS_newfstatat, args) }.map(|_| st)
+    let ret = unsafe { libc::syscall(libc::SYS_newfstatat, dirfd, path, &mut st, flags) };
+    check_size(ret as libc::ssize_t).map(|_| st)
 }
 
 /// `stat_at` of an open file.
@@ -111,44 +112,18 @@ fn ioctl(fd: &Fd, request: libc::Ioctl, arg: usize) -> Result<()> {
 /// Takes the raw fd: the ring's threads call it too.
 pub fn zero(fd: c_int, ioctl: bool, offset: u64, len: u64) -> Result<()> {
     let range: [u64; 2] = [offset, len];
-    let fd = fd as usize;
-    loop {
-        let ret = if ioctl {
+    let (at, len) = (offset as libc::off_t, len as libc::off_t);
+    let mode = libc::FALLOC_FL_ZERO_RANGE;
+    retry(|| {
+        check(match ioctl {
             // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer, valid
             // for the call.
-            unsafe {
-                direct(libc::SYS_ioctl, [fd, BLKZEROOUT as usize, range.as_ptr() as usize, 0])
-            }
-        } else {
-            let mode = libc::FALLOC_FL_ZERO_RANGE as usize;
+            true => unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) },
             // SAFETY: fallocate takes only integers.
-            unsafe { direct(libc::SYS_fallocate, [fd, mode, offset as usize, len as usize]) }
-        };
-        match ret {
-            Err(Errno::EINTR) => continue,
-            other => return other.map(|_| ()),
-        }
-    }
-}
-
-/// A system call made directly, not through the C library: the ring's threads (started
-/// by a bare clone, see [`spawn`]) share the main thread's thread-local storage, so they
-/// must not touch errno. Calls from the main thread go this way too: one code path.
-///
-/// # Safety
-/// As the system call `n` requires of its arguments.
-unsafe fn direct(n: libc::c_long, args: [usize; 4]) -> Result<usize> {
-    let ret: isize;
-    // SAFETY: the caller's; `syscall` clobbers rcx and r11 only, and uses no stack.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") args[0],
-            in("rsi") args[1], in("rdx") args[2], in("r10") args[3], lateout("rcx") _,
-            lateout("r11") _, options(nostack));
-    }
-    match ret {
-        -4095..=-1 => Err(Errno(-ret as i32)),
-        _ => Ok(ret as usize),
-    }
+            false => unsafe { libc::fallocate(fd, mode, at, len) },
+        })
+    })
+    .map(|_| ())
 }
 
 /// Reads or writes `len` bytes at `ptr` from or to `offset`, all of them (a write that
@@ -158,12 +133,20 @@ unsafe fn direct(n: libc::c_long, args: [usize; 4]) -> Result<usize> {
 /// # Safety
 /// `ptr` is valid for `len` bytes (writable when reading) for the whole call.
 unsafe fn transfer(fd: c_int, write: bool, ptr: *mut u8, len: usize, offset: u64) -> Result<usize> {
-    let n = if write { libc::SYS_pwrite64 } else { libc::SYS_pread64 };
     let mut done = 0;
     while done < len {
-        let at = ptr as usize + done;
         // SAFETY: the caller's promise covers ptr[done..len].
-        match unsafe { direct(n, [fd as usize, at, len - done, offset as usize + done]) } {
+        let (at, left) = (unsafe { ptr.add(done) }.cast::<c_void>(), len - done);
+        let pos = (offset + done as u64) as libc::off_t;
+        // SAFETY: as above; a write only reads the bytes.
+        let ret = unsafe {
+            if write {
+                libc::pwrite(fd, at, left, pos)
+            } else {
+                libc::pread(fd, at, left, pos)
+            }
+        };
+        match check_size(ret) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
             Ok(0) if write => return Err(Errno(libc::EIO)),
@@ -302,8 +285,6 @@ struct Shared {
     taken: AtomicU32,
     /// Operations finished so far: what waiting for one waits on.
     finished: AtomicU32,
-    /// Per thread: its id while it runs, 0 once it has ended.
-    tids: [AtomicU32; THREADS],
     /// The first failure's errno (0: none yet) and offset; after one, the rest is skipped.
     errno: AtomicI32,
     failed_at: AtomicU64,
@@ -311,73 +292,22 @@ struct Shared {
     moved: AtomicU64,
 }
 
-/// Waits while `*word == val`, or wakes every waiter. (Not FUTEX_PRIVATE: the kernel's
-/// wake when a thread ends, on its CLONE_CHILD_CLEARTID word, is a shared one.)
+/// Waits while `*word == val`, or wakes `val` waiters (of this process: FUTEX_PRIVATE);
+/// i32::MAX wakes every one (the kernel reads the count as an int: u32::MAX is -1, one).
 fn futex(word: &AtomicU32, wait: bool, val: u32) {
-    let op = if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE } as usize;
+    let op = if wait { libc::FUTEX_WAIT } else { libc::FUTEX_WAKE } | libc::FUTEX_PRIVATE_FLAG;
+    let timeout = core::ptr::null::<libc::timespec>();
     // SAFETY: `word` is a valid, aligned u32 for the call; FUTEX_WAIT only reads it,
     // FUTEX_WAKE does not touch it; the null timeout means no limit.
-    let _ = unsafe { direct(libc::SYS_futex, [word.as_ptr() as usize, op, val as usize, 0]) };
+    let _ = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, timeout) };
 }
 
-/// Starts `run(shared)` on a new thread of this process, on the stack that ends at
-/// `top`; `tid` holds the thread's id until it ends, then 0 (and is woken). A bare
-/// clone, not pthread_create (musl's threads cost the init ~3.5 KB): the thread runs
-/// only `run`, which touches no thread-local storage.
-///
-/// # Safety
-/// `top` is 16-byte aligned, the end of memory that only the new thread uses, and both
-/// it and `shared` stay valid until `tid` is 0.
-unsafe fn spawn(top: *mut u8, tid: &AtomicU32, shared: *const Shared) -> Result<usize> {
-    let flags = libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM
-        | libc::CLONE_PARENT_SETTID
-        | libc::CLONE_CHILD_CLEARTID;
-    let ret: isize;
-    // SAFETY: clone(flags, stack, parent_tid, child_tid, tls). The new thread starts
-    // here with rax 0 on its own stack, calls run(shared) and ends with SYS_exit (this
-    // thread only), never returning into the code around; the caller's promises cover
-    // the stack and `shared`.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "mov eax, {exit}",
-            "xor edi, edi",
-            "syscall",
-            "ud2",
-            "2:",
-            exit = const libc::SYS_exit,
-            inlateout("rax") libc::SYS_clone as isize => ret,
-            in("rdi") flags as usize,
-            in("rsi") top,
-            in("rdx") tid.as_ptr(),
-            in("r10") tid.as_ptr(),
-            in("r8") 0usize,
-            in("r12") shared,
-            in("r13") run as extern "C" fn(*const Shared) as usize,
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
-    }
-    match ret {
-        -4095..=-1 => Err(Errno(-ret as i32)),
-        _ => Ok(ret as usize),
-    }
-}
-
-/// A ring's thread: takes queued operations in order and runs them, until a Stop.
-extern "C" fn run(shared: *const Shared) {
-    // SAFETY: the ring's Shared, which lives until Drop has seen this thread end.
-    let s = unsafe { &*shared };
+/// A ring's thread (a pthread of its own, hence its own errno): takes queued operations
+/// in order and runs them, until a Stop. It allocates nothing (the allocator serves the
+/// main thread only, see sys::alloc) and has no panic site.
+extern "C" fn run(shared: *mut c_void) -> *mut c_void {
+    // SAFETY: the ring's Shared, which lives until Drop has joined this thread.
+    let s = unsafe { &*shared.cast::<Shared>() };
     loop {
         // This thread's next operation: the n-th queued, once it is (wrapping counters;
         // threads hold at most one ticket each, so `queued` is never far from n).
@@ -393,7 +323,7 @@ extern "C" fn run(shared: *const Shared) {
         let op = unsafe { *s.ops[slot].get() };
         if op.io == Io::Stop {
             s.busy[slot].store(0, Ordering::Release);
-            return;
+            return core::ptr::null_mut();
         }
         if s.errno.load(Ordering::Relaxed) == 0 {
             let result = match op.io {
@@ -417,7 +347,7 @@ extern "C" fn run(shared: *const Shared) {
         }
         s.busy[slot].store(0, Ordering::Release);
         s.finished.fetch_add(1, Ordering::Release);
-        futex(&s.finished, false, u32::MAX);
+        futex(&s.finished, false, i32::MAX as u32);
     }
 }
 
@@ -430,12 +360,9 @@ extern "C" fn run(shared: *const Shared) {
 pub struct DirectRing {
     buf: AlignedBuf,
     shared: *const Shared,
-    /// The threads' stacks (freed after the threads have ended).
-    stacks: Vec<AlignedBuf>,
+    /// The threads started, joined in Drop.
+    threads: Vec<libc::pthread_t>,
 }
-
-/// A ring thread's stack: `run` and the system calls it makes need little.
-const STACK: usize = 16 << 10;
 
 impl DirectRing {
     pub fn new(len: usize) -> Result<DirectRing> {
@@ -445,14 +372,20 @@ impl DirectRing {
         let mut shared = unsafe { Box::<Shared>::new_zeroed().assume_init() };
         shared.base = buf.as_mut_ptr();
         let shared = Box::into_raw(shared);
-        let mut ring = DirectRing { buf, shared, stacks: Vec::new() };
-        // SAFETY: allocated just above, freed only in Drop.
-        for tid in unsafe { &(*shared).tids } {
-            let mut stack = AlignedBuf::zeroed(STACK)?;
-            // SAFETY: the stack's end is page aligned and only the thread uses the stack;
-            // Drop frees it and `shared` only once every thread has ended.
-            unsafe { spawn(stack.as_mut_ptr().add(STACK), tid, shared) }?;
-            ring.stacks.push(stack);
+        let mut ring = DirectRing { buf, shared, threads: Vec::with_capacity(THREADS) };
+        for _ in 0..THREADS {
+            // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
+            let mut thread: libc::pthread_t = unsafe { core::mem::zeroed() };
+            // SAFETY: musl's default attributes (its own stack and TLS: `run` touches a few
+            // pages of them); Drop frees `shared` and the buffer only once every thread
+            // started has been joined.
+            match unsafe {
+                libc::pthread_create(&mut thread, core::ptr::null(), run, shared.cast())
+            } {
+                0 => ring.threads.push(thread),
+                // Dropping the ring stops and joins the threads already started.
+                err => return Err(Errno(err)),
+            }
         }
         Ok(ring)
     }
@@ -537,7 +470,7 @@ impl DirectRing {
         s.busy[slot].store(1, Ordering::Relaxed);
         s.queued.store(n.wrapping_add(1), Ordering::Release);
         // Every waiting thread: only the one whose ticket this is may take it.
-        futex(&s.queued, false, u32::MAX);
+        futex(&s.queued, false, i32::MAX as u32);
     }
 
     /// Waits for every queued operation; the first failure is the error, else the
@@ -582,14 +515,14 @@ impl DirectRing {
 impl Drop for DirectRing {
     fn drop(&mut self) {
         // The threads run (or skip) everything queued, then end; only then are the
-        // buffer, the stacks and the shared state freed.
-        for _ in &self.stacks {
+        // buffer and the shared state freed.
+        for _ in &self.threads {
             self.push(STOP);
         }
-        for tid in &self.shared().tids {
-            while let id @ 1.. = tid.load(Ordering::Acquire) {
-                futex(tid, true, id);
-            }
+        for &thread in &self.threads {
+            // SAFETY: a thread this ring started and has not joined yet; it ends at the
+            // Stop queued above.
+            unsafe { libc::pthread_join(thread, core::ptr::null_mut()) };
         }
         // SAFETY: from Box::into_raw in `new`; the threads that used it have ended.
         drop(unsafe { Box::from_raw(self.shared.cast_mut()) });
