@@ -112,11 +112,20 @@ pub struct Decoder {
     members: u32,
     /// Compressed bytes consumed so far, for error messages.
     offset: u64,
+    /// The output is a buffer whose history lies below `pos`, never a wrapping ring.
+    linear: bool,
 }
 
 impl Decoder {
     pub fn new() -> Decoder {
         Decoder::default()
+    }
+
+    /// A decoder for a buffer that the caller rewinds instead of wrapping (the write
+    /// path), even when the free part handed over is a power of two long: miniz's
+    /// non-wrapping mode copies matches whole, where a ring's mask copies byte by byte.
+    pub fn linear() -> Decoder {
+        Decoder { linear: true, ..Decoder::default() }
     }
 
     /// Whether the stream ended cleanly after its last member.
@@ -206,7 +215,7 @@ impl Decoder {
         // "truncated" ourselves once the source has ended.
         let mut flags = if eof { 0 } else { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT };
         // A ring that is not a power of two long is a buffer, its history below `pos`.
-        if !ring.len().is_power_of_two() {
+        if self.linear || !ring.len().is_power_of_two() {
             flags |= inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
         }
         let (status, consumed, produced) = decompress(&mut self.inflate, input, ring, pos, flags);

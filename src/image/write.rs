@@ -452,7 +452,7 @@ fn write_from(
         progress = Progress { written, read, elapsed: now - started, done, ..progress };
         hook(&progress).map_err(|e| text!("image write stopped: {e}"))
     };
-    let decoder = gzip.then(Decoder::new);
+    let decoder = gzip.then(Decoder::linear);
     let streamed = stream(source, &mut input, &mut ring, &mut sink, &mut tick, decoder);
     // Every background write and zeroing done (or failed) before the verdict, and before
     // any zeroing on failure, which a late write must not undo.

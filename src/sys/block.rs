@@ -309,13 +309,17 @@ extern "C" fn run(shared: *mut c_void) -> *mut c_void {
     // SAFETY: the ring's Shared, which lives until Drop has joined this thread.
     let s = unsafe { &*shared.cast::<Shared>() };
     loop {
-        // This thread's next operation: the n-th queued, once it is (wrapping counters;
-        // threads hold at most one ticket each, so `queued` is never far from n).
-        let n = s.taken.fetch_add(1, Ordering::AcqRel);
-        let mut queued = s.queued.load(Ordering::Acquire);
-        while queued.wrapping_sub(n) as i32 <= 0 {
-            futex(&s.queued, true, queued);
-            queued = s.queued.load(Ordering::Acquire);
+        // The oldest operation no thread has taken yet, once there is one (wrapping
+        // counters). Taken only when queued, so a push wakes one thread, not all: on a
+        // machine with few cores, waking every thread per push took CPU from inflating.
+        let n = s.taken.load(Ordering::Acquire);
+        if s.queued.load(Ordering::Acquire) == n {
+            futex(&s.queued, true, n);
+            continue;
+        }
+        let next = n.wrapping_add(1);
+        if s.taken.compare_exchange(n, next, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            continue;
         }
         let slot = n as usize % SLOTS;
         // SAFETY: the slot was written before `queued` passed n (Release, seen above) and
@@ -469,8 +473,8 @@ impl DirectRing {
         unsafe { *s.ops[slot].get() = op };
         s.busy[slot].store(1, Ordering::Relaxed);
         s.queued.store(n.wrapping_add(1), Ordering::Release);
-        // Every waiting thread: only the one whose ticket this is may take it.
-        futex(&s.queued, false, i32::MAX as u32);
+        // One thread: any may take it (a thread still running checks before it sleeps).
+        futex(&s.queued, false, 1);
     }
 
     /// Waits for every queued operation; the first failure is the error, else the
