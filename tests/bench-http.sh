@@ -52,10 +52,15 @@ printf '  ratio     %.2fx curl (budget >= 0.90x)\n' "$ratio"
 # The client's bytes: build/init against the same build of the base commit.
 if git cat-file -e "$base^{commit}" 2>/dev/null; then
 	git archive "$base" | tar -x -C "$dir" --one-top-level=base
-	# The base's own link flags, built by this checkout's script (older commits had none).
-	[ -e "$dir/base/linker/cargo-build.sh" ] || cp linker/cargo-build.sh "$dir/base/linker/"
-	(cd "$dir/base" && CARGO_TARGET_DIR="$dir/base-target" \
-		linker/cargo-build.sh -q --target x86_64-unknown-linux-musl)
+	# The base's own build: its linker/cargo-build.sh, or (older commits) its rustflags.
+	if [ -e "$dir/base/linker/cargo-build.sh" ]; then
+		(cd "$dir/base" && CARGO_TARGET_DIR="$dir/base-target" \
+			linker/cargo-build.sh -q --target x86_64-unknown-linux-musl)
+	else
+		flags="$(tr '\n' ' ' < "$dir/base/linker/rustflags") --remap-path-prefix=$dir/base=imprint"
+		(cd "$dir/base" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir/base-target" \
+			cargo build -q --release --locked --target x86_64-unknown-linux-musl)
+	fi
 	before=$(stat -c %s "$dir/base-target/x86_64-unknown-linux-musl/release/imprint")
 	after=$(stat -c %s "$init")
 	printf 'build/init: %d bytes; %d at %s: +%d bytes\n' "$after" "$before" "$base" $((after - before))
