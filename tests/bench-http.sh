@@ -58,11 +58,13 @@ if git cat-file -e "$base^{commit}" 2>/dev/null; then
 			linker/cargo-build.sh -q --target x86_64-unknown-linux-musl)
 	else
 		flags="$(tr '\n' ' ' < "$dir/base/linker/rustflags") --remap-path-prefix=$dir/base=imprint"
+		eh="$dir/base/linker/discard-eh-frame.ld"
+		[ -e "$eh" ] && flags+=" -C link-arg=-Wl,-T,$eh"
 		(cd "$dir/base" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir/base-target" \
 			cargo build -q --release --locked --target x86_64-unknown-linux-musl)
 	fi
 	before=$(stat -c %s "$dir/base-target/x86_64-unknown-linux-musl/release/imprint")
 	after=$(stat -c %s "$init")
-	printf 'build/init: %d bytes; %d at %s: +%d bytes\n' "$after" "$before" "$base" $((after - before))
+	printf 'build/init: %d bytes; %d at %s: %+d bytes\n' "$after" "$before" "$base" $((after - before))
 fi
 echo "$ratio >= 0.9" | bc -l | grep -q 1 || { echo "imprint is below 0.9x curl"; exit 1; }
