@@ -98,11 +98,13 @@ pub struct Step {
     pub produced: usize,
 }
 
-/// Inflates a (multi-member) gzip stream into a power-of-two output ring.
+/// Inflates a (multi-member) gzip stream into a power-of-two output ring ([`Decoder::new`])
+/// or into a buffer the caller rewinds ([`Decoder::linear`]).
 ///
-/// The ring is also the inflater's 32 KiB history, so the caller may only reuse ring bytes
+/// The output is also the inflater's 32 KiB history, so the caller may only reuse bytes
 /// that lie more than 32 KiB behind the write position (a ring of a MiB or more, written
-/// out whole before it wraps, satisfies this).
+/// out whole before it wraps, satisfies this; a rewinding caller copies the last 32 KiB
+/// to the start first).
 #[derive(Default)]
 pub struct Decoder {
     state: State,
@@ -214,8 +216,7 @@ impl Decoder {
         // the stream; with it, running dry is "needs more input", which we turn into
         // "truncated" ourselves once the source has ended.
         let mut flags = if eof { 0 } else { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT };
-        // A ring that is not a power of two long is a buffer, its history below `pos`.
-        if self.linear || !ring.len().is_power_of_two() {
+        if self.linear {
             flags |= inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
         }
         let (status, consumed, produced) = decompress(&mut self.inflate, input, ring, pos, flags);
