@@ -53,9 +53,18 @@ fn bytewise(c: u32, data: &[u8]) -> u32 {
     data.iter().fold(c, |c, &b| byte_step(c ^ b as u32))
 }
 
+/// x^8 and x^-8 modulo the polynomial, reflected. x^-8 undoes a zero byte: x^-1 is
+/// (P + 1) / x, a polynomial since P's constant term is 1 (the test checks the product).
+const X8: u32 = 1 << 23;
+const X_INV8: u32 = 0x6567_CB95;
+
 /// The register after `n` zero bytes: multiplied by x^(8n), squaring x^8 up.
-fn shift_zeros(mut register: u32, mut n: u64) -> u32 {
-    let mut power = 1 << 23; // x^8, reflected
+fn shift_zeros(register: u32, n: u64) -> u32 {
+    times_power(register, n, X8)
+}
+
+/// `register` times `power`^n modulo the polynomial, squaring `power` up.
+fn times_power(mut register: u32, mut n: u64, mut power: u32) -> u32 {
     while n != 0 {
         if n & 1 != 0 {
             register = mul_mod_p(power, register);
@@ -87,6 +96,11 @@ impl Crc32 {
         self.value
     }
 
+    /// Takes a CRC-32 computed elsewhere (from [`share`]s) as the value so far.
+    pub fn set(&mut self, value: u32) {
+        self.value = value;
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         let register = !self.value;
         // Carry-less folding is about as fast as looking for zeros: just fold.
@@ -114,6 +128,26 @@ impl Crc32 {
     pub fn skip_zeros(&mut self, n: u64) {
         self.value = !shift_zeros(!self.value, n);
     }
+}
+
+/// A range's share of its gzip member's CRC-32, so that threads can checksum ranges in
+/// any order: the range's CRC from a zero register (no inversions), times x^(-8 end), where
+/// `end` is where the range ends in the member. The XOR of all shares gives the member's
+/// CRC-32 through [`member_crc`]: the register is linear in the data, and a range's CRC
+/// moves to the member's end by x^(8 (len - end)).
+pub fn share(data: &[u8], end: u64) -> u32 {
+    let (wide, tail) = data.split_at(data.len() & !15);
+    let register = match cpu::crc32_pclmul(0, wide) {
+        Some(folded) => bytewise(bytewise(0, &folded), tail),
+        None => bytewise(0, data),
+    };
+    times_power(register, end, X_INV8)
+}
+
+/// The CRC-32 of a member of `len` bytes whose ranges' [`share`]s XOR to `shares`: the
+/// register from zero, plus the initial all-ones register moved past `len` bytes.
+pub fn member_crc(shares: u32, len: u64) -> u32 {
+    !(times_power(shares, len, X8) ^ shift_zeros(!0, len))
 }
 
 /// The CRC-32 of `data` in one call.
@@ -198,6 +232,22 @@ mod tests {
         }
         assert_eq!(cpu::crc32_pclmul(!0, &data[..63]), None);
         assert_eq!(checksum(&data), reference(&data));
+    }
+
+    #[test]
+    fn shares_in_any_order_make_the_member_crc() {
+        assert_eq!(mul_mod_p(X_INV8, X8), 1 << 31, "x^-8 times x^8 is 1");
+        let data: std::vec::Vec<u8> =
+            (0..70_000u32).map(|i| if i % 9000 < 4000 { 0 } else { (i * 7 % 253) as u8 }).collect();
+        let want = checksum(&data);
+        // Ranges of uneven lengths (short ones take the bytewise path), XORed backwards.
+        let cuts = [0, 5, 64, 100, 4096, 4160, 33_333, 69_999, data.len()];
+        let shares =
+            cuts.windows(2).rev().fold(0, |acc, w| acc ^ share(&data[w[0]..w[1]], w[1] as u64));
+        assert_eq!(member_crc(shares, data.len() as u64), want);
+        assert_eq!(member_crc(0, 0), checksum(b""));
+        assert_eq!(member_crc(share(b"123456789", 9), 9), 0xCBF4_3926);
+        assert_ne!(member_crc(shares ^ 1, data.len() as u64), want);
     }
 
     #[test]

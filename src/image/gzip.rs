@@ -116,6 +116,10 @@ pub struct Decoder {
     offset: u64,
     /// The output is a buffer whose history lies below `pos`, never a wrapping ring.
     linear: bool,
+    /// The caller checksums the output and gives each member's CRC-32 (set_member_crc);
+    /// `crc_given` says it did for this member.
+    caller_crc: bool,
+    crc_given: bool,
 }
 
 impl Decoder {
@@ -126,8 +130,22 @@ impl Decoder {
     /// A decoder for a buffer that the caller rewinds instead of wrapping (the write
     /// path), even when the free part handed over is a power of two long: miniz's
     /// non-wrapping mode copies matches whole, where a ring's mask copies byte by byte.
-    pub fn linear() -> Decoder {
-        Decoder { linear: true, ..Decoder::default() }
+    /// With `caller_crc`, the caller checksums what the decoder inflates (on other threads:
+    /// the write path) and gives each member's CRC-32 when [`Decoder::wants_crc`] asks.
+    pub fn linear(caller_crc: bool) -> Decoder {
+        Decoder { linear: true, caller_crc, ..Decoder::default() }
+    }
+
+    /// Whether a member's data has ended and the caller, checksumming for the decoder,
+    /// is yet to give its CRC-32 (before the next step: the trailer is checked against it).
+    pub fn wants_crc(&self) -> bool {
+        self.caller_crc && self.state == State::Trailer && !self.crc_given
+    }
+
+    /// The CRC-32 of the member whose data has ended, as the caller computed it.
+    pub fn set_member_crc(&mut self, crc: u32) {
+        self.crc.set(crc);
+        self.crc_given = true;
     }
 
     /// Whether the stream ended cleanly after its last member.
@@ -199,6 +217,7 @@ impl Decoder {
         };
         self.inflate.init();
         self.crc.reset();
+        self.crc_given = false;
         self.member_len = 0;
         self.state = State::Body;
         Ok(len)
@@ -220,7 +239,9 @@ impl Decoder {
             flags |= inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
         }
         let (status, consumed, produced) = decompress(&mut self.inflate, input, ring, pos, flags);
-        self.crc.update(ring.get(pos..pos + produced).unwrap_or_default());
+        if !self.caller_crc {
+            self.crc.update(ring.get(pos..pos + produced).unwrap_or_default());
+        }
         self.member_len += produced as u64;
         let at = self.offset + consumed as u64;
         match status {

@@ -256,7 +256,14 @@ pub enum Io {
     Read,
     /// Zeroes the file's `len` bytes at `offset` (see [`zero`]); `start` is unused.
     Zero { ioctl: bool },
+    /// Runs the ring's digest function over the ring's bytes `[start, start + len)` with
+    /// `offset`, and XORs the result into the ring's digest (see [`DirectRing::digest`]).
+    Digest,
 }
+
+/// A digest whose parts are XORed together, so that any thread may take any part: a
+/// range's bytes and a number the caller chose (CRC-32 shares: crc32::share).
+pub type DigestFn = fn(&[u8], u64) -> u32;
 
 /// Operations queued at most.
 const SLOTS: usize = 32;
@@ -290,6 +297,9 @@ struct Shared {
     failed_at: AtomicU64,
     /// Bytes the last operation moved (a read's length).
     moved: AtomicU64,
+    /// What Digest operations run, and the XOR of their results so far.
+    digest_fn: Option<DigestFn>,
+    digest: AtomicU32,
 }
 
 /// Waits while `*word == val`, or wakes `val` waiters (of this process: FUTEX_PRIVATE);
@@ -332,6 +342,14 @@ extern "C" fn run(shared: *mut c_void) -> *mut c_void {
         if s.errno.load(Ordering::Relaxed) == 0 {
             let result = match op.io {
                 Io::Zero { ioctl } => zero(op.fd, ioctl, op.offset, op.len as u64).map(|_| 0),
+                Io::Digest => {
+                    // SAFETY: as for a write below: the range lies in the buffer, which
+                    // nothing writes until this operation is done.
+                    let data = unsafe { core::slice::from_raw_parts(s.base.add(op.start), op.len) };
+                    let part = s.digest_fn.map_or(0, |f| f(data, op.offset));
+                    s.digest.fetch_xor(part, Ordering::Relaxed);
+                    Ok(0)
+                }
                 io => {
                     // SAFETY: the ring checked that the range lies in its buffer, which
                     // outlives this thread, and touches it no more until the operation
@@ -369,12 +387,14 @@ pub struct DirectRing {
 }
 
 impl DirectRing {
-    pub fn new(len: usize) -> Result<DirectRing> {
+    /// A ring of `len` bytes; its Digest operations run `digest`.
+    pub fn new(len: usize, digest: Option<DigestFn>) -> Result<DirectRing> {
         let mut buf = AlignedBuf::zeroed(len)?;
         // SAFETY: all zeros is a valid Shared: null, atomics at 0, ops that are Io::Stop
-        // (repr(u8), 0) and integers.
+        // (repr(u8), 0), integers and None.
         let mut shared = unsafe { Box::<Shared>::new_zeroed().assume_init() };
         shared.base = buf.as_mut_ptr();
+        shared.digest_fn = digest;
         let shared = Box::into_raw(shared);
         let mut ring = DirectRing { buf, shared, threads: Vec::with_capacity(THREADS) };
         for _ in 0..THREADS {
@@ -432,7 +452,7 @@ impl DirectRing {
             // SAFETY: only this thread writes slots; the others only read them.
             let op = unsafe { &*op.get() };
             if busy.load(Ordering::Acquire) != 0
-                && matches!(op.io, Io::Write | Io::Read)
+                && matches!(op.io, Io::Write | Io::Read | Io::Digest)
                 && op.start + op.len > from
             {
                 free = free.min(op.start.max(from));
@@ -477,6 +497,13 @@ impl DirectRing {
         futex(&s.queued, false, 1);
     }
 
+    /// The XOR of the Digest operations' results since the last call, once every queued
+    /// operation is done.
+    pub fn digest(&mut self) -> Result<u32> {
+        self.wait_all()?;
+        Ok(self.shared().digest.swap(0, Ordering::Relaxed))
+    }
+
     /// Waits for every queued operation; the first failure is the error, else the
     /// bytes the last one moved.
     pub fn wait_all(&mut self) -> Result<usize> {
@@ -491,10 +518,11 @@ impl DirectRing {
         }
     }
 
-    /// Waits until no queued read (or, with `writes`, write) touches `buf[start..end]`.
+    /// Waits until no queued read (or, with `writes`, write or digest: what reads the
+    /// ring) touches `buf[start..end]`.
     fn wait_for(&self, start: usize, end: usize, writes: bool) {
         self.wait_while(&|_, op| {
-            let io = op.io == Io::Read || op.io == Io::Write && writes;
+            let io = op.io == Io::Read || matches!(op.io, Io::Write | Io::Digest) && writes;
             io && op.start < end && start < op.start + op.len
         });
     }
@@ -548,7 +576,7 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Two buffers of `block` bytes (a multiple of the logical block size).
     pub fn new(block: usize) -> Result<ReadAhead> {
-        Ok(ReadAhead { ring: DirectRing::new(2 * block)?, offset: 0, current: (0, 0) })
+        Ok(ReadAhead { ring: DirectRing::new(2 * block, None)?, offset: 0, current: (0, 0) })
     }
 
     /// The next block of `fd` (the same fd on every call); a short block is the last,
@@ -591,7 +619,7 @@ mod tests {
         let fd = open(path.to_str().unwrap(), false, true)
             .or_else(|_| open(path.to_str().unwrap(), false, false))
             .unwrap();
-        let mut ring = DirectRing::new(64 * PAGE).unwrap();
+        let mut ring = DirectRing::new(64 * PAGE, None).unwrap();
         for round in 0..3u8 {
             ring.wait_all().unwrap();
             let buf = ring.writable_from(0);
@@ -611,6 +639,25 @@ mod tests {
             assert_eq!(*b, ((i % (64 * PAGE)) / PAGE) as u8 ^ (i / (64 * PAGE)) as u8, "byte {i}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn digests_of_ranges_are_xored_once_done() {
+        fn sum(data: &[u8], n: u64) -> u32 {
+            data.iter().fold(n as u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32))
+        }
+        let fd = Fd::open("/dev/null", OpenFlags::READ_WRITE, 0).unwrap();
+        let mut ring = DirectRing::new(16 * PAGE, Some(sum)).unwrap();
+        let buf = ring.writable_from(0);
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 253) as u8);
+        let ranges = [(0, 100, 5), (100, 3 * PAGE, 9), (5 * PAGE, 11 * PAGE, 1)];
+        let want = ranges.iter().fold(0, |x, &(a, b, n)| x ^ sum(&ring.data(a, b).to_vec(), n));
+        for (a, b, n) in ranges {
+            ring.queue(Io::Digest, &fd, a, b - a, n).unwrap();
+        }
+        assert_eq!(ring.digest().unwrap(), want);
+        assert_eq!(ring.digest().unwrap(), 0, "taken");
+        assert!(ring.queue(Io::Digest, &fd, 15 * PAGE, 2 * PAGE, 0).is_err(), "past the ring");
     }
 
     #[test]
