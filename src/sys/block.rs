@@ -248,7 +248,7 @@ impl DerefMut for AlignedBuf {
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Io {
-    /// Ends the thread that takes it (all zeros: what a new ring's slots hold).
+    /// Ends the thread that takes it (what a new ring's slots hold).
     Stop = 0,
     /// Writes the ring's bytes `[start, start + len)` at `offset`.
     Write,
@@ -259,6 +259,15 @@ pub enum Io {
     /// Runs the ring's digest function over the ring's bytes `[start, start + len)` with
     /// `offset`, and XORs the result into the ring's digest (see [`DirectRing::digest`]).
     Digest,
+    /// Feeds the ring's bytes `[start, start + len)` to the ring's [`Sequential`], after
+    /// every Sequential operation queued before it (`offset`: its turn, set by the ring).
+    Sequential,
+}
+
+/// What a ring's Sequential operations feed, in the order they were queued, one at a time
+/// (a hash of the image: SHA-256, off the inflating thread).
+pub trait Sequential: Send {
+    fn update(&mut self, data: &[u8]);
 }
 
 /// A digest whose parts are XORed together, so that any thread may take any part: a
@@ -300,6 +309,9 @@ struct Shared {
     /// What Digest operations run, and the XOR of their results so far.
     digest_fn: Option<DigestFn>,
     digest: AtomicU32,
+    /// What Sequential operations feed, and how many have had their turn.
+    sequential: Option<*mut dyn Sequential>,
+    turns: AtomicU32,
 }
 
 /// Waits while `*word == val`, or wakes `val` waiters (of this process: FUTEX_PRIVATE);
@@ -340,7 +352,9 @@ extern "C" fn run(shared: *mut c_void) -> *mut c_void {
             s.busy[slot].store(0, Ordering::Release);
             return core::ptr::null_mut();
         }
-        if s.errno.load(Ordering::Relaxed) == 0 {
+        if op.io == Io::Sequential {
+            feed(s, &op);
+        } else if s.errno.load(Ordering::Relaxed) == 0 {
             let result = match op.io {
                 Io::Zero { ioctl } => zero(op.fd, ioctl, op.offset, op.len as u64).map(|_| 0),
                 Io::Digest => {
@@ -374,30 +388,74 @@ extern "C" fn run(shared: *mut c_void) -> *mut c_void {
     }
 }
 
+/// Runs a Sequential operation in its turn (after a failure, only takes the turn, so the
+/// later ones are not stuck waiting). The threads take operations in queue order, so the
+/// one whose turn it is has always been taken: waiting for it cannot deadlock.
+fn feed(s: &Shared, op: &Op) {
+    let turn = op.offset as u32;
+    loop {
+        let done = s.turns.load(Ordering::Acquire);
+        if done == turn {
+            break;
+        }
+        futex(&s.turns, true, done);
+    }
+    if let Some(sequential) = s.sequential.filter(|_| s.errno.load(Ordering::Relaxed) == 0) {
+        // SAFETY: the range lies in the buffer, which nothing writes until this operation
+        // is done (as for a write).
+        let data = unsafe { core::slice::from_raw_parts(s.base.add(op.start), op.len) };
+        // SAFETY: from the `&mut` the ring borrows for as long as it lives (and its threads
+        // run); only the thread whose turn it is uses it, after the previous turn's
+        // Release (seen by the Acquire above), and the ring's owner cannot touch it.
+        unsafe { (*sequential).update(data) };
+    }
+    s.turns.store(turn.wrapping_add(1), Ordering::Release);
+    futex(&s.turns, false, i32::MAX as u32);
+}
+
 /// A page-aligned buffer whose ranges threads of its own write to a file (or read into
 /// from one) in the background, and which zeroes ranges of that file.
 ///
 /// Bytes of a range being written must not change until the write is done:
 /// [`DirectRing::writable_from`] waits for every operation at or past its start, and
 /// callers only write from there on. Dropping the ring waits for everything queued.
-pub struct DirectRing {
+pub struct DirectRing<'s> {
     buf: AlignedBuf,
     shared: *const Shared,
     /// The threads started, joined in Drop.
     threads: Vec<libc::pthread_t>,
+    /// Sequential operations queued so far: the next one's turn.
+    turns: u32,
+    /// The Sequential the threads feed, borrowed for the ring's life.
+    _sequential: core::marker::PhantomData<&'s mut ()>,
 }
 
-impl DirectRing {
-    /// A ring of `len` bytes; its Digest operations run `digest`.
-    pub fn new(len: usize, digest: Option<DigestFn>) -> Result<DirectRing> {
+impl<'s> DirectRing<'s> {
+    /// A ring of `len` bytes; its Digest operations run `digest`, its Sequential ones
+    /// feed `sequential`.
+    pub fn new(
+        len: usize,
+        digest: Option<DigestFn>,
+        sequential: Option<&'s mut (dyn Sequential + 'static)>,
+    ) -> Result<DirectRing<'s>> {
         let mut buf = AlignedBuf::zeroed(len)?;
-        // SAFETY: all zeros is a valid Shared: null, atomics at 0, ops that are Io::Stop
-        // (repr(u8), 0), integers and None.
-        let mut shared = unsafe { Box::<Shared>::new_zeroed().assume_init() };
-        shared.base = buf.as_mut_ptr();
-        shared.digest_fn = digest;
-        let shared = Box::into_raw(shared);
-        let mut ring = DirectRing { buf, shared, threads: Vec::with_capacity(THREADS) };
+        let shared = Box::into_raw(Box::new(Shared {
+            ops: [const { UnsafeCell::new(STOP) }; SLOTS],
+            busy: [const { AtomicU32::new(0) }; SLOTS],
+            base: buf.as_mut_ptr(),
+            queued: AtomicU32::new(0),
+            taken: AtomicU32::new(0),
+            finished: AtomicU32::new(0),
+            errno: AtomicI32::new(0),
+            failed_at: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            digest_fn: digest,
+            digest: AtomicU32::new(0),
+            sequential: sequential.map(|s| s as *mut dyn Sequential),
+            turns: AtomicU32::new(0),
+        }));
+        let (threads, _sequential) = (Vec::with_capacity(THREADS), core::marker::PhantomData);
+        let mut ring = DirectRing { buf, shared, threads, turns: 0, _sequential };
         for _ in 0..THREADS {
             // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
             let mut thread: libc::pthread_t = unsafe { core::mem::zeroed() };
@@ -453,7 +511,7 @@ impl DirectRing {
             // SAFETY: only this thread writes slots; the others only read them.
             let op = unsafe { &*op.get() };
             if busy.load(Ordering::Acquire) != 0
-                && matches!(op.io, Io::Write | Io::Read | Io::Digest)
+                && matches!(op.io, Io::Write | Io::Read | Io::Digest | Io::Sequential)
                 && op.start + op.len > from
             {
                 free = free.min(op.start.max(from));
@@ -479,6 +537,13 @@ impl DirectRing {
             return Err(Errno::EINVAL);
         }
         self.status()?;
+        let offset = match io {
+            Io::Sequential => {
+                self.turns = self.turns.wrapping_add(1);
+                self.turns.wrapping_sub(1) as u64
+            }
+            _ => offset,
+        };
         self.push(Op { io, fd: fd.raw(), start, len, offset });
         Ok(())
     }
@@ -523,7 +588,8 @@ impl DirectRing {
     /// ring) touches `buf[start..end]`.
     fn wait_for(&self, start: usize, end: usize, writes: bool) {
         self.wait_while(&|_, op| {
-            let io = op.io == Io::Read || matches!(op.io, Io::Write | Io::Digest) && writes;
+            let reads_ring = matches!(op.io, Io::Write | Io::Digest | Io::Sequential);
+            let io = op.io == Io::Read || reads_ring && writes;
             io && op.start < end && start < op.start + op.len
         });
     }
@@ -545,7 +611,7 @@ impl DirectRing {
     }
 }
 
-impl Drop for DirectRing {
+impl Drop for DirectRing<'_> {
     fn drop(&mut self) {
         // The threads run (or skip) everything queued, then end; only then are the
         // buffer and the shared state freed.
@@ -567,7 +633,7 @@ impl Drop for DirectRing {
 /// otherwise wait for every read before deflating it.
 pub struct ReadAhead {
     /// Two blocks: the caller reads one while the ring's thread fills the other.
-    ring: DirectRing,
+    ring: DirectRing<'static>,
     /// Bytes read so far (whole blocks but for the last): the next block's offset.
     offset: u64,
     /// Where the block `next` returned last lies in the ring.
@@ -577,7 +643,8 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Two buffers of `block` bytes (a multiple of the logical block size).
     pub fn new(block: usize) -> Result<ReadAhead> {
-        Ok(ReadAhead { ring: DirectRing::new(2 * block, None)?, offset: 0, current: (0, 0) })
+        let ring = DirectRing::new(2 * block, None, None)?;
+        Ok(ReadAhead { ring, offset: 0, current: (0, 0) })
     }
 
     /// The next block of `fd` (the same fd on every call); a short block is the last,
@@ -620,7 +687,7 @@ mod tests {
         let fd = open(path.to_str().unwrap(), false, true)
             .or_else(|_| open(path.to_str().unwrap(), false, false))
             .unwrap();
-        let mut ring = DirectRing::new(64 * PAGE, None).unwrap();
+        let mut ring = DirectRing::new(64 * PAGE, None, None).unwrap();
         for round in 0..3u8 {
             ring.wait_all().unwrap();
             let buf = ring.writable_from(0);
@@ -648,7 +715,7 @@ mod tests {
             data.iter().fold(n as u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32))
         }
         let fd = Fd::open("/dev/null", OpenFlags::READ_WRITE, 0).unwrap();
-        let mut ring = DirectRing::new(16 * PAGE, Some(sum)).unwrap();
+        let mut ring = DirectRing::new(16 * PAGE, Some(sum), None).unwrap();
         let buf = ring.writable_from(0);
         buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 253) as u8);
         let ranges = [(0, 100, 5), (100, 3 * PAGE, 9), (5 * PAGE, 11 * PAGE, 1)];
@@ -659,6 +726,39 @@ mod tests {
         assert_eq!(ring.digest().unwrap(), want);
         assert_eq!(ring.digest().unwrap(), 0, "taken");
         assert!(ring.queue(Io::Digest, &fd, 15 * PAGE, 2 * PAGE, 0).is_err(), "past the ring");
+    }
+
+    #[test]
+    fn sequential_operations_run_one_at_a_time_in_queue_order() {
+        struct Running(u64, u32);
+        impl Sequential for Running {
+            fn update(&mut self, data: &[u8]) {
+                // Some feeds take long: a later one on another thread would overtake it.
+                if data.len() % 2 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                self.0 = data.iter().fold(self.0, |h, &b| h.wrapping_mul(1_000_003) ^ b as u64);
+                self.1 += 1;
+            }
+        }
+        let fd = Fd::open("/dev/null", OpenFlags::READ_WRITE, 0).unwrap();
+        let mut running = Running(7, 0);
+        let mut want = Running(7, 0);
+        {
+            let mut ring = DirectRing::new(64 * PAGE, None, Some(&mut running)).unwrap();
+            let buf = ring.writable_from(0);
+            buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 13 % 251) as u8);
+            // Short and long ranges, out of the ring's order, mixed with writes to /dev/null:
+            // whichever thread takes one, they are fed in the order queued.
+            for k in 0..40 {
+                let (start, len) = ((k * 7919) % (60 * PAGE), 1 + (k * 4099) % (3 * PAGE));
+                want.update(&ring.data(start, start + len).to_vec());
+                ring.queue(Io::Sequential, &fd, start, len, 0).unwrap();
+                ring.queue(Io::Write, &fd, 0, PAGE, 0).unwrap();
+            }
+            ring.wait_all().unwrap();
+        }
+        assert_eq!((running.0, running.1), (want.0, 40));
     }
 
     #[test]
