@@ -189,7 +189,7 @@ setup-qemu:
 	@$(call need_packages,qemu-system-x86)
 
 setup-test:
-	@$(call need_packages,busybox-static util-linux gzip diffutils coreutils time e2fsprogs)
+	@$(call need_packages,busybox-static util-linux fdisk gzip diffutils coreutils time e2fsprogs)
 
 setup-demo:
 	@$(call need_packages,busybox-static extlinux syslinux-common fdisk e2fsprogs util-linux)

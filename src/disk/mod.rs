@@ -3,3 +3,4 @@
 
 pub mod gpt;
 pub mod select;
+pub mod table;

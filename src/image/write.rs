@@ -6,7 +6,8 @@
 //! 3. stream the image from offset 1 MiB on, keeping its first MiB in memory;
 //! 4. once the whole stream is verified (gzip CRC-32 and ISIZE of every member, the
 //!    image's length, its SHA-256 when one is expected), fsync, write the first MiB, fsync;
-//! 5. drop the buffer cache, re-read the partition table, wait for the partition nodes.
+//! 5. drop the buffer cache, re-read the partition table (or, while a partition is in
+//!    use, set its partitions one by one), wait for the partition nodes.
 //!
 //! On any failure after step 2 the first and last MiB are zeroed again.
 //!
@@ -74,8 +75,12 @@ pub enum PartitionScan {
     /// Nothing to re-read: not a block device, or one without partition support (e.g. a
     /// loop device without -P).
     Skipped,
-    /// A partition is in use: the kernel kept its old table.
+    /// A partition is in use: the kernel kept its old table (and the new one could not be
+    /// read for setting it partition by partition).
     Busy,
+    /// A partition was in use: the new table's partitions were set one by one (BLKPG),
+    /// but for `kept` in use, left as they were; `partitions` there are now, nodes present.
+    Piecewise { partitions: u32, kept: u32 },
     /// Re-read; this many partitions, and their device nodes are present.
     Rescanned(u32),
 }
@@ -112,6 +117,12 @@ impl fmt::Display for Summary {
         }
         match self.partitions {
             PartitionScan::Rescanned(n) => write!(f, "; {n} partitions"),
+            PartitionScan::Piecewise { partitions, kept } => {
+                write!(
+                    f,
+                    "; {partitions} partitions, set one by one ({kept} in use left unchanged)"
+                )
+            }
             PartitionScan::Busy => {
                 f.write_str("; partition table NOT re-read: a partition is in use")
             }
@@ -611,7 +622,7 @@ fn commit(
 pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
     match block::reread_partitions(fd) {
         Ok(()) => Ok(PartitionScan::Rescanned(await_partition_nodes(fd).unwrap_or(0))),
-        Err(Errno::EBUSY) => Ok(PartitionScan::Busy),
+        Err(Errno::EBUSY) => Ok(set_one_by_one(fd)),
         Err(Errno::EINVAL) => Ok(PartitionScan::Skipped),
         Err(errno) => Err(device("re-reading the partition table")(errno)),
     }
@@ -623,6 +634,21 @@ pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
 /// returns; the wait covers a udev that renames or recreates them.
 // Not inlined into commit (measured: smaller); it runs once per image.
 #[inline(never)]
+/// What BLKRRPART refuses while a partition is open (a prober, a user in a rescue shell):
+/// the partitions set one at a time (BLKPG): every one not in use deleted (up to 128, as
+/// many as an old GPT usually has), then the new table's added. One in use stays as it is,
+/// and so does a new one that overlaps it: the kernel allows nothing else.
+fn set_one_by_one(fd: &Fd) -> PartitionScan {
+    let Some(table) = crate::disk::table::read(fd) else { return PartitionScan::Busy };
+    let in_use = |n| block::set_partition(fd, n, None) == Err(Errno::EBUSY);
+    let kept = (1..=128).filter(|&n| in_use(n)).count() as u32;
+    for &(n, start, len) in &table {
+        let _ = block::set_partition(fd, n, Some((start, len)));
+    }
+    let partitions = await_partition_nodes(fd).unwrap_or(0);
+    PartitionScan::Piecewise { partitions, kept }
+}
+
 fn await_partition_nodes(fd: &Fd) -> Option<u32> {
     let (major, minor) = block::device_number(fd).ok()?;
     let dir = text!("/sys/dev/block/{major}:{minor}");

@@ -17,6 +17,7 @@ const BLKFLSBUF: libc::Ioctl = 0x1261; // _IO(0x12, 97)
 const BLKSSZGET: libc::Ioctl = 0x1268; // _IO(0x12, 104)
 const BLKGETSIZE64: libc::Ioctl = 0x8008_1272u32 as libc::Ioctl; // _IOR(0x12, 114, u64)
 const BLKZEROOUT: libc::Ioctl = 0x127f; // _IO(0x12, 127)
+const BLKPG: libc::Ioctl = 0x1269; // _IO(0x12, 105)
 
 /// What a path names, as far as writing an image goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,40 @@ pub fn device_size(fd: &Fd) -> Result<u64> {
 pub fn reread_partitions(fd: &Fd) -> Result<()> {
     ioctl(fd, BLKFLSBUF, 0)?;
     ioctl(fd, BLKRRPART, 0)
+}
+
+/// struct blkpg_partition of <linux/blkpg.h>: a partition's first byte and length.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// struct blkpg_ioctl_arg: what to do (1 add, 2 delete) to the partition `data` points to.
+#[repr(C)]
+struct BlkpgArg {
+    op: c_int,
+    flags: c_int,
+    datalen: c_int,
+    data: *mut BlkpgPartition,
+}
+
+/// Adds partition `number` over `bytes` (first byte, length) to the kernel's view of the
+/// disk, or with `None` deletes it (BLKPG): one partition at a time, which works while
+/// another partition is in use (BLKRRPART then refuses the whole table). EBUSY: that
+/// partition is in use (or, adding, overlaps one); ENXIO: deleting one that is not there.
+pub fn set_partition(fd: &Fd, number: u32, bytes: Option<(u64, u64)>) -> Result<()> {
+    let (op, (start, length)) = bytes.map_or((2, (0, 0)), |span| (1, span));
+    let (start, length, pno) = (start as i64, length as i64, number as c_int);
+    let mut part = BlkpgPartition { start, length, pno, devname: [0; 64], volname: [0; 64] };
+    let datalen = core::mem::size_of::<BlkpgPartition>() as c_int;
+    let arg = BlkpgArg { op, flags: 0, datalen, data: &mut part };
+    // SAFETY: BLKPG reads the argument and the partition it points to (its layout is the
+    // kernel's, repr(C)), both valid for the call.
+    check(unsafe { libc::ioctl(fd.raw(), BLKPG, &arg) }).map(|_| ())
 }
 
 /// One of the block ioctls above, whose argument is nothing or a pointer to the one

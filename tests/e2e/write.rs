@@ -178,6 +178,36 @@ fn the_partition_table_is_re_read_and_its_nodes_appear() {
     dev.assert_holds(&raw);
 }
 
+#[test]
+#[ignore = "needs root and loop devices: run make test"]
+fn with_a_partition_in_use_the_new_table_is_set_one_partition_at_a_time() {
+    let dev = Loop::attach("busy", 16 * MIB, 512, true);
+    // The new table (GPT): partition 1 where the old one is, partition 2 new.
+    let image = write_file(&dev.dir, "image.raw", &os_like(12 * MIB, 5));
+    let mut sfdisk = Command::new("sfdisk").args(["--quiet"]).arg(&image).stdin(Stdio::piped()).spawn().unwrap();
+    let table = "label: gpt\nstart=2048, size=4096, type=L\nstart=6144, size=8192, type=L\n";
+    sfdisk.stdin.take().unwrap().write_all(table.as_bytes()).unwrap();
+    assert!(sfdisk.wait().unwrap().success(), "sfdisk");
+    // The old partition 1 (addpart: BLKPG, whatever the kernel's partition parsers), held
+    // open: the kernel refuses to re-read the disk's table (EBUSY).
+    let added = Command::new("addpart").args([&dev.dev, "1", "2048", "4096"]).status().unwrap();
+    assert!(added.success(), "addpart");
+    let part = |n: u32, what: &str| {
+        let name = dev.dev.trim_start_matches("/dev/");
+        fs::read_to_string(format!("/sys/block/{name}/{name}p{n}/{what}")).map(|v| v.trim().to_string())
+    };
+    assert!(part(2, "size").is_err(), "no partition 2 before the write");
+    let mut holder = Command::new("sleep").arg("60").stdin(File::open(format!("{}p1", dev.dev)).unwrap()).spawn().unwrap();
+    let run = imprint_write(&[image.to_str().unwrap(), &dev.dev], None);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_ok(&run);
+    assert!(run.stdout.contains("; 2 partitions, set one by one (1 in use left unchanged)"), "{}", run.stdout);
+    assert_eq!((part(2, "start").unwrap(), part(2, "size").unwrap()), ("6144".into(), "8192".into()));
+    assert!(Path::new(&format!("{}p2", dev.dev)).exists(), "the new partition's node");
+    dev.assert_holds(&image);
+}
+
 /// A device and a good gzip image of `len` bytes for the fault tests.
 fn fault_setup(name: &str, len: usize) -> (Loop, Vec<u8>, Vec<u8>) {
     let dev = Loop::attach(name, 6 * MIB + 8192, 4096, false);
