@@ -65,6 +65,19 @@ fn main() {
         return;
     }
     let pipeline = timed(&format!("cat {} | gzip -dc | dd of={} oflag=direct bs=4M status=none", q(&gz), dev.0));
+    // The same write with the raw image's SHA-256 pinned (as a plan's sha256 does), and the
+    // pipeline that checks it too: no budget, shown for what pinning costs.
+    let sha_file = dir.join("os.img.sha256");
+    if !sha_file.exists() {
+        sh(&format!("sha256sum {} | cut -d' ' -f1 > {}", q(&raw), q(&sha_file)));
+    }
+    let sha = fs::read_to_string(&sha_file).unwrap().trim().to_string();
+    let pinned = timed(&format!("{} write {} {} --sha256 {sha}", q(&init), q(&gz), dev.0));
+    let pinned_pipeline = timed(&format!(
+        "cat {} | gzip -dc | tee >(sha256sum > /dev/null) | dd of={} oflag=direct bs=4M status=none",
+        q(&gz),
+        dev.0
+    ));
 
     let rate = |secs: f64| IMAGE_LEN as f64 / secs / 1e6;
     println!("image: {} MB raw, {} MB gzip, on {}", IMAGE_LEN / 1_000_000, gz_len / 1_000_000, dev.0);
@@ -83,6 +96,9 @@ fn main() {
         pipeline.1
     );
     println!("{:<34} {:>9.1} MB/s  {:>6.2} s", "miniz_oxide in-memory inflate", rate(inflate), inflate);
+    for (name, (secs, rss, _)) in [("imprint write --sha256", pinned), ("... | tee >(sha256sum) | dd", pinned_pipeline)] {
+        println!("{name:<34} {:>9.1} MB/s  {secs:>6.2} s  peak RSS {rss:>7} KiB", rate(secs));
+    }
     let vs_pipeline = pipeline.0 / imprint.0;
     let vs_inflate = inflate / imprint.0;
     println!("imprint / pipeline: {vs_pipeline:.2}x (budget >= 2x) {}", verdict(vs_pipeline >= 2.0));
