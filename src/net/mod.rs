@@ -72,50 +72,51 @@ impl BoundClient {
         self.client.lease.as_ref().expect("a bound client has a lease")
     }
 
-    fn send(&mut self, send: Option<Send>) -> Result<(), NetError> {
+    /// Sends what the client asks; `doing` is set to what was tried, for an error.
+    fn send(&mut self, send: Option<Send>, doing: &mut &'static str) -> crate::sys::Result<()> {
         let Some((to, message)) = send else { return Ok(()) };
-        let iface = self.link.name;
         // From ciaddr (RFC 2131 4.4.5): our address while renewing, rebinding or releasing,
         // else 0.0.0.0.
         let from: [u8; 4] = message.get(12..16).and_then(|b| b.try_into().ok()).unwrap_or_default();
         if to.is_broadcast() {
-            let sent = self.packets.send_broadcast(&dhcp::frame(from.into(), &message));
-            return sent.map_err(sys("sending a DHCP broadcast", iface));
+            *doing = "sending a DHCP broadcast";
+            return self.packets.send_broadcast(&dhcp::frame(from.into(), &message));
         }
+        *doing = "binding the DHCP client port";
         let udp = match &mut self.udp {
             Some(udp) => udp,
-            None => self.udp.insert(
-                UdpSocket::dhcp_client(from).map_err(sys("binding the DHCP client port", iface))?,
-            ),
+            None => self.udp.insert(UdpSocket::dhcp_client(from)?),
         };
-        let sent = udp.send_to(&message, to.octets(), 67);
-        sent.map_err(sys("sending a DHCP message to the server", iface))
+        *doing = "sending a DHCP message to the server";
+        udp.send_to(&message, to.octets(), 67)
     }
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
     /// Returns the last event a packet caused.
     fn step(&mut self, now: Duration) -> Result<Option<Event>, NetError> {
-        let mut event = None;
-        // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
-        let buf = &mut [0u8; 1536];
-        let iface = self.link.name;
-        while let Some((len, checksum_not_ready)) =
-            self.packets.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
-        {
-            match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
-                Some(message) => event = self.client.receive(now, message).or(event),
-                None => self.client.ignored += 1,
+        // What is being done, for the error: one conversion below instead of one per call.
+        let mut doing = "receiving a DHCP reply";
+        let mut run = || {
+            let mut event = None;
+            // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
+            let buf = &mut [0u8; 1536];
+            while let Some((len, checksum_not_ready)) = self.packets.receive(buf)? {
+                match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
+                    Some(message) => event = self.client.receive(now, message).or(event),
+                    None => self.client.ignored += 1,
+                }
             }
-        }
-        // The UDP socket also gets a copy of unicast replies; the packet socket has
-        // already read them, so drop these.
-        if let Some(udp) = &self.udp {
-            let drain = "draining the DHCP client port";
-            while udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
-        }
-        let send = self.client.poll(now);
-        self.send(send)?;
-        Ok(event)
+            // The UDP socket also gets a copy of unicast replies; the packet socket has
+            // already read them, so drop these.
+            if let Some(udp) = &self.udp {
+                doing = "draining the DHCP client port";
+                while udp.receive_from(buf)?.is_some() {}
+            }
+            let send = self.client.poll(now);
+            self.send(send, &mut doing)?;
+            Ok(event)
+        };
+        run().map_err(sys(doing, self.link.name))
     }
 
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
@@ -135,8 +136,8 @@ impl BoundClient {
 
     /// Gives the lease back to the server (DHCPRELEASE).
     pub fn release(&mut self) -> Result<(), NetError> {
-        let send = self.client.release();
-        self.send(send)
+        let (send, mut doing) = (self.client.release(), "");
+        self.send(send, &mut doing).map_err(sys(doing, self.link.name))
     }
 }
 
