@@ -210,12 +210,13 @@ fn acquire(
 /// Why no link got a lease in `waited_secs`: no carrier at all, or what the servers said.
 #[inline(never)]
 fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -> NetError {
+    let mut links = String::new();
     if sessions.is_empty() {
         // The links still waiting (those that vanished meanwhile are not named).
-        let links = link::names(waiting.iter().map(|l| l.name));
+        waiting.iter().for_each(|l| link::add_name(&mut links, l.name));
         return text!("no carrier on {links} within {waited_secs} s (is a cable plugged in?)");
     }
-    let links = link::names(sessions.iter().map(|s| s.link.name));
+    sessions.iter().for_each(|s| link::add_name(&mut links, s.link.name));
     let (mut replies, mut naks, mut ignored) = (0, 0, 0);
     for c in sessions.iter().map(|s| &s.client) {
         (replies, naks, ignored) = (replies + c.replies, naks + c.naks, ignored + c.ignored);
@@ -244,21 +245,27 @@ pub fn bring_up(
     timeout: Duration,
 ) -> Result<Network, NetError> {
     let setting = static_ip::parse(ip)?;
-    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
-    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
-    if links.is_empty() {
-        return Err("no Ethernet interface found (is the NIC's driver in the kernel?)".into());
-    }
-    let present = link::names(links.iter().map(|l| l.name));
     // imprint.iface= wins over the device field of ip=.
     let wanted = iface.or(setting.device.as_deref());
-    link::select(&mut links, wanted);
+    // What is being done, for the error: one conversion below instead of one per call.
+    let mut doing = ("opening a socket for interface ioctls", IfName::NONE);
+    let mut find = || {
+        let dev = NetDev::open()?;
+        doing.0 = "listing interfaces";
+        let (links, present) = link::ethernet_links(&dev, wanted)?;
+        for l in &links {
+            doing = ("bringing the link up", l.name);
+            dev.bring_up(l.name)?;
+        }
+        Ok((dev, links, present))
+    };
+    let (dev, links, present) = find().map_err(sys(doing.0, doing.1))?;
+    if present.is_empty() {
+        return Err("no Ethernet interface found (is the NIC's driver in the kernel?)".into());
+    }
     if links.is_empty() {
         let wanted = crate::console::Quoted(wanted.unwrap_or_default());
         return Err(text!("no Ethernet interface named {wanted} (present: {present})"));
-    }
-    for l in &links {
-        dev.bring_up(l.name).map_err(sys("bringing the link up", l.name))?;
     }
     let network = acquire(&dev, links, setting.hostname, setting.fixed, timeout)?;
     ipconfig::apply(&dev, &network.link, &network.config)?;
