@@ -181,7 +181,7 @@ fn acquire(
                     }
                     bound.carrier_to_bound = monotonic().saturating_sub(bound.carrier_to_bound);
                     let (link, config) = (bound.link, bound.lease().config.clone());
-                    return Ok(Network { link, config, dhcp: Some(*bound) });
+                    return Ok(Network { link, config, dhcp: Some(bound) });
                 }
                 Ok(_) => i += 1,
                 // One link failing (its NIC went away, say) must not stop the others;
@@ -234,7 +234,7 @@ fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -
 pub struct Network {
     pub link: Link,
     pub config: NetConfig,
-    pub dhcp: Option<BoundClient>,
+    pub dhcp: Option<Box<BoundClient>>,
 }
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
