@@ -31,8 +31,13 @@ use link::{Link, Mac};
 
 /// How long PID 1 waits for carrier and a lease before the rescue path.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often links still without carrier are looked at while the loop waits.
-const CARRIER_CHECK: Duration = Duration::from_millis(5);
+/// How often links still without carrier are looked at while the loop waits, in ms.
+const CARRIER_CHECK: u64 = 5;
+
+/// The monotonic clock in milliseconds, the DHCP client's time.
+fn now_ms() -> u64 {
+    monotonic().as_millis() as u64
+}
 
 /// Why the network could not be brought up or kept: one line, with its context.
 pub type NetError = String;
@@ -60,12 +65,13 @@ pub struct BoundClient {
 impl BoundClient {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
-    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Self>, NetError> {
+    fn open(link: Link, hostname: Option<String>, now: u64) -> Result<Box<Self>, NetError> {
         let packets =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
-        let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
+        let start = monotonic();
+        let seed = start.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Box::new(BoundClient { link, packets, udp: None, client, carrier_to_bound: now }))
+        Ok(Box::new(BoundClient { link, packets, udp: None, client, carrier_to_bound: start }))
     }
 
     pub fn lease(&self) -> &Lease {
@@ -93,7 +99,7 @@ impl BoundClient {
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
     /// Returns the last event a packet caused.
-    fn step(&mut self, now: Duration) -> Result<Option<Event>, NetError> {
+    fn step(&mut self, now: u64) -> Result<Option<Event>, NetError> {
         // What is being done, for the error: one conversion below instead of one per call.
         let mut doing = "receiving a DHCP reply";
         let mut run = || {
@@ -123,7 +129,7 @@ impl BoundClient {
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
-        let event = self.step(now)?;
+        let event = self.step(now.as_millis() as u64)?;
         if self.client.lease.is_none() {
             let why = match event {
                 Some(Event::Lost) => "the server refused to renew the lease (NAK)",
@@ -154,11 +160,11 @@ fn acquire(
     mut fixed: Option<NetConfig>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let deadline = monotonic() + timeout;
+    let deadline = now_ms() + timeout.as_millis() as u64;
     // Boxed: sessions are large, and moving pointers keeps the init's code small.
     let mut sessions: Vec<Box<BoundClient>> = Vec::new();
     loop {
-        let now = monotonic();
+        let now = now_ms();
         for l in core::mem::take(&mut waiting) {
             match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
                 Ok(false) => waiting.push(l),
@@ -202,7 +208,7 @@ fn acquire(
             wake = wake.min(s.client.next_wakeup());
             fds.push(PollFd::new(s.packets.raw(), READABLE));
         }
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+        poll::poll(&mut fds, Duration::from_millis(wake.saturating_sub(now_ms())))
             .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
     }
 }

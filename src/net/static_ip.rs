@@ -58,9 +58,8 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
-    let dhcp = DHCP.contains(&method);
-    if !dhcp && method != "off" && method != "none" {
+    let dhcp = matches!(method, "" | "on" | "any" | "dhcp" | "both" | "bootp");
+    if !dhcp && !matches!(method, "off" | "none") {
         return Err(invalid(6));
     }
     let mut addresses = [None; 10];
