@@ -50,8 +50,7 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
 pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
-    let mut fields = [""; 10];
-    let mut count = 0;
+    let (mut fields, mut count) = ([""; 10], 0);
     for text in value.unwrap_or("dhcp").split(':') {
         *fields.get_mut(count).ok_or_else(|| invalid(10))? = text;
         count += 1;
