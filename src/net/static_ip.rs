@@ -57,8 +57,8 @@ pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    let dhcp = matches!(method, "" | "on" | "any" | "dhcp" | "both" | "bootp");
-    if !dhcp && !matches!(method, "off" | "none") {
+    let dhcp = ["", "on", "any", "dhcp", "both", "bootp"].contains(&method);
+    if !dhcp && method != "off" && method != "none" {
         return Err(invalid(6));
     }
     let mut addresses = [None; 10];
