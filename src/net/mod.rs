@@ -119,8 +119,7 @@ impl BoundClient {
                 while udp.receive_from(buf)?.is_some() {}
             }
             let send = self.client.poll(now);
-            self.send(send, &mut doing)?;
-            Ok(event)
+            self.send(send, &mut doing).map(|()| event)
         };
         run().map_err(sys(doing, self.link.name))
     }
