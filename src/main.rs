@@ -84,7 +84,7 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
         rescue::configure(policy, None);
     }
     let status_url = plan.status_url.as_deref();
-    let mut reporter = Reporter::new(status_url, mac, dns, network.dhcp.as_mut());
+    let mut reporter = Reporter::new(status_url, mac, dns, network.dhcp.as_deref_mut());
     reporter.phase("starting", &plan_url);
     if let Err(error) = act(&mut client, &plan, &mut reporter) {
         // The last report says why, before the rescue path takes over.

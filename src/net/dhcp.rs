@@ -11,20 +11,21 @@ use super::options;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
-use core::time::Duration;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
 /// The vendor class (option 60) imprint announces, so servers can tell it apart.
 pub const VENDOR_CLASS: &[u8] = b"imprint";
+/// Times here are milliseconds of the monotonic clock: plain integers cost the init less
+/// code than `Duration`s.
 /// Retransmission: 4 s, doubling, capped at 64 s, each ±1 s (RFC 2131 section 4.1).
-const FIRST_RETRY: Duration = Duration::from_secs(4);
-const MAX_RETRY: Duration = Duration::from_secs(64);
+const FIRST_RETRY: u64 = 4000;
+const MAX_RETRY: u64 = 64_000;
 /// REQUESTs sent in REQUESTING before starting over with a DISCOVER.
 const MAX_REQUESTS: u32 = 4;
 /// Shortest wait between renewal retransmissions. RFC 2131 says 60 s, which would leave
 /// leases shorter than two minutes no second try; one second still never floods a server.
-const MIN_RENEW_RETRY: Duration = Duration::from_secs(1);
+const MIN_RENEW_RETRY: u64 = 1000;
 
 /// Message types (option 53).
 const DISCOVER: u8 = 1;
@@ -101,12 +102,12 @@ pub struct Client {
     rng: u64,
     attempt: u32,
     /// When `poll` next has something to do: a (re)transmission, T1, T2 or the lease's end.
-    next_send: Duration,
-    started: Duration,
+    next_send: u64,
+    started: u64,
     /// The offer taken, then the lease held: (server, address).
     offer: Option<(Ipv4Addr, Ipv4Addr)>,
     pub lease: Option<Lease>,
-    bound_at: Duration,
+    bound_at: u64,
     /// Replies dropped since the start.
     pub ignored: u32,
     /// Valid replies for us, and how many of them were refusals (DHCPNAK).
@@ -116,7 +117,7 @@ pub struct Client {
 
 impl Client {
     /// A client for the link with address `mac`; `seed` feeds the xid and the jitter.
-    pub fn new(mac: [u8; 6], hostname: Option<String>, seed: u64, now: Duration) -> Client {
+    pub fn new(mac: [u8; 6], hostname: Option<String>, seed: u64, now: u64) -> Client {
         let [a, b, c, d, e, f] = mac;
         let rng = seed ^ u64::from_le_bytes([a, b, c, d, e, f, 0x5a, 0xa5]);
         let rng = if rng == 0 { 0x9e37_79b9_7f4a_7c15 } else { rng };
@@ -134,29 +135,28 @@ impl Client {
     }
 
     /// 4 s, 8 s, ... 64 s for attempt 0, 1, ..., each moved by up to ±1 s at random.
-    fn backoff(&mut self, attempt: u32) -> Duration {
-        let base = FIRST_RETRY.saturating_mul(1 << attempt.min(4)).min(MAX_RETRY);
-        let jitter_ms = self.random() % 2001;
-        (base + Duration::from_millis(jitter_ms)).saturating_sub(Duration::from_secs(1))
+    fn backoff(&mut self, attempt: u32) -> u64 {
+        let base = (FIRST_RETRY << attempt.min(4)).min(MAX_RETRY);
+        base + self.random() % 2001 - 1000
     }
 
     /// When the lease's time `secs` (T1, T2 or its end) comes.
-    fn at(&self, secs: u32) -> Duration {
-        self.bound_at + Duration::from_secs(u64::from(secs))
+    fn at(&self, secs: u32) -> u64 {
+        self.bound_at + u64::from(secs) * 1000
     }
 
     /// When `poll` next has something to do (a retransmission or a timer).
-    pub fn next_wakeup(&self) -> Duration {
+    pub fn next_wakeup(&self) -> u64 {
         self.next_send
     }
 
     /// Runs the timers; returns a message to send now, if any. When the lease expires
     /// (REBINDING found no server in time), the client is back in INIT without it.
-    pub fn poll(&mut self, now: Duration) -> Option<Send> {
+    pub fn poll(&mut self, now: u64) -> Option<Send> {
         if now < self.next_send {
             return None;
         }
-        let secs = now.saturating_sub(self.started).as_secs().min(u64::from(u16::MAX)) as u16;
+        let secs = (now.saturating_sub(self.started) / 1000).min(u64::from(u16::MAX)) as u16;
         match self.state {
             // A new exchange, also after MAX_REQUESTS unanswered REQUESTs: a new xid.
             State::Init | State::Requesting
@@ -263,7 +263,7 @@ impl Client {
     /// Feeds one DHCP message (the UDP payload) received at `now`.
     // Out of line: inlined into the driver, it makes the init bigger.
     #[inline(never)]
-    pub fn receive(&mut self, now: Duration, message: &[u8]) -> Option<Event> {
+    pub fn receive(&mut self, now: u64, message: &[u8]) -> Option<Event> {
         // The BOOTP header: op BOOTREPLY, Ethernet, 6-byte addresses, our xid and MAC,
         // the magic cookie; then the options.
         let Some((h, area)) = message.split_first_chunk::<{ options::AREA_START }>() else {
@@ -377,10 +377,10 @@ mod tests {
 
     const DNSMASQ_MAC: [u8; 6] = [0xa2, 0x61, 0xef, 0x0b, 0x8e, 0x96];
     const KEA_MAC: [u8; 6] = [0x66, 0x06, 0x3a, 0x2c, 0x99, 0xe9];
-    const S: Duration = Duration::from_secs(1);
+    const S: u64 = 1000;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
+    fn ms(n: u64) -> u64 {
+        n
     }
 
     /// The DHCP message in a captured datagram (the captures' checksums may be partial).
@@ -420,8 +420,8 @@ mod tests {
 
     /// A client that has sent its DISCOVER with the capture's xid.
     fn selecting(mac: [u8; 6], xid: u32) -> Client {
-        let mut c = Client::new(mac, Some("node7".into()), 42, Duration::ZERO);
-        let discover = sent(c.poll(Duration::ZERO));
+        let mut c = Client::new(mac, Some("node7".into()), 42, 0);
+        let discover = sent(c.poll(0));
         assert_eq!(parse(&discover).message_type, DhcpMessageType::Discover);
         c.xid = xid;
         c
@@ -505,8 +505,8 @@ mod tests {
 
     #[test]
     fn discover_announces_identity_and_wishes() {
-        let mut c = Client::new(KEA_MAC, Some("node7".into()), 7, Duration::ZERO);
-        let msg = sent(c.poll(Duration::ZERO));
+        let mut c = Client::new(KEA_MAC, Some("node7".into()), 7, 0);
+        let msg = sent(c.poll(0));
         let repr = parse(&msg);
         assert_eq!(repr.client_hardware_address.0, KEA_MAC);
         assert_eq!(repr.client_identifier.map(|m| m.0), Some(KEA_MAC));
@@ -600,19 +600,16 @@ mod tests {
 
     #[test]
     fn retransmissions_back_off_exponentially_with_jitter_and_a_cap() {
-        let mut c = Client::new(KEA_MAC, None, 99, Duration::ZERO);
-        let mut now = Duration::ZERO;
+        let mut c = Client::new(KEA_MAC, None, 99, 0);
+        let mut now = 0;
         sent(c.poll(now));
         for base in [4u64, 8, 16, 32, 64, 64, 64] {
             let gap = c.next_wakeup() - now;
-            assert!(
-                gap >= S * (base as u32 - 1) && gap <= S * (base as u32 + 1),
-                "gap {gap:?} for {base} s"
-            );
+            assert!(gap >= S * (base - 1) && gap <= S * (base + 1), "gap {gap:?} for {base} s");
             assert_eq!(c.poll(now + gap - ms(1)), None, "no send before the gap ends");
             now += gap;
             let msg = sent(c.poll(now));
-            assert_eq!(parse(&msg).secs, now.as_secs() as u16, "secs counts from the start");
+            assert_eq!(parse(&msg).secs, (now / S) as u16, "secs counts from the start");
         }
     }
 
@@ -773,7 +770,7 @@ mod mutation_tests {
                 rejected += 1;
                 continue;
             };
-            let mut client = Client::new(mac, None, 1, Duration::ZERO);
+            let mut client = Client::new(mac, None, 1, 0);
             client.xid = xid;
             client.state = state;
             client.offer = Some((Ipv4Addr::new(10, 213, 1, 1), Ipv4Addr::new(10, 213, 1, 61)));
@@ -800,7 +797,7 @@ mod mutation_tests {
                 });
             }
             let before = client.ignored;
-            match client.receive(Duration::ZERO, message) {
+            match client.receive(0, message) {
                 Some(Event::Bound | Event::Renewed) => {
                     accepted += 1;
                     let l = client.lease.as_ref().unwrap();

@@ -25,22 +25,23 @@ pub struct NetConfig {
 
 /// Applies `config` to `link` (already up).
 pub fn apply(dev: &NetDev, link: &Link, config: &NetConfig) -> Result<(), NetError> {
-    let name = link.name;
-    let fail = |doing| sys(doing, name);
-    let (address, mask) = (config.address.octets(), mask_of(config.prefix_len).octets());
-    dev.set_ipv4(name, libc::SIOCSIFADDR, address).map_err(fail("setting the address"))?;
-    dev.set_ipv4(name, libc::SIOCSIFNETMASK, mask).map_err(fail("setting the netmask"))?;
-    if let Some(mtu) = config.mtu {
-        dev.set_mtu(name, mtu).map_err(fail("setting the MTU"))?;
-    }
-    for route in config.routes.iter().filter(|r| r.prefix_len != 0) {
-        let mask = mask_of(route.prefix_len).octets();
-        dev.add_route(name, route.destination.octets(), mask, route.gateway.octets())
-            .map_err(fail("adding a classless static route"))?;
-    }
-    if let Some(gateway) = config.gateway {
-        dev.add_route(name, [0; 4], [0; 4], gateway.octets())
-            .map_err(fail("adding the default route"))?;
-    }
-    Ok(())
+    // What is being done, for the error: one conversion below instead of one per call.
+    let mut doing = "setting the address";
+    let mut run = || {
+        dev.set_ipv4(link.name, libc::SIOCSIFADDR, config.address.octets())?;
+        doing = "setting the netmask";
+        dev.set_ipv4(link.name, libc::SIOCSIFNETMASK, mask_of(config.prefix_len).octets())?;
+        if let Some(mtu) = config.mtu {
+            doing = "setting the MTU";
+            dev.set_mtu(link.name, mtu)?;
+        }
+        doing = "adding a classless static route";
+        for route in config.routes.iter().filter(|r| r.prefix_len != 0) {
+            let mask = mask_of(route.prefix_len).octets();
+            dev.add_route(link.name, route.destination.octets(), mask, route.gateway.octets())?;
+        }
+        doing = "adding the default route";
+        config.gateway.map_or(Ok(()), |via| dev.add_route(link.name, [0; 4], [0; 4], via.octets()))
+    };
+    run().map_err(sys(doing, link.name))
 }

@@ -47,46 +47,43 @@ fn names_in(table: &[u8]) -> impl Iterator<Item = IfName> + '_ {
     })
 }
 
-/// Every Ethernet interface, loopback and other link types left out. The names come from
+/// Whether `link` is the one `wanted` names (`imprint.iface=`, a name or a MAC); any link
+/// when nothing is wanted.
+pub fn is_wanted(link: &Link, wanted: Option<&str>) -> bool {
+    wanted.is_none_or(|want| link.name.as_str() == want || Some(link.mac) == parse_mac(want))
+}
+
+/// The Ethernet interfaces `wanted` names (all by default), loopback and other link types
+/// left out, and the names of every Ethernet interface, for messages. The names come from
 /// /proc/net/dev: musl's if_nameindex would add a netlink client to the init, and listing
 /// /sys/class/net a sort.
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
-pub fn ethernet_links(dev: &NetDev) -> Result<Vec<Link>> {
+pub fn ethernet_links(dev: &NetDev, wanted: Option<&str>) -> Result<(Vec<Link>, String)> {
     let table = crate::sys::fs::read_file("/proc/net/dev", 1 << 20)?;
-    let mut links = Vec::new();
+    let (mut links, mut present) = (Vec::new(), String::new());
     for name in names_in(&table) {
         // Ethernet and not loopback. A link gone between the listing and the question
         // (a hot-unplugged NIC, a virtual link deleted) is not ours to use.
         match dev.hardware(name) {
             Ok((ARPHRD_ETHER, mac, index, flags)) if flags & IFF_LOOPBACK == 0 => {
-                links.push(Link { name, index, mac })
+                add_name(&mut present, name);
+                let link = Link { name, index, mac };
+                if is_wanted(&link, wanted) {
+                    links.push(link);
+                }
             }
             Err(e) if e != Errno(libc::ENODEV) => return Err(e),
             _ => {}
         }
     }
-    Ok(links)
+    Ok((links, present))
 }
 
-/// The links `wanted` names (`imprint.iface=`, a name or a MAC), or all of them.
-// Out of line: inlined into `bring_up`, it makes the init bigger.
-#[inline(never)]
-pub fn select(links: &mut Vec<Link>, wanted: Option<&str>) {
-    if let Some(want) = wanted {
-        let mac = parse_mac(want);
-        links.retain(|l| l.name.as_str() == want || Some(l.mac) == mac);
-    }
-}
-
-/// Names for messages: `eth0, eth1`.
-pub fn names(names: impl Iterator<Item = IfName>) -> String {
-    let mut out = String::new();
-    for name in names {
-        out += if out.is_empty() { "" } else { ", " };
-        out += name.as_str();
-    }
-    out
+/// Adds `name` to a list for messages: `eth0, eth1`.
+pub fn add_name(list: &mut String, name: IfName) {
+    *list += if list.is_empty() { "" } else { ", " };
+    *list += name.as_str();
 }
 
 #[cfg(test)]
@@ -122,14 +119,16 @@ mod tests {
         let all = alloc::vec![link("eth0", 1), link("eth1", 2)];
         let selected = |wanted| {
             let mut links = all.clone();
-            select(&mut links, wanted);
+            links.retain(|l| is_wanted(l, wanted));
             links
         };
         assert_eq!(selected(None).len(), 2);
         assert_eq!(selected(Some("eth1")), [link("eth1", 2)]);
         assert_eq!(selected(Some("02:00:00:00:00:01")), [link("eth0", 1)]);
         assert!(selected(Some("eth9")).is_empty());
-        assert_eq!(names(all.iter().map(|l| l.name)), "eth0, eth1");
+        let mut names = String::new();
+        all.iter().for_each(|l| add_name(&mut names, l.name));
+        assert_eq!(names, "eth0, eth1");
     }
 
     #[test]
@@ -138,7 +137,9 @@ mod tests {
         let names: Vec<IfName> = names_in(table).collect();
         assert_eq!(names, [IfName::new("lo").unwrap(), IfName::new("imn-eth0").unwrap()]);
         let dev = NetDev::open().unwrap();
-        let links = ethernet_links(&dev).unwrap();
+        let (links, present) = ethernet_links(&dev, None).unwrap();
         assert!(links.iter().all(|l| l.name.as_str() != "lo"), "{links:?}");
+        assert!(!present.split(", ").any(|n| n == "lo"), "{present}");
+        assert!(ethernet_links(&dev, Some("lo")).unwrap().0.is_empty());
     }
 }

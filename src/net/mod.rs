@@ -31,8 +31,13 @@ use link::{Link, Mac};
 
 /// How long PID 1 waits for carrier and a lease before the rescue path.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often links still without carrier are looked at while the loop waits.
-const CARRIER_CHECK: Duration = Duration::from_millis(5);
+/// How often links still without carrier are looked at while the loop waits, in ms.
+const CARRIER_CHECK: u64 = 5;
+
+/// The monotonic clock in milliseconds, the DHCP client's time.
+fn now_ms() -> u64 {
+    monotonic().as_millis() as u64
+}
 
 /// Why the network could not be brought up or kept: one line, with its context.
 pub type NetError = String;
@@ -60,69 +65,70 @@ pub struct BoundClient {
 impl BoundClient {
     // Out of line: inlined into the acquiring loop, it makes the init bigger.
     #[inline(never)]
-    fn open(link: Link, hostname: Option<String>, now: Duration) -> Result<Box<Self>, NetError> {
+    fn open(link: Link, hostname: Option<String>, now: u64) -> Result<Box<Self>, NetError> {
         let packets =
             PacketSocket::open(link.index).map_err(sys("opening a packet socket", link.name))?;
-        let seed = now.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
+        let start = monotonic();
+        let seed = start.as_nanos() as u64 ^ u64::from(link.index as u32).rotate_left(32);
         let client = Client::new(link.mac, hostname, seed, now);
-        Ok(Box::new(BoundClient { link, packets, udp: None, client, carrier_to_bound: now }))
+        Ok(Box::new(BoundClient { link, packets, udp: None, client, carrier_to_bound: start }))
     }
 
     pub fn lease(&self) -> &Lease {
         self.client.lease.as_ref().expect("a bound client has a lease")
     }
 
-    fn send(&mut self, send: Option<Send>) -> Result<(), NetError> {
+    /// Sends what the client asks; `doing` is set to what was tried, for an error.
+    fn send(&mut self, send: Option<Send>, doing: &mut &'static str) -> crate::sys::Result<()> {
         let Some((to, message)) = send else { return Ok(()) };
-        let iface = self.link.name;
         // From ciaddr (RFC 2131 4.4.5): our address while renewing, rebinding or releasing,
         // else 0.0.0.0.
         let from: [u8; 4] = message.get(12..16).and_then(|b| b.try_into().ok()).unwrap_or_default();
         if to.is_broadcast() {
-            let sent = self.packets.send_broadcast(&dhcp::frame(from.into(), &message));
-            return sent.map_err(sys("sending a DHCP broadcast", iface));
+            *doing = "sending a DHCP broadcast";
+            return self.packets.send_broadcast(&dhcp::frame(from.into(), &message));
         }
+        *doing = "binding the DHCP client port";
         let udp = match &mut self.udp {
             Some(udp) => udp,
-            None => self.udp.insert(
-                UdpSocket::dhcp_client(from).map_err(sys("binding the DHCP client port", iface))?,
-            ),
+            None => self.udp.insert(UdpSocket::dhcp_client(from)?),
         };
-        let sent = udp.send_to(&message, to.octets(), 67);
-        sent.map_err(sys("sending a DHCP message to the server", iface))
+        *doing = "sending a DHCP message to the server";
+        udp.send_to(&message, to.octets(), 67)
     }
 
     /// Feeds every waiting packet to the client, runs its timers and sends what it asks.
     /// Returns the last event a packet caused.
-    fn step(&mut self, now: Duration) -> Result<Option<Event>, NetError> {
-        let mut event = None;
-        // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
-        let buf = &mut [0u8; 1536];
-        let iface = self.link.name;
-        while let Some((len, checksum_not_ready)) =
-            self.packets.receive(buf).map_err(sys("receiving a DHCP reply", iface))?
-        {
-            match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
-                Some(message) => event = self.client.receive(now, message).or(event),
-                None => self.client.ignored += 1,
+    fn step(&mut self, now: u64) -> Result<Option<Event>, NetError> {
+        // What is being done, for the error: one conversion below instead of one per call.
+        let mut doing = "receiving a DHCP reply";
+        let mut run = || {
+            let mut event = None;
+            // Room for any DHCP reply we accept (longer ones are cut and counted as ignored).
+            let buf = &mut [0u8; 1536];
+            while let Some((len, checksum_not_ready)) = self.packets.receive(buf)? {
+                match buf.get(..len).and_then(|d| dhcp::unframe(d, checksum_not_ready)) {
+                    Some(message) => event = self.client.receive(now, message).or(event),
+                    None => self.client.ignored += 1,
+                }
             }
-        }
-        // The UDP socket also gets a copy of unicast replies; the packet socket has
-        // already read them, so drop these.
-        if let Some(udp) = &self.udp {
-            let drain = "draining the DHCP client port";
-            while udp.receive_from(buf).map_err(sys(drain, iface))?.is_some() {}
-        }
-        let send = self.client.poll(now);
-        self.send(send)?;
-        Ok(event)
+            // The UDP socket also gets a copy of unicast replies; the packet socket has
+            // already read them, so drop these.
+            if let Some(udp) = &self.udp {
+                doing = "draining the DHCP client port";
+                while udp.receive_from(buf)?.is_some() {}
+            }
+            let send = self.client.poll(now);
+            self.send(send, &mut doing).map(|()| event)
+        };
+        run().map_err(sys(doing, self.link.name))
     }
 
     /// Lease upkeep, non-blocking: long loops call this at least once a second. It renews
     /// at T1 (unicast), rebinds at T2 (broadcast), and reports an expired or refused lease.
     /// `true`: a server extended the lease.
     pub fn tick(&mut self, now: Duration) -> Result<bool, NetError> {
-        let event = self.step(now)?;
+        let event = self.step(now.as_millis() as u64)?;
         if self.client.lease.is_none() {
             let why = match event {
                 Some(Event::Lost) => "the server refused to renew the lease (NAK)",
@@ -135,8 +141,8 @@ impl BoundClient {
 
     /// Gives the lease back to the server (DHCPRELEASE).
     pub fn release(&mut self) -> Result<(), NetError> {
-        let send = self.client.release();
-        self.send(send)
+        let (send, mut doing) = (self.client.release(), "");
+        self.send(send, &mut doing).map_err(sys(doing, self.link.name))
     }
 }
 
@@ -153,11 +159,11 @@ fn acquire(
     mut fixed: Option<NetConfig>,
     timeout: Duration,
 ) -> Result<Network, NetError> {
-    let deadline = monotonic() + timeout;
+    let deadline = now_ms() + timeout.as_millis() as u64;
     // Boxed: sessions are large, and moving pointers keeps the init's code small.
     let mut sessions: Vec<Box<BoundClient>> = Vec::new();
     loop {
-        let now = monotonic();
+        let now = now_ms();
         for l in core::mem::take(&mut waiting) {
             match dev.flags(l.name).map(|f| f & IFF_RUNNING != 0) {
                 Ok(false) => waiting.push(l),
@@ -180,7 +186,7 @@ fn acquire(
                     }
                     bound.carrier_to_bound = monotonic().saturating_sub(bound.carrier_to_bound);
                     let (link, config) = (bound.link, bound.lease().config.clone());
-                    return Ok(Network { link, config, dhcp: Some(*bound) });
+                    return Ok(Network { link, config, dhcp: Some(bound) });
                 }
                 Ok(_) => i += 1,
                 // One link failing (its NIC went away, say) must not stop the others;
@@ -201,7 +207,7 @@ fn acquire(
             wake = wake.min(s.client.next_wakeup());
             fds.push(PollFd::new(s.packets.raw(), READABLE));
         }
-        poll::poll(&mut fds, wake.saturating_sub(monotonic()))
+        poll::poll(&mut fds, Duration::from_millis(wake.saturating_sub(now_ms())))
             .map_err(sys("waiting for DHCP replies", IfName::NONE))?;
     }
 }
@@ -209,12 +215,13 @@ fn acquire(
 /// Why no link got a lease in `waited_secs`: no carrier at all, or what the servers said.
 #[inline(never)]
 fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -> NetError {
+    let mut links = String::new();
     if sessions.is_empty() {
         // The links still waiting (those that vanished meanwhile are not named).
-        let links = link::names(waiting.iter().map(|l| l.name));
+        waiting.iter().for_each(|l| link::add_name(&mut links, l.name));
         return text!("no carrier on {links} within {waited_secs} s (is a cable plugged in?)");
     }
-    let links = link::names(sessions.iter().map(|s| s.link.name));
+    sessions.iter().for_each(|s| link::add_name(&mut links, s.link.name));
     let (mut replies, mut naks, mut ignored) = (0, 0, 0);
     for c in sessions.iter().map(|s| &s.client) {
         (replies, naks, ignored) = (replies + c.replies, naks + c.naks, ignored + c.ignored);
@@ -232,7 +239,7 @@ fn no_lease(waiting: &[Link], sessions: &[Box<BoundClient>], waited_secs: u64) -
 pub struct Network {
     pub link: Link,
     pub config: NetConfig,
-    pub dhcp: Option<BoundClient>,
+    pub dhcp: Option<Box<BoundClient>>,
 }
 
 /// Brings up the network from `ip=` and `imprint.iface=`: picks links, gets a lease (or
@@ -243,21 +250,27 @@ pub fn bring_up(
     timeout: Duration,
 ) -> Result<Network, NetError> {
     let setting = static_ip::parse(ip)?;
-    let dev = NetDev::open().map_err(sys("opening a socket for interface ioctls", IfName::NONE))?;
-    let mut links = link::ethernet_links(&dev).map_err(sys("listing interfaces", IfName::NONE))?;
-    if links.is_empty() {
-        return Err("no Ethernet interface found (is the NIC's driver in the kernel?)".into());
-    }
-    let present = link::names(links.iter().map(|l| l.name));
     // imprint.iface= wins over the device field of ip=.
     let wanted = iface.or(setting.device.as_deref());
-    link::select(&mut links, wanted);
+    // What is being done, for the error: one conversion below instead of one per call.
+    let mut doing = ("opening a socket for interface ioctls", IfName::NONE);
+    let mut find = || {
+        let dev = NetDev::open()?;
+        doing.0 = "listing interfaces";
+        let (links, present) = link::ethernet_links(&dev, wanted)?;
+        for l in &links {
+            doing = ("bringing the link up", l.name);
+            dev.bring_up(l.name)?;
+        }
+        Ok((dev, links, present))
+    };
+    let (dev, links, present) = find().map_err(sys(doing.0, doing.1))?;
+    if present.is_empty() {
+        return Err("no Ethernet interface found (is the NIC's driver in the kernel?)".into());
+    }
     if links.is_empty() {
         let wanted = crate::console::Quoted(wanted.unwrap_or_default());
         return Err(text!("no Ethernet interface named {wanted} (present: {present})"));
-    }
-    for l in &links {
-        dev.bring_up(l.name).map_err(sys("bringing the link up", l.name))?;
     }
     let network = acquire(&dev, links, setting.hostname, setting.fixed, timeout)?;
     ipconfig::apply(&dev, &network.link, &network.config)?;

@@ -32,8 +32,8 @@ pub struct Route {
 
 /// A list of addresses (routers, DNS servers): at least one, whole.
 fn addresses(data: &[u8]) -> Option<Vec<Ipv4Addr>> {
-    let list = data.chunks_exact(4).map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3])).collect();
-    (!data.is_empty() && data.len() % 4 == 0).then_some(list)
+    let (list, rest) = data.as_chunks::<4>();
+    (!list.is_empty() && rest.is_empty()).then(|| list.iter().map(|a| Ipv4Addr::from(*a)).collect())
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on

@@ -50,16 +50,14 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
 // Out of line: inlined into `bring_up`, it makes the init bigger.
 #[inline(never)]
 pub fn parse(value: Option<&str>) -> Result<IpSetting, String> {
-    let mut fields = [""; 10];
-    let mut count = 0;
+    let (mut fields, mut count) = ([""; 10], 0);
     for text in value.unwrap_or("dhcp").split(':') {
         *fields.get_mut(count).ok_or_else(|| invalid(10))? = text;
         count += 1;
     }
     // One word is the autoconf method alone; else every field but the names is an address.
     let method = if count == 1 { core::mem::take(&mut fields[0]) } else { fields[6] };
-    const DHCP: [&str; 6] = ["", "on", "any", "dhcp", "both", "bootp"];
-    let dhcp = DHCP.contains(&method);
+    let dhcp = ["", "on", "any", "dhcp", "both", "bootp"].contains(&method);
     if !dhcp && method != "off" && method != "none" {
         return Err(invalid(6));
     }

@@ -80,7 +80,8 @@ fn hold_lease(iface: Option<&str>, timeout: u32, hold: u32, release: bool) -> Re
             sayln!("imprint: lease renewed: {} s from {}", l.lease_secs, Dotted(l.server));
         }
         // Until `tick` has work to do, a reply comes, or the end.
-        let wake = client.client.next_wakeup().min(end).saturating_sub(monotonic());
+        let wake =
+            Duration::from_millis(client.client.next_wakeup()).min(end).saturating_sub(monotonic());
         match poll::wait(client.packets.raw(), READABLE, wake) {
             Err(Errno::ETIMEDOUT) | Ok(()) => {}
             Err(e) => return Err(sys("waiting for DHCP replies", client.link.name)(e)),
