@@ -66,7 +66,6 @@ impl Connection {
     }
 
     /// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
-    #[inline(never)]
     fn failed(&self, lead: &str, errno: Errno) -> Error {
         if errno != Errno::ETIMEDOUT {
             return Error::new(lead, &self.url, &errno, true);
@@ -125,13 +124,11 @@ impl Connection {
     }
 }
 
-#[inline(never)]
 fn status_error(method: &str, url: &str, head: &Head) -> Error {
     let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
     Error { message, status: head.status, transient: retryable_status(head.status) }
 }
 
-#[inline(never)]
 fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
 }
@@ -144,7 +141,6 @@ impl Client {
     /// GETs `url`, following redirects and retrying transient failures; the body is read
     /// from the returned response, which resumes it transparently if the connection
     /// drops. Statuses other than 2xx after redirects are errors.
-    #[inline(never)]
     pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
         let mut seen = Vec::new();
@@ -197,7 +193,6 @@ impl Client {
     }
 
     /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
-    #[inline(never)]
     fn upload_from(
         &mut self,
         method: &'static str,
@@ -245,7 +240,6 @@ impl Client {
     }
 
     /// Connects and sends a request head.
-    #[inline(never)]
     fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
         // Only a timeout is worth another attempt.
         let resolved = dns::resolve_a(&self.dns, &url.host);
@@ -279,7 +273,6 @@ impl Client {
 
     /// A GET and its final response head, retried on transient errors and 408/429/5xx
     /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After.
-    #[inline(never)]
     fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
         loop {
             let exchange =
@@ -358,7 +351,6 @@ impl Response<'_> {
         self.total
     }
 
-    #[inline(never)]
     fn truncated(&self) -> Error {
         let (url, n) = (&self.conn.url, self.delivered);
         let message = match self.total {
@@ -408,7 +400,6 @@ impl Read for Response<'_> {
 
     /// The body as one stream: after a transient failure mid-body, a new request for the
     /// rest, checked to be the same resource.
-    #[inline(never)]
     fn read(&mut self, out: &mut [u8]) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);

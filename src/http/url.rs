@@ -62,7 +62,6 @@ impl Url {
 
     /// The URL as text, for errors and loop detection (one out-of-line copy of the
     /// building instead of one per call site).
-    #[inline(never)]
     pub fn text(&self) -> String {
         text!("http://{}{}", self.host_header(), self.target)
     }
