@@ -202,10 +202,9 @@ impl Client {
         length: Option<u64>,
     ) -> Result<u16> {
         let url = parse_url(url)?;
-        let declared = length.map(|n| text!("{n}"));
-        let framing =
-            declared.as_deref().map_or(("Transfer-Encoding", "chunked"), |n| ("Content-Length", n));
-        let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
+        let chunked = String::from("Transfer-Encoding: chunked\r\n");
+        let framing = length.map_or(chunked, |n| text!("Content-Length: {n}\r\n"));
+        let mut conn = self.send_head(method, &url, headers, &framing)?;
         let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
         let mut buf = alloc::vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
@@ -239,13 +238,20 @@ impl Client {
         }
     }
 
-    /// Connects and sends a request head.
-    fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
+    /// Connects and sends a request head, `framing` (the body's framing header line, or
+    /// nothing) last.
+    fn send_head(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: Headers,
+        framing: &str,
+    ) -> Result<Box<Connection>> {
         // Only a timeout is worth another attempt.
         let resolved = dns::resolve_a(&self.dns, &url.host);
         let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
         let (addr, port) = (crate::net::Dotted(ip.into()), url.port);
-        let head = request_head(method, url, headers);
+        let head = request_head(method, url, headers) + framing + "\r\n";
         let url = url.text();
         let stream =
             TcpStream::connect(ip, port, self.options.connect_timeout).map_err(|errno| {
@@ -276,7 +282,7 @@ impl Client {
     fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
         loop {
             let exchange =
-                self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
+                self.send_head("GET", url, headers, "").and_then(|mut c| Ok((c.read_head()?, c)));
             let backoff = 1 << (*failures).min(6);
             let (error, wait) = match exchange {
                 Ok((head, conn)) if retryable_status(head.status) => {
@@ -294,8 +300,8 @@ impl Client {
 /// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
 const CHUNK_PREFIX: usize = 10;
 
-/// The request head. `headers` are extra `(name, value)` pairs (framing, Range, If-Range,
-/// Content-Type, ...). Every request closes its connection: one exchange per connection
+/// The request head but its final CRLF. `headers` are extra `(name, value)` pairs (Range,
+/// If-Range, Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 fn request_head(method: &str, url: &Url, headers: Headers) -> String {
     let mut head = text!("{method} {} HTTP/1.1\r\nHost: {}", url.target, url.host_header());
@@ -310,7 +316,6 @@ fn request_head(method: &str, url: &Url, headers: Headers) -> String {
             }
         }
     }
-    head.push_str("\r\n");
     head
 }
 
@@ -490,7 +495,8 @@ mod tests {
     fn head_has_line_host_agent_and_extras() {
         let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
         let text =
-            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")]);
+            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")])
+                + "\r\n";
         let expected = std::format!(
             "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
             crate::VERSION
