@@ -25,7 +25,8 @@ const BUFFER: usize = 64 * 1024;
 /// Extra request header fields, `(name, value)`.
 pub type Headers<'a> = &'a [(&'a str, &'a str)];
 /// A final response head and the connection its body comes on.
-type Exchange = (Box<Head>, Box<Connection>);
+type Exchange = (Box<Head>, Conn);
+type Conn = Box<Connection>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -240,13 +241,7 @@ impl Client {
 
     /// Connects and sends a request head, `framing` (the body's framing header line, or
     /// nothing) last.
-    fn send_head(
-        &self,
-        method: &str,
-        url: &Url,
-        headers: Headers,
-        framing: &str,
-    ) -> Result<Box<Connection>> {
+    fn send_head(&self, method: &str, url: &Url, headers: Headers, framing: &str) -> Result<Conn> {
         // Only a timeout is worth another attempt.
         let resolved = dns::resolve_a(&self.dns, &url.host);
         let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
