@@ -147,7 +147,9 @@ pub fn decode_answer(
     }
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
-    if be16(msg, 4)? != 1 || !question.eq_ignore_ascii_case(&query[HEADER_LEN..]) {
+    if be16(msg, 4)? != 1
+        || !question.eq_ignore_ascii_case(query.get(HEADER_LEN..).unwrap_or_default())
+    {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
     let mut wanted = read_name(msg, HEADER_LEN)?.0;
@@ -190,7 +192,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     for _ in 0..ROUNDS {
         for server in servers {
             id = id.wrapping_add(0x9e37);
-            query[..2].copy_from_slice(&id.to_be_bytes());
+            if let [a, b, ..] = query.as_mut_slice() {
+                [*a, *b] = id.to_be_bytes();
+            }
             socket.send_to(&query, server.octets(), 53).map_err(fail("sending a DNS query"))?;
             // Until the wait times out: then it is the next server's turn.
             let deadline = monotonic() + WAIT;
