@@ -318,6 +318,7 @@ fn request_head(method: &str, url: &Url, headers: Headers) -> String {
 /// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
 /// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
 /// gives the last chunk.
+#[inline(never)]
 fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     // As u32: its hex formatting is in the init already. After the last chunk ("0\r\n")
     // the CRLF after the data is the empty line that ends the (trailer-less) body.

@@ -123,6 +123,7 @@ fn has_scheme(s: &str) -> bool {
 
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
 /// climbing above the root.
+#[inline(never)]
 fn remove_dot_segments(path: &str) -> String {
     let mut out = String::new();
     let mut last = "";
