@@ -73,6 +73,7 @@ impl ChunkedDecoder {
         Ok(input.len())
     }
 
+    #[inline(never)]
     fn next(&mut self, b: u8) -> Result<(), ChunkError> {
         use State::*;
         if self.cr {

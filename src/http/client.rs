@@ -25,7 +25,8 @@ const BUFFER: usize = 64 * 1024;
 /// Extra request header fields, `(name, value)`.
 pub type Headers<'a> = &'a [(&'a str, &'a str)];
 /// A final response head and the connection its body comes on.
-type Exchange = (Box<Head>, Box<Connection>);
+type Exchange = (Box<Head>, Conn);
+type Conn = Box<Connection>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -66,7 +67,6 @@ impl Connection {
     }
 
     /// A failed read or write: ETIMEDOUT from the socket means our idle timeout fired.
-    #[inline(never)]
     fn failed(&self, lead: &str, errno: Errno) -> Error {
         if errno != Errno::ETIMEDOUT {
             return Error::new(lead, &self.url, &errno, true);
@@ -125,13 +125,11 @@ impl Connection {
     }
 }
 
-#[inline(never)]
 fn status_error(method: &str, url: &str, head: &Head) -> Error {
     let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
     Error { message, status: head.status, transient: retryable_status(head.status) }
 }
 
-#[inline(never)]
 fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|why| Error::new("bad URL ", &crate::console::Quoted(url), &why, false))
 }
@@ -144,7 +142,6 @@ impl Client {
     /// GETs `url`, following redirects and retrying transient failures; the body is read
     /// from the returned response, which resumes it transparently if the connection
     /// drops. Statuses other than 2xx after redirects are errors.
-    #[inline(never)]
     pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
         let mut seen = Vec::new();
@@ -197,7 +194,6 @@ impl Client {
     }
 
     /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
-    #[inline(never)]
     fn upload_from(
         &mut self,
         method: &'static str,
@@ -207,10 +203,9 @@ impl Client {
         length: Option<u64>,
     ) -> Result<u16> {
         let url = parse_url(url)?;
-        let declared = length.map(|n| text!("{n}"));
-        let framing =
-            declared.as_deref().map_or(("Transfer-Encoding", "chunked"), |n| ("Content-Length", n));
-        let mut conn = self.send_head(method, &url, &[&[framing], headers].concat())?;
+        let chunked = String::from("Transfer-Encoding: chunked\r\n");
+        let framing = length.map_or(chunked, |n| text!("Content-Length: {n}\r\n"));
+        let mut conn = self.send_head(method, &url, headers, &framing)?;
         let source_error = |why: &dyn Display| Error::new("uploading to ", &url.text(), why, false);
         let mut buf = alloc::vec![0u8; CHUNK_PREFIX + BUFFER + 2];
         let mut sent = 0;
@@ -244,14 +239,14 @@ impl Client {
         }
     }
 
-    /// Connects and sends a request head.
-    #[inline(never)]
-    fn send_head(&self, method: &str, url: &Url, headers: Headers) -> Result<Box<Connection>> {
+    /// Connects and sends a request head, `framing` (the body's framing header line, or
+    /// nothing) last.
+    fn send_head(&self, method: &str, url: &Url, headers: Headers, framing: &str) -> Result<Conn> {
         // Only a timeout is worth another attempt.
         let resolved = dns::resolve_a(&self.dns, &url.host);
         let ip = resolved.map_err(|e| Error::new("resolving ", &url.host, &e, e == TimedOut))?;
         let (addr, port) = (crate::net::Dotted(ip.into()), url.port);
-        let head = request_head(method, url, headers);
+        let head = request_head(method, url, headers) + framing + "\r\n";
         let url = url.text();
         let stream =
             TcpStream::connect(ip, port, self.options.connect_timeout).map_err(|errno| {
@@ -279,11 +274,10 @@ impl Client {
 
     /// A GET and its final response head, retried on transient errors and 408/429/5xx
     /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After.
-    #[inline(never)]
     fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
         loop {
             let exchange =
-                self.send_head("GET", url, headers).and_then(|mut c| Ok((c.read_head()?, c)));
+                self.send_head("GET", url, headers, "").and_then(|mut c| Ok((c.read_head()?, c)));
             let backoff = 1 << (*failures).min(6);
             let (error, wait) = match exchange {
                 Ok((head, conn)) if retryable_status(head.status) => {
@@ -301,8 +295,8 @@ impl Client {
 /// Room kept in front of each upload chunk for its size line ("ffffffff\r\n").
 const CHUNK_PREFIX: usize = 10;
 
-/// The request head. `headers` are extra `(name, value)` pairs (framing, Range, If-Range,
-/// Content-Type, ...). Every request closes its connection: one exchange per connection
+/// The request head but its final CRLF. `headers` are extra `(name, value)` pairs (Range,
+/// If-Range, Content-Type, ...). Every request closes its connection: one exchange per connection
 /// keeps the state simple, and a resumed or redirected request needs a new one anyway.
 fn request_head(method: &str, url: &Url, headers: Headers) -> String {
     let mut head = text!("{method} {} HTTP/1.1\r\nHost: {}", url.target, url.host_header());
@@ -317,7 +311,6 @@ fn request_head(method: &str, url: &Url, headers: Headers) -> String {
             }
         }
     }
-    head.push_str("\r\n");
     head
 }
 
@@ -325,6 +318,7 @@ fn request_head(method: &str, url: &Url, headers: Headers) -> String {
 /// line right before the data and CRLF right after it (`buf` must have 2 bytes of room
 /// there, and `len` must be below 2^32); returns the range of `buf` to send. A zero `len`
 /// gives the last chunk.
+#[inline(never)]
 fn frame_chunk(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     // As u32: its hex formatting is in the init already. After the last chunk ("0\r\n")
     // the CRLF after the data is the empty line that ends the (trailer-less) body.
@@ -358,7 +352,6 @@ impl Response<'_> {
         self.total
     }
 
-    #[inline(never)]
     fn truncated(&self) -> Error {
         let (url, n) = (&self.conn.url, self.delivered);
         let message = match self.total {
@@ -408,7 +401,6 @@ impl Read for Response<'_> {
 
     /// The body as one stream: after a transient failure mid-body, a new request for the
     /// rest, checked to be the same resource.
-    #[inline(never)]
     fn read(&mut self, out: &mut [u8]) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -499,7 +491,8 @@ mod tests {
     fn head_has_line_host_agent_and_extras() {
         let url = Url::parse("http://10.0.0.1:8080/a/b?c=d").unwrap();
         let text =
-            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")]);
+            request_head("GET", &url, &[("Range", "bytes=5-"), ("Evil", "x\r\nInjected: 1")])
+                + "\r\n";
         let expected = std::format!(
             "GET /a/b?c=d HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: imprint/{}\r\nConnection: close\r\nRange: bytes=5-\r\n\r\n",
             crate::VERSION

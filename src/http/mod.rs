@@ -36,7 +36,6 @@ pub struct Error {
 
 impl Error {
     /// "{lead}{url}: {what}": most messages have this shape and share this formatting.
-    #[inline(never)]
     pub fn new(lead: &str, url: &dyn Display, what: &dyn Display, transient: bool) -> Error {
         Error::text(text!("{lead}{url}: {what}"), transient)
     }

@@ -168,6 +168,7 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 /// `bytes first-last/complete` or `bytes first-last/*`.
+#[inline(never)]
 fn parse_content_range(v: &[u8]) -> Option<ContentRange> {
     let mut parts = v.strip_prefix(b"bytes ")?.split(|&b| b == b'-' || b == b'/');
     let (first, last) = (parse_length(parts.next()?)?, parse_length(parts.next()?)?);

@@ -62,7 +62,6 @@ impl Url {
 
     /// The URL as text, for errors and loop detection (one out-of-line copy of the
     /// building instead of one per call site).
-    #[inline(never)]
     pub fn text(&self) -> String {
         text!("http://{}{}", self.host_header(), self.target)
     }
@@ -124,6 +123,7 @@ fn has_scheme(s: &str) -> bool {
 
 /// RFC 3986 section 5.2.4 for an absolute path: "." and ".." segments resolved, never
 /// climbing above the root.
+#[inline(never)]
 fn remove_dot_segments(path: &str) -> String {
     let mut out = String::new();
     let mut last = "";

@@ -7,14 +7,15 @@
 use crate::sys::poll::{self, READABLE};
 use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
-use alloc::string::String;
+use crate::sys::Errno;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-/// Why a name did not resolve.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a name did not resolve. Copy, without allocation: every failure path of the
+/// decoder stays small, and it is worded once, in `Display`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResolveError {
     /// No DNS server is known (none from DHCP, `ip=` or the plan).
     NoServer,
@@ -22,18 +23,31 @@ pub enum ResolveError {
     NotFound,
     /// No server answered in time; worth retrying.
     TimedOut,
-    /// Anything else, said in one line.
-    Failed(String),
+    /// The name cannot be put in a query (empty, too long, an empty or long label).
+    BadName,
+    /// The answer had the TC bit: the rest would need TCP.
+    Truncated,
+    /// The server answered with this error code (RCODE), not NXDOMAIN.
+    Rcode(u16),
+    /// A malformed answer, and what is wrong with it.
+    Bad(&'static str),
+    /// A socket call failed while doing this.
+    Socket(&'static str, Errno),
 }
 
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        let what = match *self {
             ResolveError::NoServer => "no DNS server configured",
             ResolveError::NotFound => "no such host (no A record)",
             ResolveError::TimedOut => "no DNS server answered",
-            ResolveError::Failed(why) => why,
-        })
+            ResolveError::BadName => "not a valid host name",
+            ResolveError::Truncated => "the DNS answer was truncated (TCP is not supported)",
+            ResolveError::Rcode(n) => return write!(f, "the DNS server answered with error {n}"),
+            ResolveError::Bad(what) => return write!(f, "bad DNS answer: {what}"),
+            ResolveError::Socket(doing, errno) => return write!(f, "{doing}: {errno}"),
+        };
+        f.write_str(what)
     }
 }
 
@@ -71,15 +85,13 @@ pub fn encode_query(id: u16, name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[inline(never)]
-fn bad(what: &str) -> ResolveError {
-    ResolveError::Failed(text!("bad DNS answer: {what}"))
-}
+/// A malformed answer that ends too soon (a name, label, record or field past the end).
+const CUT: ResolveError = ResolveError::Bad("cut short");
 
 fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
     match msg.get(at..) {
         Some([a, b, ..]) => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(bad("cut short")),
+        _ => Err(CUT),
     }
 }
 
@@ -89,23 +101,22 @@ fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
 fn read_name(msg: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), ResolveError> {
     let (mut name, mut end, mut pointers) = (Vec::new(), None, 0);
     loop {
-        match *msg.get(at).ok_or_else(|| bad("name runs past the end"))? {
+        match *msg.get(at).ok_or(CUT)? {
             0 => return Ok((name, end.unwrap_or(at + 1))),
             len @ 1..=63 => {
-                let label = msg.get(at..=at + usize::from(len));
-                let label = label.ok_or_else(|| bad("label runs past the end"))?;
+                let label = msg.get(at..=at + usize::from(len)).ok_or(CUT)?;
                 name.extend(label.iter().map(u8::to_ascii_lowercase));
                 at += label.len();
             }
             0xc0..=0xff => {
                 pointers += 1;
                 if pointers > MAX_POINTERS {
-                    return Err(bad("compression pointer loop"));
+                    return Err(ResolveError::Bad("compression pointer loop"));
                 }
                 end.get_or_insert(at + 2);
                 at = usize::from(be16(msg, at)? & 0x3fff);
             }
-            _ => return Err(bad("unknown label type")),
+            _ => return Err(ResolveError::Bad("unknown label type")),
         }
     }
 }
@@ -114,32 +125,32 @@ fn read_name(msg: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), ResolveError
 /// answer, which asking again will not change: the first A record for the name (or for
 /// the name a CNAME in the answer points to), no such name, or truncated. `Err`: not a
 /// usable answer (not ours, malformed, a server failure): another server may do better.
+#[inline(never)]
 pub fn decode_answer(
     msg: &[u8],
     query: &[u8],
 ) -> Result<Result<[u8; 4], ResolveError>, ResolveError> {
     if msg.get(..2) != query.get(..2) {
-        return Err(bad("id does not match the query"));
+        return Err(ResolveError::Bad("id does not match the query"));
     }
     let flags = be16(msg, 2)?;
     if flags & 0x8000 == 0 {
-        return Err(bad("not a response"));
+        return Err(ResolveError::Bad("not a response"));
     }
     if flags & 0x0200 != 0 {
-        let truncated = "the DNS answer was truncated (TCP is not supported)";
-        return Ok(Err(ResolveError::Failed(String::from(truncated))));
+        return Ok(Err(ResolveError::Truncated));
     }
     match flags & 0xf {
         0 => {}
         3 => return Ok(Err(ResolveError::NotFound)), // NXDOMAIN
-        rcode => {
-            return Err(ResolveError::Failed(text!("the DNS server answered with error {rcode}")))
-        }
+        rcode => return Err(ResolveError::Rcode(rcode)),
     }
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
-    if be16(msg, 4)? != 1 || !question.eq_ignore_ascii_case(&query[HEADER_LEN..]) {
-        return Err(bad("question does not echo the query"));
+    if be16(msg, 4)? != 1
+        || !question.eq_ignore_ascii_case(query.get(HEADER_LEN..).unwrap_or_default())
+    {
+        return Err(ResolveError::Bad("question does not echo the query"));
     }
     let mut wanted = read_name(msg, HEADER_LEN)?.0;
     let mut at = query.len();
@@ -148,7 +159,7 @@ pub fn decode_answer(
         let (kind, class, len) = (be16(msg, next)?, be16(msg, next + 2)?, be16(msg, next + 8)?);
         let data_at = next + 10;
         at = data_at + usize::from(len);
-        let data = msg.get(data_at..at).ok_or_else(|| bad("record runs past the end"))?;
+        let data = msg.get(data_at..at).ok_or(CUT)?;
         // Class IN, for the name we want: an A record, or a CNAME to follow.
         if class == 1 && owner == wanted {
             match (kind, data) {
@@ -163,6 +174,7 @@ pub fn decode_answer(
 
 /// Resolves `name` to an IPv4 address: a dotted quad as is, else asks `servers` in turn,
 /// `ROUNDS` times over, each waiting `WAIT` for its answer.
+#[inline(never)]
 pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveError> {
     if let Some(addr) = super::static_ip::parse_ipv4(name) {
         return Ok(addr.octets());
@@ -170,9 +182,8 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     if servers.is_empty() {
         return Err(ResolveError::NoServer);
     }
-    let mut query = encode_query(0, name)
-        .ok_or_else(|| ResolveError::Failed(String::from("not a valid host name")))?;
-    let fail = |doing| move |errno| ResolveError::Failed(text!("{doing}: {errno}"));
+    let mut query = encode_query(0, name).ok_or(ResolveError::BadName)?;
+    let fail = |doing| move |errno| ResolveError::Socket(doing, errno);
     let socket = UdpSocket::open().map_err(fail("opening a socket for DNS"))?;
     // The id only has to differ between queries and be hard to guess off-path.
     let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
@@ -181,7 +192,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     for _ in 0..ROUNDS {
         for server in servers {
             id = id.wrapping_add(0x9e37);
-            query[..2].copy_from_slice(&id.to_be_bytes());
+            if let [a, b, ..] = query.as_mut_slice() {
+                [*a, *b] = id.to_be_bytes();
+            }
             socket.send_to(&query, server.octets(), 53).map_err(fail("sending a DNS query"))?;
             // Until the wait times out: then it is the next server's turn.
             let deadline = monotonic() + WAIT;
@@ -224,8 +237,8 @@ mod tests {
         encode_query(id, name).unwrap()
     }
 
-    fn bad(what: &str) -> ResolveError {
-        ResolveError::Failed(std::format!("bad DNS answer: {what}"))
+    fn bad(what: &'static str) -> ResolveError {
+        ResolveError::Bad(what)
     }
 
     /// A response to query id 0x1234 for boot.example: a CNAME to srv.example (compressed)
@@ -283,20 +296,21 @@ mod tests {
         );
         let mut t = m.clone();
         t[2] |= 0x02;
+        assert_eq!(decode_answer(&t, &q), Ok(Err(ResolveError::Truncated)));
         let truncated = "the DNS answer was truncated (TCP is not supported)";
-        assert_eq!(decode_answer(&t, &q), Ok(Err(ResolveError::Failed(truncated.into()))));
+        assert_eq!(ResolveError::Truncated.to_string(), truncated);
         let mut nx = m.clone();
         nx[3] = 0x83;
         assert_eq!(decode_answer(&nx, &q), Ok(Err(ResolveError::NotFound)));
         let mut servfail = m.clone();
         servfail[3] = 0x82;
-        assert_eq!(
-            decode_answer(&servfail, &q),
-            Err(ResolveError::Failed("the DNS server answered with error 2".into()))
-        );
+        assert_eq!(decode_answer(&servfail, &q), Err(ResolveError::Rcode(2)));
+        let servfail = "the DNS server answered with error 2";
+        assert_eq!(ResolveError::Rcode(2).to_string(), servfail);
         let mut r = m.clone();
         r[2] &= 0x7f;
         assert_eq!(decode_answer(&r, &q), Err(bad("not a response")));
+        assert_eq!(bad("not a response").to_string(), "bad DNS answer: not a response");
         let mut none = m.clone();
         none[7] = 0;
         assert_eq!(decode_answer(&none, &q), Ok(Err(ResolveError::NotFound)));
