@@ -25,7 +25,10 @@ fn sys<'a>(doing: &'a str, path: &'a str) -> impl FnOnce(Errno) -> Error + 'a {
 pub fn finish(disk: &Disk, plan: &Plan, mac: [u8; 6]) -> Result<(), Error> {
     fit_table(disk, plan.grow_partition)?;
     let grow = plan.grow_partition;
-    if plan.hostname.is_none() && plan.files.is_empty() && grow.is_none() && plan.address.is_none()
+    if plan.str("hostname").is_none()
+        && plan.files.is_empty()
+        && grow.is_none()
+        && plan.str("address").is_none()
     {
         return Ok(());
     }
@@ -80,16 +83,16 @@ fn finish_root(
         ("/etc/netplan", "/etc/netplan/60-imprint.yaml", true, 0o600),
         ("/etc/systemd/network", "/etc/systemd/network/60-imprint.network", false, 0o644),
     ];
-    let network = plan.address.as_ref().and_then(|_| {
+    let network = plan.str("address").and_then(|_| {
         targets.into_iter().find(|(dir, ..)| fs::exists(&text!("{MOUNT_POINT}{dir}")))
     });
-    if plan.address.is_some() && network.is_none() {
+    if plan.str("address").is_some() && network.is_none() {
         sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
     }
-    if plan.hostname.is_some() || network.is_some() || !plan.files.is_empty() {
+    if plan.str("hostname").is_some() || network.is_some() || !plan.files.is_empty() {
         sayln!("imprint: writing files into the deployed system on {device}");
     }
-    let hostname = plan.hostname.as_ref().map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
+    let hostname = plan.str("hostname").map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
     let network =
         network.map(|(_, path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
     let ours =
@@ -107,7 +110,7 @@ pub fn check_network(plan: &Plan) -> Result<(), Error> {
             is_ipv4(ip) && len.parse::<u8>().is_ok_and(|l| (1..=32).contains(&l))
         })
     };
-    let why = match (&plan.address, &plan.gateway, &plan.nameserver) {
+    let why = match (plan.str("address"), plan.str("gateway"), plan.str("nameserver")) {
         (None, None, None) => return Ok(()),
         (None, ..) => "gateway and nameserver need an address (CIDR)",
         (Some(a), ..) if !cidr(a) => "address is not an IPv4 CIDR such as 10.0.0.42/24",
@@ -135,7 +138,7 @@ pub fn network_config(plan: &Plan, mac: [u8; 6], netplan: bool) -> String {
         let _ = write!(out, "[Match]\nMACAddress={mac}\n\n[Network]\n");
         ["Address=", "Gateway=", "DNS="]
     };
-    for (key, value) in keys.iter().zip([&plan.address, &plan.gateway, &plan.nameserver]) {
+    for (key, value) in keys.iter().zip(["address", "gateway", "nameserver"].map(|k| plan.str(k))) {
         if let Some(value) = value {
             let _ = writeln!(out, "{key}{value}{}", if key.ends_with('[') { "]" } else { "" });
         }

@@ -50,20 +50,20 @@ pub fn fetch_plan(
 pub fn show_plan(url: &str, plan: &Plan) {
     let capture = plan.action == Action::ReadImage;
     let action = if capture { "readImage" } else { "writeImage" };
-    sayln!("imprint: plan {url}: {action}{}", if plan.dry_run { " (dry run)" } else { "" });
-    if let Some(image) = &plan.source_image {
+    sayln!("imprint: plan {url}: {action}{}", if plan.flag("dryRun") { " (dry run)" } else { "" });
+    if let Some(image) = plan.str("sourceImage") {
         sayln!("  image     {image}");
     }
-    if let Some(to) = &plan.destination_address {
+    if let Some(to) = plan.destination() {
         sayln!("  upload    {to}");
     }
     for key in &plan.ignored {
         sayln!("  note: unknown plan key {key} ignored");
     }
     let notes = [
-        (plan.wipe_device && capture, "wipeDevice ignored: a capture only reads the disk"),
-        (plan.lvm_root_name.is_some() || plan.grow_disk, "this build does not do growing LVM (growDisk, lvmRootName) yet; the plan's other steps go on"),
-        (plan.wipe_device && !capture, "this build does not do wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway) yet; the plan's other steps go on"),
+        (plan.flag("wipeDevice") && capture, "wipeDevice ignored: a capture only reads the disk"),
+        (plan.str("lvmRootName").is_some() || plan.flag("growDisk"), "this build does not do growing LVM (growDisk, lvmRootName) yet; the plan's other steps go on"),
+        (plan.flag("wipeDevice") && !capture, "this build does not do wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway) yet; the plan's other steps go on"),
     ];
     for (_, note) in notes.iter().filter(|n| n.0) {
         sayln!("  note: {note}");
@@ -73,10 +73,10 @@ pub fn show_plan(url: &str, plan: &Plan) {
 /// The disk the plan means: its device path, else its hints, else the only fixed disk.
 pub fn choose_disk(plan: &Plan) -> Result<Disk, Error> {
     let path = match plan.action {
-        Action::WriteImage => &plan.destination_device,
-        Action::ReadImage => &plan.source_device,
+        Action::WriteImage => plan.str("destinationDevice"),
+        Action::ReadImage => plan.str("sourceDevice"),
     };
-    let disk = select::select(&select::scan("/sys")?, path.as_deref(), &plan.disk)?;
+    let disk = select::select(&select::scan("/sys")?, path, &plan.disk)?;
     sayln!("imprint: disk {disk}");
     Ok(disk)
 }
@@ -180,18 +180,18 @@ pub fn write_image(
 ) -> Result<(), Error> {
     // A plan whose network keys are wrong fails before anything is written, not after.
     crate::deploy::check_network(plan)?;
-    let url = plan.source_image.as_deref().unwrap_or_default();
+    let url = plan.str("sourceImage").unwrap_or_default();
     let path = disk.path();
     let mut response = client.get(url).map_err(|e| Error(text!("fetching the image: {e}")))?;
     let source_size = response.length();
-    if plan.dry_run {
+    if plan.flag("dryRun") {
         let size = source_size.map_or(String::from("unknown size"), |n| text!("{n} bytes"));
         reporter.dry_run(&text!("write {url} ({size}) onto {path}"));
         return Ok(());
     }
     reporter.phase("writing", url);
     let options = write::Options {
-        image_size: plan.image_size,
+        image_size: plan.number("imageSize"),
         source_size,
         sha256: plan.sha256,
         sparse: true,
@@ -225,20 +225,23 @@ pub fn capture_image(
     disk: &Disk,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
-    let url = plan.destination_address.as_deref().unwrap_or_default();
+    let url = plan.destination().unwrap_or_default();
     let path = disk.path();
     let multipart = !plan.put;
     let form_name = multipart.then(|| text!("{}", crate::net::link::Mac(reporter.mac)));
-    let options =
-        capture::Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
+    let options = capture::Options {
+        compressed: plan.flag("compressed"),
+        level: capture::DEFAULT_LEVEL,
+        form_name,
+    };
     let source = capture::open(&path)?;
     let what = text!(
         "{path} ({} bytes) to {url} as {} ({})",
         source.size,
-        if plan.compressed { "gzip" } else { "raw" },
+        if plan.flag("compressed") { "gzip" } else { "raw" },
         if multipart { "multipart POST" } else { "PUT" }
     );
-    if plan.dry_run {
+    if plan.flag("dryRun") {
         reporter.dry_run(&text!("capture {what}"));
         return Ok(());
     }

@@ -130,7 +130,7 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
             // A path may name removable media: the operator asked for it.
             Some(name) => d.name == name,
             // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
-            None => hints.removable == Some(true) || !d.removable,
+            None => hints.bool("removable") == Some(true) || !d.removable,
         })
         .filter(|d| matches(d, hints))
         .collect();
@@ -152,16 +152,20 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
-    let texts = [(&h.serial, &*d.serial), (&h.model, &d.model), (&h.vendor, &d.vendor)];
+    let texts = [
+        ("serial", &*d.serial),
+        ("model", &d.model),
+        ("vendor", &d.vendor),
+        ("transport", d.transport),
+    ];
     texts
         .into_iter()
-        .chain([(&h.transport, d.transport)])
-        .all(|(want, have)| want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have)))
-        && h.wwn.as_ref().is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
-        && h.min_size.is_none_or(|min| d.size >= min)
-        && h.max_size.is_none_or(|max| d.size <= max)
-        && h.rotational.is_none_or(|r| d.rotational == r)
-        && h.removable.is_none_or(|r| d.removable == r)
+        .all(|(key, have)| h.str(key).is_none_or(|w| w.trim().eq_ignore_ascii_case(have)))
+        && h.str("wwn").is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
+        && h.number("minSize").is_none_or(|min| d.size >= min)
+        && h.number("maxSize").is_none_or(|max| d.size <= max)
+        && h.bool("rotational").is_none_or(|r| d.rotational == r)
+        && h.bool("removable").is_none_or(|r| d.removable == r)
 }
 
 /// A WWN as compared: without its type prefix ("naa.", "eui.", "0x"), in lower case.
@@ -174,23 +178,13 @@ fn wwn(s: &str) -> String {
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    let texts = [
-        ("serial", &h.serial),
-        ("wwn", &h.wwn),
-        ("model", &h.model),
-        ("vendor", &h.vendor),
-        ("transport", &h.transport),
-    ];
-    for (key, v) in texts.into_iter().filter_map(|(key, v)| Some((key, v.as_ref()?))) {
-        let _ = write!(out, " {key}={}", Quoted(v));
-    }
-    let sizes = [("minSize", h.min_size), ("maxSize", h.max_size)];
-    for (key, n) in sizes.into_iter().filter_map(|(key, n)| Some((key, n?))) {
-        let _ = write!(out, " {key}={}", size(n));
-    }
-    let flags = [("rotational", h.rotational), ("removable", h.removable)];
-    for (key, b) in flags.into_iter().filter_map(|(key, b)| Some((key, b?))) {
-        let _ = write!(out, " {key}={b}");
+    for (key, _) in crate::plan::DISK_KEYS {
+        let _ = match (h.str(key), h.number(key), h.bool(key)) {
+            (Some(text), ..) => write!(out, " {key}={}", Quoted(text)),
+            (_, Some(n), _) => write!(out, " {key}={}", size(n)),
+            (.., Some(b)) => write!(out, " {key}={b}"),
+            _ => Ok(()),
+        };
     }
     String::from(out.trim_start())
 }
@@ -200,6 +194,14 @@ mod tests {
     use super::*;
     use std::format;
     use std::path::{Path, PathBuf};
+
+    /// Disk hints as a plan's `disk` object holds them.
+    fn hints(json: &str) -> DiskHints {
+        match crate::plan::json::parse(json.as_bytes()) {
+            Ok(crate::plan::json::Value::Object(members)) => crate::plan::Object(members),
+            _ => panic!("{json}"),
+        }
+    }
 
     /// A fake /sys tree in a temporary directory.
     struct FakeSys(PathBuf);
@@ -319,28 +321,20 @@ mod tests {
         assert_eq!(pick(Some("/dev/sda"), DiskHints::default()), Ok("sda".into()));
         // A path may name removable media: the operator asked for it.
         assert_eq!(pick(Some("/dev/sdb"), DiskHints::default()), Ok("sdb".into()));
-        let h = |f: fn(&mut DiskHints)| {
-            let mut h = DiskHints::default();
-            f(&mut h);
-            h
-        };
-        assert_eq!(pick(None, h(|h| h.serial = Some("Z1W0ABCD".into()))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.wwn = Some("0x5000C500A1B2C3D4".into()))), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"serial":"Z1W0ABCD"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"wwn":"0x5000C500A1B2C3D4"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"wwn":"002538b111b22c33"}"#)), Ok("nvme0n1".into()));
         assert_eq!(
-            pick(None, h(|h| h.wwn = Some("002538b111b22c33".into()))),
+            pick(None, hints(r#"{"model":"samsung ssd 980 pro 500gb"}"#)),
             Ok("nvme0n1".into())
         );
-        assert_eq!(
-            pick(None, h(|h| h.model = Some("samsung ssd 980 pro 500gb".into()))),
-            Ok("nvme0n1".into())
-        );
-        assert_eq!(pick(None, h(|h| h.rotational = Some(false))), Ok("nvme0n1".into()));
-        assert_eq!(pick(None, h(|h| h.transport = Some("sata".into()))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.min_size = Some(600_000_000_000))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.max_size = Some(600_000_000_000))), Ok("nvme0n1".into()));
-        assert_eq!(pick(None, h(|h| h.removable = Some(true))), Ok("sdb".into()));
+        assert_eq!(pick(None, hints(r#"{"rotational":false}"#)), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, hints(r#"{"transport":"sata"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"minSize":600000000000}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"maxSize":600000000000}"#)), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, hints(r#"{"removable":true}"#)), Ok("sdb".into()));
         // Hints must all match, also together with a path.
-        assert!(pick(Some("/dev/sda"), h(|h| h.serial = Some("S5GYNX0R123456A".into()))).is_err());
+        assert!(pick(Some("/dev/sda"), hints(r#"{"serial":"S5GYNX0R123456A"}"#)).is_err());
     }
 
     #[test]
@@ -352,8 +346,8 @@ mod tests {
         assert!(text.contains("sda 1.0 TB sata"), "{text}");
         assert!(!text.contains('\n'));
 
-        let hints = DiskHints { serial: Some("NOPE".into()), ..Default::default() };
-        let text = select(&disks, None, &hints).unwrap_err();
+        let nope = hints(r#"{"serial":"NOPE"}"#);
+        let text = select(&disks, None, &nope).unwrap_err();
         assert!(text.starts_with("no disk matches serial=\"NOPE\"; disks: nvme0n1 "), "{text}");
         assert!(text.contains("sdb 30.9 GB usb model \"Cruzer Blade\" removable"), "{text}");
 
