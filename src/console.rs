@@ -74,11 +74,19 @@ impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
         for c in self.0.chars() {
+            let hex = |n: u32| char::from_digit(n & 15, 16).unwrap_or('0');
             match c {
-                '"' | '\\' => write!(f, "\\{c}")?,
-                c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
-                c => f.write_char(c)?,
+                '"' | '\\' => f.write_char('\\')?,
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    for c in ['\\', 'x', hex(c as u32 >> 4)] {
+                        f.write_char(c)?;
+                    }
+                    f.write_char(hex(c as u32))?;
+                    continue;
+                }
+                _ => {}
             }
+            f.write_char(c)?;
         }
         f.write_char('"')
     }
