@@ -182,7 +182,7 @@ fn describe(h: &DiskHints) -> String {
         let _ = match (h.str(key), h.number(key), h.bool(key)) {
             (Some(text), ..) => write!(out, " {key}={}", Quoted(text)),
             (_, Some(n), _) => write!(out, " {key}={}", size(n)),
-            (.., Some(b)) => write!(out, " {key}={b}"),
+            (.., Some(b)) => write!(out, " {key}={}", if b { "true" } else { "false" }),
             _ => Ok(()),
         };
     }
