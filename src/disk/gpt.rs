@@ -20,8 +20,9 @@ fn damaged(why: &str) -> alloc::string::String {
     text!("the image's GPT is damaged: {why}")
 }
 
+/// The little-endian u32 at `at`; 0 past the end (every caller checked the length).
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from_le_bytes(b.get(at..at + 4).and_then(|s| s.try_into().ok()).unwrap_or_default())
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -29,7 +30,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn put(b: &mut [u8], at: usize, v: &[u8]) {
-    b[at..at + v.len()].copy_from_slice(v);
+    if let Some(to) = b.get_mut(at..at + v.len()) {
+        to.copy_from_slice(v);
+    }
 }
 
 /// The header's CRC: over its 92 bytes with the CRC field zeroed.
