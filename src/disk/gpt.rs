@@ -104,10 +104,10 @@ pub fn plan(
 /// Extends partition `number` (1-based) to `end` (the last usable LBA), if it is in use and no other
 /// partition lies after it.
 fn grow_entry(entries: &mut [u8], size: usize, number: u32, end: u64) -> Result<(), &'static str> {
-    let used = |e: &[u8]| e[..16].iter().any(|&b| b != 0);
+    let used = |e: &[u8]| e.iter().take(16).any(|&b| b != 0);
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
     let entry = index.ok_or("the table has no such partition")? * size;
-    if !used(&entries[entry..]) {
+    if !used(entries.get(entry..).unwrap_or_default()) {
         return Err("the partition is empty");
     }
     let first = u64_at(entries, entry + 32);
