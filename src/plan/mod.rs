@@ -251,14 +251,16 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         _ => {}
     }
     Ok(Plan {
-        action: [Action::WriteImage, Action::ReadImage][action.unwrap_or(0)],
+        action: if action == Some(1) { Action::ReadImage } else { Action::WriteImage },
         // onError wins over dropToShell.
-        on_error: match pick("onError", POLICIES) {
-            Some(i) => Some([Policy::Reboot, Policy::Shell, Policy::Poweroff][i]),
-            None => keys.flag("dropToShell").then_some(Policy::Shell),
+        on_error: (pick("onError", POLICIES))
+            .and_then(|i| [Policy::Reboot, Policy::Shell, Policy::Poweroff].get(i).copied())
+            .or(keys.flag("dropToShell").then_some(Policy::Shell)),
+        finally: match pick("finally", FINALLY) {
+            Some(1) => Finally::Poweroff,
+            Some(2) => Finally::Shell,
+            _ => Finally::Reboot,
         },
-        finally: [Finally::Reboot, Finally::Poweroff, Finally::Shell]
-            [pick("finally", FINALLY).unwrap_or(0)],
         put: pick("upload", UPLOADS) == Some(1),
         grow_partition: keys.number("growPartition").map(|n| n as u32),
         sha256: keys.str("sha256").and_then(sha256),
