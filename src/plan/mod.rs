@@ -57,18 +57,14 @@ impl Object {
 
     /// A string, unless absent or empty.
     pub fn str(&self, key: &str) -> Option<&str> {
-        match self.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s),
-            _ => None,
-        }
+        let Some(Value::String(s)) = self.get(key) else { return None };
+        Some(s.as_str()).filter(|s| !s.is_empty())
     }
 
     /// imprint's booleans, where false is meaningful.
     pub fn bool(&self, key: &str) -> Option<bool> {
-        match self.get(key) {
-            Some(Value::Bool(b)) => Some(*b),
-            _ => None,
-        }
+        let Some(Value::Bool(b)) = self.get(key) else { return None };
+        Some(*b)
     }
 
     /// BOOTy's booleans: absent is false.
@@ -83,10 +79,8 @@ impl Object {
 
     /// A whole number, unless absent or 0.
     pub fn number(&self, key: &str) -> Option<u64> {
-        match self.get(key) {
-            Some(Value::Number(Some(n))) if *n > 0 => Some(*n),
-            _ => None,
-        }
+        let Some(Value::Number(n)) = self.get(key) else { return None };
+        n.filter(|n| *n > 0)
     }
 }
 
