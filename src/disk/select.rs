@@ -178,7 +178,7 @@ fn wwn(s: &str) -> String {
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    for (key, _) in crate::plan::DISK_KEYS {
+    for (_, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
         let _ = match (h.str(key), h.number(key), h.bool(key)) {
             (Some(text), ..) => write!(out, " {key}={}", Quoted(text)),
             (_, Some(n), _) => write!(out, " {key}={}", size(n)),

@@ -145,59 +145,48 @@ const FINALLY: &str = "\"reboot\", \"poweroff\" or \"shell\"";
 const UPLOADS: &str = "\"multipart\" or \"put\"";
 const HOST: &str = "a host name (letters, digits, '-' and '.', at most 253)";
 
-/// The plan's keys, in the order they are checked (the first bad one is the error).
-const PLAN_KEYS: [(&str, Kind); 25] = [
-    ("disk", Kind::Object),
-    ("action", Kind::Choice(ACTIONS)),
-    ("dropToShell", Kind::Bool),
-    ("compressed", Kind::Bool),
-    ("sourceImage", Kind::Str),
-    ("destinationDevice", Kind::Str),
-    ("sourceDevice", Kind::Str),
-    ("desintationAddress", Kind::Str),
-    ("destinationAddress", Kind::Str),
-    ("growDisk", Kind::Bool),
-    ("growPartition", Kind::Partition),
-    ("lvmRootName", Kind::Str),
-    ("address", Kind::Str),
-    ("gateway", Kind::Str),
-    ("nameserver", Kind::Str),
-    ("dryRun", Kind::Bool),
-    ("wipeDevice", Kind::Bool),
-    ("sha256", Kind::Checked("64 hexadecimal digits", |h| sha256(h).is_some())),
-    ("imageSize", Kind::Number),
-    ("onError", Kind::Choice(POLICIES)),
-    ("statusURL", Kind::Str),
-    ("hostname", Kind::Checked(HOST, is_hostname)),
-    ("files", Kind::Array),
-    ("finally", Kind::Choice(FINALLY)),
-    ("upload", Kind::Choice(UPLOADS)),
+/// The plan's keys by what they hold, in the order they are checked (the first bad value
+/// is the error); the keys of a group are separated by spaces.
+const PLAN_KEYS: [(Kind, &str); 13] = [
+    (Kind::Object, "disk"),
+    (Kind::Choice(ACTIONS), "action"),
+    (Kind::Bool, "dropToShell compressed growDisk dryRun wipeDevice"),
+    (Kind::Str, "sourceImage destinationDevice sourceDevice desintationAddress destinationAddress"),
+    (Kind::Str, "lvmRootName address gateway nameserver statusURL"),
+    (Kind::Partition, "growPartition"),
+    (Kind::Checked("64 hexadecimal digits", |h| sha256(h).is_some()), "sha256"),
+    (Kind::Number, "imageSize"),
+    (Kind::Choice(POLICIES), "onError"),
+    (Kind::Checked(HOST, is_hostname), "hostname"),
+    (Kind::Array, "files"),
+    (Kind::Choice(FINALLY), "finally"),
+    (Kind::Choice(UPLOADS), "upload"),
 ];
 
 /// The disk hints' keys, in the order errors and descriptions name them.
-pub(crate) const DISK_KEYS: [(&str, Kind); 9] = [
-    ("serial", Kind::Str),
-    ("wwn", Kind::Str),
-    ("model", Kind::Str),
-    ("vendor", Kind::Str),
-    ("transport", Kind::Str),
-    ("minSize", Kind::Number),
-    ("maxSize", Kind::Number),
-    ("rotational", Kind::Bool),
-    ("removable", Kind::Bool),
+pub(crate) const DISK_KEYS: [(Kind, &str); 3] = [
+    (Kind::Str, "serial wwn model vendor transport"),
+    (Kind::Number, "minSize maxSize"),
+    (Kind::Bool, "rotational removable"),
 ];
 
-const FILE_KEYS: [(&str, Kind); 4] = [
-    (
-        "path",
-        Kind::Checked("an absolute path without \"..\"", |p| {
-            p.starts_with('/') && !p.split('/').any(|part| part == "..")
-        }),
-    ),
-    ("content", Kind::Str),
-    ("base64", Kind::Checked("base64 (RFC 4648)", |b| base64::decode(b).is_some())),
-    ("mode", Kind::Checked("an octal mode such as \"0644\"", |m| octal(m).is_some())),
+const FILE_KEYS: [(Kind, &str); 4] = [
+    (Kind::Checked("an absolute path without \"..\"", is_absolute), "path"),
+    (Kind::Str, "content"),
+    (Kind::Checked("base64 (RFC 4648)", |b| base64::decode(b).is_some()), "base64"),
+    (Kind::Checked("an octal mode such as \"0644\"", |m| octal(m).is_some()), "mode"),
 ];
+
+/// Every key of `table`, with what it holds.
+pub(crate) fn each_key(
+    table: &'static [(Kind, &str)],
+) -> impl Iterator<Item = (Kind, &'static str)> {
+    table.iter().flat_map(|(kind, keys)| keys.split(' ').map(move |key| (*kind, key)))
+}
+
+fn is_absolute(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|part| part == "..")
+}
 
 fn sha256(text: &str) -> Option<[u8; 32]> {
     crate::image::sha256::parse_hex(text)
@@ -222,7 +211,7 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     let mut keys = Object(members);
     check("", &keys, &PLAN_KEYS)?;
     let ignored = (keys.0.iter().map(|m| &m.0))
-        .filter(|k| !PLAN_KEYS.iter().any(|known| known.0 == *k))
+        .filter(|k| !each_key(&PLAN_KEYS).any(|known| known.1 == *k))
         .cloned()
         .collect();
     let disk = match keys.take("disk") {
@@ -267,10 +256,10 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
 
 /// Checks each of `keys` in `object` (named `parent`, as in "disk."): the first value of
 /// the wrong type or form is the error.
-fn check(parent: &str, object: &Object, keys: &[(&str, Kind)]) -> Result<(), PlanError> {
-    for (key, kind) in keys {
+fn check(parent: &str, object: &Object, table: &'static [(Kind, &str)]) -> Result<(), PlanError> {
+    for (kind, key) in each_key(table) {
         let Some(value) = object.get(key) else { continue };
-        let (expected, found) = match (*kind, value) {
+        let (expected, found) = match (kind, value) {
             (_, Value::Null)
             | (Kind::Str, Value::String(_))
             | (Kind::Bool, Value::Bool(_))
