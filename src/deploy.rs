@@ -138,8 +138,8 @@ pub fn network_config(plan: &Plan, mac: [u8; 6], netplan: bool) -> String {
         let _ = write!(out, "[Match]\nMACAddress={mac}\n\n[Network]\n");
         ["Address=", "Gateway=", "DNS="]
     };
-    for (key, value) in keys.iter().zip(["address", "gateway", "nameserver"].map(|k| plan.str(k))) {
-        if let Some(value) = value {
+    for (key, name) in keys.iter().zip(["address", "gateway", "nameserver"]) {
+        if let Some(value) = plan.str(name) {
             let _ = writeln!(out, "{key}{value}{}", if key.ends_with('[') { "]" } else { "" });
         }
     }
