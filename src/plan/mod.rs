@@ -198,7 +198,9 @@ fn octal(mode: &str) -> Option<u32> {
 
 /// Which of the quoted words of `expected` `word` is.
 fn choice(expected: &str, word: &str) -> Option<usize> {
-    expected.split('"').skip(1).step_by(2).position(|o| o == word)
+    // The quoted words are the odd pieces between quotes.
+    let i = expected.split('"').position(|piece| piece == word)?;
+    (i % 2 == 1).then_some(i / 2)
 }
 
 /// Parses and checks a plan document.
