@@ -118,8 +118,8 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
                 Some(p) => s.on_error = p,
                 None => bad("reboot, shell or poweroff"),
             },
-            Some(5) => match text.parse::<u32>() {
-                Ok(secs) if secs <= 86_400 => s.on_error_delay = Some(secs),
+            Some(5) => match crate::http::response::parse_length(raw) {
+                Some(secs) if secs <= 86_400 => s.on_error_delay = Some(secs as u32),
                 _ => bad("a number of seconds from 0 to 86400"),
             },
             #[cfg(feature = "fault-injection")]

@@ -6,6 +6,7 @@
 
 use crate::disk::{gpt, select::Disk};
 use crate::error::Error;
+use crate::http::response::parse_length;
 use crate::plan::Plan;
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{block, fs, Errno};
@@ -107,7 +108,7 @@ pub fn check_network(plan: &Plan) -> Result<(), Error> {
     let is_ipv4 = |text: &str| crate::net::static_ip::parse_ipv4(text).is_some();
     let cidr = |a: &str| {
         a.split_once('/').is_some_and(|(ip, len)| {
-            is_ipv4(ip) && len.parse::<u8>().is_ok_and(|l| (1..=32).contains(&l))
+            is_ipv4(ip) && parse_length(len.as_bytes()).is_some_and(|l| (1..=32).contains(&l))
         })
     };
     let why = match (plan.str("address"), plan.str("gateway"), plan.str("nameserver")) {
@@ -195,7 +196,7 @@ pub fn partition_number(disk: &str, name: &str) -> Option<u32> {
         Some(b) if b.is_ascii_digit() => rest.strip_prefix('p')?,
         _ => rest,
     };
-    number.bytes().all(|b| b.is_ascii_digit()).then(|| number.parse().ok())?
+    parse_length(number.as_bytes())?.try_into().ok()
 }
 
 /// One file under the mount point: parent directories created, content written and

@@ -6,6 +6,7 @@
 //! first disk": enumeration order changes between boots and kernels.
 
 use crate::console::Quoted;
+use crate::http::response::parse_length;
 use crate::plan::DiskHints;
 use crate::sys::fs;
 use alloc::string::String;
@@ -97,7 +98,7 @@ fn read_disk(block: &str, name: String) -> Disk {
     };
     Disk {
         transport,
-        size: attr("size").parse::<u64>().unwrap_or(0) * 512, // always in 512-byte sectors
+        size: parse_length(attr("size").as_bytes()).unwrap_or(0) * 512, // always in 512-byte sectors
         removable: attr("removable") == "1",
         rotational: attr("queue/rotational") == "1",
         model: attr("device/model"),
