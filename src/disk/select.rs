@@ -126,30 +126,32 @@ fn read_attr(path: &str, vpd_page: u8) -> String {
 /// non-removable disk. The error lists every disk.
 pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
     let name = path.map(|path| path.strip_prefix("/dev/").unwrap_or(path));
-    let found: Vec<&Disk> = (disks.iter())
-        .filter(|d| match name {
+    let fits = |d: &&Disk| {
+        (match name {
             // A path may name removable media: the operator asked for it.
             Some(name) => d.name == name,
             // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
             None => hints.bool("removable") == Some(true) || !d.removable,
-        })
-        .filter(|d| matches(d, hints))
-        .collect();
+        }) && matches(d, hints)
+    };
+    let n = disks.iter().filter(fits).count();
+    if let (1, Some(disk)) = (n, disks.iter().find(fits)) {
+        return Ok(disk.clone());
+    }
     let wanted = match (path, describe(hints)) {
         (None, h) if h.is_empty() => String::from("(no hint: the only non-removable disk)"),
         (Some(path), h) if !h.is_empty() => text!("{path} with {h}"),
         (path, h) => path.map_or(h, String::from),
     };
-    let n = found.len();
-    let (list, mut out) = match found.as_slice() {
-        [disk] => return Ok((*disk).clone()),
-        [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
-        _ => (found.clone(), text!("{n} disks match {wanted}, give a hint that picks one: ")),
+    let mut out = match n {
+        0 => text!("no disk matches {wanted}; disks: "),
+        _ => text!("{n} disks match {wanted}, give a hint that picks one: "),
     };
-    for (i, d) in list.iter().enumerate() {
+    // Those that match, or when none does, every disk.
+    for (i, d) in disks.iter().filter(|d| n == 0 || fits(d)).enumerate() {
         let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
     }
-    Err(if list.is_empty() { out + "none" } else { out })
+    Err(if disks.is_empty() { out + "none" } else { out })
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
