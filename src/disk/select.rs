@@ -7,7 +7,7 @@
 
 use crate::console::Quoted;
 use crate::http::response::parse_length;
-use crate::plan::DiskHints;
+use crate::plan::{DiskHints, Kind};
 use crate::sys::fs;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -181,12 +181,11 @@ fn wwn(s: &str) -> String {
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    for (_, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
-        let _ = match (h.str(key), h.number(key), h.bool(key)) {
-            (Some(text), ..) => write!(out, " {key}={}", Quoted(text)),
-            (_, Some(n), _) => write!(out, " {key}={}", size(n)),
-            (.., Some(b)) => write!(out, " {key}={}", if b { "true" } else { "false" }),
-            _ => Ok(()),
+    for (kind, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
+        let _ = match kind {
+            Kind::Str => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
+            Kind::Number => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
+            _ => h.bool(key).map(|b| write!(out, " {key}={}", if b { "true" } else { "false" })),
         };
     }
     String::from(out.trim_start())
