@@ -25,12 +25,8 @@ fn sys<'a>(doing: &'a str, path: &'a str) -> impl FnOnce(Errno) -> Error + 'a {
 /// plan's network keys are checked already (`check_network`, before the write).
 pub fn finish(disk: &Disk, plan: &Plan, mac: [u8; 6]) -> Result<(), Error> {
     fit_table(disk, plan.grow_partition)?;
-    let grow = plan.grow_partition;
-    if plan.str("hostname").is_none()
-        && plan.files.is_empty()
-        && grow.is_none()
-        && plan.str("address").is_none()
-    {
+    let (grow, nothing) = (plan.grow_partition, plan.str("hostname").or(plan.str("address")));
+    if nothing.is_none() && plan.files.is_empty() && grow.is_none() {
         return Ok(());
     }
     let (device, number, fstype) = mount_root(disk)?;

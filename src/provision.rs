@@ -229,16 +229,13 @@ pub fn capture_image(
     let path = disk.path();
     let multipart = !plan.put;
     let form_name = multipart.then(|| text!("{}", crate::net::link::Mac(reporter.mac)));
-    let options = capture::Options {
-        compressed: plan.flag("compressed"),
-        level: capture::DEFAULT_LEVEL,
-        form_name,
-    };
+    let compressed = plan.flag("compressed");
+    let options = capture::Options { compressed, level: capture::DEFAULT_LEVEL, form_name };
     let source = capture::open(&path)?;
     let what = text!(
         "{path} ({} bytes) to {url} as {} ({})",
         source.size,
-        if plan.flag("compressed") { "gzip" } else { "raw" },
+        if compressed { "gzip" } else { "raw" },
         if multipart { "multipart POST" } else { "PUT" }
     );
     if plan.flag("dryRun") {
