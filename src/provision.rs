@@ -190,12 +190,8 @@ pub fn write_image(
         return Ok(());
     }
     reporter.phase("writing", url);
-    let options = write::Options {
-        image_size: plan.number("imageSize"),
-        source_size,
-        sha256: plan.sha256,
-        sparse: true,
-    };
+    let (image_size, sha256) = (plan.number("imageSize"), plan.sha256);
+    let options = write::Options { image_size, source_size, sha256, sparse: true };
     let mut hook = |p: &Progress| reporter.progress("writing", p);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
