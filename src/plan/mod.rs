@@ -14,6 +14,7 @@ pub mod base64;
 pub mod json;
 pub mod status;
 
+use crate::image::sha256::parse_hex;
 use crate::rescue::Policy;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -154,7 +155,7 @@ const PLAN_KEYS: [(Kind, &str); 13] = [
     (Kind::Str, "sourceImage destinationDevice sourceDevice desintationAddress destinationAddress"),
     (Kind::Str, "lvmRootName address gateway nameserver statusURL"),
     (Kind::Partition, "growPartition"),
-    (Kind::Checked("64 hexadecimal digits", |h| sha256(h).is_some()), "sha256"),
+    (Kind::Checked("64 hexadecimal digits", |h| parse_hex(h).is_some()), "sha256"),
     (Kind::Number, "imageSize"),
     (Kind::Choice(POLICIES), "onError"),
     (Kind::Checked(HOST, is_hostname), "hostname"),
@@ -186,10 +187,6 @@ pub(crate) fn each_key(
 
 fn is_absolute(path: &str) -> bool {
     path.starts_with('/') && !path.split('/').any(|part| part == "..")
-}
-
-fn sha256(text: &str) -> Option<[u8; 32]> {
-    crate::image::sha256::parse_hex(text)
 }
 
 fn octal(mode: &str) -> Option<u32> {
@@ -248,7 +245,7 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
         },
         put: pick("upload", UPLOADS) == Some(1),
         grow_partition: keys.number("growPartition").map(|n| n as u32),
-        sha256: keys.str("sha256").and_then(sha256),
+        sha256: keys.str("sha256").and_then(parse_hex),
         files,
         ignored,
         disk,
