@@ -209,10 +209,8 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     };
     let mut keys = Object(members);
     check("", &keys, &PLAN_KEYS)?;
-    let ignored = (keys.0.iter().map(|m| &m.0))
-        .filter(|k| !each_key(&PLAN_KEYS).any(|known| known.1 == *k))
-        .cloned()
-        .collect();
+    let known = |key: &String| each_key(&PLAN_KEYS).any(|known| known.1 == key);
+    let ignored = keys.0.iter().filter(|m| !known(&m.0)).map(|m| m.0.clone()).collect();
     let disk = match keys.take("disk") {
         Value::Object(members) => Object(members),
         _ => Object::default(),
