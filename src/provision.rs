@@ -38,7 +38,7 @@ pub fn fetch_plan(
         let mut body = alloc::vec![0; plan::json::MAX_INPUT + 1];
         let n = response.read_full(&mut body)?;
         let parsed = match body.get(..n).filter(|_| n <= plan::json::MAX_INPUT) {
-            Some(body) => plan::parse(body).map_err(|e| text!("{e}")),
+            Some(body) => plan::parse(body),
             None => Err(String::from("the plan is larger than 1 MiB")),
         };
         return parsed.map(|plan| (url.clone(), plan)).map_err(|e| Error(text!("{url}: {e}")));
