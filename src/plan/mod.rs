@@ -134,9 +134,8 @@ pub(crate) enum Kind {
     Partition,
     Object,
     Array,
-    /// A string that is "" or one of the quoted words of this text.
-    Choice(&'static str),
-    /// A string that is "" or that the function accepts, else it should be the text.
+    /// A string that is "" or that the function accepts, else it should be the text (a
+    /// choice: one of the quoted words of the text).
     Checked(&'static str, fn(&str) -> bool),
 }
 
@@ -150,18 +149,18 @@ const HOST: &str = "a host name (letters, digits, '-' and '.', at most 253)";
 /// is the error); the keys of a group are separated by spaces.
 const PLAN_KEYS: [(Kind, &str); 13] = [
     (Kind::Object, "disk"),
-    (Kind::Choice(ACTIONS), "action"),
+    (Kind::Checked(ACTIONS, |w| choice(ACTIONS, w).is_some()), "action"),
     (Kind::Bool, "dropToShell compressed growDisk dryRun wipeDevice"),
     (Kind::Str, "sourceImage destinationDevice sourceDevice desintationAddress destinationAddress"),
     (Kind::Str, "lvmRootName address gateway nameserver statusURL"),
     (Kind::Partition, "growPartition"),
     (Kind::Checked("64 hexadecimal digits", |h| parse_hex(h).is_some()), "sha256"),
     (Kind::Number, "imageSize"),
-    (Kind::Choice(POLICIES), "onError"),
+    (Kind::Checked(POLICIES, |w| choice(POLICIES, w).is_some()), "onError"),
     (Kind::Checked(HOST, is_hostname), "hostname"),
     (Kind::Array, "files"),
-    (Kind::Choice(FINALLY), "finally"),
-    (Kind::Choice(UPLOADS), "upload"),
+    (Kind::Checked(FINALLY, |w| choice(FINALLY, w).is_some()), "finally"),
+    (Kind::Checked(UPLOADS, |w| choice(UPLOADS, w).is_some()), "upload"),
 ];
 
 /// The disk hints' keys, in the order errors and descriptions name them.
@@ -265,15 +264,12 @@ fn check(parent: &str, object: &Object, table: &'static [(Kind, &str)]) -> Resul
             (Kind::Number | Kind::Partition, Value::Number(None)) => {
                 ("a whole number from 0 to 2^64-1", None)
             }
-            (Kind::Partition, Value::Number(Some(n))) if *n > u32::MAX.into() => {
+            (Kind::Partition, Value::Number(Some(n))) if *n >> 32 > 0 => {
                 ("a partition number", None)
             }
             (Kind::Number | Kind::Partition, Value::Number(_)) => continue,
-            (Kind::Choice(e), Value::String(w)) if !w.is_empty() && choice(e, w).is_none() => {
-                (e, None)
-            }
             (Kind::Checked(e, ok), Value::String(s)) if !s.is_empty() && !ok(s) => (e, None),
-            (Kind::Choice(_) | Kind::Checked(..), Value::String(_)) => continue,
+            (Kind::Checked(..), Value::String(_)) => continue,
             (Kind::Bool, v) => ("true or false", Some(v)),
             (Kind::Number | Kind::Partition, v) => ("a number", Some(v)),
             (Kind::Object, v) => ("an object", Some(v)),
