@@ -73,17 +73,12 @@ pub struct Quoted<'a>(pub &'a str);
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
-        for mut c in self.0.chars() {
-            let n = c as u32;
-            if c == '"' || c == '\\' {
-                f.write_char('\\')?;
-            } else if n < 0x20 || n == 0x7f {
-                let hex = |n: u32| char::from_digit(n & 15, 16).unwrap_or('0');
-                f.write_str("\\x")?;
-                f.write_char(hex(n >> 4))?;
-                c = hex(n);
+        for c in self.0.chars() {
+            match c {
+                '"' | '\\' => f.write_str(if c == '"' { "\\\"" } else { "\\\\" })?,
+                c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
+                c => f.write_char(c)?,
             }
-            f.write_char(c)?;
         }
         f.write_char('"')
     }
