@@ -119,7 +119,7 @@ fn read_attr(path: &str, vpd_page: u8) -> String {
         (page, [_, p, _, n, t @ ..]) if *p == page => t.get(..*n as usize).or(Some(t)),
         _ => None,
     };
-    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim())
+    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim_ascii())
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
@@ -163,7 +163,7 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
     ];
     texts
         .into_iter()
-        .all(|(key, have)| h.str(key).is_none_or(|w| w.trim().eq_ignore_ascii_case(have)))
+        .all(|(key, have)| h.str(key).is_none_or(|w| w.trim_ascii().eq_ignore_ascii_case(have)))
         && h.str("wwn").is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
         && h.number("minSize").is_none_or(|min| d.size >= min)
         && h.number("maxSize").is_none_or(|max| d.size <= max)
@@ -173,7 +173,7 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
 
 /// A WWN as compared: without its type prefix ("naa.", "eui.", "0x"), in lower case.
 fn wwn(s: &str) -> String {
-    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_ascii().to_ascii_lowercase();
     let bare = ["naa.", "eui.", "t10.", "0x"].iter().find_map(|p| s.strip_prefix(p));
     String::from(bare.unwrap_or(&s))
 }
@@ -188,7 +188,7 @@ fn describe(h: &DiskHints) -> String {
             _ => h.bool(key).map(|b| write!(out, " {key}={}", if b { "true" } else { "false" })),
         };
     }
-    String::from(out.trim_start())
+    String::from(out.trim_ascii_start())
 }
 
 #[cfg(test)]
