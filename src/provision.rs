@@ -16,7 +16,8 @@ use core::time::Duration;
 
 /// `{base}/{name}`, with exactly one slash between them.
 pub fn join(base: &str, name: &str) -> String {
-    text!("{}/{name}", base.trim_end_matches('/'))
+    let end = base.bytes().rposition(|b| b != b'/').map_or(0, |i| i + 1);
+    text!("{}/{name}", base.get(..end).unwrap_or(base))
 }
 
 /// GETs `{server}/{aa-bb-cc-dd-ee-ff}.bty`, or `{server}/default.bty` when that is 404.
