@@ -80,6 +80,10 @@ pub struct Settings {
     pub unknown: Vec<String>,
 }
 
+/// The keys imprint reads, matched in `parse` by their position here (0 and 1 are one).
+const KEYS: &str =
+    "imprint.url BOOTYURL ip imprint.iface imprint.on_error imprint.on_error_delay imprint.fault";
+
 /// Parses the whole command line. Every bad value is reported, one line each; the
 /// settings hold the defaults in its place, so the rescue path still has a policy to follow.
 pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
@@ -101,25 +105,25 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
             continue;
         };
         let value = (!text.is_empty()).then(|| String::from(text));
-        match key {
-            b"imprint.url" | b"BOOTYURL" if value.is_some() => s.url = value,
-            b"imprint.url" | b"BOOTYURL" => bad("a URL such as http://10.0.0.1/imprint"),
-            b"ip" if value.is_some() => s.ip = value,
-            b"ip" => bad(
+        match KEYS.split(' ').position(|k| k.as_bytes() == key) {
+            Some(0 | 1) if value.is_some() => s.url = value,
+            Some(0 | 1) => bad("a URL such as http://10.0.0.1/imprint"),
+            Some(2) if value.is_some() => s.ip = value,
+            Some(2) => bad(
                 "dhcp or <client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>",
             ),
-            b"imprint.iface" if value.is_some() => s.iface = value,
-            b"imprint.iface" => bad("an interface name or MAC address"),
-            b"imprint.on_error" => match Policy::parse(text) {
+            Some(3) if value.is_some() => s.iface = value,
+            Some(3) => bad("an interface name or MAC address"),
+            Some(4) => match Policy::parse(text) {
                 Some(p) => s.on_error = p,
                 None => bad("reboot, shell or poweroff"),
             },
-            b"imprint.on_error_delay" => match text.parse::<u32>() {
-                Ok(secs) if secs <= 86_400 => s.on_error_delay = Some(secs),
+            Some(5) => match crate::http::response::parse_length(raw) {
+                Some(secs) if secs <= 86_400 => s.on_error_delay = Some(secs as u32),
                 _ => bad("a number of seconds from 0 to 86400"),
             },
             #[cfg(feature = "fault-injection")]
-            b"imprint.fault" => s.fault = value,
+            Some(6) => s.fault = value,
             _ => s.unknown.push(lossy(key).into_owned()),
         }
     }

@@ -75,7 +75,7 @@ impl fmt::Display for Quoted<'_> {
         f.write_char('"')?;
         for c in self.0.chars() {
             match c {
-                '"' | '\\' => write!(f, "\\{c}")?,
+                '"' | '\\' => f.write_str(if c == '"' { "\\\"" } else { "\\\\" })?,
                 c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
                 c => f.write_char(c)?,
             }

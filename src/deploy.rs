@@ -6,6 +6,7 @@
 
 use crate::disk::{gpt, select::Disk};
 use crate::error::Error;
+use crate::http::response::parse_length;
 use crate::plan::Plan;
 use crate::sys::fd::{Fd, OpenFlags};
 use crate::sys::{block, fs, Errno};
@@ -24,9 +25,8 @@ fn sys<'a>(doing: &'a str, path: &'a str) -> impl FnOnce(Errno) -> Error + 'a {
 /// plan's network keys are checked already (`check_network`, before the write).
 pub fn finish(disk: &Disk, plan: &Plan, mac: [u8; 6]) -> Result<(), Error> {
     fit_table(disk, plan.grow_partition)?;
-    let grow = plan.grow_partition;
-    if plan.hostname.is_none() && plan.files.is_empty() && grow.is_none() && plan.address.is_none()
-    {
+    let (grow, nothing) = (plan.grow_partition, plan.str("hostname").or(plan.str("address")));
+    if nothing.is_none() && plan.files.is_empty() && grow.is_none() {
         return Ok(());
     }
     let (device, number, fstype) = mount_root(disk)?;
@@ -80,16 +80,16 @@ fn finish_root(
         ("/etc/netplan", "/etc/netplan/60-imprint.yaml", true, 0o600),
         ("/etc/systemd/network", "/etc/systemd/network/60-imprint.network", false, 0o644),
     ];
-    let network = plan.address.as_ref().and_then(|_| {
+    let network = plan.str("address").and_then(|_| {
         targets.into_iter().find(|(dir, ..)| fs::exists(&text!("{MOUNT_POINT}{dir}")))
     });
-    if plan.address.is_some() && network.is_none() {
+    if plan.str("address").is_some() && network.is_none() {
         sayln!("imprint: note: the deployed system has neither /etc/netplan nor /etc/systemd/network; its network configuration is not written");
     }
-    if plan.hostname.is_some() || network.is_some() || !plan.files.is_empty() {
+    if plan.str("hostname").is_some() || network.is_some() || !plan.files.is_empty() {
         sayln!("imprint: writing files into the deployed system on {device}");
     }
-    let hostname = plan.hostname.as_ref().map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
+    let hostname = plan.str("hostname").map(|name| ("/etc/hostname", text!("{name}\n"), 0o644));
     let network =
         network.map(|(_, path, netplan, mode)| (path, network_config(plan, mac, netplan), mode));
     let ours =
@@ -104,10 +104,10 @@ pub fn check_network(plan: &Plan) -> Result<(), Error> {
     let is_ipv4 = |text: &str| crate::net::static_ip::parse_ipv4(text).is_some();
     let cidr = |a: &str| {
         a.split_once('/').is_some_and(|(ip, len)| {
-            is_ipv4(ip) && len.parse::<u8>().is_ok_and(|l| (1..=32).contains(&l))
+            is_ipv4(ip) && parse_length(len.as_bytes()).is_some_and(|l| (1..=32).contains(&l))
         })
     };
-    let why = match (&plan.address, &plan.gateway, &plan.nameserver) {
+    let why = match (plan.str("address"), plan.str("gateway"), plan.str("nameserver")) {
         (None, None, None) => return Ok(()),
         (None, ..) => "gateway and nameserver need an address (CIDR)",
         (Some(a), ..) if !cidr(a) => "address is not an IPv4 CIDR such as 10.0.0.42/24",
@@ -135,8 +135,8 @@ pub fn network_config(plan: &Plan, mac: [u8; 6], netplan: bool) -> String {
         let _ = write!(out, "[Match]\nMACAddress={mac}\n\n[Network]\n");
         ["Address=", "Gateway=", "DNS="]
     };
-    for (key, value) in keys.iter().zip([&plan.address, &plan.gateway, &plan.nameserver]) {
-        if let Some(value) = value {
+    for (key, name) in keys.iter().zip(["address", "gateway", "nameserver"]) {
+        if let Some(value) = plan.str(name) {
             let _ = writeln!(out, "{key}{value}{}", if key.ends_with('[') { "]" } else { "" });
         }
     }
@@ -192,7 +192,7 @@ pub fn partition_number(disk: &str, name: &str) -> Option<u32> {
         Some(b) if b.is_ascii_digit() => rest.strip_prefix('p')?,
         _ => rest,
     };
-    number.bytes().all(|b| b.is_ascii_digit()).then(|| number.parse().ok())?
+    parse_length(number.as_bytes())?.try_into().ok()
 }
 
 /// One file under the mount point: parent directories created, content written and

@@ -98,7 +98,7 @@ pub fn shutdown(power_off: bool) -> ! {
 fn unmount_all() {
     let mut table = [0u8; 8192];
     let Ok(len) = fs::read_into("/proc/self/mounts", &mut table) else { return };
-    for line in table[..len].split(|&b| b == b'\n').rev() {
+    for line in table.get(..len).unwrap_or_default().split(|&b| b == b'\n').rev() {
         let mut name = [0u8; 256];
         match mount_point(line, &mut name) {
             None | Some("/") => {}
@@ -126,7 +126,7 @@ pub fn mount_point<'a>(line: &[u8], out: &'a mut [u8; 256]) -> Option<&'a str> {
         };
         n += 1;
     }
-    core::str::from_utf8(&out[..n]).ok().filter(|s| !s.is_empty())
+    core::str::from_utf8(out.get(..n)?).ok().filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

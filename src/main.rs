@@ -83,7 +83,7 @@ fn provision(settings: &Settings) -> Result<bool, Error> {
     if let Some(policy) = plan.on_error {
         rescue::configure(policy, None);
     }
-    let status_url = plan.status_url.as_deref();
+    let status_url = plan.str("statusURL");
     let mut reporter = Reporter::new(status_url, mac, dns, network.dhcp.as_deref_mut());
     reporter.phase("starting", &plan_url);
     if let Err(error) = act(&mut client, &plan, &mut reporter) {

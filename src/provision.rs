@@ -16,7 +16,8 @@ use core::time::Duration;
 
 /// `{base}/{name}`, with exactly one slash between them.
 pub fn join(base: &str, name: &str) -> String {
-    text!("{}/{name}", base.trim_end_matches('/'))
+    let end = base.bytes().rposition(|b| b != b'/').map_or(0, |i| i + 1);
+    text!("{}/{name}", base.get(..end).unwrap_or(base))
 }
 
 /// GETs `{server}/{aa-bb-cc-dd-ee-ff}.bty`, or `{server}/default.bty` when that is 404.
@@ -38,7 +39,7 @@ pub fn fetch_plan(
         let mut body = alloc::vec![0; plan::json::MAX_INPUT + 1];
         let n = response.read_full(&mut body)?;
         let parsed = match body.get(..n).filter(|_| n <= plan::json::MAX_INPUT) {
-            Some(body) => plan::parse(body).map_err(|e| text!("{e}")),
+            Some(body) => plan::parse(body),
             None => Err(String::from("the plan is larger than 1 MiB")),
         };
         return parsed.map(|plan| (url.clone(), plan)).map_err(|e| Error(text!("{url}: {e}")));
@@ -50,20 +51,20 @@ pub fn fetch_plan(
 pub fn show_plan(url: &str, plan: &Plan) {
     let capture = plan.action == Action::ReadImage;
     let action = if capture { "readImage" } else { "writeImage" };
-    sayln!("imprint: plan {url}: {action}{}", if plan.dry_run { " (dry run)" } else { "" });
-    if let Some(image) = &plan.source_image {
+    sayln!("imprint: plan {url}: {action}{}", if plan.flag("dryRun") { " (dry run)" } else { "" });
+    if let Some(image) = plan.str("sourceImage") {
         sayln!("  image     {image}");
     }
-    if let Some(to) = &plan.destination_address {
+    if let Some(to) = plan.destination() {
         sayln!("  upload    {to}");
     }
     for key in &plan.ignored {
         sayln!("  note: unknown plan key {key} ignored");
     }
     let notes = [
-        (plan.wipe_device && capture, "wipeDevice ignored: a capture only reads the disk"),
-        (plan.lvm_root_name.is_some() || plan.grow_disk, "this build does not do growing LVM (growDisk, lvmRootName) yet; the plan's other steps go on"),
-        (plan.wipe_device && !capture, "this build does not do wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway) yet; the plan's other steps go on"),
+        (plan.flag("wipeDevice") && capture, "wipeDevice ignored: a capture only reads the disk"),
+        (plan.str("lvmRootName").is_some() || plan.flag("growDisk"), "this build does not do growing LVM (growDisk, lvmRootName) yet; the plan's other steps go on"),
+        (plan.flag("wipeDevice") && !capture, "this build does not do wiping the disk first (wipeDevice; the write zeroes its ends and every run of zeros anyway) yet; the plan's other steps go on"),
     ];
     for (_, note) in notes.iter().filter(|n| n.0) {
         sayln!("  note: {note}");
@@ -73,10 +74,10 @@ pub fn show_plan(url: &str, plan: &Plan) {
 /// The disk the plan means: its device path, else its hints, else the only fixed disk.
 pub fn choose_disk(plan: &Plan) -> Result<Disk, Error> {
     let path = match plan.action {
-        Action::WriteImage => &plan.destination_device,
-        Action::ReadImage => &plan.source_device,
+        Action::WriteImage => plan.str("destinationDevice"),
+        Action::ReadImage => plan.str("sourceDevice"),
     };
-    let disk = select::select(&select::scan("/sys")?, path.as_deref(), &plan.disk)?;
+    let disk = select::select(&select::scan("/sys")?, path, &plan.disk)?;
     sayln!("imprint: disk {disk}");
     Ok(disk)
 }
@@ -180,22 +181,18 @@ pub fn write_image(
 ) -> Result<(), Error> {
     // A plan whose network keys are wrong fails before anything is written, not after.
     crate::deploy::check_network(plan)?;
-    let url = plan.source_image.as_deref().unwrap_or_default();
+    let url = plan.str("sourceImage").unwrap_or_default();
     let path = disk.path();
     let mut response = client.get(url).map_err(|e| Error(text!("fetching the image: {e}")))?;
     let source_size = response.length();
-    if plan.dry_run {
+    if plan.flag("dryRun") {
         let size = source_size.map_or(String::from("unknown size"), |n| text!("{n} bytes"));
         reporter.dry_run(&text!("write {url} ({size}) onto {path}"));
         return Ok(());
     }
     reporter.phase("writing", url);
-    let options = write::Options {
-        image_size: plan.image_size,
-        source_size,
-        sha256: plan.sha256,
-        sparse: true,
-    };
+    let (image_size, sha256) = (plan.number("imageSize"), plan.sha256);
+    let options = write::Options { image_size, source_size, sha256, sparse: true };
     let mut hook = |p: &Progress| reporter.progress("writing", p);
     let summary = write::write_image(&mut response, &path, &options, &mut hook)?;
     drop(response);
@@ -225,20 +222,20 @@ pub fn capture_image(
     disk: &Disk,
     reporter: &mut Reporter,
 ) -> Result<(), Error> {
-    let url = plan.destination_address.as_deref().unwrap_or_default();
+    let url = plan.destination().unwrap_or_default();
     let path = disk.path();
     let multipart = !plan.put;
     let form_name = multipart.then(|| text!("{}", crate::net::link::Mac(reporter.mac)));
-    let options =
-        capture::Options { compressed: plan.compressed, level: capture::DEFAULT_LEVEL, form_name };
+    let compressed = plan.flag("compressed");
+    let options = capture::Options { compressed, level: capture::DEFAULT_LEVEL, form_name };
     let source = capture::open(&path)?;
     let what = text!(
         "{path} ({} bytes) to {url} as {} ({})",
         source.size,
-        if plan.compressed { "gzip" } else { "raw" },
+        if compressed { "gzip" } else { "raw" },
         if multipart { "multipart POST" } else { "PUT" }
     );
-    if plan.dry_run {
+    if plan.flag("dryRun") {
         reporter.dry_run(&text!("capture {what}"));
         return Ok(());
     }

@@ -20,8 +20,9 @@ fn damaged(why: &str) -> alloc::string::String {
     text!("the image's GPT is damaged: {why}")
 }
 
+/// The little-endian u32 at `at`; 0 past the end (every caller checked the length).
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from_le_bytes(b.get(at..at + 4).and_then(|s| s.try_into().ok()).unwrap_or_default())
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -29,7 +30,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn put(b: &mut [u8], at: usize, v: &[u8]) {
-    b[at..at + v.len()].copy_from_slice(v);
+    if let Some(to) = b.get_mut(at..at + v.len()) {
+        to.copy_from_slice(v);
+    }
 }
 
 /// The header's CRC: over its 92 bytes with the CRC field zeroed.
@@ -101,10 +104,10 @@ pub fn plan(
 /// Extends partition `number` (1-based) to `end` (the last usable LBA), if it is in use and no other
 /// partition lies after it.
 fn grow_entry(entries: &mut [u8], size: usize, number: u32, end: u64) -> Result<(), &'static str> {
-    let used = |e: &[u8]| e[..16].iter().any(|&b| b != 0);
+    let used = |e: &[u8]| e.iter().take(16).any(|&b| b != 0);
     let index = (number as usize).checked_sub(1).filter(|i| (i + 1) * size <= entries.len());
     let entry = index.ok_or("the table has no such partition")? * size;
-    if !used(&entries[entry..]) {
+    if !used(entries.get(entry..).unwrap_or_default()) {
         return Err("the partition is empty");
     }
     let first = u64_at(entries, entry + 32);

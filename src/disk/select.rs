@@ -6,7 +6,8 @@
 //! first disk": enumeration order changes between boots and kernels.
 
 use crate::console::Quoted;
-use crate::plan::DiskHints;
+use crate::http::response::parse_length;
+use crate::plan::{DiskHints, Kind};
 use crate::sys::fs;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -97,7 +98,7 @@ fn read_disk(block: &str, name: String) -> Disk {
     };
     Disk {
         transport,
-        size: attr("size").parse::<u64>().unwrap_or(0) * 512, // always in 512-byte sectors
+        size: parse_length(attr("size").as_bytes()).unwrap_or(0) * 512, // always in 512-byte sectors
         removable: attr("removable") == "1",
         rotational: attr("queue/rotational") == "1",
         model: attr("device/model"),
@@ -118,55 +119,61 @@ fn read_attr(path: &str, vpd_page: u8) -> String {
         (page, [_, p, _, n, t @ ..]) if *p == page => t.get(..*n as usize).or(Some(t)),
         _ => None,
     };
-    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim())
+    String::from(core::str::from_utf8(text.unwrap_or_default()).unwrap_or_default().trim_ascii())
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
 /// non-removable disk. The error lists every disk.
 pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
     let name = path.map(|path| path.strip_prefix("/dev/").unwrap_or(path));
-    let found: Vec<&Disk> = (disks.iter())
-        .filter(|d| match name {
+    let fits = |d: &&Disk| {
+        (match name {
             // A path may name removable media: the operator asked for it.
             Some(name) => d.name == name,
             // Removable media (USB sticks, SD cards) are only candidates when the hints ask.
-            None => hints.removable == Some(true) || !d.removable,
-        })
-        .filter(|d| matches(d, hints))
-        .collect();
+            None => hints.bool("removable") == Some(true) || !d.removable,
+        }) && matches(d, hints)
+    };
+    let n = disks.iter().filter(fits).count();
+    if let (1, Some(disk)) = (n, disks.iter().find(fits)) {
+        return Ok(disk.clone());
+    }
     let wanted = match (path, describe(hints)) {
         (None, h) if h.is_empty() => String::from("(no hint: the only non-removable disk)"),
         (Some(path), h) if !h.is_empty() => text!("{path} with {h}"),
         (path, h) => path.map_or(h, String::from),
     };
-    let n = found.len();
-    let (list, mut out) = match found.as_slice() {
-        [disk] => return Ok((*disk).clone()),
-        [] => (disks.iter().collect(), text!("no disk matches {wanted}; disks: ")),
-        _ => (found.clone(), text!("{n} disks match {wanted}, give a hint that picks one: ")),
+    let mut out = match n {
+        0 => text!("no disk matches {wanted}; disks: "),
+        _ => text!("{n} disks match {wanted}, give a hint that picks one: "),
     };
-    for (i, d) in list.iter().enumerate() {
+    // Those that match, or when none does, every disk.
+    for (i, d) in disks.iter().filter(|d| n == 0 || fits(d)).enumerate() {
         let _ = write!(out, "{}{d}", if i > 0 { "; " } else { "" });
     }
-    Err(if list.is_empty() { out + "none" } else { out })
+    Err(if disks.is_empty() { out + "none" } else { out })
 }
 
 fn matches(d: &Disk, h: &DiskHints) -> bool {
-    let texts = [(&h.serial, &*d.serial), (&h.model, &d.model), (&h.vendor, &d.vendor)];
+    let texts = [
+        ("serial", &*d.serial),
+        ("model", &d.model),
+        ("vendor", &d.vendor),
+        ("transport", d.transport),
+    ];
     texts
         .into_iter()
-        .chain([(&h.transport, d.transport)])
-        .all(|(want, have)| want.as_ref().is_none_or(|w| w.trim().eq_ignore_ascii_case(have)))
-        && h.wwn.as_ref().is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
-        && h.min_size.is_none_or(|min| d.size >= min)
-        && h.max_size.is_none_or(|max| d.size <= max)
-        && h.rotational.is_none_or(|r| d.rotational == r)
-        && h.removable.is_none_or(|r| d.removable == r)
+        .all(|(key, have)| h.str(key).is_none_or(|w| w.trim_ascii().eq_ignore_ascii_case(have)))
+        && h.str("wwn").is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
+        && h.number("minSize").is_none_or(|min| d.size >= min)
+        && h.number("maxSize").is_none_or(|max| d.size <= max)
+        && h.bool("rotational").is_none_or(|r| d.rotational == r)
+        && h.bool("removable").is_none_or(|r| d.removable == r)
 }
 
 /// A WWN as compared: without its type prefix ("naa.", "eui.", "0x"), in lower case.
 fn wwn(s: &str) -> String {
-    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_ascii().to_ascii_lowercase();
     let bare = ["naa.", "eui.", "t10.", "0x"].iter().find_map(|p| s.strip_prefix(p));
     String::from(bare.unwrap_or(&s))
 }
@@ -174,25 +181,14 @@ fn wwn(s: &str) -> String {
 /// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    let texts = [
-        ("serial", &h.serial),
-        ("wwn", &h.wwn),
-        ("model", &h.model),
-        ("vendor", &h.vendor),
-        ("transport", &h.transport),
-    ];
-    for (key, v) in texts.into_iter().filter_map(|(key, v)| Some((key, v.as_ref()?))) {
-        let _ = write!(out, " {key}={}", Quoted(v));
+    for (kind, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
+        let _ = match kind {
+            Kind::Str => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
+            Kind::Number => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
+            _ => h.bool(key).map(|b| write!(out, " {key}={}", if b { "true" } else { "false" })),
+        };
     }
-    let sizes = [("minSize", h.min_size), ("maxSize", h.max_size)];
-    for (key, n) in sizes.into_iter().filter_map(|(key, n)| Some((key, n?))) {
-        let _ = write!(out, " {key}={}", size(n));
-    }
-    let flags = [("rotational", h.rotational), ("removable", h.removable)];
-    for (key, b) in flags.into_iter().filter_map(|(key, b)| Some((key, b?))) {
-        let _ = write!(out, " {key}={b}");
-    }
-    String::from(out.trim_start())
+    String::from(out.trim_ascii_start())
 }
 
 #[cfg(test)]
@@ -200,6 +196,14 @@ mod tests {
     use super::*;
     use std::format;
     use std::path::{Path, PathBuf};
+
+    /// Disk hints as a plan's `disk` object holds them.
+    fn hints(json: &str) -> DiskHints {
+        match crate::plan::json::parse(json.as_bytes()) {
+            Ok(crate::plan::json::Value::Object(members)) => crate::plan::Object(members),
+            _ => panic!("{json}"),
+        }
+    }
 
     /// A fake /sys tree in a temporary directory.
     struct FakeSys(PathBuf);
@@ -319,28 +323,20 @@ mod tests {
         assert_eq!(pick(Some("/dev/sda"), DiskHints::default()), Ok("sda".into()));
         // A path may name removable media: the operator asked for it.
         assert_eq!(pick(Some("/dev/sdb"), DiskHints::default()), Ok("sdb".into()));
-        let h = |f: fn(&mut DiskHints)| {
-            let mut h = DiskHints::default();
-            f(&mut h);
-            h
-        };
-        assert_eq!(pick(None, h(|h| h.serial = Some("Z1W0ABCD".into()))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.wwn = Some("0x5000C500A1B2C3D4".into()))), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"serial":"Z1W0ABCD"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"wwn":"0x5000C500A1B2C3D4"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"wwn":"002538b111b22c33"}"#)), Ok("nvme0n1".into()));
         assert_eq!(
-            pick(None, h(|h| h.wwn = Some("002538b111b22c33".into()))),
+            pick(None, hints(r#"{"model":"samsung ssd 980 pro 500gb"}"#)),
             Ok("nvme0n1".into())
         );
-        assert_eq!(
-            pick(None, h(|h| h.model = Some("samsung ssd 980 pro 500gb".into()))),
-            Ok("nvme0n1".into())
-        );
-        assert_eq!(pick(None, h(|h| h.rotational = Some(false))), Ok("nvme0n1".into()));
-        assert_eq!(pick(None, h(|h| h.transport = Some("sata".into()))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.min_size = Some(600_000_000_000))), Ok("sda".into()));
-        assert_eq!(pick(None, h(|h| h.max_size = Some(600_000_000_000))), Ok("nvme0n1".into()));
-        assert_eq!(pick(None, h(|h| h.removable = Some(true))), Ok("sdb".into()));
+        assert_eq!(pick(None, hints(r#"{"rotational":false}"#)), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, hints(r#"{"transport":"sata"}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"minSize":600000000000}"#)), Ok("sda".into()));
+        assert_eq!(pick(None, hints(r#"{"maxSize":600000000000}"#)), Ok("nvme0n1".into()));
+        assert_eq!(pick(None, hints(r#"{"removable":true}"#)), Ok("sdb".into()));
         // Hints must all match, also together with a path.
-        assert!(pick(Some("/dev/sda"), h(|h| h.serial = Some("S5GYNX0R123456A".into()))).is_err());
+        assert!(pick(Some("/dev/sda"), hints(r#"{"serial":"S5GYNX0R123456A"}"#)).is_err());
     }
 
     #[test]
@@ -352,8 +348,8 @@ mod tests {
         assert!(text.contains("sda 1.0 TB sata"), "{text}");
         assert!(!text.contains('\n'));
 
-        let hints = DiskHints { serial: Some("NOPE".into()), ..Default::default() };
-        let text = select(&disks, None, &hints).unwrap_err();
+        let nope = hints(r#"{"serial":"NOPE"}"#);
+        let text = select(&disks, None, &nope).unwrap_err();
         assert!(text.starts_with("no disk matches serial=\"NOPE\"; disks: nvme0n1 "), "{text}");
         assert!(text.contains("sdb 30.9 GB usb model \"Cruzer Blade\" removable"), "{text}");
 

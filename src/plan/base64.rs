@@ -16,7 +16,8 @@ fn sextet(c: u8) -> Option<u32> {
 /// Decodes `text`; `=` padding is optional, but only at the end. White space (line breaks
 /// in long values) is skipped. Anything else outside the alphabet is an error (None).
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    let body = text.trim_end_matches('=');
+    let end = text.bytes().rposition(|b| b != b'=').map_or(0, |i| i + 1);
+    let body = text.get(..end).unwrap_or(text);
     if text.len() - body.len() > 2 {
         return None;
     }

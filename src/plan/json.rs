@@ -93,7 +93,7 @@ impl Parser<'_> {
     }
 
     fn word(&mut self, word: &[u8], value: Value) -> Result<Value, JsonError> {
-        if !self.s[self.pos..].starts_with(word) {
+        if !self.s.get(self.pos..).unwrap_or_default().starts_with(word) {
             return Err(self.error("unknown literal (expected true, false or null)"));
         }
         self.pos += word.len();
@@ -175,7 +175,8 @@ impl Parser<'_> {
 
     /// One or more digits.
     fn digits(&mut self) -> Result<(), JsonError> {
-        let n = self.s[self.pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let rest = self.s.get(self.pos..).unwrap_or_default();
+        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if n == 0 {
             return Err(self.error("expected a digit"));
         }

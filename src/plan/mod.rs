@@ -6,11 +6,15 @@
 //! style, documented in the README. Unknown keys are ignored (and listed, so the console
 //! can note them); a key with the wrong type, or a required key missing, is an error that
 //! names the key.
+//!
+//! One table per object says what each key must hold; once the document passed it, its
+//! values are read by key (`plan.str("sourceImage")`) and cannot be of the wrong type.
 
 pub mod base64;
 pub mod json;
 pub mod status;
 
+use crate::image::sha256::parse_hex;
 use crate::rescue::Policy;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,24 +36,52 @@ pub enum Finally {
     Shell,
 }
 
-/// Hints that pick the disk (all given ones must match).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DiskHints {
-    pub serial: Option<String>,
-    pub wwn: Option<String>,
-    pub model: Option<String>,
-    pub vendor: Option<String>,
-    pub min_size: Option<u64>,
-    pub max_size: Option<u64>,
-    pub transport: Option<String>,
-    pub rotational: Option<bool>,
-    /// Removable media (USB sticks, SD cards) are candidates only when this is true.
-    pub removable: Option<bool>,
-}
+/// A checked JSON object's members, read by key. plunder writes every field, so null, "",
+/// 0 and (for BOOTy's booleans) false all read as not given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Object(pub Vec<(String, Value)>);
 
-impl DiskHints {
-    pub fn is_empty(&self) -> bool {
-        *self == DiskHints::default()
+/// The plan's `disk`: hints that pick the disk (all given ones must match). Removable
+/// media (USB sticks, SD cards) are candidates only when `removable` is true.
+pub type DiskHints = Object;
+
+impl Object {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|m| m.0 == key).map(|m| &m.1)
+    }
+
+    /// Takes the value of `key` out (null when absent).
+    fn take(&mut self, key: &str) -> Value {
+        let member = self.0.iter_mut().find(|m| m.0 == key);
+        member.map_or(Value::Null, |m| core::mem::replace(&mut m.1, Value::Null))
+    }
+
+    /// A string, unless absent or empty.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        let Some(Value::String(s)) = self.get(key) else { return None };
+        Some(s.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// imprint's booleans, where false is meaningful.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        let Some(Value::Bool(b)) = self.get(key) else { return None };
+        Some(*b)
+    }
+
+    /// BOOTy's booleans: absent is false.
+    pub fn flag(&self, key: &str) -> bool {
+        self.bool(key) == Some(true)
+    }
+
+    /// Where a capture goes: plunder's spelling wins over the right one.
+    pub fn destination(&self) -> Option<&str> {
+        self.str("desintationAddress").or(self.str("destinationAddress"))
+    }
+
+    /// A whole number, unless absent or 0.
+    pub fn number(&self, key: &str) -> Option<u64> {
+        let Some(Value::Number(n)) = self.get(key) else { return None };
+        n.filter(|n| *n > 0)
     }
 }
 
@@ -61,112 +93,196 @@ pub struct FileSpec {
     pub mode: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A checked plan. Its strings, BOOTy's flags and numbers are read from `keys` (through
+/// `Deref`: `plan.str("address")`); the rest is decoded here.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    pub action: Action,
-    /// BOOTy's hint only: the format is detected from the image's first bytes.
-    pub compressed: bool,
-    pub source_image: Option<String>,
-    pub destination_device: Option<String>,
-    pub source_device: Option<String>,
-    pub destination_address: Option<String>,
-    pub grow_disk: bool,
-    pub grow_partition: Option<u32>,
-    pub lvm_root_name: Option<String>,
-    pub address: Option<String>,
-    pub gateway: Option<String>,
-    pub nameserver: Option<String>,
-    pub dry_run: bool,
-    pub wipe_device: bool,
-    // imprint's extensions
-    pub sha256: Option<[u8; 32]>,
-    pub image_size: Option<u64>,
+    pub keys: Object,
     pub disk: DiskHints,
+    pub action: Action,
     /// `onError`, or BOOTy's `dropToShell` (= shell) when `onError` is not given.
     pub on_error: Option<Policy>,
-    pub status_url: Option<String>,
-    pub hostname: Option<String>,
-    pub files: Vec<FileSpec>,
     pub finally: Finally,
     /// `upload` is "put": a capture is the body as is, PUT to the URL (WebDAV-style
     /// servers); else (`multipart`) plunder's multipart/form-data, field `BootyImage`.
     pub put: bool,
+    pub grow_partition: Option<u32>,
+    pub sha256: Option<[u8; 32]>,
+    pub files: Vec<FileSpec>,
     /// Keys present in the document that imprint does not know.
     pub ignored: Vec<String>,
+}
+
+impl core::ops::Deref for Plan {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.keys
+    }
 }
 
 /// Why a plan cannot be used: one line, naming the key (with its parent, as in
 /// "disk.serial"), what it should hold and, for a value of the wrong type, what it holds.
 pub type PlanError = String;
 
+/// What a key must hold (null always means "not given").
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Str,
+    Bool,
+    Number,
+    /// A number that fits a u32 (0 is "not given").
+    Partition,
+    Object,
+    Array,
+    /// A string that is "" or that the function accepts, else it should be the text (a
+    /// choice: one of the quoted words of the text).
+    Checked(&'static str, fn(&str) -> bool),
+}
+
+const ACTIONS: &str = "\"writeImage\" or \"readImage\"";
+const POLICIES: &str = "\"reboot\", \"shell\" or \"poweroff\"";
+const FINALLY: &str = "\"reboot\", \"poweroff\" or \"shell\"";
+const UPLOADS: &str = "\"multipart\" or \"put\"";
+const HOST: &str = "a host name (letters, digits, '-' and '.', at most 253)";
+
+/// The plan's keys by what they hold, in the order they are checked (the first bad value
+/// is the error); the keys of a group are separated by spaces.
+const PLAN_KEYS: [(Kind, &str); 13] = [
+    (Kind::Object, "disk"),
+    (Kind::Checked(ACTIONS, |w| choice(ACTIONS, w).is_some()), "action"),
+    (Kind::Bool, "dropToShell compressed growDisk dryRun wipeDevice"),
+    (Kind::Str, "sourceImage destinationDevice sourceDevice desintationAddress destinationAddress"),
+    (Kind::Str, "lvmRootName address gateway nameserver statusURL"),
+    (Kind::Partition, "growPartition"),
+    (Kind::Checked("64 hexadecimal digits", |h| parse_hex(h).is_some()), "sha256"),
+    (Kind::Number, "imageSize"),
+    (Kind::Checked(POLICIES, |w| choice(POLICIES, w).is_some()), "onError"),
+    (Kind::Checked(HOST, is_hostname), "hostname"),
+    (Kind::Array, "files"),
+    (Kind::Checked(FINALLY, |w| choice(FINALLY, w).is_some()), "finally"),
+    (Kind::Checked(UPLOADS, |w| choice(UPLOADS, w).is_some()), "upload"),
+];
+
+/// The disk hints' keys, in the order errors and descriptions name them.
+pub(crate) const DISK_KEYS: [(Kind, &str); 3] = [
+    (Kind::Str, "serial wwn model vendor transport"),
+    (Kind::Number, "minSize maxSize"),
+    (Kind::Bool, "rotational removable"),
+];
+
+const FILE_KEYS: [(Kind, &str); 4] = [
+    (Kind::Checked("an absolute path without \"..\"", is_absolute), "path"),
+    (Kind::Str, "content"),
+    (Kind::Checked("base64 (RFC 4648)", |b| base64::decode(b).is_some()), "base64"),
+    (Kind::Checked("an octal mode such as \"0644\"", |m| octal(m).is_some()), "mode"),
+];
+
+/// Every key of `table`, with what it holds.
+pub(crate) fn each_key(
+    table: &'static [(Kind, &str)],
+) -> impl Iterator<Item = (Kind, &'static str)> {
+    table.iter().flat_map(|(kind, keys)| keys.split(' ').map(move |key| (*kind, key)))
+}
+
+fn is_absolute(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|part| part == "..")
+}
+
+fn octal(mode: &str) -> Option<u32> {
+    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// Which of the quoted words of `expected` `word` is.
+fn choice(expected: &str, word: &str) -> Option<usize> {
+    // The quoted words are the odd pieces between quotes.
+    let i = expected.split('"').position(|piece| piece == word)?;
+    (i % 2 == 1).then_some(i / 2)
+}
+
 /// Parses and checks a plan document.
 pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     let document = json::parse(document)
         .map_err(|e| text!("plan: invalid JSON at byte {}: {}", e.at, e.what))?;
-    let Value::Object(members) = &document else {
+    let Value::Object(members) = document else {
         return Err("plan: the document is not a JSON object".into());
     };
-    let mut o = Members::new("", members);
-    let mut d = Members::new("disk.", o.object("disk"));
-    let action = o.choice("action", "\"writeImage\" or \"readImage\"");
-    let drop_to_shell = o.flag("dropToShell");
-    let host = "a host name (letters, digits, '-' and '.', at most 253)";
-    let plan = Plan {
-        action: [Action::WriteImage, Action::ReadImage][action.unwrap_or(0)],
-        compressed: o.flag("compressed"),
-        source_image: o.str("sourceImage"),
-        destination_device: o.str("destinationDevice"),
-        source_device: o.str("sourceDevice"),
-        // plunder's spelling wins over the right one.
-        destination_address: o.str("desintationAddress").or(o.str("destinationAddress")),
-        grow_disk: o.flag("growDisk"),
-        grow_partition: o.number("growPartition").and_then(|n| {
-            u32::try_from(n).ok().or_else(|| o.fail("growPartition", "a partition number", None))
-        }),
-        lvm_root_name: o.str("lvmRootName"),
-        address: o.str("address"),
-        gateway: o.str("gateway"),
-        nameserver: o.str("nameserver"),
-        dry_run: o.flag("dryRun"),
-        wipe_device: o.flag("wipeDevice"),
-        sha256: o.parsed("sha256", "64 hexadecimal digits", crate::image::sha256::parse_hex),
-        image_size: o.number("imageSize"),
-        disk: DiskHints {
-            serial: d.str("serial"),
-            wwn: d.str("wwn"),
-            model: d.str("model"),
-            vendor: d.str("vendor"),
-            min_size: d.number("minSize"),
-            max_size: d.number("maxSize"),
-            transport: d.str("transport"),
-            rotational: d.bool("rotational"),
-            removable: d.bool("removable"),
-        },
+    let mut keys = Object(members);
+    check("", &keys, &PLAN_KEYS)?;
+    let known = |key: &String| each_key(&PLAN_KEYS).any(|known| known.1 == key);
+    let ignored = keys.0.iter().filter(|m| !known(&m.0)).map(|m| m.0.clone()).collect();
+    let disk = match keys.take("disk") {
+        Value::Object(members) => Object(members),
+        _ => Object::default(),
+    };
+    check("disk.", &disk, &DISK_KEYS)?;
+    let mut files = Vec::new();
+    if let Value::Array(items) = keys.take("files") {
+        for item in items {
+            files.push(file(item)?);
+        }
+    }
+    let pick = |key, expected| keys.str(key).and_then(|w| choice(expected, w));
+    let action = pick("action", ACTIONS);
+    match (action, keys.str("sourceImage"), keys.destination()) {
+        (None, ..) => return Err(required("action", "(\"writeImage\" or \"readImage\")")),
+        (Some(0), None, _) => return Err(required("sourceImage", "for writeImage")),
+        (Some(1), _, None) => return Err(required("desintationAddress", "for readImage")),
+        _ => {}
+    }
+    Ok(Plan {
+        action: if action == Some(1) { Action::ReadImage } else { Action::WriteImage },
         // onError wins over dropToShell.
-        on_error: match o.choice("onError", "\"reboot\", \"shell\" or \"poweroff\"") {
-            Some(i) => Some([Policy::Reboot, Policy::Shell, Policy::Poweroff][i]),
-            None => drop_to_shell.then_some(Policy::Shell),
+        on_error: (pick("onError", POLICIES))
+            .and_then(|i| [Policy::Reboot, Policy::Shell, Policy::Poweroff].get(i).copied())
+            .or(keys.flag("dropToShell").then_some(Policy::Shell)),
+        finally: match pick("finally", FINALLY) {
+            Some(1) => Finally::Poweroff,
+            Some(2) => Finally::Shell,
+            _ => Finally::Reboot,
         },
-        status_url: o.str("statusURL"),
-        hostname: o.parsed("hostname", host, |h| is_hostname(h).then(|| h.into())),
-        files: o.array("files").iter().filter_map(|item| o.file(item)).collect(),
-        finally: [Finally::Reboot, Finally::Poweroff, Finally::Shell]
-            [o.choice("finally", "\"reboot\", \"poweroff\" or \"shell\"").unwrap_or(0)],
-        put: o.choice("upload", "\"multipart\" or \"put\"") == Some(1),
-        ignored: core::mem::take(&mut o.unread),
-    };
-    let missing = match (action, &plan.source_image, &plan.destination_address) {
-        (None, ..) => Some(required("action", "(\"writeImage\" or \"readImage\")")),
-        (Some(0), None, _) => Some(required("sourceImage", "for writeImage")),
-        (Some(1), _, None) => Some(required("desintationAddress", "for readImage")),
-        _ => None,
-    };
-    o.error.or(d.error).or(missing).map_or(Ok(plan), Err)
+        put: pick("upload", UPLOADS) == Some(1),
+        grow_partition: keys.number("growPartition").map(|n| n as u32),
+        sha256: keys.str("sha256").and_then(parse_hex),
+        files,
+        ignored,
+        disk,
+        keys,
+    })
+}
+
+/// Checks each of `keys` in `object` (named `parent`, as in "disk."): the first value of
+/// the wrong type or form is the error.
+fn check(parent: &str, object: &Object, table: &'static [(Kind, &str)]) -> Result<(), PlanError> {
+    for (kind, key) in each_key(table) {
+        let Some(value) = object.get(key) else { continue };
+        let (expected, found) = match (kind, value) {
+            (_, Value::Null)
+            | (Kind::Str, Value::String(_))
+            | (Kind::Bool, Value::Bool(_))
+            | (Kind::Object, Value::Object(_))
+            | (Kind::Array, Value::Array(_)) => continue,
+            (Kind::Number | Kind::Partition, Value::Number(None)) => {
+                ("a whole number from 0 to 2^64-1", None)
+            }
+            (Kind::Partition, Value::Number(Some(n))) if *n >> 32 > 0 => {
+                ("a partition number", None)
+            }
+            (Kind::Number | Kind::Partition, Value::Number(_)) => continue,
+            (Kind::Checked(e, ok), Value::String(s)) if !s.is_empty() && !ok(s) => (e, None),
+            (Kind::Checked(..), Value::String(_)) => continue,
+            (Kind::Bool, v) => ("true or false", Some(v)),
+            (Kind::Number | Kind::Partition, v) => ("a number", Some(v)),
+            (Kind::Object, v) => ("an object", Some(v)),
+            (Kind::Array, v) => ("an array", Some(v)),
+            (_, v) => ("a string", Some(v)),
+        };
+        return Err(bad(parent, key, expected, found));
+    }
+    Ok(())
 }
 
 /// `key` (after its parent, as in "disk.serial") does not hold what it should; `found`
 /// is what it holds when that is of the wrong type.
-#[inline(never)]
 fn bad(parent: &str, key: &str, expected: &str, found: Option<&Value>) -> PlanError {
     let found = found.map_or(String::new(), |v| text!(", found {}", v.kind()));
     text!("plan: key \"{parent}{key}\": expected {expected}{found}")
@@ -176,129 +292,27 @@ fn required(key: &str, because: &str) -> PlanError {
     text!("plan: key \"{key}\" is required {because}")
 }
 
-/// An object's members, read by key and type. plunder writes every field, so null, "", 0
-/// and (for BOOTy's booleans) false all mean "not given". A wrong value is noted (the
-/// first one is the plan's error) and reads as not given, so reading goes on.
-struct Members<'v> {
-    /// Named before the keys in errors ("disk.").
-    parent: &'static str,
-    members: &'v [(String, Value)],
-    /// The keys not read (yet): at the end, the ones imprint does not know.
-    unread: Vec<String>,
-    error: Option<PlanError>,
-}
-
-impl<'v> Members<'v> {
-    fn new(parent: &'static str, members: &'v [(String, Value)]) -> Members<'v> {
-        let unread = members.iter().map(|m| m.0.clone()).collect();
-        Members { parent, members, unread, error: None }
-    }
-
-    fn note(&mut self, error: PlanError) {
-        self.error.get_or_insert(error);
-    }
-
-    fn fail<T>(&mut self, key: &str, expected: &str, found: Option<&Value>) -> Option<T> {
-        self.note(bad(self.parent, key, expected, found));
-        None
-    }
-
-    /// The value of `key`, unless it is absent or null.
-    fn get(&mut self, key: &str) -> Option<&'v Value> {
-        self.unread.retain(|k| k != key);
-        let (_, value) = self.members.iter().find(|(k, _)| k == key)?;
-        Some(value).filter(|v| !matches!(v, Value::Null))
-    }
-
-    #[inline(never)]
-    fn str(&mut self, key: &str) -> Option<String> {
-        match self.get(key)? {
-            Value::String(s) => Some(s.clone()).filter(|s| !s.is_empty()),
-            v => self.fail(key, "a string", Some(v)),
+/// One item of the plan's `files`.
+fn file(item: Value) -> Result<FileSpec, PlanError> {
+    let Value::Object(members) = item else {
+        return Err(bad("", "files", "an array of objects", Some(&item)));
+    };
+    let f = Object(members);
+    check("files[].", &f, &FILE_KEYS)?;
+    let Some(path) = f.str("path") else {
+        return Err(required("files[].path", "for every file"));
+    };
+    let content = match (f.str("content"), f.str("base64")) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "plan: key \"files[]\": expected either \"content\" or \"base64\", not both".into(),
+            )
         }
-    }
-
-    /// imprint's booleans, where false is meaningful.
-    #[inline(never)]
-    fn bool(&mut self, key: &str) -> Option<bool> {
-        match self.get(key)? {
-            Value::Bool(b) => Some(*b),
-            v => self.fail(key, "true or false", Some(v)),
-        }
-    }
-
-    /// BOOTy's booleans: absent is false.
-    fn flag(&mut self, key: &str) -> bool {
-        self.bool(key) == Some(true)
-    }
-
-    #[inline(never)]
-    fn number(&mut self, key: &str) -> Option<u64> {
-        match self.get(key)? {
-            Value::Number(Some(n)) => Some(*n).filter(|&n| n > 0),
-            Value::Number(None) => self.fail(key, "a whole number from 0 to 2^64-1", None),
-            v => self.fail(key, "a number", Some(v)),
-        }
-    }
-
-    fn object(&mut self, key: &str) -> &'v [(String, Value)] {
-        match self.get(key) {
-            Some(Value::Object(members)) => members,
-            Some(v) => self.fail(key, "an object", Some(v)).unwrap_or_default(),
-            None => &[],
-        }
-    }
-
-    fn array(&mut self, key: &str) -> &'v [Value] {
-        match self.get(key) {
-            Some(Value::Array(items)) => items,
-            Some(v) => self.fail(key, "an array", Some(v)).unwrap_or_default(),
-            None => &[],
-        }
-    }
-
-    /// String `key` as `convert` makes it; a string it refuses should be `expected`.
-    fn parsed<T>(
-        &mut self,
-        key: &str,
-        expected: &str,
-        convert: impl FnOnce(&str) -> Option<T>,
-    ) -> Option<T> {
-        let value = convert(&self.str(key)?);
-        value.or_else(|| self.fail(key, expected, None))
-    }
-
-    /// Which of the quoted words of `expected` `key` holds.
-    fn choice(&mut self, key: &str, expected: &str) -> Option<usize> {
-        self.parsed(key, expected, |w| expected.split('"').skip(1).step_by(2).position(|o| o == w))
-    }
-
-    /// One item of the plan's `files`; its errors are the plan's.
-    fn file(&mut self, item: &'v Value) -> Option<FileSpec> {
-        let Value::Object(members) = item else {
-            return self.fail("files", "an array of objects", Some(item));
-        };
-        let mut f = Members::new("files[].", members);
-        let path = f.parsed("path", "an absolute path without \"..\"", |p| {
-            (p.starts_with('/') && !p.split('/').any(|part| part == "..")).then(|| p.into())
-        });
-        if path.is_none() {
-            f.note(required("files[].path", "for every file"));
-        }
-        let (content, base64) =
-            (f.str("content"), f.parsed("base64", "base64 (RFC 4648)", base64::decode));
-        let both = "plan: key \"files[]\": expected either \"content\" or \"base64\", not both";
-        if content.is_some() && base64.is_some() {
-            f.note(both.into());
-        }
-        let octal = |m: &str| u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777);
-        let mode = f.parsed("mode", "an octal mode such as \"0644\"", octal).unwrap_or(0o644);
-        if let Some(error) = f.error {
-            self.note(error);
-        }
-        let content = base64.or(content.map(String::into_bytes)).unwrap_or_default();
-        Some(FileSpec { path: path?, content, mode })
-    }
+        (Some(text), None) => text.as_bytes().to_vec(),
+        (None, base) => base.and_then(base64::decode).unwrap_or_default(),
+    };
+    let mode = f.str("mode").and_then(octal).unwrap_or(0o644);
+    Ok(FileSpec { path: path.into(), content, mode })
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
@@ -335,18 +349,15 @@ mod tests {
     fn plunder_write_plan() {
         let p = parse(PLUNDER_WRITE.as_bytes()).unwrap();
         assert_eq!(p.action, Action::WriteImage);
-        assert!(p.compressed);
-        assert_eq!(
-            p.source_image.as_deref(),
-            Some("http://192.168.0.95:3000/images/ubuntu.img.gz")
-        );
-        assert_eq!(p.destination_device.as_deref(), Some("/dev/sda"));
+        assert!(p.flag("compressed"));
+        assert_eq!(p.str("sourceImage"), Some("http://192.168.0.95:3000/images/ubuntu.img.gz"));
+        assert_eq!(p.str("destinationDevice"), Some("/dev/sda"));
         assert_eq!(p.grow_partition, Some(1));
-        assert_eq!(p.lvm_root_name.as_deref(), Some("/dev/ubuntu-vg/root"));
-        assert_eq!(p.address.as_deref(), Some("192.168.0.100/24"));
-        assert_eq!(p.gateway.as_deref(), Some("192.168.0.1"));
-        assert_eq!(p.nameserver.as_deref(), Some("8.8.8.8"));
-        assert!(!p.dry_run && !p.wipe_device && !p.grow_disk);
+        assert_eq!(p.str("lvmRootName"), Some("/dev/ubuntu-vg/root"));
+        assert_eq!(p.str("address"), Some("192.168.0.100/24"));
+        assert_eq!(p.str("gateway"), Some("192.168.0.1"));
+        assert_eq!(p.str("nameserver"), Some("8.8.8.8"));
+        assert!(!p.flag("dryRun") && !p.flag("wipeDevice") && !p.flag("growDisk"));
         assert_eq!(p.on_error, None);
         assert_eq!(p.finally, Finally::Reboot);
         assert!(p.ignored.is_empty(), "{:?}", p.ignored);
@@ -356,15 +367,15 @@ mod tests {
     fn plunder_read_plan_zero_values_are_absent() {
         let p = parse(PLUNDER_READ.as_bytes()).unwrap();
         assert_eq!(p.action, Action::ReadImage);
-        assert_eq!(p.source_device.as_deref(), Some("/dev/sda"));
-        assert_eq!(p.destination_address.as_deref(), Some("http://192.168.0.95:3000/image"));
+        assert_eq!(p.str("sourceDevice"), Some("/dev/sda"));
+        assert_eq!(p.destination(), Some("http://192.168.0.95:3000/image"));
         assert_eq!(p.grow_partition, None, "0 means not given");
-        assert_eq!(p.lvm_root_name, None, "\"\" means not given");
+        assert_eq!(p.str("lvmRootName"), None, "\"\" means not given");
         assert_eq!(p.on_error, Some(Policy::Shell), "dropToShell is onError=shell");
         assert!(!p.put);
         // The correct spelling is accepted too.
         let fixed = PLUNDER_READ.replace("desintationAddress", "destinationAddress");
-        assert_eq!(parse(fixed.as_bytes()).unwrap().destination_address, p.destination_address);
+        assert_eq!(parse(fixed.as_bytes()).unwrap().destination(), p.destination());
     }
 
     #[test]
@@ -379,13 +390,13 @@ mod tests {
             "finally":"poweroff","upload":"put","future":{"x":1}}"#;
         let p = parse(doc.as_bytes()).unwrap();
         assert_eq!(p.sha256.unwrap()[..4], [0xe3, 0xb0, 0xc4, 0x42]);
-        assert_eq!(p.image_size, Some(1 << 30));
-        assert_eq!(p.disk.serial.as_deref(), Some("SN-1"));
-        assert_eq!(p.disk.min_size, Some(1_000_000_000));
-        assert_eq!(p.disk.rotational, Some(false), "false is meaningful for our own hints");
+        assert_eq!(p.number("imageSize"), Some(1 << 30));
+        assert_eq!(p.disk.str("serial"), Some("SN-1"));
+        assert_eq!(p.disk.number("minSize"), Some(1_000_000_000));
+        assert_eq!(p.disk.bool("rotational"), Some(false), "false is meaningful for our own hints");
         assert_eq!(p.on_error, Some(Policy::Poweroff), "onError wins over dropToShell");
-        assert_eq!(p.status_url.as_deref(), Some("http://s/status"));
-        assert_eq!(p.hostname.as_deref(), Some("node-7.lab"));
+        assert_eq!(p.str("statusURL"), Some("http://s/status"));
+        assert_eq!(p.str("hostname"), Some("node-7.lab"));
         assert_eq!(
             p.files[0],
             FileSpec { path: "/etc/motd".into(), content: b"hi\n".to_vec(), mode: 0o644 }

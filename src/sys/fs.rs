@@ -104,7 +104,7 @@ pub fn list_dir(path: &str) -> Result<Vec<alloc::string::String>> {
         let n @ 1.. = super::check_size(ret as libc::ssize_t)? else { break };
         // Each record: inode (8 bytes), offset (8), its length (2), type (1), the name
         // NUL-terminated.
-        let mut records = &buf[..n];
+        let mut records = buf.get(..n).unwrap_or_default();
         while let Some(len @ 20..) = records.get(16..18).map(|l| u16::from_ne_bytes([l[0], l[1]])) {
             let (record, rest) = records.split_at(records.len().min(len as usize));
             let name = record.get(19..).unwrap_or_default().split(|&b| b == 0).next();
