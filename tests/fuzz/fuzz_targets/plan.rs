@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = json::parse(data);
     if let Ok(p) = plan::parse(data) {
         match p.action {
-            Action::WriteImage => assert!(p.source_image.is_some()),
-            Action::ReadImage => assert!(p.destination_address.is_some()),
+            Action::WriteImage => assert!(p.str("sourceImage").is_some()),
+            Action::ReadImage => assert!(p.destination().is_some()),
         }
         for f in &p.files {
             assert!(f.path.starts_with('/') && f.mode <= 0o7777);
