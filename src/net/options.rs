@@ -31,9 +31,9 @@ pub struct Route {
 }
 
 /// A list of addresses (routers, DNS servers): at least one, whole.
-fn addresses(data: &[u8]) -> Option<Vec<Ipv4Addr>> {
+fn addresses(data: &[u8]) -> Option<&[[u8; 4]]> {
     let (list, rest) = data.as_chunks::<4>();
-    (!list.is_empty() && rest.is_empty()).then(|| list.iter().map(|a| Ipv4Addr::from(*a)).collect())
+    (!list.is_empty() && rest.is_empty()).then_some(list)
 }
 
 /// A name: printable ASCII only, so a hostile server cannot put control characters on
@@ -93,8 +93,8 @@ pub fn parse_reply(mut rest: &[u8], address: Ipv4Addr) -> Option<(u8, Lease)> {
             58 => times[1] = Some(word?), // T1
             59 => times[2] = Some(word?), // T2
             26 => config.mtu = Some(u16::from_be_bytes(data.try_into().ok()?)),
-            3 => router = addresses(data)?.first().copied(),
-            6 => config.dns = addresses(data)?,
+            3 => router = addresses(data)?.first().map(|a| Ipv4Addr::from(*a)),
+            6 => config.dns = addresses(data)?.iter().map(|a| Ipv4Addr::from(*a)).collect(),
             12 => config.hostname = Some(name(data)?),
             15 => domain = Some(name(data)?),
             121 => config.routes = classless_routes(data)?,
