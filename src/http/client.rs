@@ -149,7 +149,7 @@ impl Client {
         let mut url = parse_url(url)?;
         let mut seen = Vec::new();
         let mut conn = loop {
-            let conn = self.exchange(&url, &[], &mut 0)?;
+            let mut conn = self.exchange(&url, &[], &mut 0)?;
             if !matches!(conn.head.status, 301 | 302 | 303 | 307 | 308) {
                 break conn;
             }
@@ -158,7 +158,8 @@ impl Client {
                 return Err(Error::new("", &conn.url, &what, false));
             };
             url = url.join(location).map_err(|e| Error::new("bad URL ", location, &e, false))?;
-            seen.push(conn.url);
+            // Taken, not moved out: the connection is then dropped whole, by one call.
+            seen.push(core::mem::take(&mut conn.url));
             let next = url.text();
             // At most 5 redirects, as the issue and most clients have it.
             let why = match (seen.contains(&next), seen.len() > 5) {

@@ -185,8 +185,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     let mut query = encode_query(0, name).ok_or(ResolveError::BadName)?;
     let fail = |doing| move |errno| ResolveError::Socket(doing, errno);
     let socket = UdpSocket::open().map_err(fail("opening a socket for DNS"))?;
-    // The id only has to differ between queries and be hard to guess off-path.
-    let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
+    // The id only has to differ between queries and be hard to guess off-path: the
+    // clock's low nanosecond bits.
+    let mut id = monotonic().subsec_nanos() as u16;
     let mut last = ResolveError::TimedOut;
     let mut buf = [0u8; 512];
     for _ in 0..ROUNDS {
