@@ -95,18 +95,22 @@ fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
     }
 }
 
-/// The name at `at`, lower-cased in wire form (length-prefixed labels), following
-/// compression pointers (at most MAX_POINTERS, so a loop ends as an error); and where the
-/// name ends in place.
-fn read_name(msg: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), ResolveError> {
-    let (mut name, mut end, mut pointers) = (Vec::new(), None, 0);
+/// The name at `at` into `name`, lower-cased in wire form (length-prefixed labels) and
+/// zero after it (so whole buffers compare), following compression pointers (at most
+/// MAX_POINTERS, so a loop ends as an error); returns where the name ends in place.
+fn read_name(msg: &[u8], mut at: usize, name: &mut [u8; 256]) -> Result<usize, ResolveError> {
+    let (mut len, mut end, mut pointers) = (0, None, 0);
+    *name = [0; 256];
     loop {
         match *msg.get(at).ok_or(CUT)? {
-            0 => return Ok((name, end.unwrap_or(at + 1))),
-            len @ 1..=63 => {
-                let label = msg.get(at..=at + usize::from(len)).ok_or(CUT)?;
-                name.extend(label.iter().map(u8::to_ascii_lowercase));
-                at += label.len();
+            0 => return Ok(end.unwrap_or(at + 1)),
+            n @ 1..=63 => {
+                let label = msg.get(at..=at + usize::from(n)).ok_or(CUT)?;
+                let to = name.get_mut(len..len + label.len());
+                for (to, b) in to.ok_or(ResolveError::Bad("name too long"))?.iter_mut().zip(label) {
+                    *to = b.to_ascii_lowercase();
+                }
+                (len, at) = (len + label.len(), at + label.len());
             }
             0xc0..=0xff => {
                 pointers += 1;
@@ -152,10 +156,11 @@ pub fn decode_answer(
     {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
-    let mut wanted = read_name(msg, HEADER_LEN)?.0;
+    let (mut wanted, mut owner) = ([0; 256], [0; 256]);
+    read_name(msg, HEADER_LEN, &mut wanted)?;
     let mut at = query.len();
     for _ in 0..be16(msg, 6)? {
-        let (owner, next) = read_name(msg, at)?;
+        let next = read_name(msg, at, &mut owner)?;
         let (kind, class, len) = (be16(msg, next)?, be16(msg, next + 2)?, be16(msg, next + 8)?);
         let data_at = next + 10;
         at = data_at + usize::from(len);
@@ -164,7 +169,7 @@ pub fn decode_answer(
         if class == 1 && owner == wanted {
             match (kind, data) {
                 (1, &[a, b, c, d]) => return Ok(Ok([a, b, c, d])),
-                (5, _) => wanted = read_name(msg, data_at)?.0,
+                (5, _) => _ = read_name(msg, data_at, &mut wanted)?,
                 _ => {}
             }
         }
@@ -333,6 +338,16 @@ mod tests {
         let mut reserved = m.clone();
         reserved[30] = 0x40;
         assert_eq!(decode_answer(&reserved, &q), Err(bad("unknown label type")));
+        // A name that repeats a 63-byte label through a pointer to itself: too long
+        // for a name before the pointer count says loop.
+        let mut long = m.clone();
+        let at = long.len() - 16;
+        long.truncate(at);
+        long.push(63);
+        long.extend_from_slice(&[b'a'; 63]);
+        long.extend_from_slice(&[0xc0, at as u8]);
+        long.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
+        assert_eq!(decode_answer(&long, &q), Err(bad("name too long")));
     }
 
     #[test]
