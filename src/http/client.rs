@@ -109,8 +109,7 @@ impl Connection {
         loop {
             match Head::parse(self.buffered()) {
                 Ok(Some((head, len))) => {
-                    self.start += len;
-                    self.head = head;
+                    (self.start, self.head) = (self.start + len, head);
                     if !(100..200).contains(&self.head.status) || self.head.status == 101 {
                         return Ok(());
                     }

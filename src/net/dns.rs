@@ -95,7 +95,7 @@ fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
     }
 }
 
-/// The name at `at` into `name`, lower-cased in wire form (length-prefixed labels) and
+/// The name at `at` into `name`, in wire form (length-prefixed labels) and
 /// zero after it (so whole buffers compare), following compression pointers (at most
 /// MAX_POINTERS, so a loop ends as an error); returns where the name ends in place.
 fn read_name(msg: &[u8], mut at: usize, name: &mut [u8; 256]) -> Result<usize, ResolveError> {
@@ -106,10 +106,9 @@ fn read_name(msg: &[u8], mut at: usize, name: &mut [u8; 256]) -> Result<usize, R
             0 => return Ok(end.unwrap_or(at + 1)),
             n @ 1..=63 => {
                 let label = msg.get(at..=at + usize::from(n)).ok_or(CUT)?;
-                let to = name.get_mut(len..len + label.len());
-                for (to, b) in to.ok_or(ResolveError::Bad("name too long"))?.iter_mut().zip(label) {
-                    *to = b.to_ascii_lowercase();
-                }
+                let to =
+                    name.get_mut(len..len + label.len()).ok_or(ResolveError::Bad("too long"))?;
+                to.copy_from_slice(label);
                 (len, at) = (len + label.len(), at + label.len());
             }
             0xc0..=0xff => {
@@ -138,16 +137,13 @@ pub fn decode_answer(
         return Err(ResolveError::Bad("id does not match the query"));
     }
     let flags = be16(msg, 2)?;
-    if flags & 0x8000 == 0 {
-        return Err(ResolveError::Bad("not a response"));
-    }
-    if flags & 0x0200 != 0 {
-        return Ok(Err(ResolveError::Truncated));
-    }
-    match flags & 0xf {
-        0 => {}
-        3 => return Ok(Err(ResolveError::NotFound)), // NXDOMAIN
-        rcode => return Err(ResolveError::Rcode(rcode)),
+    // The QR bit (a response), the TC bit (truncated), the RCODE.
+    match (flags & 0x8000, flags & 0x0200, flags & 0xf) {
+        (0, ..) => return Err(ResolveError::Bad("not a response")),
+        (_, 0, 0) => {}
+        (_, 0, 3) => return Ok(Err(ResolveError::NotFound)), // NXDOMAIN
+        (_, 0, rcode) => return Err(ResolveError::Rcode(rcode)),
+        _ => return Ok(Err(ResolveError::Truncated)),
     }
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
@@ -156,7 +152,7 @@ pub fn decode_answer(
     {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
-    let (mut wanted, mut owner) = ([0; 256], [0; 256]);
+    let (mut wanted, mut owner) = ([0u8; 256], [0; 256]);
     read_name(msg, HEADER_LEN, &mut wanted)?;
     let mut at = query.len();
     for _ in 0..be16(msg, 6)? {
@@ -166,7 +162,7 @@ pub fn decode_answer(
         at = data_at + usize::from(len);
         let data = msg.get(data_at..at).ok_or(CUT)?;
         // Class IN, for the name we want: an A record, or a CNAME to follow.
-        if class == 1 && owner == wanted {
+        if class == 1 && owner.eq_ignore_ascii_case(&wanted) {
             match (kind, data) {
                 (1, &[a, b, c, d]) => return Ok(Ok([a, b, c, d])),
                 (5, _) => _ = read_name(msg, data_at, &mut wanted)?,
@@ -347,7 +343,7 @@ mod tests {
         long.extend_from_slice(&[b'a'; 63]);
         long.extend_from_slice(&[0xc0, at as u8]);
         long.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
-        assert_eq!(decode_answer(&long, &q), Err(bad("name too long")));
+        assert_eq!(decode_answer(&long, &q), Err(bad("too long")));
     }
 
     #[test]
