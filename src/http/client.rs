@@ -24,8 +24,7 @@ const BUFFER: usize = 64 * 1024;
 
 /// Extra request header fields, `(name, value)`.
 pub type Headers<'a> = &'a [(&'a str, &'a str)];
-/// A final response head and the connection its body comes on.
-type Exchange = (Box<Head>, Conn);
+/// A connection, its final response head read.
 type Conn = Box<Connection>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +49,8 @@ pub struct Client {
     pub options: Options,
 }
 
-/// A connection with its receive buffer (`buf[start..end]` not yet consumed).
+/// A connection with its receive buffer (`buf[start..end]` not yet consumed) and the
+/// final response head, once read.
 struct Connection {
     stream: TcpStream,
     /// The URL as text, for errors.
@@ -59,6 +59,7 @@ struct Connection {
     start: usize,
     end: usize,
     idle: Duration,
+    head: Head,
 }
 
 impl Connection {
@@ -104,13 +105,13 @@ impl Connection {
     }
 
     /// Reads the next final response head, skipping interim 1xx ones (100 Continue).
-    fn read_head(&mut self) -> Result<Box<Head>> {
+    fn read_head(&mut self) -> Result<()> {
         loop {
             match Head::parse(self.buffered()) {
                 Ok(Some((head, len))) => {
-                    self.start += len;
-                    if !(100..200).contains(&head.status) || head.status == 101 {
-                        return Ok(Box::new(head));
+                    (self.start, self.head) = (self.start + len, head);
+                    if !(100..200).contains(&self.head.status) || self.head.status == 101 {
+                        return Ok(());
                     }
                 }
                 // Head::parse fails at MAX_HEAD buffered bytes, so BUFFER has room here.
@@ -125,8 +126,9 @@ impl Connection {
     }
 }
 
-fn status_error(method: &str, url: &str, head: &Head) -> Error {
-    let message = text!("{method} {url}: {} {}", u32::from(head.status), head.reason);
+fn status_error(method: &str, conn: &Connection) -> Error {
+    let head = &conn.head;
+    let message = text!("{method} {}: {} {}", conn.url, u32::from(head.status), head.reason);
     Error { message, status: head.status, transient: retryable_status(head.status) }
 }
 
@@ -145,17 +147,18 @@ impl Client {
     pub fn get(&mut self, url: &str) -> Result<Response<'_>> {
         let mut url = parse_url(url)?;
         let mut seen = Vec::new();
-        let (head, conn) = loop {
-            let (head, conn) = self.exchange(&url, &[], &mut 0)?;
-            if !matches!(head.status, 301 | 302 | 303 | 307 | 308) {
-                break (head, conn);
+        let mut conn = loop {
+            let mut conn = self.exchange(&url, &[], &mut 0)?;
+            if !matches!(conn.head.status, 301 | 302 | 303 | 307 | 308) {
+                break conn;
             }
-            let Some(location) = &head.location else {
+            let Some(location) = &conn.head.location else {
                 let what = "redirect without a Location header";
                 return Err(Error::new("", &conn.url, &what, false));
             };
-            seen.push(conn.url);
             url = url.join(location).map_err(|e| Error::new("bad URL ", location, &e, false))?;
+            // Taken, not moved out: the connection is then dropped whole, by one call.
+            seen.push(core::mem::take(&mut conn.url));
             let next = url.text();
             // At most 5 redirects, as the issue and most clients have it.
             let why = match (seen.contains(&next), seen.len() > 5) {
@@ -165,12 +168,13 @@ impl Client {
             };
             return Err(Error::text(text!("{why}{next}"), false));
         };
-        if !(200..300).contains(&head.status) {
-            return Err(status_error("GET", &conn.url, &head));
+        if !(200..300).contains(&conn.head.status) {
+            return Err(status_error("GET", &conn));
         }
+        let head = &mut conn.head;
         let total = if let Framing::Length(n) = head.framing { Some(n) } else { None };
         // Only a full 200 can be resumed: its bytes are the resource's, from 0.
-        let validator = head.validator.filter(|_| head.status == 200);
+        let validator = head.validator.take().filter(|_| head.status == 200);
         let framing = head.framing;
         Ok(Response { client: self, url, conn, framing, delivered: 0, total, validator })
     }
@@ -232,10 +236,10 @@ impl Client {
         };
         // A server that answers early (e.g. 413) and closes makes the send fail: its
         // answer, if it sent one, says more than the broken pipe does.
-        let head = conn.read_head().map_err(|e| result.err().unwrap_or(e))?;
-        match head.status {
-            200..=299 => Ok(head.status),
-            _ => Err(status_error(method, &conn.url, &head)),
+        conn.read_head().map_err(|e| result.err().unwrap_or(e))?;
+        match conn.head.status {
+            200..=299 => Ok(conn.head.status),
+            _ => Err(status_error(method, &conn)),
         }
     }
 
@@ -253,7 +257,8 @@ impl Client {
                 Error::text(text!("connecting to {addr}:{port} for {url}: {errno}"), true)
             })?;
         let idle = self.options.idle_timeout;
-        let conn = Connection { stream, url, buf: alloc::vec![0; BUFFER], start: 0, end: 0, idle };
+        let buf = alloc::vec![0; BUFFER];
+        let conn = Connection { stream, url, buf, start: 0, end: 0, idle, head: Head::default() };
         conn.write_all(head.as_bytes())?;
         Ok(Box::new(conn))
     }
@@ -274,14 +279,14 @@ impl Client {
 
     /// A GET and its final response head, retried on transient errors and 408/429/5xx
     /// after an exponential backoff (1 s, 2 s, 4 s, ...) or the server's Retry-After.
-    fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Exchange> {
+    fn exchange(&self, url: &Url, headers: Headers, failures: &mut u32) -> Result<Conn> {
         loop {
             let exchange =
-                self.send_head("GET", url, headers, "").and_then(|mut c| Ok((c.read_head()?, c)));
+                self.send_head("GET", url, headers, "").and_then(|mut c| c.read_head().map(|_| c));
             let backoff = 1 << (*failures).min(6);
             let (error, wait) = match exchange {
-                Ok((head, conn)) if retryable_status(head.status) => {
-                    (status_error("GET", &conn.url, &head), head.retry_after.unwrap_or(backoff))
+                Ok(conn) if retryable_status(conn.head.status) => {
+                    (status_error("GET", &conn), conn.head.retry_after.unwrap_or(backoff))
                 }
                 Ok(done) => return Ok(done),
                 Err(e) if e.transient => (e, backoff),
@@ -424,20 +429,20 @@ impl Read for Response<'_> {
             self.client.retry(&mut failures, cause, 0)?;
             let range = text!("bytes={}-", self.delivered);
             let headers = [("Range", range.as_str()), ("If-Range", validator)];
-            let (head, conn) = self.client.exchange(&self.url, &headers, &mut failures)?;
+            let conn = self.client.exchange(&self.url, &headers, &mut failures)?;
             // Head::parse already rejects a 206 without Content-Range.
             let (offset, total) = (self.delivered, self.total);
-            let why = match (head.status, head.content_range) {
+            let why = match (conn.head.status, conn.head.content_range) {
                 (206, Some(r)) if r.first != offset => "the server resumed at another offset",
                 (206, Some(r)) if total.is_some() && r.complete != total => {
                     "the complete length differs"
                 }
                 (206, _) => {
-                    (self.framing, self.conn) = (head.framing, conn);
+                    (self.framing, self.conn) = (conn.head.framing, conn);
                     continue;
                 }
                 (200, _) => "the server sent it whole (200, not 206): If-Range did not match",
-                _ => return Err(status_error("GET", &conn.url, &head)),
+                _ => return Err(status_error("GET", &conn)),
             };
             let what = text!("{} changed while resuming at byte {offset}: {why}", self.conn.url);
             return Err(Error::text(what, false));

@@ -95,18 +95,21 @@ fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
     }
 }
 
-/// The name at `at`, lower-cased in wire form (length-prefixed labels), following
-/// compression pointers (at most MAX_POINTERS, so a loop ends as an error); and where the
-/// name ends in place.
-fn read_name(msg: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), ResolveError> {
-    let (mut name, mut end, mut pointers) = (Vec::new(), None, 0);
+/// The name at `at` into `name`, in wire form (length-prefixed labels) and
+/// zero after it (so whole buffers compare), following compression pointers (at most
+/// MAX_POINTERS, so a loop ends as an error); returns where the name ends in place.
+fn read_name(msg: &[u8], mut at: usize, name: &mut [u8; 256]) -> Result<usize, ResolveError> {
+    let (mut len, mut end, mut pointers) = (0, None, 0);
+    *name = [0; 256];
     loop {
         match *msg.get(at).ok_or(CUT)? {
-            0 => return Ok((name, end.unwrap_or(at + 1))),
-            len @ 1..=63 => {
-                let label = msg.get(at..=at + usize::from(len)).ok_or(CUT)?;
-                name.extend(label.iter().map(u8::to_ascii_lowercase));
-                at += label.len();
+            0 => return Ok(end.unwrap_or(at + 1)),
+            n @ 1..=63 => {
+                let label = msg.get(at..=at + usize::from(n)).ok_or(CUT)?;
+                let to =
+                    name.get_mut(len..len + label.len()).ok_or(ResolveError::Bad("too long"))?;
+                to.copy_from_slice(label);
+                (len, at) = (len + label.len(), at + label.len());
             }
             0xc0..=0xff => {
                 pointers += 1;
@@ -134,16 +137,13 @@ pub fn decode_answer(
         return Err(ResolveError::Bad("id does not match the query"));
     }
     let flags = be16(msg, 2)?;
-    if flags & 0x8000 == 0 {
-        return Err(ResolveError::Bad("not a response"));
-    }
-    if flags & 0x0200 != 0 {
-        return Ok(Err(ResolveError::Truncated));
-    }
-    match flags & 0xf {
-        0 => {}
-        3 => return Ok(Err(ResolveError::NotFound)), // NXDOMAIN
-        rcode => return Err(ResolveError::Rcode(rcode)),
+    // The QR bit (a response), the TC bit (truncated), the RCODE.
+    match (flags & 0x8000, flags & 0x0200, flags & 0xf) {
+        (0, ..) => return Err(ResolveError::Bad("not a response")),
+        (_, 0, 0) => {}
+        (_, 0, 3) => return Ok(Err(ResolveError::NotFound)), // NXDOMAIN
+        (_, 0, rcode) => return Err(ResolveError::Rcode(rcode)),
+        _ => return Ok(Err(ResolveError::Truncated)),
     }
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
@@ -152,19 +152,20 @@ pub fn decode_answer(
     {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
-    let mut wanted = read_name(msg, HEADER_LEN)?.0;
+    let (mut wanted, mut owner) = ([0u8; 256], [0; 256]);
+    read_name(msg, HEADER_LEN, &mut wanted)?;
     let mut at = query.len();
     for _ in 0..be16(msg, 6)? {
-        let (owner, next) = read_name(msg, at)?;
+        let next = read_name(msg, at, &mut owner)?;
         let (kind, class, len) = (be16(msg, next)?, be16(msg, next + 2)?, be16(msg, next + 8)?);
         let data_at = next + 10;
         at = data_at + usize::from(len);
         let data = msg.get(data_at..at).ok_or(CUT)?;
         // Class IN, for the name we want: an A record, or a CNAME to follow.
-        if class == 1 && owner == wanted {
+        if class == 1 && owner.eq_ignore_ascii_case(&wanted) {
             match (kind, data) {
                 (1, &[a, b, c, d]) => return Ok(Ok([a, b, c, d])),
-                (5, _) => wanted = read_name(msg, data_at)?.0,
+                (5, _) => _ = read_name(msg, data_at, &mut wanted)?,
                 _ => {}
             }
         }
@@ -185,8 +186,9 @@ pub fn resolve_a(servers: &[Ipv4Addr], name: &str) -> Result<[u8; 4], ResolveErr
     let mut query = encode_query(0, name).ok_or(ResolveError::BadName)?;
     let fail = |doing| move |errno| ResolveError::Socket(doing, errno);
     let socket = UdpSocket::open().map_err(fail("opening a socket for DNS"))?;
-    // The id only has to differ between queries and be hard to guess off-path.
-    let mut id = (monotonic().subsec_nanos() ^ (monotonic().as_secs() as u32)) as u16;
+    // The id only has to differ between queries and be hard to guess off-path: the
+    // clock's low nanosecond bits.
+    let mut id = monotonic().subsec_nanos() as u16;
     let mut last = ResolveError::TimedOut;
     let mut buf = [0u8; 512];
     for _ in 0..ROUNDS {
@@ -332,6 +334,16 @@ mod tests {
         let mut reserved = m.clone();
         reserved[30] = 0x40;
         assert_eq!(decode_answer(&reserved, &q), Err(bad("unknown label type")));
+        // A name that repeats a 63-byte label through a pointer to itself: too long
+        // for a name before the pointer count says loop.
+        let mut long = m.clone();
+        let at = long.len() - 16;
+        long.truncate(at);
+        long.push(63);
+        long.extend_from_slice(&[b'a'; 63]);
+        long.extend_from_slice(&[0xc0, at as u8]);
+        long.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 7]);
+        assert_eq!(decode_answer(&long, &q), Err(bad("too long")));
     }
 
     #[test]
