@@ -2,6 +2,7 @@
 //! line drawn as they go.
 
 use super::{Args, EXIT_USAGE};
+use crate::http::response::parse_length;
 use crate::http::Client;
 use crate::image::capture::{self, Options, Summary, DEFAULT_LEVEL};
 use crate::image::sha256::{self, Hex};
@@ -90,7 +91,7 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
         let mut source = if source.starts_with("http://") || source.starts_with("https://") {
             // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
             client = Client::new(super::net::system_servers(), Default::default());
-            let response = client.get(source).map_err(|e| text!("{e}"))?;
+            let response = client.get(source).map_err(|e| e.message)?;
             options.source_size = response.length();
             Source::Http(response)
         } else {
@@ -99,34 +100,45 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
             file
         };
         let summary = write::write_image(&mut source, target, &options, hook);
-        summary.map(|s| text!("{target}: wrote {s}")).map_err(|e| text!("{e}"))
+        summary.map(|s| text!("{target}: wrote {s}"))
     })
 }
 
 fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Options), String> {
     let mut args = Args::new(raw)?;
-    let options = write::Options {
-        sha256: option(&mut args, "--sha256", "64 hex digits", sha256::parse_hex)?,
-        image_size: option(&mut args, "--size", "a byte count", |n| n.parse().ok())?,
-        sparse: !args.flag("--no-sparse"),
-        source_size: None,
-    };
+    let sha256 =
+        option(&mut args, "--sha256", "64 hex digits", |v| sha256::parse_hex(v).is_some())?;
+    let size = option(&mut args, "--size", "a byte count", |v| number(v).is_some())?;
+    let (sha256, image_size) = (sha256.and_then(sha256::parse_hex), size.and_then(number));
+    let sparse = !args.flag("--no-sparse");
+    let options = write::Options { sha256, image_size, sparse, source_size: None };
     // positional() returns exactly two arguments or an error.
     let [source, target] =
         <[&str; 2]>::try_from(args.positional(2, "an image and a device")?).unwrap_or_default();
     Ok((source, target, options))
 }
 
-/// `name VALUE` taken out of `args` and parsed, or an error saying VALUE is not `what`.
-fn option<T>(
-    args: &mut Args,
+/// `name VALUE` taken out of `args`, or an error saying VALUE is not `what` unless `ok`.
+/// (Not generic: compiled once for every option; the caller parses the checked value.)
+fn option<'a>(
+    args: &mut Args<'a>,
     name: &str,
     what: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>, String> {
-    let Some(value) = args.value(name)? else { return Ok(None) };
-    let bad = || text!("{name} {} is not {what}", crate::console::Quoted(value));
-    parse(value).map(Some).ok_or_else(bad)
+    ok: fn(&str) -> bool,
+) -> Result<Option<&'a str>, String> {
+    let value = args.value(name)?;
+    match value {
+        Some(v) if !ok(v) => Err(text!("{name} {} is not {what}", crate::console::Quoted(v))),
+        _ => Ok(value),
+    }
+}
+
+fn number(v: &str) -> Option<u64> {
+    parse_length(v.as_bytes())
+}
+
+fn level_of(v: &str) -> Option<u8> {
+    number(v).filter(|&l| l <= 10).map(|l| l as u8)
 }
 
 pub const CAPTURE_USAGE: &str =
@@ -152,8 +164,8 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = Args::new(args)?;
-    let level = |n: &str| n.parse().ok().filter(|&l| l <= 10);
-    let level = option(&mut args, "--level", "a level from 0 to 10", level)?;
+    let level = option(&mut args, "--level", "a level from 0 to 10", |n| level_of(n).is_some())?;
+    let level = level.and_then(level_of).unwrap_or(DEFAULT_LEVEL);
     let name = args.value("--name")?;
     let compressed = !args.flag("--raw");
     let put = args.flag("--put");
@@ -163,7 +175,7 @@ fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Option
     // plunder names captures by MAC; a tool run names it after the device by default.
     let form_name = (!put)
         .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
-    Ok((path, url, Options { compressed, level: level.unwrap_or(DEFAULT_LEVEL), form_name }))
+    Ok((path, url, Options { compressed, level, form_name }))
 }
 
 #[cfg(test)]
