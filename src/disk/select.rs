@@ -178,13 +178,15 @@ fn wwn(s: &str) -> String {
     String::from(bare.unwrap_or(&s))
 }
 
-/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
+/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB", in the plan's
+/// order); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    for (kind, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
-        let _ = match kind {
-            Kind::Str => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
-            Kind::Number => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
+    for (key, _) in &h.0 {
+        let _ = match crate::plan::kind_of(&crate::plan::DISK_KEYS, key) {
+            None => None,
+            Some(Kind::Str) => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
+            Some(Kind::Number) => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
             _ => h.bool(key).map(|b| write!(out, " {key}={}", if b { "true" } else { "false" })),
         };
     }
