@@ -132,10 +132,6 @@ fn option<'a>(
     }
 }
 
-fn level_of(v: &str) -> Option<u8> {
-    number(v).filter(|&l| l <= 10).map(|l| l as u8)
-}
-
 /// What follows the last '/' (no `rsplit`: its reverse searcher costs 600 bytes).
 fn base_name(path: &str) -> &str {
     let start = path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1);
@@ -165,8 +161,10 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = Args::new(args)?;
-    let level = option(&mut args, "--level", "a level from 0 to 10", |n| level_of(n).is_some())?;
-    let level = level.and_then(level_of).unwrap_or(DEFAULT_LEVEL);
+    let level = option(&mut args, "--level", "a level from 0 to 10", |n| {
+        number(n).is_some_and(|l| l <= 10)
+    })?;
+    let level = level.and_then(number).map_or(DEFAULT_LEVEL, |l| l as u8);
     let name = args.value("--name")?;
     let compressed = !args.flag("--raw");
     let put = args.flag("--put");
@@ -227,6 +225,7 @@ mod tests {
         assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"])
             .unwrap_err()
             .contains("0 to 10"));
+        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"x"]).is_err());
         assert!(parse_capture_args(&[b"d"]).unwrap_err().contains("a device and an upload URL"));
         assert!(parse_capture_args(&[b"d", b"u", b"--fast"]).unwrap_err().contains("--fast"));
     }
