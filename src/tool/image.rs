@@ -4,7 +4,7 @@
 use super::{number, Args, EXIT_USAGE};
 use crate::http::Client;
 use crate::image::capture::{self, Options, Summary, DEFAULT_LEVEL};
-use crate::image::sha256::{self, Hex};
+use crate::image::sha256::{parse_hex, Hex};
 use crate::image::{show_progress, write, Hook, Interrupted};
 use crate::io::Read;
 use crate::sys::block;
@@ -105,10 +105,9 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
 
 fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Options), String> {
     let mut args = Args::new(raw)?;
-    let sha256 =
-        option(&mut args, "--sha256", "64 hex digits", |v| sha256::parse_hex(v).is_some())?;
+    let hex = option(&mut args, "--sha256", "64 hex digits", |v| parse_hex(v).is_some())?;
     let size = option(&mut args, "--size", "a byte count", |v| number(v).is_some())?;
-    let (sha256, image_size) = (sha256.and_then(sha256::parse_hex), size.and_then(number));
+    let (sha256, image_size) = (hex.and_then(parse_hex), size.and_then(number));
     let sparse = !args.flag("--no-sparse");
     let options = write::Options { sha256, image_size, sparse, source_size: None };
     // positional() returns exactly two arguments or an error.
