@@ -80,9 +80,13 @@ pub struct Settings {
     pub unknown: Vec<String>,
 }
 
-/// The keys imprint reads, matched in `parse` by their position here (0 and 1 are one).
+/// The keys imprint reads, matched in `parse` by their position here (0 and 1 are one: the
+/// position less one).
 const KEYS: &str =
     "imprint.url BOOTYURL ip imprint.iface imprint.on_error imprint.on_error_delay imprint.fault";
+
+/// What the text keys (url, ip, iface) must hold, '|'-separated.
+const EXPECTED: &str = "a URL such as http://10.0.0.1/imprint|dhcp or <client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>|an interface name or MAC address";
 
 /// Parses the whole command line. Every bad value is reported, one line each; the
 /// settings hold the defaults in its place, so the rescue path still has a policy to follow.
@@ -105,25 +109,21 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
             continue;
         };
         let value = (!text.is_empty()).then(|| String::from(text));
-        match KEYS.split(' ').position(|k| k.as_bytes() == key) {
-            Some(0 | 1) if value.is_some() => s.url = value,
-            Some(0 | 1) => bad("a URL such as http://10.0.0.1/imprint"),
-            Some(2) if value.is_some() => s.ip = value,
-            Some(2) => bad(
-                "dhcp or <client>:<server>:<gw>:<netmask>:<host>:<dev>:<autoconf>:<dns0>:<dns1>",
-            ),
-            Some(3) if value.is_some() => s.iface = value,
-            Some(3) => bad("an interface name or MAC address"),
-            Some(4) => match Policy::parse(text) {
+        // The text keys: where each goes, and what it must be when it is empty.
+        let texts = [&mut s.url, &mut s.ip, &mut s.iface];
+        match KEYS.split(' ').position(|k| k.as_bytes() == key).map(|i| i.saturating_sub(1)) {
+            Some(i @ 0..=2) if value.is_some() => *texts[i] = value,
+            Some(i @ 0..=2) => bad(EXPECTED.split('|').nth(i).unwrap_or_default()),
+            Some(3) => match Policy::parse(text) {
                 Some(p) => s.on_error = p,
                 None => bad("reboot, shell or poweroff"),
             },
-            Some(5) => match crate::http::response::parse_length(raw) {
+            Some(4) => match crate::http::response::parse_length(raw) {
                 Some(secs) if secs <= 86_400 => s.on_error_delay = Some(secs as u32),
                 _ => bad("a number of seconds from 0 to 86400"),
             },
             #[cfg(feature = "fault-injection")]
-            Some(6) => s.fault = value,
+            Some(5) => s.fault = value,
             _ => s.unknown.push(lossy(key).into_owned()),
         }
     }

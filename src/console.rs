@@ -67,7 +67,8 @@ macro_rules! text {
 
 /// A string shown in double quotes, with `"`, `\` and control characters escaped: what
 /// `{:?}` does for error messages, without the Debug machinery (its Unicode tables cost
-/// kilobytes in the init).
+/// kilobytes in the init). The escapes are JSON's, so it also writes the strings of the
+/// status reports.
 pub struct Quoted<'a>(pub &'a str);
 
 impl fmt::Display for Quoted<'_> {
@@ -76,7 +77,7 @@ impl fmt::Display for Quoted<'_> {
         for c in self.0.chars() {
             match c {
                 '"' | '\\' => f.write_str(if c == '"' { "\\\"" } else { "\\\\" })?,
-                c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\x{:02x}", c as u32)?,
+                c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\u{:04x}", c as u32)?,
                 c => f.write_char(c)?,
             }
         }
@@ -91,6 +92,6 @@ mod tests {
     #[test]
     fn quoted_escapes_what_would_confuse_a_reader() {
         assert_eq!(text!("{}", Quoted("plain é")), "\"plain é\"");
-        assert_eq!(text!("{}", Quoted("a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\x0ad\\x7f\"");
+        assert_eq!(text!("{}", Quoted("a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\u000ad\\u007f\"");
     }
 }

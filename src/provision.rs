@@ -77,7 +77,7 @@ pub fn choose_disk(plan: &Plan) -> Result<Disk, Error> {
         Action::WriteImage => plan.str("destinationDevice"),
         Action::ReadImage => plan.str("sourceDevice"),
     };
-    let disk = select::select(&select::scan("/sys")?, path, &plan.disk)?;
+    let disk = select::select(select::scan("/sys")?, path, &plan.disk)?;
     sayln!("imprint: disk {disk}");
     Ok(disk)
 }

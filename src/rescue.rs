@@ -168,8 +168,8 @@ fn wait_for(shell: i32) {
     while let Ok((pid, how)) = process::wait_any() {
         match how {
             _ if pid != shell => {}
-            Ok(code) => return sayln!("imprint: shell exited with status {code}"),
-            Err(signal) => return sayln!("imprint: shell killed by signal {signal}"),
+            Ok(code) => return sayln!("imprint: shell exited with status {}", code as u32),
+            Err(signal) => return sayln!("imprint: shell killed by signal {}", signal as u32),
         }
     }
 }

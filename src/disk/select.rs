@@ -123,8 +123,9 @@ fn read_attr(path: &str, vpd_page: u8) -> String {
 }
 
 /// Chooses the disk: by `path` (e.g. "/dev/sda") if given, else by `hints`, else the only
-/// non-removable disk. The error lists every disk.
-pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
+/// non-removable disk. The error lists every disk. (Takes them: the chosen one is moved
+/// out, not cloned.)
+pub fn select(disks: Vec<Disk>, path: Option<&str>, hints: &DiskHints) -> Result<Disk, String> {
     let name = path.map(|path| path.strip_prefix("/dev/").unwrap_or(path));
     let fits = |d: &&Disk| {
         (match name {
@@ -135,8 +136,8 @@ pub fn select(disks: &[Disk], path: Option<&str>, hints: &DiskHints) -> Result<D
         }) && matches(d, hints)
     };
     let n = disks.iter().filter(fits).count();
-    if let (1, Some(disk)) = (n, disks.iter().find(fits)) {
-        return Ok(disk.clone());
+    if n == 1 {
+        return disks.into_iter().find(|d| fits(&d)).ok_or_else(String::new);
     }
     let wanted = match (path, describe(hints)) {
         (None, h) if h.is_empty() => String::from("(no hint: the only non-removable disk)"),
@@ -178,13 +179,15 @@ fn wwn(s: &str) -> String {
     String::from(bare.unwrap_or(&s))
 }
 
-/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB"); "" when none.
+/// The hints, as text for errors ("serial=\"SN1\" minSize=100.0 GB", in the plan's
+/// order); "" when none.
 fn describe(h: &DiskHints) -> String {
     let mut out = String::new();
-    for (kind, key) in crate::plan::each_key(&crate::plan::DISK_KEYS) {
-        let _ = match kind {
-            Kind::Str => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
-            Kind::Number => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
+    for (key, _) in &h.0 {
+        let _ = match crate::plan::kind_of(&crate::plan::DISK_KEYS, key) {
+            None => None,
+            Some(Kind::Str) => h.str(key).map(|text| write!(out, " {key}={}", Quoted(text))),
+            Some(Kind::Number) => h.number(key).map(|n| write!(out, " {key}={}", size(n))),
             _ => h.bool(key).map(|b| write!(out, " {key}={}", if b { "true" } else { "false" })),
         };
     }
@@ -319,7 +322,8 @@ mod tests {
     #[test]
     fn selects_by_path_and_by_hints() {
         let disks = server().scan();
-        let pick = |path: Option<&str>, h: DiskHints| select(&disks, path, &h).map(|d| d.name);
+        let pick =
+            |path: Option<&str>, h: DiskHints| select(disks.clone(), path, &h).map(|d| d.name);
         assert_eq!(pick(Some("/dev/sda"), DiskHints::default()), Ok("sda".into()));
         // A path may name removable media: the operator asked for it.
         assert_eq!(pick(Some("/dev/sdb"), DiskHints::default()), Ok("sdb".into()));
@@ -342,20 +346,20 @@ mod tests {
     #[test]
     fn none_or_several_is_an_error_listing_every_candidate() {
         let disks = server().scan();
-        let text = select(&disks, None, &DiskHints::default()).unwrap_err();
+        let text = select(disks.clone(), None, &DiskHints::default()).unwrap_err();
         assert!(text.starts_with("2 disks match (no hint: the only non-removable disk), give a hint that picks one: "), "{text}");
         assert!(text.contains("nvme0n1 500.1 GB nvme model \"Samsung SSD 980 PRO 500GB\" serial \"S5GYNX0R123456A\""), "{text}");
         assert!(text.contains("sda 1.0 TB sata"), "{text}");
         assert!(!text.contains('\n'));
 
         let nope = hints(r#"{"serial":"NOPE"}"#);
-        let text = select(&disks, None, &nope).unwrap_err();
+        let text = select(disks.clone(), None, &nope).unwrap_err();
         assert!(text.starts_with("no disk matches serial=\"NOPE\"; disks: nvme0n1 "), "{text}");
         assert!(text.contains("sdb 30.9 GB usb model \"Cruzer Blade\" removable"), "{text}");
 
-        let text = select(&disks, Some("/dev/sdz"), &DiskHints::default()).unwrap_err();
+        let text = select(disks.clone(), Some("/dev/sdz"), &DiskHints::default()).unwrap_err();
         assert!(text.starts_with("no disk matches /dev/sdz; disks: "), "{text}");
-        let text = select(&disks, Some("/dev/loop0"), &DiskHints::default()).unwrap_err();
+        let text = select(disks.clone(), Some("/dev/loop0"), &DiskHints::default()).unwrap_err();
         assert!(
             text.starts_with("no disk matches /dev/loop0"),
             "loop devices are not disks: {text}"
@@ -376,14 +380,14 @@ mod tests {
             &[("size", b"1000\n"), ("removable", b"1\n")],
         );
         let disks = sys.scan();
-        let d = select(&disks, None, &DiskHints::default()).unwrap();
+        let d = select(disks.clone(), None, &DiskHints::default()).unwrap();
         assert_eq!(
             (d.name.as_str(), d.transport, d.serial.as_str()),
             ("vda", "virtio", "imprint-a")
         );
         assert_eq!(d.path(), "/dev/vda");
         let empty = FakeSys::new("empty");
-        let err = select(&empty.scan(), None, &DiskHints::default()).unwrap_err();
+        let err = select(empty.scan(), None, &DiskHints::default()).unwrap_err();
         assert_eq!(err, "no disk matches (no hint: the only non-removable disk); disks: none");
     }
 

@@ -145,8 +145,8 @@ const FINALLY: &str = "\"reboot\", \"poweroff\" or \"shell\"";
 const UPLOADS: &str = "\"multipart\" or \"put\"";
 const HOST: &str = "a host name (letters, digits, '-' and '.', at most 253)";
 
-/// The plan's keys by what they hold, in the order they are checked (the first bad value
-/// is the error); the keys of a group are separated by spaces.
+/// The plan's keys by what they hold (the first bad value in the document is the error);
+/// the keys of a group are separated by spaces.
 const PLAN_KEYS: [(Kind, &str); 13] = [
     (Kind::Object, "disk"),
     (Kind::Checked(ACTIONS, |w| choice(ACTIONS, w).is_some()), "action"),
@@ -163,7 +163,7 @@ const PLAN_KEYS: [(Kind, &str); 13] = [
     (Kind::Checked(UPLOADS, |w| choice(UPLOADS, w).is_some()), "upload"),
 ];
 
-/// The disk hints' keys, in the order errors and descriptions name them.
+/// The disk hints' keys.
 pub(crate) const DISK_KEYS: [(Kind, &str); 3] = [
     (Kind::Str, "serial wwn model vendor transport"),
     (Kind::Number, "minSize maxSize"),
@@ -177,11 +177,9 @@ const FILE_KEYS: [(Kind, &str); 4] = [
     (Kind::Checked("an octal mode such as \"0644\"", |m| octal(m).is_some()), "mode"),
 ];
 
-/// Every key of `table`, with what it holds.
-pub(crate) fn each_key(
-    table: &'static [(Kind, &str)],
-) -> impl Iterator<Item = (Kind, &'static str)> {
-    table.iter().flat_map(|(kind, keys)| keys.split(' ').map(move |key| (*kind, key)))
+/// What `key` holds if it is one of the keys of `table`.
+pub(crate) fn kind_of(table: &[(Kind, &str)], key: &str) -> Option<Kind> {
+    table.iter().find(|(_, keys)| keys.split(' ').any(|k| k == key)).map(|(kind, _)| *kind)
 }
 
 fn is_absolute(path: &str) -> bool {
@@ -189,7 +187,12 @@ fn is_absolute(path: &str) -> bool {
 }
 
 fn octal(mode: &str) -> Option<u32> {
-    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)
+    // By hand: from_str_radix costs 250 bytes. An optional '+', as it accepts.
+    let digits = mode.strip_prefix('+').unwrap_or(mode).as_bytes();
+    let add = |m: u32, d: &u8| {
+        Some(m << 3 | u32::from(d.wrapping_sub(b'0'))).filter(|m| *d & !7 == b'0' && *m <= 0o7777)
+    };
+    digits.iter().try_fold(0, add).filter(|_| !digits.is_empty())
 }
 
 /// Which of the quoted words of `expected` `word` is.
@@ -208,8 +211,8 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     };
     let mut keys = Object(members);
     check("", &keys, &PLAN_KEYS)?;
-    let known = |key: &String| each_key(&PLAN_KEYS).any(|known| known.1 == key);
-    let ignored = keys.0.iter().filter(|m| !known(&m.0)).map(|m| m.0.clone()).collect();
+    let unknown = keys.0.iter().filter(|m| kind_of(&PLAN_KEYS, &m.0).is_none());
+    let ignored = unknown.map(|m| m.0.clone()).collect();
     let disk = match keys.take("disk") {
         Value::Object(members) => Object(members),
         _ => Object::default(),
@@ -250,11 +253,11 @@ pub fn parse(document: &[u8]) -> Result<Plan, PlanError> {
     })
 }
 
-/// Checks each of `keys` in `object` (named `parent`, as in "disk."): the first value of
-/// the wrong type or form is the error.
-fn check(parent: &str, object: &Object, table: &'static [(Kind, &str)]) -> Result<(), PlanError> {
-    for (kind, key) in each_key(table) {
-        let Some(value) = object.get(key) else { continue };
+/// Checks the members of `object` (named `parent`, as in "disk.") that `table` knows: the
+/// first value of the wrong type or form is the error.
+fn check(parent: &str, object: &Object, table: &[(Kind, &str)]) -> Result<(), PlanError> {
+    for (key, value) in &object.0 {
+        let Some(kind) = kind_of(table, key) else { continue };
         let (expected, found) = match (kind, value) {
             (_, Value::Null)
             | (Kind::Str, Value::String(_))
@@ -483,6 +486,16 @@ mod tests {
             error(r#"{"action":"#),
             "plan: invalid JSON at byte 10: unexpected end of document"
         );
+    }
+
+    #[test]
+    fn octal_modes() {
+        for (text, mode) in [("0644", Some(0o644)), ("+600", Some(0o600)), ("7777", Some(0o7777))] {
+            assert_eq!(octal(text), mode, "{text}");
+        }
+        for bad in ["", "+", "8", "0o644", "10000", "40000000000644", "-1", " 644"] {
+            assert_eq!(octal(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,10 +11,11 @@
 //! no floating point); `sha256` is set once the image or capture is verified; `error` on
 //! the final report of a failed run.
 
+use crate::console::Quoted;
 use crate::image::sha256::Hex;
 use crate::net::link::Mac;
 use alloc::string::String;
-use core::fmt::Write;
+use core::fmt::Display;
 
 /// Where a run is: "starting" (the plan was read), "writing", "capturing", "finishing"
 /// (growing partitions and filesystems, writing files), "dry-run" (what would have been
@@ -37,46 +38,26 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// The JSON document.
+    /// The JSON document, in one formatting call (strings are escaped by `Quoted`).
     pub fn to_json(&self) -> String {
         let kbps = self.kbps;
-        let total = self.total.map_or(String::from("null"), |n| text!("{n}"));
-        let sha256 = self.sha256.map_or(String::from("null"), |h| text!("\"{}\"", Hex(&h)));
-        let mut out = text!(
-            "{{\"mac\":\"{}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":{total},\"mbPerSecond\":\"{}.{}\",\"sha256\":{sha256}",
+        let (hex, error) = (self.sha256.as_ref().map(|h| Hex(h)), self.error.map(Quoted));
+        let (q, sha256): (&str, &dyn Display) = match &hex {
+            Some(hex) => ("\"", hex),
+            None => ("", &"null"),
+        };
+        let total: &dyn Display = self.total.as_ref().map_or(&"null", |n| n);
+        let error: &dyn Display = error.as_ref().map_or(&"null", |e| e);
+        text!(
+            "{{\"mac\":\"{}\",\"phase\":\"{}\",\"bytesDone\":{},\"bytesTotal\":{total},\"mbPerSecond\":\"{}.{}\",\"sha256\":{q}{sha256}{q},\"message\":{},\"error\":{error}}}",
             Mac(self.mac),
             self.phase,
             self.done,
             kbps / 1000,
-            kbps % 1000 / 100
-        );
-        out.push_str(",\"message\":");
-        push_json_string(&mut out, Some(self.message));
-        out.push_str(",\"error\":");
-        push_json_string(&mut out, self.error);
-        out.push('}');
-        out
+            kbps % 1000 / 100,
+            Quoted(self.message)
+        )
     }
-}
-
-/// Appends `s` as a JSON string (quotes, backslashes and control characters escaped), or
-/// null.
-pub fn push_json_string(out: &mut String, s: Option<&str>) {
-    let Some(s) = s else { return out.push_str("null") };
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -45,11 +45,12 @@ impl Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // (As u32: errnos are positive, and i32 would bring its own copy of the formatting.)
         // SAFETY: strerror returns a pointer to a NUL-terminated static string for any
         // value (musl: "No error information" for unknown ones); we only read it, and
         // only the main thread calls strerror, so no other call can overwrite it meanwhile.
         let text = unsafe { CStr::from_ptr(libc::strerror(self.0)) };
-        write!(f, "{} (errno {})", text.to_str().unwrap_or("error"), self.0)
+        write!(f, "{} (errno {})", text.to_str().unwrap_or("error"), self.0 as u32)
     }
 }
 

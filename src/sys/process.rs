@@ -19,8 +19,11 @@ pub fn fork() -> Result<i32> {
 
 /// Replaces this process with `path`; returns only on failure.
 pub fn exec(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
-    let pointers = |items: &[&CStr]| -> Vec<*const libc::c_char> {
-        items.iter().map(|s| s.as_ptr()).chain([core::ptr::null()]).collect()
+    // Collected then pushed: a chained iterator's collect costs more code.
+    let pointers = |items: &[&CStr]| {
+        let mut v: Vec<*const libc::c_char> = items.iter().map(|s| s.as_ptr()).collect();
+        v.push(core::ptr::null());
+        v
     };
     let (args, envs) = (pointers(argv), pointers(envp));
     // SAFETY: path and every argv/envp string are NUL-terminated CStrs, and both pointer

@@ -81,7 +81,7 @@ pub fn get(raw: &[&[u8]]) -> Result<(), i32> {
         if n == 0 {
             return Ok(());
         }
-        write_all_raw(out, &buf[..n])
+        write_all_raw(out, buf.get(..n).unwrap_or_default())
             .map_err(|e| io_failed("writing", output.unwrap_or("standard output"), &e))?;
     }
 }
@@ -106,7 +106,7 @@ pub fn put(raw: &[&[u8]]) -> Result<(), i32> {
             let mut read =
                 |buf: &mut [u8]| source.read(buf).map_err(|e| io_failed("reading", what, &e));
             while let n @ 1.. = read(&mut chunk)? {
-                memory.extend_from_slice(&chunk[..n]);
+                memory.extend_from_slice(chunk.get(..n).unwrap_or_default());
             }
             client.upload("PUT", url, &[], &mut memory.as_slice(), Some(memory.len() as u64))
         }

@@ -1,10 +1,10 @@
 //! Tool mode's image commands: `imprint write` and `imprint capture`, with the progress
 //! line drawn as they go.
 
-use super::{Args, EXIT_USAGE};
+use super::{number, Args, EXIT_USAGE};
 use crate::http::Client;
 use crate::image::capture::{self, Options, Summary, DEFAULT_LEVEL};
-use crate::image::sha256::{self, Hex};
+use crate::image::sha256::{parse_hex, Hex};
 use crate::image::{show_progress, write, Hook, Interrupted};
 use crate::io::Read;
 use crate::sys::block;
@@ -90,7 +90,7 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
         let mut source = if source.starts_with("http://") || source.starts_with("https://") {
             // Tool mode has no lease: names resolve through /etc/resolv.conf, as for get.
             client = Client::new(super::net::system_servers(), Default::default());
-            let response = client.get(source).map_err(|e| text!("{e}"))?;
+            let response = client.get(source).map_err(|e| e.message)?;
             options.source_size = response.length();
             Source::Http(response)
         } else {
@@ -99,34 +99,42 @@ pub fn write_command(args: &[&[u8]]) -> i32 {
             file
         };
         let summary = write::write_image(&mut source, target, &options, hook);
-        summary.map(|s| text!("{target}: wrote {s}")).map_err(|e| text!("{e}"))
+        summary.map(|s| text!("{target}: wrote {s}"))
     })
 }
 
 fn parse_write_args<'a>(raw: &[&'a [u8]]) -> Result<(&'a str, &'a str, write::Options), String> {
     let mut args = Args::new(raw)?;
-    let options = write::Options {
-        sha256: option(&mut args, "--sha256", "64 hex digits", sha256::parse_hex)?,
-        image_size: option(&mut args, "--size", "a byte count", |n| n.parse().ok())?,
-        sparse: !args.flag("--no-sparse"),
-        source_size: None,
-    };
+    let hex = option(&mut args, "--sha256", "64 hex digits", |v| parse_hex(v).is_some())?;
+    let size = option(&mut args, "--size", "a byte count", |v| number(v).is_some())?;
+    let (sha256, image_size) = (hex.and_then(parse_hex), size.and_then(number));
+    let sparse = !args.flag("--no-sparse");
+    let options = write::Options { sha256, image_size, sparse, source_size: None };
     // positional() returns exactly two arguments or an error.
     let [source, target] =
         <[&str; 2]>::try_from(args.positional(2, "an image and a device")?).unwrap_or_default();
     Ok((source, target, options))
 }
 
-/// `name VALUE` taken out of `args` and parsed, or an error saying VALUE is not `what`.
-fn option<T>(
-    args: &mut Args,
+/// `name VALUE` taken out of `args`, or an error saying VALUE is not `what` unless `ok`.
+/// (Not generic: compiled once for every option; the caller parses the checked value.)
+fn option<'a>(
+    args: &mut Args<'a>,
     name: &str,
     what: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>, String> {
-    let Some(value) = args.value(name)? else { return Ok(None) };
-    let bad = || text!("{name} {} is not {what}", crate::console::Quoted(value));
-    parse(value).map(Some).ok_or_else(bad)
+    ok: fn(&str) -> bool,
+) -> Result<Option<&'a str>, String> {
+    let value = args.value(name)?;
+    match value {
+        Some(v) if !ok(v) => Err(text!("{name} {} is not {what}", crate::console::Quoted(v))),
+        _ => Ok(value),
+    }
+}
+
+/// What follows the last '/' (no `rsplit`: its reverse searcher costs 600 bytes).
+fn base_name(path: &str) -> &str {
+    let start = path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1);
+    path.get(start..).unwrap_or(path)
 }
 
 pub const CAPTURE_USAGE: &str =
@@ -152,8 +160,10 @@ pub fn capture_command(args: &[&[u8]]) -> i32 {
 
 fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Options), String> {
     let mut args = Args::new(args)?;
-    let level = |n: &str| n.parse().ok().filter(|&l| l <= 10);
-    let level = option(&mut args, "--level", "a level from 0 to 10", level)?;
+    let level = option(&mut args, "--level", "a level from 0 to 10", |n| {
+        number(n).is_some_and(|l| l <= 10)
+    })?;
+    let level = level.and_then(number).map_or(DEFAULT_LEVEL, |l| l as u8);
     let name = args.value("--name")?;
     let compressed = !args.flag("--raw");
     let put = args.flag("--put");
@@ -161,9 +171,8 @@ fn parse_capture_args<'a>(args: &[&'a [u8]]) -> Result<(&'a str, &'a str, Option
     let [path, url] = <[&str; 2]>::try_from(args.positional(2, "a device and an upload URL")?)
         .unwrap_or_default();
     // plunder names captures by MAC; a tool run names it after the device by default.
-    let form_name = (!put)
-        .then(|| String::from(name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))));
-    Ok((path, url, Options { compressed, level: level.unwrap_or(DEFAULT_LEVEL), form_name }))
+    let form_name = (!put).then(|| String::from(name.unwrap_or_else(|| base_name(path))));
+    Ok((path, url, Options { compressed, level, form_name }))
 }
 
 #[cfg(test)]
@@ -215,6 +224,7 @@ mod tests {
         assert!(parse_capture_args(&[b"d", b"u", b"--level", b"11"])
             .unwrap_err()
             .contains("0 to 10"));
+        assert!(parse_capture_args(&[b"d", b"u", b"--level", b"x"]).is_err());
         assert!(parse_capture_args(&[b"d"]).unwrap_err().contains("a device and an upload URL"));
         assert!(parse_capture_args(&[b"d", b"u", b"--fast"]).unwrap_err().contains("--fast"));
     }

@@ -69,6 +69,12 @@ impl<'a> Args<'a> {
     }
 }
 
+/// A whole number as Rust's `parse` reads it (an optional '+', then decimal digits),
+/// without its generic code.
+pub fn number(v: &str) -> Option<u64> {
+    crate::http::response::parse_length(v.strip_prefix('+').unwrap_or(v).as_bytes())
+}
+
 /// Exit statuses, as sysexits(3) has them.
 pub const EXIT_USAGE: i32 = 64;
 

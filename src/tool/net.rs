@@ -50,7 +50,7 @@ pub fn dhcp_command(args: &[&[u8]]) -> i32 {
             }
             _ => return usage("unexpected argument"),
         };
-        match rest.next().and_then(|v| v.parse().ok()) {
+        match rest.next().and_then(|v| super::number(v)?.try_into().ok()) {
             Some(value) => *seconds = value,
             None => return usage(&text!("{arg} needs a number of seconds")),
         }
