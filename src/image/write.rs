@@ -20,7 +20,7 @@ use super::crc32;
 use super::gzip::{Decoder, GzipError, MAGIC, TRUNCATED};
 use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
-use super::{is_zero, Format, Interrupted};
+use super::{is_zero, Interrupted};
 use crate::io::Read;
 use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Kind, Sequential};
 use crate::sys::fd::Fd;
@@ -88,7 +88,8 @@ pub enum PartitionScan {
 /// A finished write.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    pub format: Format,
+    /// A gzip image (else raw).
+    pub gzip: bool,
     pub image_len: u64,
     pub source_len: u64,
     /// gzip members (0 for a raw image).
@@ -106,10 +107,11 @@ pub type WriteError = String;
 /// written; sha256 ... verified; 2 partitions`.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} bytes ({}", self.image_len, self.format)?;
-        if self.format == Format::Gzip {
-            let plural = if self.members == 1 { "" } else { "s" };
-            write!(f, ", {} member{plural}", self.members)?;
+        write!(f, "{} bytes (", self.image_len)?;
+        match self.members {
+            _ if !self.gzip => f.write_str("raw")?,
+            1 => f.write_str("gzip, 1 member")?,
+            n => write!(f, "gzip, {n} members")?,
         }
         write!(f, "); {} bytes zeroed, not written", self.sparse_bytes)?;
         if let Some(d) = &self.sha256 {
@@ -520,9 +522,8 @@ fn write_from(
     let result = streamed.and_then(|members| {
         let sha256 = sha.map(Sha256::finish);
         let partitions = commit(&mut sink, image_size, options.sha256.zip(sha256))?;
-        let format = if gzip { Format::Gzip } else { Format::Raw };
         let (image_len, source_len, sparse_bytes) = (sink.written, input.total, sink.sparse_bytes);
-        Ok(Summary { format, image_len, source_len, members, sparse_bytes, sha256, partitions })
+        Ok(Summary { gzip, image_len, source_len, members, sparse_bytes, sha256, partitions })
     });
     match result {
         Ok(summary) => {
