@@ -16,9 +16,8 @@ use super::sha256::Sha256;
 use super::{gzip::HEADER, is_zero, Hook};
 use crate::http::Client;
 use crate::io::Read;
-use crate::sys::block::ReadAhead;
-use crate::sys::block::{self, Kind};
-use crate::sys::fd::{Fd, OpenFlags};
+use crate::sys::block::{self, ReadAhead};
+use crate::sys::fd::Fd;
 use crate::sys::{time, Errno};
 use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::time::Duration;
@@ -73,28 +72,17 @@ pub struct Disk {
     pub size: u64,
 }
 
-/// Opens `path` read-only with O_DIRECT: a block device exclusively (O_EXCL), so that it
-/// is neither mounted nor mounted while we read it; a regular file as it is.
+/// Opens `path` read-only (see [`block::open_image`]): a block device exclusively, so that
+/// it is neither mounted nor mounted while we read it.
 pub fn open(path: &str) -> Result<Disk, CaptureError> {
-    let failed = |e| text!("opening {path} for capture: {e}");
-    let kind = block::kind_of(path).map_err(failed)?.ok_or_else(|| failed(Errno::ENOENT))?;
-    let flags = OpenFlags::READ | OpenFlags::DIRECT;
-    let device = matches!(kind, Kind::BlockDevice);
-    let fd = match kind {
-        Kind::BlockDevice => Fd::open(path, flags | OpenFlags::EXCLUSIVE, 0),
-        // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-        Kind::RegularFile => match Fd::open(path, flags, 0) {
-            Err(Errno::EINVAL) => Fd::open(path, OpenFlags::READ, 0),
-            other => other,
-        },
-        Kind::Other => return Err(text!("{path} is neither a block device nor a regular file")),
-    };
-    let fd = fd.map_err(|e| match e {
-        Errno::EBUSY => text!(
+    let (fd, device) = match block::open_image(path, false) {
+        Ok(Some(source)) => source,
+        Ok(None) => return Err(text!("{path} is neither a block device nor a regular file")),
+        Err(Errno::EBUSY) => return Err(text!(
             "{path} is in use (mounted, or held open by another program): refusing to capture it"
-        ),
-        e => failed(e),
-    })?;
+        )),
+        Err(e) => return Err(text!("opening {path} for capture: {e}")),
+    };
     let size = if device { block::device_size(&fd) } else { block::file_len(&fd) };
     let size = size.map_err(|e| text!("reading the size of {path}: {e}"))?;
     Ok(Disk { fd, size })

@@ -22,7 +22,7 @@ use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
 use super::{is_zero, Interrupted};
 use crate::io::Read;
-use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Kind, Sequential};
+use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Sequential};
 use crate::sys::fd::Fd;
 use crate::sys::{self, cpu, fs, time, Errno};
 use alloc::string::String;
@@ -150,7 +150,8 @@ const UNSUPPORTED: [i32; 5] =
 /// The open target.
 struct Disk {
     fd: Fd,
-    kind: Kind,
+    /// A block device (else a regular file).
+    device: bool,
     /// The byte past which nothing may be written; `None` for a file that grows.
     limit: Option<u64>,
     /// The target refused zeroing ranges: zeros are written instead.
@@ -159,39 +160,27 @@ struct Disk {
 
 impl Disk {
     fn open(path: &str) -> Result<Disk, WriteError> {
-        let opening = device("opening the target for writing");
-        let kind = block::kind_of(path).map_err(opening)?.unwrap_or(Kind::RegularFile);
-        let (fd, limit) = match kind {
-            Kind::BlockDevice => {
-                let fd = block::open(path, true, true).map_err(|errno| match errno {
-                    Errno::EBUSY => WriteError::from(BUSY),
-                    errno => opening(errno),
-                })?;
-                let size = block::logical_block_size(&fd)
-                    .map_err(device("reading the logical block size"))?
-                    as usize;
-                if size > UNIT || UNIT % size.max(1) != 0 {
-                    return Err(device("checking the logical block size")(Errno::EINVAL));
-                }
-                let size = block::device_size(&fd).map_err(device("reading the device size"))?;
-                (fd, Some(size))
-            }
-            Kind::RegularFile => {
-                // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-                let fd = match block::open(path, false, true) {
-                    Err(Errno::EINVAL) => block::open(path, false, false),
-                    other => other,
-                }
-                .map_err(opening)?;
-                let len = block::file_len(&fd).map_err(device("reading the file size"))?;
-                // A file that has a length stands for a disk of that size; an empty one grows.
-                (fd, (len > 0).then_some(len))
-            }
-            Kind::Other => {
+        let (fd, blockdev) = match block::open_image(path, true) {
+            Ok(Some(target)) => target,
+            Ok(None) => {
                 return Err("the target is neither a block device nor a regular file".into())
             }
+            Err(Errno::EBUSY) => return Err(BUSY.into()),
+            Err(errno) => return Err(device("opening the target for writing")(errno)),
         };
-        Ok(Disk { fd, kind, limit, zero_by_writing: false })
+        let limit = if blockdev {
+            let size = block::logical_block_size(&fd)
+                .map_err(device("reading the logical block size"))? as usize;
+            if size > UNIT || UNIT % size.max(1) != 0 {
+                return Err(device("checking the logical block size")(Errno::EINVAL));
+            }
+            Some(block::device_size(&fd).map_err(device("reading the device size"))?)
+        } else {
+            let len = block::file_len(&fd).map_err(device("reading the file size"))?;
+            // A file that has a length stands for a disk of that size; an empty one grows.
+            (len > 0).then_some(len)
+        };
+        Ok(Disk { fd, device: blockdev, limit, zero_by_writing: false })
     }
 
     /// Zeroes a range: without sending zeros where the target can (BLKZEROOUT on a block
@@ -200,7 +189,7 @@ impl Disk {
         if len == 0 {
             return Ok(());
         } else if !self.zero_by_writing {
-            match block::zero(self.fd.raw(), self.kind == Kind::BlockDevice, offset, len) {
+            match block::zero(self.fd.raw(), self.device, offset, len) {
                 // Refused as unsupported: write zeros, from now on.
                 Err(Errno(e)) if UNSUPPORTED.contains(&e) => self.zero_by_writing = true,
                 other => return other,
@@ -382,7 +371,7 @@ impl Sink {
         if end <= start || self.disk.limit.is_none() {
             return Ok(());
         }
-        let io = Io::Zero { ioctl: self.disk.kind == Kind::BlockDevice };
+        let io = Io::Zero { ioctl: self.disk.device };
         ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
     }
 }
@@ -612,7 +601,7 @@ fn commit(
         block::set_len(&disk.fd, actual).map_err(writing("setting the file's length", actual))?;
     }
     block::fsync(&disk.fd).map_err(writing("flushing the image's first MiB to the disk", 0))?;
-    if disk.kind != Kind::BlockDevice {
+    if !disk.device {
         return Ok(PartitionScan::Skipped);
     }
     rescan(&disk.fd)

@@ -68,6 +68,26 @@ pub fn open(path: &str, device: bool, direct: bool) -> Result<Fd> {
     Fd::open(path, OpenFlags::READ_WRITE | how | OpenFlags::DIRECT * direct as c_int, 0o644)
 }
 
+/// Opens an image's target (`write`: read-write, a missing file created) or a capture's
+/// source (read-only): a block device with O_EXCL (EBUSY while it is mounted, in an array
+/// or held open exclusively; and no one else claims it meanwhile), a regular file with
+/// O_DIRECT unless its filesystem refuses it (EINVAL: tmpfs on older kernels). With
+/// whether it is a device; `None`: it is neither.
+pub fn open_image(path: &str, write: bool) -> Result<Option<(Fd, bool)>> {
+    let kind = kind_of(path)?.unwrap_or(Kind::RegularFile);
+    let device = kind == Kind::BlockDevice;
+    if kind == Kind::Other {
+        return Ok(None);
+    }
+    let how = if device { OpenFlags::EXCLUSIVE } else { OpenFlags::CREATE * write as c_int };
+    let flags = how | if write { OpenFlags::READ_WRITE } else { OpenFlags::READ };
+    let fd = match Fd::open(path, flags | OpenFlags::DIRECT, 0o644) {
+        Err(Errno::EINVAL) if !device => Fd::open(path, flags, 0o644),
+        other => other,
+    }?;
+    Ok(Some((fd, device)))
+}
+
 /// The file's length in bytes (for regular files).
 pub fn file_len(fd: &Fd) -> Result<u64> {
     stat_fd(fd).map(|st| st.st_size as u64)
