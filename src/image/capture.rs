@@ -78,9 +78,11 @@ pub fn open(path: &str) -> Result<Disk, CaptureError> {
     let (fd, device) = match block::open_image(path, false) {
         Ok(Some(source)) => source,
         Ok(None) => return Err(text!("{path} is neither a block device nor a regular file")),
-        Err(Errno::EBUSY) => return Err(text!(
+        Err(Errno::EBUSY) => {
+            return Err(text!(
             "{path} is in use (mounted, or held open by another program): refusing to capture it"
-        )),
+        ))
+        }
         Err(e) => return Err(text!("opening {path} for capture: {e}")),
     };
     let size = if device { block::device_size(&fd) } else { block::file_len(&fd) };
