@@ -30,7 +30,10 @@ pub fn read(fd: &Fd) -> Option<Vec<Partition>> {
     };
     let entries = read(lba * block, u64::from(count) * u64::from(size))?;
     let mut table = Vec::new();
-    for (e, n) in entries.chunks_exact(size as usize).zip(1..=count) {
+    for (e, n) in entries.chunks_exact(size as usize).zip(1..) {
+        if n > count {
+            break; // the buffer is whole pages: what follows the entries is not theirs
+        }
         let (first, last) = (le(e, 32, 8), le(e, 40, 8));
         // A used entry: its type GUID is not all zeros.
         if le(e, 0, 8) | le(e, 8, 8) != 0 && last >= first {

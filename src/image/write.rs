@@ -196,9 +196,11 @@ impl Disk {
             }
         }
         let zeros = AlignedBuf::zeroed(len.min(FLUSH as u64) as usize)?;
-        for at in (offset..offset + len).step_by(FLUSH) {
-            let n = (offset + len - at).min(FLUSH as u64) as usize;
-            self.write_at(&zeros[..n], at)?;
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let (zeros, _) = zeros.split_at((end - at).min(FLUSH as u64) as usize);
+            self.write_at(zeros, at)?;
+            at += zeros.len() as u64;
         }
         Ok(())
     }
