@@ -4,7 +4,6 @@
 use super::fd::{Fd, OpenFlags};
 use super::{check, check_size, retry, Errno, Result};
 use ::alloc::boxed::Box;
-use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -477,8 +476,9 @@ fn feed(s: &Shared, op: &Op) {
 pub struct DirectRing<'s> {
     buf: AlignedBuf,
     shared: *const Shared,
-    /// The threads started, joined in Drop.
-    threads: Vec<libc::pthread_t>,
+    /// The threads, the first `started` of them started, joined in Drop.
+    threads: [libc::pthread_t; THREADS],
+    started: usize,
     /// Sequential operations queued so far: the next one's turn.
     turns: u32,
     /// The Sequential the threads feed, borrowed for the ring's life.
@@ -509,18 +509,17 @@ impl<'s> DirectRing<'s> {
             sequential: sequential.map(|s| s as *mut dyn Sequential),
             turns: AtomicU32::new(0),
         }));
-        let (threads, _sequential) = (Vec::with_capacity(THREADS), core::marker::PhantomData);
-        let mut ring = DirectRing { buf, shared, threads, turns: 0, _sequential };
+        // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
+        let threads = unsafe { core::mem::zeroed() };
+        let _sequential = core::marker::PhantomData;
+        let mut ring = DirectRing { buf, shared, threads, started: 0, turns: 0, _sequential };
         for _ in 0..THREADS {
-            // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
-            let mut thread: libc::pthread_t = unsafe { core::mem::zeroed() };
+            let thread = &mut ring.threads[ring.started % THREADS];
             // SAFETY: musl's default attributes (its own stack and TLS: `run` touches a few
             // pages of them); Drop frees `shared` and the buffer only once every thread
             // started has been joined.
-            match unsafe {
-                libc::pthread_create(&mut thread, core::ptr::null(), run, shared.cast())
-            } {
-                0 => ring.threads.push(thread),
+            match unsafe { libc::pthread_create(thread, core::ptr::null(), run, shared.cast()) } {
+                0 => ring.started += 1,
                 // Dropping the ring stops and joins the threads already started.
                 err => return Err(Errno(err)),
             }
@@ -670,10 +669,10 @@ impl Drop for DirectRing<'_> {
     fn drop(&mut self) {
         // The threads run (or skip) everything queued, then end; only then are the
         // buffer and the shared state freed.
-        for _ in &self.threads {
+        for _ in 0..self.started {
             self.push(STOP);
         }
-        for &thread in &self.threads {
+        for &thread in self.threads.iter().take(self.started) {
             // SAFETY: a thread this ring started and has not joined yet; it ends at the
             // Stop queued above.
             unsafe { libc::pthread_join(thread, core::ptr::null_mut()) };
