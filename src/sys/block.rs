@@ -344,7 +344,8 @@ struct Op {
 
 const STOP: Op = Op { io: Io::Stop, fd: -1, start: 0, len: 0, offset: 0 };
 
-/// What a ring and its threads share: all zeros to begin with.
+/// What a ring and its threads share: all zeros to begin with (a Stop in every slot), but
+/// for the buffer, the digest function and the Sequential.
 struct Shared {
     ops: [UnsafeCell<Op>; SLOTS],
     /// Per slot: its operation is queued or running.
@@ -494,21 +495,17 @@ impl<'s> DirectRing<'s> {
         sequential: Option<&'s mut (dyn Sequential + 'static)>,
     ) -> Result<DirectRing<'s>> {
         let mut buf = AlignedBuf::zeroed(len)?;
-        let shared = Box::into_raw(Box::new(Shared {
-            ops: [const { UnsafeCell::new(STOP) }; SLOTS],
-            busy: [const { AtomicU32::new(0) }; SLOTS],
-            base: buf.as_mut_ptr(),
-            queued: AtomicU32::new(0),
-            taken: AtomicU32::new(0),
-            finished: AtomicU32::new(0),
-            errno: AtomicI32::new(0),
-            failed_at: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-            digest_fn: digest,
-            digest: AtomicU32::new(0),
-            sequential: sequential.map(|s| s as *mut dyn Sequential),
-            turns: AtomicU32::new(0),
-        }));
+        let mut shared = Box::<Shared>::new_zeroed();
+        let p = shared.as_mut_ptr();
+        // SAFETY: all zeros is a valid Shared (Stop operations, counters at 0, no digest
+        // function) but for `sequential`, written here, as the other two given fields, through
+        // raw pointers into the allocation before it is taken as initialised.
+        let shared = unsafe {
+            (&raw mut (*p).base).write(buf.as_mut_ptr());
+            (&raw mut (*p).digest_fn).write(digest);
+            (&raw mut (*p).sequential).write(sequential.map(|s| s as *mut dyn Sequential));
+            Box::into_raw(shared.assume_init())
+        };
         // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
         let threads = unsafe { core::mem::zeroed() };
         let _sequential = core::marker::PhantomData;
