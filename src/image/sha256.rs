@@ -97,9 +97,9 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
 /// A digest written as 64 lower- or upper-case hex digits; `None` if it is not one.
 pub fn parse_hex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, c) in text.chars().enumerate() {
+    for (i, c) in text.bytes().enumerate() {
         // Even positions are high nibbles.
-        *out.get_mut(i / 2)? |= (c.to_digit(16)? << (4 - i % 2 * 4)) as u8;
+        *out.get_mut(i / 2)? |= ((c as char).to_digit(16)? << (4 - i % 2 * 4)) as u8;
     }
     (text.len() == 64).then_some(out)
 }
@@ -109,7 +109,11 @@ pub struct Hex<'a>(pub &'a [u8]);
 
 impl core::fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        use core::fmt::Write;
+        let digit = |n: u8| char::from(b"0123456789abcdef"[n as usize & 15]);
+        self.0
+            .iter()
+            .try_for_each(|b| f.write_char(digit(b >> 4)).and_then(|_| f.write_char(digit(*b))))
     }
 }
 
