@@ -633,7 +633,7 @@ pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
 fn set_one_by_one(fd: &Fd) -> PartitionScan {
     let Some(table) = crate::disk::table::read(fd) else { return PartitionScan::Busy };
     let in_use = |n| block::set_partition(fd, n, None) == Err(Errno::EBUSY);
-    let kept = (1..=128).filter(|&n| in_use(n)).count() as u32;
+    let kept = (1..129).filter(|&n| in_use(n)).count() as u32;
     for &(n, start, len) in &table {
         let _ = block::set_partition(fd, n, Some((start, len)));
     }
