@@ -49,12 +49,13 @@ impl Sha256 {
     }
 
     pub fn finish(mut self) -> [u8; 32] {
-        // Pad to 56 mod 64, then the length in bits, big-endian.
-        let pad_len = (119 - self.filled) % 64 + 1;
-        let mut pad = [0u8; 72];
-        pad[0] = 0x80;
-        pad[pad_len..pad_len + 8].copy_from_slice(&(self.total << 3).to_be_bytes());
-        self.update(&pad[..pad_len + 8]);
+        // 0x80, zeros up to 56 mod 64, then the length in bits, big-endian.
+        let bits = self.total << 3;
+        self.update(&[0x80]);
+        while self.filled != 56 {
+            self.update(&[0]);
+        }
+        self.update(&bits.to_be_bytes());
         self.state.map(u32::to_be_bytes).as_flattened().try_into().unwrap_or_default()
     }
 }
