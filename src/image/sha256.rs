@@ -32,20 +32,22 @@ impl Sha256 {
 
     pub fn update(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
-        if self.filled > 0 {
-            let (head, rest) = data.split_at((64 - self.filled).min(data.len()));
-            self.block[self.filled..][..head.len()].copy_from_slice(head);
-            self.filled += head.len();
-            if self.filled < 64 {
-                return;
+        while let Some((&byte, rest)) = data.split_first() {
+            // Whole blocks straight from `data`; a partial one byte by byte into `block`.
+            if self.filled == 0 && data.len() >= 64 {
+                let (blocks, rest) = data.as_chunks::<64>();
+                compress_blocks(&mut self.state, blocks.as_flattened());
+                data = rest;
+                continue;
             }
-            compress_blocks(&mut self.state, &self.block);
-            (self.filled, data) = (0, rest);
+            self.block[self.filled % 64] = byte;
+            self.filled += 1;
+            if self.filled == 64 {
+                compress_blocks(&mut self.state, &self.block);
+                self.filled = 0;
+            }
+            data = rest;
         }
-        let (blocks, rest) = data.as_chunks::<64>();
-        compress_blocks(&mut self.state, blocks.as_flattened());
-        self.block[..rest.len()].copy_from_slice(rest);
-        self.filled = rest.len();
     }
 
     pub fn finish(mut self) -> [u8; 32] {
