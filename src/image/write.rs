@@ -405,7 +405,7 @@ struct Input {
 
 impl Input {
     fn available(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
     /// Reads once more from the source, moving what is left to the front first.
@@ -413,7 +413,8 @@ impl Input {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let n = source(&mut self.buf[self.end..]).map_err(|e| text!("reading the image: {e}"))?;
+        let free = self.buf.get_mut(self.end..).unwrap_or_default();
+        let n = source(free).map_err(|e| text!("reading the image: {e}"))?;
         self.end += n;
         self.total += n as u64;
         self.eof = n == 0;
@@ -597,7 +598,7 @@ fn commit(
     }
     let disk = &mut sink.disk;
     block::fsync(&disk.fd).map_err(writing("flushing the image to the disk", 0))?;
-    let head = &sink.head[..HEAD.min(actual) as usize];
+    let head = sink.head.get(..HEAD.min(actual) as usize).unwrap_or_default();
     disk.write_at(head, 0).map_err(writing("writing the image's first MiB", 0))?;
     if disk.limit.is_none() {
         block::set_len(&disk.fd, actual).map_err(writing("setting the file's length", actual))?;
