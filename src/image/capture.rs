@@ -282,7 +282,8 @@ impl Read for Capture<'_> {
             if self.start == self.out.len() {
                 self.produce()?;
             }
-            let Ok(m) = self.out.get(self.start..).unwrap_or_default().read(&mut buf[n..]);
+            let (out, free) = (self.out.get(self.start..), buf.get_mut(n..));
+            let Ok(m) = out.unwrap_or_default().read(free.unwrap_or_default());
             self.start += m;
             n += m;
         }
