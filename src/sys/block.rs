@@ -497,9 +497,10 @@ impl<'s> DirectRing<'s> {
         let mut buf = AlignedBuf::zeroed(len)?;
         let mut shared = Box::<Shared>::new_zeroed();
         let p = shared.as_mut_ptr();
-        // SAFETY: all zeros is a valid Shared (Stop operations, counters at 0, no digest
-        // function) but for `sequential`, written here, as the other two given fields, through
-        // raw pointers into the allocation before it is taken as initialised.
+        // SAFETY: all zeros is a valid Shared (a Stop in every slot, counters at 0, no digest
+        // function) but perhaps for `sequential` (an Option of a fat raw pointer): it is
+        // written, as `base` and `digest_fn` are, through raw pointers into the allocation
+        // before the allocation is taken as initialised.
         let shared = unsafe {
             (&raw mut (*p).base).write(buf.as_mut_ptr());
             (&raw mut (*p).digest_fn).write(digest);
