@@ -30,9 +30,13 @@ pub fn read(fd: &Fd) -> Option<Vec<Partition>> {
     };
     let entries = read(lba * block, u64::from(count) * u64::from(size))?;
     let mut table = Vec::new();
-    for (e, n) in entries.chunks_exact(size as usize).zip(1..=count) {
+    for (e, n) in entries.chunks_exact(size as usize).zip(1..) {
+        if n > count {
+            break; // the buffer is whole pages: what follows the entries is not theirs
+        }
         let (first, last) = (le(e, 32, 8), le(e, 40, 8));
-        if e[..16].iter().any(|&b| b != 0) && last >= first {
+        // A used entry: its type GUID is not all zeros.
+        if le(e, 0, 8) | le(e, 8, 8) != 0 && last >= first {
             table.push((n, first * block, (last - first + 1) * block));
         }
     }
@@ -41,12 +45,17 @@ pub fn read(fd: &Fd) -> Option<Vec<Partition>> {
 
 /// MBR's primary partitions (none without the 0x55AA signature).
 fn primaries(mbr: &[u8], block: u64) -> Vec<Partition> {
-    if mbr.get(510..512) != Some(&[0x55, 0xAA]) {
-        return Vec::new();
+    let mut table = Vec::new();
+    if mbr.get(510..512) == Some(&[0x55, 0xAA]) {
+        for (e, n) in mbr.get(446..510).unwrap_or_default().chunks_exact(16).zip(1..) {
+            let (start, len) = (le(e, 8, 4), le(e, 12, 4));
+            // A used entry: it has a type and a length.
+            if le(e, 4, 1) != 0 && len != 0 {
+                table.push((n, start * block, len * block));
+            }
+        }
     }
-    let entries = mbr.get(446..510).unwrap_or_default().chunks_exact(16).zip(1..);
-    let used = entries.filter(|(e, _)| e[4] != 0 && le(e, 12, 4) != 0);
-    used.map(|(e, n)| (n, le(e, 8, 4) * block, le(e, 12, 4) * block)).collect()
+    table
 }
 
 #[cfg(test)]

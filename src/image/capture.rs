@@ -16,9 +16,8 @@ use super::sha256::Sha256;
 use super::{gzip::HEADER, is_zero, Hook};
 use crate::http::Client;
 use crate::io::Read;
-use crate::sys::block::ReadAhead;
-use crate::sys::block::{self, Kind};
-use crate::sys::fd::{Fd, OpenFlags};
+use crate::sys::block::{self, ReadAhead};
+use crate::sys::fd::Fd;
 use crate::sys::{time, Errno};
 use alloc::{boxed::Box, string::String, vec, vec::Vec};
 use core::time::Duration;
@@ -73,28 +72,19 @@ pub struct Disk {
     pub size: u64,
 }
 
-/// Opens `path` read-only with O_DIRECT: a block device exclusively (O_EXCL), so that it
-/// is neither mounted nor mounted while we read it; a regular file as it is.
+/// Opens `path` read-only (see [`block::open_image`]): a block device exclusively, so that
+/// it is neither mounted nor mounted while we read it.
 pub fn open(path: &str) -> Result<Disk, CaptureError> {
-    let failed = |e| text!("opening {path} for capture: {e}");
-    let kind = block::kind_of(path).map_err(failed)?.ok_or_else(|| failed(Errno::ENOENT))?;
-    let flags = OpenFlags::READ | OpenFlags::DIRECT;
-    let device = matches!(kind, Kind::BlockDevice);
-    let fd = match kind {
-        Kind::BlockDevice => Fd::open(path, flags | OpenFlags::EXCLUSIVE, 0),
-        // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-        Kind::RegularFile => match Fd::open(path, flags, 0) {
-            Err(Errno::EINVAL) => Fd::open(path, OpenFlags::READ, 0),
-            other => other,
-        },
-        Kind::Other => return Err(text!("{path} is neither a block device nor a regular file")),
-    };
-    let fd = fd.map_err(|e| match e {
-        Errno::EBUSY => text!(
+    let (fd, device) = match block::open_image(path, false) {
+        Ok(Some(source)) => source,
+        Ok(None) => return Err(text!("{path} is neither a block device nor a regular file")),
+        Err(Errno::EBUSY) => {
+            return Err(text!(
             "{path} is in use (mounted, or held open by another program): refusing to capture it"
-        ),
-        e => failed(e),
-    })?;
+        ))
+        }
+        Err(e) => return Err(text!("opening {path} for capture: {e}")),
+    };
     let size = if device { block::device_size(&fd) } else { block::file_len(&fd) };
     let size = size.map_err(|e| text!("reading the size of {path}: {e}"))?;
     Ok(Disk { fd, size })
@@ -292,7 +282,8 @@ impl Read for Capture<'_> {
             if self.start == self.out.len() {
                 self.produce()?;
             }
-            let Ok(m) = self.out.get(self.start..).unwrap_or_default().read(&mut buf[n..]);
+            let (out, free) = (self.out.get(self.start..), buf.get_mut(n..));
+            let Ok(m) = out.unwrap_or_default().read(free.unwrap_or_default());
             self.start += m;
             n += m;
         }

@@ -10,21 +10,7 @@ pub mod sha256;
 pub mod write;
 
 use alloc::string::String;
-use core::fmt;
 use progress::Progress;
-
-/// An image's encoding, told from its first bytes (a plan's `compressed` is only a hint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Raw,
-    Gzip,
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if *self == Format::Gzip { "gzip" } else { "raw" })
-    }
-}
 
 /// Whether `data` is all zero bytes: 64 bytes at a time, four 16-byte words ORed together
 /// (SSE registers; written out, since at opt-level "z" a loop over a line's words stayed

@@ -32,29 +32,32 @@ impl Sha256 {
 
     pub fn update(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
-        if self.filled > 0 {
-            let (head, rest) = data.split_at((64 - self.filled).min(data.len()));
-            self.block[self.filled..][..head.len()].copy_from_slice(head);
-            self.filled += head.len();
-            if self.filled < 64 {
-                return;
+        while let Some((&byte, rest)) = data.split_first() {
+            // Whole blocks straight from `data`; a partial one byte by byte into `block`.
+            if self.filled == 0 && data.len() >= 64 {
+                let (blocks, rest) = data.as_chunks::<64>();
+                compress_blocks(&mut self.state, blocks.as_flattened());
+                data = rest;
+                continue;
             }
-            compress_blocks(&mut self.state, &self.block);
-            (self.filled, data) = (0, rest);
+            self.block[self.filled % 64] = byte;
+            self.filled += 1;
+            if self.filled == 64 {
+                compress_blocks(&mut self.state, &self.block);
+                self.filled = 0;
+            }
+            data = rest;
         }
-        let (blocks, rest) = data.as_chunks::<64>();
-        compress_blocks(&mut self.state, blocks.as_flattened());
-        self.block[..rest.len()].copy_from_slice(rest);
-        self.filled = rest.len();
     }
 
     pub fn finish(mut self) -> [u8; 32] {
-        // Pad to 56 mod 64, then the length in bits, big-endian.
-        let pad_len = (119 - self.filled) % 64 + 1;
-        let mut pad = [0u8; 72];
-        pad[0] = 0x80;
-        pad[pad_len..pad_len + 8].copy_from_slice(&(self.total << 3).to_be_bytes());
-        self.update(&pad[..pad_len + 8]);
+        // 0x80, zeros up to 56 mod 64, then the length in bits, big-endian.
+        let bits = self.total << 3;
+        self.update(&[0x80]);
+        while self.filled != 56 {
+            self.update(&[0]);
+        }
+        self.update(&bits.to_be_bytes());
         self.state.map(u32::to_be_bytes).as_flattened().try_into().unwrap_or_default()
     }
 }
@@ -97,9 +100,9 @@ fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
 /// A digest written as 64 lower- or upper-case hex digits; `None` if it is not one.
 pub fn parse_hex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, c) in text.chars().enumerate() {
+    for (i, c) in text.bytes().enumerate() {
         // Even positions are high nibbles.
-        *out.get_mut(i / 2)? |= (c.to_digit(16)? << (4 - i % 2 * 4)) as u8;
+        *out.get_mut(i / 2)? |= ((c as char).to_digit(16)? << (4 - i % 2 * 4)) as u8;
     }
     (text.len() == 64).then_some(out)
 }
@@ -109,7 +112,11 @@ pub struct Hex<'a>(pub &'a [u8]);
 
 impl core::fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        use core::fmt::Write;
+        let digit = |n: u8| char::from(b"0123456789abcdef"[n as usize & 15]);
+        self.0
+            .iter()
+            .try_for_each(|b| f.write_char(digit(b >> 4)).and_then(|_| f.write_char(digit(*b))))
     }
 }
 

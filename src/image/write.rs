@@ -20,9 +20,9 @@ use super::crc32;
 use super::gzip::{Decoder, GzipError, MAGIC, TRUNCATED};
 use super::progress::Progress;
 use super::sha256::{Hex, Sha256};
-use super::{is_zero, Format, Interrupted};
+use super::{is_zero, Interrupted};
 use crate::io::Read;
-use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Kind, Sequential};
+use crate::sys::block::{self, AlignedBuf, DirectRing, Io, Sequential};
 use crate::sys::fd::Fd;
 use crate::sys::{self, cpu, fs, time, Errno};
 use alloc::string::String;
@@ -88,7 +88,8 @@ pub enum PartitionScan {
 /// A finished write.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    pub format: Format,
+    /// A gzip image (else raw).
+    pub gzip: bool,
     pub image_len: u64,
     pub source_len: u64,
     /// gzip members (0 for a raw image).
@@ -106,10 +107,11 @@ pub type WriteError = String;
 /// written; sha256 ... verified; 2 partitions`.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} bytes ({}", self.image_len, self.format)?;
-        if self.format == Format::Gzip {
-            let plural = if self.members == 1 { "" } else { "s" };
-            write!(f, ", {} member{plural}", self.members)?;
+        write!(f, "{} bytes (", self.image_len)?;
+        match self.members {
+            _ if !self.gzip => f.write_str("raw")?,
+            1 => f.write_str("gzip, 1 member")?,
+            n => write!(f, "gzip, {n} members")?,
         }
         write!(f, "); {} bytes zeroed, not written", self.sparse_bytes)?;
         if let Some(d) = &self.sha256 {
@@ -148,7 +150,8 @@ const UNSUPPORTED: [i32; 5] =
 /// The open target.
 struct Disk {
     fd: Fd,
-    kind: Kind,
+    /// A block device (else a regular file).
+    device: bool,
     /// The byte past which nothing may be written; `None` for a file that grows.
     limit: Option<u64>,
     /// The target refused zeroing ranges: zeros are written instead.
@@ -157,39 +160,27 @@ struct Disk {
 
 impl Disk {
     fn open(path: &str) -> Result<Disk, WriteError> {
-        let opening = device("opening the target for writing");
-        let kind = block::kind_of(path).map_err(opening)?.unwrap_or(Kind::RegularFile);
-        let (fd, limit) = match kind {
-            Kind::BlockDevice => {
-                let fd = block::open(path, true, true).map_err(|errno| match errno {
-                    Errno::EBUSY => WriteError::from(BUSY),
-                    errno => opening(errno),
-                })?;
-                let size = block::logical_block_size(&fd)
-                    .map_err(device("reading the logical block size"))?
-                    as usize;
-                if size > UNIT || UNIT % size.max(1) != 0 {
-                    return Err(device("checking the logical block size")(Errno::EINVAL));
-                }
-                let size = block::device_size(&fd).map_err(device("reading the device size"))?;
-                (fd, Some(size))
-            }
-            Kind::RegularFile => {
-                // Filesystems without O_DIRECT (tmpfs on older kernels) refuse it with EINVAL.
-                let fd = match block::open(path, false, true) {
-                    Err(Errno::EINVAL) => block::open(path, false, false),
-                    other => other,
-                }
-                .map_err(opening)?;
-                let len = block::file_len(&fd).map_err(device("reading the file size"))?;
-                // A file that has a length stands for a disk of that size; an empty one grows.
-                (fd, (len > 0).then_some(len))
-            }
-            Kind::Other => {
+        let (fd, blockdev) = match block::open_image(path, true) {
+            Ok(Some(target)) => target,
+            Ok(None) => {
                 return Err("the target is neither a block device nor a regular file".into())
             }
+            Err(Errno::EBUSY) => return Err(BUSY.into()),
+            Err(errno) => return Err(device("opening the target for writing")(errno)),
         };
-        Ok(Disk { fd, kind, limit, zero_by_writing: false })
+        let limit = if blockdev {
+            let size = block::logical_block_size(&fd)
+                .map_err(device("reading the logical block size"))? as usize;
+            if size > UNIT || UNIT % size.max(1) != 0 {
+                return Err(device("checking the logical block size")(Errno::EINVAL));
+            }
+            Some(block::device_size(&fd).map_err(device("reading the device size"))?)
+        } else {
+            let len = block::file_len(&fd).map_err(device("reading the file size"))?;
+            // A file that has a length stands for a disk of that size; an empty one grows.
+            (len > 0).then_some(len)
+        };
+        Ok(Disk { fd, device: blockdev, limit, zero_by_writing: false })
     }
 
     /// Zeroes a range: without sending zeros where the target can (BLKZEROOUT on a block
@@ -198,16 +189,18 @@ impl Disk {
         if len == 0 {
             return Ok(());
         } else if !self.zero_by_writing {
-            match block::zero(self.fd.raw(), self.kind == Kind::BlockDevice, offset, len) {
+            match block::zero(self.fd.raw(), self.device, offset, len) {
                 // Refused as unsupported: write zeros, from now on.
                 Err(Errno(e)) if UNSUPPORTED.contains(&e) => self.zero_by_writing = true,
                 other => return other,
             }
         }
         let zeros = AlignedBuf::zeroed(len.min(FLUSH as u64) as usize)?;
-        for at in (offset..offset + len).step_by(FLUSH) {
-            let n = (offset + len - at).min(FLUSH as u64) as usize;
-            self.write_at(&zeros[..n], at)?;
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let (zeros, _) = zeros.split_at((end - at).min(FLUSH as u64) as usize);
+            self.write_at(zeros, at)?;
+            at += zeros.len() as u64;
         }
         Ok(())
     }
@@ -380,7 +373,7 @@ impl Sink {
         if end <= start || self.disk.limit.is_none() {
             return Ok(());
         }
-        let io = Io::Zero { ioctl: self.disk.kind == Kind::BlockDevice };
+        let io = Io::Zero { ioctl: self.disk.device };
         ring.queue(io, &self.disk.fd, 0, (end - start) as usize, start)
     }
 }
@@ -412,7 +405,7 @@ struct Input {
 
 impl Input {
     fn available(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
     /// Reads once more from the source, moving what is left to the front first.
@@ -420,7 +413,8 @@ impl Input {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        let n = source(&mut self.buf[self.end..]).map_err(|e| text!("reading the image: {e}"))?;
+        let free = self.buf.get_mut(self.end..).unwrap_or_default();
+        let n = source(free).map_err(|e| text!("reading the image: {e}"))?;
         self.end += n;
         self.total += n as u64;
         self.eof = n == 0;
@@ -520,9 +514,8 @@ fn write_from(
     let result = streamed.and_then(|members| {
         let sha256 = sha.map(Sha256::finish);
         let partitions = commit(&mut sink, image_size, options.sha256.zip(sha256))?;
-        let format = if gzip { Format::Gzip } else { Format::Raw };
         let (image_len, source_len, sparse_bytes) = (sink.written, input.total, sink.sparse_bytes);
-        Ok(Summary { format, image_len, source_len, members, sparse_bytes, sha256, partitions })
+        Ok(Summary { gzip, image_len, source_len, members, sparse_bytes, sha256, partitions })
     });
     match result {
         Ok(summary) => {
@@ -605,13 +598,13 @@ fn commit(
     }
     let disk = &mut sink.disk;
     block::fsync(&disk.fd).map_err(writing("flushing the image to the disk", 0))?;
-    let head = &sink.head[..HEAD.min(actual) as usize];
+    let head = sink.head.get(..HEAD.min(actual) as usize).unwrap_or_default();
     disk.write_at(head, 0).map_err(writing("writing the image's first MiB", 0))?;
     if disk.limit.is_none() {
         block::set_len(&disk.fd, actual).map_err(writing("setting the file's length", actual))?;
     }
     block::fsync(&disk.fd).map_err(writing("flushing the image's first MiB to the disk", 0))?;
-    if disk.kind != Kind::BlockDevice {
+    if !disk.device {
         return Ok(PartitionScan::Skipped);
     }
     rescan(&disk.fd)
@@ -641,7 +634,7 @@ pub fn rescan(fd: &Fd) -> Result<PartitionScan, WriteError> {
 fn set_one_by_one(fd: &Fd) -> PartitionScan {
     let Some(table) = crate::disk::table::read(fd) else { return PartitionScan::Busy };
     let in_use = |n| block::set_partition(fd, n, None) == Err(Errno::EBUSY);
-    let kept = (1..=128).filter(|&n| in_use(n)).count() as u32;
+    let kept = (1..129).filter(|&n| in_use(n)).count() as u32;
     for &(n, start, len) in &table {
         let _ = block::set_partition(fd, n, Some((start, len)));
     }

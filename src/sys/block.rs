@@ -4,7 +4,6 @@
 use super::fd::{Fd, OpenFlags};
 use super::{check, check_size, retry, Errno, Result};
 use ::alloc::boxed::Box;
-use ::alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -66,6 +65,26 @@ fn stat_fd(fd: &Fd) -> Result<libc::stat> {
 pub fn open(path: &str, device: bool, direct: bool) -> Result<Fd> {
     let how = if device { OpenFlags::EXCLUSIVE } else { OpenFlags::CREATE };
     Fd::open(path, OpenFlags::READ_WRITE | how | OpenFlags::DIRECT * direct as c_int, 0o644)
+}
+
+/// Opens an image's target (`write`: read-write, a missing file created) or a capture's
+/// source (read-only): a block device with O_EXCL (EBUSY while it is mounted, in an array
+/// or held open exclusively; and no one else claims it meanwhile), a regular file with
+/// O_DIRECT unless its filesystem refuses it (EINVAL: tmpfs on older kernels). With
+/// whether it is a device; `None`: it is neither.
+pub fn open_image(path: &str, write: bool) -> Result<Option<(Fd, bool)>> {
+    let kind = kind_of(path)?.unwrap_or(Kind::RegularFile);
+    let device = kind == Kind::BlockDevice;
+    if kind == Kind::Other {
+        return Ok(None);
+    }
+    let how = if device { OpenFlags::EXCLUSIVE } else { OpenFlags::CREATE * write as c_int };
+    let flags = how | if write { OpenFlags::READ_WRITE } else { OpenFlags::READ };
+    let fd = match Fd::open(path, flags | OpenFlags::DIRECT, 0o644) {
+        Err(Errno::EINVAL) if !device => Fd::open(path, flags, 0o644),
+        other => other,
+    }?;
+    Ok(Some((fd, device)))
 }
 
 /// The file's length in bytes (for regular files).
@@ -325,7 +344,8 @@ struct Op {
 
 const STOP: Op = Op { io: Io::Stop, fd: -1, start: 0, len: 0, offset: 0 };
 
-/// What a ring and its threads share: all zeros to begin with.
+/// What a ring and its threads share: all zeros to begin with (a Stop in every slot), but
+/// for the buffer, the digest function and the Sequential.
 struct Shared {
     ops: [UnsafeCell<Op>; SLOTS],
     /// Per slot: its operation is queued or running.
@@ -457,8 +477,9 @@ fn feed(s: &Shared, op: &Op) {
 pub struct DirectRing<'s> {
     buf: AlignedBuf,
     shared: *const Shared,
-    /// The threads started, joined in Drop.
-    threads: Vec<libc::pthread_t>,
+    /// The threads, the first `started` of them started, joined in Drop.
+    threads: [libc::pthread_t; THREADS],
+    started: usize,
     /// Sequential operations queued so far: the next one's turn.
     turns: u32,
     /// The Sequential the threads feed, borrowed for the ring's life.
@@ -474,33 +495,29 @@ impl<'s> DirectRing<'s> {
         sequential: Option<&'s mut (dyn Sequential + 'static)>,
     ) -> Result<DirectRing<'s>> {
         let mut buf = AlignedBuf::zeroed(len)?;
-        let shared = Box::into_raw(Box::new(Shared {
-            ops: [const { UnsafeCell::new(STOP) }; SLOTS],
-            busy: [const { AtomicU32::new(0) }; SLOTS],
-            base: buf.as_mut_ptr(),
-            queued: AtomicU32::new(0),
-            taken: AtomicU32::new(0),
-            finished: AtomicU32::new(0),
-            errno: AtomicI32::new(0),
-            failed_at: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-            digest_fn: digest,
-            digest: AtomicU32::new(0),
-            sequential: sequential.map(|s| s as *mut dyn Sequential),
-            turns: AtomicU32::new(0),
-        }));
-        let (threads, _sequential) = (Vec::with_capacity(THREADS), core::marker::PhantomData);
-        let mut ring = DirectRing { buf, shared, threads, turns: 0, _sequential };
+        let mut shared = Box::<Shared>::new_zeroed();
+        let p = shared.as_mut_ptr();
+        // SAFETY: all zeros is a valid Shared (a Stop in every slot, counters at 0, no digest
+        // function) but perhaps for `sequential` (an Option of a fat raw pointer): it is
+        // written, as `base` and `digest_fn` are, through raw pointers into the allocation
+        // before the allocation is taken as initialised.
+        let shared = unsafe {
+            (&raw mut (*p).base).write(buf.as_mut_ptr());
+            (&raw mut (*p).digest_fn).write(digest);
+            (&raw mut (*p).sequential).write(sequential.map(|s| s as *mut dyn Sequential));
+            Box::into_raw(shared.assume_init())
+        };
+        // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
+        let threads = unsafe { core::mem::zeroed() };
+        let _sequential = core::marker::PhantomData;
+        let mut ring = DirectRing { buf, shared, threads, started: 0, turns: 0, _sequential };
         for _ in 0..THREADS {
-            // SAFETY: pthread_t is an integer or a pointer (musl), for which 0 is valid.
-            let mut thread: libc::pthread_t = unsafe { core::mem::zeroed() };
+            let thread = &mut ring.threads[ring.started % THREADS];
             // SAFETY: musl's default attributes (its own stack and TLS: `run` touches a few
             // pages of them); Drop frees `shared` and the buffer only once every thread
             // started has been joined.
-            match unsafe {
-                libc::pthread_create(&mut thread, core::ptr::null(), run, shared.cast())
-            } {
-                0 => ring.threads.push(thread),
+            match unsafe { libc::pthread_create(thread, core::ptr::null(), run, shared.cast()) } {
+                0 => ring.started += 1,
                 // Dropping the ring stops and joins the threads already started.
                 err => return Err(Errno(err)),
             }
@@ -650,10 +667,10 @@ impl Drop for DirectRing<'_> {
     fn drop(&mut self) {
         // The threads run (or skip) everything queued, then end; only then are the
         // buffer and the shared state freed.
-        for _ in &self.threads {
+        for _ in 0..self.started {
             self.push(STOP);
         }
-        for &thread in &self.threads {
+        for &thread in self.threads.iter().take(self.started) {
             // SAFETY: a thread this ring started and has not joined yet; it ends at the
             // Stop queued above.
             unsafe { libc::pthread_join(thread, core::ptr::null_mut()) };
