@@ -97,11 +97,10 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
         if !(key.starts_with(b"imprint.") || key == b"BOOTYURL" || key == b"ip") {
             continue;
         }
-        let (lossy, raw) = (String::from_utf8_lossy, value.unwrap_or_default());
+        let raw = value.unwrap_or_default();
         let mut bad = |expected: &str| {
-            let (key, value) = (lossy(key), lossy(raw));
-            errors
-                .push(text!("kernel command line: {key}={}: expected {expected}", Quoted(&value)));
+            let (key, value) = (Quoted(key), Quoted(raw));
+            errors.push(text!("kernel command line: {key:#}={value}: expected {expected}"));
         };
         // A value we keep must be text; a key given without `=` is treated as empty.
         let Ok(text) = core::str::from_utf8(raw) else {
@@ -124,7 +123,7 @@ pub fn parse(line: &[u8]) -> (Settings, Vec<String>) {
             },
             #[cfg(feature = "fault-injection")]
             Some(5) => s.fault = value,
-            _ => s.unknown.push(lossy(key).into_owned()),
+            _ => s.unknown.push(text!("{:#}", Quoted(key))),
         }
     }
     (s, errors)
@@ -242,7 +241,7 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0],
-            "kernel command line: imprint.url=\"\u{fffd}\u{fffd}\": expected UTF-8 text"
+            "kernel command line: imprint.url=\"\\xff\\xfe\": expected UTF-8 text"
         );
         // Every byte sequence splits without panicking.
         for len in 0..64usize {

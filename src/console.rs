@@ -65,24 +65,39 @@ macro_rules! text {
     };
 }
 
-/// A string shown in double quotes, with `"`, `\` and control characters escaped: what
-/// `{:?}` does for error messages, without the Debug machinery (its Unicode tables cost
-/// kilobytes in the init). The escapes are JSON's, so it also writes the strings of the
-/// status reports.
-pub struct Quoted<'a>(pub &'a str);
+/// Bytes shown in double quotes, with `"`, `\` and control characters escaped and bytes
+/// that are not UTF-8 shown as `\xNN`: what `{:?}` does for error messages, without the
+/// Debug machinery (its Unicode tables cost kilobytes in the init). The escapes of text are
+/// JSON's, so it also writes the strings of the status reports. `{:#}` leaves out the quotes.
+pub struct Quoted<T>(pub T);
 
-impl fmt::Display for Quoted<'_> {
+impl<T: AsRef<[u8]>> fmt::Display for Quoted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        for c in self.0.chars() {
+        quote(self.0.as_ref(), f)
+    }
+}
+
+/// [`Quoted`]'s one body, whatever it holds.
+fn quote(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let quote = if f.alternate() { "" } else { "\"" };
+    f.write_str(quote)?;
+    let mut rest = bytes;
+    // Each turn: the longest UTF-8 text, then one byte that is not UTF-8.
+    loop {
+        let valid = core::str::from_utf8(rest).map_or_else(|e| e.valid_up_to(), str::len);
+        let (text, tail) = rest.split_at_checked(valid).unwrap_or_default();
+        for c in core::str::from_utf8(text).unwrap_or_default().chars() {
             match c {
                 '"' | '\\' => f.write_str(if c == '"' { "\\\"" } else { "\\\\" })?,
                 c if (c as u32) < 0x20 || c == '\u{7f}' => write!(f, "\\u{:04x}", c as u32)?,
                 c => f.write_char(c)?,
             }
         }
-        f.write_char('"')
+        let Some((byte, tail)) = tail.split_first() else { break };
+        write!(f, "\\x{byte:02x}")?;
+        rest = tail;
     }
+    f.write_str(quote)
 }
 
 #[cfg(test)]
@@ -92,6 +107,10 @@ mod tests {
     #[test]
     fn quoted_escapes_what_would_confuse_a_reader() {
         assert_eq!(text!("{}", Quoted("plain é")), "\"plain é\"");
-        assert_eq!(text!("{}", Quoted("a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\u000ad\\u007f\"");
+        assert_eq!(text!("{}", Quoted(b"a\"b\\c\nd\x7f")), "\"a\\\"b\\\\c\\u000ad\\u007f\"");
+        // Bytes that are not UTF-8 are shown by value, the text around them kept.
+        let bytes = b"\xffok \xc3\xa9\xc3 \xe2\x82";
+        assert_eq!(text!("{}", Quoted(bytes)), "\"\\xffok é\\xc3 \\xe2\\x82\"");
+        assert_eq!(text!("{:#}", Quoted(b"a\x01")), "a\\u0001");
     }
 }

@@ -42,7 +42,7 @@ fn name(data: &[u8]) -> Option<String> {
     // Some servers count a trailing NUL in the length.
     let data = data.strip_suffix(&[0]).unwrap_or(data);
     let printable = !data.is_empty() && data.iter().all(|b| b.is_ascii_graphic());
-    printable.then(|| String::from_utf8_lossy(data).into_owned())
+    printable.then(|| core::str::from_utf8(data).map(String::from).ok())?
 }
 
 /// RFC 3442: (width, significant destination octets, gateway) repeated.

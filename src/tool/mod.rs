@@ -91,7 +91,7 @@ pub fn main(args: &[&[u8]]) -> i32 {
         Some(b"dhcp") => return net::dhcp_command(rest),
         other => {
             let what = other.map_or("no command given (this is not PID 1)".into(), |other| {
-                text!("unknown command {}", Quoted(&String::from_utf8_lossy(other)))
+                text!("unknown command {}", Quoted(other))
             });
             errln!("imprint: {what}; see imprint --help");
             return EXIT_USAGE;
