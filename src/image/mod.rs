@@ -43,7 +43,7 @@ pub type Interrupted = String;
 
 impl From<crate::http::Error> for Interrupted {
     fn from(e: crate::http::Error) -> Interrupted {
-        text!("{e}")
+        e.message
     }
 }
 
