@@ -78,10 +78,9 @@ impl<T: AsRef<[u8]>> fmt::Display for Quoted<T> {
 }
 
 /// [`Quoted`]'s one body, whatever it holds.
-fn quote(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn quote(mut rest: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let quote = if f.alternate() { "" } else { "\"" };
     f.write_str(quote)?;
-    let mut rest = bytes;
     // Each turn: the longest UTF-8 text, then one byte that is not UTF-8.
     loop {
         let valid = core::str::from_utf8(rest).map_or_else(|e| e.valid_up_to(), str::len);
