@@ -28,10 +28,8 @@ pub fn params(line: &[u8]) -> impl Iterator<Item = Param<'_>> {
 
 /// The kernel's next_arg(): one word, honouring quotes; returns it and the rest.
 fn next_param(s: &[u8]) -> (Param<'_>, &[u8]) {
-    let (quoted, s) = match s {
-        [b'"', s @ ..] => (true, s),
-        s => (false, s),
-    };
+    let quoted = s.first() == Some(&b'"');
+    let s = s.get(usize::from(quoted)..).unwrap_or_default();
     let mut in_quote = quoted;
     let end = s.iter().position(|&b| {
         in_quote ^= b == b'"';
