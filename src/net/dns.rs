@@ -4,6 +4,7 @@
 //!
 //! Its errors are `ResolveError`s, which the HTTP client (its only user) words.
 
+use crate::http::response::equals_ignoring_case;
 use crate::sys::poll::{self, READABLE};
 use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
@@ -148,7 +149,7 @@ pub fn decode_answer(
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
     if be16(msg, 4)? != 1
-        || !question.eq_ignore_ascii_case(query.get(HEADER_LEN..).unwrap_or_default())
+        || !equals_ignoring_case(question, query.get(HEADER_LEN..).unwrap_or_default())
     {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
@@ -162,7 +163,7 @@ pub fn decode_answer(
         at = data_at + usize::from(len);
         let data = msg.get(data_at..at).ok_or(CUT)?;
         // Class IN, for the name we want: an A record, or a CNAME to follow.
-        if class == 1 && owner.eq_ignore_ascii_case(&wanted) {
+        if class == 1 && equals_ignoring_case(&owner, &wanted) {
             match (kind, data) {
                 (1, &[a, b, c, d]) => return Ok(Ok([a, b, c, d])),
                 (5, _) => _ = read_name(msg, data_at, &mut wanted)?,
