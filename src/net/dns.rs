@@ -90,10 +90,8 @@ pub fn encode_query(id: u16, name: &str) -> Option<Vec<u8>> {
 const CUT: ResolveError = ResolveError::Bad("cut short");
 
 fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
-    match msg.get(at..) {
-        Some([a, b, ..]) => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(CUT),
-    }
+    let two = msg.get(at..at.wrapping_add(2)).and_then(|two| two.try_into().ok());
+    two.map(u16::from_be_bytes).ok_or(CUT)
 }
 
 /// The name at `at` into `name`, in wire form (length-prefixed labels) and
