@@ -6,7 +6,7 @@
 //! first disk": enumeration order changes between boots and kernels.
 
 use crate::console::Quoted;
-use crate::http::response::parse_length;
+use crate::http::response::{equals_ignoring_case, parse_length};
 use crate::plan::{DiskHints, Kind};
 use crate::sys::fs;
 use alloc::string::String;
@@ -162,10 +162,9 @@ fn matches(d: &Disk, h: &DiskHints) -> bool {
         ("vendor", &d.vendor),
         ("transport", d.transport),
     ];
-    texts
-        .into_iter()
-        .all(|(key, have)| h.str(key).is_none_or(|w| w.trim_ascii().eq_ignore_ascii_case(have)))
-        && h.str("wwn").is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
+    texts.into_iter().all(|(key, have)| {
+        h.str(key).is_none_or(|w| equals_ignoring_case(w.trim_ascii().as_bytes(), have.as_bytes()))
+    }) && h.str("wwn").is_none_or(|w| !d.wwid.is_empty() && wwn(w) == wwn(&d.wwid))
         && h.number("minSize").is_none_or(|min| d.size >= min)
         && h.number("maxSize").is_none_or(|max| d.size <= max)
         && h.bool("rotational").is_none_or(|r| d.rotational == r)

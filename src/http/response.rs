@@ -132,10 +132,10 @@ const WANTED: [&[u8]; 7] = [
     b"content-range",
 ];
 
-/// Whether `text` is `lower` (lower-case ASCII) in any case. (core's eq_ignore_ascii_case
-/// is several times larger in the init.)
-pub fn equals_ignoring_case(text: &[u8], lower: &[u8]) -> bool {
-    text.len() == lower.len() && text.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b)
+/// Whether `a` and `b` are equal ignoring ASCII case. (core's `[u8]::eq_ignore_ascii_case`
+/// is several times larger in the init: every caller uses this one instead.)
+pub fn equals_ignoring_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
 /// The pieces of `v` between `separator` bytes (one splitter for every caller: each

@@ -81,19 +81,21 @@ impl Url {
     #[inline(never)]
     pub fn join(&self, location: &str) -> Result<Url, UrlError> {
         let location = location.trim_ascii();
-        let origin = text!("http://{}", self.host_header());
-        let path = cut(&self.target, find(&self.target, b"?")).0;
-        let dir = cut(path, path.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1)).0;
-        // What the reference follows: the path for "?q", the path's directory for "x".
-        let (origin, base) = match location.as_bytes() {
-            _ if has_scheme(location) => ("", ""),
-            [b'/', b'/', ..] => ("http:", ""),
-            [b'/', ..] => (origin.as_str(), ""),
-            [b'?', ..] => (origin.as_str(), path),
-            [] | [b'#', ..] => (origin.as_str(), self.target.as_str()),
-            _ => (origin.as_str(), dir),
+        let path = find(&self.target, b"?");
+        let dir = cut(&self.target, path).0.bytes().rposition(|b| b == b'/').map_or(0, |i| i + 1);
+        // What the reference follows, as a prefix of this URL's text: nothing, the scheme,
+        // the origin, and of the target the path for "?q", its directory for "x".
+        let url = self.text();
+        let origin = url.len() - self.target.len();
+        let keep = match location.as_bytes() {
+            _ if has_scheme(location) => 0,
+            [b'/', b'/', ..] => "http:".len(),
+            [b'/', ..] => origin,
+            [b'?', ..] => origin + path,
+            [] | [b'#', ..] => url.len(),
+            _ => origin + dir,
         };
-        let mut url = Url::parse(&text!("{origin}{base}{location}"))?;
+        let mut url = Url::parse(&(String::from(cut(&url, keep).0) + location))?;
         let (path, query) = cut(&url.target, find(&url.target, b"?"));
         url.target = remove_dot_segments(path) + query;
         Ok(url)

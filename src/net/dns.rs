@@ -4,6 +4,7 @@
 //!
 //! Its errors are `ResolveError`s, which the HTTP client (its only user) words.
 
+use crate::http::response::equals_ignoring_case;
 use crate::sys::poll::{self, READABLE};
 use crate::sys::socket::UdpSocket;
 use crate::sys::time::monotonic;
@@ -89,10 +90,8 @@ pub fn encode_query(id: u16, name: &str) -> Option<Vec<u8>> {
 const CUT: ResolveError = ResolveError::Bad("cut short");
 
 fn be16(msg: &[u8], at: usize) -> Result<u16, ResolveError> {
-    match msg.get(at..) {
-        Some([a, b, ..]) => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(CUT),
-    }
+    let two = msg.get(at..at.wrapping_add(2)).and_then(|two| two.try_into().ok());
+    two.map(u16::from_be_bytes).ok_or(CUT)
 }
 
 /// The name at `at` into `name`, in wire form (length-prefixed labels) and
@@ -148,7 +147,7 @@ pub fn decode_answer(
     // The question as servers echo it: our own, uncompressed (the case of letters may differ).
     let question = msg.get(HEADER_LEN..query.len()).unwrap_or_default();
     if be16(msg, 4)? != 1
-        || !question.eq_ignore_ascii_case(query.get(HEADER_LEN..).unwrap_or_default())
+        || !equals_ignoring_case(question, query.get(HEADER_LEN..).unwrap_or_default())
     {
         return Err(ResolveError::Bad("question does not echo the query"));
     }
@@ -162,7 +161,7 @@ pub fn decode_answer(
         at = data_at + usize::from(len);
         let data = msg.get(data_at..at).ok_or(CUT)?;
         // Class IN, for the name we want: an A record, or a CNAME to follow.
-        if class == 1 && owner.eq_ignore_ascii_case(&wanted) {
+        if class == 1 && equals_ignoring_case(&owner, &wanted) {
             match (kind, data) {
                 (1, &[a, b, c, d]) => return Ok(Ok([a, b, c, d])),
                 (5, _) => _ = read_name(msg, data_at, &mut wanted)?,
