@@ -193,14 +193,15 @@ fn framing(options: &Options) -> (&'static str, String, String, String) {
     let Some(name) = &options.form_name else {
         return ("PUT", "application/octet-stream".into(), String::new(), String::new());
     };
-    // Unique enough never to occur in the data: the boot's clock in nanoseconds.
-    let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos());
+    // Unique enough never to occur in the data: the boot's clock in nanoseconds (its low
+    // 32 bits: u32's hex formatting is in the init already, u128's would be extra).
+    let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos() as u32);
     let extension = if options.compressed { "zmg" } else { "img" };
     let preamble = text!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"BootyImage\"; filename=\"{name}.{extension}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
-    let content_type = text!("multipart/form-data; boundary={boundary}");
-    ("POST", content_type, preamble, text!("\r\n--{boundary}--\r\n"))
+    let epilogue = String::from("\r\n--") + &boundary + "--\r\n";
+    ("POST", String::from("multipart/form-data; boundary=") + &boundary, preamble, epilogue)
 }
 
 impl<'h> Capture<'h> {
@@ -305,7 +306,7 @@ pub fn capture(
     let (method, content_type, preamble, epilogue) = framing(options);
     let mut body = Capture::new(disk, options, preamble, epilogue, hook)?;
     let headers = [("Content-Type", content_type.as_str())];
-    client.upload(method, url, &headers, &mut body, None).map_err(|e| text!("{e}"))?;
+    client.upload_from(method, url, &headers, &mut |buf| body.read(buf), None)?;
     (body.counts.elapsed, body.counts.done) = (time::monotonic() - body.started, true);
     // The server has it all: a failing hook now changes nothing about the capture.
     let _ = (body.hook)(&body.counts);
