@@ -205,19 +205,19 @@ fn framing(options: &Options) -> (&'static str, String, String, String) {
 }
 
 impl<'h> Capture<'h> {
-    /// A capture of `disk`, its body opened by `preamble` and closed by `epilogue`.
+    /// A capture of `disk` through `reader`, its body opened by `preamble` and closed by
+    /// `epilogue`.
     fn new(
-        disk: Disk,
+        (disk, reader): (Disk, ReadAhead),
         options: &Options,
         preamble: String,
         epilogue: String,
         hook: &'h mut Hook<'h>,
-    ) -> Result<Capture<'h>, CaptureError> {
-        let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
+    ) -> Capture<'h> {
         let mut out = preamble.into_bytes();
         let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
-        Ok(Capture {
+        Capture {
             disk,
             reader,
             pos: 0,
@@ -229,7 +229,7 @@ impl<'h> Capture<'h> {
             epilogue: Some(epilogue),
             hook,
             started: time::monotonic(),
-        })
+        }
     }
 
     /// Encodes the next unit of the disk into `out`, reading the next block when this one
@@ -265,11 +265,11 @@ impl<'h> Capture<'h> {
         Ok(())
     }
 
-    fn summary(self) -> Summary {
+    fn summary(&self) -> Summary {
         let (members, zero_bytes) =
             self.gzip.as_ref().map_or((0, 0), |g| (g.members, g.zero_bytes));
         let (disk_len, sent_len) = (self.counts.written, self.counts.read);
-        Summary { disk_len, sent_len, members, zero_bytes, sha256: self.sha.finish() }
+        Summary { disk_len, sent_len, members, zero_bytes, sha256: self.sha.clone().finish() }
     }
 }
 
@@ -304,7 +304,8 @@ pub fn capture(
     hook: &mut Hook,
 ) -> Result<Summary, CaptureError> {
     let (method, content_type, preamble, epilogue) = framing(options);
-    let mut body = Capture::new(disk, options, preamble, epilogue, hook)?;
+    let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
+    let mut body = Capture::new((disk, reader), options, preamble, epilogue, hook);
     let headers = [("Content-Type", content_type.as_str())];
     client.upload_from(method, url, &headers, &mut |buf| body.read(buf), None)?;
     (body.counts.elapsed, body.counts.done) = (time::monotonic() - body.started, true);
@@ -365,7 +366,8 @@ mod tests {
         assert_eq!(disk.size, data.len() as u64);
         let mut hook = |_: &Progress| -> Result<(), String> { Ok(()) };
         let (pre, post) = ("<pre>".to_string(), "<post>".to_string());
-        let mut body = Capture::new(disk, options, pre, post, &mut hook).unwrap();
+        let reader = ReadAhead::new(BLOCK).unwrap();
+        let mut body = Capture::new((disk, reader), options, pre, post, &mut hook);
         let mut sent = Vec::new();
         let mut buf = std::vec![0u8; 7000];
         loop {
