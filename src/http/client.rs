@@ -198,7 +198,7 @@ impl Client {
     }
 
     /// Streams the upload body: exactly `length` bytes, or chunked until the source ends.
-    fn upload_from(
+    pub fn upload_from(
         &mut self,
         method: &'static str,
         url: &str,

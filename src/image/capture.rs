@@ -193,30 +193,31 @@ fn framing(options: &Options) -> (&'static str, String, String, String) {
     let Some(name) = &options.form_name else {
         return ("PUT", "application/octet-stream".into(), String::new(), String::new());
     };
-    // Unique enough never to occur in the data: the boot's clock in nanoseconds.
-    let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos());
+    // Unique enough never to occur in the data: the boot's clock in nanoseconds (its low
+    // 32 bits: u32's hex formatting is in the init already, u128's would be extra).
+    let boundary = text!("imprint-capture-{:x}", time::monotonic().as_nanos() as u32);
     let extension = if options.compressed { "zmg" } else { "img" };
     let preamble = text!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"BootyImage\"; filename=\"{name}.{extension}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
-    let content_type = text!("multipart/form-data; boundary={boundary}");
-    ("POST", content_type, preamble, text!("\r\n--{boundary}--\r\n"))
+    let epilogue = String::from("\r\n--") + &boundary + "--\r\n";
+    ("POST", String::from("multipart/form-data; boundary=") + &boundary, preamble, epilogue)
 }
 
 impl<'h> Capture<'h> {
-    /// A capture of `disk`, its body opened by `preamble` and closed by `epilogue`.
+    /// A capture of `disk` through `reader`, its body opened by `preamble` and closed by
+    /// `epilogue`.
     fn new(
-        disk: Disk,
+        (disk, reader): (Disk, ReadAhead),
         options: &Options,
         preamble: String,
         epilogue: String,
         hook: &'h mut Hook<'h>,
-    ) -> Result<Capture<'h>, CaptureError> {
-        let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
+    ) -> Capture<'h> {
         let mut out = preamble.into_bytes();
         let gzip = options.compressed.then(|| Gzip::new(options.level, &mut out));
         let counts = Progress { image_size: Some(disk.size), reading: true, ..Progress::default() };
-        Ok(Capture {
+        Capture {
             disk,
             reader,
             pos: 0,
@@ -228,7 +229,7 @@ impl<'h> Capture<'h> {
             epilogue: Some(epilogue),
             hook,
             started: time::monotonic(),
-        })
+        }
     }
 
     /// Encodes the next unit of the disk into `out`, reading the next block when this one
@@ -264,11 +265,11 @@ impl<'h> Capture<'h> {
         Ok(())
     }
 
-    fn summary(self) -> Summary {
+    fn summary(&self) -> Summary {
         let (members, zero_bytes) =
             self.gzip.as_ref().map_or((0, 0), |g| (g.members, g.zero_bytes));
         let (disk_len, sent_len) = (self.counts.written, self.counts.read);
-        Summary { disk_len, sent_len, members, zero_bytes, sha256: self.sha.finish() }
+        Summary { disk_len, sent_len, members, zero_bytes, sha256: self.sha.clone().finish() }
     }
 }
 
@@ -303,9 +304,10 @@ pub fn capture(
     hook: &mut Hook,
 ) -> Result<Summary, CaptureError> {
     let (method, content_type, preamble, epilogue) = framing(options);
-    let mut body = Capture::new(disk, options, preamble, epilogue, hook)?;
+    let reader = ReadAhead::new(BLOCK).map_err(|e| text!("allocating buffers: {e}"))?;
+    let mut body = Capture::new((disk, reader), options, preamble, epilogue, hook);
     let headers = [("Content-Type", content_type.as_str())];
-    client.upload(method, url, &headers, &mut body, None).map_err(|e| text!("{e}"))?;
+    client.upload_from(method, url, &headers, &mut |buf| body.read(buf), None)?;
     (body.counts.elapsed, body.counts.done) = (time::monotonic() - body.started, true);
     // The server has it all: a failing hook now changes nothing about the capture.
     let _ = (body.hook)(&body.counts);
@@ -364,7 +366,8 @@ mod tests {
         assert_eq!(disk.size, data.len() as u64);
         let mut hook = |_: &Progress| -> Result<(), String> { Ok(()) };
         let (pre, post) = ("<pre>".to_string(), "<post>".to_string());
-        let mut body = Capture::new(disk, options, pre, post, &mut hook).unwrap();
+        let reader = ReadAhead::new(BLOCK).unwrap();
+        let mut body = Capture::new((disk, reader), options, pre, post, &mut hook);
         let mut sent = Vec::new();
         let mut buf = std::vec![0u8; 7000];
         loop {
