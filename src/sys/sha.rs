@@ -36,8 +36,11 @@ unsafe fn compress_ni(state: &mut [u32; 8], k: &[u32; 64], data: &[u8]) {
     let mut cdgh = arch::_mm_blend_epi16(efgh, cdab, 0xf0);
     for block in data.as_chunks::<64>().0 {
         let (abef_saved, cdgh_saved) = (abef, cdgh);
-        let (quarters, _) = block.as_chunks::<16>();
-        let mut w = [0, 1, 2, 3].map(|i| arch::_mm_shuffle_epi8(load(&quarters[i]), mask));
+        // Zipped, not indexed: the ring's threads run this too, and must have no panic site.
+        let mut w = [arch::_mm_setzero_si128(); 4];
+        for (w, quarter) in w.iter_mut().zip(block.as_chunks::<16>().0) {
+            *w = arch::_mm_shuffle_epi8(load(quarter), mask);
+        }
         for (group, k) in k.as_chunks::<4>().0.iter().enumerate() {
             let words = if group < 4 {
                 w[group]
