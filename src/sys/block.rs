@@ -381,8 +381,8 @@ fn futex(word: &AtomicU32, wait: bool, val: u32) {
 
 /// A ring's thread (a pthread of its own, hence its own errno): takes queued operations
 /// in order and runs them, until a Stop. It allocates nothing (the allocator serves the
-/// main thread only, see sys::alloc) and has no panic site; a ring's digest function must
-/// not either (the write path's, crc32::share, only folds and multiplies).
+/// main thread only, see sys::alloc) and has no panic site; nor may a ring's digest
+/// function or Sequential (the write path's crc32::share and Sha256::update have none).
 extern "C" fn run(shared: *mut c_void) -> *mut c_void {
     // SAFETY: the ring's Shared, which lives until Drop has joined this thread.
     let s = unsafe { &*shared.cast::<Shared>() };
