@@ -3,17 +3,13 @@
 //! re-read the whole table. GPT (behind its protective MBR), else MBR's four primary
 //! entries (logical partitions inside an extended one are not followed).
 
-use super::gpt;
+use super::gpt::{self, u32_at, u64_at};
 use crate::sys::block;
 use crate::sys::fd::Fd;
 use alloc::vec::Vec;
 
 /// A partition: its number (1-based), first byte and length in bytes.
 pub type Partition = (u32, u64, u64);
-
-fn le(b: &[u8], at: usize, len: usize) -> u64 {
-    b.get(at..at + len).unwrap_or_default().iter().rev().fold(0, |v, &x| v << 8 | x as u64)
-}
 
 /// The partitions of the disk open as `fd` (O_DIRECT or not: aligned reads of whole
 /// pages); none when it has no table, `None` when it cannot be read.
@@ -34,9 +30,9 @@ pub fn read(fd: &Fd) -> Option<Vec<Partition>> {
         if n > count {
             break; // the buffer is whole pages: what follows the entries is not theirs
         }
-        let (first, last) = (le(e, 32, 8), le(e, 40, 8));
+        let (first, last) = (u64_at(e, 32), u64_at(e, 40));
         // A used entry: its type GUID is not all zeros.
-        if le(e, 0, 8) | le(e, 8, 8) != 0 && last >= first {
+        if u64_at(e, 0) | u64_at(e, 8) != 0 && last >= first {
             table.push((n, first * block, (last - first + 1) * block));
         }
     }
@@ -48,9 +44,9 @@ fn primaries(mbr: &[u8], block: u64) -> Vec<Partition> {
     let mut table = Vec::new();
     if mbr.get(510..512) == Some(&[0x55, 0xAA]) {
         for (e, n) in mbr.get(446..510).unwrap_or_default().chunks_exact(16).zip(1..) {
-            let (start, len) = (le(e, 8, 4), le(e, 12, 4));
+            let (start, len) = (u64::from(u32_at(e, 8)), u64::from(u32_at(e, 12)));
             // A used entry: it has a type and a length.
-            if le(e, 4, 1) != 0 && len != 0 {
+            if e.get(4).is_some_and(|&kind| kind != 0) && len != 0 {
                 table.push((n, start * block, len * block));
             }
         }
